@@ -1,3 +1,157 @@
-fn main() {
-    println!("Hello, world!");
+//! Plugin wiring only: options, methods, the hook, state, start and exit.
+
+use cln_plugin::options::{ConfigOption, DefaultIntegerConfigOption};
+use cln_plugin::{Builder, Plugin};
+use cln_rebalance::channels::balances_view;
+use cln_rebalance::error::{self, RpcFailure};
+use cln_rebalance::node::{ClnNode, Lightningd};
+use cln_rebalance::params;
+use cln_rebalance::rebalance::{Config, Rebalancer};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+const OPT_MAXFEEPPM: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
+    "rebalance-maxfeeppm",
+    1000,
+    "Default fee cap of rebalance, in parts per million of the amount",
+);
+const OPT_EXEMPTFEE: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
+    "rebalance-exemptfee",
+    5000,
+    "Default fee in msat a rebalance may always pay, whatever maxfeeppm says",
+);
+const OPT_RETRY_FOR: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
+    "rebalance-retry-for",
+    60,
+    "Default seconds a rebalance keeps retrying",
+);
+const OPT_GRAPH_MAX_AGE: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
+    "rebalance-graph-refresh",
+    300,
+    "Seconds the plugin reuses its copy of the channel graph before reading listchannels again",
+);
+
+const REBALANCE_USAGE: &str =
+    "outgoing incoming [amount_msat] [maxfeeppm] [exemptfee] [retry_for] [dryrun]";
+const REBALANCE_DESCRIPTION: &str = "Move amount_msat of our liquidity out of channel `outgoing` and back in through \
+     channel `incoming` (short_channel_id or peer node id) by paying ourselves along a circle. Fee cap: \
+     max(exemptfee, amount x maxfeeppm / 1e6). Without amount_msat, moves what brings one channel to 50/50. \
+     dryrun=true quotes the route and fee without paying.";
+
+type State = Arc<Rebalancer<ClnNode>>;
+
+fn non_negative(name: &str, v: i64) -> Result<u64, String> {
+    u64::try_from(v).map_err(|_| format!("{name} must be >= 0, got {v}"))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), anyhow::Error> {
+    let Some(configured) = Builder::new(tokio::io::stdin(), tokio::io::stdout())
+        .option(OPT_MAXFEEPPM)
+        .option(OPT_EXEMPTFEE)
+        .option(OPT_RETRY_FOR)
+        .option(OPT_GRAPH_MAX_AGE)
+        .rpcmethod_from_builder(
+            cln_plugin::RpcMethodBuilder::new("rebalance", rebalance)
+                .usage(REBALANCE_USAGE)
+                .description(REBALANCE_DESCRIPTION),
+        )
+        .rpcmethod_from_builder(
+            cln_plugin::RpcMethodBuilder::new("balances", balances)
+                .usage("[id]")
+                .description("How each channel's funds are split between us and the peer (id: filter by peer id or short_channel_id)"),
+        )
+        .hook("invoice_payment", invoice_payment)
+        .subscribe("shutdown", shutdown)
+        .dynamic()
+        .configure()
+        .await?
+    else {
+        return Ok(()); // lightningd only asked for the manifest
+    };
+
+    let read = |opt: &DefaultIntegerConfigOption| -> Result<u64, String> {
+        let v = configured.option(opt).map_err(|e| e.to_string())?;
+        non_negative(opt.name(), v)
+    };
+    let config = match (|| -> Result<Config, String> {
+        let retry_for_secs = read(&OPT_RETRY_FOR)?;
+        if retry_for_secs == 0 || retry_for_secs > params::MAX_RETRY_FOR {
+            return Err(format!(
+                "rebalance-retry-for must be 1..={}",
+                params::MAX_RETRY_FOR
+            ));
+        }
+        Ok(Config {
+            maxfeeppm: read(&OPT_MAXFEEPPM)?,
+            exemptfee_msat: read(&OPT_EXEMPTFEE)?,
+            retry_for_secs,
+            graph_max_age: Duration::from_secs(read(&OPT_GRAPH_MAX_AGE)?),
+            ..Config::default()
+        })
+    })() {
+        Ok(c) => c,
+        Err(reason) => {
+            configured.disable(&reason).await?;
+            return Ok(());
+        }
+    };
+    let conf = configured.configuration();
+    let rpc_path = std::path::Path::new(&conf.lightning_dir).join(&conf.rpc_file);
+    let state: State = Arc::new(Rebalancer::new(ClnNode::new(rpc_path), config));
+    let plugin = configured.start(state).await?;
+    plugin.join().await?;
+    // cln-plugin returns from join() but the runtime would linger until stdin closes.
+    std::process::exit(0);
+}
+
+async fn rebalance(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow::Error> {
+    let state = plugin.state().clone();
+    let result = match params::rebalance(&params) {
+        Ok(p) => state.rebalance(p).await,
+        Err(e) => Err(e),
+    };
+    result.map_err(anyhow::Error::new)
+}
+
+async fn balances(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow::Error> {
+    let state = plugin.state().clone();
+    let p = params::balances(&params)?;
+    let node = &state.node;
+    let chans = node
+        .listpeerchannels()
+        .await
+        .map_err(|e| error::from_lightningd("listpeerchannels", &e))?;
+    // Aliases are a nicety: a failing listnodes must not fail balances.
+    let aliases: HashMap<String, String> = node
+        .listnodes()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|n| n.alias.map(|a| (n.nodeid, a)))
+        .collect();
+    if let Some(id) = &p.id
+        && !chans
+            .iter()
+            .any(|c| &c.peer_id == id || c.short_channel_id.as_deref() == Some(id.as_str()))
+    {
+        return Err(RpcFailure::param(
+            "id",
+            format!("no channel with peer or short_channel_id {id}"),
+        )
+        .into());
+    }
+    Ok(balances_view(&chans, &aliases, p.id.as_deref()))
+}
+
+async fn invoice_payment(plugin: Plugin<State>, payload: Value) -> Result<Value, anyhow::Error> {
+    Ok(plugin.state().on_invoice_payment(&payload).await)
+}
+
+async fn shutdown(plugin: Plugin<State>, _: Value) -> Result<(), anyhow::Error> {
+    log::info!("shutting down");
+    plugin.shutdown()?;
+    std::process::exit(0);
 }

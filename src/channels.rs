@@ -1,0 +1,381 @@
+//! Our own channels: the `balances` view, and turning an `outgoing`/`incoming` parameter (a
+//! short_channel_id or a peer's node id) into one of our channels. Pure: works on
+//! `listpeerchannels` entries the caller fetched.
+
+use crate::amount::display_sat;
+use crate::error::RpcFailure;
+use crate::graph::Scid;
+use crate::node::PeerChannel;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+/// Width of the text bar in `balances`.
+pub const BAR_WIDTH: usize = 20;
+
+/// A fixed-width bar of our share: `#` ours, `-` theirs, e.g. `[#####---------------]`.
+pub fn bar(to_us_msat: u64, total_msat: u64) -> String {
+    let ours = if total_msat == 0 {
+        0
+    } else {
+        ((to_us_msat as u128 * BAR_WIDTH as u128 + total_msat as u128 / 2) / total_msat as u128)
+            as usize
+    };
+    let ours = ours.min(BAR_WIDTH);
+    format!("[{}{}]", "#".repeat(ours), "-".repeat(BAR_WIDTH - ours))
+}
+
+/// Our share in percent with one decimal (display only; money stays in msat).
+pub fn our_percent(to_us_msat: u64, total_msat: u64) -> f64 {
+    if total_msat == 0 {
+        return 0.0;
+    }
+    let tenths = (to_us_msat as u128 * 1000 + total_msat as u128 / 2) / total_msat as u128;
+    tenths as f64 / 10.0
+}
+
+/// Is `s` a node id (33-byte compressed public key in hex)?
+pub fn is_node_id(s: &str) -> bool {
+    s.len() == 66
+        && (s.starts_with("02") || s.starts_with("03"))
+        && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The `balances` result: every channel listpeerchannels knows, with totals and a text table.
+pub fn balances_view(
+    channels: &[PeerChannel],
+    aliases: &HashMap<String, String>,
+    filter: Option<&str>,
+) -> Value {
+    let mut rows = Vec::new();
+    let (mut to_us, mut total, mut spendable, mut receivable) = (0u64, 0u64, 0u64, 0u64);
+    let mut table = vec![format!(
+        "{:<20} {:<16} {:<18} {:>16} {:>16} {:>6}  {}",
+        "alias", "short_channel_id", "state", "ours(sat)", "theirs(sat)", "ours%", "bar"
+    )];
+    let mut sorted: Vec<&PeerChannel> = channels
+        .iter()
+        .filter(|c| match filter {
+            None => true,
+            Some(f) => c.peer_id == f || c.short_channel_id.as_deref() == Some(f),
+        })
+        .collect();
+    sorted.sort_by(|a, b| {
+        our_percent(a.to_us_msat, a.total_msat)
+            .total_cmp(&our_percent(b.to_us_msat, b.total_msat))
+            .then_with(|| a.short_channel_id.cmp(&b.short_channel_id))
+    });
+    for c in sorted {
+        let alias = aliases.get(&c.peer_id).cloned().unwrap_or_default();
+        let scid = c.short_channel_id.clone().unwrap_or_default();
+        to_us = to_us.saturating_add(c.to_us_msat);
+        total = total.saturating_add(c.total_msat);
+        spendable = spendable.saturating_add(c.spendable_msat);
+        receivable = receivable.saturating_add(c.receivable_msat);
+        let shown_alias = if alias.is_empty() {
+            &c.peer_id[..c.peer_id.len().min(16)]
+        } else {
+            alias.as_str()
+        };
+        table.push(format!(
+            "{:<20} {:<16} {:<18} {:>16} {:>16} {:>6.1}  {}{}",
+            truncate(shown_alias, 20),
+            scid,
+            truncate(&c.state, 18),
+            display_sat(c.to_us_msat).trim_end_matches("sat"),
+            display_sat(c.total_msat.saturating_sub(c.to_us_msat)).trim_end_matches("sat"),
+            our_percent(c.to_us_msat, c.total_msat),
+            bar(c.to_us_msat, c.total_msat),
+            if c.peer_connected { "" } else { " (offline)" }
+        ));
+        rows.push(json!({
+            "peer_id": c.peer_id,
+            "alias": alias,
+            "short_channel_id": c.short_channel_id,
+            "state": c.state,
+            "peer_connected": c.peer_connected,
+            "private": c.private,
+            "to_us_msat": c.to_us_msat,
+            "total_msat": c.total_msat,
+            "spendable_msat": c.spendable_msat,
+            "receivable_msat": c.receivable_msat,
+            "our_percent": our_percent(c.to_us_msat, c.total_msat),
+            "bar": bar(c.to_us_msat, c.total_msat),
+        }));
+    }
+    table.push(format!(
+        "{:<20} {:<16} {:<18} {:>16} {:>16} {:>6.1}  {}",
+        format!("total ({} channels)", rows.len()),
+        "",
+        "",
+        display_sat(to_us).trim_end_matches("sat"),
+        display_sat(total.saturating_sub(to_us)).trim_end_matches("sat"),
+        our_percent(to_us, total),
+        bar(to_us, total)
+    ));
+    json!({
+        "channels": rows,
+        "totals": {
+            "channels": rows.len(),
+            "to_us_msat": to_us,
+            "total_msat": total,
+            "spendable_msat": spendable,
+            "receivable_msat": receivable,
+            "our_percent": our_percent(to_us, total),
+        },
+        // Last, so `lightning-cli -H balances` ends with a table a person can scan.
+        "summary": table,
+    })
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// Which end of the rebalance a parameter names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Outgoing,
+    Incoming,
+}
+
+impl Role {
+    pub fn param(self) -> &'static str {
+        match self {
+            Role::Outgoing => "outgoing",
+            Role::Incoming => "incoming",
+        }
+    }
+}
+
+/// Finds our channel named by `spec` (a short_channel_id, or a peer id: then the usable channel
+/// with the most spendable (outgoing) or receivable (incoming)).
+pub fn resolve<'a>(
+    channels: &'a [PeerChannel],
+    spec: &str,
+    role: Role,
+) -> Result<&'a PeerChannel, RpcFailure> {
+    let name = role.param();
+    if let Ok(scid) = spec.parse::<Scid>() {
+        let scid = scid.to_string();
+        return channels
+            .iter()
+            .find(|c| c.short_channel_id.as_deref() == Some(scid.as_str()))
+            .ok_or_else(|| {
+                RpcFailure::param(
+                    name,
+                    format!("we have no channel {spec} (not in listpeerchannels)"),
+                )
+            });
+    }
+    if !is_node_id(spec) {
+        return Err(RpcFailure::param(
+            name,
+            format!(
+                "'{spec}' is neither a short_channel_id (BLOCKxTXxOUTPUT) nor a node id (66 hex characters)"
+            ),
+        ));
+    }
+    let spec = spec.to_ascii_lowercase();
+    let peer: Vec<&PeerChannel> = channels
+        .iter()
+        .filter(|c| c.peer_id == spec && c.short_channel_id.is_some())
+        .collect();
+    if peer.is_empty() {
+        return Err(RpcFailure::param(
+            name,
+            format!("we have no channel with peer {spec}"),
+        ));
+    }
+    let key = |c: &PeerChannel| match role {
+        Role::Outgoing => c.spendable_msat,
+        Role::Incoming => c.receivable_msat,
+    };
+    let best_normal = peer
+        .iter()
+        .copied()
+        .filter(|c| c.state == "CHANNELD_NORMAL")
+        .max_by_key(|c| key(c));
+    Ok(best_normal.unwrap_or_else(|| {
+        peer.iter()
+            .copied()
+            .max_by_key(|c| key(c))
+            .expect("non-empty")
+    }))
+}
+
+/// Refuses a channel that cannot take part in a rebalance right now, saying why.
+pub fn check_usable(c: &PeerChannel, role: Role) -> Result<(), RpcFailure> {
+    let name = role.param();
+    let scid = c.short_channel_id.as_deref().unwrap_or("?");
+    if c.state != "CHANNELD_NORMAL" {
+        return Err(RpcFailure::param(
+            name,
+            format!("channel {scid} is {}, not CHANNELD_NORMAL", c.state),
+        ));
+    }
+    if !c.peer_connected {
+        return Err(RpcFailure::param(
+            name,
+            format!("peer {} of channel {scid} is not connected", c.peer_id),
+        ));
+    }
+    Ok(())
+}
+
+/// The amount that brings one of the two channels to 50/50 without pushing the other past it.
+pub fn balancing_amount(outgoing: &PeerChannel, incoming: &PeerChannel) -> Result<u64, RpcFailure> {
+    let surplus = outgoing.to_us_msat.saturating_sub(outgoing.total_msat / 2);
+    let deficit = (incoming.total_msat / 2).saturating_sub(incoming.to_us_msat);
+    if surplus == 0 {
+        return Err(RpcFailure::param(
+            "amount_msat",
+            format!(
+                "not given, and no amount helps: outgoing channel {} is already at or below 50% ours ({}%)",
+                outgoing.short_channel_id.as_deref().unwrap_or("?"),
+                our_percent(outgoing.to_us_msat, outgoing.total_msat)
+            ),
+        ));
+    }
+    if deficit == 0 {
+        return Err(RpcFailure::param(
+            "amount_msat",
+            format!(
+                "not given, and no amount helps: incoming channel {} is already at or above 50% ours ({}%)",
+                incoming.short_channel_id.as_deref().unwrap_or("?"),
+                our_percent(incoming.to_us_msat, incoming.total_msat)
+            ),
+        ));
+    }
+    Ok(surplus.min(deficit))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn chan(peer: &str, scid: &str, to_us: u64, total: u64) -> PeerChannel {
+        serde_json::from_value(json!({
+            "peer_id": peer, "peer_connected": true, "state": "CHANNELD_NORMAL",
+            "short_channel_id": scid, "to_us_msat": to_us, "total_msat": total,
+            "spendable_msat": to_us.saturating_sub(total / 100), "receivable_msat": (total - to_us).saturating_sub(total / 100),
+        }))
+        .unwrap()
+    }
+
+    const P1: &str = "02aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const P2: &str = "03bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    #[test]
+    fn bars_and_percent() {
+        assert_eq!(bar(0, 100), format!("[{}]", "-".repeat(20)));
+        assert_eq!(bar(100, 100), format!("[{}]", "#".repeat(20)));
+        assert_eq!(bar(50, 100), "[##########----------]");
+        assert_eq!(bar(0, 0).len(), 22);
+        assert_eq!(our_percent(1, 3), 33.3);
+        assert_eq!(our_percent(0, 0), 0.0);
+    }
+
+    #[test]
+    fn resolves_scid_and_peer() {
+        let chans = vec![
+            chan(P1, "1x1x0", 700, 1000),
+            chan(P1, "2x1x0", 900, 2000),
+            chan(P2, "3x1x0", 100, 1000),
+        ];
+        assert_eq!(
+            resolve(&chans, "3x1x0", Role::Outgoing).unwrap().peer_id,
+            P2
+        );
+        // Outgoing picks most spendable (2x1x0: 880), incoming most receivable (2x1x0: 1080).
+        assert_eq!(
+            resolve(&chans, P1, Role::Outgoing)
+                .unwrap()
+                .short_channel_id
+                .as_deref(),
+            Some("2x1x0")
+        );
+        let mut chans2 = chans.clone();
+        chans2[1].to_us_msat = 1990;
+        chans2[1].receivable_msat = 0;
+        assert_eq!(
+            resolve(&chans2, P1, Role::Incoming)
+                .unwrap()
+                .short_channel_id
+                .as_deref(),
+            Some("1x1x0")
+        );
+        let e = resolve(&chans, "9x9x9", Role::Incoming).unwrap_err();
+        assert!(
+            e.message.starts_with("incoming: we have no channel 9x9x9"),
+            "{}",
+            e.message
+        );
+        let e = resolve(&chans, "bogus", Role::Outgoing).unwrap_err();
+        assert!(e.message.starts_with("outgoing: 'bogus' is neither"));
+        let other = "02cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+        assert!(
+            resolve(&chans, other, Role::Outgoing)
+                .unwrap_err()
+                .message
+                .contains("no channel with peer")
+        );
+    }
+
+    #[test]
+    fn usability_and_default_amount() {
+        let mut c = chan(P1, "1x1x0", 700, 1000);
+        assert!(check_usable(&c, Role::Outgoing).is_ok());
+        c.peer_connected = false;
+        assert!(
+            check_usable(&c, Role::Outgoing)
+                .unwrap_err()
+                .message
+                .contains("not connected")
+        );
+        c.state = "ONCHAIN".into();
+        assert!(
+            check_usable(&c, Role::Incoming)
+                .unwrap_err()
+                .message
+                .starts_with("incoming: channel 1x1x0 is ONCHAIN")
+        );
+
+        let out = chan(P1, "1x1x0", 800_000, 1_000_000);
+        let inc = chan(P2, "2x1x0", 100_000, 1_000_000);
+        assert_eq!(balancing_amount(&out, &inc).unwrap(), 300_000); // brings out to 50%
+        let inc2 = chan(P2, "2x1x0", 450_000, 1_000_000);
+        assert_eq!(balancing_amount(&out, &inc2).unwrap(), 50_000); // brings in to 50%
+        let balanced = chan(P1, "1x1x0", 500_000, 1_000_000);
+        assert!(
+            balancing_amount(&balanced, &inc)
+                .unwrap_err()
+                .message
+                .contains("outgoing channel 1x1x0 is already")
+        );
+        assert!(
+            balancing_amount(&out, &balanced)
+                .unwrap_err()
+                .message
+                .contains("incoming channel 1x1x0 is already")
+        );
+    }
+
+    #[test]
+    fn view_totals_and_filter() {
+        let chans = vec![chan(P1, "1x1x0", 750, 1000), chan(P2, "2x1x0", 250, 1000)];
+        let aliases = HashMap::from([(P1.to_string(), "alice".to_string())]);
+        let v = balances_view(&chans, &aliases, None);
+        assert_eq!(v["totals"]["to_us_msat"], 1000);
+        assert_eq!(v["totals"]["total_msat"], 2000);
+        assert_eq!(v["totals"]["our_percent"], 50.0);
+        assert_eq!(
+            v["channels"][0]["short_channel_id"], "2x1x0",
+            "least ours first"
+        );
+        assert_eq!(v["channels"][1]["alias"], "alice");
+        assert_eq!(v["channels"][1]["bar"], "[###############-----]");
+        let f = balances_view(&chans, &aliases, Some("2x1x0"));
+        assert_eq!(f["totals"]["channels"], 1);
+        assert_eq!(f["summary"].as_array().unwrap().len(), 3);
+    }
+}

@@ -1,0 +1,268 @@
+//! Request parameters, positional (lightning-cli's default) or keyword (`-k`), into typed
+//! requests. Every error names the parameter. No routing math here.
+
+use crate::amount::{AmountError, MAX_MONEY_MSAT, parse_amount};
+use crate::error::RpcFailure;
+use serde_json::{Map, Value};
+
+pub const REBALANCE_PARAMS: [&str; 7] = [
+    "outgoing",
+    "incoming",
+    "amount_msat",
+    "maxfeeppm",
+    "exemptfee",
+    "retry_for",
+    "dryrun",
+];
+pub const BALANCES_PARAMS: [&str; 1] = ["id"];
+
+/// The most `retry_for` may ask: an hour keeps funds from being tied up by one command.
+pub const MAX_RETRY_FOR: u64 = 3600;
+
+/// `rebalance` as asked; `None` means "use the plugin's configured default".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebalanceParams {
+    pub outgoing: String,
+    pub incoming: String,
+    pub amount_msat: Option<u64>,
+    pub maxfeeppm: Option<u64>,
+    pub exemptfee: Option<u64>,
+    pub retry_for: Option<u64>,
+    pub dryrun: bool,
+}
+
+/// `balances [id]`: `id` filters by peer id or short_channel_id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalancesParams {
+    pub id: Option<String>,
+}
+
+/// Turns positional or keyword params into a name -> value map, refusing unknown names and
+/// too many positional values.
+pub fn named(params: &Value, names: &[&str]) -> Result<Map<String, Value>, RpcFailure> {
+    let mut out = Map::new();
+    match params {
+        Value::Null => {}
+        Value::Array(values) => {
+            if values.len() > names.len() {
+                return Err(RpcFailure::new(
+                    crate::error::INVALID_PARAMS,
+                    format!(
+                        "too many parameters: got {}, expected at most {} ({})",
+                        values.len(),
+                        names.len(),
+                        names.join(", ")
+                    ),
+                ));
+            }
+            for (name, v) in names.iter().zip(values) {
+                if !v.is_null() {
+                    out.insert(name.to_string(), v.clone());
+                }
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                if !names.contains(&k.as_str()) {
+                    return Err(RpcFailure::param(
+                        k,
+                        format!("unknown parameter (expected one of: {})", names.join(", ")),
+                    ));
+                }
+                if !v.is_null() {
+                    out.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        _ => {
+            return Err(RpcFailure::new(
+                crate::error::INVALID_PARAMS,
+                "params must be an array or an object",
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn string(map: &Map<String, Value>, name: &str) -> Result<Option<String>, RpcFailure> {
+    match map.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
+        Some(Value::String(_)) => Err(RpcFailure::param(name, "must not be empty")),
+        Some(other) => Err(RpcFailure::param(
+            name,
+            format!("expected a short_channel_id or node id string, got {other}"),
+        )),
+    }
+}
+
+/// An amount: a JSON integer (msat) or a CLN amount string.
+pub fn amount(map: &Map<String, Value>, name: &str) -> Result<Option<u64>, RpcFailure> {
+    let msat = match map.get(name) {
+        None => return Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(v) => v,
+            None if n.as_i64().is_some_and(|v| v < 0) => {
+                return Err(RpcFailure::param(name, AmountError::Negative));
+            }
+            None => return Err(RpcFailure::param(name, AmountError::SubMsat)),
+        },
+        Some(Value::String(s)) => parse_amount(s).map_err(|e| RpcFailure::param(name, e))?,
+        Some(other) => {
+            return Err(RpcFailure::param(
+                name,
+                format!("expected an amount, got {other}"),
+            ));
+        }
+    };
+    if msat > MAX_MONEY_MSAT {
+        return Err(RpcFailure::param(name, AmountError::TooLarge));
+    }
+    Ok(Some(msat))
+}
+
+/// A non-negative integer, from a JSON number or a string of digits.
+fn integer(map: &Map<String, Value>, name: &str, max: u64) -> Result<Option<u64>, RpcFailure> {
+    let v = match map.get(name) {
+        None => return Ok(None),
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+        Some(_) => None,
+    };
+    match v {
+        Some(v) if v <= max => Ok(Some(v)),
+        Some(_) => Err(RpcFailure::param(name, format!("must be at most {max}"))),
+        None => Err(RpcFailure::param(
+            name,
+            format!("expected a whole number >= 0, got {}", map[name]),
+        )),
+    }
+}
+
+fn boolean(map: &Map<String, Value>, name: &str) -> Result<Option<bool>, RpcFailure> {
+    match map.get(name) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Value::String(s)) if s == "true" => Ok(Some(true)),
+        Some(Value::String(s)) if s == "false" => Ok(Some(false)),
+        Some(other) => Err(RpcFailure::param(
+            name,
+            format!("expected true or false, got {other}"),
+        )),
+    }
+}
+
+pub fn rebalance(params: &Value) -> Result<RebalanceParams, RpcFailure> {
+    let map = named(params, &REBALANCE_PARAMS)?;
+    let outgoing = string(&map, "outgoing")?
+        .ok_or_else(|| RpcFailure::param("outgoing", "missing required parameter"))?;
+    let incoming = string(&map, "incoming")?
+        .ok_or_else(|| RpcFailure::param("incoming", "missing required parameter"))?;
+    let amount_msat = amount(&map, "amount_msat")?;
+    if amount_msat == Some(0) {
+        return Err(RpcFailure::param("amount_msat", "must be more than 0"));
+    }
+    let retry_for = integer(&map, "retry_for", MAX_RETRY_FOR)?;
+    if retry_for == Some(0) {
+        return Err(RpcFailure::param("retry_for", "must be at least 1 second"));
+    }
+    Ok(RebalanceParams {
+        outgoing,
+        incoming,
+        amount_msat,
+        maxfeeppm: integer(&map, "maxfeeppm", 1_000_000)?,
+        exemptfee: amount(&map, "exemptfee")?,
+        retry_for,
+        dryrun: boolean(&map, "dryrun")?.unwrap_or(false),
+    })
+}
+
+pub fn balances(params: &Value) -> Result<BalancesParams, RpcFailure> {
+    let map = named(params, &BALANCES_PARAMS)?;
+    Ok(BalancesParams {
+        id: string(&map, "id")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn err(v: Value) -> RpcFailure {
+        rebalance(&v).unwrap_err()
+    }
+
+    #[test]
+    fn positional_and_keyword_agree() {
+        let a = rebalance(&json!([
+            "1x1x0",
+            "2x1x0",
+            "100000sat",
+            500,
+            "2000msat",
+            30,
+            true
+        ]))
+        .unwrap();
+        let b = rebalance(
+            &json!({"outgoing": "1x1x0", "incoming": "2x1x0", "amount_msat": 100_000_000u64,
+            "maxfeeppm": "500", "exemptfee": 2000, "retry_for": 30, "dryrun": "true"}),
+        )
+        .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.amount_msat, Some(100_000_000));
+        let c = rebalance(&json!(["1x1x0", "2x1x0"])).unwrap();
+        assert_eq!((c.amount_msat, c.maxfeeppm, c.dryrun), (None, None, false));
+        let d = rebalance(&json!(["1x1x0", "2x1x0", null, 10])).unwrap();
+        assert_eq!((d.amount_msat, d.maxfeeppm), (None, Some(10)));
+    }
+
+    #[test]
+    fn errors_name_the_parameter() {
+        let cases = [
+            (json!([]), "outgoing"),
+            (json!(["1x1x0"]), "incoming"),
+            (json!(["1x1x0", "2x1x0", 0]), "amount_msat"),
+            (json!(["1x1x0", "2x1x0", -5]), "amount_msat"),
+            (json!(["1x1x0", "2x1x0", "12abc"]), "amount_msat"),
+            (json!(["1x1x0", "2x1x0", "22000000btc"]), "amount_msat"),
+            (json!(["1x1x0", "2x1x0", 1.5]), "amount_msat"),
+            (json!(["1x1x0", "2x1x0", 1000, -1]), "maxfeeppm"),
+            (json!(["1x1x0", "2x1x0", 1000, 10, "lots"]), "exemptfee"),
+            (json!(["1x1x0", "2x1x0", 1000, 10, 10, 0]), "retry_for"),
+            (json!(["1x1x0", "2x1x0", 1000, 10, 10, 99999]), "retry_for"),
+            (
+                json!(["1x1x0", "2x1x0", 1000, 10, 10, 10, "maybe"]),
+                "dryrun",
+            ),
+            (
+                json!({"outgoing": "1x1x0", "incoming": "2x1x0", "amount": 5}),
+                "amount",
+            ),
+            (json!({"outgoing": 5, "incoming": "2x1x0"}), "outgoing"),
+            (json!({"outgoing": "  ", "incoming": "2x1x0"}), "outgoing"),
+        ];
+        for (params, name) in cases {
+            let e = err(params.clone());
+            assert_eq!(e.code, -32602, "{params}");
+            assert!(
+                e.message.starts_with(&format!("{name}: ")),
+                "{params}: {}",
+                e.message
+            );
+        }
+        let e = err(json!(["a", "b", 1, 1, 1, 1, true, "extra"]));
+        assert!(e.message.contains("too many parameters"));
+    }
+
+    #[test]
+    fn balances_filter() {
+        assert_eq!(balances(&json!([])).unwrap().id, None);
+        assert_eq!(
+            balances(&json!({"id": "1x1x0"})).unwrap().id.as_deref(),
+            Some("1x1x0")
+        );
+        assert!(balances(&json!({"peer": "x"})).is_err());
+    }
+}
