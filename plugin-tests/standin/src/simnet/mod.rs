@@ -1,0 +1,355 @@
+//! The simulated network: nodes, channels with both directions' policies and a hidden split of
+//! funds, our node's invoices and payments, and the HTLCs in flight. Pure: no I/O, no clock but
+//! the one it is given; every lightningd method it serves takes JSON params and returns JSON
+//! shaped as lightningd v26.06 returns it, plus [`Event`]s for whoever hosts the plugin (hooks to
+//! call, waiters to wake).
+//!
+//! - `load`      network files (documented JSON) and mainnet `listchannels` graphs
+//! - `views`     getinfo, listpeerchannels, listchannels, listnodes
+//! - `invoices`  invoice, listinvoices, delinvoice, decode
+//! - `pay`       sendpay, waitsendpay, listsendpays and the hop-by-hop forwarding model
+//! - `control`   the `dev-` methods tests and the demo use to steer and inspect the network
+//! - `params`    lightningd's parameter parsing and error wording
+//! - `wire`      BOLT 4 failcodes
+
+pub mod control;
+pub mod invoices;
+pub mod load;
+pub mod params;
+pub mod pay;
+pub mod views;
+pub mod wire;
+
+use crate::prng::SplitMix64;
+pub use params::{RpcError, RpcResult};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+
+/// A node of the network.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// 66-hex compressed public key.
+    pub id: String,
+    pub alias: String,
+    /// 6-hex RGB.
+    pub color: String,
+    /// An offline node is disconnected from all its peers: nothing can be forwarded to it.
+    pub online: bool,
+    /// lightningd's `dev-strict-forwarding`: when false (the default, as in lightningd) the node
+    /// forwards over whichever of its channels to the next peer has the most spendable among
+    /// those with the same fees (`best_channel`).
+    pub strict_forwarding: bool,
+    pub last_timestamp: u64,
+}
+
+/// One direction's `channel_update`: what the node at the start of it charges and allows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub fee_base_msat: u64,
+    pub fee_proportional_millionths: u64,
+    pub cltv_expiry_delta: u32,
+    pub htlc_minimum_msat: u64,
+    pub htlc_maximum_msat: u64,
+    /// `active` in listchannels; a disabled direction refuses to forward (channel_disabled).
+    pub active: bool,
+    pub last_update: u64,
+}
+
+/// An HTLC in flight on a channel, offered by the node on side `from`.
+#[derive(Debug, Clone)]
+pub struct Htlc {
+    pub id: u64,
+    pub from: usize,
+    pub amount_msat: u64,
+    /// Absolute block height.
+    pub expiry: u32,
+    pub payment_hash: String,
+    /// The payment (index into `Network::payments`) it belongs to.
+    pub payment: usize,
+    /// lightningd's `hin->status`, e.g. while a hook is pending.
+    pub status: Option<String>,
+}
+
+/// A channel between `nodes[0]` and `nodes[1]`. Index 0/1 is the "side"; `policy[s]` is the
+/// direction from `nodes[s]` to `nodes[1 - s]`.
+#[derive(Debug, Clone)]
+pub struct Channel {
+    pub scid: String,
+    pub nodes: [usize; 2],
+    pub capacity_msat: u64,
+    /// Settled funds of each side (in-flight HTLCs are still counted with their offerer).
+    pub balance_msat: [u64; 2],
+    /// The reserve each side must keep (1% of capacity, as lightningd's default).
+    pub reserve_msat: [u64; 2],
+    pub policy: [Policy; 2],
+    /// Whether each direction has a channel_update at all (mainnet graphs miss some); a
+    /// direction without one is not listed and cannot forward.
+    pub update_set: [bool; 2],
+    pub public: bool,
+    /// lightningd channel state name (CHANNELD_NORMAL, CHANNELD_AWAITING_LOCKIN, ONCHAIN ...).
+    pub state: String,
+    pub opener: usize,
+    pub channel_id: String,
+    pub funding_txid: String,
+    pub funding_outnum: u32,
+    /// The scid aliases of each side (`alias.local` is ours when we are one end).
+    pub alias: [String; 2],
+    pub htlcs: Vec<Htlc>,
+    pub next_htlc_id: [u64; 2],
+    /// dev-fail: the failcode a direction answers with instead of forwarding.
+    pub forced_failure: [Option<u16>; 2],
+    /// dev-hold on this channel: HTLCs arriving over it wait at its far end.
+    pub held: bool,
+}
+
+/// Settings of the simulation that lightningd takes from its config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// lightningd `cltv-final`: the final node needs `expiry >= blockheight + cltv_final`.
+    pub cltv_final: u32,
+    /// lightningd `max-htlc-cltv`.
+    pub max_htlc_cltv: u32,
+    /// Fee check at a forwarding node: `ceil` (stricter than lightningd, which floors the
+    /// proportional part) or `floor`.
+    pub fee_rounding_ceil: bool,
+    pub max_accepted_htlcs: usize,
+    /// Seed for preimages and anything else random.
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            cltv_final: 18,
+            max_htlc_cltv: 2016,
+            fee_rounding_ceil: true,
+            max_accepted_htlcs: 483,
+            seed: 1,
+        }
+    }
+}
+
+/// Which hooks the plugin registered (lightningd calls them only if some plugin did).
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    pub htlc_accepted: bool,
+    pub invoice_payment: bool,
+    /// The plugin's short name, for HTLC status strings.
+    pub plugin_name: String,
+}
+
+/// What the host of the plugin must do after a call into the network.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Call the plugin's `htlc_accepted` hook with `payload`, then
+    /// [`Network::htlc_accepted_result`] with its answer.
+    HtlcAcceptedHook { payment: usize, payload: Value },
+    /// Call the plugin's `invoice_payment` hook with `payload`, then
+    /// [`Network::invoice_payment_result`] with its answer.
+    InvoicePaymentHook { payment: usize, payload: Value },
+    /// A payment completed or failed: wake `waitsendpay` callers; notification payload included.
+    PaymentDone { payment: usize, notification: (String, Value) },
+    /// One of our invoices was paid (the `invoice_payment` notification).
+    InvoicePaid { notification: (String, Value) },
+    /// Something changed (balances, HTLCs): wake anyone polling.
+    Changed,
+}
+
+/// The whole simulated network, seen from our node.
+#[derive(Debug, Clone)]
+pub struct Network {
+    pub nodes: Vec<Node>,
+    pub channels: Vec<Channel>,
+    pub us: usize,
+    pub blockheight: u32,
+    pub config: Config,
+    pub hooks: Hooks,
+    pub invoices: Vec<invoices::Invoice>,
+    pub payments: Vec<pay::Payment>,
+    pub held_nodes: HashSet<usize>,
+    node_index: HashMap<String, usize>,
+    scid_index: HashMap<String, usize>,
+    prng: SplitMix64,
+    /// Seconds added to the wall clock (dev-timetravel), or a fixed time for tests.
+    pub time_offset: i64,
+    pub fixed_time: Option<u64>,
+    next_index: u64,
+}
+
+impl Network {
+    /// An empty network whose node `us` is the only node.
+    pub fn new(us: Node, blockheight: u32, config: Config) -> Self {
+        let seed = config.seed;
+        let mut n = Network {
+            nodes: Vec::new(),
+            channels: Vec::new(),
+            us: 0,
+            blockheight,
+            config,
+            hooks: Hooks::default(),
+            invoices: Vec::new(),
+            payments: Vec::new(),
+            held_nodes: HashSet::new(),
+            node_index: HashMap::new(),
+            scid_index: HashMap::new(),
+            prng: SplitMix64::new(seed),
+            time_offset: 0,
+            fixed_time: None,
+            next_index: 0,
+        };
+        n.us = n.add_node(us).expect("first node");
+        n
+    }
+
+    pub fn add_node(&mut self, node: Node) -> Result<usize, String> {
+        if !params::is_node_id(&node.id) {
+            return Err(format!("node id {} is not 33 bytes of hex (02/03...)", node.id));
+        }
+        if self.node_index.contains_key(&node.id) {
+            return Err(format!("duplicate node {}", node.id));
+        }
+        let i = self.nodes.len();
+        self.node_index.insert(node.id.clone(), i);
+        self.nodes.push(node);
+        Ok(i)
+    }
+
+    pub fn add_channel(&mut self, ch: Channel) -> Result<usize, String> {
+        if self.scid_index.contains_key(&ch.scid) {
+            return Err(format!("duplicate short_channel_id {}", ch.scid));
+        }
+        if ch.nodes[0] == ch.nodes[1] {
+            return Err(format!("channel {} connects a node to itself", ch.scid));
+        }
+        if ch.balance_msat[0] + ch.balance_msat[1] != ch.capacity_msat {
+            return Err(format!("channel {}: balances do not add up to capacity", ch.scid));
+        }
+        let i = self.channels.len();
+        self.scid_index.insert(ch.scid.clone(), i);
+        self.channels.push(ch);
+        Ok(i)
+    }
+
+    pub fn node_by_id(&self, id: &str) -> Option<usize> {
+        self.node_index.get(&id.to_ascii_lowercase()).copied()
+    }
+
+    /// A node by id or alias (for network files and dev- methods).
+    pub fn node_by_ref(&self, r: &str) -> Option<usize> {
+        self.node_by_id(r)
+            .or_else(|| self.nodes.iter().position(|n| n.alias == r))
+    }
+
+    pub fn channel_by_scid(&self, scid: &str) -> Option<usize> {
+        self.scid_index.get(scid).copied()
+    }
+
+    pub fn us_id(&self) -> &str {
+        &self.nodes[self.us].id
+    }
+
+    /// Unix time now, as this network sees it.
+    pub fn now(&self) -> u64 {
+        match self.fixed_time {
+            Some(t) => t,
+            None => {
+                let wall = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                (wall as i64 + self.time_offset).max(0) as u64
+            }
+        }
+    }
+
+    fn next_index(&mut self) -> u64 {
+        self.next_index += 1;
+        self.next_index
+    }
+
+    fn random32(&mut self) -> [u8; 32] {
+        self.prng.bytes32()
+    }
+
+    /// The side of `node` on channel `c`, if it is an end of it.
+    pub fn side_of(&self, c: usize, node: usize) -> Option<usize> {
+        self.channels[c].nodes.iter().position(|&n| n == node)
+    }
+
+    /// Our channels, in scid order.
+    pub fn our_channels(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = (0..self.channels.len())
+            .filter(|&c| self.channels[c].nodes.contains(&self.us))
+            .collect();
+        v.sort_by_key(|&c| scid_key(&self.channels[c].scid));
+        v
+    }
+
+    /// What side `s` can still offer on channel `c`: balance - reserve - offered HTLCs
+    /// (lightningd's `channel_amount_spendable`, without commitment fees).
+    pub fn spendable(&self, c: usize, s: usize) -> u64 {
+        let ch = &self.channels[c];
+        let offered: u64 = ch.htlcs.iter().filter(|h| h.from == s).map(|h| h.amount_msat).sum();
+        ch.balance_msat[s]
+            .saturating_sub(ch.reserve_msat[s])
+            .saturating_sub(offered)
+    }
+
+    /// What side `s` can still receive on channel `c` (`channel_amount_receivable`).
+    pub fn receivable(&self, c: usize, s: usize) -> u64 {
+        self.spendable(c, 1 - s)
+    }
+
+    /// Whether an HTLC can be added to channel `c` by state (lightningd's
+    /// `channel_state_can_add_htlc`).
+    pub fn can_add_htlc(&self, c: usize) -> bool {
+        matches!(
+            self.channels[c].state.as_str(),
+            "CHANNELD_NORMAL" | "CHANNELD_AWAITING_SPLICE"
+        )
+    }
+
+    /// BOLT 7 direction of the half-channel from `from` to `to`: 0 if `from`'s id sorts first.
+    pub fn direction(&self, from: usize, to: usize) -> u8 {
+        u8::from(self.nodes[from].id > self.nodes[to].id)
+    }
+
+    /// The methods this model serves, as lightningd names them. `None` if it is not one of ours.
+    pub fn call(&mut self, method: &str, params: &Value) -> Option<Result<(Value, Vec<Event>), RpcError>> {
+        let no_events = |r: RpcResult| r.map(|v| (v, Vec::new()));
+        Some(match method {
+            "getinfo" => no_events(self.getinfo(params)),
+            "listpeerchannels" => no_events(self.listpeerchannels(params)),
+            "listpeers" => no_events(self.listpeers(params)),
+            "listchannels" => no_events(self.listchannels(params)),
+            "listnodes" => no_events(self.listnodes(params)),
+            "listfunds" => no_events(self.listfunds(params)),
+            "invoice" => no_events(self.invoice(params)),
+            "listinvoices" => no_events(self.listinvoices(params)),
+            "delinvoice" => no_events(self.delinvoice(params)),
+            "decode" | "decodepay" => no_events(self.decode(method, params)),
+            "sendpay" => self.sendpay(params),
+            "listsendpays" => no_events(self.listsendpays(params)),
+            _ if method.starts_with("dev-") => return self.control(method, params),
+            _ => return None,
+        })
+    }
+}
+
+/// Sort key of a short_channel_id (numeric block, tx, output).
+pub fn scid_key(scid: &str) -> (u64, u64, u64) {
+    let mut it = scid.split('x').map(|p| p.parse::<u64>().unwrap_or(u64::MAX));
+    (
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+    )
+}
+
+/// A deterministic 32-byte hex string derived from `tag` (channel ids, funding txids).
+pub fn derived_hex32(tag: &str) -> String {
+    crate::sha256::hex(&crate::sha256::sha256(tag.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests;
