@@ -1,1 +1,259 @@
-//! placeholder
+//! The JSON-RPC unix socket (lightningd/jsonrpc.c): many connections at once, many requests per
+//! connection handled concurrently (a blocking waitsendpay holds up nothing else), answers
+//! written as they complete. Dispatch: lightningd's own methods (served by the network model),
+//! waitsendpay (which waits here), help/stop/plugin/notifications, the dev- control methods,
+//! and the plugin's methods (forwarded).
+
+use crate::daemon::Shared;
+use crate::jsonrpc::{JsonReader, frame, response};
+use crate::simnet::control::CONTROL_METHODS;
+use crate::simnet::params::{
+    self, JSONRPC2_INVALID_REQUEST, JSONRPC2_METHOD_NOT_FOUND, LIGHTNINGD, PAY_IN_PROGRESS,
+    RpcError,
+};
+use crate::simnet::pay::WaitState;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, oneshot};
+
+/// lightningd's built-in methods served here, with their usage (for `help`).
+const BUILTIN: &[(&str, &str)] = &[
+    ("getinfo", ""),
+    ("listpeerchannels", "[id] [short_channel_id] [channel_id]"),
+    ("listpeers", "[id] [level]"),
+    ("listchannels", "[short_channel_id] [source] [destination]"),
+    ("listnodes", "[id]"),
+    ("listfunds", "[spent]"),
+    (
+        "invoice",
+        "amount_msat label description [expiry] [fallbacks] [preimage] [exposeprivatechannels] \
+         [cltv] [deschashonly]",
+    ),
+    (
+        "listinvoices",
+        "[label] [invstring] [payment_hash] [offer_id] [index] [start] [limit]",
+    ),
+    ("delinvoice", "label status [desconly]"),
+    ("decode", "string"),
+    ("decodepay", "bolt11 [description]"),
+    (
+        "sendpay",
+        "route payment_hash [label] [amount_msat] [bolt11] [payment_secret] [partid] \
+         [localinvreqid] [groupid] [payment_metadata] [description]",
+    ),
+    ("waitsendpay", "payment_hash [timeout] [partid] [groupid]"),
+    (
+        "listsendpays",
+        "[bolt11] [payment_hash] [status] [index] [start] [limit]",
+    ),
+    ("help", "[command]"),
+    ("stop", ""),
+    ("plugin", "subcommand [plugin] [options]"),
+    ("notifications", "enable"),
+];
+
+/// A line written to a connection, with an optional ack once it is flushed.
+type Outgoing = (Vec<u8>, Option<oneshot::Sender<()>>);
+
+pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let (rd, mut wr) = stream.into_split();
+            let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
+            let writer = tokio::spawn(async move {
+                while let Some((buf, ack)) = rx.recv().await {
+                    if wr.write_all(&buf).await.is_err() {
+                        break;
+                    }
+                    let _ = wr.flush().await;
+                    if let Some(a) = ack {
+                        let _ = a.send(());
+                    }
+                }
+            });
+            let mut reader = JsonReader::new(rd);
+            loop {
+                match reader.next().await {
+                    Ok(Some(req)) => {
+                        let shared = shared.clone();
+                        let tx = tx.clone();
+                        tokio::spawn(async move { handle(shared, req, tx).await });
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let r = json!({"jsonrpc": "2.0", "id": null, "error": {
+                            "code": JSONRPC2_INVALID_REQUEST, "message": e.to_string()}});
+                        let _ = tx.send((frame(&r), None));
+                        break;
+                    }
+                }
+            }
+            drop(tx);
+            let _ = writer.await;
+        });
+    }
+}
+
+async fn handle(shared: Arc<Shared>, req: Value, tx: mpsc::UnboundedSender<Outgoing>) {
+    let id = req.get("id").cloned();
+    let Some(id) = id.filter(|i| i.is_string() || i.is_number()) else {
+        let r = json!({"jsonrpc": "2.0", "id": null, "error": {"code": JSONRPC2_INVALID_REQUEST,
+            "message": "No id"}});
+        let _ = tx.send((frame(&r), None));
+        return;
+    };
+    let method = req.get("method").and_then(Value::as_str).unwrap_or("").to_string();
+    let params = req.get("params").cloned();
+    let result = if req.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        Err(RpcError::new(
+            JSONRPC2_INVALID_REQUEST,
+            "jsonrpc: \"2.0\" must be specified in the request",
+        ))
+    } else if req.get("method").is_none() {
+        Err(RpcError::new(JSONRPC2_INVALID_REQUEST, "No method"))
+    } else if params.is_none() {
+        Err(RpcError::new(JSONRPC2_INVALID_REQUEST, "No params"))
+    } else {
+        let params = params.unwrap_or(Value::Null);
+        let brief = {
+            let s = params.to_string();
+            if s.len() > 300 { format!("{}...", &s[..300]) } else { s }
+        };
+        shared.log("debug", "jsonrpc", &format!("{method} {brief} (id {id})"));
+        if method == "stop" {
+            if let Err(e) = params::parse(&params, &[]) {
+                let _ = tx.send((frame(&response(&id, Err(e))), None));
+                return;
+            }
+            shared.log("unusual", "lightningd", "JSON-RPC shutdown");
+            crate::daemon::shutdown(&shared).await;
+            let (ack, done) = oneshot::channel();
+            let r = response(&id, Ok(json!({"result": "Shutdown complete"})));
+            let _ = tx.send((frame(&r), Some(ack)));
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), done).await;
+            shared.stop.notify_one();
+            return;
+        }
+        if let Some(plugin) = shared.plugin() {
+            if plugin.manifest.rpcmethods.iter().any(|m| m.name == method) {
+                let resp = plugin.forward(&req).await;
+                let _ = tx.send((frame(&resp), None));
+                return;
+            }
+        }
+        dispatch(&shared, &method, &params).await
+    };
+    let _ = tx.send((frame(&response(&id, result)), None));
+}
+
+async fn dispatch(shared: &Arc<Shared>, method: &str, params: &Value) -> Result<Value, RpcError> {
+    match method {
+        "waitsendpay" => return waitsendpay(shared, params).await,
+        "help" => return help(shared, params),
+        "notifications" => {
+            params::parse(params, &[("enable", true)])?;
+            return Ok(json!({}));
+        }
+        "plugin" => return plugin_cmd(shared, params),
+        _ => {}
+    }
+    let outcome = {
+        let mut net = shared.net.lock().expect("lock");
+        net.call(method, params)
+    };
+    match outcome {
+        Some(Ok((v, events))) => {
+            shared.handle_events(events);
+            Ok(v)
+        }
+        Some(Err(e)) => Err(e),
+        None => Err(RpcError::new(
+            JSONRPC2_METHOD_NOT_FOUND,
+            format!("Unknown command '{method}'"),
+        )),
+    }
+}
+
+async fn waitsendpay(shared: &Arc<Shared>, params: &Value) -> Result<Value, RpcError> {
+    let mut changed = shared.changed.subscribe();
+    let (state, timeout) = shared.net.lock().expect("lock").waitsendpay_check(params)?;
+    let pid = match state {
+        WaitState::Done(r) => return r,
+        WaitState::Pending(pid) => pid,
+    };
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + std::time::Duration::from_secs(t.into()));
+    loop {
+        let woke = match deadline {
+            Some(d) => tokio::time::timeout_at(d, changed.changed()).await.is_ok(),
+            None => changed.changed().await.is_ok(),
+        };
+        if !woke {
+            return Err(RpcError::new(PAY_IN_PROGRESS, "Timed out while waiting"));
+        }
+        if let WaitState::Done(r) = shared.net.lock().expect("lock").wait_state(pid, true) {
+            return r;
+        }
+    }
+}
+
+fn help(shared: &Arc<Shared>, params: &Value) -> Result<Value, RpcError> {
+    let p = params::parse(params, &[("command", false)])?;
+    let only = p.string("command")?;
+    let mut cmds: Vec<(String, String)> = BUILTIN
+        .iter()
+        .chain(CONTROL_METHODS)
+        .map(|(n, u)| (n.to_string(), u.to_string()))
+        .collect();
+    if let Some(plugin) = shared.plugin() {
+        for m in &plugin.manifest.rpcmethods {
+            cmds.push((m.name.clone(), m.usage.clone()));
+        }
+    }
+    cmds.sort();
+    if let Some(c) = &only {
+        cmds.retain(|(n, _)| n == c);
+        if cmds.is_empty() {
+            return Err(RpcError::new(
+                JSONRPC2_METHOD_NOT_FOUND,
+                format!("Unknown command {c}"),
+            ));
+        }
+    }
+    let list: Vec<Value> = cmds
+        .into_iter()
+        .map(|(n, u)| json!({"command": format!("{n} {u}")}))
+        .collect();
+    Ok(json!({"help": list, "format-hint": "simple"}))
+}
+
+fn plugin_cmd(shared: &Arc<Shared>, params: &Value) -> Result<Value, RpcError> {
+    let p = params::parse(params, &[("subcommand", true), ("plugin", false), ("options", false)])?;
+    let sub = p.string("subcommand")?.unwrap_or_default();
+    match sub.as_str() {
+        "list" => {
+            let plugins: Vec<Value> = shared
+                .plugin()
+                .map(|h| {
+                    vec![json!({"name": h.path.to_string_lossy(), "active": true,
+                                "dynamic": h.manifest.dynamic})]
+                })
+                .unwrap_or_default();
+            Ok(json!({"command": "list", "plugins": plugins}))
+        }
+        "start" | "stop" | "rescan" | "startdir" => Err(RpcError::new(
+            LIGHTNINGD,
+            "the stand-in runs the one plugin given on its command line; restart it instead",
+        )),
+        _ => Err(RpcError::badparam(
+            "subcommand",
+            "should be one of: start, stop, startdir, rescan, list",
+            &json!(sub),
+        )),
+    }
+}
