@@ -114,7 +114,7 @@ fn run(plugin: Option<PathBuf>, network: Option<PathBuf>, keep: Option<PathBuf>)
         plugin_opts: vec![],
         rpc_file: "lightning-rpc".into(),
         shutdown_grace: std::time::Duration::from_secs(10),
-        stderr_level: "unusual".into(),
+        stderr_level: "broken".into(),
     };
     let rt = tokio::runtime::Runtime::new()?;
     let (shared, _server) = rt.block_on(daemon::start(config))?;

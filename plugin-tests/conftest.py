@@ -1,0 +1,183 @@
+"""Fixtures for the stand-in end-to-end suite (test_standin_*.py).
+
+They run the real plugin binary (target/debug/cln-rebalance) under lightningd-standin, the
+lightningd stand-in in plugin-tests/standin, on a simulated network; no lightningd needed.
+Every fixture here is prefixed `standin` so it cannot clash with pyln-testing's fixtures used
+by the real-lightningd suite (test_real_*.py). A test fails at teardown if any **BROKEN** log
+line appeared or the plugin died.
+"""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from pyln.client import LightningRpc
+
+ROOT = Path(__file__).resolve().parent.parent
+STANDIN_DIR = Path(__file__).resolve().parent / "standin"
+NETWORKS = STANDIN_DIR / "networks"
+TESTPLUGIN = STANDIN_DIR / "testplugin" / "standin_testplugin.py"
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug"
+STANDIN_BIN = TARGET / "lightningd-standin"
+PLUGIN_BIN = TARGET / "cln-rebalance"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "standin: end-to-end test on lightningd-standin (no lightningd needed)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.fspath.basename.startswith("test_standin_"):
+            item.add_marker(pytest.mark.standin)
+
+
+@pytest.fixture(scope="session")
+def standin_bins():
+    """Paths of lightningd-standin and cln-rebalance, building the workspace if either is
+    missing (set STANDIN_NO_BUILD=1 to never build)."""
+    if not (STANDIN_BIN.exists() and PLUGIN_BIN.exists()) and not os.environ.get("STANDIN_NO_BUILD"):
+        subprocess.run(["cargo", "build", "-q", "--bins"], cwd=ROOT, check=True)
+    if not STANDIN_BIN.exists():
+        pytest.skip(f"{STANDIN_BIN} not built")
+    return {"standin": STANDIN_BIN, "plugin": PLUGIN_BIN}
+
+
+class Standin:
+    """One running lightningd-standin: `.rpc` is a pyln LightningRpc on its socket."""
+
+    def __init__(self, bins, network, plugin, options, allow_broken=False):
+        # Short directory: unix socket paths are limited to 108 bytes.
+        self.dir = Path(tempfile.mkdtemp(prefix="standin-", dir="/tmp"))
+        self.allow_broken = allow_broken
+        if isinstance(network, dict):
+            path = self.dir / "network.json"
+            path.write_text(json.dumps(network))
+            network = path
+        elif not os.path.isabs(str(network)):
+            network = NETWORKS / network
+        cmd = [str(bins["standin"]), "--network", str(network),
+               "--lightning-dir", str(self.dir), "--shutdown-grace", "10", "--log-stderr", "none"]
+        if plugin is not None:
+            cmd += ["--plugin", str(plugin)]
+        for k, v in (options or {}).items():
+            cmd += ["--plugin-opt", f"{k}={v}"]
+        self.log_path = self.dir / "log"
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while True:
+            if self.log_path.exists() and "Server started with public key" in self.log_path.read_text():
+                break
+            if self.proc.poll() is not None:
+                out = self.proc.stdout.read().decode()
+                raise RuntimeError(f"lightningd-standin exited: {out}")
+            if time.time() > deadline:
+                self.proc.kill()
+                raise RuntimeError("lightningd-standin did not start in 30 s")
+            time.sleep(0.05)
+        self.rpc = LightningRpc(str(self.dir / "regtest" / "lightning-rpc"))
+
+    def state(self):
+        """The network's true state (dev-state)."""
+        return self.rpc.call("dev-state", {})
+
+    def channel(self, scid):
+        return self.rpc.call("dev-state", {"short_channel_id": scid})["channels"][0]
+
+    def our_msat(self, scid):
+        """Our settled balance on one of our channels, from the true state."""
+        c = self.channel(scid)
+        us = self.rpc.getinfo()["id"]
+        return c["node1_msat"] if c["node1"] == us else c["node2_msat"]
+
+    def balances_snapshot(self):
+        return {c["short_channel_id"]: (c["node1_msat"], c["node2_msat"])
+                for c in self.state()["channels"]}
+
+    def log_lines(self):
+        return self.log_path.read_text().splitlines() if self.log_path.exists() else []
+
+    def broken_lines(self):
+        return [line for line in self.log_lines()
+                if "**BROKEN**" in line or "Killing plugin: exited during normal operation" in line]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            try:
+                self.rpc.stop()
+            except Exception:
+                pass
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def standin_factory(standin_bins):
+    """Starts stand-ins: `standin_factory(network="demo.json", plugin="rebalance", options={})`
+    where plugin is "rebalance" (the real binary), "testplugin", None, or a path."""
+    started = []
+
+    def make(network="demo.json", plugin="rebalance", options=None, allow_broken=False):
+        if plugin == "rebalance":
+            if not standin_bins["plugin"].exists():
+                pytest.skip("target/debug/cln-rebalance is not built")
+            plugin = standin_bins["plugin"]
+        elif plugin == "testplugin":
+            plugin = TESTPLUGIN
+        s = Standin(standin_bins, network, plugin, options, allow_broken)
+        started.append(s)
+        return s
+
+    yield make
+    problems = []
+    for s in started:
+        s.stop()
+        broken = s.broken_lines()
+        if broken and not s.allow_broken:
+            problems.append(f"{s.dir}: " + "\n".join(broken))
+        if not problems:
+            shutil.rmtree(s.dir, ignore_errors=True)
+    if problems:
+        pytest.fail("BROKEN log lines:\n" + "\n".join(problems))
+
+
+@pytest.fixture
+def standin(standin_factory):
+    """The demo network with the real plugin."""
+    return standin_factory()
+
+
+@pytest.fixture
+def standin_testplugin(standin_factory):
+    """The demo network with the minimal pyln test plugin."""
+    return standin_factory(plugin="testplugin", options={"tp-number": 7})
+
+
+def standin_route(rpc, hops, amount, final_delay=18):
+    """sendpay hops for [(node_id, scid), ...], amounts and delays computed backwards from the
+    listchannels policies, fees rounded up."""
+    out = []
+    amt, delay = amount, final_delay
+    for i in range(len(hops) - 1, -1, -1):
+        node, scid = hops[i]
+        out.append({"id": node, "channel": scid, "amount_msat": amt, "delay": delay})
+        if i > 0:
+            src = hops[i - 1][0]
+            e = [c for c in rpc.listchannels(scid)["channels"] if c["source"] == src][0]
+            amt += e["base_fee_millisatoshi"] + -(-amt * e["fee_per_millionth"] // 1_000_000)
+            delay += e["delay"]
+    return list(reversed(out))
+
+
+def standin_demo_ids():
+    """alias -> node id of networks/demo.json."""
+    net = json.loads((NETWORKS / "demo.json").read_text())
+    return {n["alias"]: n["id"] for n in net["nodes"]}
