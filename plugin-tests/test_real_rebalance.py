@@ -1,0 +1,359 @@
+"""cln-rebalance inside real lightningd (pyln-testing, regtest): circular rebalances over real
+channels, with real HTLCs, checked against lightningd's own view of the channels.
+
+One test per topology (setting up nodes and channels is what costs time); each test runs every
+check that topology can stage. See realnet.py for how the suite skips without lightningd.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+pytest.register_assert_rewrite("realnet")
+import realnet  # noqa: E402
+from realnet import (  # noqa: E402
+    UNKNOWN_NODE_ID, UNKNOWN_SCID, assert_no_unpaid_rebalance_invoice, chan, channels,
+    check_complete, check_nothing_paid, push, rebalance_invoices, rpc_error, scid_between,
+    sendpays, snapshot, to_us, wait_graph, wait_policy, wait_settled, wait_until,
+)
+
+pytestmark = realnet.requires_lightningd
+if realnet.SKIP_REASON is None:
+    from pyln.testing.fixtures import *  # noqa: F401,F403  (node_factory, bitcoind, ...)
+
+pytest_plugins = ["realnet"]
+
+SAT = 1000  # msat
+
+
+def cap_of(amount, maxfeeppm=1000, exemptfee=5000):
+    return max(exemptfee, amount * maxfeeppm // 10**6)
+
+
+def cli(node, *args):
+    """Run the real lightning-cli against `node`; returns parsed JSON (or raw text for -H)."""
+    exe = shutil.which("lightning-cli")
+    if exe is None:
+        return None
+    out = subprocess.run(
+        [exe, "--lightning-dir={}".format(node.daemon.lightning_dir), "--network=regtest"] + list(args),
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, (args, out.returncode, out.stdout, out.stderr)
+    return out.stdout if "-H" in args else json.loads(out.stdout)
+
+
+def check_balances(node):
+    """`balances` agrees field by field with listpeerchannels, and its totals add up."""
+    b = node.rpc.balances()
+    lpc = {c["short_channel_id"]: c for c in channels(node) if "short_channel_id" in c}
+    assert sorted(c["short_channel_id"] for c in b["channels"]) == sorted(lpc)
+    for row in b["channels"]:
+        c = lpc[row["short_channel_id"]]
+        for k in ("peer_id", "state", "peer_connected", "private"):
+            assert row[k] == c[k], (k, row, c)
+        for k in ("to_us_msat", "total_msat", "spendable_msat", "receivable_msat"):
+            assert int(row[k]) == int(c[k]), (k, row, c)
+        pct = 100.0 * int(c["to_us_msat"]) / int(c["total_msat"])
+        assert abs(float(row["our_percent"]) - pct) < 0.1, row
+        assert isinstance(row["bar"], str) and row["bar"]
+        aliases = [n.get("alias") for n in node.rpc.listnodes(c["peer_id"])["nodes"]]
+        if aliases and aliases[0]:
+            assert row["alias"] == aliases[0]
+    t = b["totals"]
+    assert t["channels"] == len(lpc)
+    for k in ("to_us_msat", "total_msat", "spendable_msat", "receivable_msat"):
+        assert int(t[k]) == sum(int(c[k]) for c in lpc.values()), k
+    assert isinstance(b["summary"], list) and all(isinstance(s, str) for s in b["summary"])
+    return b
+
+
+def test_triangle(node_factory):
+    """l1 -> l2 -> l3 -> l1: help, balances, bad input of every kind, dryrun, fee cap, real
+    rebalances (positional and keyword, by scid and by node id, via lightning-cli too), and an
+    outgoing peer gone offline."""
+    plugin = realnet.plugin_binary()
+    l1, l2, l3 = node_factory.get_nodes(3, opts=[{"plugin": str(plugin)}, {}, {}])
+    # Every channel starts on its opener's side: l1->l2, l2->l3 and l3->l1 all have the
+    # liquidity in the direction of the circle.
+    node_factory.join_nodes([l1, l2, l3, l1], wait_for_announce=True)
+    out_scid, mid_scid, in_scid = scid_between(l1, l2), scid_between(l2, l3), scid_between(l1, l3)
+    wait_graph(l1, 3)
+
+    # help shows the usage.
+    h = l1.rpc.help("rebalance")["help"]
+    assert len(h) == 1, h
+    assert h[0]["command"].startswith("rebalance outgoing incoming [amount_msat] [maxfeeppm] "
+                                      "[exemptfee] [retry_for] [dryrun]"), h
+    if shutil.which("lightning-cli"):
+        out = subprocess.run(
+            ["lightning-cli", "--lightning-dir={}".format(l1.daemon.lightning_dir),
+             "--network=regtest", "help", "rebalance"], capture_output=True, text=True, timeout=60)
+        assert "outgoing incoming [amount_msat]" in out.stdout, out
+
+    # balances against listpeerchannels, also filtered by peer and by scid.
+    b = check_balances(l1)
+    assert [r["short_channel_id"] for r in l1.rpc.balances(l2.info["id"])["channels"]] == [out_scid]
+    assert [r["short_channel_id"] for r in l1.rpc.balances(in_scid)["channels"]] == [in_scid]
+    assert b["channels"][0]["alias"]  # aliases known from node announcements
+    e = rpc_error(l1.rpc.call, "balances", [UNKNOWN_SCID])
+    assert e["code"] == -32602 and e["message"].startswith("id: "), e
+    if shutil.which("lightning-cli"):
+        table = cli(l1, "-H", "balances")
+        assert out_scid in table and in_scid in table, table
+
+    before = snapshot(l1)
+    pays_before = sendpays(l1)
+    amt = 100_000 * SAT
+
+    # Bad input of every kind: -32602 naming the parameter, nothing paid, no invoice made.
+    bad = [
+        ([], "outgoing"),
+        ([out_scid], "incoming"),
+        ([UNKNOWN_SCID, in_scid, amt], "outgoing"),           # no such channel
+        ([out_scid, UNKNOWN_SCID, amt], "incoming"),
+        (["1x2", in_scid, amt], "outgoing"),                  # malformed scid
+        ([out_scid, "103x1", amt], "incoming"),
+        ([out_scid, mid_scid, amt], "incoming"),              # a real channel, not ours
+        ([out_scid, "02" + "zz" * 32, amt], "incoming"),      # not hex
+        ([out_scid, "02" + "ab" * 31, amt], "incoming"),      # too short
+        ([UNKNOWN_NODE_ID, in_scid, amt], "outgoing"),        # valid id, not a peer
+        ([out_scid, out_scid, amt], "incoming"),              # same channel twice
+        ([l2.info["id"], out_scid, amt], "incoming"),         # same channel, by peer id
+        ([out_scid, in_scid, 0], "amount_msat"),
+        ([out_scid, in_scid, -5], "amount_msat"),
+        ([out_scid, in_scid, 1.5], "amount_msat"),
+        ([out_scid, in_scid, "12abc"], "amount_msat"),
+        ([out_scid, in_scid, "0sat"], "amount_msat"),
+        ([out_scid, in_scid, "22000000btc"], "amount_msat"),  # more than all bitcoin
+        ([out_scid, in_scid, 10**20], "amount_msat"),
+        ([out_scid, in_scid, 2 * 10**9], "incoming"),         # more than the channel can take
+        ([out_scid, in_scid, amt, -1], "maxfeeppm"),
+        ([out_scid, in_scid, amt, "lots"], "maxfeeppm"),
+        ([out_scid, in_scid, amt, 1000, "lots"], "exemptfee"),
+        ([out_scid, in_scid, amt, 1000, 5000, 0], "retry_for"),
+        ([out_scid, in_scid, amt, 1000, 5000, 10**6], "retry_for"),
+        ([out_scid, in_scid, amt, 1000, 5000, 60, "maybe"], "dryrun"),
+        ({"outgoing": out_scid, "incoming": in_scid, "amount": amt}, "amount"),  # unknown keyword
+        ({"outgoing": out_scid, "incoming": in_scid, "dry_run": True}, "dry_run"),
+        ({"outgoing": 5, "incoming": in_scid}, "outgoing"),
+        ({"outgoing": out_scid, "incoming": ""}, "incoming"),
+    ]
+    for params, name in bad:
+        e = rpc_error(l1.rpc.call, "rebalance", params)
+        assert e["code"] == -32602, (params, e)
+        assert e["message"].startswith(name + ": "), (params, e)
+    e = rpc_error(l1.rpc.call, "rebalance", [out_scid, in_scid, amt, 1000, 5000, 60, False, "extra"])
+    assert e["code"] == -32602 and "too many" in e["message"], e
+    check_nothing_paid(l1, before, pays_before)
+    assert rebalance_invoices(l1) == []
+    assert sendpays(l1) == pays_before
+
+    # Fee cap too low: 206 before any sendpay, with the cheapest fee it found.
+    e = rpc_error(l1.rpc.call, "rebalance", {"outgoing": out_scid, "incoming": in_scid,
+                                             "amount_msat": amt, "maxfeeppm": 0, "exemptfee": 0})
+    assert e["code"] == 206, e
+    cheapest = int(e["data"]["cheapest_fee_msat"])
+    assert cheapest > 0 and int(e["data"]["fee_cap_msat"]) == 0, e
+    # The cap is max(exemptfee, amount x maxfeeppm): just below the quote still refuses.
+    e = rpc_error(l1.rpc.call, "rebalance", [out_scid, in_scid, amt, 0, cheapest - 1])
+    assert e["code"] == 206, e
+    assert rebalance_invoices(l1) == [] and sendpays(l1) == pays_before
+
+    # Dryrun: a quote over the real graph, nothing paid, no invoice.
+    q = l1.rpc.call("rebalance", [out_scid, in_scid, "100000sat", None, None, None, True])
+    assert q["status"] == "dryrun", q
+    assert q["hops"] == 3 and [h["node_id"] for h in q["route"]] == [
+        l2.info["id"], l3.info["id"], l1.info["id"]], q
+    assert int(q["fee_msat"]) == cheapest
+    assert realnet.check_route_math(l1, q, l1.info["id"]) == cheapest
+    q2 = l1.rpc.call("rebalance", {"outgoing": out_scid, "incoming": in_scid,
+                                   "amount_msat": amt, "dryrun": True})
+    assert q2["fee_msat"] == q["fee_msat"] and q2["route"] == q["route"]
+    check_nothing_paid(l1, before, pays_before)
+    assert rebalance_invoices(l1) == [] and sendpays(l1) == pays_before
+
+    # A real rebalance, positional, with exactly the quoted fee (the cap is the quote itself).
+    r = l1.rpc.call("rebalance", [out_scid, in_scid, "100000sat", 0, cheapest])
+    fee = check_complete(l1, r, before, out_scid, in_scid, amt, cap=cheapest)
+    assert fee == cheapest and r["route"] == q["route"]
+    wait_settled(l2, l3)
+    check_balances(l1)
+
+    # Keyword, by peer node ids, integer msat: default cap (1000 ppm, 5000 msat exempt).
+    before = snapshot(l1)
+    amt2 = 250_000 * SAT
+    r = l1.rpc.call("rebalance", {"outgoing": l2.info["id"], "incoming": l3.info["id"],
+                                  "amount_msat": amt2, "retry_for": 30})
+    check_complete(l1, r, before, out_scid, in_scid, amt2, cap=cap_of(amt2))
+
+    # The real lightning-cli: -k with strings, then positional with a JSON literal.
+    if shutil.which("lightning-cli"):
+        before = snapshot(l1)
+        r = cli(l1, "-k", "rebalance", "outgoing=" + out_scid, "incoming=" + in_scid,
+                "amount_msat=10000sat", "dryrun=true")
+        assert r["status"] == "dryrun" and snapshot(l1) == before, r
+        r = cli(l1, "rebalance", out_scid, in_scid, "0.0001btc", "1000", "5000", "30", "false")
+        check_complete(l1, r, before, out_scid, in_scid, 10_000 * SAT, cap=5000)
+
+    wait_settled(l1, l2, l3)
+    assert_no_unpaid_rebalance_invoice(l1)
+
+    # The invoice_payment hook leaves ordinary payments to l1 alone.
+    before = snapshot(l1)
+    l2.pay(l1, 5_000 * SAT, label="ordinary")
+    wait_settled(l1, l2)
+    assert to_us(l1, out_scid) == before[out_scid] + 5_000 * SAT
+    assert l1.rpc.listinvoices("ordinary")["invoices"][0]["status"] == "paid"
+
+    # Outgoing peer offline: refused up front, naming the parameter; nothing paid.
+    l1.rpc.disconnect(l2.info["id"], force=True)
+    wait_until(lambda: not chan(l1, out_scid)["peer_connected"], 30, "l2 disconnected")
+    before = snapshot(l1)
+    pays_before = sendpays(l1)
+    e = rpc_error(l1.rpc.call, "rebalance", [out_scid, in_scid, amt])
+    assert e["code"] == -32602 and e["message"].startswith("outgoing: "), e
+    assert "not connected" in e["message"], e
+    e = rpc_error(l1.rpc.call, "rebalance", [l2.info["id"], in_scid, amt])
+    assert e["code"] == -32602 and e["message"].startswith("outgoing: "), e
+    check_nothing_paid(l1, before, pays_before)
+    offline = [c for c in l1.rpc.balances()["channels"] if c["short_channel_id"] == out_scid]
+    assert offline[0]["peer_connected"] is False
+
+
+def test_ring_of_five(node_factory):
+    """l1 -> l2 -> l3 -> l4 -> l5 -> l1: the return path crosses the network (4 fee-charging
+    hops); by node id positionally, then with the amount left to the plugin (50/50)."""
+    plugin = realnet.plugin_binary()
+    nodes = node_factory.get_nodes(5, opts=[{"plugin": str(plugin)}, {}, {}, {}, {}])
+    node_factory.join_nodes(nodes + [nodes[0]], wait_for_announce=True)
+    l1, l2, l3, l4, l5 = nodes
+    out_scid, in_scid = scid_between(l1, l2), scid_between(l1, l5)
+    wait_graph(l1, 5)
+
+    before = snapshot(l1)
+    amt = 200_000 * SAT
+    r = l1.rpc.call("rebalance", [l2.info["id"], l5.info["id"], amt])
+    fee = check_complete(l1, r, before, out_scid, in_scid, amt, cap=cap_of(amt))
+    assert r["hops"] == 5
+    assert [h["node_id"] for h in r["route"]] == [n.info["id"] for n in (l2, l3, l4, l5, l1)]
+    # Each of l2..l5 charged base 1 msat + 10 ppm (pyln-testing's defaults): about 4 x 2001.
+    assert 4 * 2001 <= fee < 4 * 2001 + 10, fee
+    wait_settled(*nodes)
+    check_balances(l1)
+
+    # No amount: the plugin picks what brings one of the two channels to 50/50 without pushing
+    # the other past it.
+    before = snapshot(l1)
+    o, i = chan(l1, out_scid), chan(l1, in_scid)
+    expect = min(int(o["to_us_msat"]) - int(o["total_msat"]) // 2,
+                 int(i["total_msat"]) // 2 - int(i["to_us_msat"]))
+    r = l1.rpc.call("rebalance", {"outgoing": out_scid, "incoming": in_scid})
+    assert int(r["amount_msat"]) == expect, (r, expect)
+    fee = check_complete(l1, r, before, out_scid, in_scid, expect, cap=cap_of(expect))
+    o, i = chan(l1, out_scid), chan(l1, in_scid)
+    o_half, i_half = int(o["total_msat"]) // 2, int(i["total_msat"]) // 2
+    # One of them is at 50/50 (the outgoing one short by the fee paid), the other not past it.
+    assert int(i["to_us_msat"]) == i_half or int(o["to_us_msat"]) == o_half - fee, (o, i, fee)
+    assert int(i["to_us_msat"]) <= i_half and int(o["to_us_msat"]) >= o_half - fee, (o, i, fee)
+    # Nothing left to balance between these two: refused with a reason, nothing paid.
+    pays_before = sendpays(l1)
+    before = snapshot(l1)
+    e = rpc_error(l1.rpc.call, "rebalance", [out_scid, in_scid])
+    assert e["code"] == -32602 and e["message"].startswith(("outgoing: ", "incoming: ",
+                                                            "amount_msat: ")), e
+    check_nothing_paid(l1, before, pays_before)
+    wait_settled(*nodes)
+
+
+def test_parallel_paths_retry(node_factory):
+    """l1 -> l2 -> {l3 | l4} -> l5 -> l1 with the cheaper side (via l3) drained: the first
+    attempt fails at l2 and the plugin retries over l4; then with both drained it gives up with
+    every attempt listed and nothing paid."""
+    plugin = realnet.plugin_binary()
+    nodes = node_factory.get_nodes(5, opts=[{"plugin": str(plugin)}, {}, {}, {}, {}])
+    l1, l2, l3, l4, l5 = nodes
+    node_factory.join_nodes([l1, l2, l3, l5, l1])
+    node_factory.join_nodes([l2, l4, l5])
+    # Announce all six channels at once.
+    l1.bitcoin.generate_block(5)
+    out_scid, in_scid = scid_between(l1, l2), scid_between(l1, l5)
+    s23, s24, s45 = scid_between(l2, l3), scid_between(l2, l4), scid_between(l4, l5)
+    wait_graph(l1, 6)
+    # Make the l4 side dearer so the plugin's first choice is the l3 side...
+    l4.rpc.setchannel(l5.info["id"], feebase=100, feeppm=300)
+    wait_policy(l1, s45, l4.info["id"], 100, 300)
+    # ...which cannot carry the rebalance: l2 spends almost all of it.
+    amt = 300_000 * SAT
+    push(l2, l3, int(chan(l2, s23)["spendable_msat"]) - 100_000 * SAT)
+    assert int(chan(l2, s23)["spendable_msat"]) < amt
+
+    q = l1.rpc.call("rebalance", [out_scid, in_scid, amt, None, None, None, True])
+    assert s23 in [h["short_channel_id"] for h in q["route"]], q  # cheapest, by gossip
+
+    before = snapshot(l1)
+    r = l1.rpc.call("rebalance", {"outgoing": out_scid, "incoming": in_scid, "amount_msat": amt})
+    fee = check_complete(l1, r, before, out_scid, in_scid, amt, cap=cap_of(amt))
+    assert r["attempts"] == 2, r
+    assert [h["short_channel_id"] for h in r["route"]] == [out_scid, s24, s45, in_scid], r
+    assert fee > int(q["fee_msat"])  # paid the dearer path
+    wait_settled(*nodes)
+
+    # Drain the l4 side too: every attempt fails, each is listed, nothing is paid.
+    push(l2, l4, int(chan(l2, s24)["spendable_msat"]) - 100_000 * SAT)
+    before = snapshot(l1)
+    pays_before = sendpays(l1)
+    e = rpc_error(l1.rpc.call, "rebalance", [out_scid, in_scid, amt, None, None, 20])
+    assert e["code"] == 205 and "no more routes after 2 failed attempt" in e["message"], e
+    attempts = e["data"]["attempts"]
+    assert [a["route"] for a in attempts] == [[out_scid, s23, realnet.scid_between(l3, l5), in_scid],
+                                              [out_scid, s24, s45, in_scid]], e
+    # Each failed at l2 (hop 1), for lack of liquidity on the channel it was asked to use.
+    for a, scid in zip(attempts, (s23, s24)):
+        assert "TEMPORARY_CHANNEL_FAILURE" in a["outcome"].upper() and scid in a["outcome"], a
+    check_nothing_paid(l1, before, pays_before, others=nodes[1:])
+    for n in nodes[1:]:
+        assert not any(p["status"] == "pending" for p in sendpays(n))
+
+
+def test_two_channels_same_peer(node_factory):
+    """l2 has two channels to l1. Asked to return over the smaller one, l2 forwards over the
+    bigger one (lightningd's non-strict forwarding): the plugin must refuse that arrival, say
+    so, and lose nothing. Returning over the bigger one works."""
+    plugin = realnet.plugin_binary()
+    l1, l2, l3 = node_factory.get_nodes(3, opts=[{"plugin": str(plugin)}, {}, {}])
+    node_factory.join_nodes([l1, l3, l2, l1])          # l1->l3, l3->l2, l2->l1 (1M sat)
+    # and l2->l1 (400k sat); minconf=0: pyln's fundchannel can race lightningd's view of the
+    # block holding the new UTXO ("fundpsbt" then finds nothing spendable).
+    small, _ = l2.fundchannel(l1, 400_000, minconf=0)
+    l1.bitcoin.generate_block(5)
+    out_scid = scid_between(l1, l3)
+    bigs = [c["short_channel_id"] for c in l1.rpc.listpeerchannels(l2.info["id"])["channels"]
+            if c["short_channel_id"] != small]
+    assert len(bigs) == 1
+    big = bigs[0]
+    wait_graph(l1, 4)
+
+    before = {n: snapshot(n) for n in (l1, l2, l3)}
+    pays_before = sendpays(l1)
+    amt = 100_000 * SAT
+    e = rpc_error(l1.rpc.call, "rebalance", [out_scid, small, amt])
+    assert e["code"] == 210, e
+    assert e["data"]["arrived_on"] == big, e
+    assert big in e["message"] and small in e["message"], e
+    # No fee lost anywhere, nothing moved, no HTLC, no invoice left to pay.
+    wait_settled(l1, l2, l3)
+    for n in (l1, l2, l3):
+        assert snapshot(n) == before[n], n.info["id"]
+    check_nothing_paid(l1, before[l1], pays_before)
+    assert not [i for i in rebalance_invoices(l1) if i["status"] == "paid"]
+    assert l1.daemon.is_in_log(r"plugin-cln-rebalance: refusing payment for rebalance-.*: it arrived on {}, "
+                               r"not on incoming channel {}".format(big, small))
+
+    # Into the channel l2 prefers: completes, and lands where it was asked to.
+    r = l1.rpc.call("rebalance", [out_scid, big, amt])
+    check_complete(l1, r, before[l1], out_scid, big, amt, cap=cap_of(amt))
+    assert to_us(l1, small) == before[l1][small]
