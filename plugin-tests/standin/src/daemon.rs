@@ -28,7 +28,11 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub enum NetworkSource {
     File(PathBuf),
-    Mainnet { path: PathBuf, us: Option<String>, seed: u64 },
+    Mainnet {
+        path: PathBuf,
+        us: Option<String>,
+        seed: u64,
+    },
 }
 
 /// lightningd's log: `<lightning-dir>/log`, one line per entry, BROKEN lines marked so tests
@@ -100,7 +104,8 @@ impl LogSink for Logger {
             _ => "INFO",
         };
         if level == "broken" {
-            self.broken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.broken
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         let line = format!("{} {tag:<7} {prefix}: {message}\n", iso_now());
         if let Ok(mut f) = self.file.lock() {
@@ -216,8 +221,7 @@ impl Shared {
 /// Runs the stand-in until `stop` (or SIGINT/SIGTERM).
 pub async fn run(config: Config) -> Result<()> {
     let (shared, _server) = start(config).await?;
-    let mut sigterm =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = shared.stop.notified() => {}
         _ = tokio::signal::ctrl_c() => {}
@@ -246,7 +250,10 @@ pub async fn start(config: Config) -> Result<(Arc<Shared>, tokio::task::JoinHand
     let sock = PathBuf::from(&config.rpc_file);
     if sock.exists() {
         if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
-            bail!("another lightningd-standin is serving {}", netdir.join(&sock).display());
+            bail!(
+                "another lightningd-standin is serving {}",
+                netdir.join(&sock).display()
+            );
         }
         std::fs::remove_file(&sock)?;
     }
@@ -273,8 +280,7 @@ pub async fn start(config: Config) -> Result<(Arc<Shared>, tokio::task::JoinHand
         {
             let mut net = shared.net.lock().expect("lock");
             net.hooks.htlc_accepted = host.manifest.hooks.iter().any(|h| h == "htlc_accepted");
-            net.hooks.invoice_payment =
-                host.manifest.hooks.iter().any(|h| h == "invoice_payment");
+            net.hooks.invoice_payment = host.manifest.hooks.iter().any(|h| h == "invoice_payment");
             net.hooks.plugin_name = host.name.clone();
         }
         *shared.plugin.lock().expect("lock") = Some(host.clone());
@@ -303,7 +309,11 @@ pub async fn start(config: Config) -> Result<(Arc<Shared>, tokio::task::JoinHand
             log.log(
                 "info",
                 &format!("plugin-{}", host.name),
-                &format!("Disabling plugin {}: {}", host.name, reason.as_str().unwrap_or("")),
+                &format!(
+                    "Disabling plugin {}: {}",
+                    host.name,
+                    reason.as_str().unwrap_or("")
+                ),
             );
             *shared.plugin.lock().expect("lock") = None;
             host.shutdown(std::time::Duration::ZERO).await;
@@ -343,7 +353,10 @@ pub async fn start(config: Config) -> Result<(Arc<Shared>, tokio::task::JoinHand
 
 /// lightningd's shutdown: plugin first, then the socket.
 pub async fn shutdown(shared: &Arc<Shared>) {
-    if shared.shut_down.swap(true, std::sync::atomic::Ordering::SeqCst) {
+    if shared
+        .shut_down
+        .swap(true, std::sync::atomic::Ordering::SeqCst)
+    {
         return;
     }
     let host = shared.plugin.lock().expect("lock").take();

@@ -157,7 +157,12 @@ impl PluginHost {
             host.request("getmanifest", json!({"allow-deprecated-apis": false}), None),
         )
         .await
-        .map_err(|_| anyhow!("plugin {} timed out before replying to getmanifest", host.name))?;
+        .map_err(|_| {
+            anyhow!(
+                "plugin {} timed out before replying to getmanifest",
+                host.name
+            )
+        })?;
         let result = resp
             .get("result")
             .ok_or_else(|| anyhow!("plugin {}: getmanifest failed: {resp}", host.name))?;
@@ -212,9 +217,9 @@ impl PluginHost {
             .iter()
             .any(|s| s == method || (s == "*" && method != "log"));
         if subscribed && self.alive() {
-            let _ = self
-                .tx
-                .send(frame(&json!({"jsonrpc": "2.0", "method": method, "params": params})));
+            let _ = self.tx.send(frame(
+                &json!({"jsonrpc": "2.0", "method": method, "params": params}),
+            ));
         }
     }
 
@@ -251,11 +256,17 @@ impl PluginHost {
             }
         }
         for o in &self.manifest.options {
-            let vals: Vec<&String> = given.iter().filter(|(k, _)| *k == o.name).map(|(_, v)| v).collect();
+            let vals: Vec<&String> = given
+                .iter()
+                .filter(|(k, _)| *k == o.name)
+                .map(|(_, v)| v)
+                .collect();
             let convert = |s: &str| -> Result<Value> {
                 Ok(match o.kind.as_str() {
-                    "int" => json!(s.parse::<i64>().map_err(|_| anyhow!(
-                        "{}: '{s}' is not a number", o.name))?),
+                    "int" => json!(
+                        s.parse::<i64>()
+                            .map_err(|_| anyhow!("{}: '{s}' is not a number", o.name))?
+                    ),
                     "bool" => json!(match s {
                         "true" | "1" | "yes" | "on" => true,
                         "false" | "0" | "no" | "off" => false,
@@ -270,18 +281,18 @@ impl PluginHost {
                 for v in &vals {
                     arr.push(convert(v)?);
                 }
-                if vals.is_empty() {
-                    if let Some(d) = &o.default {
-                        arr.push(d.clone());
-                    }
+                if vals.is_empty()
+                    && let Some(d) = &o.default
+                {
+                    arr.push(d.clone());
                 }
                 out.insert(o.name.clone(), Value::Array(arr));
             } else if let Some(v) = vals.last() {
                 out.insert(o.name.clone(), convert(v)?);
-            } else if let Some(d) = &o.default {
-                if o.kind != "flag" {
-                    out.insert(o.name.clone(), d.clone());
-                }
+            } else if let Some(d) = &o.default
+                && o.kind != "flag"
+            {
+                out.insert(o.name.clone(), d.clone());
             }
         }
         Ok(Value::Object(out))
@@ -315,7 +326,10 @@ fn handle_plugin_message(
         }
         (Some("log"), None) => {
             let params = msg.get("params").cloned().unwrap_or(Value::Null);
-            let level = params.get("level").and_then(Value::as_str).unwrap_or("info");
+            let level = params
+                .get("level")
+                .and_then(Value::as_str)
+                .unwrap_or("info");
             let level = match level.to_ascii_lowercase().as_str() {
                 "error" | "broken" => "broken",
                 "warn" | "unusual" => "unusual",
@@ -337,15 +351,26 @@ fn handle_plugin_message(
         (Some(m), Some(_)) => log.log(
             "unusual",
             prefix,
-            &format!("Plugin sent a request ({m}) on stdout; lightningd only answers on its RPC socket"),
+            &format!(
+                "Plugin sent a request ({m}) on stdout; lightningd only answers on its RPC socket"
+            ),
         ),
-        (None, None) => log.log("broken", prefix, &format!("Malformed message from plugin: {msg}")),
+        (None, None) => log.log(
+            "broken",
+            prefix,
+            &format!("Malformed message from plugin: {msg}"),
+        ),
     }
 }
 
 fn parse_manifest(v: &Value) -> Result<Manifest> {
     let mut m = Manifest::default();
-    for o in v.get("options").and_then(Value::as_array).into_iter().flatten() {
+    for o in v
+        .get("options")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let name = o.get("name").and_then(Value::as_str);
         let kind = o.get("type").and_then(Value::as_str);
         let desc = o.get("description").and_then(Value::as_str);
@@ -353,15 +378,22 @@ fn parse_manifest(v: &Value) -> Result<Manifest> {
             bail!("An option is missing either \"name\", \"description\" or \"type\": {o}");
         };
         if !["string", "string-conceal", "int", "bool", "flag"].contains(&kind) {
-            bail!("Only \"string\", \"int\", \"bool\", and \"flag\" options are supported ({name})");
+            bail!(
+                "Only \"string\", \"int\", \"bool\", and \"flag\" options are supported ({name})"
+            );
         }
-        let default = o.get("default").filter(|d| !d.is_null()).map(|d| match (kind, d) {
-            // lightningd re-renders defaults by type: ints as numbers, bools as bools.
-            ("int", Value::String(s)) => s.parse::<i64>().map(|n| json!(n)).unwrap_or(d.clone()),
-            ("bool", Value::String(s)) => json!(s == "true"),
-            ("string", Value::Number(n)) => json!(n.to_string()),
-            _ => d.clone(),
-        });
+        let default = o
+            .get("default")
+            .filter(|d| !d.is_null())
+            .map(|d| match (kind, d) {
+                // lightningd re-renders defaults by type: ints as numbers, bools as bools.
+                ("int", Value::String(s)) => {
+                    s.parse::<i64>().map(|n| json!(n)).unwrap_or(d.clone())
+                }
+                ("bool", Value::String(s)) => json!(s == "true"),
+                ("string", Value::Number(n)) => json!(n.to_string()),
+                _ => d.clone(),
+            });
         m.options.push(OptionSpec {
             name: name.to_string(),
             kind: kind.to_string(),
@@ -390,14 +422,24 @@ fn parse_manifest(v: &Value) -> Result<Manifest> {
                 .to_string(),
         });
     }
-    for h in v.get("hooks").and_then(Value::as_array).into_iter().flatten() {
+    for h in v
+        .get("hooks")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let name = h
             .as_str()
             .or_else(|| h.get("name").and_then(Value::as_str))
             .ok_or_else(|| anyhow!("bad hook registration {h}"))?;
         m.hooks.push(name.to_string());
     }
-    for s in v.get("subscriptions").and_then(Value::as_array).into_iter().flatten() {
+    for s in v
+        .get("subscriptions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let name = s
             .as_str()
             .ok_or_else(|| anyhow!("subscription is not a string: {s}"))?;

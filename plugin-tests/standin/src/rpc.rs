@@ -108,7 +108,11 @@ async fn handle(shared: Arc<Shared>, req: Value, tx: mpsc::UnboundedSender<Outgo
         let _ = tx.send((frame(&r), None));
         return;
     };
-    let method = req.get("method").and_then(Value::as_str).unwrap_or("").to_string();
+    let method = req
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let params = req.get("params").cloned();
     let result = if req.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         Err(RpcError::new(
@@ -123,7 +127,11 @@ async fn handle(shared: Arc<Shared>, req: Value, tx: mpsc::UnboundedSender<Outgo
         let params = params.unwrap_or(Value::Null);
         let brief = {
             let s = params.to_string();
-            if s.len() > 300 { format!("{}...", &s[..300]) } else { s }
+            if s.len() > 300 {
+                format!("{}...", &s[..300])
+            } else {
+                s
+            }
         };
         shared.log("debug", "jsonrpc", &format!("{method} {brief} (id {id})"));
         if method == "stop" {
@@ -140,12 +148,12 @@ async fn handle(shared: Arc<Shared>, req: Value, tx: mpsc::UnboundedSender<Outgo
             shared.stop.notify_one();
             return;
         }
-        if let Some(plugin) = shared.plugin() {
-            if plugin.manifest.rpcmethods.iter().any(|m| m.name == method) {
-                let resp = plugin.forward(&req).await;
-                let _ = tx.send((frame(&resp), None));
-                return;
-            }
+        if let Some(plugin) = shared.plugin()
+            && plugin.manifest.rpcmethods.iter().any(|m| m.name == method)
+        {
+            let resp = plugin.forward(&req).await;
+            let _ = tx.send((frame(&resp), None));
+            return;
         }
         dispatch(&shared, &method, &params).await
     };
@@ -187,7 +195,8 @@ async fn waitsendpay(shared: &Arc<Shared>, params: &Value) -> Result<Value, RpcE
         WaitState::Done(r) => return r,
         WaitState::Pending(pid) => pid,
     };
-    let deadline = timeout.map(|t| tokio::time::Instant::now() + std::time::Duration::from_secs(t.into()));
+    let deadline =
+        timeout.map(|t| tokio::time::Instant::now() + std::time::Duration::from_secs(t.into()));
     loop {
         let woke = match deadline {
             Some(d) => tokio::time::timeout_at(d, changed.changed()).await.is_ok(),
@@ -233,7 +242,10 @@ fn help(shared: &Arc<Shared>, params: &Value) -> Result<Value, RpcError> {
 }
 
 fn plugin_cmd(shared: &Arc<Shared>, params: &Value) -> Result<Value, RpcError> {
-    let p = params::parse(params, &[("subcommand", true), ("plugin", false), ("options", false)])?;
+    let p = params::parse(
+        params,
+        &[("subcommand", true), ("plugin", false), ("options", false)],
+    )?;
     let sub = p.string("subcommand")?.unwrap_or_default();
     match sub.as_str() {
         "list" => {

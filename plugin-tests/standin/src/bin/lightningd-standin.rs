@@ -39,7 +39,11 @@ fn main() {
             "--network" => network = Some(PathBuf::from(val())),
             "--mainnet" => mainnet = Some(PathBuf::from(val())),
             "--us" => us = Some(val()),
-            "--seed" => seed = val().parse().unwrap_or_else(|_| fail("--seed: not a number")),
+            "--seed" => {
+                seed = val()
+                    .parse()
+                    .unwrap_or_else(|_| fail("--seed: not a number"))
+            }
             "--lightning-dir" => dir = Some(PathBuf::from(val())),
             "--plugin" => plugin = Some(PathBuf::from(val())),
             "--plugin-opt" => {
@@ -51,7 +55,9 @@ fn main() {
             }
             "--rpc-file" => rpc_file = val(),
             "--shutdown-grace" => {
-                grace = val().parse().unwrap_or_else(|_| fail("--shutdown-grace: not a number"))
+                grace = val()
+                    .parse()
+                    .unwrap_or_else(|_| fail("--shutdown-grace: not a number"))
             }
             "--log-stderr" => stderr_level = val(),
             "--help" | "-h" => {

@@ -20,19 +20,20 @@ fn find_plugin(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe.parent().unwrap_or(Path::new("."));
     let candidate = dir.join("cln-rebalance");
-    if !candidate.exists() {
-        if let Ok(cargo) = std::env::var("CARGO") {
-            eprintln!("(building the plugin: cargo build --bin cln-rebalance)");
-            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-            let release = dir.file_name().is_some_and(|n| n == "release");
-            let mut cmd = std::process::Command::new(cargo);
-            cmd.current_dir(&root).args(["build", "-q", "--bin", "cln-rebalance"]);
-            if release {
-                cmd.arg("--release");
-            }
-            let status = cmd.status()?;
-            anyhow::ensure!(status.success(), "building cln-rebalance failed");
+    if !candidate.exists()
+        && let Ok(cargo) = std::env::var("CARGO")
+    {
+        eprintln!("(building the plugin: cargo build --bin cln-rebalance)");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.current_dir(&root)
+            .args(["build", "-q", "--bin", "cln-rebalance"]);
+        if release {
+            cmd.arg("--release");
         }
+        let status = cmd.status()?;
+        anyhow::ensure!(status.success(), "building cln-rebalance failed");
     }
     anyhow::ensure!(
         candidate.exists(),
@@ -91,7 +92,11 @@ fn main() {
     std::process::exit(if ok { 0 } else { 1 });
 }
 
-fn run(plugin: Option<PathBuf>, network: Option<PathBuf>, keep: Option<PathBuf>) -> anyhow::Result<bool> {
+fn run(
+    plugin: Option<PathBuf>,
+    network: Option<PathBuf>,
+    keep: Option<PathBuf>,
+) -> anyhow::Result<bool> {
     let plugin = find_plugin(plugin)?;
     let dir = match keep {
         Some(d) => d,

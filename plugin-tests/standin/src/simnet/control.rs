@@ -181,7 +181,9 @@ impl Network {
                 })
             })
             .collect();
-        let invoices: Vec<Value> = (0..self.invoices.len()).map(|i| self.invoice_json(i)).collect();
+        let invoices: Vec<Value> = (0..self.invoices.len())
+            .map(|i| self.invoice_json(i))
+            .collect();
         Ok(json!({
             "us": self.us_id(),
             "blockheight": self.blockheight,
@@ -201,7 +203,10 @@ impl Network {
             return Err(RpcError::invalid("node: cannot take our own node offline"));
         }
         self.nodes[n].online = online;
-        Ok((json!({"id": self.nodes[n].id, "online": online}), vec![Event::Changed]))
+        Ok((
+            json!({"id": self.nodes[n].id, "online": online}),
+            vec![Event::Changed],
+        ))
     }
 
     fn dev_hold(&mut self, p: &Value, hold: bool) -> Result<(Value, Vec<Event>), RpcError> {
@@ -234,7 +239,8 @@ impl Network {
         }
         let held: Vec<usize> = (0..self.payments.len())
             .filter(|&i| {
-                self.payments[i].status == PayStatus::Pending && self.payments[i].stage == Stage::Held
+                self.payments[i].status == PayStatus::Pending
+                    && self.payments[i].stage == Stage::Held
             })
             .collect();
         let mut events = vec![Event::Changed];
@@ -250,8 +256,17 @@ impl Network {
     }
 
     fn dev_fail(&mut self, p: &Value) -> Result<(Value, Vec<Event>), RpcError> {
-        let p = params::parse(p, &[("short_channel_id", true), ("source", true), ("failcode", false)])?;
-        let c = self.channel_param(&p, "short_channel_id")?.expect("required");
+        let p = params::parse(
+            p,
+            &[
+                ("short_channel_id", true),
+                ("source", true),
+                ("failcode", false),
+            ],
+        )?;
+        let c = self
+            .channel_param(&p, "short_channel_id")?
+            .expect("required");
         let s = self.side_param(&p, c, "source")?;
         let code = match p.get("failcode") {
             None => None,
@@ -261,16 +276,25 @@ impl Network {
             ),
         };
         self.channels[c].forced_failure[s] = code;
-        Ok((json!({"short_channel_id": self.channels[c].scid, "failcode": code}), vec![]))
+        Ok((
+            json!({"short_channel_id": self.channels[c].scid, "failcode": code}),
+            vec![],
+        ))
     }
 
     fn dev_set_balance(&mut self, p: &Value, drain: bool) -> Result<(Value, Vec<Event>), RpcError> {
         let amount_name = if drain { "leave_msat" } else { "amount_msat" };
         let p = params::parse(
             p,
-            &[("short_channel_id", true), ("node", true), (amount_name, !drain)],
+            &[
+                ("short_channel_id", true),
+                ("node", true),
+                (amount_name, !drain),
+            ],
         )?;
-        let c = self.channel_param(&p, "short_channel_id")?.expect("required");
+        let c = self
+            .channel_param(&p, "short_channel_id")?
+            .expect("required");
         let s = self.side_param(&p, c, "node")?;
         let amount = match p.msat(amount_name)? {
             Some(a) => a,
@@ -278,7 +302,9 @@ impl Network {
         };
         let ch = &self.channels[c];
         if amount > ch.capacity_msat {
-            return Err(RpcError::invalid(format!("{amount_name}: exceeds the capacity")));
+            return Err(RpcError::invalid(format!(
+                "{amount_name}: exceeds the capacity"
+            )));
         }
         if !ch.htlcs.is_empty() {
             return Err(RpcError::invalid("channel has HTLCs in flight"));
@@ -303,7 +329,9 @@ impl Network {
                 ("active", false),
             ],
         )?;
-        let c = self.channel_param(&p, "short_channel_id")?.expect("required");
+        let c = self
+            .channel_param(&p, "short_channel_id")?
+            .expect("required");
         let s = self.side_param(&p, c, "source")?;
         let now = self.now();
         let base = p.msat("fee_base_msat")?;
@@ -341,12 +369,17 @@ impl Network {
         let n = self.node_param(&p, "node")?.expect("required");
         let strict = p.bool("strict")?.expect("required");
         self.nodes[n].strict_forwarding = strict;
-        Ok((json!({"id": self.nodes[n].id, "strict_forwarding": strict}), vec![]))
+        Ok((
+            json!({"id": self.nodes[n].id, "strict_forwarding": strict}),
+            vec![],
+        ))
     }
 
     fn dev_set_channel_state(&mut self, p: &Value) -> Result<(Value, Vec<Event>), RpcError> {
         let p = params::parse(p, &[("short_channel_id", true), ("state", true)])?;
-        let c = self.channel_param(&p, "short_channel_id")?.expect("required");
+        let c = self
+            .channel_param(&p, "short_channel_id")?
+            .expect("required");
         let state = p.string("state")?.expect("required");
         self.channels[c].state = state;
         Ok((self.channel_state_json(c), vec![Event::Changed]))

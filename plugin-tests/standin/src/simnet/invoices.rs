@@ -219,10 +219,15 @@ impl Network {
         let invstring = p.string("invstring")?;
         let hash = p.sha256("payment_hash")?;
         let offer = p.sha256("offer_id")?;
-        let n = [label.is_some(), invstring.is_some(), hash.is_some(), offer.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let n = [
+            label.is_some(),
+            invstring.is_some(),
+            hash.is_some(),
+            offer.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         if n > 1 {
             return Err(RpcError::invalid(
                 "Can only specify one of {label}, {invstring}, {payment_hash} or {offer_id}",
@@ -237,7 +242,10 @@ impl Network {
         };
         let list: Vec<Value> = (0..self.invoices.len())
             .filter(|&i| label.as_ref().is_none_or(|l| self.invoices[i].label == *l))
-            .filter(|&i| hash.as_ref().is_none_or(|h| self.invoices[i].payment_hash == *h))
+            .filter(|&i| {
+                hash.as_ref()
+                    .is_none_or(|h| self.invoices[i].payment_hash == *h)
+            })
             .filter(|_| offer.is_none())
             .map(|i| self.invoice_json(i))
             .collect();
@@ -271,7 +279,11 @@ impl Network {
 
     /// `decode` / `decodepay` for invoices this node issued.
     pub fn decode(&mut self, method: &str, p: &Value) -> RpcResult {
-        let name = if method == "decode" { "string" } else { "bolt11" };
+        let name = if method == "decode" {
+            "string"
+        } else {
+            "bolt11"
+        };
         let p = params::parse(p, &[(name, true), ("description", false)])?;
         let s = p.string(name)?.unwrap_or_default();
         let Some(inv) = self.invoices.iter().find(|i| i.bolt11 == s) else {
@@ -296,7 +308,10 @@ impl Network {
         o.insert("payment_secret".into(), json!(inv.payment_secret));
         o.insert("features".into(), json!("02024100"));
         o.insert("payment_hash".into(), json!(inv.payment_hash));
-        o.insert("signature".into(), json!("3045022100".to_string() + &"00".repeat(64)));
+        o.insert(
+            "signature".into(),
+            json!("3045022100".to_string() + &"00".repeat(64)),
+        );
         Ok(Value::Object(o))
     }
 }

@@ -191,9 +191,23 @@ impl Network {
                 Some("node2") => 1,
                 Some(o) => bail!("channel {scid}: opener must be node1 or node2, not {o:?}"),
             };
-            let p1 = c.policy1.over(&f.default_policy).resolve(capacity_msat, now);
-            let p2 = c.policy2.over(&f.default_policy).resolve(capacity_msat, now);
-            let ch = new_channel(&scid, [n1, n2], capacity_msat, b1, [p1, p2], c.public, opener);
+            let p1 = c
+                .policy1
+                .over(&f.default_policy)
+                .resolve(capacity_msat, now);
+            let p2 = c
+                .policy2
+                .over(&f.default_policy)
+                .resolve(capacity_msat, now);
+            let ch = new_channel(
+                &scid,
+                [n1, n2],
+                capacity_msat,
+                b1,
+                [p1, p2],
+                c.public,
+                opener,
+            );
             let ch = Channel {
                 state: c.state.clone().unwrap_or(ch.state),
                 ..ch
@@ -273,10 +287,14 @@ impl Network {
             strict_forwarding: false,
             last_timestamp: 0,
         };
-        let mut net = Network::new(mk_node(&us_id), 800_000, Config {
-            seed,
-            ..Config::default()
-        });
+        let mut net = Network::new(
+            mk_node(&us_id),
+            800_000,
+            Config {
+                seed,
+                ..Config::default()
+            },
+        );
         let mut rng = SplitMix64::new(seed);
         let mut ids: Vec<&str> = degree.keys().copied().collect();
         ids.sort_unstable();
@@ -295,7 +313,11 @@ impl Network {
                 continue;
             };
             // Side 0 is the lesser node id (BOLT 7 direction 0).
-            let nodes = if net.nodes[a].id < net.nodes[b].id { [a, b] } else { [b, a] };
+            let nodes = if net.nodes[a].id < net.nodes[b].id {
+                [a, b]
+            } else {
+                [b, a]
+            };
             let capacity = h0.amount_msat;
             let mut policy = [Policy::disabled(), Policy::disabled()];
             let mut set = [false, false];

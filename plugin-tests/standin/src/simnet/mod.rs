@@ -148,7 +148,10 @@ pub enum Event {
     /// [`Network::invoice_payment_result`] with its answer.
     InvoicePaymentHook { payment: usize, payload: Value },
     /// A payment completed or failed: wake `waitsendpay` callers; notification payload included.
-    PaymentDone { payment: usize, notification: (String, Value) },
+    PaymentDone {
+        payment: usize,
+        notification: (String, Value),
+    },
     /// One of our invoices was paid (the `invoice_payment` notification).
     InvoicePaid { notification: (String, Value) },
     /// Something changed (balances, HTLCs): wake anyone polling.
@@ -203,7 +206,10 @@ impl Network {
 
     pub fn add_node(&mut self, node: Node) -> Result<usize, String> {
         if !params::is_node_id(&node.id) {
-            return Err(format!("node id {} is not 33 bytes of hex (02/03...)", node.id));
+            return Err(format!(
+                "node id {} is not 33 bytes of hex (02/03...)",
+                node.id
+            ));
         }
         if self.node_index.contains_key(&node.id) {
             return Err(format!("duplicate node {}", node.id));
@@ -222,7 +228,10 @@ impl Network {
             return Err(format!("channel {} connects a node to itself", ch.scid));
         }
         if ch.balance_msat[0] + ch.balance_msat[1] != ch.capacity_msat {
-            return Err(format!("channel {}: balances do not add up to capacity", ch.scid));
+            return Err(format!(
+                "channel {}: balances do not add up to capacity",
+                ch.scid
+            ));
         }
         let i = self.channels.len();
         self.scid_index.insert(ch.scid.clone(), i);
@@ -289,7 +298,12 @@ impl Network {
     /// (lightningd's `channel_amount_spendable`, without commitment fees).
     pub fn spendable(&self, c: usize, s: usize) -> u64 {
         let ch = &self.channels[c];
-        let offered: u64 = ch.htlcs.iter().filter(|h| h.from == s).map(|h| h.amount_msat).sum();
+        let offered: u64 = ch
+            .htlcs
+            .iter()
+            .filter(|h| h.from == s)
+            .map(|h| h.amount_msat)
+            .sum();
         ch.balance_msat[s]
             .saturating_sub(ch.reserve_msat[s])
             .saturating_sub(offered)
@@ -315,7 +329,11 @@ impl Network {
     }
 
     /// The methods this model serves, as lightningd names them. `None` if it is not one of ours.
-    pub fn call(&mut self, method: &str, params: &Value) -> Option<Result<(Value, Vec<Event>), RpcError>> {
+    pub fn call(
+        &mut self,
+        method: &str,
+        params: &Value,
+    ) -> Option<Result<(Value, Vec<Event>), RpcError>> {
         let no_events = |r: RpcResult| r.map(|v| (v, Vec::new()));
         Some(match method {
             "getinfo" => no_events(self.getinfo(params)),
@@ -338,7 +356,9 @@ impl Network {
 
 /// Sort key of a short_channel_id (numeric block, tx, output).
 pub fn scid_key(scid: &str) -> (u64, u64, u64) {
-    let mut it = scid.split('x').map(|p| p.parse::<u64>().unwrap_or(u64::MAX));
+    let mut it = scid
+        .split('x')
+        .map(|p| p.parse::<u64>().unwrap_or(u64::MAX));
     (
         it.next().unwrap_or(0),
         it.next().unwrap_or(0),

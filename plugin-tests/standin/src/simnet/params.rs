@@ -271,7 +271,11 @@ pub fn parse_msat_str(s: &str) -> Option<u64> {
         }
         let scale = 10u64.checked_pow(scale_exp)?;
         let w: u64 = whole.parse().ok()?;
-        let mut f: u64 = if frac.is_empty() { 0 } else { frac.parse().ok()? };
+        let mut f: u64 = if frac.is_empty() {
+            0
+        } else {
+            frac.parse().ok()?
+        };
         f = f.checked_mul(10u64.checked_pow(scale_exp - frac.len() as u32)?)?;
         w.checked_mul(scale)?.checked_add(f)
     }
@@ -305,7 +309,11 @@ pub fn is_node_id(s: &str) -> bool {
 /// `BxTxO` with each part a decimal within its BOLT 7 width; `None` otherwise.
 pub fn normalize_scid(s: &str) -> Option<String> {
     let parts: Vec<&str> = s.split('x').collect();
-    if parts.len() != 3 || parts.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+    if parts.len() != 3
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
         return None;
     }
     let b: u64 = parts[0].parse().ok()?;
@@ -352,7 +360,11 @@ mod tests {
 
     #[test]
     fn badparam_wording() {
-        let e = RpcError::badparam("amount_msat", "should be a millisatoshi amount", &json!("x"));
+        let e = RpcError::badparam(
+            "amount_msat",
+            "should be a millisatoshi amount",
+            &json!("x"),
+        );
         assert_eq!(
             e.message,
             "amount_msat: should be a millisatoshi amount: invalid token '\"x\"'"

@@ -122,8 +122,8 @@ fn parse_route(net: &Network, tok: &Value) -> Result<Vec<RouteHop>, RpcError> {
             .map(str::to_ascii_lowercase)
             .ok_or_else(|| RpcError::badparam("route", "bad node_id", &id))?;
         let am = either(hop, "amount_out_msat", "amount_msat")?;
-        let amount_msat =
-            params::parse_msat(&am).ok_or_else(|| RpcError::badparam("route", "bad amount", &am))?;
+        let amount_msat = params::parse_msat(&am)
+            .ok_or_else(|| RpcError::badparam("route", "bad amount", &am))?;
         let d = either(hop, "cltv_out", "delay")?;
         let delay = params::number_u64(&d)
             .and_then(|x| u32::try_from(x).ok())
@@ -162,10 +162,10 @@ impl Network {
         }
         o.insert("amount_sent_msat".into(), json!(p.amount_sent_msat));
         o.insert("created_at".into(), json!(p.created_at));
-        if shown_status != PayStatus::Pending {
-            if let Some(c) = p.completed_at {
-                o.insert("completed_at".into(), json!(c));
-            }
+        if shown_status != PayStatus::Pending
+            && let Some(c) = p.completed_at
+        {
+            o.insert("completed_at".into(), json!(c));
         }
         o.insert(
             "status".into(),
@@ -175,10 +175,10 @@ impl Network {
                 PayStatus::Failed => "failed",
             }),
         );
-        if shown_status == PayStatus::Complete {
-            if let Some(pre) = &p.preimage {
-                o.insert("payment_preimage".into(), json!(pre));
-            }
+        if shown_status == PayStatus::Complete
+            && let Some(pre) = &p.preimage
+        {
+            o.insert("payment_preimage".into(), json!(pre));
         }
         if let Some(l) = &p.label {
             o.insert("label".into(), json!(l));
@@ -207,7 +207,11 @@ impl Network {
         let p = &self.payments[pid];
         let f = p.failure.as_ref().expect("failed payment has a failure");
         // Waiters woken by the failure see the payment as it was before its status changed.
-        let shown = if live { PayStatus::Pending } else { PayStatus::Failed };
+        let shown = if live {
+            PayStatus::Pending
+        } else {
+            PayStatus::Failed
+        };
         let mut data = self.payment_fields(pid, shown);
         add_routefail_info(&mut data, f);
         RpcError::new(f.errcode, failure_message(f.failcode, &f.details))
@@ -342,7 +346,11 @@ impl Network {
                             PAY_IN_PROGRESS,
                             format!(
                                 "Already have {} payment in progress",
-                                if old.partid != 0 { "parallel" } else { "non-parallel" }
+                                if old.partid != 0 {
+                                    "parallel"
+                                } else {
+                                    "non-parallel"
+                                }
                             ),
                         ));
                     }
@@ -390,14 +398,15 @@ impl Network {
             ours.iter()
                 .copied()
                 .find(|&c| {
-                    self.channels[c].scid == first.scid || self.channels[c].alias[s_us(c)] == first.scid
+                    self.channels[c].scid == first.scid
+                        || self.channels[c].alias[s_us(c)] == first.scid
                 })
                 .or_else(|| {
                     (first.scid == "0x0x0")
                         .then(|| {
-                            ours.iter()
-                                .copied()
-                                .find(|&c| self.channels[c].balance_msat[s_us(c)] > first.amount_msat)
+                            ours.iter().copied().find(|&c| {
+                                self.channels[c].balance_msat[s_us(c)] > first.amount_msat
+                            })
                         })
                         .flatten()
                 })
@@ -416,8 +425,10 @@ impl Network {
                     details: String::new(),
                 },
             );
-            return Err(RpcError::new(PAY_TRY_OTHER_ROUTE, "No connection to first peer found")
-                .with_data(Value::Object(data)));
+            return Err(
+                RpcError::new(PAY_TRY_OTHER_ROUTE, "No connection to first peer found")
+                    .with_data(Value::Object(data)),
+            );
         };
         let peer = first.node.expect("found channel implies known peer");
         if !self.nodes[peer].online {
@@ -432,8 +443,10 @@ impl Network {
             };
             let mut data = Map::new();
             add_routefail_info(&mut data, &f);
-            return Err(RpcError::new(f.errcode, failure_message(f.failcode, &f.details))
-                .with_data(Value::Object(data)));
+            return Err(
+                RpcError::new(f.errcode, failure_message(f.failcode, &f.details))
+                    .with_data(Value::Object(data)),
+            );
         }
 
         let now = self.now();
@@ -487,7 +500,10 @@ impl Network {
                 "Capacity exceeded - HTLC fee: 0sat".to_string(),
             ))
         } else if self.channels[c0].htlcs.len() >= self.config.max_accepted_htlcs {
-            Some((wire::TEMPORARY_CHANNEL_FAILURE, "Too many HTLCs".to_string()))
+            Some((
+                wire::TEMPORARY_CHANNEL_FAILURE,
+                "Too many HTLCs".to_string(),
+            ))
         } else {
             None
         };
@@ -500,10 +516,7 @@ impl Network {
                 erring_node: self.us_id().to_string(),
                 erring_channel: Some(self.channels[c0].scid.clone()),
                 erring_direction: self.direction(us, peer),
-                details: format!(
-                    "{}: {why}",
-                    wire::failcode_name(code).unwrap_or("UNKNOWN")
-                ),
+                details: format!("{}: {why}", wire::failcode_name(code).unwrap_or("UNKNOWN")),
             };
             return self.fail_payment(pid, f);
         }
@@ -540,7 +553,9 @@ impl Network {
             }
             let k = pay.legs.len();
             let n = pay.route.len();
-            let at = pay.route[k - 1].node.expect("a leg only reaches known nodes");
+            let at = pay.route[k - 1]
+                .node
+                .expect("a leg only reaches known nodes");
             let in_chan = pay.legs[k - 1].0;
             if self.held_nodes.contains(&at) || self.channels[in_chan].held {
                 self.payments[pid].stage = Stage::Held;
@@ -638,8 +653,7 @@ impl Network {
             let mut best_spendable = 0;
             for cand in 0..self.channels.len() {
                 let ch = &self.channels[cand];
-                if !(ch.nodes.contains(&x) && ch.nodes.contains(&next)) || !self.can_add_htlc(cand)
-                {
+                if !(ch.nodes.contains(&x) && ch.nodes.contains(&next) && self.can_add_htlc(cand)) {
                     continue;
                 }
                 let s = self.side_of(cand, x).unwrap_or(0);
@@ -721,7 +735,13 @@ impl Network {
                 self.hooks_plugin_name()
             );
             self.set_final_htlc_status(pid, Some(status));
-            return vec![Event::Changed, Event::HtlcAcceptedHook { payment: pid, payload }];
+            return vec![
+                Event::Changed,
+                Event::HtlcAcceptedHook {
+                    payment: pid,
+                    payload,
+                },
+            ];
         }
         self.after_htlc_accepted(pid)
     }
@@ -836,7 +856,13 @@ impl Network {
                 "preimage": self.invoices[inv].preimage,
                 "msat": self.payments[pid].route[n - 1].amount_msat,
             }});
-            return vec![Event::Changed, Event::InvoicePaymentHook { payment: pid, payload }];
+            return vec![
+                Event::Changed,
+                Event::InvoicePaymentHook {
+                    payment: pid,
+                    payload,
+                },
+            ];
         }
         let pre = self.invoice_preimage(pid);
         self.settle(pid, pre, true)
@@ -857,11 +883,19 @@ impl Network {
             return Err(format!("Unknown invoice {}", pay.payment_hash));
         };
         if self.invoice_status(i) != super::invoices::InvoiceStatus::Unpaid {
-            return Err(format!("Already paid or expired invoice {}", pay.payment_hash));
+            return Err(format!(
+                "Already paid or expired invoice {}",
+                pay.payment_hash
+            ));
         }
         let inv = &self.invoices[i];
         match &pay.payment_secret {
-            None => return Err(format!("Attempt to pay {} without secret", inv.payment_hash)),
+            None => {
+                return Err(format!(
+                    "Attempt to pay {} without secret",
+                    inv.payment_hash
+                ));
+            }
             Some(s) if *s != inv.payment_secret => {
                 return Err(format!(
                     "Attempt to pay {} with wrong payment_secret",
@@ -890,7 +924,10 @@ impl Network {
         }
         let expiry = self.blockheight + 1 + last.delay;
         if self.blockheight + inv.cltv > expiry {
-            return Err(format!("Expiry cltv too soon for invoice cltv {}", inv.cltv));
+            return Err(format!(
+                "Expiry cltv too soon for invoice cltv {}",
+                inv.cltv
+            ));
         }
         Ok(())
     }
@@ -949,29 +986,27 @@ impl Network {
         self.payments[pid].legs = legs;
         let now = self.now();
         let mut events = vec![Event::Changed];
-        if pay_invoice {
-            if let Some(i) = self.invoice_by_hash(&self.payments[pid].payment_hash) {
-                let received = self.payments[pid].amount_msat;
-                let pay_index = self.invoices.iter().filter(|i| i.paid.is_some()).count() as u64 + 1;
-                let upd = self.next_index();
-                let inv = &mut self.invoices[i];
-                inv.paid = Some(super::invoices::PaidInfo {
-                    pay_index,
-                    amount_received_msat: received,
-                    paid_at: now,
-                });
-                inv.updated_index = Some(upd);
-                events.push(Event::InvoicePaid {
-                    notification: (
-                        "invoice_payment".into(),
-                        json!({"invoice_payment": {
-                            "msat": received,
-                            "preimage": inv.preimage,
-                            "label": inv.label,
-                        }}),
-                    ),
-                });
-            }
+        if pay_invoice && let Some(i) = self.invoice_by_hash(&self.payments[pid].payment_hash) {
+            let received = self.payments[pid].amount_msat;
+            let pay_index = self.invoices.iter().filter(|i| i.paid.is_some()).count() as u64 + 1;
+            let upd = self.next_index();
+            let inv = &mut self.invoices[i];
+            inv.paid = Some(super::invoices::PaidInfo {
+                pay_index,
+                amount_received_msat: received,
+                paid_at: now,
+            });
+            inv.updated_index = Some(upd);
+            events.push(Event::InvoicePaid {
+                notification: (
+                    "invoice_payment".into(),
+                    json!({"invoice_payment": {
+                        "msat": received,
+                        "preimage": inv.preimage,
+                        "label": inv.label,
+                    }}),
+                ),
+            });
         }
         let upd = self.next_index();
         let p = &mut self.payments[pid];
@@ -991,7 +1026,9 @@ impl Network {
     /// Fails every HTLC of the payment back: nothing moves.
     pub(crate) fn fail_payment(&mut self, pid: usize, f: Failure) -> Vec<Event> {
         for &(c, id) in &self.payments[pid].legs {
-            self.channels[c].htlcs.retain(|h| !(h.id == id && h.payment == pid));
+            self.channels[c]
+                .htlcs
+                .retain(|h| !(h.id == id && h.payment == pid));
         }
         let now = self.now();
         let upd = self.next_index();
@@ -1006,7 +1043,10 @@ impl Network {
             Event::Changed,
             Event::PaymentDone {
                 payment: pid,
-                notification: ("sendpay_failure".into(), json!({"sendpay_failure": err.to_json()})),
+                notification: (
+                    "sendpay_failure".into(),
+                    json!({"sendpay_failure": err.to_json()}),
+                ),
             },
         ]
     }
@@ -1074,14 +1114,22 @@ impl Network {
         }
         let pre = self.invoice_preimage(pid);
         let events = self.settle(pid, pre, true);
-        Ok((Value::Object(self.payment_fields(pid, PayStatus::Complete)), events))
+        Ok((
+            Value::Object(self.payment_fields(pid, PayStatus::Complete)),
+            events,
+        ))
     }
 
     /// waitsendpay's lookup: the result now, or the payment to wait on.
     pub fn waitsendpay_check(&mut self, p: &Value) -> Result<(WaitState, Option<u32>), RpcError> {
         let p = params::parse(
             p,
-            &[("payment_hash", true), ("timeout", false), ("partid", false), ("groupid", false)],
+            &[
+                ("payment_hash", true),
+                ("timeout", false),
+                ("partid", false),
+                ("groupid", false),
+            ],
         )?;
         let hash = p.sha256("payment_hash")?.unwrap_or_default();
         let timeout = p.u32("timeout")?;
@@ -1090,9 +1138,10 @@ impl Network {
             Some(g) => g,
             None => self.max_groupid(&hash),
         };
-        let found = self.payments.iter().position(|x| {
-            x.payment_hash == hash && x.partid == partid && x.groupid == groupid
-        });
+        let found = self
+            .payments
+            .iter()
+            .position(|x| x.payment_hash == hash && x.partid == partid && x.groupid == groupid);
         let Some(pid) = found else {
             return Err(RpcError::new(
                 PAY_NO_SUCH_PAYMENT,
@@ -1134,14 +1183,14 @@ impl Network {
                 "Can only specify one of {bolt11} or {payment_hash}",
             ));
         }
-        if let Some(s) = &status {
-            if !["pending", "complete", "failed"].contains(&s.as_str()) {
-                return Err(RpcError::badparam(
-                    "status",
-                    "should be an invoice status",
-                    &json!(s),
-                ));
-            }
+        if let Some(s) = &status
+            && !["pending", "complete", "failed"].contains(&s.as_str())
+        {
+            return Err(RpcError::badparam(
+                "status",
+                "should be an invoice status",
+                &json!(s),
+            ));
         }
         let list: Vec<Value> = (0..self.payments.len())
             .filter(|&i| {

@@ -18,7 +18,9 @@ fn demo() -> Network {
 }
 
 fn call(n: &mut Network, method: &str, params: Value) -> Result<Value, RpcError> {
-    n.call(method, &params).expect("known method").map(|(v, _)| v)
+    n.call(method, &params)
+        .expect("known method")
+        .map(|(v, _)| v)
 }
 
 fn call_ev(n: &mut Network, method: &str, params: Value) -> (Value, Vec<Event>) {
@@ -33,7 +35,9 @@ fn route(n: &mut Network, hops: &[(&str, &str)], amount: u64, final_delay: u32) 
     let mut amt = amount;
     let mut delay = final_delay;
     for i in (0..hops.len()).rev() {
-        out.push(json!({"id": hops[i].0, "channel": hops[i].1, "amount_msat": amt, "delay": delay}));
+        out.push(
+            json!({"id": hops[i].0, "channel": hops[i].1, "amount_msat": amt, "delay": delay}),
+        );
         if i > 0 {
             let src = hops[i - 1].0;
             let chans = call(n, "listchannels", json!({"short_channel_id": hops[i].1})).unwrap();
@@ -45,7 +49,8 @@ fn route(n: &mut Network, hops: &[(&str, &str)], amount: u64, final_delay: u32) 
                 .unwrap()
                 .clone();
             let ppm = e["fee_per_millionth"].as_u64().unwrap();
-            let fee = e["base_fee_millisatoshi"].as_u64().unwrap() + (amt * ppm).div_ceil(1_000_000);
+            let fee =
+                e["base_fee_millisatoshi"].as_u64().unwrap() + (amt * ppm).div_ceil(1_000_000);
             amt += fee;
             delay += e["delay"].as_u64().unwrap() as u32;
         }
@@ -74,13 +79,21 @@ fn new_invoice(n: &mut Network, label: &str, amount: u64) -> (String, String) {
 }
 
 fn wait(n: &mut Network, hash: &str) -> Result<Value, RpcError> {
-    match n.waitsendpay_check(&json!({"payment_hash": hash})).unwrap().0 {
+    match n
+        .waitsendpay_check(&json!({"payment_hash": hash}))
+        .unwrap()
+        .0
+    {
         WaitState::Done(r) => r,
         WaitState::Pending(_) => panic!("still pending"),
     }
 }
 
-const TRIANGLE: [(&str, &str); 3] = [(ALICE, "800001x1x0"), (CAROL, "700101x7x1"), (US, "800004x1x0")];
+const TRIANGLE: [(&str, &str); 3] = [
+    (ALICE, "800001x1x0"),
+    (CAROL, "700101x7x1"),
+    (US, "800004x1x0"),
+];
 
 #[test]
 fn views_parse_as_cln_rpc_responses() {
@@ -107,7 +120,12 @@ fn views_parse_as_cln_rpc_responses() {
 #[test]
 fn listpeerchannels_numbers() {
     let mut n = demo();
-    let v = call(&mut n, "listpeerchannels", json!({"short_channel_id": "800001x1x0"})).unwrap();
+    let v = call(
+        &mut n,
+        "listpeerchannels",
+        json!({"short_channel_id": "800001x1x0"}),
+    )
+    .unwrap();
     let c = &v["channels"][0];
     assert_eq!(c["peer_id"], ALICE);
     assert_eq!(c["to_us_msat"], 800_000_000u64);
@@ -121,7 +139,13 @@ fn listpeerchannels_numbers() {
     let v = call(&mut n, "listpeerchannels", json!({"id": ALICE})).unwrap();
     assert_eq!(v["channels"].as_array().unwrap().len(), 2);
     let v = call(&mut n, "listchannels", json!({"source": ALICE})).unwrap();
-    assert!(v["channels"].as_array().unwrap().iter().all(|e| e["source"] == ALICE));
+    assert!(
+        v["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["source"] == ALICE)
+    );
     assert_eq!(v["channels"].as_array().unwrap().len(), 4);
 }
 
@@ -165,13 +189,22 @@ fn triangle_success_moves_balances_and_pays_invoice() {
     assert_eq!(crate::sha256::hex(&crate::sha256::sha256(&pre)), hash);
     // Paying again with the same hash is idempotent success.
     let r = route(&mut n, &TRIANGLE, 100_000_000, 18);
-    let (v, _) = call_ev(&mut n, "sendpay", json!({"route": r, "payment_hash": hash, "payment_secret": secret}));
+    let (v, _) = call_ev(
+        &mut n,
+        "sendpay",
+        json!({"route": r, "payment_hash": hash, "payment_secret": secret}),
+    );
     assert_eq!(v["status"], "complete");
 }
 
 fn failed(n: &mut Network, r: Value, hash: &str, secret: &str) -> RpcError {
     let before: Vec<[u64; 2]> = n.channels.iter().map(|c| c.balance_msat).collect();
-    call(n, "sendpay", json!({"route": r, "payment_hash": hash, "payment_secret": secret})).unwrap();
+    call(
+        n,
+        "sendpay",
+        json!({"route": r, "payment_hash": hash, "payment_secret": secret}),
+    )
+    .unwrap();
     let e = wait(n, hash).unwrap_err();
     let after: Vec<[u64; 2]> = n.channels.iter().map(|c| c.balance_msat).collect();
     assert_eq!(before, after, "a failed payment moves nothing");
@@ -187,7 +220,10 @@ fn fee_insufficient_at_alice() {
     r[0]["amount_msat"] = json!(r[0]["amount_msat"].as_u64().unwrap() - 1);
     let e = failed(&mut n, r, &hash, &secret);
     assert_eq!(e.code, 204);
-    assert_eq!(e.message, "failed: WIRE_FEE_INSUFFICIENT (reply from remote)");
+    assert_eq!(
+        e.message,
+        "failed: WIRE_FEE_INSUFFICIENT (reply from remote)"
+    );
     let d = e.data.unwrap();
     assert_eq!(d["erring_index"], 1);
     assert_eq!(d["erring_node"], ALICE);
@@ -220,7 +256,10 @@ fn incorrect_cltv_at_alice_and_final_cltv() {
     assert_eq!(d["erring_index"], 3);
     assert_eq!(d["erring_node"], US);
     assert_eq!(d["erring_channel"], "800004x1x0");
-    assert_eq!(d["failcodename"], "WIRE_INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS");
+    assert_eq!(
+        d["failcodename"],
+        "WIRE_INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS"
+    );
     assert_eq!(d["groupid"], 2);
 }
 
@@ -228,11 +267,19 @@ fn incorrect_cltv_at_alice_and_final_cltv() {
 fn liquidity_unknown_channel_offline_wrong_secret() {
     let mut n = demo();
     let (hash, secret) = new_invoice(&mut n, "l", 100_000_000);
-    call(&mut n, "dev-drain", json!({"short_channel_id": "700101x7x1", "node": "alice"})).unwrap();
+    call(
+        &mut n,
+        "dev-drain",
+        json!({"short_channel_id": "700101x7x1", "node": "alice"}),
+    )
+    .unwrap();
     let r = route(&mut n, &TRIANGLE, 100_000_000, 18);
     let e = failed(&mut n, r, &hash, &secret);
     let d = e.data.unwrap();
-    assert_eq!((d["failcode"].as_u64(), d["erring_index"].as_u64()), (Some(4103), Some(1)));
+    assert_eq!(
+        (d["failcode"].as_u64(), d["erring_index"].as_u64()),
+        (Some(4103), Some(1))
+    );
 
     let mut r = route(&mut n, &TRIANGLE, 100_000_000, 18);
     r[1]["channel"] = json!("999x9x9");
@@ -241,13 +288,31 @@ fn liquidity_unknown_channel_offline_wrong_secret() {
     assert_eq!(d["failcodename"], "WIRE_UNKNOWN_NEXT_PEER");
     assert_eq!(d["erring_channel"], "999x9x9");
 
-    call(&mut n, "dev-set-balance", json!(["700101x7x1", "alice", 2_500_000_000u64])).unwrap();
-    call(&mut n, "dev-set-online", json!({"node": "carol", "online": false})).unwrap();
+    call(
+        &mut n,
+        "dev-set-balance",
+        json!(["700101x7x1", "alice", 2_500_000_000u64]),
+    )
+    .unwrap();
+    call(
+        &mut n,
+        "dev-set-online",
+        json!({"node": "carol", "online": false}),
+    )
+    .unwrap();
     let r = route(&mut n, &TRIANGLE, 100_000_000, 18);
     let e = failed(&mut n, r, &hash, &secret);
     let d = e.data.unwrap();
-    assert_eq!((d["failcode"].as_u64(), d["erring_index"].as_u64()), (Some(4103), Some(1)));
-    call(&mut n, "dev-set-online", json!({"node": "carol", "online": true})).unwrap();
+    assert_eq!(
+        (d["failcode"].as_u64(), d["erring_index"].as_u64()),
+        (Some(4103), Some(1))
+    );
+    call(
+        &mut n,
+        "dev-set-online",
+        json!({"node": "carol", "online": true}),
+    )
+    .unwrap();
 
     let r = route(&mut n, &TRIANGLE, 100_000_000, 18);
     let e = failed(&mut n, r, &hash, &"00".repeat(32));
@@ -257,14 +322,22 @@ fn liquidity_unknown_channel_offline_wrong_secret() {
     call(&mut n, "dev-fail", json!({"short_channel_id": "800004x1x0", "source": "carol", "failcode": "WIRE_TEMPORARY_NODE_FAILURE"})).unwrap();
     let e = failed(&mut n, r, &hash, &secret);
     let d = e.data.unwrap();
-    assert_eq!((d["failcode"].as_u64(), d["erring_index"].as_u64()), (Some(8194), Some(2)));
+    assert_eq!(
+        (d["failcode"].as_u64(), d["erring_index"].as_u64()),
+        (Some(8194), Some(2))
+    );
 }
 
 #[test]
 fn sendpay_immediate_errors() {
     let mut n = demo();
     let (hash, secret) = new_invoice(&mut n, "i", 100_000_000);
-    let e = call(&mut n, "sendpay", json!({"route": "x", "payment_hash": hash})).unwrap_err();
+    let e = call(
+        &mut n,
+        "sendpay",
+        json!({"route": "x", "payment_hash": hash}),
+    )
+    .unwrap_err();
     assert_eq!(e.code, -32602);
     assert_eq!(e.message, "route: must be an array: invalid token '\"x\"'");
     let mut r = route(&mut n, &TRIANGLE, 100_000_000, 18);
@@ -277,25 +350,46 @@ fn sendpay_immediate_errors() {
     assert_eq!(d["erring_index"], 0);
     assert!(d.get("erring_channel").is_none());
 
-    call(&mut n, "dev-set-online", json!({"node": ALICE, "online": false})).unwrap();
+    call(
+        &mut n,
+        "dev-set-online",
+        json!({"node": ALICE, "online": false}),
+    )
+    .unwrap();
     let r = route(&mut n, &TRIANGLE, 100_000_000, 18);
     let e = call(&mut n, "sendpay", json!({"route": r, "payment_hash": hash})).unwrap_err();
-    assert_eq!(e.message, "failed: WIRE_TEMPORARY_CHANNEL_FAILURE (First peer not ready)");
+    assert_eq!(
+        e.message,
+        "failed: WIRE_TEMPORARY_CHANNEL_FAILURE (First peer not ready)"
+    );
     assert_eq!(e.data.unwrap()["erring_channel"], "800001x1x0");
-    call(&mut n, "dev-set-online", json!({"node": ALICE, "online": true})).unwrap();
+    call(
+        &mut n,
+        "dev-set-online",
+        json!({"node": ALICE, "online": true}),
+    )
+    .unwrap();
 
     // Our own channel short of funds: pending first, then a local failure at index 0.
     let r = route(&mut n, &TRIANGLE, 900_000_000, 18);
-    let (v, _) = call_ev(&mut n, "sendpay", json!({"route": r, "payment_hash": hash, "payment_secret": secret}));
+    let (v, _) = call_ev(
+        &mut n,
+        "sendpay",
+        json!({"route": r, "payment_hash": hash, "payment_secret": secret}),
+    );
     assert_eq!(v["status"], "pending");
     let e = wait(&mut n, &hash).unwrap_err();
     assert_eq!(e.code, 204);
-    assert!(e.message.starts_with("failed: WIRE_TEMPORARY_CHANNEL_FAILURE (WIRE_TEMPORARY_CHANNEL_FAILURE: Capacity exceeded"));
+    assert!(e.message.starts_with(
+        "failed: WIRE_TEMPORARY_CHANNEL_FAILURE (WIRE_TEMPORARY_CHANNEL_FAILURE: Capacity exceeded"
+    ));
     assert_eq!(e.data.unwrap()["erring_index"], 0);
 
     let e = n.call("waitsendpay", &json!({"payment_hash": "11".repeat(32)}));
     assert!(e.is_none(), "waitsendpay is the host's (it blocks)");
-    let e = n.waitsendpay_check(&json!({"payment_hash": "11".repeat(32)})).unwrap_err();
+    let e = n
+        .waitsendpay_check(&json!({"payment_hash": "11".repeat(32)}))
+        .unwrap_err();
     assert_eq!(e.code, 208);
 }
 
@@ -306,22 +400,42 @@ fn held_htlc_stays_in_flight_then_completes() {
     call(&mut n, "dev-hold", json!({"node": "carol"})).unwrap();
     let r = route(&mut n, &TRIANGLE, 100_000_000, 18);
     let sent = r[0]["amount_msat"].as_u64().unwrap();
-    call(&mut n, "sendpay", json!({"route": r.clone(), "payment_hash": hash, "payment_secret": secret})).unwrap();
+    call(
+        &mut n,
+        "sendpay",
+        json!({"route": r.clone(), "payment_hash": hash, "payment_secret": secret}),
+    )
+    .unwrap();
     assert!(matches!(
-        n.waitsendpay_check(&json!({"payment_hash": hash})).unwrap().0,
+        n.waitsendpay_check(&json!({"payment_hash": hash}))
+            .unwrap()
+            .0,
         WaitState::Pending(_)
     ));
     // Our outgoing HTLC is visible and locks spendable.
-    let v = call(&mut n, "listpeerchannels", json!({"short_channel_id": "800001x1x0"})).unwrap();
+    let v = call(
+        &mut n,
+        "listpeerchannels",
+        json!({"short_channel_id": "800001x1x0"}),
+    )
+    .unwrap();
     let c = &v["channels"][0];
     assert_eq!(c["htlcs"][0]["direction"], "out");
     assert_eq!(c["htlcs"][0]["payment_hash"], hash);
     assert_eq!(c["spendable_msat"], 790_000_000 - sent);
     assert_eq!(c["to_us_msat"], 800_000_000u64);
     // A second attempt on the same hash is refused while the first is in flight.
-    let e = call(&mut n, "sendpay", json!({"route": r, "payment_hash": hash, "payment_secret": secret})).unwrap_err();
+    let e = call(
+        &mut n,
+        "sendpay",
+        json!({"route": r, "payment_hash": hash, "payment_secret": secret}),
+    )
+    .unwrap_err();
     assert_eq!(e.code, 200);
-    assert_eq!(e.message, "Payment with groupid=1 still in progress, cannot retry before that completes.");
+    assert_eq!(
+        e.message,
+        "Payment with groupid=1 still in progress, cannot retry before that completes."
+    );
     let (v, ev) = call_ev(&mut n, "dev-release", json!({}));
     assert_eq!(v["released"], 1);
     assert!(ev.iter().any(|e| matches!(e, Event::PaymentDone { .. })));
@@ -334,7 +448,11 @@ fn invoice_payment_hook_sees_htlcs_and_can_reject() {
     n.hooks.invoice_payment = true;
     let (hash, secret) = new_invoice(&mut n, "k", 100_000_000);
     let r = route(&mut n, &TRIANGLE, 100_000_000, 18);
-    let (_, ev) = call_ev(&mut n, "sendpay", json!({"route": r, "payment_hash": hash, "payment_secret": secret}));
+    let (_, ev) = call_ev(
+        &mut n,
+        "sendpay",
+        json!({"route": r, "payment_hash": hash, "payment_secret": secret}),
+    );
     let (pid, payload) = ev
         .iter()
         .find_map(|e| match e {
@@ -346,7 +464,13 @@ fn invoice_payment_hook_sees_htlcs_and_can_reject() {
     assert_eq!(payload["payment"]["msat"], 100_000_000u64);
     let v = call(&mut n, "listpeerchannels", json!({})).unwrap();
     let find = |scid: &str| {
-        v["channels"].as_array().unwrap().iter().find(|c| c["short_channel_id"] == scid).unwrap()["htlcs"].clone()
+        v["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["short_channel_id"] == scid)
+            .unwrap()["htlcs"]
+            .clone()
     };
     assert_eq!(find("800004x1x0")[0]["direction"], "in");
     assert_eq!(find("800004x1x0")[0]["payment_hash"], hash);
@@ -367,7 +491,11 @@ fn htlc_accepted_hook_then_continue() {
     n.hooks.plugin_name = "cln-rebalance".into();
     let (hash, secret) = new_invoice(&mut n, "a", 100_000_000);
     let r = route(&mut n, &TRIANGLE, 100_000_000, 18);
-    let (_, ev) = call_ev(&mut n, "sendpay", json!({"route": r, "payment_hash": hash, "payment_secret": secret}));
+    let (_, ev) = call_ev(
+        &mut n,
+        "sendpay",
+        json!({"route": r, "payment_hash": hash, "payment_secret": secret}),
+    );
     let (pid, payload) = ev
         .iter()
         .find_map(|e| match e {
@@ -378,7 +506,12 @@ fn htlc_accepted_hook_then_continue() {
     assert_eq!(payload["htlc"]["short_channel_id"], "800004x1x0");
     assert_eq!(payload["htlc"]["payment_hash"], hash);
     assert_eq!(payload["onion"]["payment_secret"], secret);
-    let v = call(&mut n, "listpeerchannels", json!({"short_channel_id": "800004x1x0"})).unwrap();
+    let v = call(
+        &mut n,
+        "listpeerchannels",
+        json!({"short_channel_id": "800004x1x0"}),
+    )
+    .unwrap();
     assert_eq!(
         v["channels"][0]["htlcs"][0]["status"],
         "Waiting for the htlc_accepted hook of plugin cln-rebalance"
@@ -391,14 +524,28 @@ fn htlc_accepted_hook_then_continue() {
 fn non_strict_forwarding_uses_the_fuller_channel() {
     for strict in [false, true] {
         let mut n = demo();
-        call(&mut n, "dev-set-strict", json!({"node": "alice", "strict": strict})).unwrap();
+        call(
+            &mut n,
+            "dev-set-strict",
+            json!({"node": "alice", "strict": strict}),
+        )
+        .unwrap();
         let (hash, secret) = new_invoice(&mut n, "ns", 50_000_000);
         // Out over carol, back from alice asking for the 1M channel 800001x1x0.
-        let hops = [(CAROL, "800004x1x0"), (ALICE, "700101x7x1"), (US, "800001x1x0")];
+        let hops = [
+            (CAROL, "800004x1x0"),
+            (ALICE, "700101x7x1"),
+            (US, "800001x1x0"),
+        ];
         let r = route(&mut n, &hops, 50_000_000, 18);
         let b1 = balance(&n, "800001x1x0", US);
         let b2 = balance(&n, "800002x1x0", US);
-        call(&mut n, "sendpay", json!({"route": r, "payment_hash": hash, "payment_secret": secret})).unwrap();
+        call(
+            &mut n,
+            "sendpay",
+            json!({"route": r, "payment_hash": hash, "payment_secret": secret}),
+        )
+        .unwrap();
         assert_eq!(wait(&mut n, &hash).unwrap()["status"], "complete");
         if strict {
             assert_eq!(balance(&n, "800001x1x0", US), b1 + 50_000_000);
@@ -415,20 +562,48 @@ fn non_strict_forwarding_uses_the_fuller_channel() {
 fn invoice_lifecycle() {
     let mut n = demo();
     let (hash, _) = new_invoice(&mut n, "inv", 1000);
-    let e = call(&mut n, "invoice", json!({"amount_msat": 5, "label": "inv", "description": "x"})).unwrap_err();
+    let e = call(
+        &mut n,
+        "invoice",
+        json!({"amount_msat": 5, "label": "inv", "description": "x"}),
+    )
+    .unwrap_err();
     assert_eq!((e.code, e.message.as_str()), (900, "Duplicate label 'inv'"));
-    let e = call(&mut n, "invoice", json!({"amount_msat": 0, "label": "z", "description": "x"})).unwrap_err();
+    let e = call(
+        &mut n,
+        "invoice",
+        json!({"amount_msat": 0, "label": "z", "description": "x"}),
+    )
+    .unwrap_err();
     assert_eq!(e.code, -32602);
     let l = call(&mut n, "listinvoices", json!({"payment_hash": hash})).unwrap();
     assert_eq!(l["invoices"][0]["status"], "unpaid");
-    let e = call(&mut n, "delinvoice", json!({"label": "inv", "status": "paid"})).unwrap_err();
-    assert_eq!((e.code, e.message.as_str()), (906, "Invoice status is unpaid not paid"));
+    let e = call(
+        &mut n,
+        "delinvoice",
+        json!({"label": "inv", "status": "paid"}),
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (906, "Invoice status is unpaid not paid")
+    );
     assert_eq!(e.data.unwrap()["current_status"], "unpaid");
-    let e = call(&mut n, "delinvoice", json!({"label": "nope", "status": "unpaid"})).unwrap_err();
+    let e = call(
+        &mut n,
+        "delinvoice",
+        json!({"label": "nope", "status": "unpaid"}),
+    )
+    .unwrap_err();
     assert_eq!((e.code, e.message.as_str()), (905, "Unknown invoice"));
     let d = call(&mut n, "delinvoice", json!(["inv", "unpaid"])).unwrap();
     assert_eq!(d["label"], "inv");
-    assert!(call(&mut n, "listinvoices", json!({})).unwrap()["invoices"].as_array().unwrap().is_empty());
+    assert!(
+        call(&mut n, "listinvoices", json!({})).unwrap()["invoices"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     new_invoice(&mut n, "exp", 1000);
     call(&mut n, "dev-timetravel", json!({"seconds": 3600 * 24 * 8})).unwrap();
     let l = call(&mut n, "listinvoices", json!({"label": "exp"})).unwrap();
@@ -459,10 +634,26 @@ fn mainnet_graph_loads_with_hidden_balances() {
     let deg = |n: &Network| n.our_channels().len();
     assert!(deg(&a) > 500, "us is the best-connected node");
     let bal: Vec<u64> = a.channels.iter().map(|c| c.balance_msat[0]).collect();
-    assert_eq!(bal, b.channels.iter().map(|c| c.balance_msat[0]).collect::<Vec<_>>());
-    assert!(a.channels.iter().all(|c| c.balance_msat[0] + c.balance_msat[1] == c.capacity_msat));
+    assert_eq!(
+        bal,
+        b.channels
+            .iter()
+            .map(|c| c.balance_msat[0])
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        a.channels
+            .iter()
+            .all(|c| c.balance_msat[0] + c.balance_msat[1] == c.capacity_msat)
+    );
     let c = Network::from_listchannels(&path, None, 12).unwrap();
-    assert_ne!(bal, c.channels.iter().map(|c| c.balance_msat[0]).collect::<Vec<_>>());
+    assert_ne!(
+        bal,
+        c.channels
+            .iter()
+            .map(|c| c.balance_msat[0])
+            .collect::<Vec<_>>()
+    );
     let mut a = a;
     let v = a.listchannels(&json!({})).unwrap();
     assert!(v["channels"].as_array().unwrap().len() > 60_000);

@@ -23,10 +23,12 @@ impl Network {
         let (mut pending, mut active, mut inactive) = (0, 0, 0);
         for &c in &ours {
             match self.channels[c].state.as_str() {
-                "CHANNELD_AWAITING_LOCKIN" | "DUALOPEND_OPEN_INIT" | "DUALOPEND_AWAITING_LOCKIN" => {
-                    pending += 1
-                }
-                "CHANNELD_NORMAL" | "CHANNELD_AWAITING_SPLICE" | "CHANNELD_SHUTTING_DOWN"
+                "CHANNELD_AWAITING_LOCKIN"
+                | "DUALOPEND_OPEN_INIT"
+                | "DUALOPEND_AWAITING_LOCKIN" => pending += 1,
+                "CHANNELD_NORMAL"
+                | "CHANNELD_AWAITING_SPLICE"
+                | "CHANNELD_SHUTTING_DOWN"
                 | "CLOSINGD_SIGEXCHANGE" => active += 1,
                 _ => inactive += 1,
             }
@@ -149,17 +151,23 @@ impl Network {
             "their_max_htlc_value_in_flight_msat".into(),
             json!(u64::MAX),
         );
-        v.insert(
-            "our_max_htlc_value_in_flight_msat".into(),
-            json!(u64::MAX),
-        );
+        v.insert("our_max_htlc_value_in_flight_msat".into(), json!(u64::MAX));
         v.insert("their_reserve_msat".into(), json!(ch.reserve_msat[1 - s]));
         v.insert("our_reserve_msat".into(), json!(ch.reserve_msat[s]));
         v.insert("spendable_msat".into(), json!(self.spendable(c, s)));
         v.insert("receivable_msat".into(), json!(self.receivable(c, s)));
-        v.insert("minimum_htlc_in_msat".into(), json!(local.htlc_minimum_msat));
-        v.insert("minimum_htlc_out_msat".into(), json!(local.htlc_minimum_msat));
-        v.insert("maximum_htlc_out_msat".into(), json!(local.htlc_maximum_msat));
+        v.insert(
+            "minimum_htlc_in_msat".into(),
+            json!(local.htlc_minimum_msat),
+        );
+        v.insert(
+            "minimum_htlc_out_msat".into(),
+            json!(local.htlc_minimum_msat),
+        );
+        v.insert(
+            "maximum_htlc_out_msat".into(),
+            json!(local.htlc_maximum_msat),
+        );
         v.insert("their_to_self_delay".into(), json!(144));
         v.insert("our_to_self_delay".into(), json!(144));
         v.insert(
@@ -202,7 +210,10 @@ impl Network {
             .map(|h| {
                 let incoming = h.from != s;
                 let mut o = Map::new();
-                o.insert("direction".into(), json!(if incoming { "in" } else { "out" }));
+                o.insert(
+                    "direction".into(),
+                    json!(if incoming { "in" } else { "out" }),
+                );
                 o.insert("id".into(), json!(h.id));
                 o.insert("amount_msat".into(), json!(h.amount_msat));
                 o.insert("expiry".into(), json!(h.expiry));
@@ -228,12 +239,17 @@ impl Network {
     pub fn listpeerchannels(&mut self, p: &Value) -> RpcResult {
         let p = params::parse(
             p,
-            &[("id", false), ("short_channel_id", false), ("channel_id", false)],
+            &[
+                ("id", false),
+                ("short_channel_id", false),
+                ("channel_id", false),
+            ],
         )?;
         let id = p.node_id("id")?;
         let scid = p.scid("short_channel_id")?;
         let cid = p.hex32("channel_id", "should be a channel id")?;
-        if usize::from(id.is_some()) + usize::from(scid.is_some()) + usize::from(cid.is_some()) > 1 {
+        if usize::from(id.is_some()) + usize::from(scid.is_some()) + usize::from(cid.is_some()) > 1
+        {
             return Err(RpcError::invalid(
                 "Must not specify more than one of short_channel_id, channel_id or id",
             ));
@@ -244,7 +260,8 @@ impl Network {
             .filter(|&c| {
                 let ch = &self.channels[c];
                 let s = self.side_of(c, self.us).unwrap_or(0);
-                id.as_ref().is_none_or(|i| self.nodes[ch.nodes[1 - s]].id == *i)
+                id.as_ref()
+                    .is_none_or(|i| self.nodes[ch.nodes[1 - s]].id == *i)
                     && scid
                         .as_ref()
                         .is_none_or(|x| ch.scid == *x || ch.alias.contains(x))
@@ -338,7 +355,11 @@ impl Network {
     pub fn listchannels(&mut self, p: &Value) -> RpcResult {
         let p = params::parse(
             p,
-            &[("short_channel_id", false), ("source", false), ("destination", false)],
+            &[
+                ("short_channel_id", false),
+                ("source", false),
+                ("destination", false),
+            ],
         )?;
         let scid = p.scid("short_channel_id")?;
         let source = p.node_id("source")?;
@@ -354,7 +375,10 @@ impl Network {
         }
         let mut out = Vec::new();
         if let Some(scid) = scid {
-            if let Some(c) = self.channel_by_scid(&scid).filter(|&c| self.gossip_visible(c)) {
+            if let Some(c) = self
+                .channel_by_scid(&scid)
+                .filter(|&c| self.gossip_visible(c))
+            {
                 self.halfchan_json(c, &[0, 1], &mut out);
             }
         } else if let Some(src) = source {
