@@ -22,8 +22,9 @@ STANDIN_DIR = Path(__file__).resolve().parent / "standin"
 NETWORKS = STANDIN_DIR / "networks"
 TESTPLUGIN = STANDIN_DIR / "testplugin" / "standin_testplugin.py"
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug"
-STANDIN_BIN = TARGET / "lightningd-standin"
-PLUGIN_BIN = TARGET / "cln-rebalance"
+# The Makefile points these at release builds; by default the debug ones `cargo build` makes.
+STANDIN_BIN = Path(os.environ.get("LIGHTNINGD_STANDIN", TARGET / "lightningd-standin"))
+PLUGIN_BIN = Path(os.environ.get("CLN_REBALANCE_BIN", TARGET / "cln-rebalance"))
 
 
 def pytest_configure(config):
@@ -39,9 +40,12 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def standin_bins():
-    """Paths of lightningd-standin and cln-rebalance, building the workspace if either is
-    missing (set STANDIN_NO_BUILD=1 to never build)."""
-    if not (STANDIN_BIN.exists() and PLUGIN_BIN.exists()) and not os.environ.get("STANDIN_NO_BUILD"):
+    """Paths of lightningd-standin and cln-rebalance ($LIGHTNINGD_STANDIN, $CLN_REBALANCE_BIN,
+    else target/debug), building the workspace if a default one is missing (set
+    STANDIN_NO_BUILD=1 to never build)."""
+    defaults = "LIGHTNINGD_STANDIN" not in os.environ and "CLN_REBALANCE_BIN" not in os.environ
+    if (defaults and not (STANDIN_BIN.exists() and PLUGIN_BIN.exists())
+            and not os.environ.get("STANDIN_NO_BUILD")):
         subprocess.run(["cargo", "build", "-q", "--bins"], cwd=ROOT, check=True)
     if not STANDIN_BIN.exists():
         pytest.skip(f"{STANDIN_BIN} not built")
