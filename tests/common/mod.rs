@@ -1,0 +1,257 @@
+//! The in-memory network for in-process tests: [`SimNode`] implements the plugin's
+//! [`Lightningd`] trait over the stand-in's network model (`cln_standin::simnet`), answering
+//! with the same JSON lightningd (and the stand-in daemon) would, and calling the plugin's
+//! `invoice_payment` hook as lightningd does.
+
+#![allow(dead_code)]
+
+use cln_rebalance::node::{
+    Getinfo, Invoice, InvoiceStatus, Lightningd, NodeInfo, PaymentComplete, PeerChannel,
+    SendpayStatus, sendpay_route_json,
+};
+use cln_rebalance::rebalance::{Config, Rebalancer};
+use cln_rebalance::route::Hop;
+use cln_rpc::RpcError;
+use cln_standin::simnet::pay::WaitState;
+use cln_standin::simnet::{Event, Network};
+use serde_json::{Value, json};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+type Hook = Arc<dyn Fn(Value) -> Pin<Box<dyn Future<Output = Value> + Send>> + Send + Sync>;
+
+#[derive(Clone)]
+pub struct SimNode {
+    pub net: Arc<Mutex<Network>>,
+    changed: tokio::sync::watch::Sender<u64>,
+    hook: Arc<Mutex<Option<Hook>>>,
+}
+
+fn to_rpc(e: cln_standin::simnet::RpcError) -> RpcError {
+    let v = e.to_json();
+    RpcError {
+        code: v["code"].as_i64().map(|c| c as i32),
+        message: v["message"].as_str().unwrap_or_default().to_string(),
+        data: v.get("data").cloned(),
+    }
+}
+
+impl SimNode {
+    pub fn new(net: Network) -> Self {
+        SimNode {
+            net: Arc::new(Mutex::new(net)),
+            changed: tokio::sync::watch::channel(0).0,
+            hook: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// A method served by the model (lightningd's or a dev- control method).
+    pub fn call(&self, method: &str, params: Value) -> Result<Value, RpcError> {
+        let r = self
+            .net
+            .lock()
+            .unwrap()
+            .call(method, &params)
+            .expect("a method the model serves");
+        match r {
+            Ok((v, events)) => {
+                self.handle(events);
+                Ok(v)
+            }
+            Err(e) => Err(to_rpc(e)),
+        }
+    }
+
+    fn handle(&self, events: Vec<Event>) {
+        for e in events {
+            match e {
+                Event::InvoicePaymentHook { payment, payload } => {
+                    let me = self.clone();
+                    let hook = self.hook.lock().unwrap().clone();
+                    tokio::spawn(async move {
+                        let answer = match hook {
+                            Some(h) => h(payload).await,
+                            None => json!({"result": "continue"}),
+                        };
+                        let ev = me
+                            .net
+                            .lock()
+                            .unwrap()
+                            .invoice_payment_result(payment, Some(&answer));
+                        me.handle(ev);
+                    });
+                }
+                Event::HtlcAcceptedHook { .. } => {
+                    panic!("the plugin registers no htlc_accepted hook")
+                }
+                _ => {}
+            }
+            self.changed.send_modify(|v| *v += 1);
+        }
+    }
+
+    /// Our channel's `to_us_msat`, read from the model.
+    pub fn to_us(&self, scid: &str) -> u64 {
+        let v = self.call("listpeerchannels", json!({})).unwrap();
+        v["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["short_channel_id"] == scid)
+            .unwrap_or_else(|| panic!("no channel {scid}"))["to_us_msat"]
+            .as_u64()
+            .unwrap()
+    }
+
+    pub fn invoices(&self) -> Vec<Value> {
+        self.call("listinvoices", json!({})).unwrap()["invoices"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    pub fn sendpays(&self) -> Vec<Value> {
+        self.call("listsendpays", json!({})).unwrap()["payments"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    pub fn pending_htlcs(&self) -> usize {
+        let v = self.call("listpeerchannels", json!({})).unwrap();
+        v["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["htlcs"].as_array().map_or(0, |h| h.len()))
+            .sum()
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, RpcError> {
+    serde_json::from_value(v).map_err(|e| RpcError {
+        code: None,
+        message: e.to_string(),
+        data: None,
+    })
+}
+
+impl Lightningd for SimNode {
+    async fn getinfo(&self) -> Result<Getinfo, RpcError> {
+        decode(self.call("getinfo", json!({}))?)
+    }
+    async fn listpeerchannels(&self) -> Result<Vec<PeerChannel>, RpcError> {
+        decode(self.call("listpeerchannels", json!({}))?["channels"].take())
+    }
+    async fn listchannels_json(&self) -> Result<Vec<u8>, RpcError> {
+        Ok(self
+            .call("listchannels", json!({}))?
+            .to_string()
+            .into_bytes())
+    }
+    async fn listnodes(&self) -> Result<Vec<NodeInfo>, RpcError> {
+        decode(self.call("listnodes", json!({}))?["nodes"].take())
+    }
+    async fn invoice(
+        &self,
+        amount_msat: u64,
+        label: &str,
+        description: &str,
+        expiry: u64,
+        cltv: u32,
+    ) -> Result<Invoice, RpcError> {
+        decode(self.call(
+            "invoice",
+            json!({"amount_msat": amount_msat, "label": label, "description": description, "expiry": expiry, "cltv": cltv}),
+        )?)
+    }
+    async fn listinvoice(&self, label: &str) -> Result<Option<InvoiceStatus>, RpcError> {
+        let v: Vec<InvoiceStatus> =
+            decode(self.call("listinvoices", json!({"label": label}))?["invoices"].take())?;
+        Ok(v.into_iter().next())
+    }
+    async fn delinvoice(&self, label: &str, status: &str) -> Result<(), RpcError> {
+        self.call("delinvoice", json!({"label": label, "status": status}))
+            .map(|_| ())
+    }
+    async fn sendpay(
+        &self,
+        route: &[Hop],
+        payment_hash: &str,
+        payment_secret: &str,
+        label: &str,
+    ) -> Result<(), RpcError> {
+        self.call(
+            "sendpay",
+            json!({"route": sendpay_route_json(route), "payment_hash": payment_hash,
+                   "payment_secret": payment_secret, "label": label}),
+        )
+        .map(|_| ())
+    }
+    async fn waitsendpay(
+        &self,
+        payment_hash: &str,
+        timeout_secs: u64,
+    ) -> Result<PaymentComplete, RpcError> {
+        let mut changed = self.changed.subscribe();
+        let (state, _) = self
+            .net
+            .lock()
+            .unwrap()
+            .waitsendpay_check(&json!({"payment_hash": payment_hash, "timeout": timeout_secs}))
+            .map_err(to_rpc)?;
+        let pid = match state {
+            WaitState::Done(r) => return r.map_err(to_rpc).and_then(decode),
+            WaitState::Pending(pid) => pid,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_secs);
+        loop {
+            if tokio::time::timeout_at(deadline, changed.changed())
+                .await
+                .is_err()
+            {
+                return Err(RpcError {
+                    code: Some(200),
+                    message: "Timed out while waiting".into(),
+                    data: None,
+                });
+            }
+            let state = self.net.lock().unwrap().wait_state(pid, true);
+            if let WaitState::Done(r) = state {
+                return r.map_err(to_rpc).and_then(decode);
+            }
+        }
+    }
+    async fn listsendpays(&self, payment_hash: &str) -> Result<Vec<SendpayStatus>, RpcError> {
+        decode(self.call("listsendpays", json!({"payment_hash": payment_hash}))?["payments"].take())
+    }
+}
+
+/// The demo network shipped with the stand-in.
+pub fn demo_network() -> Network {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("plugin-tests/standin/networks/demo.json");
+    let mut net = Network::from_file(&path).expect("demo network loads");
+    net.hooks.invoice_payment = true; // the plugin registers it
+    net
+}
+
+/// A rebalancer over `net`, with its `invoice_payment` hook wired as lightningd would call it.
+pub fn rebalancer(net: Network, config: Config) -> (Arc<Rebalancer<SimNode>>, SimNode) {
+    let node = SimNode::new(net);
+    let r = Arc::new(Rebalancer::new(node.clone(), config));
+    let weak: Weak<Rebalancer<SimNode>> = Arc::downgrade(&r);
+    let hook: Hook = Arc::new(move |payload: Value| {
+        let weak = weak.clone();
+        Box::pin(async move {
+            match weak.upgrade() {
+                Some(r) => r.on_invoice_payment(&payload).await,
+                None => json!({"result": "continue"}),
+            }
+        })
+    });
+    *node.hook.lock().unwrap() = Some(hook);
+    (r, node)
+}

@@ -1,0 +1,245 @@
+//! The rebalance algorithm in-process, against the stand-in's network model through the
+//! `Lightningd` trait: real outcomes (balances moved, fee within cap, invoices cleaned up).
+
+mod common;
+
+use cln_rebalance::params::RebalanceParams;
+use cln_rebalance::rebalance::Config;
+use common::{SimNode, demo_network, rebalancer};
+use serde_json::json;
+use std::time::Duration;
+
+const BOB: &str = "800003x1x0"; // we hold 1.2M of 1.5M sat
+const CAROL: &str = "800004x1x0"; // we hold 100k of 1M sat
+const DAVE: &str = "800005x1x0"; // we hold 300k of 2M sat
+const ALICE_SMALL: &str = "800001x1x0";
+const ALICE_BIG: &str = "800002x1x0";
+
+fn req(out: &str, inc: &str, amount_msat: u64) -> RebalanceParams {
+    RebalanceParams {
+        outgoing: out.into(),
+        incoming: inc.into(),
+        amount_msat: Some(amount_msat),
+        maxfeeppm: None,
+        exemptfee: None,
+        retry_for: Some(10),
+        dryrun: false,
+    }
+}
+
+fn assert_clean(node: &SimNode) {
+    let unpaid: Vec<_> = node
+        .invoices()
+        .into_iter()
+        .filter(|i| i["status"] != "paid")
+        .collect();
+    assert!(unpaid.is_empty(), "invoices left behind: {unpaid:?}");
+    assert_eq!(node.pending_htlcs(), 0, "HTLCs left in flight");
+}
+
+#[tokio::test]
+async fn moves_the_amount_and_pays_only_the_reported_fee() {
+    let (r, node) = rebalancer(demo_network(), Config::default());
+    let (out0, in0) = (node.to_us(BOB), node.to_us(CAROL));
+    let v = r.rebalance(req(BOB, CAROL, 100_000_000)).await.unwrap();
+    assert_eq!(v["status"], "complete");
+    let fee = v["fee_msat"].as_u64().unwrap();
+    assert!(
+        fee > 0 && fee <= 100_000,
+        "fee {fee} within the 1000 ppm cap"
+    );
+    assert_eq!(node.to_us(BOB), out0 - 100_000_000 - fee);
+    assert_eq!(node.to_us(CAROL), in0 + 100_000_000);
+    let route = v["route"].as_array().unwrap();
+    assert_eq!(route.first().unwrap()["short_channel_id"], BOB);
+    assert_eq!(route.last().unwrap()["short_channel_id"], CAROL);
+    assert_eq!(route.last().unwrap()["amount_msat"], 100_000_000);
+    assert_eq!(route.first().unwrap()["amount_msat"], 100_000_000 + fee);
+    assert_clean(&node);
+}
+
+#[tokio::test]
+async fn dryrun_quotes_and_pays_nothing() {
+    let (r, node) = rebalancer(demo_network(), Config::default());
+    let before = (node.to_us(BOB), node.to_us(CAROL));
+    let mut p = req(BOB, CAROL, 50_000_000);
+    p.dryrun = true;
+    let quote = r.rebalance(p).await.unwrap();
+    assert_eq!(quote["status"], "dryrun");
+    assert!(node.invoices().is_empty() && node.sendpays().is_empty());
+    assert_eq!(before, (node.to_us(BOB), node.to_us(CAROL)));
+    // The quote is what the payment then costs.
+    let paid = r.rebalance(req(BOB, CAROL, 50_000_000)).await.unwrap();
+    assert_eq!(paid["fee_msat"], quote["fee_msat"]);
+    assert_eq!(paid["route"], quote["route"]);
+}
+
+#[tokio::test]
+async fn fee_cap_too_low_is_206_and_nothing_is_paid() {
+    let (r, node) = rebalancer(demo_network(), Config::default());
+    let mut p = req(BOB, CAROL, 100_000_000);
+    p.maxfeeppm = Some(1);
+    p.exemptfee = Some(0);
+    let e = r.rebalance(p).await.unwrap_err();
+    assert_eq!(e.code, 206);
+    let data = e.data.unwrap();
+    assert!(data["cheapest_fee_msat"].as_u64().unwrap() > data["fee_cap_msat"].as_u64().unwrap());
+    assert_eq!(data["fee_cap_msat"], 100);
+    assert!(node.invoices().is_empty() && node.sendpays().is_empty());
+}
+
+#[tokio::test]
+async fn a_depleted_hop_forces_a_retry_on_another_route() {
+    let (r, node) = rebalancer(demo_network(), Config::default());
+    // alice's cheapest way to carol is their direct channel; the other goes via erin and frank.
+    let mut p = req(ALICE_BIG, CAROL, 100_000_000);
+    p.dryrun = true;
+    let quote = r.rebalance(p).await.unwrap();
+    assert_eq!(quote["hops"], 3, "{quote}");
+    // Drain the first middle channel of the cheapest route on its sending side.
+    let hop = &quote["route"][1];
+    let (scid, from) = (
+        hop["short_channel_id"].as_str().unwrap(),
+        quote["route"][0]["node_id"].as_str().unwrap(),
+    );
+    node.call("dev-drain", json!({"short_channel_id": scid, "node": from}))
+        .unwrap();
+    let v = r
+        .rebalance(req(ALICE_BIG, CAROL, 100_000_000))
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "complete");
+    assert_eq!(v["attempts"], 2, "{v}");
+    assert_ne!(v["route"], quote["route"]);
+    assert_eq!(
+        node.sendpays()
+            .iter()
+            .filter(|s| s["status"] == "complete")
+            .count(),
+        1
+    );
+    assert_clean(&node);
+}
+
+#[tokio::test]
+async fn a_return_over_the_wrong_channel_is_refused_and_costs_nothing() {
+    let (r, node) = rebalancer(demo_network(), Config::default());
+    // alice has two channels to us and forwards over the one with the most spendable on her
+    // side (800001x1x0: 200k vs 800002x1x0: 500k theirs): ask for the other one.
+    let before: Vec<u64> = [BOB, ALICE_SMALL, ALICE_BIG]
+        .iter()
+        .map(|s| node.to_us(s))
+        .collect();
+    let e = r
+        .rebalance(req(BOB, ALICE_SMALL, 50_000_000))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, 210, "{e}");
+    assert!(
+        e.message.contains("came back over channel 800002x1x0"),
+        "{}",
+        e.message
+    );
+    let after: Vec<u64> = [BOB, ALICE_SMALL, ALICE_BIG]
+        .iter()
+        .map(|s| node.to_us(s))
+        .collect();
+    assert_eq!(before, after, "nothing moved, no fee paid");
+    assert_clean(&node);
+}
+
+#[tokio::test]
+async fn a_held_htlc_is_never_paid_twice() {
+    let (r, node) = rebalancer(demo_network(), Config::default());
+    let before = (node.to_us(BOB), node.to_us(CAROL));
+    node.call("dev-hold", json!({"node": "carol"})).unwrap();
+    let mut p = req(BOB, CAROL, 20_000_000);
+    p.retry_for = Some(2);
+    let e = r.rebalance(p).await.unwrap_err();
+    assert_eq!(e.code, 210, "{e}");
+    assert!(e.message.contains("still in flight"), "{}", e.message);
+    assert_eq!(
+        node.sendpays().len(),
+        1,
+        "one attempt only while the HTLC was held"
+    );
+    assert!(
+        node.invoices().is_empty(),
+        "the invoice is deleted so the held HTLC cannot complete"
+    );
+    node.call("dev-release", json!({"node": "carol"})).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        before,
+        (node.to_us(BOB), node.to_us(CAROL)),
+        "released HTLC failed back"
+    );
+    assert_clean(&node);
+}
+
+#[tokio::test]
+async fn two_rebalances_at_once_both_complete() {
+    let (r, node) = rebalancer(demo_network(), Config::default());
+    let (bob0, dave0, carol0) = (node.to_us(BOB), node.to_us(DAVE), node.to_us(CAROL));
+    let (a, b) = tokio::join!(
+        r.rebalance(req(BOB, CAROL, 30_000_000)),
+        r.rebalance(req(BOB, DAVE, 40_000_000))
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_ne!(a["payment_hash"], b["payment_hash"]);
+    let fees = a["fee_msat"].as_u64().unwrap() + b["fee_msat"].as_u64().unwrap();
+    assert_eq!(node.to_us(BOB), bob0 - 70_000_000 - fees);
+    assert_eq!(node.to_us(CAROL), carol0 + 30_000_000);
+    assert_eq!(node.to_us(DAVE), dave0 + 40_000_000);
+    assert_clean(&node);
+}
+
+#[tokio::test]
+async fn bad_channels_are_refused_before_anything_is_created() {
+    let (r, node) = rebalancer(demo_network(), Config::default());
+    let cases = [
+        (req("9x9x9", CAROL, 1_000_000), "outgoing"),
+        (req(BOB, "nonsense", 1_000_000), "incoming"),
+        (req(BOB, BOB, 1_000_000), "incoming"),
+        (req(BOB, CAROL, 2_000_000_000_000), "incoming"),
+        (req(CAROL, BOB, 900_000_000), "incoming"),
+    ];
+    for (p, param) in cases {
+        let e = r.rebalance(p.clone()).await.unwrap_err();
+        assert_eq!(e.code, -32602, "{p:?}: {e}");
+        assert!(
+            e.message.starts_with(&format!("{param}: ")),
+            "{p:?}: {}",
+            e.message
+        );
+    }
+    node.call("dev-set-online", json!({"node": "bob", "online": false}))
+        .unwrap();
+    let e = r.rebalance(req(BOB, CAROL, 1_000_000)).await.unwrap_err();
+    assert!(
+        e.message.starts_with("outgoing: ") && e.message.contains("not connected"),
+        "{}",
+        e.message
+    );
+    assert!(node.invoices().is_empty() && node.sendpays().is_empty());
+}
+
+#[tokio::test]
+async fn no_amount_brings_a_channel_to_half() {
+    let (r, node) = rebalancer(demo_network(), Config::default());
+    let mut p = req(BOB, CAROL, 0);
+    p.amount_msat = None;
+    let v = r.rebalance(p).await.unwrap();
+    // bob: 1.2M of 1.5M ours -> surplus 450k; carol: 100k of 1M -> deficit 400k: moves 400k.
+    assert_eq!(v["amount_msat"], 400_000_000u64);
+    assert_eq!(node.to_us(CAROL), 500_000_000);
+    let mut again = req(BOB, CAROL, 0);
+    again.amount_msat = None;
+    let e = r.rebalance(again).await.unwrap_err();
+    assert!(
+        e.message.starts_with("amount_msat: ")
+            && e.message.contains("incoming channel 800004x1x0 is already"),
+        "{}",
+        e.message
+    );
+}
