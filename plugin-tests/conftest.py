@@ -65,7 +65,12 @@ class Standin:
             network = path
         elif not os.path.isabs(str(network)):
             network = NETWORKS / network
-        cmd = [str(bins["standin"]), "--network", str(network),
+        if str(network).endswith(".listchannels.json.gz"):
+            # A mainnet graph with hidden balances (seeded), "us" its best-connected node.
+            source = ["--mainnet", str(network), "--seed", "5"]
+        else:
+            source = ["--network", str(network)]
+        cmd = [str(bins["standin"]), *source,
                "--lightning-dir", str(self.dir), "--shutdown-grace", "10", "--log-stderr", "none"]
         if plugin is not None:
             cmd += ["--plugin", str(plugin)]
@@ -73,7 +78,7 @@ class Standin:
             cmd += ["--plugin-opt", f"{k}={v}"]
         self.log_path = self.dir / "log"
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.time() + 30
+        deadline = time.time() + 60
         while True:
             if self.log_path.exists() and "Server started with public key" in self.log_path.read_text():
                 break
