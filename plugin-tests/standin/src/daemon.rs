@@ -240,6 +240,14 @@ pub async fn start(config: Config) -> Result<(Arc<Shared>, tokio::task::JoinHand
         }
     };
     std::fs::create_dir_all(&config.lightning_dir)?;
+    // Resolve the plugin's path before moving into the network dir (relative paths are the caller's).
+    let plugin_path = match &config.plugin {
+        Some(path) => Some(
+            std::fs::canonicalize(path)
+                .with_context(|| format!("plugin {} not found", path.display()))?,
+        ),
+        None => None,
+    };
     let topdir = std::fs::canonicalize(&config.lightning_dir)?;
     let netdir = topdir.join("regtest");
     std::fs::create_dir_all(&netdir)?;
@@ -272,9 +280,7 @@ pub async fn start(config: Config) -> Result<(Arc<Shared>, tokio::task::JoinHand
     });
     let server = tokio::spawn(rpc::serve(listener, shared.clone()));
 
-    if let Some(path) = &config.plugin {
-        let path = std::fs::canonicalize(path)
-            .with_context(|| format!("plugin {} not found", path.display()))?;
+    if let Some(path) = &plugin_path {
         let host = Arc::new(PluginHost::start(&path, &netdir, log.clone()).await?);
         let options = host.init_options(&config.plugin_opts)?;
         {
