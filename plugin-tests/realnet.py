@@ -13,7 +13,9 @@ Each test_real_*.py file starts with::
 Environment:
     CLN_REBALANCE_BIN   the plugin binary to load (default: the newest of
                         target/release/cln-rebalance and target/debug/cln-rebalance)
-    plus pyln-testing's own: VALGRIND=0 SLOW_MACHINE=1 RUST=0 TEST_DEBUG=0 TIMEOUT=...
+    plus pyln-testing's own (VALGRIND, SLOW_MACHINE, RUST, TEST_DEBUG, TIMEOUT, TEST_DIR);
+    unset, this module defaults them to VALGRIND=0 SLOW_MACHINE=1 TEST_DEBUG=0, and RUST=0
+    when the lightningd found on PATH has no cln-grpc plugin.
 """
 
 import math
@@ -30,6 +32,20 @@ REPO = Path(__file__).resolve().parent.parent
 UNKNOWN_SCID = "999x999x999"
 # A well-formed node id (a valid curve point: secp256k1's generator G) of nobody we know.
 UNKNOWN_NODE_ID = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
+
+
+def _pyln_defaults():
+    """pyln-testing reads these at import; give them defaults that suit an installed
+    lightningd: no valgrind, generous timeouts, and no --grpc-port when this lightningd has no
+    cln-grpc plugin (pyln passes one unless RUST=0, and lightningd then refuses to start)."""
+    os.environ.setdefault("VALGRIND", "0")
+    os.environ.setdefault("SLOW_MACHINE", "1")
+    os.environ.setdefault("TEST_DEBUG", "0")
+    lightningd = shutil.which("lightningd")
+    if lightningd and "RUST" not in os.environ:
+        prefix = Path(lightningd).resolve().parent.parent
+        if not (prefix / "libexec" / "c-lightning" / "plugins" / "cln-grpc").exists():
+            os.environ["RUST"] = "0"
 
 
 def skip_reason():
@@ -50,6 +66,7 @@ def skip_reason():
 # Evaluated once, at import. The test modules mark every test skipif(SKIP_REASON) rather than
 # skipping at module level, so a run of only this suite reports skips (exit 0), not "no tests
 # collected" (exit 5).
+_pyln_defaults()
 SKIP_REASON = skip_reason()
 requires_lightningd = pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
 
@@ -152,17 +169,27 @@ def sendpays(node):
 
 
 def wait_graph(node, nchannels, timeout=90):
-    """`node` sees `nchannels` public channels, both directions active, with node announcements."""
+    """`node` sees `nchannels` public channels, both directions active."""
     def ok():
-        cs = node.rpc.listchannels()["channels"]
+        cs = [c for c in node.rpc.listchannels()["channels"] if c["public"]]
         return len(cs) == 2 * nchannels and all(c["active"] for c in cs)
     wait_until(ok, timeout, "{} channel directions in {}'s gossip".format(2 * nchannels, node.info["id"][:8]))
 
 
 def policy(node, scid, source_id):
+    """`source_id`'s fee policy on `scid` as `node` knows it: gossip, or for one of our own
+    unannounced channels the peer's update in listpeerchannels."""
     cs = [c for c in node.rpc.listchannels(scid)["channels"] if c["source"] == source_id]
-    assert len(cs) == 1, "no gossip for {} from {}".format(scid, source_id)
-    return cs[0]
+    if len(cs) == 1:
+        return cs[0]
+    assert cs == [], cs
+    ours = [c for c in channels(node) if c["peer_id"] == source_id
+            and scid in (c.get("short_channel_id"), c.get("alias", {}).get("remote"))]
+    assert len(ours) == 1, "no policy for {} from {}".format(scid, source_id)
+    u = ours[0]["updates"]["remote"]
+    return {"destination": node.info["id"], "direction": 1 - int(ours[0]["direction"]),
+            "base_fee_millisatoshi": u["fee_base_msat"],
+            "fee_per_millionth": u["fee_proportional_millionths"], "delay": u["cltv_expiry_delta"]}
 
 
 def wait_policy(node, scid, source_id, base, ppm, timeout=60):
@@ -189,7 +216,9 @@ def check_route_math(node, res, me):
     route = res["route"]
     assert len(route) == res["hops"]
     assert route[0]["short_channel_id"] == res["outgoing_scid"]
-    assert route[-1]["short_channel_id"] == res["incoming_scid"]
+    # The last hop may name a private channel by the alias the peer knows it by.
+    inc = [c for c in channels(node) if c.get("short_channel_id") == res["incoming_scid"]][0]
+    assert route[-1]["short_channel_id"] in (res["incoming_scid"], inc.get("alias", {}).get("remote"))
     assert route[-1]["node_id"] == me
     assert int(route[-1]["amount_msat"]) == int(res["amount_msat"])
     ids = [h["node_id"] for h in route]
@@ -245,6 +274,44 @@ def check_nothing_paid(node, before, sendpays_before, others=()):
     new = [p for p in sendpays(node) if key(p) not in old]
     assert all(p["status"] == "failed" for p in new), new
     assert_no_unpaid_rebalance_invoice(node)
+
+
+HOLD_PLUGIN = """#!{python}
+# Test-only plugin: holds every HTLC this node is asked to forward for the number of seconds
+# in the file `hold-seconds` next to it (0 when the file is missing), then lets it continue.
+import os
+import time
+from pyln.client import Plugin
+
+plugin = Plugin()
+HOLD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hold-seconds")
+
+
+@plugin.hook("htlc_accepted")
+def on_htlc_accepted(onion, htlc, plugin, **kwargs):
+    try:
+        secs = float(open(HOLD).read())
+    except (OSError, ValueError):
+        secs = 0
+    if "short_channel_id" in onion and secs > 0:
+        plugin.log("holding HTLC {{}} for {{}}s".format(htlc["payment_hash"], secs))
+        time.sleep(secs)
+    return {{"result": "continue"}}
+
+
+plugin.run()
+"""
+
+
+def hold_plugin(directory):
+    """Write the HTLC-holding test plugin into `directory`; returns (plugin path, hold file)."""
+    import sys
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / "hold_htlcs.py"
+    p.write_text(HOLD_PLUGIN.format(python=sys.executable))
+    p.chmod(0o755)
+    return p, d / "hold-seconds"
 
 
 def rpc_error(fn, *args, **kwargs):
