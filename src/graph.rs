@@ -6,6 +6,8 @@
 //! directions and cln-rpc's typed model spends most of its time validating public keys.
 
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -71,12 +73,25 @@ pub struct Policy {
 
 impl Policy {
     /// Fee the source charges to forward `amount_msat` over this direction.
+    #[inline]
     pub fn fee_msat(&self, amount_msat: u64) -> Option<u64> {
-        crate::amount::fee_msat(
+        fee_msat(
             amount_msat,
             self.base_fee_millisatoshi,
             self.fee_per_millionth,
         )
+    }
+}
+
+/// Same result as [`crate::amount::fee_msat`]; the common case stays in u64 (a u128 division
+/// is a library call, and the search computes a fee for every edge it relaxes).
+#[inline]
+fn fee_msat(amount_msat: u64, base_fee_msat: u32, fee_per_millionth: u32) -> Option<u64> {
+    match amount_msat.checked_mul(u64::from(fee_per_millionth)) {
+        Some(product) => product
+            .div_ceil(1_000_000)
+            .checked_add(u64::from(base_fee_msat)),
+        None => crate::amount::fee_msat(amount_msat, base_fee_msat, fee_per_millionth),
     }
 }
 
@@ -92,17 +107,124 @@ pub struct Edge {
     pub policy: Policy,
 }
 
+/// What the search reads for one channel direction, packed into 32 bytes (two per cache line).
+/// Indexed like [`Graph::edges`]; only active edges are ever read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SearchEdge {
+    pub htlc_minimum_msat: u64,
+    /// `min(htlc_maximum_msat, amount_msat)`: the most the edge can carry.
+    pub htlc_maximum_msat: u64,
+    pub source: NodeIdx,
+    pub base_fee_millisatoshi: u32,
+    pub fee_per_millionth: u32,
+    pub delay: u32,
+}
+
+impl SearchEdge {
+    fn of(e: &Edge) -> SearchEdge {
+        SearchEdge {
+            htlc_minimum_msat: e.policy.htlc_minimum_msat,
+            htlc_maximum_msat: e.policy.htlc_maximum_msat.min(e.amount_msat),
+            source: e.source,
+            base_fee_millisatoshi: e.policy.base_fee_millisatoshi,
+            fee_per_millionth: e.policy.fee_per_millionth,
+            delay: e.policy.delay,
+        }
+    }
+
+    /// Same as [`Policy::fee_msat`].
+    #[inline]
+    pub fn fee_msat(&self, amount_msat: u64) -> Option<u64> {
+        fee_msat(
+            amount_msat,
+            self.base_fee_millisatoshi,
+            self.fee_per_millionth,
+        )
+    }
+}
+
+/// FxHash (rustc's hasher, as in rustc-hash 2): an add and a multiply per word. The keys here (node ids, scids,
+/// indices) are not attacker-chosen in a way that matters for a local plugin, and SipHash was a
+/// visible share of both graph building and searching with exclusions.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FxHasher {
+    hash: u64,
+}
+
+/// `HashMap`/`HashSet` hasher builder for [`FxHasher`].
+pub type FxBuildHasher = std::hash::BuildHasherDefault<FxHasher>;
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = self
+            .hash
+            .wrapping_add(word)
+            .wrapping_mul(0xf135_7aea_2e62_a9c5);
+    }
+}
+
+impl std::hash::Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let mut tail = [0u8; 8];
+        let rest = chunks.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        self.add(u64::from_le_bytes(tail) ^ rest.len() as u64);
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    /// The rotate brings the well-mixed high bits down to where hashbrown picks its bucket
+    /// (keys like scids have many zero low bits, which a bare multiply leaves at zero).
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash.rotate_left(26)
+    }
+}
+
 /// The graph: nodes interned to indices, edges stored once and indexed by destination
 /// (for backward searches) in compressed-sparse-row form.
 #[derive(Debug, Default)]
 pub struct Graph {
     node_ids: Vec<String>,
-    node_index: HashMap<String, NodeIdx>,
-    /// Edges sorted by destination; `in_start[v]..in_start[v+1]` are the edges into `v`.
+    node_index: HashMap<String, NodeIdx, FxBuildHasher>,
+    /// Edges sorted by destination; `in_start[v]..in_start[v+1]` are the edges into `v`:
+    /// first the active ones whose source leads elsewhere too (up to `in_live_end[v]`), then
+    /// the active ones from dead ends (see [`Graph::dead_end`]; up to `in_active_end[v]`),
+    /// then the inactive ones.
     edges: Vec<Edge>,
     in_start: Vec<u32>,
-    by_scid: HashMap<(Scid, u8), EdgeIdx>,
+    in_live_end: Vec<u32>,
+    in_active_end: Vec<u32>,
+    /// The search's copy of `edges` (same indices), see [`SearchEdge`].
+    search: Vec<SearchEdge>,
+    /// Per node: the one node all its active in-edges come from, or [`NO_IN`] / [`MANY_IN`].
+    only_in: Vec<NodeIdx>,
+    by_scid: HashMap<(Scid, u8), EdgeIdx, FxBuildHasher>,
 }
+
+/// `only_in` of a node no active edge leads into.
+const NO_IN: NodeIdx = u32::MAX - 1;
+/// `only_in` of a node with active in-edges from two or more nodes.
+const MANY_IN: NodeIdx = u32::MAX;
 
 /// Why `listchannels` bytes could not become a graph.
 #[derive(Debug)]
@@ -116,20 +238,15 @@ impl fmt::Display for GraphError {
 
 impl std::error::Error for GraphError {}
 
-#[derive(Deserialize)]
-struct RawListchannels<'a> {
-    #[serde(borrow)]
-    channels: Vec<RawChannel<'a>>,
-}
-
+/// One `listchannels` entry, borrowed from the input where it has no escapes.
 #[derive(Deserialize)]
 struct RawChannel<'a> {
     #[serde(borrow)]
-    source: std::borrow::Cow<'a, str>,
+    source: Cow<'a, str>,
     #[serde(borrow)]
-    destination: std::borrow::Cow<'a, str>,
+    destination: Cow<'a, str>,
     #[serde(borrow)]
-    short_channel_id: std::borrow::Cow<'a, str>,
+    short_channel_id: Cow<'a, str>,
     direction: Option<u8>,
     amount_msat: u64,
     active: bool,
@@ -140,35 +257,78 @@ struct RawChannel<'a> {
     htlc_maximum_msat: Option<u64>,
 }
 
+/// Streams `{"channels": [...]}` straight into a builder: no `Vec` of ~100k parsed entries is
+/// ever held (it cost ~12 MiB at peak and an extra pass).
+struct ListchannelsSeed<'b>(&'b mut GraphBuilder);
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum TopField {
+    Channels,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de> DeserializeSeed<'de> for ListchannelsSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ListchannelsSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a listchannels result {\"channels\": [...]}")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = false;
+        while let Some(key) = map.next_key::<TopField>()? {
+            match key {
+                TopField::Channels if !seen => {
+                    map.next_value_seed(ChannelsSeed(&mut *self.0))?;
+                    seen = true;
+                }
+                TopField::Channels => return Err(de::Error::duplicate_field("channels")),
+                TopField::Other => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        if seen {
+            Ok(())
+        } else {
+            Err(de::Error::missing_field("channels"))
+        }
+    }
+}
+
+struct ChannelsSeed<'b>(&'b mut GraphBuilder);
+
+impl<'de> DeserializeSeed<'de> for ChannelsSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ChannelsSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of listchannels entries")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(c) = seq.next_element::<RawChannel<'de>>()? {
+            self.0.add_raw(&c).map_err(de::Error::custom)?;
+        }
+        Ok(())
+    }
+}
+
 impl Graph {
     /// Builds the graph from the raw bytes of a `listchannels` result (`{"channels": [...]}`).
     pub fn from_listchannels_json(bytes: &[u8]) -> Result<Graph, GraphError> {
-        let raw: RawListchannels =
-            serde_json::from_slice(bytes).map_err(|e| GraphError(e.to_string()))?;
-        let mut builder = GraphBuilder::with_capacity(raw.channels.len());
-        for c in &raw.channels {
-            let scid: Scid = c.short_channel_id.parse().map_err(GraphError)?;
-            let direction = match c.direction {
-                Some(d) => d,
-                None => u8::from(c.source > c.destination),
-            };
-            builder.add(
-                &c.source,
-                &c.destination,
-                scid,
-                direction,
-                c.active,
-                c.amount_msat,
-                Policy {
-                    base_fee_millisatoshi: c.base_fee_millisatoshi,
-                    fee_per_millionth: c.fee_per_millionth,
-                    delay: c.delay,
-                    htlc_minimum_msat: c.htlc_minimum_msat,
-                    htlc_maximum_msat: c.htlc_maximum_msat.unwrap_or(c.amount_msat),
-                },
-            );
-        }
-        Ok(builder.build())
+        Ok(GraphBuilder::from_listchannels_json(bytes)?.build())
     }
 
     pub fn node_count(&self) -> usize {
@@ -195,11 +355,37 @@ impl Graph {
         &self.edges
     }
 
-    /// The edges whose destination is `node`, with their indices.
+    /// The edges whose destination is `node` (active and inactive), with their indices.
     pub fn edges_into(&self, node: NodeIdx) -> impl Iterator<Item = (EdgeIdx, &Edge)> {
         let start = self.in_start[node as usize];
         let end = self.in_start[node as usize + 1];
         (start..end).map(move |i| (i, &self.edges[i as usize]))
+    }
+
+    /// The active edges into `node` as the search sees them, and the index of the first.
+    /// Edges from dead ends (nodes a path could only leave back toward `node`) are included
+    /// only when asked for: a search needs them only to reach its own starting node.
+    #[inline]
+    pub(crate) fn search_edges_into(
+        &self,
+        node: NodeIdx,
+        with_dead_ends: bool,
+    ) -> (EdgeIdx, &[SearchEdge]) {
+        let start = self.in_start[node as usize];
+        let end = if with_dead_ends {
+            self.in_active_end[node as usize]
+        } else {
+            self.in_live_end[node as usize]
+        };
+        (start, &self.search[start as usize..end as usize])
+    }
+
+    /// Whether every active edge into `node` comes from `from` (or none does): a search that
+    /// reached `node` from `from` could not go on from it.
+    #[inline]
+    pub(crate) fn dead_end(&self, node: NodeIdx, from: NodeIdx) -> bool {
+        let only = self.only_in[node as usize];
+        only == from || only == NO_IN
     }
 
     /// The edge for one direction of a channel.
@@ -209,12 +395,24 @@ impl Graph {
 
     /// Approximate heap bytes held, for the benchmark's memory report.
     pub fn heap_bytes(&self) -> usize {
-        let ids: usize = self.node_ids.iter().map(|s| s.capacity() + 24).sum();
+        // A hashbrown table holds its capacity rounded up to a power of two (in 8/7 load),
+        // plus one control byte per bucket.
+        fn table<K, V>(len: usize) -> usize {
+            let buckets = (len * 8 / 7).next_power_of_two();
+            buckets * (std::mem::size_of::<(K, V)>() + 1)
+        }
+        let ids: usize = self.node_ids.iter().map(|s| s.capacity()).sum();
         ids * 2
-            + self.node_index.capacity() * 8
+            + self.node_ids.capacity() * std::mem::size_of::<String>()
+            + table::<String, NodeIdx>(self.node_index.capacity())
             + self.edges.capacity() * std::mem::size_of::<Edge>()
-            + self.in_start.capacity() * 4
-            + self.by_scid.capacity() * 24
+            + self.search.capacity() * std::mem::size_of::<SearchEdge>()
+            + (self.in_start.capacity()
+                + self.in_live_end.capacity()
+                + self.in_active_end.capacity()
+                + self.only_in.capacity())
+                * 4
+            + table::<(Scid, u8), EdgeIdx>(self.by_scid.capacity())
     }
 }
 
@@ -222,7 +420,7 @@ impl Graph {
 #[derive(Default)]
 pub struct GraphBuilder {
     node_ids: Vec<String>,
-    node_index: HashMap<String, NodeIdx>,
+    node_index: HashMap<String, NodeIdx, FxBuildHasher>,
     edges: Vec<Edge>,
 }
 
@@ -230,9 +428,46 @@ impl GraphBuilder {
     pub fn with_capacity(edges: usize) -> Self {
         GraphBuilder {
             node_ids: Vec::with_capacity(edges / 5),
-            node_index: HashMap::with_capacity(edges / 5),
+            node_index: HashMap::with_capacity_and_hasher(edges / 5, FxBuildHasher::default()),
             edges: Vec::with_capacity(edges),
         }
+    }
+
+    /// Decodes `listchannels` bytes into a builder (the parse half of
+    /// [`Graph::from_listchannels_json`]; [`GraphBuilder::build`] is the layout half).
+    pub fn from_listchannels_json(bytes: &[u8]) -> Result<GraphBuilder, GraphError> {
+        // A mainnet entry is ~450 bytes; reserving avoids regrowing ~100k edges.
+        let mut builder = GraphBuilder::with_capacity(bytes.len() / 420);
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        ListchannelsSeed(&mut builder)
+            .deserialize(&mut de)
+            .and_then(|()| de.end())
+            .map_err(|e| GraphError(e.to_string()))?;
+        Ok(builder)
+    }
+
+    fn add_raw(&mut self, c: &RawChannel) -> Result<(), String> {
+        let scid: Scid = c.short_channel_id.parse()?;
+        let direction = match c.direction {
+            Some(d) => d,
+            None => u8::from(c.source > c.destination),
+        };
+        self.add(
+            &c.source,
+            &c.destination,
+            scid,
+            direction,
+            c.active,
+            c.amount_msat,
+            Policy {
+                base_fee_millisatoshi: c.base_fee_millisatoshi,
+                fee_per_millionth: c.fee_per_millionth,
+                delay: c.delay,
+                htlc_minimum_msat: c.htlc_minimum_msat,
+                htlc_maximum_msat: c.htlc_maximum_msat.unwrap_or(c.amount_msat),
+            },
+        );
+        Ok(())
     }
 
     fn intern(&mut self, id: &str) -> NodeIdx {
@@ -269,36 +504,73 @@ impl GraphBuilder {
         });
     }
 
-    pub fn build(mut self) -> Graph {
+    pub fn build(self) -> Graph {
         let n = self.node_ids.len();
-        // Counting sort by destination keeps this O(E).
-        let mut in_start = vec![0u32; n + 1];
+        // Who leads into each node over active edges: one node, several, or none.
+        let mut only_in = vec![NO_IN; n];
+        for e in self.edges.iter().filter(|e| e.active) {
+            let only = &mut only_in[e.destination as usize];
+            if *only == NO_IN {
+                *only = e.source;
+            } else if *only != e.source {
+                *only = MANY_IN;
+            }
+        }
+        // Each edge's place among the edges into its destination: live (active, and its source
+        // can be left toward some other node), then dead-end (active, but every edge into its
+        // source comes from this destination: a leaf hanging off a hub, say), then inactive.
+        let class = |e: &Edge| -> usize {
+            if !e.active {
+                2
+            } else if matches!(only_in[e.source as usize], o if o == e.destination || o == NO_IN) {
+                1
+            } else {
+                0
+            }
+        };
+        // Counting sort by (destination, class): O(E), stable.
+        let mut count = vec![[0u32; 3]; n];
         for e in &self.edges {
-            in_start[e.destination as usize + 1] += 1;
+            count[e.destination as usize][class(e)] += 1;
         }
-        for i in 0..n {
-            in_start[i + 1] += in_start[i];
+        let mut in_start = Vec::with_capacity(n + 1);
+        let mut next = Vec::with_capacity(n);
+        let mut at = 0u32;
+        for c in &count {
+            in_start.push(at);
+            next.push([at, at + c[0], at + c[0] + c[1]]);
+            at += c[0] + c[1] + c[2];
         }
-        let mut next = in_start.clone();
-        let mut sorted: Vec<Option<Edge>> = vec![None; self.edges.len()];
-        for e in self.edges.drain(..) {
-            let slot = &mut next[e.destination as usize];
-            sorted[*slot as usize] = Some(e);
+        in_start.push(at);
+        let in_live_end: Vec<u32> = next.iter().map(|s| s[1]).collect();
+        let in_active_end: Vec<u32> = next.iter().map(|s| s[2]).collect();
+        drop(count);
+        let mut order = vec![0u32; self.edges.len()];
+        for (i, e) in self.edges.iter().enumerate() {
+            let slot = &mut next[e.destination as usize][class(e)];
+            order[*slot as usize] = i as u32;
             *slot += 1;
         }
-        let edges: Vec<Edge> = sorted
-            .into_iter()
-            .map(|e| e.expect("every slot filled"))
-            .collect();
-        let mut by_scid = HashMap::with_capacity(edges.len());
+        drop(next);
+        let edges: Vec<Edge> = order.iter().map(|&i| self.edges[i as usize]).collect();
+        drop(order);
+        drop(self.edges);
+        let search = edges.iter().map(SearchEdge::of).collect();
+        let mut by_scid = HashMap::with_capacity_and_hasher(edges.len(), FxBuildHasher::default());
         for (i, e) in edges.iter().enumerate() {
             by_scid.insert((e.short_channel_id, e.direction), i as EdgeIdx);
         }
+        let mut node_ids = self.node_ids;
+        node_ids.shrink_to_fit();
         Graph {
-            node_ids: self.node_ids,
+            node_ids,
             node_index: self.node_index,
             edges,
             in_start,
+            in_live_end,
+            in_active_end,
+            search,
+            only_in,
             by_scid,
         }
     }
@@ -355,5 +627,103 @@ mod tests {
         let idx = g.edge_by_scid("1x1x0".parse().unwrap(), 0).unwrap();
         assert_eq!(g.edge(idx).policy.fee_per_millionth, 10);
         assert!(Graph::from_listchannels_json(b"{\"channels\": 5}").is_err());
+    }
+
+    #[test]
+    fn decode_errors_and_other_fields() {
+        let g = Graph::from_listchannels_json(br#"{"x":[1,{"y":2}],"channels":[],"z":null}"#);
+        assert_eq!(g.unwrap().node_count(), 0);
+        for bad in [
+            &br#"{"other": 1}"#[..],
+            br#"{"channels": [], "channels": []}"#,
+            br#"{"channels": []} trailing"#,
+            br#"[]"#,
+            br#"{"channels": [{"source": "02aa"}]}"#,
+        ] {
+            let e = Graph::from_listchannels_json(bad).unwrap_err();
+            assert!(e.to_string().starts_with("cannot read listchannels"), "{e}");
+        }
+        let bad_scid = br#"{"channels":[{"source":"a","destination":"b","short_channel_id":"1:2",
+            "amount_msat":1,"active":true,"base_fee_millisatoshi":0,"fee_per_millionth":0,
+            "delay":1,"htlc_minimum_msat":0}]}"#;
+        let e = Graph::from_listchannels_json(bad_scid).unwrap_err();
+        assert!(e.to_string().contains("not a short_channel_id"), "{e}");
+    }
+
+    #[test]
+    fn fee_fast_path_matches_the_u128_reference() {
+        let amounts = [
+            0,
+            1,
+            999_999,
+            1_000_000,
+            1_000_001,
+            u64::MAX / 4_294_967_295,
+            u64::MAX,
+        ];
+        for amount in amounts {
+            for ppm in [0, 1, 10, 999_999, 1_000_000, u32::MAX] {
+                for base in [0, 1, 1000, u32::MAX] {
+                    let p = Policy {
+                        base_fee_millisatoshi: base,
+                        fee_per_millionth: ppm,
+                        delay: 0,
+                        htlc_minimum_msat: 0,
+                        htlc_maximum_msat: 0,
+                    };
+                    let want = crate::amount::fee_msat(amount, base, ppm);
+                    assert_eq!(p.fee_msat(amount), want, "{amount} {ppm} {base}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn layout_orders_live_then_dead_end_then_inactive() {
+        let p = Policy {
+            base_fee_millisatoshi: 0,
+            fee_per_millionth: 0,
+            delay: 1,
+            htlc_minimum_msat: 0,
+            htlc_maximum_msat: u64::MAX,
+        };
+        let mut b = GraphBuilder::default();
+        let scid = |n: u64| Scid(n << 40);
+        // "leaf" has one channel, to "hub"; "x" and "y" are connected to each other and the hub.
+        b.add("leaf", "hub", scid(1), 0, true, 1000, p);
+        b.add("hub", "leaf", scid(1), 1, true, 1000, p);
+        b.add("x", "hub", scid(2), 0, true, 1000, p);
+        b.add("hub", "x", scid(2), 1, true, 1000, p);
+        b.add("y", "hub", scid(3), 0, false, 1000, p);
+        b.add("hub", "y", scid(3), 1, true, 1000, p);
+        b.add("x", "y", scid(4), 0, true, 1000, p);
+        b.add("y", "x", scid(4), 1, true, 1000, p);
+        let g = b.build();
+        let (hub, leaf, x) = (
+            g.node_idx("hub").unwrap(),
+            g.node_idx("leaf").unwrap(),
+            g.node_idx("x").unwrap(),
+        );
+        let sources = |dead: bool| -> Vec<&str> {
+            let (first, edges) = g.search_edges_into(hub, dead);
+            (0..edges.len() as u32)
+                .map(|i| g.node_id(g.edge(first + i).source))
+                .collect()
+        };
+        assert_eq!(sources(false), ["x"]);
+        assert_eq!(sources(true), ["x", "leaf"]);
+        let all: Vec<_> = g
+            .edges_into(hub)
+            .map(|(_, e)| g.node_id(e.source))
+            .collect();
+        assert_eq!(all, ["x", "leaf", "y"], "inactive last, still listed");
+        assert!(g.dead_end(leaf, hub));
+        assert!(!g.dead_end(x, hub));
+        for (i, e) in g.edges().iter().enumerate() {
+            assert_eq!(
+                g.edge_by_scid(e.short_channel_id, e.direction),
+                Some(i as u32)
+            );
+        }
     }
 }

@@ -5,33 +5,42 @@
 //! node must receive, fees included (fees depend on the amount forwarded, which is only known
 //! from the end). Cost is the fee; ties go to fewer hops. Amount, htlc limits, capacity, the
 //! learned exclusions, the hop cap and the CLTV cap are all enforced while relaxing edges.
+//!
+//! This is label-setting (one label per node, Dijkstra). It is exact (cheapest fee, then fewest
+//! edges; checked against exhaustive search on mainnet subgraphs in `tests/mainnet_pathfind.rs`)
+//! as long as a cheaper label at a node can go everywhere a dearer one can. Two things break
+//! that, and then the result is valid but may be dearer than the optimum, or missing:
+//! - a hop or CLTV cap that binds (the cheapest label at a node may be the longer one); on
+//!   mainnet the plugin's caps (18 edges, 2016 blocks) did not bind in any sampled query;
+//! - an `htlc_minimum_msat` that falls between two labels' amounts (only the dearer passes).
+//!
+//! Nodes whose every active in-edge comes from one node are laid out apart by [`Graph`]: a
+//! path could only leave them back toward that node, so the search skips them unless one is
+//! the path's start. Excluded nodes are marked settled before the search starts.
 
-use crate::graph::{Edge, EdgeIdx, Graph, NodeIdx};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use crate::graph::{EdgeIdx, FxBuildHasher, Graph, NodeIdx};
+use std::collections::{HashMap, HashSet};
 
 /// What the search must avoid: indices into one [`Graph`].
 #[derive(Debug, Default, Clone)]
 pub struct Exclusions {
-    pub nodes: HashSet<NodeIdx>,
-    pub edges: HashSet<EdgeIdx>,
+    pub nodes: HashSet<NodeIdx, FxBuildHasher>,
+    pub edges: HashSet<EdgeIdx, FxBuildHasher>,
     /// An edge that failed to carry `x` msat is assumed unable to carry `x` or more.
-    pub max_amount_msat: HashMap<EdgeIdx, u64>,
+    pub max_amount_msat: HashMap<EdgeIdx, u64, FxBuildHasher>,
 }
 
 impl Exclusions {
-    fn edge_usable(&self, idx: EdgeIdx, edge: &Edge, amount_msat: u64) -> bool {
-        if self.nodes.contains(&edge.source) || self.edges.contains(&idx) {
+    /// Whether `edge` may carry `amount_msat` given what was learned about edges (node
+    /// exclusions are applied up front, see [`find_path`]).
+    fn edge_usable(&self, edge: EdgeIdx, amount_msat: u64) -> bool {
+        if self.edges.contains(&edge) {
             return false;
         }
-        match self.max_amount_msat.get(&idx) {
+        match self.max_amount_msat.get(&edge) {
             Some(limit) => amount_msat < *limit,
             None => true,
         }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.nodes.is_empty() && self.edges.is_empty() && self.max_amount_msat.is_empty()
     }
 }
 
@@ -68,47 +77,115 @@ impl Path {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Label {
-    amount_msat: u64,
-    delay: u32,
-    edges: u32,
-    /// The edge leaving this node toward `B` on the best path (`u32::MAX` at `B`).
+/// A node's search state in 16 aligned bytes: four to a cache line, never straddling one.
+#[derive(Clone, Copy, Default)]
+#[repr(align(16))]
+struct NodeState {
+    /// `key(amount, edges)` of the best path so far: what this node must receive, and in how
+    /// many edges (the tie-break).
+    key: u64,
+    /// `epoch`: labelled in this search; `epoch + 1`: settled (or excluded); else untouched.
+    mark: u32,
+    /// The edge leaving this node toward `B` on that path (`u32::MAX` at `B`).
     next_edge: EdgeIdx,
 }
 
 /// Reusable per-search memory, so a search costs no allocation proportional to the graph.
 #[derive(Default)]
 pub struct Scratch {
-    labels: Vec<Label>,
-    stamp: Vec<u32>,
-    settled: Vec<u32>,
+    nodes: Vec<NodeState>,
+    /// Each labelled node's delay (read once per settled node, so kept out of `nodes`).
+    delays: Vec<u32>,
+    /// Even, >= 2; advanced by 2 per search so old marks never match.
     epoch: u32,
-    heap: BinaryHeap<Reverse<(u64, u32, NodeIdx)>>,
+    heap: RadixHeap,
+    settled_count: usize,
 }
 
 impl Scratch {
     fn reset(&mut self, nodes: usize) {
-        if self.stamp.len() != nodes || self.epoch == u32::MAX {
-            self.labels = vec![
-                Label {
-                    amount_msat: 0,
-                    delay: 0,
-                    edges: 0,
-                    next_edge: u32::MAX
-                };
-                nodes
-            ];
-            self.stamp = vec![0; nodes];
-            self.settled = vec![0; nodes];
+        if self.nodes.len() != nodes || self.epoch >= u32::MAX - 3 {
+            self.nodes = vec![NodeState::default(); nodes];
+            self.delays = vec![0; nodes];
             self.epoch = 0;
         }
-        self.epoch += 1;
+        self.epoch += 2;
         self.heap.clear();
+        self.settled_count = 0;
     }
 
-    fn label(&self, n: NodeIdx) -> Option<&Label> {
-        (self.stamp[n as usize] == self.epoch).then(|| &self.labels[n as usize])
+    /// How many nodes the last search settled (its work, for benchmarks).
+    pub fn last_settled(&self) -> usize {
+        self.settled_count
+    }
+}
+
+/// Bits of a heap key that hold the edge count (below the amount, the tie-break).
+const EDGE_BITS: u32 = 6;
+/// Amounts at or above this cannot be keyed; no real route comes near (2.9 million BTC).
+const MAX_KEYED_MSAT: u64 = 1 << (64 - EDGE_BITS);
+
+/// `(amount, edges)` as one ordered key.
+#[inline]
+fn key(amount_msat: u64, edges: u32) -> u64 {
+    (amount_msat << EDGE_BITS) | u64::from(edges)
+}
+
+/// A monotone priority queue (radix heap): the search only ever pushes keys above the last
+/// one popped (fees are never negative and each hop adds an edge), so items can be bucketed by
+/// the highest bit in which they differ from it. Push is O(1), pop amortised O(log range);
+/// it took half the time of `BinaryHeap` on mainnet queries.
+#[derive(Default)]
+struct RadixHeap {
+    last: u64,
+    len: usize,
+    buckets: Vec<Vec<(u64, NodeIdx)>>,
+}
+
+impl RadixHeap {
+    fn clear(&mut self) {
+        if self.buckets.is_empty() {
+            self.buckets = vec![Vec::new(); 65];
+        }
+        for b in &mut self.buckets {
+            b.clear();
+        }
+        self.last = 0;
+        self.len = 0;
+    }
+
+    #[inline]
+    fn bucket(&self, key: u64) -> usize {
+        64 - (key ^ self.last).leading_zeros() as usize
+    }
+
+    #[inline]
+    fn push(&mut self, key: u64, node: NodeIdx) {
+        debug_assert!(key >= self.last, "radix heap keys must not decrease");
+        let b = self.bucket(key);
+        self.buckets[b].push((key, node));
+        self.len += 1;
+    }
+
+    fn pop(&mut self) -> Option<(u64, NodeIdx)> {
+        if self.len == 0 {
+            return None;
+        }
+        if self.buckets[0].is_empty() {
+            let i = (1..65).find(|&i| !self.buckets[i].is_empty())?;
+            let items = std::mem::take(&mut self.buckets[i]);
+            self.last = items.iter().map(|&(k, _)| k).min()?;
+            for &(k, v) in &items {
+                let b = self.bucket(k);
+                self.buckets[b].push((k, v));
+            }
+            // Hand the emptied allocation back so the buckets keep their capacity.
+            let mut items = items;
+            items.clear();
+            self.buckets[i] = items;
+        }
+        self.len -= 1;
+        self.buckets[0].pop()
     }
 }
 
@@ -129,95 +206,106 @@ pub fn find_path(
     if query.deliver_delay > query.max_delay {
         return None;
     }
+    if query.deliver_msat >= MAX_KEYED_MSAT || query.max_edges >= 1 << EDGE_BITS {
+        return None;
+    }
     scratch.reset(n);
-    let epoch = scratch.epoch;
-    let check_exclusions = !exclude.is_empty();
-    let start = query.to;
-    scratch.stamp[start as usize] = epoch;
-    scratch.labels[start as usize] = Label {
-        amount_msat: query.deliver_msat,
-        delay: query.deliver_delay,
-        edges: 0,
+    let labelled = scratch.epoch;
+    let settled = labelled + 1;
+    let Scratch {
+        nodes,
+        delays,
+        heap,
+        settled_count,
+        ..
+    } = scratch;
+    // Excluded nodes count as settled: the relax loop skips them with the check it already does.
+    for &x in &exclude.nodes {
+        if let Some(s) = nodes.get_mut(x as usize) {
+            s.mark = settled;
+        }
+    }
+    let check_edges = !exclude.edges.is_empty() || !exclude.max_amount_msat.is_empty();
+    let start = key(query.deliver_msat, 0);
+    nodes[query.to as usize] = NodeState {
+        key: start,
+        mark: labelled,
         next_edge: u32::MAX,
     };
-    scratch.heap.push(Reverse((query.deliver_msat, 0, start)));
+    delays[query.to as usize] = query.deliver_delay;
+    heap.push(start, query.to);
 
-    while let Some(Reverse((amount_msat, edges, v))) = scratch.heap.pop() {
-        if scratch.settled[v as usize] == epoch {
-            continue;
-        }
-        let here = scratch.labels[v as usize];
-        if here.amount_msat != amount_msat || here.edges != edges {
+    while let Some((k, v)) = heap.pop() {
+        let here = &mut nodes[v as usize];
+        if here.mark == settled || here.key != k {
             continue; // stale heap entry
         }
-        scratch.settled[v as usize] = epoch;
+        here.mark = settled;
+        *settled_count += 1;
         if v == query.from {
-            return Some(walk(graph, scratch, query));
+            return Some(walk(graph, nodes, delays, query));
         }
-        if here.edges >= query.max_edges {
+        let edges = (k & ((1 << EDGE_BITS) - 1)) as u32;
+        if edges >= query.max_edges {
             continue;
         }
-        for (idx, e) in graph.edges_into(v) {
-            let u = e.source;
-            if !e.active || scratch.settled[u as usize] == epoch {
+        let carried = k >> EDGE_BITS;
+        let delay = delays[v as usize];
+        // Edges from nodes the path could only leave back toward `v` lead nowhere, unless one
+        // of them is `A` itself.
+        let (first, into) = graph.search_edges_into(v, graph.dead_end(query.from, v));
+        for (i, e) in into.iter().enumerate() {
+            // Capacity and htlc limits first: they need only the edge, not the source's state.
+            if carried < e.htlc_minimum_msat || carried > e.htlc_maximum_msat {
                 continue;
             }
-            let carried = here.amount_msat;
-            let p = &e.policy;
-            if carried < p.htlc_minimum_msat
-                || carried > p.htlc_maximum_msat
-                || carried > e.amount_msat
-            {
+            let u = e.source as usize;
+            let there = nodes[u];
+            if there.mark == settled {
                 continue;
             }
-            if check_exclusions && !exclude.edge_usable(idx, e, carried) {
+            let idx = first + i as EdgeIdx;
+            if check_edges && !exclude.edge_usable(idx, carried) {
                 continue;
             }
-            let Some(fee) = p.fee_msat(carried) else {
+            let Some(amount_u) = e.fee_msat(carried).and_then(|fee| carried.checked_add(fee))
+            else {
                 continue;
             };
-            let Some(amount_u) = carried.checked_add(fee) else {
+            let Some(delay_u) = delay.checked_add(e.delay) else {
                 continue;
             };
-            let Some(delay_u) = here.delay.checked_add(p.delay) else {
-                continue;
-            };
-            if delay_u > query.max_delay {
+            if delay_u > query.max_delay || amount_u >= MAX_KEYED_MSAT {
                 continue;
             }
-            let edges_u = here.edges + 1;
-            let better = match scratch.label(u) {
-                None => true,
-                Some(l) => (amount_u, edges_u) < (l.amount_msat, l.edges),
-            };
-            if better {
-                scratch.stamp[u as usize] = epoch;
-                scratch.labels[u as usize] = Label {
-                    amount_msat: amount_u,
-                    delay: delay_u,
-                    edges: edges_u,
+            let key_u = key(amount_u, edges + 1);
+            if there.mark != labelled || key_u < there.key {
+                nodes[u] = NodeState {
+                    key: key_u,
+                    mark: labelled,
                     next_edge: idx,
                 };
-                scratch.heap.push(Reverse((amount_u, edges_u, u)));
+                delays[u] = delay_u;
+                heap.push(key_u, e.source);
             }
         }
     }
     None
 }
 
-fn walk(graph: &Graph, scratch: &Scratch, query: &Query) -> Path {
-    let source = scratch.labels[query.from as usize];
-    let mut edges = Vec::with_capacity(source.edges as usize);
+fn walk(graph: &Graph, nodes: &[NodeState], delays: &[u32], query: &Query) -> Path {
+    let source = nodes[query.from as usize];
+    let mut edges = Vec::with_capacity((source.key & ((1 << EDGE_BITS) - 1)) as usize);
     let mut node = query.from;
     while node != query.to {
-        let e = scratch.labels[node as usize].next_edge;
+        let e = nodes[node as usize].next_edge;
         edges.push(e);
         node = graph.edge(e).destination;
     }
     Path {
         edges,
-        source_amount_msat: source.amount_msat,
-        source_delay: source.delay,
+        source_amount_msat: source.key >> EDGE_BITS,
+        source_delay: delays[query.from as usize],
     }
 }
 
@@ -370,6 +458,91 @@ pub(crate) mod tests {
                 .len(),
             2
         );
+    }
+
+    #[test]
+    fn reaches_a_leaf_peer_and_skips_other_leaves() {
+        // Hub h with leaves l1, l2 (one channel each) and a ring h-x-y-h.
+        let mut b = GraphBuilder::default();
+        chan(&mut b, "l1", "h", 1, policy(0, 1, 6));
+        chan(&mut b, "l2", "h", 2, policy(0, 1, 6));
+        chan(&mut b, "h", "x", 3, policy(0, 100, 6));
+        chan(&mut b, "x", "y", 4, policy(0, 100, 6));
+        chan(&mut b, "y", "h", 5, policy(0, 5000, 6));
+        let g = b.build();
+        let mut s = Scratch::default();
+        let p = find_path(
+            &g,
+            &query(&g, "l1", "y", 1000),
+            &Exclusions::default(),
+            &mut s,
+        );
+        assert_eq!(names(&g, &p.unwrap()), ["l1", "h", "x", "y"]);
+        let p = find_path(
+            &g,
+            &query(&g, "x", "l2", 1000),
+            &Exclusions::default(),
+            &mut s,
+        );
+        assert_eq!(names(&g, &p.unwrap()), ["x", "h", "l2"]);
+        // The leaves are never settled on the way to a node that is not a leaf.
+        let p = find_path(
+            &g,
+            &query(&g, "x", "h", 1000),
+            &Exclusions::default(),
+            &mut s,
+        );
+        assert_eq!(names(&g, &p.unwrap()), ["x", "h"]);
+        assert_eq!(s.last_settled(), 2);
+    }
+
+    /// Known limitation, pinned: one label per node. With a hop cap that binds, the cheapest
+    /// label at `x` (3 edges) is kept and the dearer 1-edge one dropped, so `a -> x -> b`
+    /// (2 edges, within the cap) is not found. Mainnet's 18-edge cap does not bind in practice.
+    #[test]
+    fn binding_hop_cap_is_a_heuristic() {
+        let mut b = GraphBuilder::default();
+        chan(&mut b, "x", "y2", 1, policy(0, 0, 6));
+        chan(&mut b, "y2", "y1", 2, policy(0, 0, 6));
+        chan(&mut b, "y1", "b", 3, policy(0, 0, 6));
+        chan(&mut b, "x", "b", 4, policy(1000, 0, 6));
+        chan(&mut b, "a", "x", 5, policy(0, 0, 6));
+        let g = b.build();
+        let q = Query {
+            max_edges: 3,
+            ..query(&g, "a", "b", 1000)
+        };
+        let mut s = Scratch::default();
+        assert_eq!(find_path(&g, &q, &Exclusions::default(), &mut s), None);
+        let q = Query { max_edges: 4, ..q };
+        let p = find_path(&g, &q, &Exclusions::default(), &mut s).unwrap();
+        assert_eq!(names(&g, &p), ["a", "x", "y2", "y1", "b"]);
+    }
+
+    /// Known limitation, pinned: `htlc_minimum_msat` is the one limit that a dearer label can
+    /// pass and a cheaper one fail. `x` keeps its cheap label (1000 msat), which `a -> x`
+    /// (minimum 1500) refuses; the dearer label via the 1000-msat fee would have passed.
+    #[test]
+    fn htlc_minimum_between_labels_is_a_heuristic() {
+        let mut b = GraphBuilder::default();
+        chan(&mut b, "x", "b", 1, policy(0, 0, 6));
+        chan(&mut b, "x", "y", 2, policy(0, 0, 6));
+        chan(&mut b, "y", "b", 3, policy(1000, 0, 6));
+        let mut strict = policy(0, 0, 6);
+        strict.htlc_minimum_msat = 1500;
+        chan(&mut b, "a", "x", 4, strict);
+        let g = b.build();
+        let mut s = Scratch::default();
+        let q = query(&g, "a", "b", 1000);
+        assert_eq!(find_path(&g, &q, &Exclusions::default(), &mut s), None);
+        // Ruling out the cheap edge makes the dearer label the only one, and it is found.
+        let mut ex = Exclusions::default();
+        ex.edges.insert(
+            g.edge_by_scid(crate::graph::Scid(1 << 40), u8::from("x" > "b"))
+                .unwrap(),
+        );
+        let p = find_path(&g, &q, &ex, &mut s).unwrap();
+        assert_eq!(names(&g, &p), ["a", "x", "y", "b"]);
     }
 
     #[test]
