@@ -218,7 +218,8 @@ pub struct Graph {
     search: Vec<SearchEdge>,
     /// Per node: the one node all its active in-edges come from, or [`NO_IN`] / [`MANY_IN`].
     only_in: Vec<NodeIdx>,
-    by_scid: HashMap<(Scid, u8), EdgeIdx, FxBuildHasher>,
+    /// `(scid, direction, edge)`, sorted.
+    by_scid: Vec<(Scid, u8, EdgeIdx)>,
 }
 
 /// `only_in` of a node no active edge leads into.
@@ -390,7 +391,10 @@ impl Graph {
 
     /// The edge for one direction of a channel.
     pub fn edge_by_scid(&self, scid: Scid, direction: u8) -> Option<EdgeIdx> {
-        self.by_scid.get(&(scid, direction)).copied()
+        self.by_scid
+            .binary_search_by(|&(s, d, _)| (s, d).cmp(&(scid, direction)))
+            .ok()
+            .map(|i| self.by_scid[i].2)
     }
 
     /// Approximate heap bytes held, for the benchmark's memory report.
@@ -412,7 +416,7 @@ impl Graph {
                 + self.in_active_end.capacity()
                 + self.only_in.capacity())
                 * 4
-            + table::<(Scid, u8), EdgeIdx>(self.by_scid.capacity())
+            + self.by_scid.capacity() * std::mem::size_of::<(Scid, u8, EdgeIdx)>()
     }
 }
 
@@ -545,21 +549,35 @@ impl GraphBuilder {
         let in_live_end: Vec<u32> = next.iter().map(|s| s[1]).collect();
         let in_active_end: Vec<u32> = next.iter().map(|s| s[2]).collect();
         drop(count);
-        let mut order = vec![0u32; self.edges.len()];
-        for (i, e) in self.edges.iter().enumerate() {
-            let slot = &mut next[e.destination as usize][class(e)];
-            order[*slot as usize] = i as u32;
-            *slot += 1;
-        }
+        // Move every edge to its slot in place (following permutation cycles), so the edges are
+        // never held twice: at mainnet scale that is 6.5 MiB off the peak.
+        let mut edges = self.edges;
+        let mut slot_of: Vec<u32> = edges
+            .iter()
+            .map(|e| {
+                let slot = &mut next[e.destination as usize][class(e)];
+                *slot += 1;
+                *slot - 1
+            })
+            .collect();
         drop(next);
-        let edges: Vec<Edge> = order.iter().map(|&i| self.edges[i as usize]).collect();
-        drop(order);
-        drop(self.edges);
-        let search = edges.iter().map(SearchEdge::of).collect();
-        let mut by_scid = HashMap::with_capacity_and_hasher(edges.len(), FxBuildHasher::default());
-        for (i, e) in edges.iter().enumerate() {
-            by_scid.insert((e.short_channel_id, e.direction), i as EdgeIdx);
+        for i in 0..edges.len() {
+            while slot_of[i] as usize != i {
+                let j = slot_of[i] as usize;
+                edges.swap(i, j);
+                slot_of.swap(i, j);
+            }
         }
+        drop(slot_of);
+        edges.shrink_to_fit();
+        let search = edges.iter().map(SearchEdge::of).collect();
+        // Sorted, not hashed: looked up only when a payment fails, and half the memory.
+        let mut by_scid: Vec<(Scid, u8, EdgeIdx)> = edges
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.short_channel_id, e.direction, i as EdgeIdx))
+            .collect();
+        by_scid.sort_unstable();
         let mut node_ids = self.node_ids;
         node_ids.shrink_to_fit();
         Graph {
