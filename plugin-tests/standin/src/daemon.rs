@@ -281,7 +281,7 @@ pub async fn start(config: Config) -> Result<(Arc<Shared>, tokio::task::JoinHand
     let server = tokio::spawn(rpc::serve(listener, shared.clone()));
 
     if let Some(path) = &plugin_path {
-        let host = Arc::new(PluginHost::start(&path, &netdir, log.clone()).await?);
+        let host = Arc::new(PluginHost::start(path, &netdir, log.clone()).await?);
         let options = host.init_options(&config.plugin_opts)?;
         {
             let mut net = shared.net.lock().expect("lock");
