@@ -68,8 +68,16 @@ def test_config_file_and_plugin_start(node_factory):
     check_complete(l2, r, before, s23, s12, amt, cap=amt * 1000 // 10**6)
     wait_settled(l1, l2, l3)
 
-    # l3: no plugin yet; `plugin start` it on the running node.
+    # l3: no plugin yet; `plugin start` it on the running node. Bad option values first: the
+    # plugin refuses to start, saying which option and why, and l3 carries on without it.
     assert not any(p["name"] == plugin for p in l3.rpc.plugin_list()["plugins"])
+    for opts, why in (({"rebalance-retry-for": 0}, "rebalance-retry-for must be 1..=3600"),
+                      ({"rebalance-retry-for": 99999}, "rebalance-retry-for must be 1..=3600"),
+                      ({"rebalance-maxfeeppm": -5}, "rebalance-maxfeeppm must be >= 0"),
+                      ({"rebalance-exemptfee": "lots"}, "'lots' is not a number")):
+        e = rpc_error(l3.rpc.plugin_start, plugin, **opts)
+        assert e["code"] == -3 and why in e["message"], (opts, e)
+        assert not any(p["name"] == plugin for p in l3.rpc.plugin_list()["plugins"])
     started = l3.rpc.plugin_start(plugin)
     assert any(p["name"] == plugin and p["active"] for p in started["plugins"]), started
     h = l3.rpc.help("rebalance")["help"]
