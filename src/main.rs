@@ -101,7 +101,9 @@ async fn main() -> Result<(), anyhow::Error> {
     let conf = configured.configuration();
     let rpc_path = std::path::Path::new(&conf.lightning_dir).join(&conf.rpc_file);
     let state: State = Arc::new(Rebalancer::new(ClnNode::new(rpc_path), config));
-    let plugin = configured.start(state).await?;
+    let plugin = configured.start(state.clone()).await?;
+    // An earlier run stopped mid-rebalance may have left an unpaid invoice: remove it.
+    tokio::spawn(async move { state.delete_stale_invoices().await });
     plugin.join().await?;
     // cln-plugin returns from join() but the runtime would linger until stdin closes.
     std::process::exit(0);

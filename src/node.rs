@@ -81,6 +81,14 @@ pub struct PeerChannel {
     pub htlcs: Vec<Htlc>,
     #[serde(default)]
     pub updates: ChannelUpdates,
+    pub alias: Option<ChannelAliases>,
+}
+
+/// `listpeerchannels` `alias`: the scid aliases each side gave the channel.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ChannelAliases {
+    pub local: Option<String>,
+    pub remote: Option<String>,
 }
 
 /// `listnodes` entry, the parts we use.
@@ -147,10 +155,11 @@ pub trait Lightningd: Send + Sync + 'static {
         expiry: u64,
         cltv: u32,
     ) -> impl Future<Output = Result<Invoice, RpcError>> + Send;
-    fn listinvoice(
+    /// `listinvoices`, all of them or the one with `label`.
+    fn listinvoices(
         &self,
-        label: &str,
-    ) -> impl Future<Output = Result<Option<InvoiceStatus>, RpcError>> + Send;
+        label: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<InvoiceStatus>, RpcError>> + Send;
     /// `delinvoice label status`: deletes only if the invoice still has `status`.
     fn delinvoice(
         &self,
@@ -362,11 +371,13 @@ impl Lightningd for ClnNode {
         .await
     }
 
-    async fn listinvoice(&self, label: &str) -> Result<Option<InvoiceStatus>, RpcError> {
-        let v: Value = self.call("listinvoices", json!({"label": label})).await?;
-        Ok(take_list::<InvoiceStatus>(v, "invoices")?
-            .into_iter()
-            .next())
+    async fn listinvoices(&self, label: Option<&str>) -> Result<Vec<InvoiceStatus>, RpcError> {
+        let params = match label {
+            Some(l) => json!({"label": l}),
+            None => json!({}),
+        };
+        let v: Value = self.call("listinvoices", params).await?;
+        take_list(v, "invoices")
     }
 
     async fn delinvoice(&self, label: &str, status: &str) -> Result<(), RpcError> {

@@ -204,8 +204,8 @@ impl<N: Lightningd> Rebalancer<N> {
             .get(label)
             .cloned();
         let Some(expected) = expected else {
-            warn!("refusing payment for {label}: no rebalance of ours is waiting for it");
-            return json!({"result": "reject"});
+            // Not one of ours in flight (an operator's own label, say): not ours to judge.
+            return json!({"result": "continue"});
         };
         let arrived = match self.node.listpeerchannels().await {
             Ok(chans) => arrival_channel(&chans, &expected.payment_hash),
@@ -231,6 +231,35 @@ impl<N: Lightningd> Rebalancer<N> {
                 json!({"result": "reject"})
             }
         }
+    }
+
+    /// Deletes unpaid rebalance invoices no rebalance of ours is waiting for: left by a plugin
+    /// that was stopped or crashed mid-rebalance. Returns how many were deleted.
+    pub async fn delete_stale_invoices(&self) -> usize {
+        let Ok(invoices) = self.node.listinvoices(None).await else {
+            return 0;
+        };
+        let mut deleted = 0;
+        for inv in invoices {
+            let ours = self
+                .inflight
+                .lock()
+                .expect("inflight lock")
+                .contains_key(&inv.label);
+            if inv.label.starts_with(LABEL_PREFIX) && inv.status == "unpaid" && !ours {
+                match self.node.delinvoice(&inv.label, "unpaid").await {
+                    Ok(()) => deleted += 1,
+                    Err(e) => warn!(
+                        "could not delete stale invoice {}: {}",
+                        inv.label, e.message
+                    ),
+                }
+            }
+        }
+        if deleted > 0 {
+            info!("deleted {deleted} unpaid rebalance invoice(s) left by an earlier run");
+        }
+        deleted
     }
 
     fn new_label(&self, out: &str, inc: &str) -> String {
@@ -558,7 +587,8 @@ impl<N: Lightningd> Rebalancer<N> {
         }
         let n = hops.len();
         let out_scid = hops[0].short_channel_id.to_string();
-        let inc_scid = hops[n - 1].short_channel_id.to_string();
+        let last_hop_scid = hops[n - 1].short_channel_id.to_string();
+        let inc_scid = plan.incoming_scid.to_string();
         match index {
             Some(0) => Outcome::Stop(RpcFailure::new(
                 error::PAY_STOPPED_RETRYING,
@@ -591,7 +621,11 @@ impl<N: Lightningd> Rebalancer<N> {
                     ),
                 })
             }
-            Some(i) if i == n - 1 && f.erring_channel.as_deref() == Some(inc_scid.as_str()) => {
+            Some(i)
+                if i == n - 1
+                    && (f.erring_channel.as_deref() == Some(inc_scid.as_str())
+                        || f.erring_channel.as_deref() == Some(last_hop_scid.as_str())) =>
+            {
                 Outcome::Stop(RpcFailure::new(
                     error::PAY_STOPPED_RETRYING,
                     format!(
@@ -632,10 +666,10 @@ impl<N: Lightningd> Rebalancer<N> {
             Err(e) => {
                 let status = self
                     .node
-                    .listinvoice(label)
+                    .listinvoices(Some(label))
                     .await
                     .ok()
-                    .flatten()
+                    .and_then(|v| v.into_iter().next())
                     .map(|i| i.status);
                 match status.as_deref() {
                     Some("paid") => {
@@ -683,6 +717,8 @@ fn arrival_channel(chans: &[PeerChannel], payment_hash: &str) -> Option<String> 
 
 /// One rebalance's fixed hops, amount and what it has learned so far.
 struct Plan {
+    /// The incoming channel's real short_channel_id (the last hop may name it by alias).
+    incoming_scid: Scid,
     first: HopSpec,
     last: HopSpec,
     amount_msat: u64,
@@ -749,8 +785,18 @@ impl Plan {
             node_id: out.peer_id.clone(),
             policy: remote, // ignored: our own hop is free
         };
+        // lightningd will not forward over a private channel named by its real scid (it hides
+        // the channel from probing): the onion must name it by the alias the peer gave it.
+        let last_scid = match (&inc.alias, inc.private) {
+            (Some(a), true) => a
+                .remote
+                .as_deref()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(inc_scid),
+            _ => inc_scid,
+        };
         let last = HopSpec {
-            short_channel_id: inc_scid,
+            short_channel_id: last_scid,
             direction: their_dir,
             node_id: our_id.to_string(),
             policy: remote,
@@ -775,6 +821,7 @@ impl Plan {
             _ => None,
         };
         Ok(Plan {
+            incoming_scid: inc_scid,
             first,
             last,
             amount_msat,

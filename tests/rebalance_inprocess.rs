@@ -243,3 +243,22 @@ async fn no_amount_brings_a_channel_to_half() {
         e.message
     );
 }
+
+#[tokio::test]
+async fn stale_invoices_from_an_earlier_run_are_deleted() {
+    let (r, node) = rebalancer(demo_network(), Config::default());
+    for label in ["rebalance-left-by-a-crash", "someone-elses"] {
+        node.call(
+            "invoice",
+            json!({"amount_msat": 1000, "label": label, "description": "x"}),
+        )
+        .unwrap();
+    }
+    assert_eq!(r.delete_stale_invoices().await, 1);
+    let labels: Vec<_> = node
+        .invoices()
+        .iter()
+        .map(|i| i["label"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(labels, ["someone-elses"]);
+}

@@ -167,10 +167,9 @@ impl Lightningd for SimNode {
             json!({"amount_msat": amount_msat, "label": label, "description": description, "expiry": expiry, "cltv": cltv}),
         )?)
     }
-    async fn listinvoice(&self, label: &str) -> Result<Option<InvoiceStatus>, RpcError> {
-        let v: Vec<InvoiceStatus> =
-            decode(self.call("listinvoices", json!({"label": label}))?["invoices"].take())?;
-        Ok(v.into_iter().next())
+    async fn listinvoices(&self, label: Option<&str>) -> Result<Vec<InvoiceStatus>, RpcError> {
+        let params = label.map_or(json!({}), |l| json!({"label": l}));
+        decode(self.call("listinvoices", params)?["invoices"].take())
     }
     async fn delinvoice(&self, label: &str, status: &str) -> Result<(), RpcError> {
         self.call("delinvoice", json!({"label": label, "status": status}))
