@@ -262,3 +262,56 @@ async fn stale_invoices_from_an_earlier_run_are_deleted() {
         .collect();
     assert_eq!(labels, ["someone-elses"]);
 }
+
+#[tokio::test]
+async fn a_private_incoming_channel_is_named_by_the_peers_alias() {
+    let mut net = demo_network();
+    let carol = net.channel_by_scid(CAROL).unwrap();
+    net.channels[carol].public = false;
+    let (r, node) = rebalancer(net, Config::default());
+    let chans = node.call("listpeerchannels", json!({})).unwrap();
+    let entry = chans["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["short_channel_id"] == CAROL)
+        .unwrap()
+        .clone();
+    assert_eq!(entry["private"], true);
+    let before = node.to_us(CAROL);
+    let v = r.rebalance(req(BOB, CAROL, 10_000_000)).await.unwrap();
+    assert_eq!(v["incoming_scid"], CAROL);
+    assert_eq!(
+        v["route"].as_array().unwrap().last().unwrap()["short_channel_id"],
+        entry["alias"]["remote"]
+    );
+    assert_eq!(node.to_us(CAROL), before + 10_000_000);
+    assert_clean(&node);
+
+    // The same route naming the real scid is refused, as lightningd refuses it.
+    let mut route = v["route"].clone();
+    let last = route.as_array().unwrap().len() - 1;
+    route[last]["short_channel_id"] = json!(CAROL);
+    let hops: Vec<_> = route
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| json!({"id": h["node_id"], "channel": h["short_channel_id"], "amount_msat": h["amount_msat"], "delay": h["delay"]}))
+        .collect();
+    let inv = node
+        .call(
+            "invoice",
+            json!({"amount_msat": 10_000_000, "label": "raw", "description": "x"}),
+        )
+        .unwrap();
+    node.call("sendpay", json!({"route": hops, "payment_hash": inv["payment_hash"], "payment_secret": inv["payment_secret"]})).unwrap();
+    let e = cln_rebalance::node::Lightningd::waitsendpay(
+        &node,
+        inv["payment_hash"].as_str().unwrap(),
+        5,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, Some(204));
+    assert_eq!(e.data.unwrap()["failcodename"], "WIRE_UNKNOWN_NEXT_PEER");
+}

@@ -629,14 +629,27 @@ impl Network {
         let out_expiry = self.blockheight + 1 + hop.delay;
         let amt = hop.amount_msat;
 
-        // The onion names a channel; it must be one of X's, usable, to the named node.
+        // The onion names a channel; it must be one of X's, usable, to the named node. X knows
+        // it by its real scid or by the alias X gave it (any_channel_by_scid, privacy_leak_ok
+        // false) ...
+        let by_alias = || {
+            (0..self.channels.len()).find(|&c| {
+                self.side_of(c, x)
+                    .is_some_and(|s| self.channels[c].alias[s] == hop.scid)
+            })
+        };
         let requested = self
             .channel_by_scid(&hop.scid)
+            .or_else(by_alias)
             .filter(|&c| self.channels[c].nodes.contains(&x));
         let Some(req) = requested else {
             return Err(wire::UNKNOWN_NEXT_PEER);
         };
         let sx = self.side_of(req, x).expect("x is an end");
+        // ... but a private (option_scid_alias) channel never by its real scid (BOLT 2).
+        if !self.channels[req].public && self.channels[req].alias[sx] != hop.scid {
+            return Err(wire::UNKNOWN_NEXT_PEER);
+        }
         let next = self.channels[req].nodes[1 - sx];
         if !self.can_add_htlc(req) || Some(next) != hop.node {
             return Err(wire::UNKNOWN_NEXT_PEER);
