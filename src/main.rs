@@ -2,13 +2,10 @@
 
 use cln_plugin::options::{ConfigOption, DefaultIntegerConfigOption};
 use cln_plugin::{Builder, Plugin};
-use cln_rebalance::channels::balances_view;
-use cln_rebalance::error::{self, RpcFailure};
-use cln_rebalance::node::{ClnNode, Lightningd};
+use cln_rebalance::node::ClnNode;
 use cln_rebalance::params;
 use cln_rebalance::rebalance::{Config, Rebalancer};
 use serde_json::Value;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,32 +117,11 @@ async fn rebalance(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow
 
 async fn balances(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow::Error> {
     let state = plugin.state().clone();
-    let p = params::balances(&params)?;
-    let node = &state.node;
-    let chans = node
-        .listpeerchannels()
-        .await
-        .map_err(|e| error::from_lightningd("listpeerchannels", &e))?;
-    // Aliases are a nicety: a failing listnodes must not fail balances.
-    let aliases: HashMap<String, String> = node
-        .listnodes()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|n| n.alias.map(|a| (n.nodeid, a)))
-        .collect();
-    if let Some(id) = &p.id
-        && !chans
-            .iter()
-            .any(|c| &c.peer_id == id || c.short_channel_id.as_deref() == Some(id.as_str()))
-    {
-        return Err(RpcFailure::param(
-            "id",
-            format!("no channel with peer or short_channel_id {id}"),
-        )
-        .into());
-    }
-    Ok(balances_view(&chans, &aliases, p.id.as_deref()))
+    let result = match params::balances(&params) {
+        Ok(p) => state.balances(p).await,
+        Err(e) => Err(e),
+    };
+    result.map_err(anyhow::Error::new)
 }
 
 async fn invoice_payment(plugin: Plugin<State>, payload: Value) -> Result<Value, anyhow::Error> {

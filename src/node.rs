@@ -146,7 +146,8 @@ pub trait Lightningd: Send + Sync + 'static {
     /// The raw JSON bytes of the `listchannels` result object (`{"channels":[...]}`), for the
     /// graph's lean decode.
     fn listchannels_json(&self) -> impl Future<Output = Result<Vec<u8>, RpcError>> + Send;
-    fn listnodes(&self) -> impl Future<Output = Result<Vec<NodeInfo>, RpcError>> + Send;
+    /// `listnodes id`: the gossip we have of one node (empty if none).
+    fn listnodes(&self, id: &str) -> impl Future<Output = Result<Vec<NodeInfo>, RpcError>> + Send;
     fn invoice(
         &self,
         amount_msat: u64,
@@ -350,8 +351,8 @@ impl Lightningd for ClnNode {
         self.call_bytes("listchannels", json!({})).await
     }
 
-    async fn listnodes(&self) -> Result<Vec<NodeInfo>, RpcError> {
-        let v: Value = self.call("listnodes", json!({})).await?;
+    async fn listnodes(&self, id: &str) -> Result<Vec<NodeInfo>, RpcError> {
+        let v: Value = self.call("listnodes", json!({"id": id})).await?;
         take_list(v, "nodes")
     }
 

@@ -315,3 +315,56 @@ async fn a_private_incoming_channel_is_named_by_the_peers_alias() {
     assert_eq!(e.code, Some(204));
     assert_eq!(e.data.unwrap()["failcodename"], "WIRE_UNKNOWN_NEXT_PEER");
 }
+
+#[tokio::test]
+async fn balances_match_listpeerchannels_with_aliases() {
+    let (r, node) = rebalancer(demo_network(), Config::default());
+    let v = r
+        .balances(cln_rebalance::params::BalancesParams { id: None })
+        .await
+        .unwrap();
+    let truth = node.call("listpeerchannels", json!({})).unwrap();
+    let truth = truth["channels"].as_array().unwrap();
+    let rows = v["channels"].as_array().unwrap();
+    assert_eq!(rows.len(), truth.len());
+    for t in truth {
+        let row = rows
+            .iter()
+            .find(|r| r["short_channel_id"] == t["short_channel_id"])
+            .unwrap();
+        for f in [
+            "peer_id",
+            "state",
+            "peer_connected",
+            "private",
+            "to_us_msat",
+            "total_msat",
+            "spendable_msat",
+            "receivable_msat",
+        ] {
+            assert_eq!(row[f], t[f], "{f}");
+        }
+    }
+    let bob = rows.iter().find(|r| r["short_channel_id"] == BOB).unwrap();
+    assert_eq!(bob["alias"], "bob");
+    assert_eq!(bob["our_percent"], 80.0);
+    let total: u64 = truth
+        .iter()
+        .map(|t| t["to_us_msat"].as_u64().unwrap())
+        .sum();
+    assert_eq!(v["totals"]["to_us_msat"], total);
+    let one = r
+        .balances(cln_rebalance::params::BalancesParams {
+            id: Some(BOB.into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(one["totals"]["channels"], 1);
+    let e = r
+        .balances(cln_rebalance::params::BalancesParams {
+            id: Some("1x2x3".into()),
+        })
+        .await
+        .unwrap_err();
+    assert!(e.message.starts_with("id: "), "{}", e.message);
+}

@@ -151,8 +151,8 @@ impl Lightningd for SimNode {
             .to_string()
             .into_bytes())
     }
-    async fn listnodes(&self) -> Result<Vec<NodeInfo>, RpcError> {
-        decode(self.call("listnodes", json!({}))?["nodes"].take())
+    async fn listnodes(&self, id: &str) -> Result<Vec<NodeInfo>, RpcError> {
+        decode(self.call("listnodes", json!({"id": id}))?["nodes"].take())
     }
     async fn invoice(
         &self,
