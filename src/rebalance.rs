@@ -466,6 +466,13 @@ impl<N: Lightningd> Rebalancer<N> {
                 invoice = Some((label, inv.payment_hash, inv.payment_secret));
             }
             let (label, hash, secret) = invoice.as_ref().expect("created above");
+            // The route is built to end at us; refuse to send anything that does not.
+            if hops.last().map(|h| h.node_id.as_str()) != Some(info.id.as_str()) {
+                break Err(RpcFailure::new(
+                    error::PLUGIN_ERROR,
+                    "internal error: a route that does not end at our node; nothing was sent",
+                ));
+            }
             let mut attempt = Attempt {
                 route: hops
                     .iter()
