@@ -119,6 +119,16 @@ fn hops_json(hops: &[Hop]) -> Value {
     )
 }
 
+/// A request whose channels and amount passed the checks.
+struct Checked {
+    our_id: String,
+    out: PeerChannel,
+    inc: PeerChannel,
+    out_scid: String,
+    inc_scid: String,
+    amount_msat: u64,
+}
+
 /// How an attempt ended.
 enum Outcome {
     Paid {
@@ -304,9 +314,9 @@ impl<N: Lightningd> Rebalancer<N> {
         format!("{LABEL_PREFIX}{out}-{inc}-{t:x}-{}-{n}", std::process::id())
     }
 
-    /// `rebalance`: see the README for the parameters and results.
-    pub async fn rebalance(&self, p: RebalanceParams) -> Result<Value, RpcFailure> {
-        let started = Instant::now();
+    /// The channels and amount of a request, checked: both channels exist, differ, are usable,
+    /// and can carry the amount. Nothing is created or paid before this passes.
+    async fn check_request(&self, p: &RebalanceParams) -> Result<Checked, RpcFailure> {
         let info = self
             .node
             .getinfo()
@@ -335,10 +345,6 @@ impl<N: Lightningd> Rebalancer<N> {
             Some(a) => a,
             None => balancing_amount(&out, &inc)?,
         };
-        let maxfeeppm = p.maxfeeppm.unwrap_or(self.config.maxfeeppm);
-        let exemptfee = p.exemptfee.unwrap_or(self.config.exemptfee_msat);
-        let retry_for = p.retry_for.unwrap_or(self.config.retry_for_secs);
-        let cap = fee_cap_msat(amount_msat, maxfeeppm, exemptfee);
         if inc.receivable_msat < amount_msat {
             return Err(RpcFailure::param(
                 "incoming",
@@ -359,10 +365,35 @@ impl<N: Lightningd> Rebalancer<N> {
                 ),
             ));
         }
+        Ok(Checked {
+            our_id: info.id,
+            out,
+            inc,
+            out_scid,
+            inc_scid,
+            amount_msat,
+        })
+    }
+
+    /// `rebalance`: see the README for the parameters and results.
+    pub async fn rebalance(&self, p: RebalanceParams) -> Result<Value, RpcFailure> {
+        let started = Instant::now();
+        let Checked {
+            our_id,
+            out,
+            inc,
+            out_scid,
+            inc_scid,
+            amount_msat,
+        } = self.check_request(&p).await?;
+        let maxfeeppm = p.maxfeeppm.unwrap_or(self.config.maxfeeppm);
+        let exemptfee = p.exemptfee.unwrap_or(self.config.exemptfee_msat);
+        let retry_for = p.retry_for.unwrap_or(self.config.retry_for_secs);
+        let cap = fee_cap_msat(amount_msat, maxfeeppm, exemptfee);
 
         let graph = self.graph().await?;
         let mut plan = Plan::new(
-            &info.id,
+            &our_id,
             &out,
             &inc,
             amount_msat,
@@ -373,6 +404,7 @@ impl<N: Lightningd> Rebalancer<N> {
         let mut attempts: Vec<Attempt> = Vec::new();
         let mut invoice: Option<(String, String, String)> = None; // label, payment_hash, payment_secret
         let mut scratch = Scratch::default();
+        let mut last_sent: Vec<Hop> = Vec::new();
 
         let result = loop {
             let hops = match plan.next_route(&graph, &mut scratch) {
@@ -467,7 +499,7 @@ impl<N: Lightningd> Rebalancer<N> {
             }
             let (label, hash, secret) = invoice.as_ref().expect("created above");
             // The route is built to end at us; refuse to send anything that does not.
-            if hops.last().map(|h| h.node_id.as_str()) != Some(info.id.as_str()) {
+            if hops.last().map(|h| h.node_id.as_str()) != Some(our_id.as_str()) {
                 break Err(RpcFailure::new(
                     error::PLUGIN_ERROR,
                     "internal error: a route that does not end at our node; nothing was sent",
@@ -482,6 +514,7 @@ impl<N: Lightningd> Rebalancer<N> {
                 outcome: String::new(),
             };
             debug!("attempt {}: {:?}", attempts.len() + 1, attempt.route);
+            last_sent = hops.clone();
             let outcome = self
                 .attempt(
                     &hops,
@@ -540,6 +573,13 @@ impl<N: Lightningd> Rebalancer<N> {
                 cleaned.map(|mut v| {
                     v["attempts"] = json!(attempts.len());
                     v["duration_ms"] = json!(started.elapsed().as_millis() as u64);
+                    if v.get("outgoing_scid").is_none() {
+                        // Paid after all, as we stopped waiting: over the last route sent.
+                        v["outgoing_scid"] = json!(out_scid);
+                        v["incoming_scid"] = json!(inc_scid);
+                        v["hops"] = json!(last_sent.len());
+                        v["route"] = hops_json(&last_sent);
+                    }
                     v
                 })
             }

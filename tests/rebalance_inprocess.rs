@@ -368,3 +368,25 @@ async fn balances_match_listpeerchannels_with_aliases() {
         .unwrap_err();
     assert!(e.message.starts_with("id: "), "{}", e.message);
 }
+
+#[tokio::test]
+async fn paid_just_as_we_stopped_waiting_is_reported_complete() {
+    let (r, node) = rebalancer(demo_network(), Config::default());
+    let (out0, in0) = (node.to_us(BOB), node.to_us(CAROL));
+    node.call("dev-hold", json!({"node": "carol"})).unwrap();
+    *node.release_before_delinvoice.lock().unwrap() = Some("carol".into());
+    let mut p = req(BOB, CAROL, 20_000_000);
+    p.retry_for = Some(1);
+    let v = r.rebalance(p).await.unwrap();
+    assert_eq!(v["status"], "complete", "{v}");
+    let fee = v["fee_msat"].as_u64().unwrap();
+    assert_eq!(node.to_us(BOB), out0 - 20_000_000 - fee);
+    assert_eq!(node.to_us(CAROL), in0 + 20_000_000);
+    assert_eq!(v["outgoing_scid"], BOB);
+    assert_eq!(
+        v["route"].as_array().unwrap().last().unwrap()["amount_msat"],
+        20_000_000
+    );
+    assert_eq!(node.sendpays().len(), 1);
+    assert_clean(&node);
+}

@@ -27,6 +27,9 @@ pub struct SimNode {
     pub net: Arc<Mutex<Network>>,
     changed: tokio::sync::watch::Sender<u64>,
     hook: Arc<Mutex<Option<Hook>>>,
+    /// For the "paid just as we stopped waiting" race: when set to a node, `delinvoice` first
+    /// releases the HTLCs held at that node and lets the payment complete.
+    pub release_before_delinvoice: Arc<Mutex<Option<String>>>,
 }
 
 fn to_rpc(e: cln_standin::simnet::RpcError) -> RpcError {
@@ -44,6 +47,7 @@ impl SimNode {
             net: Arc::new(Mutex::new(net)),
             changed: tokio::sync::watch::channel(0).0,
             hook: Arc::new(Mutex::new(None)),
+            release_before_delinvoice: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -172,6 +176,17 @@ impl Lightningd for SimNode {
         decode(self.call("listinvoices", params)?["invoices"].take())
     }
     async fn delinvoice(&self, label: &str, status: &str) -> Result<(), RpcError> {
+        let release = self.release_before_delinvoice.lock().unwrap().take();
+        if let Some(node) = release {
+            self.call("dev-release", json!({"node": node}))?;
+            for _ in 0..200 {
+                let inv = self.call("listinvoices", json!({"label": label}))?;
+                if inv["invoices"][0]["status"] == "paid" {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
         self.call("delinvoice", json!({"label": label, "status": status}))
             .map(|_| ())
     }
