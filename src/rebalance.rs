@@ -11,7 +11,7 @@ use crate::node::{Lightningd, PeerChannel};
 use crate::params::{BalancesParams, RebalanceParams};
 use crate::pathfind::{Exclusions, Query, Scratch, find_path};
 use crate::route::{Hop, HopSpec, MAX_HOPS, MAX_TOTAL_CLTV, build_route, route_fee_msat};
-use log::{debug, info, warn};
+use log::{info, warn};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -513,7 +513,6 @@ impl<N: Lightningd> Rebalancer<N> {
                 fee_msat,
                 outcome: String::new(),
             };
-            debug!("attempt {}: {:?}", attempts.len() + 1, attempt.route);
             last_sent = hops.clone();
             let outcome = self
                 .attempt(
@@ -527,6 +526,13 @@ impl<N: Lightningd> Rebalancer<N> {
                     &mut attempt,
                 )
                 .await;
+            info!(
+                "rebalance {out_scid} -> {inc_scid} {}msat, attempt {} via {} for {fee_msat}msat: {}",
+                amount_msat,
+                attempts.len() + 1,
+                attempt.route.join(","),
+                attempt.outcome
+            );
             attempts.push(attempt);
             match outcome {
                 Outcome::Paid { fee_msat } => {
