@@ -27,6 +27,14 @@ fn req(out: &str, inc: &str, amount_msat: u64) -> RebalanceParams {
     }
 }
 
+/// A request with room in the fee cap, for tests about something other than fees.
+fn generous(out: &str, inc: &str, amount_msat: u64) -> RebalanceParams {
+    RebalanceParams {
+        maxfeeppm: Some(10_000),
+        ..req(out, inc, amount_msat)
+    }
+}
+
 fn assert_clean(node: &SimNode) {
     let unpaid: Vec<_> = node
         .invoices()
@@ -389,4 +397,59 @@ async fn paid_just_as_we_stopped_waiting_is_reported_complete() {
     );
     assert_eq!(node.sendpays().len(), 1);
     assert_clean(&node);
+}
+
+#[tokio::test]
+async fn the_graph_is_cached_and_refreshed_after_a_newer_policy() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (r, node) = rebalancer(demo_network(), Config::default());
+    let fetches = || node.listchannels_calls.load(SeqCst);
+    let first = r
+        .rebalance(generous(ALICE_BIG, CAROL, 10_000_000))
+        .await
+        .unwrap();
+    assert_eq!(first["hops"], 3, "alice -> carol direct: {first}");
+    r.rebalance(generous(BOB, DAVE, 10_000_000)).await.unwrap();
+    assert_eq!(fetches(), 1, "one listchannels for both rebalances");
+
+    // alice raises her fee towards carol; our cached gossip still has the old one.
+    node.call(
+        "dev-set-policy",
+        json!({"short_channel_id": "700101x7x1", "source": "alice", "fee_proportional_millionths": 2000}),
+    )
+    .unwrap();
+    let second = r
+        .rebalance(generous(ALICE_BIG, CAROL, 10_000_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        second["attempts"], 2,
+        "fee_insufficient, then another route: {second}"
+    );
+    assert_eq!(fetches(), 1);
+    // The failure marked the graph stale: the next rebalance reads listchannels again and
+    // quotes alice's new fee.
+    let mut p = generous(ALICE_BIG, CAROL, 10_000_000);
+    p.dryrun = true;
+    let third = r.rebalance(p).await.unwrap();
+    assert_eq!(fetches(), 2);
+    assert!(
+        third["fee_msat"].as_u64() != first["fee_msat"].as_u64(),
+        "{third}"
+    );
+
+    // With no reuse allowed, every rebalance reads the graph.
+    let (r, node) = rebalancer(
+        demo_network(),
+        Config {
+            graph_max_age: Duration::ZERO,
+            ..Config::default()
+        },
+    );
+    for _ in 0..2 {
+        let mut p = generous(BOB, CAROL, 1_000_000);
+        p.dryrun = true;
+        r.rebalance(p).await.unwrap();
+    }
+    assert_eq!(node.listchannels_calls.load(SeqCst), 2);
 }

@@ -30,6 +30,8 @@ pub struct SimNode {
     /// For the "paid just as we stopped waiting" race: when set to a node, `delinvoice` first
     /// releases the HTLCs held at that node and lets the payment complete.
     pub release_before_delinvoice: Arc<Mutex<Option<String>>>,
+    /// How many times the plugin asked for the whole graph.
+    pub listchannels_calls: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 fn to_rpc(e: cln_standin::simnet::RpcError) -> RpcError {
@@ -48,6 +50,7 @@ impl SimNode {
             changed: tokio::sync::watch::channel(0).0,
             hook: Arc::new(Mutex::new(None)),
             release_before_delinvoice: Arc::new(Mutex::new(None)),
+            listchannels_calls: Arc::default(),
         }
     }
 
@@ -150,6 +153,8 @@ impl Lightningd for SimNode {
         decode(self.call("listpeerchannels", json!({}))?["channels"].take())
     }
     async fn listchannels_json(&self) -> Result<Vec<u8>, RpcError> {
+        self.listchannels_calls
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(self
             .call("listchannels", json!({}))?
             .to_string()
