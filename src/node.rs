@@ -20,10 +20,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[derive(Debug, Clone, Deserialize)]
 pub struct Getinfo {
     pub id: String,
-    #[serde(default)]
-    pub alias: String,
-    #[serde(default)]
-    pub blockheight: u32,
 }
 
 /// A channel's forwarding policy as `listpeerchannels` `updates.{local,remote}` gives it.
@@ -40,9 +36,9 @@ pub struct ChannelUpdate {
     pub htlc_maximum_msat: Option<u64>,
 }
 
+/// `updates`: only the peer's side (`remote`) is needed, for the last hop's fee.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ChannelUpdates {
-    pub local: Option<ChannelUpdate>,
     pub remote: Option<ChannelUpdate>,
 }
 
@@ -51,11 +47,7 @@ pub struct ChannelUpdates {
 pub struct Htlc {
     /// "in" or "out".
     pub direction: String,
-    #[serde(default)]
-    pub amount_msat: u64,
     pub payment_hash: String,
-    #[serde(default)]
-    pub state: String,
 }
 
 /// One entry of `listpeerchannels`.
@@ -87,7 +79,7 @@ pub struct PeerChannel {
 /// `listpeerchannels` `alias`: the scid aliases each side gave the channel.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ChannelAliases {
-    pub local: Option<String>,
+    /// The alias the peer gave the channel: what it forwards over a private channel by.
     pub remote: Option<String>,
 }
 
@@ -103,8 +95,6 @@ pub struct NodeInfo {
 pub struct Invoice {
     pub payment_hash: String,
     pub payment_secret: String,
-    #[serde(default)]
-    pub expires_at: u64,
 }
 
 /// `listinvoices` entry, the parts we use.
@@ -123,15 +113,12 @@ pub struct PaymentComplete {
     pub amount_msat: u64,
     #[serde(default)]
     pub amount_sent_msat: u64,
-    #[serde(default)]
-    pub payment_preimage: Option<String>,
 }
 
 /// `listsendpays` entry, the parts we use.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SendpayStatus {
     pub status: String,
-    pub partid: Option<u64>,
     #[serde(default)]
     pub amount_msat: u64,
     #[serde(default)]

@@ -930,15 +930,7 @@ impl Plan {
             let path = find_path(graph, self.query.as_ref()?, &self.exclude, scratch)?;
             path.edges
                 .iter()
-                .map(|&i| {
-                    let e = graph.edge(i);
-                    HopSpec {
-                        short_channel_id: e.short_channel_id,
-                        direction: e.direction,
-                        node_id: graph.node_id(e.destination).to_string(),
-                        policy: e.policy,
-                    }
-                })
+                .map(|&i| HopSpec::from_edge(graph, i))
                 .collect()
         };
         let mut specs = Vec::with_capacity(middle.len() + 2);

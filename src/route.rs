@@ -4,7 +4,7 @@
 //! (sendpay's semantics). The node at the end of hop `i` charges for forwarding over hop `i+1`,
 //! by its own policy for that channel direction; our own first hop is free.
 
-use crate::graph::{Policy, Scid};
+use crate::graph::{EdgeIdx, Graph, Policy, Scid};
 use std::fmt;
 
 /// CLN refuses routes longer than this.
@@ -22,6 +22,19 @@ pub struct HopSpec {
     /// The policy of the node at the START of this hop for this channel direction
     /// (what it charges to forward over it). Ignored for our own first hop.
     pub policy: Policy,
+}
+
+impl HopSpec {
+    /// The hop over one public channel direction of the graph.
+    pub fn from_edge(graph: &Graph, idx: EdgeIdx) -> HopSpec {
+        let e = graph.edge(idx);
+        HopSpec {
+            short_channel_id: e.short_channel_id,
+            direction: e.direction,
+            node_id: graph.node_id(e.destination).to_string(),
+            policy: e.policy,
+        }
+    }
 }
 
 /// One `sendpay` hop (CLN's names).

@@ -166,15 +166,7 @@ fn check_circle(g: &Graph, c: &Circle, path: &Path) {
     assert!(in_e.policy.htlc_minimum_msat <= c.amount_msat);
     assert!(c.amount_msat <= in_e.policy.htlc_maximum_msat.min(in_e.amount_msat));
 
-    let spec = |i: EdgeIdx| {
-        let e = g.edge(i);
-        HopSpec {
-            short_channel_id: e.short_channel_id,
-            direction: e.direction,
-            node_id: g.node_id(e.destination).to_string(),
-            policy: e.policy,
-        }
-    };
+    let spec = |i: EdgeIdx| HopSpec::from_edge(g, i);
     let mut specs = vec![spec(c.out_edge)];
     specs.extend(path.edges.iter().map(|&i| spec(i)));
     specs.push(spec(c.in_edge));
