@@ -7,8 +7,8 @@
 #[path = "../tests/support/mainnet.rs"]
 mod mainnet;
 
-use cln_rebalance::graph::{Graph, GraphBuilder};
-use cln_rebalance::pathfind::{Scratch, find_path};
+use cln_rebalance::core::graph::{Graph, GraphBuilder};
+use cln_rebalance::core::pathfind::{Scratch, find_path};
 use mainnet::{Circle, SNAPSHOTS};
 use std::time::{Duration, Instant};
 

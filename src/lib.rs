@@ -1,16 +1,14 @@
 //! cln-rebalance: circular rebalancing for Core Lightning.
 //!
-//! The pure core (no I/O): [`amount`], [`graph`], [`pathfind`], [`route`], [`channels`].
-//! The edge: [`params`] (request parsing), [`node`] (the lightningd trait and its cln-rpc
-//! implementation), [`error`] (JSON-RPC errors). [`rebalance`] is the algorithm, which sees
-//! lightningd only through [`node::Lightningd`].
+//! Layers, one folder each; data flows one way, top to bottom:
+//! - [`params`], [`error`]: the edge where requests come in and errors go out.
+//! - [`commands`]: one module per thing an operator calls; they orchestrate and see lightningd
+//!   only through [`lightningd::Lightningd`].
+//! - [`core`]: pure (no I/O, time is a parameter): money, the graph, pathfinding, routes.
+//! - [`lightningd`]: the trait for lightningd's RPC surface, its types, the cln-rpc adapter.
 
-pub mod amount; // msat arithmetic (checked) and CLN amount strings
-pub mod channels; // our channels: balances view, resolving outgoing/incoming
+pub mod commands;
+pub mod core;
 pub mod error; // error kinds -> JSON-RPC codes and messages
-pub mod graph; // the public graph from listchannels, compact and indexed
-pub mod node; // the lightningd trait; the cln-rpc implementation
+pub mod lightningd;
 pub mod params; // request params (positional or keyword) -> typed requests
-pub mod pathfind; // cheapest-path search over the graph
-pub mod rebalance; // quote, invoice, attempt, learn, retry, clean up
-pub mod route; // a path -> sendpay hops, amounts and delays computed backward

@@ -2,9 +2,9 @@
 
 use cln_plugin::options::{ConfigOption, DefaultIntegerConfigOption};
 use cln_plugin::{Builder, Plugin};
-use cln_rebalance::node::ClnNode;
+use cln_rebalance::commands::rebalance::{Config, Rebalancer};
+use cln_rebalance::lightningd::ClnNode;
 use cln_rebalance::params;
-use cln_rebalance::rebalance::{Config, Rebalancer};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Request parameters, positional (lightning-cli's default) or keyword (`-k`), into typed
 //! requests. Every error names the parameter. No routing math here.
 
-use crate::amount::{AmountError, MAX_MONEY_MSAT, parse_amount};
+use crate::core::amount::{AmountError, MAX_MONEY_MSAT, parse_amount};
 use crate::error::RpcFailure;
 use serde_json::{Map, Value};
 

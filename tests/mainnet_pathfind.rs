@@ -15,9 +15,9 @@
 #[path = "support/mainnet.rs"]
 mod mainnet;
 
-use cln_rebalance::graph::{EdgeIdx, Graph, GraphBuilder, NodeIdx, Policy};
-use cln_rebalance::pathfind::{Exclusions, Path, Query, Scratch, find_path};
-use cln_rebalance::route::{HopSpec, MAX_HOPS, MAX_TOTAL_CLTV, build_route, route_fee_msat};
+use cln_rebalance::core::graph::{EdgeIdx, Graph, GraphBuilder, NodeIdx, Policy};
+use cln_rebalance::core::pathfind::{Exclusions, Path, Query, Scratch, find_path};
+use cln_rebalance::core::route::{HopSpec, MAX_HOPS, MAX_TOTAL_CLTV, build_route, route_fee_msat};
 use mainnet::{Circle, FINAL_CLTV, Rng};
 use std::sync::OnceLock;
 

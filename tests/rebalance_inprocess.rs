@@ -3,8 +3,8 @@
 
 mod common;
 
+use cln_rebalance::commands::rebalance::Config;
 use cln_rebalance::params::RebalanceParams;
-use cln_rebalance::rebalance::Config;
 use common::{SimNode, demo_network, rebalancer};
 use serde_json::json;
 use std::time::Duration;
@@ -313,7 +313,7 @@ async fn a_private_incoming_channel_is_named_by_the_peers_alias() {
         )
         .unwrap();
     node.call("sendpay", json!({"route": hops, "payment_hash": inv["payment_hash"], "payment_secret": inv["payment_secret"]})).unwrap();
-    let e = cln_rebalance::node::Lightningd::waitsendpay(
+    let e = cln_rebalance::lightningd::Lightningd::waitsendpay(
         &node,
         inv["payment_hash"].as_str().unwrap(),
         5,

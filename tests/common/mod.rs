@@ -5,12 +5,12 @@
 
 #![allow(dead_code)]
 
-use cln_rebalance::node::{
+use cln_rebalance::commands::rebalance::{Config, Rebalancer};
+use cln_rebalance::core::route::Hop;
+use cln_rebalance::lightningd::{
     Getinfo, Invoice, InvoiceStatus, Lightningd, NodeInfo, PaymentComplete, PeerChannel,
     SendpayStatus, sendpay_route_json,
 };
-use cln_rebalance::rebalance::{Config, Rebalancer};
-use cln_rebalance::route::Hop;
 use cln_rpc::RpcError;
 use cln_standin::simnet::pay::WaitState;
 use cln_standin::simnet::{Event, Network};

@@ -5,9 +5,9 @@
 //! circular queries the plugin runs (mirroring how `rebalance.rs`'s `Plan` builds a `Query`).
 #![allow(dead_code)] // each includer uses a different part
 
-use cln_rebalance::graph::{EdgeIdx, Graph, NodeIdx};
-use cln_rebalance::pathfind::{Exclusions, Query};
-use cln_rebalance::route::{MAX_HOPS, MAX_TOTAL_CLTV};
+use cln_rebalance::core::graph::{EdgeIdx, Graph, NodeIdx};
+use cln_rebalance::core::pathfind::{Exclusions, Query};
+use cln_rebalance::core::route::{MAX_HOPS, MAX_TOTAL_CLTV};
 use std::io::Read;
 use std::path::PathBuf;
 

@@ -18,7 +18,7 @@
 //! path could only leave them back toward that node, so the search skips them unless one is
 //! the path's start. Excluded nodes are marked settled before the search starts.
 
-use crate::graph::{EdgeIdx, FxBuildHasher, Graph, NodeIdx};
+use crate::core::graph::{EdgeIdx, FxBuildHasher, Graph, NodeIdx};
 use std::collections::{HashMap, HashSet};
 
 /// What the search must avoid: indices into one [`Graph`].
@@ -312,7 +312,7 @@ fn walk(graph: &Graph, nodes: &[NodeState], delays: &[u32], query: &Query) -> Pa
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::graph::{GraphBuilder, Policy};
+    use crate::core::graph::{GraphBuilder, Policy};
 
     pub(crate) fn policy(base: u32, ppm: u32, delay: u32) -> Policy {
         Policy {
@@ -326,7 +326,7 @@ pub(crate) mod tests {
 
     /// Adds both directions of a channel with the same policy.
     pub(crate) fn chan(b: &mut GraphBuilder, a: &str, c: &str, block: u64, p: Policy) {
-        let scid = crate::graph::Scid(block << 40);
+        let scid = crate::core::graph::Scid(block << 40);
         b.add(a, c, scid, u8::from(a > c), true, 10_000_000_000, p);
         b.add(c, a, scid, u8::from(c > a), true, 10_000_000_000, p);
     }
@@ -386,7 +386,7 @@ pub(crate) mod tests {
 
         // A liquidity limit below the amount removes the edge; above it keeps it.
         let cd = g
-            .edge_by_scid(crate::graph::Scid(3 << 40), u8::from("c" > "d"))
+            .edge_by_scid(crate::core::graph::Scid(3 << 40), u8::from("c" > "d"))
             .unwrap();
         let mut ex = Exclusions::default();
         ex.max_amount_msat.insert(cd, 1_000_000);
@@ -538,7 +538,7 @@ pub(crate) mod tests {
         // Ruling out the cheap edge makes the dearer label the only one, and it is found.
         let mut ex = Exclusions::default();
         ex.edges.insert(
-            g.edge_by_scid(crate::graph::Scid(1 << 40), u8::from("x" > "b"))
+            g.edge_by_scid(crate::core::graph::Scid(1 << 40), u8::from("x" > "b"))
                 .unwrap(),
         );
         let p = find_path(&g, &q, &ex, &mut s).unwrap();
@@ -557,7 +557,7 @@ pub(crate) mod tests {
         b.add(
             "z",
             "w",
-            crate::graph::Scid(10 << 40),
+            crate::core::graph::Scid(10 << 40),
             0,
             true,
             1,

@@ -2,10 +2,10 @@
 //! short_channel_id or a peer's node id) into one of our channels. Pure: works on
 //! `listpeerchannels` entries the caller fetched.
 
-use crate::amount::display_sat;
+use crate::core::amount::display_sat;
+use crate::core::graph::Scid;
 use crate::error::RpcFailure;
-use crate::graph::Scid;
-use crate::node::PeerChannel;
+use crate::lightningd::PeerChannel;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 

@@ -3,14 +3,14 @@
 //!
 //! Talks to lightningd only through [`Lightningd`]. Route math lives in `pathfind`/`route`.
 
-use crate::amount::{display_sat, fee_cap_msat, ppm};
-use crate::channels::{Role, balances_view, balancing_amount, check_usable, resolve};
+use crate::commands::channels::{Role, balancing_amount, check_usable, resolve};
+use crate::core::amount::{display_sat, fee_cap_msat, ppm};
+use crate::core::graph::{Graph, Policy, Scid};
+use crate::core::pathfind::{Exclusions, Query, Scratch, find_path};
+use crate::core::route::{Hop, HopSpec, MAX_HOPS, MAX_TOTAL_CLTV, build_route, route_fee_msat};
 use crate::error::{self, RpcFailure};
-use crate::graph::{Graph, Policy, Scid};
-use crate::node::{Lightningd, PeerChannel};
-use crate::params::{BalancesParams, RebalanceParams};
-use crate::pathfind::{Exclusions, Query, Scratch, find_path};
-use crate::route::{Hop, HopSpec, MAX_HOPS, MAX_TOTAL_CLTV, build_route, route_fee_msat};
+use crate::lightningd::{Lightningd, PeerChannel};
+use crate::params::RebalanceParams;
 use log::{info, warn};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -270,39 +270,6 @@ impl<N: Lightningd> Rebalancer<N> {
             info!("deleted {deleted} unpaid rebalance invoice(s) left by an earlier run");
         }
         deleted
-    }
-
-    /// `balances`: every channel listpeerchannels knows, with the peers' aliases.
-    pub async fn balances(&self, p: BalancesParams) -> Result<Value, RpcFailure> {
-        let chans = self
-            .node
-            .listpeerchannels()
-            .await
-            .map_err(|e| error::from_lightningd("listpeerchannels", &e))?;
-        if let Some(id) = &p.id
-            && !chans
-                .iter()
-                .any(|c| &c.peer_id == id || c.short_channel_id.as_deref() == Some(id.as_str()))
-        {
-            return Err(RpcFailure::param(
-                "id",
-                format!("no channel with peer or short_channel_id {id}"),
-            ));
-        }
-        // One small listnodes per peer, not the whole network's. Aliases are a nicety: a
-        // failing listnodes must not fail balances.
-        let mut aliases: HashMap<String, String> = HashMap::new();
-        for c in &chans {
-            if aliases.contains_key(&c.peer_id) {
-                continue;
-            }
-            let alias = match self.node.listnodes(&c.peer_id).await {
-                Ok(nodes) => nodes.into_iter().find_map(|n| n.alias).unwrap_or_default(),
-                Err(_) => String::new(),
-            };
-            aliases.insert(c.peer_id.clone(), alias);
-        }
-        Ok(balances_view(&chans, &aliases, p.id.as_deref()))
     }
 
     fn new_label(&self, out: &str, inc: &str) -> String {

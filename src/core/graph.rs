@@ -83,7 +83,7 @@ impl Policy {
     }
 }
 
-/// Same result as [`crate::amount::fee_msat`]; the common case stays in u64 (a u128 division
+/// Same result as [`crate::core::amount::fee_msat`]; the common case stays in u64 (a u128 division
 /// is a library call, and the search computes a fee for every edge it relaxes).
 #[inline]
 fn fee_msat(amount_msat: u64, base_fee_msat: u32, fee_per_millionth: u32) -> Option<u64> {
@@ -91,7 +91,7 @@ fn fee_msat(amount_msat: u64, base_fee_msat: u32, fee_per_millionth: u32) -> Opt
         Some(product) => product
             .div_ceil(1_000_000)
             .checked_add(u64::from(base_fee_msat)),
-        None => crate::amount::fee_msat(amount_msat, base_fee_msat, fee_per_millionth),
+        None => crate::core::amount::fee_msat(amount_msat, base_fee_msat, fee_per_millionth),
     }
 }
 
@@ -689,7 +689,7 @@ mod tests {
                         htlc_minimum_msat: 0,
                         htlc_maximum_msat: 0,
                     };
-                    let want = crate::amount::fee_msat(amount, base, ppm);
+                    let want = crate::core::amount::fee_msat(amount, base, ppm);
                     assert_eq!(p.fee_msat(amount), want, "{amount} {ppm} {base}");
                 }
             }

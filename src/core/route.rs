@@ -4,7 +4,7 @@
 //! (sendpay's semantics). The node at the end of hop `i` charges for forwarding over hop `i+1`,
 //! by its own policy for that channel direction; our own first hop is free.
 
-use crate::graph::{EdgeIdx, Graph, Policy, Scid};
+use crate::core::graph::{EdgeIdx, Graph, Policy, Scid};
 use std::fmt;
 
 /// CLN refuses routes longer than this.

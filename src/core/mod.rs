@@ -1,0 +1,6 @@
+//! The pure core: no I/O, no clock of its own. Everything here is a function of its arguments.
+
+pub mod amount; // msat arithmetic (checked) and CLN amount strings
+pub mod graph; // the public graph from listchannels, compact and indexed
+pub mod pathfind; // cheapest-path search over the graph
+pub mod route; // a path -> sendpay hops, amounts and delays computed backward
