@@ -356,6 +356,12 @@ impl Graph {
         &self.edges
     }
 
+    /// The capacity of the channel an edge belongs to.
+    #[inline]
+    pub fn edge_capacity_msat(&self, idx: EdgeIdx) -> u64 {
+        self.edges[idx as usize].amount_msat
+    }
+
     /// The edges whose destination is `node` (active and inactive), with their indices.
     pub fn edges_into(&self, node: NodeIdx) -> impl Iterator<Item = (EdgeIdx, &Edge)> {
         let start = self.in_start[node as usize];

@@ -19,6 +19,7 @@
 //! the path's start. Excluded nodes are marked settled before the search starts.
 
 use crate::core::graph::{EdgeIdx, FxBuildHasher, Graph, NodeIdx};
+use crate::core::liquidity::Beliefs;
 use std::collections::{HashMap, HashSet};
 
 /// What the search must avoid: indices into one [`Graph`].
@@ -41,6 +42,45 @@ impl Exclusions {
             Some(limit) => amount_msat < *limit,
             None => true,
         }
+    }
+}
+
+/// What a hop costs beyond its fee: the route search minimises fee + this, summed over hops.
+/// Implemented by [`FeeOnly`] (nothing: the cheapest route) and by the liquidity model's
+/// [`Beliefs`] (a risk cost from the success probability).
+pub trait HopCost {
+    /// The extra cost in msat of `amount_msat` over edge `idx` out of node `source`, or `None`
+    /// when the hop must not be used.
+    fn extra_msat(
+        &self,
+        graph: &Graph,
+        idx: EdgeIdx,
+        source: NodeIdx,
+        amount_msat: u64,
+    ) -> Option<u64>;
+}
+
+/// Fee is the only cost.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FeeOnly;
+
+impl HopCost for FeeOnly {
+    #[inline(always)]
+    fn extra_msat(&self, _: &Graph, _: EdgeIdx, _: NodeIdx, _: u64) -> Option<u64> {
+        Some(0)
+    }
+}
+
+impl HopCost for Beliefs {
+    #[inline]
+    fn extra_msat(
+        &self,
+        graph: &Graph,
+        idx: EdgeIdx,
+        source: NodeIdx,
+        amount_msat: u64,
+    ) -> Option<u64> {
+        self.risk_msat(idx, source, amount_msat, graph.edge_capacity_msat(idx))
     }
 }
 
@@ -68,6 +108,8 @@ pub struct Path {
     pub edges: Vec<EdgeIdx>,
     pub source_amount_msat: u64,
     pub source_delay: u32,
+    /// The search's cost of the path beyond `A`'s amount: the extra cost of every hop.
+    pub extra_msat: u64,
 }
 
 impl Path {
@@ -81,8 +123,8 @@ impl Path {
 #[derive(Clone, Copy, Default)]
 #[repr(align(16))]
 struct NodeState {
-    /// `key(amount, edges)` of the best path so far: what this node must receive, and in how
-    /// many edges (the tie-break).
+    /// `key(cost, edges)` of the best path so far: what this node must receive plus the extra
+    /// cost of the hops after it, and in how many edges (the tie-break).
     key: u64,
     /// `epoch`: labelled in this search; `epoch + 1`: settled (or excluded); else untouched.
     mark: u32,
@@ -94,8 +136,10 @@ struct NodeState {
 #[derive(Default)]
 pub struct Scratch {
     nodes: Vec<NodeState>,
-    /// Each labelled node's delay (read once per settled node, so kept out of `nodes`).
+    /// Each labelled node's delay and amount to receive (read once per settled node, so kept
+    /// out of `nodes`).
     delays: Vec<u32>,
+    amounts: Vec<u64>,
     /// Even, >= 2; advanced by 2 per search so old marks never match.
     epoch: u32,
     heap: RadixHeap,
@@ -107,6 +151,7 @@ impl Scratch {
         if self.nodes.len() != nodes || self.epoch >= u32::MAX - 3 {
             self.nodes = vec![NodeState::default(); nodes];
             self.delays = vec![0; nodes];
+            self.amounts = vec![0; nodes];
             self.epoch = 0;
         }
         self.epoch += 2;
@@ -196,6 +241,17 @@ pub fn find_path(
     exclude: &Exclusions,
     scratch: &mut Scratch,
 ) -> Option<Path> {
+    find_path_with(graph, query, exclude, &FeeOnly, scratch)
+}
+
+/// The path for `query` that avoids `exclude` and minimises fees plus `cost`'s extra.
+pub fn find_path_with<C: HopCost>(
+    graph: &Graph,
+    query: &Query,
+    exclude: &Exclusions,
+    cost: &C,
+    scratch: &mut Scratch,
+) -> Option<Path> {
     let n = graph.node_count();
     if query.from as usize >= n || query.to as usize >= n {
         return None;
@@ -215,6 +271,7 @@ pub fn find_path(
     let Scratch {
         nodes,
         delays,
+        amounts,
         heap,
         settled_count,
         ..
@@ -233,6 +290,7 @@ pub fn find_path(
         next_edge: u32::MAX,
     };
     delays[query.to as usize] = query.deliver_delay;
+    amounts[query.to as usize] = query.deliver_msat;
     heap.push(start, query.to);
 
     while let Some((k, v)) = heap.pop() {
@@ -243,13 +301,14 @@ pub fn find_path(
         here.mark = settled;
         *settled_count += 1;
         if v == query.from {
-            return Some(walk(graph, nodes, delays, query));
+            return Some(walk(graph, nodes, delays, amounts, query));
         }
         let edges = (k & ((1 << EDGE_BITS) - 1)) as u32;
         if edges >= query.max_edges {
             continue;
         }
-        let carried = k >> EDGE_BITS;
+        let cost_v = k >> EDGE_BITS;
+        let carried = amounts[v as usize];
         let delay = delays[v as usize];
         // Edges from nodes the path could only leave back toward `v` lead nowhere, unless one
         // of them is `A` itself.
@@ -268,17 +327,26 @@ pub fn find_path(
             if check_edges && !exclude.edge_usable(idx, carried) {
                 continue;
             }
-            let Some(amount_u) = e.fee_msat(carried).and_then(|fee| carried.checked_add(fee))
-            else {
+            let Some(fee) = e.fee_msat(carried) else {
+                continue;
+            };
+            let Some(amount_u) = carried.checked_add(fee) else {
                 continue;
             };
             let Some(delay_u) = delay.checked_add(e.delay) else {
                 continue;
             };
-            if delay_u > query.max_delay || amount_u >= MAX_KEYED_MSAT {
+            if delay_u > query.max_delay {
                 continue;
             }
-            let key_u = key(amount_u, edges + 1);
+            let Some(cost_u) = cost
+                .extra_msat(graph, idx, e.source, carried)
+                .and_then(|x| cost_v.checked_add(fee)?.checked_add(x))
+                .filter(|&c| c < MAX_KEYED_MSAT)
+            else {
+                continue;
+            };
+            let key_u = key(cost_u, edges + 1);
             if there.mark != labelled || key_u < there.key {
                 nodes[u] = NodeState {
                     key: key_u,
@@ -286,6 +354,7 @@ pub fn find_path(
                     next_edge: idx,
                 };
                 delays[u] = delay_u;
+                amounts[u] = amount_u;
                 heap.push(key_u, e.source);
             }
         }
@@ -293,7 +362,13 @@ pub fn find_path(
     None
 }
 
-fn walk(graph: &Graph, nodes: &[NodeState], delays: &[u32], query: &Query) -> Path {
+fn walk(
+    graph: &Graph,
+    nodes: &[NodeState],
+    delays: &[u32],
+    amounts: &[u64],
+    query: &Query,
+) -> Path {
     let source = nodes[query.from as usize];
     let mut edges = Vec::with_capacity((source.key & ((1 << EDGE_BITS) - 1)) as usize);
     let mut node = query.from;
@@ -302,10 +377,12 @@ fn walk(graph: &Graph, nodes: &[NodeState], delays: &[u32], query: &Query) -> Pa
         edges.push(e);
         node = graph.edge(e).destination;
     }
+    let amount = amounts[query.from as usize];
     Path {
         edges,
-        source_amount_msat: source.key >> EDGE_BITS,
+        source_amount_msat: amount,
         source_delay: delays[query.from as usize],
+        extra_msat: (source.key >> EDGE_BITS) - amount,
     }
 }
 

@@ -1,0 +1,913 @@
+//! What we know of each channel direction's liquidity, learned from every attempt, fading back
+//! toward "unknown" with a half-life; and the success probability the route search prices.
+//!
+//! Pure: no I/O, and time is always a parameter (`now`, unix seconds). Money stays integer
+//! msat; probabilities and decay factors are `f64` and become msat only through explicit,
+//! rounded conversions.
+//!
+//! For a channel direction of capacity `c`, the liquidity `L` it can forward lies in
+//! `[min_msat, max_msat]`. A `temporary_channel_failure` of `a` msat says `L < a`; a hop that
+//! forwarded `a` says `L >= a`; a success moves each hop's bounds by what it carried (down on
+//! the forward side, up on the reverse side). What we learned fades: after `t` seconds the
+//! bounds are `min * 2^(-t/h)` and `c - (c - max) * 2^(-t/h)` (as LDK's liquidity offsets do).
+//! Channels that answered `channel_disabled`/`unknown_next_peer`, and nodes that failed as a
+//! whole, are remembered with the time; the factor `1 - 2^(-t/h)` they put on a hop's
+//! probability fades them out the same way.
+//!
+//! `P(L >= a | min <= L <= max)` comes from a prior over where liquidity sits: uniform, or
+//! [`Prior::Bimodal`], density proportional to `(x - 1/2)^2` of the capacity share, which puts
+//! the mass near the channel edges as measured on mainnet (LDK's default since 2023).
+
+use crate::core::graph::{EdgeIdx, FxBuildHasher, Graph, NodeIdx, Scid};
+use std::collections::HashMap;
+
+/// One direction of a channel: BOLT 7's `direction` bit, 0 from the lesser node id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChanDir {
+    pub short_channel_id: Scid,
+    pub direction: u8,
+}
+
+impl ChanDir {
+    pub fn new(short_channel_id: Scid, direction: u8) -> Self {
+        ChanDir {
+            short_channel_id,
+            direction,
+        }
+    }
+
+    /// The other direction of the same channel.
+    pub fn reverse(self) -> Self {
+        ChanDir::new(self.short_channel_id, self.direction ^ 1)
+    }
+}
+
+/// Where liquidity is assumed to sit before anything is learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prior {
+    /// Any split of the capacity equally likely.
+    Uniform,
+    /// Density proportional to `(x - 1/2)^2` of the capacity share `x`: most channels are
+    /// nearly empty or nearly full in one direction.
+    Bimodal,
+}
+
+impl std::str::FromStr for Prior {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "uniform" => Ok(Prior::Uniform),
+            "bimodal" => Ok(Prior::Bimodal),
+            other => Err(format!("unknown prior {other:?} (uniform or bimodal)")),
+        }
+    }
+}
+
+/// How beliefs fade and how much a unit of risk costs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelConfig {
+    /// Seconds after which half of what was learned is forgotten.
+    pub half_life_secs: u64,
+    pub prior: Prior,
+    /// Risk cost per bit of `-log2 P`: `risk_base_msat + amount * risk_ppm / 1e6`. Chosen on the
+    /// simulation (`make bench-sim`, see README): high enough that a route twice as likely to
+    /// fail must be noticeably cheaper to be chosen, low enough that the median fee stays
+    /// within a few percent of the cheapest feasible route.
+    pub risk_base_msat: u64,
+    pub risk_ppm: u64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            half_life_secs: DEFAULT_HALF_LIFE_SECS,
+            prior: Prior::Bimodal,
+            risk_base_msat: 1_000,
+            risk_ppm: 100,
+        }
+    }
+}
+
+/// Default half-life: an hour. Chosen on the simulation with other traffic moving balances; LND
+/// uses an hour for its mission control, LDK six hours for its bounds.
+pub const DEFAULT_HALF_LIFE_SECS: u64 = 3600;
+
+/// Below this a decay factor counts as "forgotten" (six half-lives): the entry can be pruned.
+const FORGOTTEN: f64 = 1.0 / 64.0;
+/// `-log2 P` is capped here (P of about one in a billion): risk stays finite and summable.
+const MAX_RISK_BITS: f64 = 30.0;
+
+/// What we know of one channel direction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Entry {
+    /// `L >= min_msat` when last updated.
+    min_msat: u64,
+    /// `L <= max_msat` when last updated; `u64::MAX` when only the capacity bounds it.
+    max_msat: u64,
+    /// When the bounds were last set (unix seconds).
+    updated: u64,
+    /// When it last answered `channel_disabled` / `unknown_next_peer` (0: never).
+    failed_at: u64,
+}
+
+impl Entry {
+    const UNKNOWN: Entry = Entry {
+        min_msat: 0,
+        max_msat: u64::MAX,
+        updated: 0,
+        failed_at: 0,
+    };
+}
+
+/// Decay factor `2^(-elapsed/half_life)`, 1 for no time elapsed.
+fn decay(half_life_secs: u64, then: u64, now: u64) -> f64 {
+    let elapsed = now.saturating_sub(then) as f64;
+    (-elapsed / half_life_secs.max(1) as f64).exp2()
+}
+
+/// The probability that something that failed at `then` works now.
+fn recovered(half_life_secs: u64, then: u64, now: u64) -> f64 {
+    if then == 0 {
+        1.0
+    } else {
+        1.0 - decay(half_life_secs, then, now)
+    }
+}
+
+/// Bounds `[lo, hi]` of the liquidity of one channel direction, as known now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub min_msat: u64,
+    pub max_msat: u64,
+}
+
+/// `P(L >= amount | lo <= L <= hi)` under `prior` for a channel of `capacity_msat`.
+pub fn success_probability(prior: Prior, amount_msat: u64, b: Bounds, capacity_msat: u64) -> f64 {
+    if amount_msat <= b.min_msat {
+        return 1.0;
+    }
+    if amount_msat > b.max_msat || capacity_msat == 0 {
+        return 0.0;
+    }
+    // Continuous over [lo, hi + 1): a liquidity of exactly `hi` still carries `hi`.
+    let (lo, hi, a) = (
+        b.min_msat as f64,
+        b.max_msat as f64 + 1.0,
+        amount_msat as f64,
+    );
+    let uniform = (hi - a) / (hi - lo);
+    match prior {
+        Prior::Uniform => uniform,
+        Prior::Bimodal => {
+            let c = capacity_msat as f64;
+            let g = |x: f64| (x / c - 0.5).powi(3);
+            let den = g(hi) - g(lo);
+            if den <= 1e-12 {
+                // A sliver of the capacity around its middle: the prior is flat there.
+                uniform
+            } else {
+                ((g(hi) - g(a)) / den).clamp(0.0, 1.0)
+            }
+        }
+    }
+}
+
+/// The risk cost in msat of a hop with success probability `p` carrying `amount_msat`, or
+/// `None` when `p` is zero (the hop cannot carry it).
+pub fn risk_msat(config: &ModelConfig, amount_msat: u64, p: f64) -> Option<u64> {
+    if p <= 0.0 {
+        return None;
+    }
+    if p >= 1.0 {
+        return Some(0);
+    }
+    let bits = (-p.log2()).min(MAX_RISK_BITS);
+    let per_bit = config.risk_base_msat as f64 + amount_msat as f64 * config.risk_ppm as f64 / 1e6;
+    Some((bits * per_bit).round() as u64)
+}
+
+/// Everything learned, for every channel direction and node, shared by all rebalances.
+#[derive(Debug, Clone, Default)]
+pub struct Liquidity {
+    entries: HashMap<ChanDir, Entry, FxBuildHasher>,
+    /// Node id -> when it last failed as a whole (NODE failcodes, offline).
+    nodes: HashMap<String, u64, FxBuildHasher>,
+    /// What our own attempts have in flight over each channel direction now: not offered to
+    /// another attempt.
+    in_flight: HashMap<ChanDir, u64, FxBuildHasher>,
+}
+
+impl Liquidity {
+    pub fn new() -> Self {
+        Liquidity::default()
+    }
+
+    /// How many channel directions and nodes have something learned.
+    pub fn len(&self) -> (usize, usize) {
+        (self.entries.len(), self.nodes.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.nodes.is_empty()
+    }
+
+    /// Forgets everything (or everything about one channel, both directions).
+    pub fn reset(&mut self, scid: Option<Scid>) -> usize {
+        match scid {
+            None => {
+                let n = self.entries.len() + self.nodes.len();
+                self.entries.clear();
+                self.nodes.clear();
+                n
+            }
+            Some(s) => {
+                let mut n = 0;
+                for d in 0..2 {
+                    n += usize::from(self.entries.remove(&ChanDir::new(s, d)).is_some());
+                }
+                n
+            }
+        }
+    }
+
+    /// One entry's bounds decayed to `now`, clamped to the capacity.
+    fn decayed(&self, e: &Entry, capacity_msat: u64, now: u64, half_life: u64) -> Bounds {
+        let f = decay(half_life, e.updated, now);
+        let max = e.max_msat.min(capacity_msat);
+        let min = e.min_msat.min(max);
+        Bounds {
+            min_msat: (min as f64 * f).floor() as u64,
+            max_msat: capacity_msat - ((capacity_msat - max) as f64 * f).floor() as u64,
+        }
+    }
+
+    /// What we know of `cd` now: `[0, capacity]` if nothing.
+    pub fn bounds(&self, cd: ChanDir, capacity_msat: u64, now: u64, half_life: u64) -> Bounds {
+        match self.entries.get(&cd) {
+            Some(e) => self.decayed(e, capacity_msat, now, half_life),
+            None => Bounds {
+                min_msat: 0,
+                max_msat: capacity_msat,
+            },
+        }
+    }
+
+    /// Sets new bounds for `cd` from the decayed old ones.
+    fn update(
+        &mut self,
+        cd: ChanDir,
+        capacity_msat: u64,
+        now: u64,
+        half_life: u64,
+        f: impl FnOnce(Bounds) -> Bounds,
+    ) {
+        let old = self.bounds(cd, capacity_msat, now, half_life);
+        let new = f(old);
+        let e = self.entries.entry(cd).or_insert(Entry::UNKNOWN);
+        e.min_msat = new.min_msat.min(capacity_msat);
+        e.max_msat = new.max_msat.min(capacity_msat).max(e.min_msat);
+        e.updated = now;
+    }
+
+    /// `cd` could not forward `amount_msat`: `L < amount`.
+    pub fn failed(
+        &mut self,
+        cd: ChanDir,
+        amount_msat: u64,
+        capacity_msat: u64,
+        now: u64,
+        half_life: u64,
+    ) {
+        self.update(cd, capacity_msat, now, half_life, |b| {
+            let max = amount_msat.saturating_sub(1);
+            Bounds {
+                // A lower bound above what just failed is out of date.
+                min_msat: if b.min_msat > max { 0 } else { b.min_msat },
+                max_msat: b.max_msat.min(max),
+            }
+        });
+    }
+
+    /// `cd` forwarded `amount_msat` (the payment failed further on, so nothing moved):
+    /// `L >= amount`.
+    pub fn forwarded(
+        &mut self,
+        cd: ChanDir,
+        amount_msat: u64,
+        capacity_msat: u64,
+        now: u64,
+        half_life: u64,
+    ) {
+        self.update(cd, capacity_msat, now, half_life, |b| Bounds {
+            min_msat: b.min_msat.max(amount_msat),
+            // An upper bound below what just went through is out of date.
+            max_msat: if b.max_msat < amount_msat {
+                capacity_msat
+            } else {
+                b.max_msat
+            },
+        });
+    }
+
+    /// A payment carried `amount_msat` over `cd` and settled: it had at least that, and now has
+    /// that much less; the reverse direction has that much more.
+    pub fn settled(
+        &mut self,
+        cd: ChanDir,
+        amount_msat: u64,
+        capacity_msat: u64,
+        now: u64,
+        half_life: u64,
+    ) {
+        self.forwarded(cd, amount_msat, capacity_msat, now, half_life);
+        self.update(cd, capacity_msat, now, half_life, |b| Bounds {
+            min_msat: b.min_msat.saturating_sub(amount_msat),
+            max_msat: b.max_msat.saturating_sub(amount_msat),
+        });
+        self.update(cd.reverse(), capacity_msat, now, half_life, |b| Bounds {
+            min_msat: b.min_msat.saturating_add(amount_msat).min(capacity_msat),
+            max_msat: b.max_msat.saturating_add(amount_msat).min(capacity_msat),
+        });
+    }
+
+    /// Exactly what `cd` can send now (our own channels, from listpeerchannels).
+    pub fn exact(&mut self, cd: ChanDir, amount_msat: u64, capacity_msat: u64, now: u64) {
+        let e = self.entries.entry(cd).or_insert(Entry::UNKNOWN);
+        e.min_msat = amount_msat.min(capacity_msat);
+        e.max_msat = e.min_msat;
+        e.updated = now;
+    }
+
+    /// `cd` answered `channel_disabled` or `unknown_next_peer`.
+    pub fn channel_failed(&mut self, cd: ChanDir, now: u64) {
+        self.entries.entry(cd).or_insert(Entry::UNKNOWN).failed_at = now;
+    }
+
+    /// A node failed as a whole (a NODE failcode, or it was offline).
+    pub fn node_failed(&mut self, node_id: &str, now: u64) {
+        self.nodes.insert(node_id.to_string(), now);
+    }
+
+    /// Our attempt now has `amount_msat` more (`add`) or less in flight over `cd`.
+    pub fn in_flight(&mut self, cd: ChanDir, amount_msat: u64, add: bool) {
+        let v = self.in_flight.entry(cd).or_insert(0);
+        *v = if add {
+            v.saturating_add(amount_msat)
+        } else {
+            v.saturating_sub(amount_msat)
+        };
+        if *v == 0 {
+            self.in_flight.remove(&cd);
+        }
+    }
+
+    /// `P(cd forwards amount_msat now)`, counting what our attempts have in flight over it and
+    /// remembered failures of the channel (not of its nodes).
+    pub fn probability(
+        &self,
+        cd: ChanDir,
+        amount_msat: u64,
+        capacity_msat: u64,
+        now: u64,
+        config: &ModelConfig,
+    ) -> f64 {
+        let flying = self.in_flight.get(&cd).copied().unwrap_or(0);
+        let amount = amount_msat.saturating_add(flying);
+        let b = self.bounds(cd, capacity_msat, now, config.half_life_secs);
+        let failed = self
+            .entries
+            .get(&cd)
+            .map_or(1.0, |e| recovered(config.half_life_secs, e.failed_at, now));
+        success_probability(config.prior, amount, b, capacity_msat) * failed
+    }
+
+    /// The factor a node's remembered failure puts on any hop out of it.
+    pub fn node_factor(&self, node_id: &str, now: u64, half_life: u64) -> f64 {
+        self.nodes
+            .get(node_id)
+            .map_or(1.0, |&t| recovered(half_life, t, now))
+    }
+
+    /// Drops what has faded to nearly nothing, and keeps at most `max_entries` channel
+    /// directions (the most recently updated).
+    pub fn prune(&mut self, now: u64, half_life: u64, max_entries: usize) {
+        self.entries.retain(|_, e| {
+            decay(half_life, e.updated, now) > FORGOTTEN
+                || (e.failed_at != 0 && decay(half_life, e.failed_at, now) > FORGOTTEN)
+        });
+        self.nodes
+            .retain(|_, &mut t| decay(half_life, t, now) > FORGOTTEN);
+        if self.entries.len() > max_entries {
+            let mut times: Vec<u64> = self
+                .entries
+                .values()
+                .map(|e| e.updated.max(e.failed_at))
+                .collect();
+            times.sort_unstable_by(|a, b| b.cmp(a));
+            let cutoff = times[max_entries - 1];
+            let mut kept = 0;
+            self.entries.retain(|_, e| {
+                let keep = e.updated.max(e.failed_at) > cutoff
+                    || (e.updated.max(e.failed_at) == cutoff && kept < max_entries);
+                kept += usize::from(keep);
+                keep
+            });
+        }
+    }
+
+    /// The learned entries, sorted, for display: `(channel direction, min, max, updated,
+    /// failed_at)` as stored (not decayed).
+    pub fn entries(&self) -> Vec<(ChanDir, u64, Option<u64>, u64, u64)> {
+        let mut v: Vec<_> = self
+            .entries
+            .iter()
+            .map(|(cd, e)| {
+                let max = (e.max_msat != u64::MAX).then_some(e.max_msat);
+                (*cd, e.min_msat, max, e.updated, e.failed_at)
+            })
+            .collect();
+        v.sort_unstable_by_key(|x| x.0);
+        v
+    }
+
+    /// Remembered node failures, sorted by node id.
+    pub fn failed_nodes(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<_> = self.nodes.iter().map(|(k, &t)| (k.clone(), t)).collect();
+        v.sort();
+        v
+    }
+
+    /// Approximate heap bytes held (for the benchmark's memory report).
+    pub fn heap_bytes(&self) -> usize {
+        // hashbrown: one control byte per bucket plus the slot; buckets >= len * 8/7.
+        let slot = |s: usize, cap: usize| cap * (s + 1);
+        slot(
+            std::mem::size_of::<(ChanDir, Entry)>(),
+            self.entries.capacity(),
+        ) + slot(std::mem::size_of::<(String, u64)>(), self.nodes.capacity())
+            + self.nodes.keys().map(|k| k.capacity()).sum::<usize>()
+            + slot(
+                std::mem::size_of::<(ChanDir, u64)>(),
+                self.in_flight.capacity(),
+            )
+    }
+
+    /// A compact, versioned binary form for lightningd's datastore (in-flight amounts are not
+    /// saved: they belong to this process's attempts).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.entries.len() * ENTRY_BYTES);
+        out.extend_from_slice(MAGIC);
+        out.push(VERSION);
+        out.extend_from_slice(&(self.entries.len() as u32).to_be_bytes());
+        let mut sorted: Vec<(&ChanDir, &Entry)> = self.entries.iter().collect();
+        sorted.sort_unstable_by_key(|x| *x.0);
+        for (cd, e) in sorted {
+            out.extend_from_slice(&cd.short_channel_id.0.to_be_bytes());
+            out.push(cd.direction);
+            for v in [e.min_msat, e.max_msat, e.updated, e.failed_at] {
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+        let nodes = self.failed_nodes();
+        out.extend_from_slice(&(nodes.len() as u32).to_be_bytes());
+        for (id, t) in nodes {
+            out.push(id.len().min(255) as u8);
+            out.extend_from_slice(&id.as_bytes()[..id.len().min(255)]);
+            out.extend_from_slice(&t.to_be_bytes());
+        }
+        out
+    }
+
+    /// Reads what [`Liquidity::encode`] wrote; anything else is an error saying why.
+    pub fn decode(bytes: &[u8]) -> Result<Liquidity, String> {
+        let mut r = Reader { bytes, at: 0 };
+        if r.take(MAGIC.len())? != MAGIC {
+            return Err("not a cln-rebalance liquidity record".into());
+        }
+        let version = r.take(1)?[0];
+        if version != VERSION {
+            return Err(format!(
+                "liquidity record version {version}, this plugin reads {VERSION}"
+            ));
+        }
+        let n = r.u32()? as usize;
+        if n > bytes.len() / ENTRY_BYTES {
+            return Err(format!("claims {n} entries in {} bytes", bytes.len()));
+        }
+        let mut l = Liquidity::default();
+        l.entries.reserve(n);
+        for _ in 0..n {
+            let scid = Scid(r.u64()?);
+            let direction = r.take(1)?[0];
+            if direction > 1 {
+                return Err(format!("direction {direction}"));
+            }
+            let min_msat = r.u64()?;
+            let max_msat = r.u64()?;
+            let updated = r.u64()?;
+            let failed_at = r.u64()?;
+            if min_msat > max_msat {
+                return Err(format!("min {min_msat} above max {max_msat}"));
+            }
+            l.entries.insert(
+                ChanDir::new(scid, direction),
+                Entry {
+                    min_msat,
+                    max_msat,
+                    updated,
+                    failed_at,
+                },
+            );
+        }
+        let m = r.u32()? as usize;
+        for _ in 0..m {
+            let len = r.take(1)?[0] as usize;
+            let id = std::str::from_utf8(r.take(len)?)
+                .map_err(|_| "node id not text".to_string())?
+                .to_string();
+            let t = r.u64()?;
+            l.nodes.insert(id, t);
+        }
+        if r.at != bytes.len() {
+            return Err(format!("{} trailing bytes", bytes.len() - r.at));
+        }
+        Ok(l)
+    }
+}
+
+const MAGIC: &[u8; 4] = b"CRLQ";
+const VERSION: u8 = 1;
+const ENTRY_BYTES: usize = 8 + 1 + 8 + 8 + 8 + 8;
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
+        let end = end.ok_or_else(|| format!("truncated at byte {}", self.at))?;
+        let s = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4")))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8")))
+    }
+}
+
+/// The model as one search sees it: every learned channel direction of one graph resolved to
+/// its edge index and decayed to `now`, so the search reads an array instead of hashing.
+/// Built once per attempt; O(learned entries), not O(graph).
+#[derive(Debug, Default)]
+pub struct Beliefs {
+    /// Per edge: index into `known` + 1, or 0 for "nothing learned".
+    slot: Vec<u32>,
+    known: Vec<Known>,
+    touched: Vec<EdgeIdx>,
+    /// Per node: the factor a remembered failure puts on hops out of it (1 if none).
+    node_factor: Vec<f32>,
+    nodes_touched: Vec<NodeIdx>,
+    pub config: ModelConfig,
+}
+
+/// One learned edge, ready for the search.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    bounds: Bounds,
+    in_flight_msat: u64,
+    factor: f64,
+}
+
+impl Beliefs {
+    /// Rebuilds the view of `model` over `graph` at `now`.
+    pub fn rebuild(&mut self, graph: &Graph, model: &Liquidity, now: u64, config: ModelConfig) {
+        self.config = config;
+        if self.slot.len() != graph.edge_count() {
+            self.slot = vec![0; graph.edge_count()];
+            self.touched.clear();
+        }
+        if self.node_factor.len() != graph.node_count() {
+            self.node_factor = vec![1.0; graph.node_count()];
+            self.nodes_touched.clear();
+        }
+        for &e in &self.touched {
+            self.slot[e as usize] = 0;
+        }
+        for &n in &self.nodes_touched {
+            self.node_factor[n as usize] = 1.0;
+        }
+        self.touched.clear();
+        self.nodes_touched.clear();
+        self.known.clear();
+        let hl = config.half_life_secs;
+        let add = |this: &mut Self, cd: ChanDir| {
+            let Some(idx) = graph.edge_by_scid(cd.short_channel_id, cd.direction) else {
+                return;
+            };
+            if this.slot[idx as usize] != 0 {
+                return;
+            }
+            let cap = graph.edge(idx).amount_msat;
+            let (bounds, factor) = match model.entries.get(&cd) {
+                Some(e) => (
+                    model.decayed(e, cap, now, hl),
+                    recovered(hl, e.failed_at, now),
+                ),
+                None => (
+                    Bounds {
+                        min_msat: 0,
+                        max_msat: cap,
+                    },
+                    1.0,
+                ),
+            };
+            this.known.push(Known {
+                bounds,
+                in_flight_msat: model.in_flight.get(&cd).copied().unwrap_or(0),
+                factor,
+            });
+            this.slot[idx as usize] = this.known.len() as u32;
+            this.touched.push(idx);
+        };
+        for cd in model.entries.keys().chain(model.in_flight.keys()) {
+            add(self, *cd);
+        }
+        for (id, &t) in &model.nodes {
+            if let Some(n) = graph.node_idx(id) {
+                self.node_factor[n as usize] = recovered(hl, t, now) as f32;
+                self.nodes_touched.push(n);
+            }
+        }
+    }
+
+    /// Risk cost of sending `amount_msat` over edge `idx` (capacity `capacity_msat`) out of
+    /// node `source`, or `None` if it cannot carry it.
+    #[inline]
+    pub fn risk_msat(
+        &self,
+        idx: EdgeIdx,
+        source: NodeIdx,
+        amount_msat: u64,
+        capacity_msat: u64,
+    ) -> Option<u64> {
+        let slot = self.slot.get(idx as usize).copied().unwrap_or(0);
+        let node = self
+            .node_factor
+            .get(source as usize)
+            .copied()
+            .unwrap_or(1.0) as f64;
+        let p = if slot == 0 {
+            prior_probability(self.config.prior, amount_msat, capacity_msat)
+        } else {
+            let k = &self.known[slot as usize - 1];
+            let amount = amount_msat.saturating_add(k.in_flight_msat);
+            success_probability(self.config.prior, amount, k.bounds, capacity_msat) * k.factor
+        };
+        risk_msat(&self.config, amount_msat, p * node)
+    }
+
+    /// Bytes this view holds.
+    pub fn heap_bytes(&self) -> usize {
+        self.slot.capacity() * 4
+            + self.known.capacity() * std::mem::size_of::<Known>()
+            + self.touched.capacity() * 4
+            + self.node_factor.capacity() * 4
+            + self.nodes_touched.capacity() * 4
+    }
+}
+
+/// `P(L >= amount)` with nothing learned: the prior alone over `[0, capacity]`.
+#[inline]
+pub fn prior_probability(prior: Prior, amount_msat: u64, capacity_msat: u64) -> f64 {
+    if amount_msat > capacity_msat || capacity_msat == 0 {
+        return 0.0;
+    }
+    let x = amount_msat as f64 / capacity_msat as f64;
+    match prior {
+        Prior::Uniform => 1.0 - x,
+        // 1 - F(x) with F(x) = 4((x - 1/2)^3 + 1/8).
+        Prior::Bimodal => (0.5 - 4.0 * (x - 0.5).powi(3)).clamp(0.0, 1.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const C: u64 = 1_000_000_000; // 1M sat
+    const H: u64 = 3600;
+
+    fn cd(n: u64) -> ChanDir {
+        ChanDir::new(Scid(n << 40), 0)
+    }
+
+    #[test]
+    fn uniform_probability_known_vectors() {
+        let b = Bounds {
+            min_msat: 0,
+            max_msat: C,
+        };
+        let p = success_probability(Prior::Uniform, C / 4, b, C);
+        assert!((p - 0.75).abs() < 1e-6, "{p}");
+        assert_eq!(success_probability(Prior::Uniform, 0, b, C), 1.0);
+        assert!(success_probability(Prior::Uniform, C, b, C) < 1e-6);
+        assert_eq!(success_probability(Prior::Uniform, C + 1, b, C), 0.0);
+        // Learned bounds: between 200k and 600k sat.
+        let b = Bounds {
+            min_msat: C / 5,
+            max_msat: 3 * C / 5,
+        };
+        assert_eq!(success_probability(Prior::Uniform, C / 5, b, C), 1.0);
+        let p = success_probability(Prior::Uniform, 2 * C / 5, b, C);
+        assert!((p - 0.5).abs() < 1e-6, "{p}");
+        assert_eq!(
+            success_probability(Prior::Uniform, 3 * C / 5 + 1, b, C),
+            0.0
+        );
+    }
+
+    #[test]
+    fn bimodal_puts_mass_near_the_edges() {
+        let b = Bounds {
+            min_msat: 0,
+            max_msat: C,
+        };
+        // F(0.1) = 4((-0.4)^3 + 1/8) = 0.244: a quarter of channels have under 10%.
+        let p = success_probability(Prior::Bimodal, C / 10, b, C);
+        assert!((p - 0.756).abs() < 1e-3, "{p}");
+        assert!((prior_probability(Prior::Bimodal, C / 10, C) - 0.756).abs() < 1e-3);
+        // The middle half holds only an eighth of the mass.
+        let mid = success_probability(Prior::Bimodal, C / 4, b, C)
+            - success_probability(Prior::Bimodal, 3 * C / 4, b, C);
+        assert!((mid - 0.125).abs() < 1e-3, "{mid}");
+        assert!((success_probability(Prior::Bimodal, C / 2, b, C) - 0.5).abs() < 1e-6);
+        assert!((prior_probability(Prior::Uniform, C / 10, C) - 0.9).abs() < 1e-9);
+    }
+
+    #[test]
+    fn failure_and_forward_bound_the_liquidity() {
+        let mut l = Liquidity::new();
+        l.failed(cd(1), 400_000_000, C, 100, H);
+        assert_eq!(
+            l.bounds(cd(1), C, 100, H),
+            Bounds {
+                min_msat: 0,
+                max_msat: 399_999_999
+            }
+        );
+        l.forwarded(cd(1), 100_000_000, C, 100, H);
+        assert_eq!(l.bounds(cd(1), C, 100, H).min_msat, 100_000_000);
+        let c = ModelConfig {
+            prior: Prior::Uniform,
+            ..ModelConfig::default()
+        };
+        assert_eq!(l.probability(cd(1), 100_000_000, C, 100, &c), 1.0);
+        assert_eq!(l.probability(cd(1), 400_000_000, C, 100, &c), 0.0);
+        let p = l.probability(cd(1), 250_000_000, C, 100, &c);
+        assert!((p - 0.5).abs() < 1e-6, "{p}");
+        // A forward above the upper bound means the bound is out of date.
+        l.forwarded(cd(1), 500_000_000, C, 100, H);
+        assert_eq!(
+            l.bounds(cd(1), C, 100, H),
+            Bounds {
+                min_msat: 500_000_000,
+                max_msat: C
+            }
+        );
+        // A failure below the lower bound likewise.
+        l.failed(cd(1), 200_000_000, C, 100, H);
+        assert_eq!(
+            l.bounds(cd(1), C, 100, H),
+            Bounds {
+                min_msat: 0,
+                max_msat: 199_999_999
+            }
+        );
+    }
+
+    #[test]
+    fn bounds_fade_with_the_half_life() {
+        let mut l = Liquidity::new();
+        l.failed(cd(1), 200_000_001, C, 1000, H); // max 200M
+        l.forwarded(cd(1), 100_000_000, C, 1000, H); // min 100M
+        let b = l.bounds(cd(1), C, 1000 + H, H);
+        assert_eq!(b.min_msat, 50_000_000);
+        assert_eq!(b.max_msat, C - 400_000_000); // 800M missing, half remembered
+        let b = l.bounds(cd(1), C, 1000 + 2 * H, H);
+        assert_eq!(b.min_msat, 25_000_000);
+        assert_eq!(b.max_msat, C - 200_000_000);
+        // Time going backwards (a clock step) counts as no time.
+        assert_eq!(l.bounds(cd(1), C, 0, H).min_msat, 100_000_000);
+        l.prune(1000 + 7 * H, H, 100);
+        assert!(l.is_empty(), "faded entries are pruned");
+    }
+
+    #[test]
+    fn success_moves_both_directions() {
+        let mut l = Liquidity::new();
+        l.settled(cd(1), 300_000_000, C, 10, H);
+        assert_eq!(
+            l.bounds(cd(1), C, 10, H),
+            Bounds {
+                min_msat: 0,
+                max_msat: 700_000_000
+            }
+        );
+        assert_eq!(
+            l.bounds(cd(1).reverse(), C, 10, H),
+            Bounds {
+                min_msat: 300_000_000,
+                max_msat: C
+            }
+        );
+    }
+
+    #[test]
+    fn failures_of_channels_and_nodes_fade_back() {
+        let mut l = Liquidity::new();
+        let c = ModelConfig::default();
+        l.channel_failed(cd(2), 50);
+        assert_eq!(l.probability(cd(2), 1, C, 50, &c), 0.0);
+        let p = l.probability(cd(2), 1, C, 50 + H, &c);
+        assert!((p - 0.5).abs() < 1e-6, "{p}");
+        l.node_failed("02aa", 50);
+        assert_eq!(l.node_factor("02aa", 50, H), 0.0);
+        assert!((l.node_factor("02aa", 50 + 2 * H, H) - 0.75).abs() < 1e-9);
+        assert_eq!(l.node_factor("02bb", 50, H), 1.0);
+    }
+
+    #[test]
+    fn in_flight_amounts_are_not_offered_twice() {
+        let mut l = Liquidity::new();
+        let c = ModelConfig {
+            prior: Prior::Uniform,
+            ..ModelConfig::default()
+        };
+        l.exact(cd(3), 500_000_000, C, 0);
+        assert_eq!(l.probability(cd(3), 400_000_000, C, 0, &c), 1.0);
+        l.in_flight(cd(3), 200_000_000, true);
+        assert_eq!(l.probability(cd(3), 400_000_000, C, 0, &c), 0.0);
+        l.in_flight(cd(3), 200_000_000, false);
+        assert_eq!(l.probability(cd(3), 400_000_000, C, 0, &c), 1.0);
+    }
+
+    #[test]
+    fn risk_is_additive_bits_scaled_to_msat() {
+        let c = ModelConfig {
+            risk_base_msat: 1000,
+            risk_ppm: 100,
+            ..ModelConfig::default()
+        };
+        // 100k sat: 1000 + 10_000 msat per bit.
+        assert_eq!(risk_msat(&c, 100_000_000, 0.5), Some(11_000));
+        assert_eq!(risk_msat(&c, 100_000_000, 0.25), Some(22_000));
+        assert_eq!(risk_msat(&c, 100_000_000, 1.0), Some(0));
+        assert_eq!(risk_msat(&c, 100_000_000, 0.0), None);
+        // Capped: a near-impossible hop stays finite.
+        assert_eq!(risk_msat(&c, 100_000_000, 1e-300), Some(330_000));
+    }
+
+    #[test]
+    fn encode_decode_round_trip_and_refuses_garbage() {
+        let mut l = Liquidity::new();
+        l.failed(cd(1), 400_000_000, C, 100, H);
+        l.forwarded(cd(2).reverse(), 7, C, 101, H);
+        l.channel_failed(cd(3), 102);
+        l.node_failed(&"02".repeat(33), 103);
+        l.in_flight(cd(4), 9, true);
+        let bytes = l.encode();
+        let back = Liquidity::decode(&bytes).unwrap();
+        assert_eq!(back.entries(), l.entries());
+        assert_eq!(back.failed_nodes(), l.failed_nodes());
+        assert!(back.in_flight.is_empty(), "in-flight amounts are not saved");
+        assert!(Liquidity::decode(b"").is_err());
+        assert!(
+            Liquidity::decode(b"CRLQ\x02")
+                .unwrap_err()
+                .contains("version 2")
+        );
+        assert!(Liquidity::decode(&bytes[..bytes.len() - 1]).is_err());
+        let mut huge = bytes.clone();
+        huge[5..9].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(Liquidity::decode(&huge).is_err());
+        let mut extra = bytes;
+        extra.push(0);
+        assert!(Liquidity::decode(&extra).is_err());
+    }
+
+    #[test]
+    fn prune_keeps_the_newest() {
+        let mut l = Liquidity::new();
+        for i in 0..10 {
+            l.failed(cd(i), 5, C, 100 + i, H);
+        }
+        l.prune(110, H, 4);
+        let kept: Vec<u64> = l.entries().iter().map(|e| e.3).collect();
+        assert_eq!(kept, vec![106, 107, 108, 109]);
+    }
+}
