@@ -1,14 +1,29 @@
 //! The rebalance algorithm: check the channels, quote a circular route, pay ourselves along it,
-//! learn from failures and retry until `retry_for` runs out, and always clean up the invoice.
+//! learn from every attempt and retry until `retry_for` runs out, and always clean up the
+//! invoice.
 //!
-//! Talks to lightningd only through [`Lightningd`]. Route math lives in `pathfind`/`route`.
+//! Talks to lightningd only through [`Lightningd`]. Route math lives in `core::pathfind` and
+//! `core::route`; what is learned lives in `core::liquidity`. One [`Rebalancer`] serves every
+//! call: its liquidity model is shared (behind a lock held only for updates and for building a
+//! search's view), so what one rebalance learns the next, or a concurrent one, uses.
+//!
+//! A rebalance, step by step ([`Rebalancer::rebalance`]):
+//! 1. [`Rebalancer::check_request`]: both channels exist, differ, are usable, carry the amount;
+//! 2. [`Session::next_route`]: the best route not ruled out, by fee (+ risk with the model);
+//! 3. [`Session::check_route`]: within the fee cap and what the outgoing channel can spend;
+//! 4. [`Rebalancer::ensure_invoice`], then [`Rebalancer::attempt`]: sendpay + waitsendpay;
+//! 5. [`Rebalancer::failed`] / [`Session::learn_settled`]: what the outcome teaches the model;
+//! 6. [`Rebalancer::finish`]: delete an unpaid invoice, save the model.
 
+use crate::clock::{Clock, SystemClock};
 use crate::commands::channels::{Role, balancing_amount, check_usable, resolve};
 use crate::core::amount::{display_sat, fee_cap_msat, ppm};
 use crate::core::graph::{Graph, Policy, Scid};
-use crate::core::pathfind::{Exclusions, Query, Scratch, find_path};
+use crate::core::liquidity::{Beliefs, ChanDir, Liquidity, ModelConfig};
+use crate::core::pathfind::{Exclusions, FeeOnly, HopCost, Query, Scratch, find_path_with};
 use crate::core::route::{Hop, HopSpec, MAX_HOPS, MAX_TOTAL_CLTV, build_route, route_fee_msat};
 use crate::error::{self, RpcFailure};
+use crate::lightningd::store::{self, LIQUIDITY_KEY, MAX_SAVED_ENTRIES};
 use crate::lightningd::{Lightningd, PeerChannel};
 use crate::params::RebalanceParams;
 use log::{info, warn};
@@ -16,8 +31,28 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How routes are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    /// The cheapest route by fee; failures rule out channels for the rest of the call.
+    FeeOnly,
+    /// Fee + a risk cost from the liquidity model's success probability.
+    Probabilistic,
+}
+
+impl std::str::FromStr for Routing {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fee" => Ok(Routing::FeeOnly),
+            "probabilistic" => Ok(Routing::Probabilistic),
+            other => Err(format!("unknown routing {other:?} (probabilistic or fee)")),
+        }
+    }
+}
 
 /// Defaults from the plugin's options.
 #[derive(Debug, Clone)]
@@ -29,6 +64,11 @@ pub struct Config {
     pub graph_max_age: Duration,
     /// `min_final_cltv_expiry` we put on our invoice.
     pub final_cltv: u32,
+    pub routing: Routing,
+    /// Keep what was learned across rebalances (and in the datastore). Off: each rebalance
+    /// starts from the prior (the simulation's "model without memory").
+    pub liquidity_memory: bool,
+    pub model: ModelConfig,
 }
 
 impl Default for Config {
@@ -39,6 +79,9 @@ impl Default for Config {
             retry_for_secs: 60,
             graph_max_age: Duration::from_secs(300),
             final_cltv: 18,
+            routing: Routing::Probabilistic,
+            liquidity_memory: true,
+            model: ModelConfig::default(),
         }
     }
 }
@@ -47,6 +90,8 @@ impl Default for Config {
 const FINAL_CLTV_MARGIN: u32 = 3;
 /// Invoice labels we create start with this.
 pub const LABEL_PREFIX: &str = "rebalance-";
+/// Route search durations kept for the benchmark (the oldest are dropped past this).
+const MAX_SEARCH_TIMES: usize = 100_000;
 
 /// BOLT 4 failure code flags.
 const BADONION: u32 = 0x8000;
@@ -54,6 +99,7 @@ const PERM: u32 = 0x4000;
 const NODE: u32 = 0x2000;
 const UPDATE: u32 = 0x1000;
 const TEMPORARY_CHANNEL_FAILURE: u32 = UPDATE | 7;
+const CHANNEL_DISABLED: u32 = UPDATE | 20;
 
 /// A rebalance whose payment may arrive: what the `invoice_payment` hook checks it against.
 #[derive(Debug, Clone)]
@@ -66,17 +112,23 @@ struct InFlight {
 
 struct CachedGraph {
     graph: Arc<Graph>,
-    built: Instant,
+    built_ms: u64,
     stale: bool,
 }
 
-/// Plugin-wide state: the node, defaults, the cached graph and the rebalances in flight.
+/// Plugin-wide state: the node, defaults, the clock, the cached graph, the liquidity model and
+/// the rebalances in flight.
 pub struct Rebalancer<N: Lightningd> {
     pub node: N,
     pub config: Config,
+    clock: Arc<dyn Clock>,
     graph: tokio::sync::Mutex<Option<CachedGraph>>,
     inflight: Mutex<HashMap<String, InFlight>>,
     counter: AtomicU64,
+    liquidity: Mutex<Liquidity>,
+    /// One datastore write at a time, so an older snapshot never overwrites a newer one.
+    saving: tokio::sync::Mutex<()>,
+    search_times: Mutex<Vec<Duration>>,
 }
 
 /// waitsendpay / sendpay failure details (`error.data`), which cln-rpc has no type for.
@@ -127,6 +179,8 @@ struct Checked {
     out_scid: String,
     inc_scid: String,
     amount_msat: u64,
+    /// Every channel of ours, as listpeerchannels showed them.
+    ours: Vec<PeerChannel>,
 }
 
 /// How an attempt ended.
@@ -142,27 +196,73 @@ enum Outcome {
     StillInFlight,
 }
 
+/// One rebalance in progress: the request, the plan, what was tried.
+struct Session {
+    req: Checked,
+    plan: Plan,
+    graph: Arc<Graph>,
+    cap_msat: u64,
+    maxfeeppm: u64,
+    exemptfee_msat: u64,
+    retry_for: u64,
+    deadline_ms: u64,
+    started_ms: u64,
+    attempts: Vec<Attempt>,
+    /// label, payment_hash, payment_secret
+    invoice: Option<(String, String, String)>,
+    scratch: Scratch,
+    beliefs: Beliefs,
+    /// Without memory across rebalances, this rebalance's own model.
+    local_model: Option<Mutex<Liquidity>>,
+    last_sent: Vec<Hop>,
+}
+
 impl<N: Lightningd> Rebalancer<N> {
     pub fn new(node: N, config: Config) -> Self {
+        Self::with_clock(node, config, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(node: N, config: Config, clock: Arc<dyn Clock>) -> Self {
         Rebalancer {
             node,
             config,
+            clock,
             graph: tokio::sync::Mutex::new(None),
             inflight: Mutex::new(HashMap::new()),
             counter: AtomicU64::new(0),
+            liquidity: Mutex::new(Liquidity::new()),
+            saving: tokio::sync::Mutex::new(()),
+            search_times: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The shared liquidity model (what every rebalance learns into).
+    pub fn liquidity(&self) -> MutexGuard<'_, Liquidity> {
+        self.liquidity.lock().expect("liquidity lock")
+    }
+
+    pub fn now_secs(&self) -> u64 {
+        self.clock.now_secs()
+    }
+
+    /// Route search durations since the last call (for the benchmark).
+    pub fn take_search_times(&self) -> Vec<Duration> {
+        std::mem::take(&mut *self.search_times.lock().expect("search times lock"))
     }
 
     /// The cached graph, rebuilt from `listchannels` when missing, stale or too old. One
     /// refresh at a time; concurrent callers wait for it and share the result.
     pub async fn graph(&self) -> Result<Arc<Graph>, RpcFailure> {
         let mut cache = self.graph.lock().await;
+        let max_age_ms = self.config.graph_max_age.as_millis() as u64;
         if let Some(c) = cache.as_ref()
             && !c.stale
-            && c.built.elapsed() < self.config.graph_max_age
+            && self.clock.now_ms().saturating_sub(c.built_ms) < max_age_ms
         {
             return Ok(c.graph.clone());
         }
+        // Drop the old graph before building the new one: a refresh never holds two.
+        *cache = None;
         let started = Instant::now();
         let bytes = self
             .node
@@ -186,7 +286,7 @@ impl<N: Lightningd> Rebalancer<N> {
         let graph = Arc::new(graph);
         *cache = Some(CachedGraph {
             graph: graph.clone(),
-            built: Instant::now(),
+            built_ms: self.clock.now_ms(),
             stale: false,
         });
         Ok(graph)
@@ -197,6 +297,80 @@ impl<N: Lightningd> Rebalancer<N> {
         if let Some(c) = self.graph.lock().await.as_mut() {
             c.stale = true;
         }
+    }
+
+    /// Loads the model saved in lightningd's datastore. A missing record starts empty; a
+    /// corrupt or foreign one is ignored with a log line. Returns the entries loaded.
+    pub async fn load_liquidity(&self) -> usize {
+        let entries = match self.node.listdatastore(&LIQUIDITY_KEY).await {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(
+                    "liquidity model not loaded: listdatastore failed: {}",
+                    e.message
+                );
+                return 0;
+            }
+        };
+        let Some(entry) = entries.into_iter().find(|e| e.key == LIQUIDITY_KEY) else {
+            info!("no saved liquidity model: starting from the prior");
+            return 0;
+        };
+        let decoded = entry
+            .hex
+            .as_deref()
+            .ok_or_else(|| "no hex value".to_string())
+            .and_then(store::from_hex)
+            .and_then(|b| Liquidity::decode(&b));
+        match decoded {
+            Ok(mut model) => {
+                let now = self.clock.now_secs();
+                model.prune(now, self.config.model.half_life_secs, MAX_SAVED_ENTRIES);
+                let (chans, nodes) = model.len();
+                info!("liquidity model loaded: {chans} channel directions, {nodes} nodes");
+                *self.liquidity() = model;
+                chans
+            }
+            Err(why) => {
+                warn!(
+                    "ignoring the saved liquidity model at {}: {why}",
+                    LIQUIDITY_KEY.join("/")
+                );
+                0
+            }
+        }
+    }
+
+    /// Writes the shared model to the datastore (pruned first, so it stays bounded).
+    pub async fn save_liquidity(&self) {
+        if !self.config.liquidity_memory {
+            return;
+        }
+        let _one_at_a_time = self.saving.lock().await;
+        let hex = {
+            let mut m = self.liquidity();
+            m.prune(
+                self.clock.now_secs(),
+                self.config.model.half_life_secs,
+                MAX_SAVED_ENTRIES,
+            );
+            store::to_hex(&m.encode())
+        };
+        if let Err(e) = self
+            .node
+            .datastore(&LIQUIDITY_KEY, &hex, "create-or-replace")
+            .await
+        {
+            warn!("could not save the liquidity model: {}", e.message);
+        }
+    }
+
+    /// Forgets what was learned (all of it, or one channel) and saves that. Returns how many
+    /// entries were dropped.
+    pub async fn reset_liquidity(&self, scid: Option<Scid>) -> usize {
+        let n = self.liquidity().reset(scid);
+        self.save_liquidity().await;
+        n
     }
 
     /// The `invoice_payment` hook: refuse a rebalance payment that arrived on any channel but
@@ -274,8 +448,8 @@ impl<N: Lightningd> Rebalancer<N> {
 
     fn new_label(&self, out: &str, inc: &str) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let t = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         format!("{LABEL_PREFIX}{out}-{inc}-{t:x}-{}-{n}", std::process::id())
@@ -339,135 +513,113 @@ impl<N: Lightningd> Rebalancer<N> {
             out_scid,
             inc_scid,
             amount_msat,
+            ours: chans,
         })
     }
 
     /// `rebalance`: see the README for the parameters and results.
     pub async fn rebalance(&self, p: RebalanceParams) -> Result<Value, RpcFailure> {
-        let started = Instant::now();
-        let Checked {
-            our_id,
-            out,
-            inc,
-            out_scid,
-            inc_scid,
-            amount_msat,
-        } = self.check_request(&p).await?;
-        let maxfeeppm = p.maxfeeppm.unwrap_or(self.config.maxfeeppm);
-        let exemptfee = p.exemptfee.unwrap_or(self.config.exemptfee_msat);
-        let retry_for = p.retry_for.unwrap_or(self.config.retry_for_secs);
-        let cap = fee_cap_msat(amount_msat, maxfeeppm, exemptfee);
-
+        let started_ms = self.clock.now_ms();
+        let req = self.check_request(&p).await?;
         let graph = self.graph().await?;
-        let mut plan = Plan::new(
-            &our_id,
-            &out,
-            &inc,
-            amount_msat,
+        let mut s = self.session(&p, req, graph, started_ms)?;
+        let result = self.run(&mut s, p.dryrun).await;
+        self.finish(s, result).await
+    }
+
+    /// A session for a checked request: the fee cap, the deadline, the fixed hops.
+    fn session(
+        &self,
+        p: &RebalanceParams,
+        req: Checked,
+        graph: Arc<Graph>,
+        started_ms: u64,
+    ) -> Result<Session, RpcFailure> {
+        let maxfeeppm = p.maxfeeppm.unwrap_or(self.config.maxfeeppm);
+        let exemptfee_msat = p.exemptfee.unwrap_or(self.config.exemptfee_msat);
+        let retry_for = p.retry_for.unwrap_or(self.config.retry_for_secs);
+        let plan = Plan::new(
+            &req.our_id,
+            &req.out,
+            &req.inc,
+            req.amount_msat,
             self.config.final_cltv + FINAL_CLTV_MARGIN,
             &graph,
         )?;
-        let deadline = started + Duration::from_secs(retry_for);
-        let mut attempts: Vec<Attempt> = Vec::new();
-        let mut invoice: Option<(String, String, String)> = None; // label, payment_hash, payment_secret
-        let mut scratch = Scratch::default();
-        let mut last_sent: Vec<Hop> = Vec::new();
+        let local_model = (!self.config.liquidity_memory).then(|| Mutex::new(Liquidity::new()));
+        let s = Session {
+            cap_msat: fee_cap_msat(req.amount_msat, maxfeeppm, exemptfee_msat),
+            maxfeeppm,
+            exemptfee_msat,
+            retry_for,
+            deadline_ms: started_ms.saturating_add(retry_for.saturating_mul(1000)),
+            started_ms,
+            req,
+            plan,
+            graph,
+            attempts: Vec::new(),
+            invoice: None,
+            scratch: Scratch::default(),
+            beliefs: Beliefs::default(),
+            local_model,
+            last_sent: Vec::new(),
+        };
+        self.learn_our_channels(&s);
+        Ok(s)
+    }
 
-        let result = loop {
-            let hops = match plan.next_route(&graph, &mut scratch) {
-                Some(h) => h,
-                None => {
-                    let why = if attempts.is_empty() {
-                        format!(
-                            "no route from {} back to {} for {} (checked {} channel directions)",
-                            out.peer_id,
-                            inc.peer_id,
-                            display_sat(amount_msat),
-                            graph.edge_count()
-                        )
-                    } else {
-                        format!("no more routes after {} failed attempt(s)", attempts.len())
-                    };
-                    break Err(RpcFailure::new(error::PAY_ROUTE_NOT_FOUND, why)
-                        .with_data(json!({"attempts": attempts_json(&attempts)})));
-                }
+    /// The model this session learns into: the shared one, or its own without memory.
+    fn model<'a>(&'a self, s: &'a Session) -> MutexGuard<'a, Liquidity> {
+        match &s.local_model {
+            Some(m) => m.lock().expect("local model lock"),
+            None => self.liquidity(),
+        }
+    }
+
+    /// Our own channels are known exactly: what we can send, and what the peer can send us.
+    fn learn_our_channels(&self, s: &Session) {
+        let now = self.clock.now_secs();
+        let mut m = self.model(s);
+        for c in &s.req.ours {
+            let Some(scid) = c.short_channel_id.as_deref().and_then(|x| x.parse().ok()) else {
+                continue;
             };
+            if c.state != "CHANNELD_NORMAL" {
+                continue;
+            }
+            let ours = c
+                .direction
+                .unwrap_or(u8::from(s.req.our_id.as_str() > c.peer_id.as_str()));
+            let cd = ChanDir::new(scid, ours);
+            m.exact(cd, c.spendable_msat, c.total_msat, now);
+            m.exact(cd.reverse(), c.receivable_msat, c.total_msat, now);
+        }
+    }
+
+    /// The attempt loop: route, check, pay, learn, until paid, stopped or out of time.
+    async fn run(&self, s: &mut Session, dryrun: bool) -> Result<Value, RpcFailure> {
+        loop {
+            let hops = self.next_route(s)?;
             let fee_msat = route_fee_msat(&hops);
-            if fee_msat > cap {
-                break Err(RpcFailure::new(
-                    error::PAY_ROUTE_TOO_EXPENSIVE,
-                    format!(
-                        "the cheapest route{} costs {fee_msat}msat ({} ppm), more than the fee cap of {cap}msat \
-                         (max of exemptfee {exemptfee}msat and maxfeeppm {maxfeeppm} x amount)",
-                        if attempts.is_empty() { "" } else { " left" },
-                        ppm(fee_msat, amount_msat)
-                    ),
-                )
-                .with_data(json!({"cheapest_fee_msat": fee_msat, "fee_cap_msat": cap,
-                                  "route": hops_json(&hops), "attempts": attempts_json(&attempts)})));
+            s.check_route(&hops, fee_msat)?;
+            if dryrun {
+                return Ok(self.quote(s, &hops, fee_msat));
             }
-            if hops[0].amount_msat > out.spendable_msat {
-                break Err(RpcFailure::param(
-                    "outgoing",
-                    format!(
-                        "channel {out_scid} can spend {}, not the {} this route needs with fees",
-                        display_sat(out.spendable_msat),
-                        display_sat(hops[0].amount_msat)
-                    ),
-                ));
-            }
-            if p.dryrun {
-                return Ok(json!({
-                    "status": "dryrun",
-                    "outgoing_scid": out_scid,
-                    "incoming_scid": inc_scid,
-                    "amount_msat": amount_msat,
-                    "fee_msat": fee_msat,
-                    "fee_ppm": ppm(fee_msat, amount_msat),
-                    "fee_cap_msat": cap,
-                    "hops": hops.len(),
-                    "route": hops_json(&hops),
-                    "message": format!("would rebalance {} from {out_scid} to {inc_scid} for {fee_msat}msat ({} ppm) over {} hops; nothing paid",
-                        display_sat(amount_msat), ppm(fee_msat, amount_msat), hops.len()),
-                }));
-            }
-            if Instant::now() >= deadline {
-                break Err(RpcFailure::new(
+            if self.clock.now_ms() >= s.deadline_ms {
+                return Err(RpcFailure::new(
                     error::PAY_STOPPED_RETRYING,
                     format!(
-                        "gave up after {retry_for}s and {} attempt(s)",
-                        attempts.len()
+                        "gave up after {}s and {} attempt(s)",
+                        s.retry_for,
+                        s.attempts.len()
                     ),
                 )
-                .with_data(json!({"attempts": attempts_json(&attempts)})));
+                .with_data(json!({"attempts": attempts_json(&s.attempts)})));
             }
-            if invoice.is_none() {
-                let label = self.new_label(&out_scid, &inc_scid);
-                let inv = self
-                    .node
-                    .invoice(
-                        amount_msat,
-                        &label,
-                        &format!("cln-rebalance {out_scid} -> {inc_scid}"),
-                        retry_for + 60,
-                        self.config.final_cltv,
-                    )
-                    .await
-                    .map_err(|e| error::from_lightningd("invoice", &e))?;
-                self.inflight.lock().expect("inflight lock").insert(
-                    label.clone(),
-                    InFlight {
-                        payment_hash: inv.payment_hash.clone(),
-                        incoming_scid: inc_scid.clone(),
-                        rejected_arrival: None,
-                    },
-                );
-                invoice = Some((label, inv.payment_hash, inv.payment_secret));
-            }
-            let (label, hash, secret) = invoice.as_ref().expect("created above");
+            self.ensure_invoice(s).await?;
             // The route is built to end at us; refuse to send anything that does not.
-            if hops.last().map(|h| h.node_id.as_str()) != Some(our_id.as_str()) {
-                break Err(RpcFailure::new(
+            if hops.last().map(|h| h.node_id.as_str()) != Some(s.req.our_id.as_str()) {
+                return Err(RpcFailure::new(
                     error::PLUGIN_ERROR,
                     "internal error: a route that does not end at our node; nothing was sent",
                 ));
@@ -480,139 +632,305 @@ impl<N: Lightningd> Rebalancer<N> {
                 fee_msat,
                 outcome: String::new(),
             };
-            last_sent = hops.clone();
-            let outcome = self
-                .attempt(
-                    &hops,
-                    label,
-                    hash,
-                    secret,
-                    deadline,
-                    &mut plan,
-                    &graph,
-                    &mut attempt,
-                )
-                .await;
+            s.last_sent = hops.clone();
+            let outcome = self.attempt(s, &hops, &mut attempt).await;
             info!(
-                "rebalance {out_scid} -> {inc_scid} {}msat, attempt {} via {} for {fee_msat}msat: {}",
-                amount_msat,
-                attempts.len() + 1,
+                "rebalance {} -> {} {}msat, attempt {} via {} for {fee_msat}msat: {}",
+                s.req.out_scid,
+                s.req.inc_scid,
+                s.req.amount_msat,
+                s.attempts.len() + 1,
                 attempt.route.join(","),
                 attempt.outcome
             );
-            attempts.push(attempt);
+            s.attempts.push(attempt);
             match outcome {
-                Outcome::Paid { fee_msat } => {
-                    break Ok(json!({
-                        "status": "complete",
-                        "outgoing_scid": out_scid,
-                        "incoming_scid": inc_scid,
-                        "amount_msat": amount_msat,
-                        "fee_msat": fee_msat,
-                        "fee_ppm": ppm(fee_msat, amount_msat),
-                        "attempts": attempts.len(),
-                        "hops": hops.len(),
-                        "route": hops_json(&hops),
-                        "payment_hash": hash,
-                        "duration_ms": started.elapsed().as_millis() as u64,
-                        "message": format!("rebalanced {} from {out_scid} to {inc_scid} for {fee_msat}msat ({} ppm) in {} attempt(s)",
-                            display_sat(amount_msat), ppm(fee_msat, amount_msat), attempts.len()),
-                    }));
-                }
+                Outcome::Paid { fee_msat } => return Ok(self.paid(s, &hops, fee_msat)),
                 Outcome::Retry => continue,
                 Outcome::Stop(f) => {
                     let mut data = f.data.clone().unwrap_or_else(|| json!({}));
-                    data["attempts"] = attempts_json(&attempts);
-                    break Err(f.with_data(data));
+                    data["attempts"] = attempts_json(&s.attempts);
+                    return Err(f.with_data(data));
                 }
                 Outcome::StillInFlight => {
-                    break Err(RpcFailure::new(
+                    let hash = s.invoice.as_ref().map(|i| i.1.clone()).unwrap_or_default();
+                    return Err(RpcFailure::new(
                         error::PAY_STOPPED_RETRYING,
                         format!(
-                            "gave up after {retry_for}s with a payment still in flight; its invoice is \
-                             deleted, so it cannot complete and will fail back when released"
+                            "gave up after {}s with a payment still in flight; its invoice is \
+                             deleted, so it cannot complete and will fail back when released",
+                            s.retry_for
                         ),
                     )
-                    .with_data(json!({"attempts": attempts_json(&attempts), "payment_hash": hash})));
+                    .with_data(
+                        json!({"attempts": attempts_json(&s.attempts), "payment_hash": hash}),
+                    ));
                 }
-            }
-        };
-
-        match invoice {
-            None => result,
-            Some((label, hash, _)) => {
-                let cleaned = self.cleanup(&label, &hash, amount_msat, result).await;
-                self.inflight.lock().expect("inflight lock").remove(&label);
-                cleaned.map(|mut v| {
-                    v["attempts"] = json!(attempts.len());
-                    v["duration_ms"] = json!(started.elapsed().as_millis() as u64);
-                    if v.get("outgoing_scid").is_none() {
-                        // Paid after all, as we stopped waiting: over the last route sent.
-                        v["outgoing_scid"] = json!(out_scid);
-                        v["incoming_scid"] = json!(inc_scid);
-                        v["hops"] = json!(last_sent.len());
-                        v["route"] = hops_json(&last_sent);
-                    }
-                    v
-                })
             }
         }
     }
 
-    /// One sendpay + waitsendpay. Learns from the failure into `plan`.
-    #[allow(clippy::too_many_arguments)]
-    async fn attempt(
-        &self,
-        hops: &[Hop],
-        label: &str,
-        hash: &str,
-        secret: &str,
-        deadline: Instant,
-        plan: &mut Plan,
-        graph: &Graph,
-        attempt: &mut Attempt,
-    ) -> Outcome {
-        if let Err(e) = self.node.sendpay(hops, hash, secret, label).await {
-            return self.failed(e, hops, label, plan, graph, attempt).await;
+    /// The best route not yet ruled out, or why there is none.
+    fn next_route(&self, s: &mut Session) -> Result<Vec<Hop>, RpcFailure> {
+        if self.config.routing == Routing::Probabilistic {
+            let now = self.clock.now_secs();
+            // The view is rebuilt before every search: other rebalances learn meanwhile.
+            let mut beliefs = std::mem::take(&mut s.beliefs);
+            beliefs.rebuild(&s.graph, &self.model(s), now, self.config.model);
+            s.beliefs = beliefs;
         }
-        loop {
-            let remaining = deadline
-                .saturating_duration_since(Instant::now())
-                .as_secs()
+        let started = Instant::now();
+        let route = match self.config.routing {
+            Routing::FeeOnly => s.plan.next_route(&s.graph, &FeeOnly, &mut s.scratch),
+            Routing::Probabilistic => s.plan.next_route(&s.graph, &s.beliefs, &mut s.scratch),
+        };
+        let took = started.elapsed();
+        {
+            let mut t = self.search_times.lock().expect("search times lock");
+            if t.len() < MAX_SEARCH_TIMES {
+                t.push(took);
+            }
+        }
+        route.ok_or_else(|| {
+            let why = if s.attempts.is_empty() {
+                format!(
+                    "no route from {} back to {} for {} (checked {} channel directions)",
+                    s.req.out.peer_id,
+                    s.req.inc.peer_id,
+                    display_sat(s.req.amount_msat),
+                    s.graph.edge_count()
+                )
+            } else {
+                format!(
+                    "no more routes after {} failed attempt(s)",
+                    s.attempts.len()
+                )
+            };
+            RpcFailure::new(error::PAY_ROUTE_NOT_FOUND, why)
+                .with_data(json!({"attempts": attempts_json(&s.attempts)}))
+        })
+    }
+
+    /// The model's estimate that `hops` succeeds now (our own two hops are certain).
+    fn route_probability(&self, s: &Session, hops: &[Hop]) -> f64 {
+        let now = self.clock.now_secs();
+        let m = self.model(s);
+        let n = hops.len();
+        let mut p = 1.0;
+        for (i, h) in hops.iter().enumerate().take(n.saturating_sub(1)).skip(1) {
+            let Some(e) = s.graph.edge_by_scid(h.short_channel_id, h.direction) else {
+                continue;
+            };
+            let cap = s.graph.edge_capacity_msat(e);
+            p *= m.probability(
+                ChanDir::new(h.short_channel_id, h.direction),
+                h.amount_msat,
+                cap,
+                now,
+                &self.config.model,
+            );
+            p *= m.node_factor(&hops[i - 1].node_id, now, self.config.model.half_life_secs);
+        }
+        p
+    }
+
+    /// The answer to a dry run: the route and its fee, nothing paid.
+    fn quote(&self, s: &Session, hops: &[Hop], fee_msat: u64) -> Value {
+        let r = &s.req;
+        json!({
+            "status": "dryrun",
+            "outgoing_scid": r.out_scid,
+            "incoming_scid": r.inc_scid,
+            "amount_msat": r.amount_msat,
+            "fee_msat": fee_msat,
+            "fee_ppm": ppm(fee_msat, r.amount_msat),
+            "fee_cap_msat": s.cap_msat,
+            "hops": hops.len(),
+            "probability": round3(self.route_probability(s, hops)),
+            "route": hops_json(hops),
+            "message": format!("would rebalance {} from {} to {} for {fee_msat}msat ({} ppm) over {} hops; nothing paid",
+                display_sat(r.amount_msat), r.out_scid, r.inc_scid, ppm(fee_msat, r.amount_msat), hops.len()),
+        })
+    }
+
+    /// The answer to a completed rebalance.
+    fn paid(&self, s: &Session, hops: &[Hop], fee_msat: u64) -> Value {
+        let r = &s.req;
+        let hash = s.invoice.as_ref().map(|i| i.1.as_str()).unwrap_or_default();
+        json!({
+            "status": "complete",
+            "outgoing_scid": r.out_scid,
+            "incoming_scid": r.inc_scid,
+            "amount_msat": r.amount_msat,
+            "fee_msat": fee_msat,
+            "fee_ppm": ppm(fee_msat, r.amount_msat),
+            "attempts": s.attempts.len(),
+            "hops": hops.len(),
+            "route": hops_json(hops),
+            "payment_hash": hash,
+            "duration_ms": self.clock.now_ms().saturating_sub(s.started_ms),
+            "message": format!("rebalanced {} from {} to {} for {fee_msat}msat ({} ppm) in {} attempt(s)",
+                display_sat(r.amount_msat), r.out_scid, r.inc_scid, ppm(fee_msat, r.amount_msat), s.attempts.len()),
+        })
+    }
+
+    /// Creates the invoice on the first attempt (and registers it for the hook).
+    async fn ensure_invoice(&self, s: &mut Session) -> Result<(), RpcFailure> {
+        if s.invoice.is_some() {
+            return Ok(());
+        }
+        let (out_scid, inc_scid) = (&s.req.out_scid, &s.req.inc_scid);
+        let label = self.new_label(out_scid, inc_scid);
+        let inv = self
+            .node
+            .invoice(
+                s.req.amount_msat,
+                &label,
+                &format!("cln-rebalance {out_scid} -> {inc_scid}"),
+                s.retry_for + 60,
+                self.config.final_cltv,
+            )
+            .await
+            .map_err(|e| error::from_lightningd("invoice", &e))?;
+        self.inflight.lock().expect("inflight lock").insert(
+            label.clone(),
+            InFlight {
+                payment_hash: inv.payment_hash.clone(),
+                incoming_scid: inc_scid.clone(),
+                rejected_arrival: None,
+            },
+        );
+        s.invoice = Some((label, inv.payment_hash, inv.payment_secret));
+        Ok(())
+    }
+
+    /// Marks (or unmarks) a route's middle hops as carrying our HTLC, so a concurrent search
+    /// does not count on that liquidity.
+    fn mark_in_flight(&self, s: &Session, hops: &[Hop], add: bool) {
+        let mut m = self.model(s);
+        for h in middle(hops) {
+            m.in_flight(
+                ChanDir::new(h.short_channel_id, h.direction),
+                h.amount_msat,
+                add,
+            );
+        }
+    }
+
+    /// One sendpay + waitsendpay. Learns from the outcome.
+    async fn attempt(&self, s: &mut Session, hops: &[Hop], attempt: &mut Attempt) -> Outcome {
+        let (label, hash, secret) = s.invoice.clone().expect("invoice made before an attempt");
+        if let Err(e) = self.node.sendpay(hops, &hash, &secret, &label).await {
+            return self.failed(s, e, hops, &label, attempt).await;
+        }
+        self.mark_in_flight(s, hops, true);
+        let outcome = loop {
+            let remaining = s
+                .deadline_ms
+                .saturating_sub(self.clock.now_ms())
+                .div_ceil(1000)
                 .max(1);
-            match self.node.waitsendpay(hash, remaining).await {
+            match self.node.waitsendpay(&hash, remaining).await {
                 Ok(done) if done.status == "complete" => {
                     let fee = done.amount_sent_msat.saturating_sub(done.amount_msat);
                     attempt.outcome = "complete".into();
-                    return Outcome::Paid { fee_msat: fee };
+                    break Outcome::Paid { fee_msat: fee };
                 }
                 Ok(other) => {
                     attempt.outcome = format!("unexpected status {}", other.status);
-                    return Outcome::Stop(RpcFailure::new(
+                    break Outcome::Stop(RpcFailure::new(
                         error::PLUGIN_ERROR,
                         format!("waitsendpay answered status {}", other.status),
                     ));
                 }
                 Err(e) if e.code == Some(error::PAY_IN_PROGRESS) => {
                     // Still in flight: never start another attempt that could pay twice.
-                    if Instant::now() >= deadline {
+                    if self.clock.now_ms() >= s.deadline_ms {
                         attempt.outcome = "still in flight when time ran out".into();
-                        return Outcome::StillInFlight;
+                        break Outcome::StillInFlight;
                     }
                 }
-                Err(e) => return self.failed(e, hops, label, plan, graph, attempt).await,
+                Err(e) => {
+                    self.mark_in_flight(s, hops, false);
+                    return self.failed(s, e, hops, &label, attempt).await;
+                }
             }
+        };
+        self.mark_in_flight(s, hops, false);
+        if let Outcome::Paid { .. } = outcome {
+            self.learn_settled(s, hops);
+        }
+        outcome
+    }
+
+    /// A success: every middle hop carried its amount, which now sits on the other side.
+    fn learn_settled(&self, s: &Session, hops: &[Hop]) {
+        let now = self.clock.now_secs();
+        let hl = self.config.model.half_life_secs;
+        let mut m = self.model(s);
+        for h in middle(hops) {
+            if let Some(e) = s.graph.edge_by_scid(h.short_channel_id, h.direction) {
+                let cap = s.graph.edge_capacity_msat(e);
+                m.settled(
+                    ChanDir::new(h.short_channel_id, h.direction),
+                    h.amount_msat,
+                    cap,
+                    now,
+                    hl,
+                );
+            }
+        }
+    }
+
+    /// What a failure at hop `index` teaches the model: hops before it forwarded their amounts;
+    /// the erring channel could not carry its own, or is disabled; or the node failed.
+    fn learn_failed(&self, s: &Session, f: &PayFailure, hops: &[Hop], index: usize) {
+        let now = self.clock.now_secs();
+        let hl = self.config.model.half_life_secs;
+        let failcode = f.failcode.unwrap_or(0);
+        let mut m = self.model(s);
+        let cap = |h: &Hop| {
+            s.graph
+                .edge_by_scid(h.short_channel_id, h.direction)
+                .map(|e| s.graph.edge_capacity_msat(e))
+        };
+        for h in hops.iter().take(index).skip(1) {
+            if let Some(c) = cap(h) {
+                m.forwarded(
+                    ChanDir::new(h.short_channel_id, h.direction),
+                    h.amount_msat,
+                    c,
+                    now,
+                    hl,
+                );
+            }
+        }
+        let Some(h) = hops.get(index) else { return };
+        let cd = ChanDir::new(h.short_channel_id, h.direction);
+        if failcode & (NODE | BADONION) != 0 {
+            let node = f
+                .erring_node
+                .clone()
+                .or_else(|| hops.get(index.wrapping_sub(1)).map(|h| h.node_id.clone()));
+            if let Some(n) = node {
+                m.node_failed(&n, now);
+            }
+        } else if failcode == TEMPORARY_CHANNEL_FAILURE {
+            if let Some(c) = cap(h) {
+                m.failed(cd, h.amount_msat, c, now, hl);
+            }
+        } else if failcode == CHANNEL_DISABLED || failcode & PERM != 0 {
+            m.channel_failed(cd, now);
         }
     }
 
     /// Classifies a sendpay/waitsendpay error: learn and retry, or stop with a plain reason.
     async fn failed(
         &self,
+        s: &mut Session,
         e: cln_rpc::RpcError,
         hops: &[Hop],
         label: &str,
-        plan: &mut Plan,
-        graph: &Graph,
         attempt: &mut Attempt,
     ) -> Outcome {
         let f: PayFailure = e
@@ -641,7 +959,7 @@ impl<N: Lightningd> Rebalancer<N> {
         let n = hops.len();
         let out_scid = hops[0].short_channel_id.to_string();
         let last_hop_scid = hops[n - 1].short_channel_id.to_string();
-        let inc_scid = plan.incoming_scid.to_string();
+        let inc_scid = s.plan.incoming_scid.to_string();
         match index {
             Some(0) => Outcome::Stop(RpcFailure::new(
                 error::PAY_STOPPED_RETRYING,
@@ -692,7 +1010,8 @@ impl<N: Lightningd> Rebalancer<N> {
                     // A newer channel_update than our gossip: refresh the graph next time.
                     self.mark_graph_stale().await;
                 }
-                plan.learn(graph, &f, hops, i);
+                s.plan.learn(&s.graph, &f, hops, i);
+                self.learn_failed(s, &f, hops, i);
                 Outcome::Retry
             }
             None => Outcome::Stop(RpcFailure::new(
@@ -702,7 +1021,7 @@ impl<N: Lightningd> Rebalancer<N> {
         }
     }
 
-    /// Whatever happened, leave no unpaid rebalance invoice behind. If the invoice turns out to
+    /// Leave no unpaid rebalance invoice behind. If the invoice turns out to
     /// be paid (the payment landed right after we stopped waiting), report success.
     async fn cleanup(
         &self,
@@ -753,6 +1072,35 @@ impl<N: Lightningd> Rebalancer<N> {
                 }
             }
         }
+    }
+
+    /// Whatever happened: no unpaid invoice left, the hook forgets the label, the model is
+    /// saved (once per rebalance, not per attempt).
+    async fn finish(
+        &self,
+        s: Session,
+        result: Result<Value, RpcFailure>,
+    ) -> Result<Value, RpcFailure> {
+        if !s.attempts.is_empty() {
+            self.save_liquidity().await;
+        }
+        let Some((label, hash, _)) = s.invoice.clone() else {
+            return result;
+        };
+        let cleaned = self.cleanup(&label, &hash, s.req.amount_msat, result).await;
+        self.inflight.lock().expect("inflight lock").remove(&label);
+        cleaned.map(|mut v| {
+            v["attempts"] = json!(s.attempts.len());
+            v["duration_ms"] = json!(self.clock.now_ms().saturating_sub(s.started_ms));
+            if v.get("outgoing_scid").is_none() {
+                // Paid after all, as we stopped waiting: over the last route sent.
+                v["outgoing_scid"] = json!(s.req.out_scid);
+                v["incoming_scid"] = json!(s.req.inc_scid);
+                v["hops"] = json!(s.last_sent.len());
+                v["route"] = hops_json(&s.last_sent);
+            }
+            v
+        })
     }
 }
 
@@ -886,15 +1234,20 @@ impl Plan {
         })
     }
 
-    /// The cheapest route not yet ruled out, as sendpay hops.
-    fn next_route(&self, graph: &Graph, scratch: &mut Scratch) -> Option<Vec<Hop>> {
+    /// The best route not yet ruled out (by fee + `cost`'s extra), as sendpay hops.
+    fn next_route<C: HopCost>(
+        &self,
+        graph: &Graph,
+        cost: &C,
+        scratch: &mut Scratch,
+    ) -> Option<Vec<Hop>> {
         let middle: Vec<HopSpec> = if self.same_peer {
             if self.direct_failed {
                 return None;
             }
             Vec::new()
         } else {
-            let path = find_path(graph, self.query.as_ref()?, &self.exclude, scratch)?;
+            let path = find_path_with(graph, self.query.as_ref()?, &self.exclude, cost, scratch)?;
             path.edges
                 .iter()
                 .map(|&i| HopSpec::from_edge(graph, i))
@@ -948,4 +1301,50 @@ impl Plan {
             }
         }
     }
+}
+
+impl Session {
+    /// Refuses a route above the fee cap, or one the outgoing channel cannot pay for, before
+    /// anything is paid.
+    fn check_route(&self, hops: &[Hop], fee_msat: u64) -> Result<(), RpcFailure> {
+        let (cap, amount) = (self.cap_msat, self.req.amount_msat);
+        if fee_msat > cap {
+            return Err(RpcFailure::new(
+                error::PAY_ROUTE_TOO_EXPENSIVE,
+                format!(
+                    "the cheapest route{} costs {fee_msat}msat ({} ppm), more than the fee cap of {cap}msat \
+                     (max of exemptfee {}msat and maxfeeppm {} x amount)",
+                    if self.attempts.is_empty() { "" } else { " left" },
+                    ppm(fee_msat, amount),
+                    self.exemptfee_msat,
+                    self.maxfeeppm,
+                ),
+            )
+            .with_data(json!({"cheapest_fee_msat": fee_msat, "fee_cap_msat": cap,
+                              "route": hops_json(hops), "attempts": attempts_json(&self.attempts)})));
+        }
+        let spendable = self.req.out.spendable_msat;
+        if hops[0].amount_msat > spendable {
+            return Err(RpcFailure::param(
+                "outgoing",
+                format!(
+                    "channel {} can spend {}, not the {} this route needs with fees",
+                    self.req.out_scid,
+                    display_sat(spendable),
+                    display_sat(hops[0].amount_msat)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The hops between our own two: the ones the model knows nothing exact about.
+fn middle(hops: &[Hop]) -> impl Iterator<Item = &Hop> {
+    let n = hops.len();
+    hops.iter().take(n.saturating_sub(1)).skip(1)
+}
+
+fn round3(p: f64) -> f64 {
+    (p * 1000.0).round() / 1000.0
 }

@@ -236,6 +236,23 @@ impl Lightningd for ClnNode {
             .await?;
         take_list(v, "payments")
     }
+
+    async fn datastore(&self, key: &[&str], hex: &str, mode: &str) -> Result<(), RpcError> {
+        let _: Value = self
+            .call("datastore", json!({"key": key, "hex": hex, "mode": mode}))
+            .await?;
+        Ok(())
+    }
+
+    async fn listdatastore(&self, key: &[&str]) -> Result<Vec<DatastoreEntry>, RpcError> {
+        let v: Value = self.call("listdatastore", json!({"key": key})).await?;
+        take_list(v, "datastore")
+    }
+
+    async fn deldatastore(&self, key: &[&str]) -> Result<(), RpcError> {
+        let _: Value = self.call("deldatastore", json!({"key": key})).await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

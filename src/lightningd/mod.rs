@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use std::future::Future;
 
 pub mod clnrpc;
+pub mod store;
 pub use clnrpc::ClnNode;
 
 /// `getinfo`, the parts we use.
@@ -125,6 +126,15 @@ pub struct SendpayStatus {
     pub amount_sent_msat: u64,
 }
 
+/// One `listdatastore` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct DatastoreEntry {
+    pub key: Vec<String>,
+    pub generation: Option<u64>,
+    pub hex: Option<String>,
+    pub string: Option<String>,
+}
+
 /// What the plugin asks of lightningd. Every call is independent: an implementation may use one
 /// connection per call, so a blocking `waitsendpay` never holds up `listpeerchannels`.
 pub trait Lightningd: Send + Sync + 'static {
@@ -170,6 +180,20 @@ pub trait Lightningd: Send + Sync + 'static {
         &self,
         payment_hash: &str,
     ) -> impl Future<Output = Result<Vec<SendpayStatus>, RpcError>> + Send;
+    /// `datastore key hex mode`.
+    fn datastore(
+        &self,
+        key: &[&str],
+        hex: &str,
+        mode: &str,
+    ) -> impl Future<Output = Result<(), RpcError>> + Send;
+    /// `listdatastore key`: the entry at `key` and its children.
+    fn listdatastore(
+        &self,
+        key: &[&str],
+    ) -> impl Future<Output = Result<Vec<DatastoreEntry>, RpcError>> + Send;
+    /// `deldatastore key`.
+    fn deldatastore(&self, key: &[&str]) -> impl Future<Output = Result<(), RpcError>> + Send;
 }
 
 /// `sendpay` route entries in the form every lightningd accepts.

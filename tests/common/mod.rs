@@ -8,8 +8,8 @@
 use cln_rebalance::commands::rebalance::{Config, Rebalancer};
 use cln_rebalance::core::route::Hop;
 use cln_rebalance::lightningd::{
-    Getinfo, Invoice, InvoiceStatus, Lightningd, NodeInfo, PaymentComplete, PeerChannel,
-    SendpayStatus, sendpay_route_json,
+    DatastoreEntry, Getinfo, Invoice, InvoiceStatus, Lightningd, NodeInfo, PaymentComplete,
+    PeerChannel, SendpayStatus, sendpay_route_json,
 };
 use cln_rpc::RpcError;
 use cln_standin::simnet::pay::WaitState;
@@ -56,12 +56,15 @@ impl SimNode {
 
     /// A method served by the model (lightningd's or a dev- control method).
     pub fn call(&self, method: &str, params: Value) -> Result<Value, RpcError> {
-        let r = self
-            .net
-            .lock()
-            .unwrap()
-            .call(method, &params)
-            .expect("a method the model serves");
+        let r = self.net.lock().unwrap().call(method, &params);
+        // lightningd's answer to a method nobody serves.
+        let Some(r) = r else {
+            return Err(RpcError {
+                code: Some(-32601),
+                message: format!("Unknown command '{method}'"),
+                data: None,
+            });
+        };
         match r {
             Ok((v, events)) => {
                 self.handle(events);
@@ -245,6 +248,16 @@ impl Lightningd for SimNode {
     }
     async fn listsendpays(&self, payment_hash: &str) -> Result<Vec<SendpayStatus>, RpcError> {
         decode(self.call("listsendpays", json!({"payment_hash": payment_hash}))?["payments"].take())
+    }
+    async fn datastore(&self, key: &[&str], hex: &str, mode: &str) -> Result<(), RpcError> {
+        self.call("datastore", json!({"key": key, "hex": hex, "mode": mode}))
+            .map(|_| ())
+    }
+    async fn listdatastore(&self, key: &[&str]) -> Result<Vec<DatastoreEntry>, RpcError> {
+        decode(self.call("listdatastore", json!({"key": key}))?["datastore"].take())
+    }
+    async fn deldatastore(&self, key: &[&str]) -> Result<(), RpcError> {
+        self.call("deldatastore", json!({"key": key})).map(|_| ())
     }
 }
 
