@@ -181,9 +181,10 @@ pub fn risk_msat(config: &ModelConfig, amount_msat: u64, p: f64) -> Option<u64> 
     if p >= 1.0 {
         return Some(0);
     }
-    let bits = (-p.log2()).min(MAX_RISK_BITS);
-    let per_bit = config.risk_base_msat as f64 + amount_msat as f64 * config.risk_ppm as f64 / 1e6;
-    Some((bits * per_bit).round() as u64)
+    let per_bit = config.risk_base_msat as f64 + amount_msat as f64 * config.risk_ppm as f64 * 1e-6;
+    // Both factors are positive: adding a half and truncating rounds (`f64::round` is a
+    // library call, and the search prices every edge it relaxes).
+    Some(((-p.log2()).min(MAX_RISK_BITS) * per_bit + 0.5) as u64)
 }
 
 /// Everything learned, for every channel direction and node, shared by all rebalances.
@@ -656,11 +657,15 @@ impl Beliefs {
         capacity_msat: u64,
     ) -> Option<u64> {
         let slot = self.slot.get(idx as usize).copied().unwrap_or(0);
-        let node = self
-            .node_factor
-            .get(source as usize)
-            .copied()
-            .unwrap_or(1.0) as f64;
+        // Most views remember no node failure: then skip the (random) read.
+        let node = if self.nodes_touched.is_empty() {
+            1.0
+        } else {
+            self.node_factor
+                .get(source as usize)
+                .copied()
+                .unwrap_or(1.0) as f64
+        };
         let p = if slot == 0 {
             prior_probability(self.config.prior, amount_msat, capacity_msat)
         } else {

@@ -339,6 +339,11 @@ pub fn find_path_with<C: HopCost>(
             if delay_u > query.max_delay {
                 continue;
             }
+            // The extra cost is never negative: when the fee alone cannot beat `u`'s label,
+            // skip computing it (the risk of a hop is most of a probabilistic search's time).
+            if there.mark == labelled && key(cost_v.saturating_add(fee), edges + 1) >= there.key {
+                continue;
+            }
             let Some(cost_u) = cost
                 .extra_msat(graph, idx, e.source, carried)
                 .and_then(|x| cost_v.checked_add(fee)?.checked_add(x))
