@@ -682,7 +682,18 @@ impl<N: Lightningd> Rebalancer<N> {
         let started = Instant::now();
         let route = match self.config.routing {
             Routing::FeeOnly => s.plan.next_route(&s.graph, &FeeOnly, &mut s.scratch),
-            Routing::Probabilistic => s.plan.next_route(&s.graph, &s.beliefs, &mut s.scratch),
+            Routing::Probabilistic => {
+                match s.plan.next_route(&s.graph, &s.beliefs, &mut s.scratch) {
+                    // The likeliest route may cost more than the cap while a cheaper one fits:
+                    // the cap is a limit, the risk only a preference. Then the cheapest (and
+                    // if even that is over the cap, the refusal names the cheapest, as it says).
+                    Some(hops) if route_fee_msat(&hops) > s.cap_msat => s
+                        .plan
+                        .next_route(&s.graph, &FeeOnly, &mut s.scratch)
+                        .or(Some(hops)),
+                    other => other,
+                }
+            }
         };
         let took = started.elapsed();
         {
