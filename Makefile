@@ -3,7 +3,10 @@
 #   make demo    the plugin working on the lightningd stand-in (no lightningd needed)
 #   make test    every test: Rust unit/integration, stand-in end-to-end, real lightningd (skips
 #                with a reason when lightningd/bitcoind are not on PATH)
-#   make bench   mainnet-scale graph and pathfinding benchmark
+#   make bench   both benchmarks below
+#   make bench-pathfind  mainnet-scale graph and pathfinding benchmark
+#   make bench-sim       simulated rebalancing on mainnet: attempts, fees vs an oracle, per strategy
+#                        (flags in SIM_ARGS, e.g. make bench-sim SIM_ARGS='--seeds 7 --dist uniform')
 #   make lint    rustfmt and clippy, as CI runs them
 
 CARGO ?= cargo
@@ -12,7 +15,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PLUGIN := target/release/cln-rebalance
 
-.PHONY: all build demo test test-rust test-e2e lint bench clean
+.PHONY: all build demo test test-rust test-e2e lint bench bench-pathfind bench-sim clean
 
 all: build
 
@@ -41,8 +44,14 @@ test-e2e: build $(VENV)/.done
 
 test: lint test-rust test-e2e
 
-bench:
+bench: bench-pathfind bench-sim
+
+bench-pathfind:
 	$(CARGO) bench --bench pathfind
+
+SIM_ARGS ?=
+bench-sim:
+	$(CARGO) bench --bench sim -- $(SIM_ARGS)
 
 clean:
 	$(CARGO) clean
