@@ -328,7 +328,7 @@ impl<N: Lightningd> Rebalancer<N> {
                 model.prune(now, self.config.model.half_life_secs, MAX_SAVED_ENTRIES);
                 let (chans, nodes) = model.len();
                 info!("liquidity model loaded: {chans} channel directions, {nodes} nodes");
-                *self.liquidity() = model;
+                self.liquidity().merge_older(model);
                 chans
             }
             Err(why) => {
