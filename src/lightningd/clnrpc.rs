@@ -288,6 +288,19 @@ impl Lightningd for ClnNode {
         take_list(v, "datastore")
     }
 
+    async fn listforwards_settled(&self) -> Result<Vec<Forward>, RpcError> {
+        #[derive(Deserialize)]
+        struct Forwards {
+            forwards: Vec<Forward>,
+        }
+        let bytes = self
+            .call_bytes("listforwards", json!({"status": "settled"}), None)
+            .await?;
+        serde_json::from_slice::<Forwards>(&bytes)
+            .map(|f| f.forwards)
+            .map_err(|e| rpc_error(format!("unexpected forwards in lightningd's answer: {e}")))
+    }
+
     async fn deldatastore(&self, key: &[&str]) -> Result<(), RpcError> {
         let _: Value = self.call("deldatastore", json!({"key": key})).await?;
         Ok(())
