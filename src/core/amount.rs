@@ -133,6 +133,16 @@ pub fn display_sat(msat: u64) -> String {
     out
 }
 
+/// An amount the way CLN prints one: whole satoshis as `300000sat` (no thousands separators),
+/// anything else as `1500msat`.
+pub fn cln_amount(msat: u64) -> String {
+    if msat.is_multiple_of(MSAT_PER_SAT) {
+        format!("{}sat", msat / MSAT_PER_SAT)
+    } else {
+        format!("{msat}msat")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,5 +200,8 @@ mod tests {
         assert_eq!(ppm(5, 0), 0);
         assert_eq!(display_sat(1_234_567_000), "1,234,567sat");
         assert_eq!(display_sat(1_500), "1.500sat");
+        assert_eq!(cln_amount(300_000_000), "300000sat");
+        assert_eq!(cln_amount(0), "0sat");
+        assert_eq!(cln_amount(1_500), "1500msat");
     }
 }
