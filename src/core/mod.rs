@@ -5,4 +5,5 @@ pub mod graph; // the public graph from listchannels, compact and indexed
 pub mod history; // every rebalance as a datastore record; retention; fees in a window
 pub mod liquidity; // what we know of each channel direction's liquidity; decay; P(success)
 pub mod pathfind; // search over the graph with a cost (fee only, or fee + risk)
+pub mod plan; // which channels to move, how much, at what fee cap; the fee budget
 pub mod route; // a path -> sendpay hops, amounts and delays computed backward
