@@ -60,8 +60,21 @@ fn non_negative(name: &str, v: i64) -> Result<u64, String> {
     u64::try_from(v).map_err(|_| format!("{name} must be >= 0, got {v}"))
 }
 
+/// What the binary says when started by hand (or by `reckless` testing it) instead of by
+/// lightningd, which sets `LIGHTNINGD_PLUGIN=1` for its plugins.
+const STANDALONE: &str = concat!(
+    "cln-rebalance ",
+    env!("CARGO_PKG_VERSION"),
+    ": a Core Lightning plugin for circular rebalancing. lightningd starts it: add \
+     `plugin=/path/to/cln-rebalance` to its config, or run `lightning-cli plugin start /path/to/cln-rebalance`."
+);
+
 #[tokio::main]
 async fn main() -> Result<(), anyhow::Error> {
+    if std::env::var_os("LIGHTNINGD_PLUGIN").is_none() {
+        println!("{STANDALONE}");
+        return Ok(());
+    }
     let Some(configured) = Builder::new(tokio::io::stdin(), tokio::io::stdout())
         .option(OPT_MAXFEEPPM)
         .option(OPT_EXEMPTFEE)

@@ -32,7 +32,7 @@
 //! [`fee_cap_msat`]). There is no `exemptfee` floor for automatic moves: a floor would let small
 //! moves cost more than they can ever earn. A channel that charges nothing gets no rebalance.
 
-use crate::core::amount::{MSAT_PER_SAT, cln_amount};
+use crate::core::amount::{MSAT_PER_SAT, display_sat};
 use crate::core::graph::Scid;
 use serde_json::{Value, json};
 use std::cmp::Reverse;
@@ -157,8 +157,8 @@ impl PlanConfig {
         {
             return Err(format!(
                 "max amount {} is below min amount {}",
-                cln_amount(max),
-                cln_amount(self.min_amount_msat)
+                display_sat(max),
+                display_sat(self.min_amount_msat)
             ));
         }
         Ok(())
@@ -322,7 +322,7 @@ pub fn plan(channels: &[OurChannel], settings: &Settings, config: &PlanConfig) -
                 scid,
                 format!(
                     "{} {role} target ({}% ours, target {}%), but {why}",
-                    cln_amount(off),
+                    display_sat(off),
                     percent(c.to_us_msat, c.total_msat),
                     eff.target_percent
                 ),
@@ -366,9 +366,9 @@ pub fn plan(channels: &[OurChannel], settings: &Settings, config: &PlanConfig) -
                 scid,
                 format!(
                     "{} {role} target, but only {} {limit_name}: under the min amount {}",
-                    cln_amount(off),
-                    cln_amount(limit),
-                    cln_amount(min)
+                    display_sat(off),
+                    display_sat(limit),
+                    display_sat(min)
                 ),
             ));
         } else if excess == 0 && c.fee_base_msat == 0 && c.fee_proportional_millionths == 0 {
@@ -377,7 +377,7 @@ pub fn plan(channels: &[OurChannel], settings: &Settings, config: &PlanConfig) -
                 format!(
                     "{} below target, but we charge nothing to forward out through it, \
                      so no rebalance into it can pay back",
-                    cln_amount(off)
+                    display_sat(off)
                 ),
             ));
         } else if excess > 0 {
@@ -408,8 +408,8 @@ pub fn plan(channels: &[OurChannel], settings: &Settings, config: &PlanConfig) -
                 format!(
                     "a move from {} could carry only {}, below the min amount {}",
                     src.chan.short_channel_id,
-                    cln_amount(amount),
-                    cln_amount(min)
+                    display_sat(amount),
+                    display_sat(min)
                 ),
             ));
             continue;
@@ -427,7 +427,7 @@ pub fn plan(channels: &[OurChannel], settings: &Settings, config: &PlanConfig) -
                 format!(
                     "the fee cap for {} from {} is 0msat (feeratio {}/1000000, maxfeeppm {}, \
                      our fee out {}msat + {}ppm): it could not pay back",
-                    cln_amount(amount),
+                    display_sat(amount),
                     src.chan.short_channel_id,
                     config.feeratio_millionths,
                     config.maxfeeppm,
@@ -444,7 +444,7 @@ pub fn plan(channels: &[OurChannel], settings: &Settings, config: &PlanConfig) -
             fee_cap_msat: cap,
             reason: format!(
                 "moves {} from {} ({}% ours, target {}%) to {} ({}%, target {}%)",
-                cln_amount(amount),
+                display_sat(amount),
                 src.chan.short_channel_id,
                 percent(src.chan.to_us_msat, src.chan.total_msat),
                 src.target_percent,
@@ -563,15 +563,15 @@ impl Budget {
         let reason = match (day_left, self.daily_msat) {
             (Some(0), Some(daily)) => format!(
                 "daily fee budget {} used: {} spent in the last 24 h, {} reserved by attempts in flight",
-                cln_amount(daily),
-                cln_amount(spent.last_24h_msat),
-                cln_amount(spent.reserved_msat)
+                display_sat(daily),
+                display_sat(spent.last_24h_msat),
+                display_sat(spent.reserved_msat)
             ),
             _ => format!(
                 "per-run fee budget {} used: {} spent in this run, {} reserved by attempts in flight",
-                cln_amount(self.per_run_msat.unwrap_or(0)),
-                cln_amount(spent.run_msat),
-                cln_amount(spent.reserved_msat)
+                display_sat(self.per_run_msat.unwrap_or(0)),
+                display_sat(spent.run_msat),
+                display_sat(spent.reserved_msat)
             ),
         };
         Admission::Refused { reason }

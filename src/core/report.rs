@@ -9,7 +9,7 @@
 //! channels we moved liquidity into, over the same period. That is an upper bound on what the
 //! rebalances earned: some of those forwards would have happened anyway.
 
-use crate::core::amount::{cln_amount, ppm};
+use crate::core::amount::{display_sat, ppm};
 use crate::core::graph::Scid;
 use crate::core::history::{DAY_SECS, Entry, day_name};
 use crate::core::plan::Budget;
@@ -155,7 +155,7 @@ fn signed_diff(a: u64, b: u64) -> i64 {
 
 fn signed_amount(msat: i64) -> String {
     let sign = if msat < 0 { "-" } else { "+" };
-    format!("{sign}{}", cln_amount(msat.unsigned_abs()))
+    format!("{sign}{}", display_sat(msat.unsigned_abs()))
 }
 
 /// `rebalancereport`'s data.
@@ -336,8 +336,8 @@ impl Report {
                 j.moves_completed,
                 j.moves_failed,
                 j.moves_in_flight,
-                cln_amount(j.moved_msat),
-                cln_amount(j.fee_msat)
+                display_sat(j.moved_msat),
+                display_sat(j.fee_msat)
             ),
             None => "rebalanceall: not running".to_string(),
         });
@@ -345,31 +345,31 @@ impl Report {
             "rebalances: {} complete, {} failed; {} moved for {} in fees ({}ppm)",
             self.total_successful_rebalances,
             self.failed_rebalances,
-            cln_amount(self.total_rebalanced_amount_msat),
-            cln_amount(self.total_rebalance_fee_msat),
+            display_sat(self.total_rebalanced_amount_msat),
+            display_sat(self.total_rebalance_fee_msat),
             self.average_rebalance_fee_ppm
         ));
         lines.push(match self.daily_budget_msat {
             Some(b) => format!(
                 "fees in the last 24 h: {} of the {} daily budget",
-                cln_amount(self.fees_last_24h_msat),
-                cln_amount(b)
+                display_sat(self.fees_last_24h_msat),
+                display_sat(b)
             ),
             None => format!(
                 "fees in the last 24 h: {} (no daily budget)",
-                cln_amount(self.fees_last_24h_msat)
+                display_sat(self.fees_last_24h_msat)
             ),
         });
         lines.push(format!(
             "forwarding earned {}, {} of it out through channels we rebalanced into",
-            cln_amount(self.forward_fees_msat),
-            cln_amount(self.forward_fees_rebalanced_msat)
+            display_sat(self.forward_fees_msat),
+            display_sat(self.forward_fees_rebalanced_msat)
         ));
         lines.push(format!(
             "paid back: {}, {} earned against {} spent (net {})",
             if self.paid_back() { "yes" } else { "no" },
-            cln_amount(self.forward_fees_rebalanced_msat),
-            cln_amount(self.total_rebalance_fee_msat),
+            display_sat(self.forward_fees_rebalanced_msat),
+            display_sat(self.total_rebalance_fee_msat),
             signed_amount(self.net_msat())
         ));
         if !self.channels.is_empty() {
@@ -388,11 +388,11 @@ impl Report {
                 lines.push(format!(
                     "{:<18} {:>16} {:>16} {:>6} {:>14} {:>14} {:>14}",
                     c.short_channel_id.to_string(),
-                    cln_amount(c.moved_in_msat),
-                    cln_amount(c.moved_out_msat),
+                    display_sat(c.moved_in_msat),
+                    display_sat(c.moved_out_msat),
                     c.failed_rebalances,
-                    cln_amount(c.fees_paid_msat),
-                    cln_amount(c.forward_fees_msat),
+                    display_sat(c.fees_paid_msat),
+                    display_sat(c.forward_fees_msat),
                     signed_amount(c.net_msat())
                 ));
             }

@@ -48,6 +48,18 @@ const BUILTIN: &[(&str, &str)] = &[
         "listsendpays",
         "[bolt11] [payment_hash] [status] [index] [start] [limit]",
     ),
+    (
+        "listforwards",
+        "[status] [in_channel] [out_channel] [index] [start] [limit]",
+    ),
+    (
+        "setchannel",
+        "id [feebase] [feeppm] [htlcmin] [htlcmax] [enforcedelay] [ignorefeelimits]",
+    ),
+    ("datastore", "key [string] [hex] [mode] [generation]"),
+    ("listdatastore", "[key]"),
+    ("deldatastore", "key [generation]"),
+    ("datastoreusage", "[key]"),
     ("help", "[command]"),
     ("stop", ""),
     ("plugin", "subcommand [plugin] [options]"),
