@@ -75,6 +75,7 @@ async fn main() -> Result<(), anyhow::Error> {
         println!("{STANDALONE}");
         return Ok(());
     }
+    cln_rebalance::memory::configure();
     let Some(configured) = Builder::new(tokio::io::stdin(), tokio::io::stdout())
         .option(OPT_MAXFEEPPM)
         .option(OPT_EXEMPTFEE)

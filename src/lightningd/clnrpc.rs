@@ -169,8 +169,16 @@ impl Lightningd for ClnNode {
     }
 
     async fn listpeerchannels(&self) -> Result<Vec<PeerChannel>, RpcError> {
-        let v: Value = self.call("listpeerchannels", json!({})).await?;
-        take_list(v, "channels")
+        // Straight from the bytes into the lean structs: a node with thousands of channels
+        // answers with megabytes, which as a serde_json::Value would take several times that.
+        #[derive(Deserialize)]
+        struct Channels {
+            channels: Vec<PeerChannel>,
+        }
+        let bytes = self.call_bytes("listpeerchannels", json!({}), None).await?;
+        serde_json::from_slice::<Channels>(&bytes)
+            .map(|c| c.channels)
+            .map_err(|e| rpc_error(format!("unexpected channels in lightningd's answer: {e}")))
     }
 
     async fn listchannels_json(&self) -> Result<Vec<u8>, RpcError> {
