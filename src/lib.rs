@@ -12,4 +12,5 @@ pub mod commands;
 pub mod core;
 pub mod error; // error kinds -> JSON-RPC codes and messages
 pub mod lightningd;
+pub mod memory; // freed memory back to the system after a graph refresh
 pub mod params; // request params (positional or keyword) -> typed requests

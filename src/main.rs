@@ -1,8 +1,9 @@
 //! Plugin wiring only: options, methods, the hook, state, start and exit.
 
-use cln_plugin::options::{ConfigOption, DefaultIntegerConfigOption};
+use cln_plugin::options::{ConfigOption, DefaultIntegerConfigOption, DefaultStringConfigOption};
 use cln_plugin::{Builder, Plugin};
-use cln_rebalance::commands::rebalance::{Config, Rebalancer};
+use cln_rebalance::commands::rebalance::{Config, Rebalancer, Routing};
+use cln_rebalance::core::liquidity::{ModelConfig, Prior};
 use cln_rebalance::lightningd::ClnNode;
 use cln_rebalance::params;
 use serde_json::Value;
@@ -30,6 +31,22 @@ const OPT_GRAPH_MAX_AGE: DefaultIntegerConfigOption = ConfigOption::new_i64_with
     "Seconds the plugin reuses its copy of the channel graph before reading listchannels again",
 );
 
+const OPT_ROUTING: DefaultStringConfigOption = ConfigOption::new_str_with_default(
+    "rebalance-routing",
+    "probabilistic",
+    "How routes are chosen: probabilistic (fee + risk from what was learned of liquidity) or fee (cheapest fee only)",
+);
+const OPT_HALF_LIFE: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
+    "rebalance-liquidity-half-life",
+    cln_rebalance::core::liquidity::DEFAULT_HALF_LIFE_SECS as i64,
+    "Seconds after which half of what was learned about a channel's liquidity is forgotten",
+);
+const OPT_PRIOR: DefaultStringConfigOption = ConfigOption::new_str_with_default(
+    "rebalance-liquidity-prior",
+    "bimodal",
+    "Where liquidity is assumed to sit before anything is learned: bimodal (near the channel edges, as on mainnet) or uniform",
+);
+
 const REBALANCE_USAGE: &str =
     "outgoing incoming [amount_msat] [maxfeeppm] [exemptfee] [retry_for] [dryrun]";
 const REBALANCE_DESCRIPTION: &str = "Move amount_msat of our liquidity out of channel `outgoing` and back in through \
@@ -43,13 +60,30 @@ fn non_negative(name: &str, v: i64) -> Result<u64, String> {
     u64::try_from(v).map_err(|_| format!("{name} must be >= 0, got {v}"))
 }
 
+/// What the binary says when started by hand (or by `reckless` testing it) instead of by
+/// lightningd, which sets `LIGHTNINGD_PLUGIN=1` for its plugins.
+const STANDALONE: &str = concat!(
+    "cln-rebalance ",
+    env!("CARGO_PKG_VERSION"),
+    ": a Core Lightning plugin for circular rebalancing. lightningd starts it: add \
+     `plugin=/path/to/cln-rebalance` to its config, or run `lightning-cli plugin start /path/to/cln-rebalance`."
+);
+
 #[tokio::main]
 async fn main() -> Result<(), anyhow::Error> {
+    if std::env::var_os("LIGHTNINGD_PLUGIN").is_none() {
+        println!("{STANDALONE}");
+        return Ok(());
+    }
+    cln_rebalance::memory::configure();
     let Some(configured) = Builder::new(tokio::io::stdin(), tokio::io::stdout())
         .option(OPT_MAXFEEPPM)
         .option(OPT_EXEMPTFEE)
         .option(OPT_RETRY_FOR)
         .option(OPT_GRAPH_MAX_AGE)
+        .option(OPT_ROUTING)
+        .option(OPT_HALF_LIFE)
+        .option(OPT_PRIOR)
         .rpcmethod_from_builder(
             cln_plugin::RpcMethodBuilder::new("rebalance", rebalance)
                 .usage(REBALANCE_USAGE)
@@ -59,6 +93,12 @@ async fn main() -> Result<(), anyhow::Error> {
             cln_plugin::RpcMethodBuilder::new("balances", balances)
                 .usage("[id]")
                 .description("How each channel's funds are split between us and the peer (id: filter by peer id or short_channel_id)"),
+        )
+        .rpcmethod_from_builder(
+            cln_plugin::RpcMethodBuilder::new("rebalance-liquidity", liquidity)
+                .usage("[short_channel_id] [reset]")
+                .description("What the plugin has learned about channels' liquidity (bounds, failures, success estimates), \
+                     all of it or one channel's; reset=true forgets it (all, or that channel's)"),
         )
         .hook("invoice_payment", invoice_payment)
         .subscribe("shutdown", shutdown)
@@ -81,11 +121,30 @@ async fn main() -> Result<(), anyhow::Error> {
                 params::MAX_RETRY_FOR
             ));
         }
+        let text = |opt: &DefaultStringConfigOption| -> Result<String, String> {
+            configured.option(opt).map_err(|e| e.to_string())
+        };
+        let routing: Routing = text(&OPT_ROUTING)?
+            .parse()
+            .map_err(|e| format!("rebalance-routing: {e}"))?;
+        let prior: Prior = text(&OPT_PRIOR)?
+            .parse()
+            .map_err(|e| format!("rebalance-liquidity-prior: {e}"))?;
+        let half_life_secs = read(&OPT_HALF_LIFE)?;
+        if half_life_secs == 0 {
+            return Err("rebalance-liquidity-half-life must be at least 1 second".into());
+        }
         Ok(Config {
             maxfeeppm: read(&OPT_MAXFEEPPM)?,
             exemptfee_msat: read(&OPT_EXEMPTFEE)?,
             retry_for_secs,
             graph_max_age: Duration::from_secs(read(&OPT_GRAPH_MAX_AGE)?),
+            routing,
+            model: ModelConfig {
+                half_life_secs,
+                prior,
+                ..ModelConfig::default()
+            },
             ..Config::default()
         })
     })() {
@@ -99,8 +158,12 @@ async fn main() -> Result<(), anyhow::Error> {
     let rpc_path = std::path::Path::new(&conf.lightning_dir).join(&conf.rpc_file);
     let state: State = Arc::new(Rebalancer::new(ClnNode::new(rpc_path), config));
     let plugin = configured.start(state.clone()).await?;
-    // An earlier run stopped mid-rebalance may have left an unpaid invoice: remove it.
-    tokio::spawn(async move { state.delete_stale_invoices().await });
+    // An earlier run stopped mid-rebalance may have left an unpaid invoice: remove it. What
+    // earlier runs learned of liquidity comes back from the datastore.
+    tokio::spawn(async move {
+        state.delete_stale_invoices().await;
+        state.load_liquidity().await;
+    });
     plugin.join().await?;
     // cln-plugin returns from join() but the runtime would linger until stdin closes.
     std::process::exit(0);
@@ -119,6 +182,15 @@ async fn balances(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow:
     let state = plugin.state().clone();
     let result = match params::balances(&params) {
         Ok(p) => state.balances(p).await,
+        Err(e) => Err(e),
+    };
+    result.map_err(anyhow::Error::new)
+}
+
+async fn liquidity(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow::Error> {
+    let state = plugin.state().clone();
+    let result = match params::liquidity(&params) {
+        Ok(p) => state.liquidity_report(p).await,
         Err(e) => Err(e),
     };
     result.map_err(anyhow::Error::new)

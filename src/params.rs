@@ -15,6 +15,7 @@ pub const REBALANCE_PARAMS: [&str; 7] = [
     "dryrun",
 ];
 pub const BALANCES_PARAMS: [&str; 1] = ["id"];
+pub const LIQUIDITY_PARAMS: [&str; 2] = ["short_channel_id", "reset"];
 
 /// The most `retry_for` may ask: an hour keeps funds from being tied up by one command.
 pub const MAX_RETRY_FOR: u64 = 3600;
@@ -35,6 +36,13 @@ pub struct RebalanceParams {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BalancesParams {
     pub id: Option<String>,
+}
+
+/// `rebalance-liquidity [short_channel_id] [reset]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiquidityParams {
+    pub short_channel_id: Option<crate::core::graph::Scid>,
+    pub reset: bool,
 }
 
 /// Turns positional or keyword params into a name -> value map, refusing unknown names and
@@ -181,6 +189,21 @@ pub fn balances(params: &Value) -> Result<BalancesParams, RpcFailure> {
     let map = named(params, &BALANCES_PARAMS)?;
     Ok(BalancesParams {
         id: string(&map, "id")?,
+    })
+}
+
+pub fn liquidity(params: &Value) -> Result<LiquidityParams, RpcFailure> {
+    let map = named(params, &LIQUIDITY_PARAMS)?;
+    let short_channel_id = match string(&map, "short_channel_id")? {
+        None => None,
+        Some(s) => Some(
+            s.parse()
+                .map_err(|e| RpcFailure::param("short_channel_id", e))?,
+        ),
+    };
+    Ok(LiquidityParams {
+        short_channel_id,
+        reset: boolean(&map, "reset")?.unwrap_or(false),
     })
 }
 

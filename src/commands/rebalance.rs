@@ -18,7 +18,7 @@
 use crate::clock::{Clock, SystemClock};
 use crate::commands::channels::{Role, balancing_amount, check_usable, resolve};
 use crate::core::amount::{display_sat, fee_cap_msat, ppm};
-use crate::core::graph::{Graph, Policy, Scid};
+use crate::core::graph::{Graph, GraphBuilder, Policy, Scid};
 use crate::core::liquidity::{Beliefs, ChanDir, Liquidity, ModelConfig};
 use crate::core::pathfind::{Exclusions, FeeOnly, HopCost, Query, Scratch, find_path_with};
 use crate::core::route::{Hop, HopSpec, MAX_HOPS, MAX_TOTAL_CLTV, build_route, route_fee_msat};
@@ -270,12 +270,16 @@ impl<N: Lightningd> Rebalancer<N> {
             .await
             .map_err(|e| error::from_lightningd("listchannels", &e))?;
         let fetched = started.elapsed();
-        let graph = tokio::task::spawn_blocking(move || Graph::from_listchannels_json(&bytes))
-            .await
-            .map_err(|e| {
-                RpcFailure::new(error::PLUGIN_ERROR, format!("graph build panicked: {e}"))
-            })?
-            .map_err(|e| RpcFailure::new(error::PLUGIN_ERROR, e.to_string()))?;
+        let graph = tokio::task::spawn_blocking(move || {
+            // The JSON goes before the layout is built: the two never sit in memory together.
+            let parsed = GraphBuilder::from_listchannels_json(&bytes);
+            drop(bytes);
+            crate::memory::release_free_memory();
+            parsed.map(GraphBuilder::build)
+        })
+        .await
+        .map_err(|e| RpcFailure::new(error::PLUGIN_ERROR, format!("graph build panicked: {e}")))?
+        .map_err(|e| RpcFailure::new(error::PLUGIN_ERROR, e.to_string()))?;
         info!(
             "graph refreshed: {} nodes, {} channel directions (listchannels {} ms, build {} ms)",
             graph.node_count(),
@@ -328,7 +332,7 @@ impl<N: Lightningd> Rebalancer<N> {
                 model.prune(now, self.config.model.half_life_secs, MAX_SAVED_ENTRIES);
                 let (chans, nodes) = model.len();
                 info!("liquidity model loaded: {chans} channel directions, {nodes} nodes");
-                *self.liquidity() = model;
+                self.liquidity().merge_older(model);
                 chans
             }
             Err(why) => {

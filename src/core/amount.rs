@@ -114,23 +114,14 @@ pub fn fee_cap_msat(amount_msat: u64, maxfeeppm: u64, exemptfee_msat: u64) -> u6
     by_ppm.max(exemptfee_msat)
 }
 
-/// Formats msat for people: `1234567msat` reads as `1,234.567sat`.
+/// Formats msat as CLN does in its messages: whole satoshis as `300000sat`, anything else as
+/// `1500msat`.
 pub fn display_sat(msat: u64) -> String {
-    let sat = msat / MSAT_PER_SAT;
-    let rest = msat % MSAT_PER_SAT;
-    let digits = sat.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
+    if msat.is_multiple_of(MSAT_PER_SAT) {
+        format!("{}sat", msat / MSAT_PER_SAT)
+    } else {
+        format!("{msat}msat")
     }
-    if rest != 0 {
-        out.push_str(&format!(".{rest:03}"));
-    }
-    out.push_str("sat");
-    out
 }
 
 #[cfg(test)]
@@ -188,7 +179,8 @@ mod tests {
         assert_eq!(ppm(100, 1_000_000), 100);
         assert_eq!(ppm(1, 3_000_000), 0);
         assert_eq!(ppm(5, 0), 0);
-        assert_eq!(display_sat(1_234_567_000), "1,234,567sat");
-        assert_eq!(display_sat(1_500), "1.500sat");
+        assert_eq!(display_sat(1_234_567_000), "1234567sat");
+        assert_eq!(display_sat(1_500), "1500msat");
+        assert_eq!(display_sat(0), "0sat");
     }
 }

@@ -389,6 +389,17 @@ impl Liquidity {
             .map_or(1.0, |&t| recovered(half_life, t, now))
     }
 
+    /// Takes what `older` knows of channels and nodes this model has learned nothing about yet
+    /// (a saved model loaded after the first rebalances of this run began).
+    pub fn merge_older(&mut self, older: Liquidity) {
+        for (cd, e) in older.entries {
+            self.entries.entry(cd).or_insert(e);
+        }
+        for (n, t) in older.nodes {
+            self.nodes.entry(n).or_insert(t);
+        }
+    }
+
     /// Drops what has faded to nearly nothing, and keeps at most `max_entries` channel
     /// directions (the most recently updated).
     pub fn prune(&mut self, now: u64, half_life: u64, max_entries: usize) {

@@ -456,6 +456,65 @@ pub(crate) mod tests {
         assert_eq!(p.fee_msat(&q), 302);
     }
 
+    /// Two ways from a to d: the cheap one through x, the dearer one through y.
+    fn two_ways() -> (Graph, Query) {
+        let mut b = GraphBuilder::default();
+        chan(&mut b, "a", "x", 1, policy(0, 100, 10));
+        chan(&mut b, "x", "d", 2, policy(0, 100, 10));
+        chan(&mut b, "a", "y", 3, policy(0, 300, 10));
+        chan(&mut b, "y", "d", 4, policy(0, 300, 10));
+        let g = b.build();
+        let q = query(&g, "a", "d", 100_000_000);
+        (g, q)
+    }
+
+    #[test]
+    fn the_model_steers_around_a_drained_cheap_route() {
+        use crate::core::graph::Scid;
+        use crate::core::liquidity::{Beliefs, ChanDir, Liquidity, ModelConfig};
+        let (g, q) = two_ways();
+        let mut s = Scratch::default();
+        let none = Exclusions::default();
+        let cheap = find_path(&g, &q, &none, &mut s).unwrap();
+        assert_eq!(names(&g, &cheap), ["a", "x", "d"]);
+        let cfg = ModelConfig::default();
+        let x_to_d = ChanDir::new(Scid(2 << 40), u8::from("x" > "d"));
+        let cap = 10_000_000_000;
+        // Nothing learned: both 10M-sat channels look alike, so the cheaper way wins.
+        let mut model = Liquidity::new();
+        let mut beliefs = Beliefs::default();
+        beliefs.rebuild(&g, &model, 1000, cfg);
+        let p = find_path_with(&g, &q, &none, &beliefs, &mut s).unwrap();
+        assert_eq!(names(&g, &p), ["a", "x", "d"]);
+        assert!(p.extra_msat > 0, "an unknown hop carries some risk");
+        // x -> d failed for this amount: the model prices it out (P = 0).
+        model.failed(x_to_d, q.deliver_msat, cap, 1000, cfg.half_life_secs);
+        beliefs.rebuild(&g, &model, 1000, cfg);
+        let p = find_path_with(&g, &q, &none, &beliefs, &mut s).unwrap();
+        assert_eq!(names(&g, &p), ["a", "y", "d"]);
+        // Much later the failure has faded and the cheap way is worth a try again.
+        beliefs.rebuild(&g, &model, 1000 + 20 * cfg.half_life_secs, cfg);
+        let p = find_path_with(&g, &q, &none, &beliefs, &mut s).unwrap();
+        assert_eq!(names(&g, &p), ["a", "x", "d"]);
+        // Known to hold at most a bit more than the amount: likely to fail, and the risk cost
+        // (several bits at 11 sat each) outweighs the 40 sat saved.
+        let mut model = Liquidity::new();
+        model.failed(
+            x_to_d,
+            q.deliver_msat + q.deliver_msat / 20,
+            cap,
+            1000,
+            cfg.half_life_secs,
+        );
+        beliefs.rebuild(&g, &model, 1000, cfg);
+        let p = find_path_with(&g, &q, &none, &beliefs, &mut s).unwrap();
+        assert_eq!(names(&g, &p), ["a", "y", "d"]);
+        // The fee-only search ignores all of it.
+        let p = find_path_with(&g, &q, &none, &FeeOnly, &mut s).unwrap();
+        assert_eq!(names(&g, &p), ["a", "x", "d"]);
+        assert_eq!(p.extra_msat, 0);
+    }
+
     #[test]
     fn respects_exclusions_limits_and_caps() {
         let g = diamond();

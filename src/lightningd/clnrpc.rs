@@ -49,12 +49,21 @@ impl ClnNode {
         rpc.call_raw(method, &params).await
     }
 
-    /// A call whose (large) result we want as raw bytes, decoded by the caller.
-    async fn call_bytes(&self, method: &str, params: Value) -> Result<Vec<u8>, RpcError> {
+    /// A call whose (large) result we want as raw bytes, decoded by the caller. The result is
+    /// cut out of the response in place: the response is never held twice.
+    async fn call_bytes(
+        &self,
+        method: &str,
+        params: Value,
+        filter: Option<Value>,
+    ) -> Result<Vec<u8>, RpcError> {
         let mut stream = tokio::net::UnixStream::connect(&self.rpc_path)
             .await
             .map_err(|e| rpc_error(format!("cannot reach lightningd: {e}")))?;
-        let req = json!({"jsonrpc": "2.0", "id": format!("cln-rebalance:{method}"), "method": method, "params": params});
+        let mut req = json!({"jsonrpc": "2.0", "id": format!("cln-rebalance:{method}"), "method": method, "params": params});
+        if let Some(f) = filter {
+            req["filter"] = f;
+        }
         stream
             .write_all(req.to_string().as_bytes())
             .await
@@ -83,15 +92,27 @@ impl ClnNode {
             result: Option<&'a serde_json::value::RawValue>,
             error: Option<RpcError>,
         }
-        let env: Envelope = serde_json::from_slice(&buf)
-            .map_err(|e| rpc_error(format!("bad answer from lightningd: {e}")))?;
-        match (env.result, env.error) {
-            (_, Some(err)) => Err(err),
-            (Some(raw), None) => Ok(raw.get().as_bytes().to_vec()),
-            (None, None) => Err(rpc_error(
-                "lightningd answered neither result nor error".into(),
-            )),
-        }
+        let range = {
+            let env: Envelope = serde_json::from_slice(&buf)
+                .map_err(|e| rpc_error(format!("bad answer from lightningd: {e}")))?;
+            match (env.result, env.error) {
+                (_, Some(err)) => return Err(err),
+                (Some(raw), None) => {
+                    let start = raw.get().as_ptr() as usize - buf.as_ptr() as usize;
+                    start..start + raw.get().len()
+                }
+                (None, None) => {
+                    return Err(rpc_error(
+                        "lightningd answered neither result nor error".into(),
+                    ));
+                }
+            }
+        };
+        let len = range.len();
+        buf.copy_within(range, 0);
+        buf.truncate(len);
+        buf.shrink_to_fit();
+        Ok(buf)
     }
 }
 
@@ -148,12 +169,30 @@ impl Lightningd for ClnNode {
     }
 
     async fn listpeerchannels(&self) -> Result<Vec<PeerChannel>, RpcError> {
-        let v: Value = self.call("listpeerchannels", json!({})).await?;
-        take_list(v, "channels")
+        // Straight from the bytes into the lean structs: a node with thousands of channels
+        // answers with megabytes, which as a serde_json::Value would take several times that.
+        #[derive(Deserialize)]
+        struct Channels {
+            channels: Vec<PeerChannel>,
+        }
+        let bytes = self.call_bytes("listpeerchannels", json!({}), None).await?;
+        serde_json::from_slice::<Channels>(&bytes)
+            .map(|c| c.channels)
+            .map_err(|e| rpc_error(format!("unexpected channels in lightningd's answer: {e}")))
     }
 
     async fn listchannels_json(&self) -> Result<Vec<u8>, RpcError> {
-        self.call_bytes("listchannels", json!({})).await
+        // Only the fields the graph reads (lightningd's field filtering): ~20% fewer bytes.
+        let fields = json!({"source": true, "destination": true, "short_channel_id": true,
+            "direction": true, "amount_msat": true, "active": true, "base_fee_millisatoshi": true,
+            "fee_per_millionth": true, "delay": true, "htlc_minimum_msat": true,
+            "htlc_maximum_msat": true});
+        self.call_bytes(
+            "listchannels",
+            json!({}),
+            Some(json!({"channels": [fields]})),
+        )
+        .await
     }
 
     async fn listnodes(&self, id: &str) -> Result<Vec<NodeInfo>, RpcError> {
@@ -247,6 +286,19 @@ impl Lightningd for ClnNode {
     async fn listdatastore(&self, key: &[&str]) -> Result<Vec<DatastoreEntry>, RpcError> {
         let v: Value = self.call("listdatastore", json!({"key": key})).await?;
         take_list(v, "datastore")
+    }
+
+    async fn listforwards_settled(&self) -> Result<Vec<Forward>, RpcError> {
+        #[derive(Deserialize)]
+        struct Forwards {
+            forwards: Vec<Forward>,
+        }
+        let bytes = self
+            .call_bytes("listforwards", json!({"status": "settled"}), None)
+            .await?;
+        serde_json::from_slice::<Forwards>(&bytes)
+            .map(|f| f.forwards)
+            .map_err(|e| rpc_error(format!("unexpected forwards in lightningd's answer: {e}")))
     }
 
     async fn deldatastore(&self, key: &[&str]) -> Result<(), RpcError> {

@@ -37,9 +37,12 @@ pub struct ChannelUpdate {
     pub htlc_maximum_msat: Option<u64>,
 }
 
-/// `updates`: only the peer's side (`remote`) is needed, for the last hop's fee.
+/// `updates`: the peer's side (`remote`) for the last hop's fee, ours (`local`) for what
+/// liquidity moved into a channel can earn.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ChannelUpdates {
+    /// Our own policy: what we charge to forward out through this channel.
+    pub local: Option<ChannelUpdate>,
     pub remote: Option<ChannelUpdate>,
 }
 
@@ -49,6 +52,24 @@ pub struct Htlc {
     /// "in" or "out".
     pub direction: String,
     pub payment_hash: String,
+    #[serde(default)]
+    pub amount_msat: u64,
+}
+
+/// One `listforwards` entry, the parts the report reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Forward {
+    pub in_channel: String,
+    pub out_channel: Option<String>,
+    pub status: String,
+    #[serde(default)]
+    pub in_msat: u64,
+    pub out_msat: Option<u64>,
+    pub fee_msat: Option<u64>,
+    /// Seconds, with a fraction (lightningd prints nine decimals).
+    #[serde(default)]
+    pub received_time: f64,
+    pub resolved_time: Option<f64>,
 }
 
 /// One entry of `listpeerchannels`.
@@ -194,6 +215,8 @@ pub trait Lightningd: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<DatastoreEntry>, RpcError>> + Send;
     /// `deldatastore key`.
     fn deldatastore(&self, key: &[&str]) -> impl Future<Output = Result<(), RpcError>> + Send;
+    /// `listforwards status=settled`: the forwards that earned us fees.
+    fn listforwards_settled(&self) -> impl Future<Output = Result<Vec<Forward>, RpcError>> + Send;
 }
 
 /// `sendpay` route entries in the form every lightningd accepts.

@@ -10,8 +10,8 @@ use cln_rebalance::clock::{Clock, ManualClock};
 use cln_rebalance::commands::rebalance::{Config, Rebalancer};
 use cln_rebalance::core::route::Hop;
 use cln_rebalance::lightningd::{
-    DatastoreEntry, Getinfo, Invoice, InvoiceStatus, Lightningd, NodeInfo, PaymentComplete,
-    PeerChannel, SendpayStatus, sendpay_route_json,
+    DatastoreEntry, Forward, Getinfo, Invoice, InvoiceStatus, Lightningd, NodeInfo,
+    PaymentComplete, PeerChannel, SendpayStatus, sendpay_route_json,
 };
 use cln_rpc::RpcError;
 use cln_standin::simnet::pay::{PayStatus, WaitState};
@@ -303,6 +303,9 @@ impl Lightningd for SimNode {
     }
     async fn listdatastore(&self, key: &[&str]) -> Result<Vec<DatastoreEntry>, RpcError> {
         decode(self.call("listdatastore", json!({"key": key}))?["datastore"].take())
+    }
+    async fn listforwards_settled(&self) -> Result<Vec<Forward>, RpcError> {
+        decode(self.call("listforwards", json!({"status": "settled"}))?["forwards"].take())
     }
     async fn deldatastore(&self, key: &[&str]) -> Result<(), RpcError> {
         self.call("deldatastore", json!({"key": key})).map(|_| ())

@@ -23,6 +23,9 @@ pub struct Config {
     pub shutdown_grace: std::time::Duration,
     /// Also copy log lines at or above this level to stderr ("none" for quiet).
     pub stderr_level: String,
+    /// Keep the datastore in this file (loaded at start, rewritten on every change), as
+    /// lightningd keeps it in its database; `None`: it lives as long as the stand-in.
+    pub datastore_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -129,6 +132,9 @@ pub struct Shared {
     pub config: Config,
     pub netdir: PathBuf,
     shut_down: std::sync::atomic::AtomicBool,
+    /// Serializes datastore file writes (snapshot and write under it: the last write wins
+    /// with the newest state).
+    datastore_write: Mutex<()>,
 }
 
 impl Shared {
@@ -163,7 +169,29 @@ impl Shared {
                 Event::InvoicePaymentHook { payment, payload } => {
                     self.call_hook("invoice_payment", payment, payload);
                 }
+                Event::DatastoreChanged => self.save_datastore(),
             }
+        }
+    }
+
+    /// Writes the datastore to `--datastore-file` (atomically: a temporary file renamed).
+    fn save_datastore(&self) {
+        let Some(path) = &self.config.datastore_file else {
+            return;
+        };
+        let _guard = self.datastore_write.lock().expect("lock");
+        let snapshot = self.net.lock().expect("lock").datastore_to_json();
+        let tmp = path.with_extension("tmp");
+        let result = serde_json::to_vec_pretty(&snapshot)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = result {
+            self.log(
+                "broken",
+                "lightningd",
+                &format!("writing datastore {}: {e}", path.display()),
+            );
         }
     }
 
@@ -233,13 +261,30 @@ pub async fn run(config: Config) -> Result<()> {
 
 /// Starts everything and returns once the plugin is initialized (or disabled).
 pub async fn start(config: Config) -> Result<(Arc<Shared>, tokio::task::JoinHandle<()>)> {
-    let network = match &config.network {
+    let mut network = match &config.network {
         NetworkSource::File(p) => Network::from_file(p)?,
         NetworkSource::Mainnet { path, us, seed } => {
             Network::from_listchannels(path, us.as_deref(), *seed)?
         }
     };
     std::fs::create_dir_all(&config.lightning_dir)?;
+    // Paths given relative to the caller's cwd: resolve before moving into the network dir.
+    let mut config = config;
+    if let Some(path) = &config.datastore_file {
+        let abs = std::path::absolute(path)?;
+        match std::fs::read_to_string(&abs) {
+            Ok(text) => {
+                let v: serde_json::Value = serde_json::from_str(&text)
+                    .with_context(|| format!("parsing datastore {}", abs.display()))?;
+                network
+                    .datastore_from_json(&v)
+                    .map_err(|e| anyhow::anyhow!("datastore {}: {e}", abs.display()))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", abs.display())),
+        }
+        config.datastore_file = Some(abs);
+    }
     // Resolve the plugin's path before moving into the network dir (relative paths are the caller's).
     let plugin_path = match &config.plugin {
         Some(path) => Some(
@@ -277,6 +322,7 @@ pub async fn start(config: Config) -> Result<(Arc<Shared>, tokio::task::JoinHand
         config: config.clone(),
         netdir: netdir.clone(),
         shut_down: Default::default(),
+        datastore_write: Mutex::new(()),
     });
     let server = tokio::spawn(rpc::serve(listener, shared.clone()));
 

@@ -48,6 +48,18 @@ const BUILTIN: &[(&str, &str)] = &[
         "listsendpays",
         "[bolt11] [payment_hash] [status] [index] [start] [limit]",
     ),
+    (
+        "listforwards",
+        "[status] [in_channel] [out_channel] [index] [start] [limit]",
+    ),
+    (
+        "setchannel",
+        "id [feebase] [feeppm] [htlcmin] [htlcmax] [enforcedelay] [ignorefeelimits]",
+    ),
+    ("datastore", "key [string] [hex] [mode] [generation]"),
+    ("listdatastore", "[key]"),
+    ("deldatastore", "key [generation]"),
+    ("datastoreusage", "[key]"),
     ("help", "[command]"),
     ("stop", ""),
     ("plugin", "subcommand [plugin] [options]"),
@@ -155,9 +167,36 @@ async fn handle(shared: Arc<Shared>, req: Value, tx: mpsc::UnboundedSender<Outgo
             let _ = tx.send((frame(&resp), None));
             return;
         }
-        dispatch(&shared, &method, &params).await
+        let result = dispatch(&shared, &method, &params).await;
+        match req.get("filter") {
+            Some(f) => result.map(|v| apply_filter(v, f)),
+            None => result,
+        }
     };
     let _ = tx.send((frame(&response(&id, result)), None));
+}
+
+/// lightningd's field filtering (doc/lightningd-rpc.7.md, common/json_filter.c): a template
+/// of the result with `true` for each member to keep; an array holds one template applied
+/// to every element. Members the template does not name are dropped.
+pub fn apply_filter(v: Value, filter: &Value) -> Value {
+    match (v, filter) {
+        (Value::Object(map), Value::Object(f)) => Value::Object(
+            map.into_iter()
+                .filter_map(|(k, v)| match f.get(&k) {
+                    Some(Value::Bool(true)) => Some((k, v)),
+                    Some(sub @ (Value::Object(_) | Value::Array(_))) => {
+                        Some((k, apply_filter(v, sub)))
+                    }
+                    _ => None,
+                })
+                .collect(),
+        ),
+        (Value::Array(items), Value::Array(f)) if f.len() == 1 => {
+            Value::Array(items.into_iter().map(|v| apply_filter(v, &f[0])).collect())
+        }
+        (v, _) => v,
+    }
 }
 
 async fn dispatch(shared: &Arc<Shared>, method: &str, params: &Value) -> Result<Value, RpcError> {
@@ -267,5 +306,26 @@ fn plugin_cmd(shared: &Arc<Shared>, params: &Value) -> Result<Value, RpcError> {
             "should be one of: start, stop, startdir, rescan, list",
             &json!(sub),
         )),
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::apply_filter;
+    use serde_json::json;
+
+    #[test]
+    fn keeps_only_what_the_template_names() {
+        let v = json!({"channels": [{"source": "a", "public": true, "fee": 1},
+                                    {"source": "b", "public": false, "fee": 2}], "other": 3});
+        let f = json!({"channels": [{"source": true, "fee": true}]});
+        assert_eq!(
+            apply_filter(v, &f),
+            json!({"channels": [{"source": "a", "fee": 1}, {"source": "b", "fee": 2}]})
+        );
+        assert_eq!(
+            apply_filter(json!({"a": {"b": 1, "c": 2}}), &json!({"a": {"c": true}})),
+            json!({"a": {"c": 2}})
+        );
     }
 }

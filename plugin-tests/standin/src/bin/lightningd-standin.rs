@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 const USAGE: &str = "usage: lightningd-standin (--network FILE | --mainnet FILE.listchannels.json[.gz] \
 [--us NODE_ID] [--seed N]) --lightning-dir DIR [--plugin PATH] [--plugin-opt name=value ...] \
-[--rpc-file NAME] [--shutdown-grace SECS] [--log-stderr LEVEL]";
+[--rpc-file NAME] [--shutdown-grace SECS] [--log-stderr LEVEL] [--datastore-file PATH]";
 
 fn main() {
     let mut network = None;
@@ -19,6 +19,7 @@ fn main() {
     let mut rpc_file = "lightning-rpc".to_string();
     let mut grace = 30u64;
     let mut stderr_level = "unusual".to_string();
+    let mut datastore_file = None;
     let mut args = std::env::args().skip(1);
     let fail = |msg: &str| -> ! {
         eprintln!("lightningd-standin: {msg}\n{USAGE}");
@@ -60,6 +61,7 @@ fn main() {
                     .unwrap_or_else(|_| fail("--shutdown-grace: not a number"))
             }
             "--log-stderr" => stderr_level = val(),
+            "--datastore-file" => datastore_file = Some(PathBuf::from(val())),
             "--help" | "-h" => {
                 println!("{USAGE}");
                 return;
@@ -80,6 +82,7 @@ fn main() {
         rpc_file,
         shutdown_grace: std::time::Duration::from_secs(grace),
         stderr_level,
+        datastore_file,
     };
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     if let Err(e) = rt.block_on(daemon::run(config)) {

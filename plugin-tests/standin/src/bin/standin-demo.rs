@@ -120,6 +120,7 @@ fn run(
         rpc_file: "lightning-rpc".into(),
         shutdown_grace: std::time::Duration::from_secs(10),
         stderr_level: "broken".into(),
+        datastore_file: None,
     };
     let rt = tokio::runtime::Runtime::new()?;
     let (shared, _server) = rt.block_on(daemon::start(config))?;

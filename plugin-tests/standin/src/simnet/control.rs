@@ -23,6 +23,10 @@ pub const CONTROL_METHODS: &[(&str, &str)] = &[
     ("dev-set-strict", "node strict"),
     ("dev-set-channel-state", "short_channel_id state"),
     ("dev-timetravel", "[seconds] [blocks]"),
+    (
+        "dev-forward",
+        "in_channel out_channel amount_msat [fee_msat] [outcome]",
+    ),
 ];
 
 fn policy_json(p: &Policy) -> Value {
@@ -125,6 +129,7 @@ impl Network {
             "dev-set-strict" => self.dev_set_strict(p),
             "dev-set-channel-state" => self.dev_set_channel_state(p),
             "dev-timetravel" => self.dev_timetravel(p),
+            "dev-forward" => self.dev_forward(p),
             _ => return None,
         };
         Some(r)

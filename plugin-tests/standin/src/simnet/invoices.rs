@@ -168,7 +168,7 @@ impl Network {
             ));
         }
         let now = self.now();
-        let created_index = self.invoices.len() as u64 + 1;
+        let created_index = self.invoice_index.next_created();
         let secret = hex(&invoice_secret(&preimage));
         // Opaque but unique and invoice-looking: hrp for regtest plus amount, then a digest.
         let amount_part = amount_msat

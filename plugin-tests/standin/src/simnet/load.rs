@@ -414,5 +414,8 @@ pub fn new_channel(
         next_htlc_id: [0, 0],
         forced_failure: [None, None],
         held: false,
+        stats: Default::default(),
+        old_fees: None,
+        ignore_fee_limits: false,
     }
 }

@@ -8,15 +8,21 @@
 //! - `views`     getinfo, listpeerchannels, listchannels, listnodes
 //! - `invoices`  invoice, listinvoices, delinvoice, decode
 //! - `pay`       sendpay, waitsendpay, listsendpays and the hop-by-hop forwarding model
+//! - `forwards`  listforwards, and dev-forward (a payment forwarded through our node)
+//! - `setchannel` setchannel: our side's fees and HTLC limits
+//! - `datastore` datastore, listdatastore, deldatastore, datastoreusage
 //! - `control`   the `dev-` methods tests and the demo use to steer and inspect the network
 //! - `params`    lightningd's parameter parsing and error wording
 //! - `wire`      BOLT 4 failcodes
 
 pub mod control;
+pub mod datastore;
+pub mod forwards;
 pub mod invoices;
 pub mod load;
 pub mod params;
 pub mod pay;
+pub mod setchannel;
 pub mod views;
 pub mod wire;
 
@@ -100,6 +106,12 @@ pub struct Channel {
     pub forced_failure: [Option<u16>; 2],
     /// dev-hold on this channel: HTLCs arriving over it wait at its far end.
     pub held: bool,
+    /// HTLC counters of our channels (listpeerchannels `in_payments_offered` ...).
+    pub stats: forwards::ChannelStats,
+    /// Our side's fees before a setchannel raised them, still accepted for a while.
+    pub old_fees: Option<forwards::OldFees>,
+    /// setchannel `ignorefeelimits` (shown in listpeerchannels when true).
+    pub ignore_fee_limits: bool,
 }
 
 /// Settings of the simulation that lightningd takes from its config.
@@ -156,6 +168,28 @@ pub enum Event {
     InvoicePaid { notification: (String, Value) },
     /// Something changed (balances, HTLCs): wake anyone polling.
     Changed,
+    /// The datastore changed: persist it if the host keeps it in a file.
+    DatastoreChanged,
+}
+
+/// A subsystem's `created` and `updated` wait indexes (lightningd/wait.c): each counts up from
+/// 1 on its own, per subsystem (invoices, sendpays, forwards).
+#[derive(Debug, Clone, Default)]
+pub struct WaitIndexes {
+    pub created: u64,
+    pub updated: u64,
+}
+
+impl WaitIndexes {
+    pub fn next_created(&mut self) -> u64 {
+        self.created += 1;
+        self.created
+    }
+
+    pub fn next_updated(&mut self) -> u64 {
+        self.updated += 1;
+        self.updated
+    }
 }
 
 /// The whole simulated network, seen from our node.
@@ -176,7 +210,13 @@ pub struct Network {
     /// Seconds added to the wall clock (dev-timetravel), or a fixed time for tests.
     pub time_offset: i64,
     pub fixed_time: Option<u64>,
-    next_index: u64,
+    pub invoice_index: WaitIndexes,
+    pub sendpay_index: WaitIndexes,
+    pub forward_index: WaitIndexes,
+    /// Payments forwarded through our node (dev-forward), in creation order.
+    pub forwards: Vec<forwards::Forward>,
+    /// lightningd's datastore (survives the plugin; `--datastore-file` keeps it across runs).
+    pub datastore: datastore::Datastore,
 }
 
 impl Network {
@@ -198,7 +238,11 @@ impl Network {
             prng: SplitMix64::new(seed),
             time_offset: 0,
             fixed_time: None,
-            next_index: 0,
+            invoice_index: WaitIndexes::default(),
+            sendpay_index: WaitIndexes::default(),
+            forward_index: WaitIndexes::default(),
+            forwards: Vec::new(),
+            datastore: datastore::Datastore::new(),
         };
         n.us = n.add_node(us).expect("first node");
         n
@@ -271,9 +315,15 @@ impl Network {
         }
     }
 
-    fn next_index(&mut self) -> u64 {
-        self.next_index += 1;
-        self.next_index
+    /// The fee a node with (`base`, `ppm`) charges to forward `amount` (BOLT 7), rounded as
+    /// `config.fee_rounding` says.
+    pub fn fee_for(&self, amount: u64, base: u64, ppm: u64) -> u64 {
+        let prop = if self.config.fee_rounding_ceil {
+            (amount as u128 * ppm as u128).div_ceil(1_000_000)
+        } else {
+            amount as u128 * ppm as u128 / 1_000_000
+        };
+        u64::try_from(base as u128 + prop).unwrap_or(u64::MAX)
     }
 
     fn random32(&mut self) -> [u8; 32] {
@@ -348,6 +398,12 @@ impl Network {
             "decode" | "decodepay" => no_events(self.decode(method, params)),
             "sendpay" => self.sendpay(params),
             "listsendpays" => no_events(self.listsendpays(params)),
+            "listforwards" => no_events(self.listforwards(params)),
+            "setchannel" => self.setchannel(params),
+            "datastore" => self.datastore(params),
+            "listdatastore" => no_events(self.listdatastore(params)),
+            "deldatastore" => self.deldatastore(params),
+            "datastoreusage" => no_events(self.datastoreusage(params)),
             _ if method.starts_with("dev-") => return self.control(method, params),
             _ => return None,
         })
@@ -373,3 +429,7 @@ pub fn derived_hex32(tag: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_datastore;
+#[cfg(test)]
+mod tests_forwards;

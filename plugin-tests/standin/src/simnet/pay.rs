@@ -450,7 +450,7 @@ impl Network {
         }
 
         let now = self.now();
-        let created_index = self.next_index();
+        let created_index = self.sendpay_index.next_created();
         self.payments.push(Payment {
             created_index,
             payment_hash: hash,
@@ -528,7 +528,20 @@ impl Network {
     fn add_leg(&mut self, pid: usize, c: usize, from: usize, amount: u64, delay: u32) {
         let expiry = self.blockheight + 1 + delay;
         let hash = self.payments[pid].payment_hash.clone();
+        let us_side = self.side_of(c, self.us);
         let ch = &mut self.channels[c];
+        // channel_stats_incr_{in,out}_offered, on our channels.
+        match us_side {
+            Some(u) if u == from => {
+                ch.stats.out_payments_offered += 1;
+                ch.stats.out_offered_msat += amount;
+            }
+            Some(_) => {
+                ch.stats.in_payments_offered += 1;
+                ch.stats.in_offered_msat += amount;
+            }
+            None => {}
+        }
         let id = ch.next_htlc_id[from];
         ch.next_htlc_id[from] += 1;
         ch.htlcs.push(Htlc {
@@ -989,11 +1002,23 @@ impl Network {
     fn settle(&mut self, pid: usize, preimage: String, pay_invoice: bool) -> Vec<Event> {
         let legs = std::mem::take(&mut self.payments[pid].legs);
         for &(c, id) in &legs {
+            let us_side = self.side_of(c, self.us);
             let ch = &mut self.channels[c];
             if let Some(pos) = ch.htlcs.iter().position(|h| h.id == id && h.payment == pid) {
                 let h = ch.htlcs.remove(pos);
                 ch.balance_msat[h.from] -= h.amount_msat;
                 ch.balance_msat[1 - h.from] += h.amount_msat;
+                match us_side {
+                    Some(u) if u == h.from => {
+                        ch.stats.out_payments_fulfilled += 1;
+                        ch.stats.out_fulfilled_msat += h.amount_msat;
+                    }
+                    Some(_) => {
+                        ch.stats.in_payments_fulfilled += 1;
+                        ch.stats.in_fulfilled_msat += h.amount_msat;
+                    }
+                    None => {}
+                }
             }
         }
         self.payments[pid].legs = legs;
@@ -1002,7 +1027,7 @@ impl Network {
         if pay_invoice && let Some(i) = self.invoice_by_hash(&self.payments[pid].payment_hash) {
             let received = self.payments[pid].amount_msat;
             let pay_index = self.invoices.iter().filter(|i| i.paid.is_some()).count() as u64 + 1;
-            let upd = self.next_index();
+            let upd = self.invoice_index.next_updated();
             let inv = &mut self.invoices[i];
             inv.paid = Some(super::invoices::PaidInfo {
                 pay_index,
@@ -1021,7 +1046,7 @@ impl Network {
                 ),
             });
         }
-        let upd = self.next_index();
+        let upd = self.sendpay_index.next_updated();
         let p = &mut self.payments[pid];
         p.status = PayStatus::Complete;
         p.stage = Stage::Done;
@@ -1044,7 +1069,7 @@ impl Network {
                 .retain(|h| !(h.id == id && h.payment == pid));
         }
         let now = self.now();
-        let upd = self.next_index();
+        let upd = self.sendpay_index.next_updated();
         let p = &mut self.payments[pid];
         p.status = PayStatus::Failed;
         p.stage = Stage::Done;
@@ -1077,7 +1102,7 @@ impl Network {
         secret: Option<String>,
     ) -> Result<(Value, Vec<Event>), RpcError> {
         let now = self.now();
-        let created_index = self.next_index();
+        let created_index = self.sendpay_index.next_created();
         let us_id = self.us_id().to_string();
         self.payments.push(Payment {
             created_index,

@@ -5,32 +5,37 @@ use super::pay::WaitState;
 use super::*;
 use serde_json::{Value, json};
 
-const US: &str = "02052542beeec28bf08fb2405f391dec5db7675b1d95a5b70c86d77ceba71e2179";
-const ALICE: &str = "03047956f08ae0e563aec714876e11230c5a42382061032717ce7b2d1335541efd";
-const BOB: &str = "02850f6af24e982b6e55bcc5760c63a58e9b91ac5babd9a917e3aae497344d16b6";
-const CAROL: &str = "035fbca922e71a2a473c1668e510b4747d4fd5ac541e16eb571c6c993540ce43ce";
+pub(super) const US: &str = "02052542beeec28bf08fb2405f391dec5db7675b1d95a5b70c86d77ceba71e2179";
+pub(super) const ALICE: &str = "03047956f08ae0e563aec714876e11230c5a42382061032717ce7b2d1335541efd";
+pub(super) const BOB: &str = "02850f6af24e982b6e55bcc5760c63a58e9b91ac5babd9a917e3aae497344d16b6";
+pub(super) const CAROL: &str = "035fbca922e71a2a473c1668e510b4747d4fd5ac541e16eb571c6c993540ce43ce";
 
-fn demo() -> Network {
+pub(super) fn demo() -> Network {
     let text = include_str!("../../networks/demo.json");
     let mut n = Network::from_json_str(text).expect("demo loads");
     n.fixed_time = Some(1_750_000_000);
     n
 }
 
-fn call(n: &mut Network, method: &str, params: Value) -> Result<Value, RpcError> {
+pub(super) fn call(n: &mut Network, method: &str, params: Value) -> Result<Value, RpcError> {
     n.call(method, &params)
         .expect("known method")
         .map(|(v, _)| v)
 }
 
-fn call_ev(n: &mut Network, method: &str, params: Value) -> (Value, Vec<Event>) {
+pub(super) fn call_ev(n: &mut Network, method: &str, params: Value) -> (Value, Vec<Event>) {
     n.call(method, &params).expect("known method").expect("ok")
 }
 
 /// Builds sendpay hops backwards from (node, scid) pairs, as a correct payer would: each hop's
 /// amount/delay is what the node at its end receives; fees from the listchannels entry of the
 /// node at the start of the next hop.
-fn route(n: &mut Network, hops: &[(&str, &str)], amount: u64, final_delay: u32) -> Value {
+pub(super) fn route(
+    n: &mut Network,
+    hops: &[(&str, &str)],
+    amount: u64,
+    final_delay: u32,
+) -> Value {
     let mut out = Vec::new();
     let mut amt = amount;
     let mut delay = final_delay;
@@ -59,13 +64,13 @@ fn route(n: &mut Network, hops: &[(&str, &str)], amount: u64, final_delay: u32) 
     Value::Array(out)
 }
 
-fn balance(n: &Network, scid: &str, node: &str) -> u64 {
+pub(super) fn balance(n: &Network, scid: &str, node: &str) -> u64 {
     let c = n.channel_by_scid(scid).unwrap();
     let s = n.side_of(c, n.node_by_id(node).unwrap()).unwrap();
     n.channels[c].balance_msat[s]
 }
 
-fn new_invoice(n: &mut Network, label: &str, amount: u64) -> (String, String) {
+pub(super) fn new_invoice(n: &mut Network, label: &str, amount: u64) -> (String, String) {
     let inv = call(
         n,
         "invoice",
@@ -78,7 +83,7 @@ fn new_invoice(n: &mut Network, label: &str, amount: u64) -> (String, String) {
     )
 }
 
-fn wait(n: &mut Network, hash: &str) -> Result<Value, RpcError> {
+pub(super) fn wait(n: &mut Network, hash: &str) -> Result<Value, RpcError> {
     match n
         .waitsendpay_check(&json!({"payment_hash": hash}))
         .unwrap()
@@ -89,7 +94,7 @@ fn wait(n: &mut Network, hash: &str) -> Result<Value, RpcError> {
     }
 }
 
-const TRIANGLE: [(&str, &str); 3] = [
+pub(super) const TRIANGLE: [(&str, &str); 3] = [
     (ALICE, "800001x1x0"),
     (CAROL, "700101x7x1"),
     (US, "800004x1x0"),

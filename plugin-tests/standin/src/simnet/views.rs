@@ -46,7 +46,7 @@ impl Network {
             "version": "v26.06-standin",
             "blockheight": self.blockheight,
             "network": "regtest",
-            "fees_collected_msat": 0,
+            "fees_collected_msat": self.fees_collected_msat(),
             "lightning-dir": "",
             "our_features": {
                 "init": "08a0880a8a59a1",
@@ -75,6 +75,9 @@ impl Network {
             "channel_type".into(),
             json!({"bits": [12, 22], "names": ["static_remotekey/even", "anchors/even"]}),
         );
+        if ch.ignore_fee_limits {
+            v.insert("ignore_fee_limits".into(), json!(true));
+        }
         let mut updates = Map::new();
         updates.insert(
             "local".into(),
@@ -192,17 +195,18 @@ impl Network {
                 json!([status])
             },
         );
-        for k in [
-            "in_payments_offered",
-            "in_offered_msat",
-            "in_payments_fulfilled",
-            "in_fulfilled_msat",
-            "out_payments_offered",
-            "out_offered_msat",
-            "out_payments_fulfilled",
-            "out_fulfilled_msat",
+        let st = &ch.stats;
+        for (k, n) in [
+            ("in_payments_offered", st.in_payments_offered),
+            ("in_offered_msat", st.in_offered_msat),
+            ("in_payments_fulfilled", st.in_payments_fulfilled),
+            ("in_fulfilled_msat", st.in_fulfilled_msat),
+            ("out_payments_offered", st.out_payments_offered),
+            ("out_offered_msat", st.out_offered_msat),
+            ("out_payments_fulfilled", st.out_payments_fulfilled),
+            ("out_fulfilled_msat", st.out_fulfilled_msat),
         ] {
-            v.insert(k.into(), json!(0));
+            v.insert(k.into(), json!(n));
         }
         let htlcs: Vec<Value> = ch
             .htlcs

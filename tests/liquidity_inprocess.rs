@@ -1,0 +1,210 @@
+//! The liquidity model in the rebalance loop, in-process over the stand-in's network model:
+//! memory across rebalances saves attempts, and the model survives a restart through the
+//! datastore (and a corrupt record there is ignored).
+
+mod common;
+
+use cln_rebalance::commands::rebalance::{Config, Rebalancer, Routing};
+use cln_rebalance::lightningd::Lightningd;
+use cln_rebalance::lightningd::store::LIQUIDITY_KEY;
+use cln_rebalance::params::{LiquidityParams, RebalanceParams};
+use common::{SimNode, demo_network, rebalancer};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+const ALICE_BIG: &str = "800002x1x0"; // we hold 1.5M of 2M sat
+const CAROL: &str = "800004x1x0"; // we hold 100k of 1M sat
+
+fn req(out: &str, inc: &str, amount_msat: u64) -> RebalanceParams {
+    RebalanceParams {
+        outgoing: out.into(),
+        incoming: inc.into(),
+        amount_msat: Some(amount_msat),
+        maxfeeppm: Some(10_000),
+        exemptfee: None,
+        retry_for: Some(10),
+        dryrun: false,
+    }
+}
+
+/// Drains the cheapest middle channel from alice to carol (their direct one), as
+/// `a_depleted_hop_forces_a_retry_on_another_route` does; returns its scid.
+async fn drain_cheapest(r: &Rebalancer<SimNode>, node: &SimNode) -> String {
+    let mut p = req(ALICE_BIG, CAROL, 100_000_000);
+    p.dryrun = true;
+    let quote = r.rebalance(p).await.unwrap();
+    assert_eq!(quote["hops"], 3, "{quote}");
+    let scid = quote["route"][1]["short_channel_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let alice = quote["route"][0]["node_id"].as_str().unwrap();
+    node.call(
+        "dev-drain",
+        json!({"short_channel_id": scid, "node": alice}),
+    )
+    .unwrap();
+    scid
+}
+
+fn routed_through(v: &Value, scid: &str) -> bool {
+    v["route"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h["short_channel_id"] == scid)
+}
+
+/// Two identical rebalances through a drained cheapest channel: how many attempts each took.
+async fn twice(config: Config) -> (u64, u64) {
+    let (r, node) = rebalancer(demo_network(), config);
+    let drained = drain_cheapest(&r, &node).await;
+    let first = r
+        .rebalance(req(ALICE_BIG, CAROL, 100_000_000))
+        .await
+        .unwrap();
+    let second = r
+        .rebalance(req(ALICE_BIG, CAROL, 100_000_000))
+        .await
+        .unwrap();
+    assert_eq!(first["status"], "complete");
+    assert_eq!(second["status"], "complete");
+    assert!(!routed_through(&second, &drained), "{second}");
+    (
+        first["attempts"].as_u64().unwrap(),
+        second["attempts"].as_u64().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn memory_saves_the_second_rebalance_its_failed_attempt() {
+    assert_eq!(twice(Config::default()).await, (2, 1), "with memory");
+    let no_memory = Config {
+        liquidity_memory: false,
+        ..Config::default()
+    };
+    assert_eq!(twice(no_memory).await, (2, 2), "without memory");
+    let fee_only = Config {
+        routing: Routing::FeeOnly,
+        ..Config::default()
+    };
+    assert_eq!(twice(fee_only).await, (2, 2), "fee only");
+}
+
+#[tokio::test]
+async fn the_model_shows_what_it_learned_and_forgets_on_reset() {
+    let (r, node) = rebalancer(demo_network(), Config::default());
+    let drained = drain_cheapest(&r, &node).await;
+    r.rebalance(req(ALICE_BIG, CAROL, 100_000_000))
+        .await
+        .unwrap();
+    let p = LiquidityParams {
+        short_channel_id: Some(drained.parse().unwrap()),
+        reset: false,
+    };
+    let v = r.liquidity_report(p.clone()).await.unwrap();
+    let chans = v["channels"].as_array().unwrap();
+    assert_eq!(chans.len(), 2, "both directions: {v}");
+    // alice's side of the drained channel failed to carry 100k sat plus carol's fee for the
+    // last hop (500 msat + 100 ppm): it holds less than that.
+    let failed = chans
+        .iter()
+        .find(|c| c["learned_max_msat"].as_u64().is_some())
+        .unwrap_or_else(|| panic!("a learned upper bound: {v}"));
+    assert_eq!(failed["learned_max_msat"], 100_010_499, "{v}");
+    assert_eq!(failed["probability"]["50%"], 0.0);
+    // The other direction was not learned: it shows the prior over the capacity.
+    let other = chans.iter().find(|c| c["learned"] == false).unwrap();
+    assert_eq!(other["min_msat"], 0);
+    assert_eq!(other["max_msat"], other["capacity_msat"]);
+    let all = r
+        .liquidity_report(LiquidityParams {
+            short_channel_id: None,
+            reset: false,
+        })
+        .await
+        .unwrap();
+    assert!(
+        all["learned_channel_directions"].as_u64().unwrap() >= 3,
+        "{all}"
+    );
+    let reset = r
+        .liquidity_report(LiquidityParams {
+            reset: true,
+            ..p.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(reset["reset"], 1);
+    let v = r.liquidity_report(p).await.unwrap();
+    assert!(
+        v["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["learned"] == false),
+        "{v}"
+    );
+}
+
+/// A second plugin process on the same node: a new Rebalancer over the same network.
+fn restarted(node: &SimNode) -> Arc<Rebalancer<SimNode>> {
+    Arc::new(Rebalancer::new(node.clone(), Config::default()))
+}
+
+#[tokio::test]
+async fn the_model_survives_a_restart_through_the_datastore() {
+    let (r, node) = rebalancer(demo_network(), Config::default());
+    let drained = drain_cheapest(&r, &node).await;
+    let first = r
+        .rebalance(req(ALICE_BIG, CAROL, 100_000_000))
+        .await
+        .unwrap();
+    assert_eq!(first["attempts"], 2);
+    let saved = node.listdatastore(&LIQUIDITY_KEY).await.unwrap();
+    assert_eq!(
+        saved.len(),
+        1,
+        "written once the rebalance ended: {saved:?}"
+    );
+    assert!(
+        saved[0]
+            .hex
+            .as_ref()
+            .is_some_and(|h| h.starts_with("43524c51")),
+        "CRLQ magic"
+    );
+    drop(r);
+    let r2 = restarted(&node);
+    assert!(r2.load_liquidity().await >= 1);
+    let second = r2
+        .rebalance(req(ALICE_BIG, CAROL, 100_000_000))
+        .await
+        .unwrap();
+    assert_eq!(second["attempts"], 1, "{second}");
+    assert!(!routed_through(&second, &drained));
+}
+
+#[tokio::test]
+async fn a_corrupt_or_foreign_saved_model_is_ignored() {
+    let (_, node) = rebalancer(demo_network(), Config::default());
+    for bad in [
+        json!({"key": LIQUIDITY_KEY, "hex": "00ff00ff", "mode": "create-or-replace"}),
+        json!({"key": LIQUIDITY_KEY, "string": "{\"some\": \"other plugin\"}", "mode": "create-or-replace"}),
+        // The right magic, a version from the future.
+        json!({"key": LIQUIDITY_KEY, "hex": "43524c5109", "mode": "create-or-replace"}),
+    ] {
+        node.call("datastore", bad.clone()).unwrap();
+        let r = restarted(&node);
+        assert_eq!(r.load_liquidity().await, 0, "{bad}");
+        assert!(r.liquidity().is_empty());
+        // And the plugin works on, replacing the bad record with a good one.
+        let v = r
+            .rebalance(req(ALICE_BIG, CAROL, 50_000_000))
+            .await
+            .unwrap();
+        assert_eq!(v["status"], "complete");
+        let saved = node.listdatastore(&LIQUIDITY_KEY).await.unwrap();
+        assert!(saved[0].hex.as_ref().unwrap().starts_with("43524c5101"));
+    }
+}
