@@ -216,6 +216,27 @@ struct Outcome {
     sim_ms: u64,
     /// Why it failed (code and the start of the message).
     why: Option<String>,
+    /// Why its first attempt failed, if it did (see [`first_failure`]).
+    first_failure: Option<&'static str>,
+}
+
+/// Why the first payment at or after `from` in `net.payments` failed: the next node was
+/// offline, the channel lacked liquidity, or something else; `None` if it did not fail.
+fn first_failure(net: &cln_standin::simnet::Network, from: usize) -> Option<&'static str> {
+    use cln_standin::simnet::pay::PayStatus;
+    let p = net.payments.get(from)?;
+    if p.status != PayStatus::Failed {
+        return None;
+    }
+    let f = p.failure.as_ref()?;
+    let next = p.route.get(f.erring_index).and_then(|h| h.node);
+    Some(if next.is_some_and(|n| !net.nodes[n].online) {
+        "next node offline"
+    } else if f.failcode == cln_standin::simnet::wire::TEMPORARY_CHANNEL_FAILURE {
+        "liquidity"
+    } else {
+        "other"
+    })
 }
 
 /// Everything one strategy did, pooled over seeds.
@@ -278,6 +299,7 @@ impl Runner {
             world.oracle(&net, t, a.maxfeeppm, a.exemptfee_msat, &mut self.scratch)
         };
         let oracle_fee_msat = oracle.map(|o| o.fee_msat);
+        let first_payment = self.node.net.lock().unwrap().payments.len();
         let t0 = self.clock.now_ms();
         let result = rt.block_on(self.r.rebalance(RebalanceParams {
             outgoing: t.out_scid.clone(),
@@ -289,6 +311,7 @@ impl Runner {
             dryrun: false,
         }));
         let sim_ms = self.clock.now_ms() - t0;
+        let first_failure = first_failure(&self.node.net.lock().unwrap(), first_payment);
         match result {
             Ok(v) => Outcome {
                 oracle_fee_msat,
@@ -296,6 +319,7 @@ impl Runner {
                 attempts: v["attempts"].as_u64().unwrap_or(0) as usize,
                 sim_ms,
                 why: None,
+                first_failure,
             },
             Err(e) => Outcome {
                 oracle_fee_msat,
@@ -307,6 +331,7 @@ impl Runner {
                     .map_or(0, |v| v.len()),
                 sim_ms,
                 why: Some(reason(e.code, &e.message)),
+                first_failure,
             },
         }
     }
@@ -387,6 +412,8 @@ struct Row {
     search_p99: Duration,
     model: (usize, usize),
     reasons: Vec<(usize, String)>,
+    /// Feasible tasks whose first attempt failed, by why.
+    first_failures: BTreeMap<&'static str, usize>,
 }
 
 fn row(s: &Stats) -> Row {
@@ -423,6 +450,10 @@ fn row(s: &Stats) -> Row {
         if let Some(w) = &o.why {
             *reasons.entry(w.clone()).or_default() += 1;
         }
+    }
+    let mut first_failures = BTreeMap::new();
+    for w in feasible.iter().filter_map(|o| o.first_failure) {
+        *first_failures.entry(w).or_default() += 1;
     }
     let mut reasons: Vec<(usize, String)> = reasons.into_iter().map(|(k, v)| (v, k)).collect();
     reasons.sort_unstable_by(|a, b| b.cmp(a));
@@ -477,6 +508,7 @@ fn row(s: &Stats) -> Row {
             .max_by_key(|m| m.0 + m.1)
             .unwrap_or((0, 0)),
         reasons,
+        first_failures,
     }
 }
 
@@ -554,6 +586,17 @@ fn print_table(amount_sat: u64, a: &Args, stats: &BTreeMap<Strategy, Stats>) {
             } else {
                 top.join(", ")
             }
+        );
+        let first: Vec<String> = r
+            .first_failures
+            .iter()
+            .map(|(w, n)| format!("{w} {n}"))
+            .collect();
+        println!(
+            "  {:<17} first attempt failed on {} feasible tasks: {}",
+            "",
+            r.first_failures.values().sum::<usize>(),
+            first.join(", ")
         );
     }
     if let Some(m) = rows.get(&Strategy::Memory) {
