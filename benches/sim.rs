@@ -601,47 +601,67 @@ fn print_table(amount_sat: u64, a: &Args, stats: &BTreeMap<Strategy, Stats>) {
     }
     if let Some(m) = rows.get(&Strategy::Memory) {
         let fee_search = rows.get(&Strategy::Fee).map(|f| f.search_p50);
+        // Issue 9's targets are for 100k sat; at 1M sat only the attempts have one. The rest
+        // is shown at 1M too, marked as the 100k figure it would have to meet.
         let small = amount_sat <= 100_000;
+        let tag = |ok: bool, target: bool| match (ok, target) {
+            (true, true) => "MET   ",
+            (false, true) => "MISSED",
+            (true, false) => "(ok)  ",
+            (false, false) => "(over)",
+        };
+        let success = pct(m.success, m.feasible);
         let att_target = if small { 1.3 } else { 2.5 };
         let mut checks = vec![
             (
-                format!(
-                    "success among feasible >= 98%: {:.1}%",
-                    pct(m.success, m.feasible)
-                ),
-                pct(m.success, m.feasible) >= 98.0,
+                format!("success among feasible >= 98%: {success:.1}%"),
+                success >= 98.0,
+                small,
             ),
             (
                 format!("mean attempts <= {att_target}: {:.2}", m.att_mean),
                 m.att_mean <= att_target,
+                true,
             ),
-        ];
-        if small {
-            checks.push((
+            (
                 format!("first attempt >= 80%: {:.1}%", m.first_attempt),
                 m.first_attempt >= 80.0,
-            ));
-        }
-        checks.push((
-            format!("fee p50 <= 1.10x oracle: {:.3}x", m.fee_p50),
-            m.fee_p50 <= 1.10,
-        ));
-        checks.push((
-            format!("fee p90 <= 1.5x oracle: {:.3}x", m.fee_p90),
-            m.fee_p90 <= 1.5,
-        ));
+                small,
+            ),
+            (
+                format!("fee p50 <= 1.10x oracle: {:.3}x", m.fee_p50),
+                m.fee_p50 <= 1.10,
+                small,
+            ),
+            (
+                format!("fee p90 <= 1.5x oracle: {:.3}x", m.fee_p90),
+                m.fee_p90 <= 1.5,
+                small,
+            ),
+        ];
         if let Some(f) = fee_search {
             let x = m.search_p50.as_secs_f64() / f.as_secs_f64().max(1e-12);
-            checks.push((format!("search p50 <= 1.5x fee-only: {x:.2}x"), x <= 1.5));
+            checks.push((
+                format!("search p50 <= 1.5x fee-only: {x:.2}x"),
+                x <= 1.5,
+                small,
+            ));
         }
         let world_kind = if a.dist == Dist::Bimodal && a.traffic > 0.0 {
             ""
         } else {
-            " (targets are for the bimodal world with traffic)"
+            " (the targets are for the bimodal world with traffic)"
         };
-        println!("  targets, model with memory{world_kind}:");
-        for (what, ok) in checks {
-            println!("    {} {what}", if ok { "MET   " } else { "MISSED" });
+        println!(
+            "  targets, model with memory{world_kind}{}:",
+            if small {
+                ""
+            } else {
+                " (at 1M sat only the attempts; the rest in brackets against the 100k targets)"
+            }
+        );
+        for (what, ok, target) in checks {
+            println!("    {} {what}", tag(ok, target));
         }
     }
 }
