@@ -695,7 +695,11 @@ impl<N: Lightningd> Rebalancer<N> {
                         .plan
                         .next_route(&s.graph, &FeeOnly, &mut s.scratch)
                         .or(Some(hops)),
-                    other => other,
+                    Some(hops) => Some(hops),
+                    // Every way left crosses a channel the model believes too small (P = 0):
+                    // beliefs fade and may be out of date, so try the cheapest way this call
+                    // has not ruled out itself before answering "no route".
+                    None => s.plan.next_route(&s.graph, &FeeOnly, &mut s.scratch),
                 }
             }
         };
