@@ -497,7 +497,7 @@ pub(crate) mod tests {
         let p = find_path_with(&g, &q, &none, &beliefs, &mut s).unwrap();
         assert_eq!(names(&g, &p), ["a", "x", "d"]);
         // Known to hold at most a bit more than the amount: likely to fail, and the risk cost
-        // (several bits at 25 sat each) outweighs the 40 sat saved.
+        // (several bits at 35 sat each) outweighs the 40 sat saved.
         let mut model = Liquidity::new();
         model.failed(
             x_to_d,
