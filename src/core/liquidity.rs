@@ -408,7 +408,9 @@ impl Liquidity {
         });
         self.nodes
             .retain(|_, &mut t| decay(half_life, t, now) > FORGOTTEN);
-        if self.entries.len() > max_entries {
+        if max_entries == 0 {
+            self.entries.clear();
+        } else if self.entries.len() > max_entries {
             let mut times: Vec<u64> = self
                 .entries
                 .values()
@@ -416,11 +418,16 @@ impl Liquidity {
                 .collect();
             times.sort_unstable_by(|a, b| b.cmp(a));
             let cutoff = times[max_entries - 1];
-            let mut kept = 0;
+            // Everything newer than the cutoff stays, whatever order the map visits it in;
+            // entries at the cutoff fill only the places left.
+            let newer = times.iter().take_while(|&&t| t > cutoff).count();
+            let mut ties_left = max_entries - newer;
             self.entries.retain(|_, e| {
-                let keep = e.updated.max(e.failed_at) > cutoff
-                    || (e.updated.max(e.failed_at) == cutoff && kept < max_entries);
-                kept += usize::from(keep);
+                let t = e.updated.max(e.failed_at);
+                let keep = t > cutoff || (t == cutoff && ties_left > 0);
+                if t == cutoff && keep {
+                    ties_left -= 1;
+                }
                 keep
             });
         }
@@ -920,5 +927,27 @@ mod tests {
         l.prune(110, H, 4);
         let kept: Vec<u64> = l.entries().iter().map(|e| e.3).collect();
         assert_eq!(kept, vec![106, 107, 108, 109]);
+    }
+
+    /// Found by tests/fuzz_core.rs: with several entries at the cutoff time, entries newer
+    /// than it visited after the ties were kept beyond the limit; a limit of 0 panicked.
+    #[test]
+    fn prune_limit_holds_with_ties() {
+        for seed in 0..20u64 {
+            let mut l = Liquidity::new();
+            for i in 0..8 {
+                // Half at t = 200, half at 100, in an order that varies with the seed.
+                let t = if (i + seed) % 2 == 0 { 200 } else { 100 };
+                l.failed(cd(i + 10 * seed), 5, C, t, H);
+            }
+            l.prune(200, H, 5);
+            let times: Vec<u64> = l.entries().iter().map(|e| e.3).collect();
+            assert_eq!(times.len(), 5, "{times:?}");
+            assert_eq!(times.iter().filter(|&&t| t == 200).count(), 4);
+        }
+        let mut l = Liquidity::new();
+        l.failed(cd(1), 5, C, 100, H);
+        l.prune(100, H, 0);
+        assert!(l.entries().is_empty());
     }
 }
