@@ -155,7 +155,9 @@ pub fn success_probability(prior: Prior, amount_msat: u64, b: Bounds, capacity_m
         b.max_msat as f64 + 1.0,
         amount_msat as f64,
     );
-    let uniform = (hi - a) / (hi - lo);
+    // From integer differences: near 2^53 msat `hi - lo` in f64 can round to 0 (0/0 = NaN).
+    let uniform = (u128::from(b.max_msat) + 1 - u128::from(amount_msat)) as f64
+        / (u128::from(b.max_msat) + 1 - u128::from(b.min_msat)) as f64;
     match prior {
         Prior::Uniform => uniform,
         Prior::Bimodal => {
@@ -747,6 +749,26 @@ mod tests {
             success_probability(Prior::Uniform, 3 * C / 5 + 1, b, C),
             0.0
         );
+    }
+
+    /// Found by tests/fuzz_core.rs: bounds a few msat apart above 2^53 msat gave P = NaN.
+    #[test]
+    fn probability_is_a_number_at_any_scale() {
+        let big = 1u64 << 53;
+        let b = Bounds {
+            min_msat: big,
+            max_msat: big + 1,
+        };
+        for prior in [Prior::Uniform, Prior::Bimodal] {
+            let p = success_probability(prior, big + 1, b, big + 1);
+            assert!((0.0..=1.0).contains(&p), "{prior:?}: {p}");
+            let b = Bounds {
+                min_msat: u64::MAX - 2,
+                max_msat: u64::MAX,
+            };
+            let p = success_probability(prior, u64::MAX - 1, b, u64::MAX);
+            assert!((0.0..=1.0).contains(&p), "{prior:?}: {p}");
+        }
     }
 
     #[test]
