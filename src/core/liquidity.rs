@@ -474,12 +474,19 @@ impl Liquidity {
 
     /// A compact, versioned binary form for lightningd's datastore (in-flight amounts are not
     /// saved: they belong to this process's attempts).
+    /// Only what [`Liquidity::decode`] reads back is written: a channel direction other than
+    /// 0 or 1, or a node id over 255 bytes (a real one has 66), would make the whole record
+    /// unreadable, so such entries are left out.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 + self.entries.len() * ENTRY_BYTES);
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
-        out.extend_from_slice(&(self.entries.len() as u32).to_be_bytes());
-        let mut sorted: Vec<(&ChanDir, &Entry)> = self.entries.iter().collect();
+        let mut sorted: Vec<(&ChanDir, &Entry)> = self
+            .entries
+            .iter()
+            .filter(|(cd, _)| cd.direction <= 1)
+            .collect();
+        out.extend_from_slice(&(sorted.len() as u32).to_be_bytes());
         sorted.sort_unstable_by_key(|x| *x.0);
         for (cd, e) in sorted {
             out.extend_from_slice(&cd.short_channel_id.0.to_be_bytes());
@@ -488,11 +495,12 @@ impl Liquidity {
                 out.extend_from_slice(&v.to_be_bytes());
             }
         }
-        let nodes = self.failed_nodes();
+        let mut nodes = self.failed_nodes();
+        nodes.retain(|(id, _)| id.len() <= 255);
         out.extend_from_slice(&(nodes.len() as u32).to_be_bytes());
         for (id, t) in nodes {
-            out.push(id.len().min(255) as u8);
-            out.extend_from_slice(&id.as_bytes()[..id.len().min(255)]);
+            out.push(id.len() as u8);
+            out.extend_from_slice(id.as_bytes());
             out.extend_from_slice(&t.to_be_bytes());
         }
         out
@@ -938,6 +946,20 @@ mod tests {
         let mut extra = bytes;
         extra.push(0);
         assert!(Liquidity::decode(&extra).is_err());
+    }
+
+    /// Found by tests/fuzz_core.rs: a node id cut at 255 bytes inside a character (or a
+    /// direction other than 0/1) made decode refuse the whole saved model.
+    #[test]
+    fn encode_writes_only_what_decode_reads() {
+        let mut l = Liquidity::new();
+        l.failed(cd(1), 400_000_000, C, 100, H);
+        l.failed(ChanDir::new(Scid(2 << 40), 2), 5, C, 100, H);
+        l.node_failed(&"é".repeat(150), 101);
+        l.node_failed(&"02".repeat(33), 102);
+        let back = Liquidity::decode(&l.encode()).unwrap();
+        assert_eq!(back.entries(), l.entries()[..1]);
+        assert_eq!(back.failed_nodes(), [("02".repeat(33), 102)]);
     }
 
     #[test]
