@@ -237,9 +237,12 @@ impl Liquidity {
         let f = decay(half_life, e.updated, now);
         let max = e.max_msat.min(capacity_msat);
         let min = e.min_msat.min(max);
+        // Above 2^53 msat an f64 can round up past the integer it came from: clamp, so the
+        // decayed bounds stay within the stored ones (min <= max <= capacity).
+        let forgotten = ((capacity_msat - max) as f64 * f).floor() as u64;
         Bounds {
-            min_msat: (min as f64 * f).floor() as u64,
-            max_msat: capacity_msat - ((capacity_msat - max) as f64 * f).floor() as u64,
+            min_msat: ((min as f64 * f).floor() as u64).min(min),
+            max_msat: capacity_msat - forgotten.min(capacity_msat - max),
         }
     }
 
@@ -757,6 +760,25 @@ mod tests {
             success_probability(Prior::Uniform, 3 * C / 5 + 1, b, C),
             0.0
         );
+    }
+
+    /// Found by tests/fuzz_core.rs: on a channel above 2^53 msat, f64 rounding put the
+    /// decayed max below the min (and could put it past the capacity).
+    #[test]
+    fn bounds_stay_ordered_at_any_scale() {
+        for cap in [u64::MAX, (1 << 60) - 1, (1 << 53) + 1] {
+            for amount in [45_095_162, cap / 3, cap - 1] {
+                let mut l = Liquidity::new();
+                l.exact(cd(1), amount, cap, 0);
+                for now in [0, H / 2, H, 100 * H] {
+                    let b = l.bounds(cd(1), cap, now, H);
+                    assert!(
+                        b.min_msat <= b.max_msat && b.max_msat <= cap,
+                        "{cap} {now} {b:?}"
+                    );
+                }
+            }
+        }
     }
 
     /// Found by tests/fuzz_core.rs: bounds a few msat apart above 2^53 msat gave P = NaN.
