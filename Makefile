@@ -4,6 +4,7 @@
 #   make test    every test: Rust unit/integration, stand-in end-to-end, real lightningd (skips
 #                with a reason when lightningd/bitcoind are not on PATH)
 #   make bench   mainnet-scale graph and pathfinding benchmark
+#   make fuzz    a longer property/fuzz run than make test's (tests/fuzz_core.rs)
 #   make lint    rustfmt and clippy, as CI runs them
 
 CARGO ?= cargo
@@ -12,7 +13,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PLUGIN := target/release/cln-rebalance
 
-.PHONY: all build demo test test-rust test-e2e lint bench clean
+.PHONY: all build demo test test-rust test-e2e lint bench fuzz clean
 
 all: build
 
@@ -43,6 +44,15 @@ test: lint test-rust test-e2e
 
 bench:
 	$(CARGO) bench --bench pathfind
+
+# tests/fuzz_core.rs with FUZZ_SCALE times each target's CI budget, from FUZZ_SEED (a fresh one
+# by default: each target prints it), with overflow checks and debug assertions on (a build of
+# its own under target/fuzz, so the normal build is left alone).
+FUZZ_SCALE ?= 50
+fuzz:
+	FUZZ_SCALE=$(FUZZ_SCALE) PROPTEST_RNG_SEED=$${FUZZ_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')} \
+	  CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true \
+	  CARGO_TARGET_DIR=target/fuzz $(CARGO) test --release --test fuzz_core
 
 clean:
 	$(CARGO) clean
