@@ -283,6 +283,21 @@ impl Lightningd for ClnNode {
         Ok(())
     }
 
+    async fn datastore_string(
+        &self,
+        key: &[&str],
+        string: &str,
+        mode: &str,
+    ) -> Result<(), RpcError> {
+        let _: Value = self
+            .call(
+                "datastore",
+                json!({"key": key, "string": string, "mode": mode}),
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn listdatastore(&self, key: &[&str]) -> Result<Vec<DatastoreEntry>, RpcError> {
         let v: Value = self.call("listdatastore", json!({"key": key})).await?;
         take_list(v, "datastore")
