@@ -58,6 +58,10 @@ async fn moves_the_amount_and_pays_only_the_reported_fee() {
     );
     assert_eq!(node.to_us(BOB), out0 - 100_000_000 - fee);
     assert_eq!(node.to_us(CAROL), in0 + 100_000_000);
+    // rebalance.py's names mean the same.
+    assert_eq!(v["sent"], 100_000_000 + fee);
+    assert_eq!(v["received"], 100_000_000);
+    assert_eq!(v["fee"], fee);
     let route = v["route"].as_array().unwrap();
     assert_eq!(route.first().unwrap()["short_channel_id"], BOB);
     assert_eq!(route.last().unwrap()["short_channel_id"], CAROL);

@@ -330,6 +330,9 @@ impl<N: Lightningd> Rebalancer<N> {
         let mut given_up: HashSet<String> = HashSet::new();
         // A failed pair's next, smaller amount.
         let mut retry_amount: HashMap<(Scid, Scid), u64> = HashMap::new();
+        // Sinks whose move failed while other moves were in flight (they may have been in its
+        // way): tried again, at the same amount, once one of those has ended.
+        let mut deferred: HashSet<String> = HashSet::new();
         let reserved = AtomicU64::new(0);
         let mut run_spent = 0u64;
         let mut last_reason = String::new();
@@ -354,6 +357,7 @@ impl<N: Lightningd> Rebalancer<N> {
                 let mut left_out: HashSet<String> = self.busy_channels();
                 left_out.extend(in_flight.iter().cloned());
                 left_out.extend(given_up.iter().cloned());
+                left_out.extend(deferred.iter().cloned());
                 match self
                     .current_plan(
                         &config,
@@ -453,6 +457,10 @@ impl<N: Lightningd> Rebalancer<N> {
             in_flight.remove(&m.outgoing.to_string());
             in_flight.remove(&m.incoming.to_string());
             self.move_ended(job, &m, &res, &reserved, &mut run_spent);
+            let others_in_flight = !tasks.is_empty();
+            if !others_in_flight || res.is_ok() {
+                deferred.clear();
+            }
             match &res {
                 Ok(v) => {
                     let hash = v["payment_hash"].as_str().unwrap_or_default().to_string();
@@ -468,6 +476,9 @@ impl<N: Lightningd> Rebalancer<N> {
                         m.incoming,
                         e.message
                     ));
+                }
+                Err(e) if others_in_flight && e.code != error::INVALID_PARAMS => {
+                    deferred.insert(m.incoming.to_string());
                 }
                 Err(e) => {
                     let half = m.amount_msat / 2;

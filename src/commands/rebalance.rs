@@ -854,6 +854,10 @@ impl<N: Lightningd> Rebalancer<N> {
             "incoming_scid": r.inc_scid,
             "amount_msat": r.amount_msat,
             "fee_msat": fee_msat,
+            // rebalance.py's names, for scripts that read them.
+            "sent": r.amount_msat.saturating_add(fee_msat),
+            "received": r.amount_msat,
+            "fee": fee_msat,
             "fee_ppm": ppm(fee_msat, r.amount_msat),
             "attempts": s.attempts.len(),
             "hops": hops.len(),
@@ -975,6 +979,10 @@ impl<N: Lightningd> Rebalancer<N> {
 
     /// What a failure at hop `index` teaches the model: hops before it forwarded their amounts;
     /// the erring channel could not carry its own, or is disabled; or the node failed.
+    ///
+    /// The bounds are on what a channel holds with our other attempts' HTLCs still in it (the
+    /// model adds those when it prices a hop), so what they have in flight over a hop counts
+    /// with what this attempt asked of it.
     fn learn_failed(&self, s: &Session, f: &PayFailure, hops: &[Hop], index: usize) {
         let now = self.clock.now_secs();
         let hl = self.config.model.half_life_secs;
@@ -987,13 +995,9 @@ impl<N: Lightningd> Rebalancer<N> {
         };
         for h in hops.iter().take(index).skip(1) {
             if let Some(c) = cap(h) {
-                m.forwarded(
-                    ChanDir::new(h.short_channel_id, h.direction),
-                    h.amount_msat,
-                    c,
-                    now,
-                    hl,
-                );
+                let cd = ChanDir::new(h.short_channel_id, h.direction);
+                let asked = h.amount_msat.saturating_add(m.in_flight_msat(cd));
+                m.forwarded(cd, asked, c, now, hl);
             }
         }
         let Some(h) = hops.get(index) else { return };
@@ -1008,7 +1012,8 @@ impl<N: Lightningd> Rebalancer<N> {
             }
         } else if failcode == TEMPORARY_CHANNEL_FAILURE {
             if let Some(c) = cap(h) {
-                m.failed(cd, h.amount_msat, c, now, hl);
+                let asked = h.amount_msat.saturating_add(m.in_flight_msat(cd));
+                m.failed(cd, asked, c, now, hl);
             }
         } else if failcode == CHANNEL_DISABLED || failcode & PERM != 0 {
             m.channel_failed(cd, now);
