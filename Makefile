@@ -11,8 +11,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PLUGIN := target/release/cln-rebalance
+# PATH's python3 during pytest: the stdlib only (plugin-tests/python_guard.py).
+GUARD := $(VENV)/guard-bin
 
 .PHONY: all build demo test test-rust test-e2e lint bench clean
+
+# Python variables of the calling shell would leak other packages into the venv.
+unexport PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE
 
 all: build
 
@@ -22,7 +27,7 @@ build:
 # A virtualenv with pytest and pyln-* from PyPI, made once.
 $(VENV)/.done: plugin-tests/requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r plugin-tests/requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r plugin-tests/requirements.txt
 	touch $@
 
 demo: build
@@ -35,9 +40,17 @@ lint:
 test-rust:
 	$(CARGO) test --workspace --release
 
+# pytest runs with $(GUARD) first on PATH and CLN_REBALANCE_PYTHON_GUARD=1 (conftest.py then
+# fails the run if anything it imported came from outside .venv and the stdlib). Exit 5 means
+# pytest ran nothing (none collected, or all deselected): a failure, said as such.
 test-e2e: build $(VENV)/.done
-	CLN_REBALANCE_BIN=$(CURDIR)/$(PLUGIN) LIGHTNINGD_STANDIN=$(CURDIR)/target/release/lightningd-standin \
-	  $(PY) -m pytest plugin-tests -q -rs
+	$(PY) plugin-tests/python_guard.py $(GUARD)
+	@echo 'PATH=$(GUARD):$$PATH CLN_REBALANCE_PYTHON_GUARD=1 $(PY) -m pytest plugin-tests -q -rs   (PATH python3: the stdlib only)'
+	@PATH='$(CURDIR)/$(GUARD)':"$$PATH" CLN_REBALANCE_PYTHON_GUARD=1 \
+	  CLN_REBALANCE_BIN='$(CURDIR)/$(PLUGIN)' LIGHTNINGD_STANDIN='$(CURDIR)/target/release/lightningd-standin' \
+	  $(PY) -m pytest plugin-tests -q -rs; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo 'pytest ran no tests from plugin-tests (exit 5: none collected, or all deselected): nothing was tested'; fi; \
+	  exit $$rc
 
 test: lint test-rust test-e2e
 
