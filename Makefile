@@ -5,6 +5,11 @@
 #                with a reason when lightningd/bitcoind are not on PATH)
 #   make bench   mainnet-scale graph and pathfinding benchmark
 #   make lint    rustfmt and clippy, as CI runs them
+#
+# Needs only cargo (Rust 1.85+, with rustfmt and clippy for lint/test), python3 with venv, and
+# for test/bench the mainnet graphs in ../shared/data ($CLN_REBALANCE_MAINNET_DATA overrides;
+# `make test ALLOW_NO_DATA=1` runs without them, those tests skip). Python packages go into
+# .venv from plugin-tests/requirements.txt; nothing else on the machine is used.
 
 CARGO ?= cargo
 PYTHON ?= python3
@@ -18,6 +23,26 @@ GUARD := $(VENV)/guard-bin
 
 # Python variables of the calling shell would leak other packages into the venv.
 unexport PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE
+
+# What each goal needs, checked as make starts (plugin-tests/prereqs.sh): a missing one stops
+# make with one line saying what is missing and how to get it.
+NEEDS_all := cargo
+NEEDS_build := cargo
+NEEDS_demo := cargo
+NEEDS_lint := cargo lint
+NEEDS_test-rust := cargo testdata
+NEEDS_test-e2e := cargo python testdata
+NEEDS_test := cargo lint python testdata
+NEEDS_bench := cargo data
+NEEDS := $(sort $(foreach g,$(or $(MAKECMDGOALS),all),$(NEEDS_$(g))))
+ifneq ($(NEEDS),)
+MISSING := $(shell CARGO='$(CARGO)' PYTHON='$(PYTHON)' ALLOW_NO_DATA='$(ALLOW_NO_DATA)' \
+  CLN_REBALANCE_MAINNET_DATA='$(CLN_REBALANCE_MAINNET_DATA)' \
+  sh plugin-tests/prereqs.sh $(filter $(NEEDS),cargo lint python testdata data))
+ifneq ($(MISSING),)
+$(error $(MISSING))
+endif
+endif
 
 all: build
 
