@@ -14,6 +14,7 @@ CARGO=${CARGO:-cargo}
 PYTHON=${PYTHON:-python3}
 root=$(cd "$(dirname "$0")/.." && pwd)
 data=${CLN_REBALANCE_MAINNET_DATA:-$root/../shared/data}
+shown=${CLN_REBALANCE_MAINNET_DATA:-../shared/data}
 snapshots="mainnet-2021-04-16 mainnet-2024-09-22 mainnet-2026-02-03"
 
 missing() {
@@ -49,7 +50,7 @@ check_python() {
 
 check_data() {
     for s in $snapshots; do
-        [ -f "$data/$s.listchannels.json.gz" ] || missing "missing: $data/$s.listchannels.json.gz (the mainnet graphs); put shared/ beside this checkout as ../shared, or set CLN_REBALANCE_MAINNET_DATA=DIR$1"
+        [ -f "$data/$s.listchannels.json.gz" ] || missing "missing: $shown/$s.listchannels.json.gz (the mainnet graphs); put shared/ beside this checkout as ../shared, or set CLN_REBALANCE_MAINNET_DATA=DIR$1"
     done
 }
 
