@@ -3,7 +3,8 @@
 # naming the first thing missing and how to get it (the Makefile stops with it), nothing when
 # all is there. Runnable by hand: sh plugin-tests/prereqs.sh cargo lint python testdata
 #
-#   cargo     cargo on PATH, Rust 1.85 or newer (edition 2024; cln-plugin/cln-rpc 0.7 need it)
+#   cargo     cargo on PATH, Rust 1.85 or newer (edition 2024; cln-plugin/cln-rpc 0.7 need it),
+#             and a C compiler, cc ($CC): rustc links with it, secp256k1-sys compiles C with it
 #   lint      rustfmt and clippy (make lint, make test)
 #   python    python3 with the venv module and ensurepip (for .venv: pytest, pyln-*)
 #   data      the mainnet graphs (make bench): $CLN_REBALANCE_MAINNET_DATA, else ../shared/data
@@ -30,6 +31,9 @@ check_cargo() {
     set -- $v
     [ "$1" -gt 1 ] || [ "$2" -ge 85 ] ||
         missing "missing: Rust 1.85+ (found cargo $1.$2, too old for edition 2024); update with 'rustup update stable' (https://rustup.rs)"
+    set -- ${CC:-cc}
+    command -v "$1" >/dev/null 2>&1 ||
+        missing "missing: a C compiler, $1 (Rust links with it; secp256k1-sys compiles C); install it with 'sudo apt-get install build-essential' (Debian/Ubuntu)"
 }
 
 check_lint() {
