@@ -48,23 +48,24 @@ def pytest_collection_modifyitems(config, items):
 
 def modules_from_outside_the_venv():
     """Imported modules whose files lie outside the venv (sys.prefix), the base interpreter's
-    stdlib (not its site-packages) and this repository: packages the machine happens to have."""
-    def real(p):
-        return os.path.realpath(p) + os.sep
-    allowed = [real(sys.prefix), real(ROOT)]
-    stdlib = {real(sysconfig.get_paths()[k]) for k in ("stdlib", "platstdlib")}
+    stdlib (not its site-packages) and this repository: packages the machine happens to have.
+    A path counts as inside when it is either as imported or resolved (Debian's stdlib
+    sitecustomize.py is a symlink into /etc)."""
+    def forms(p):
+        return {os.path.abspath(p) + os.sep, os.path.realpath(p) + os.sep}
+    allowed = forms(sys.prefix) | forms(ROOT)
+    stdlib = set().union(*(forms(sysconfig.get_paths()[k]) for k in ("stdlib", "platstdlib")))
+
+    def inside(f):
+        return (any(f.startswith(a) for a in allowed)
+                or any(f.startswith(d) and "site-packages" not in f[len(d):]
+                       and "dist-packages" not in f[len(d):] for d in stdlib))
+
     outside = []
     for name, mod in list(sys.modules.items()):
         f = getattr(mod, "__file__", None)
-        if not f:
-            continue
-        f = real(f)
-        if any(f.startswith(a) for a in allowed):
-            continue
-        if any(f.startswith(d) and not any(x in f[len(d):] for x in ("site-packages", "dist-packages"))
-               for d in stdlib):
-            continue
-        outside.append(f"{name} ({f.rstrip(os.sep)})")
+        if f and not any(inside(x) for x in forms(f)):
+            outside.append(f"{name} ({os.path.abspath(f)})")
     return sorted(outside)
 
 
