@@ -223,7 +223,15 @@ impl<N: Lightningd> Rebalancer<N> {
             ));
             return Ok(answer);
         }
-        let job = self.start_job(config, budget, answer.clone())?;
+        // Job ids stay unique across restarts: the history remembers the last one.
+        let last_recorded = self
+            .history_entries()
+            .await
+            .iter()
+            .map(|e| e.job_id)
+            .max()
+            .unwrap_or(0);
+        let job = self.start_job(config, budget, answer.clone(), last_recorded)?;
         answer["status"] = json!("started");
         answer["job_id"] = json!(job.id);
         answer["message"] = json!(format!(
@@ -274,6 +282,7 @@ impl<N: Lightningd> Rebalancer<N> {
         config: PlanConfig,
         budget: Budget,
         initial_plan: Value,
+        last_recorded_id: u64,
     ) -> Result<Arc<Job>, RpcFailure> {
         let mut slot = self.job.lock().expect("job lock");
         if slot.as_ref().is_some_and(|j| j.is_running()) {
@@ -282,7 +291,7 @@ impl<N: Lightningd> Rebalancer<N> {
                 "rebalanceall is already running",
             ));
         }
-        let id = slot.as_ref().map_or(0, |j| j.id) + 1;
+        let id = slot.as_ref().map_or(0, |j| j.id).max(last_recorded_id) + 1;
         let started_at = self.now_secs();
         let job = Arc::new(Job {
             id,
