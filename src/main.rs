@@ -148,8 +148,16 @@ async fn main() -> Result<(), anyhow::Error> {
         )
         .rpcmethod_from_builder(
             cln_plugin::RpcMethodBuilder::new("balances", balances)
-                .usage("[id]")
-                .description("How each channel's funds are split between us and the peer (id: filter by peer id or short_channel_id)"),
+                .usage("[id] [quote]")
+                .description("How each channel's funds are split, with fees both ways, HTLCs in flight, reserves, distance from \
+                     target, source or sink and the last rebalance; per-peer totals; the moves rebalanceall would make, each \
+                     ready to run (quote=true prices them with a dry run). id filters by peer id or short_channel_id. \
+                     JSON for scripts; balances-table shows the same as a table."),
+        )
+        .rpcmethod_from_builder(
+            cln_plugin::RpcMethodBuilder::new("balances-table", balances_table)
+                .usage("[id] [quote]")
+                .description("balances as a table to scan (lightning-cli prints it as it is)"),
         )
         .rpcmethod_from_builder(
             cln_plugin::RpcMethodBuilder::new("rebalance-liquidity", liquidity)
@@ -174,6 +182,11 @@ async fn main() -> Result<(), anyhow::Error> {
                 .usage("[days]")
                 .description("What rebalancing did over the last days (default 30): totals, per channel, fee budget used, \
                      and whether forwarding on the channels we rebalanced into paid it back"),
+        )
+        .rpcmethod_from_builder(
+            cln_plugin::RpcMethodBuilder::new("rebalancereport-table", rebalancereport_table)
+                .usage("[days]")
+                .description("rebalancereport as text to read (lightning-cli prints it as it is)"),
         )
         .rpcmethod_from_builder(
             cln_plugin::RpcMethodBuilder::new("rebalance-settings", settings)
@@ -309,6 +322,15 @@ async fn balances(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow:
     result.map_err(anyhow::Error::new)
 }
 
+async fn balances_table(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow::Error> {
+    let state = plugin.state().clone();
+    let result = match params::balances(&params) {
+        Ok(p) => state.balances_table(p).await,
+        Err(e) => Err(e),
+    };
+    result.map_err(anyhow::Error::new)
+}
+
 async fn liquidity(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow::Error> {
     let state = plugin.state().clone();
     let result = match params::liquidity(&params) {
@@ -374,6 +396,18 @@ async fn rebalancereport(plugin: Plugin<State>, params: Value) -> Result<Value, 
     let state = plugin.state().clone();
     let result = match params::rebalancereport(&params) {
         Ok(days) => state.rebalancereport(days).await,
+        Err(e) => Err(e),
+    };
+    result.map_err(anyhow::Error::new)
+}
+
+async fn rebalancereport_table(
+    plugin: Plugin<State>,
+    params: Value,
+) -> Result<Value, anyhow::Error> {
+    let state = plugin.state().clone();
+    let result = match params::rebalancereport(&params) {
+        Ok(days) => state.rebalancereport_table(days).await,
         Err(e) => Err(e),
     };
     result.map_err(anyhow::Error::new)

@@ -60,4 +60,11 @@ impl<N: Lightningd> Rebalancer<N> {
         v["text"] = json!(r.to_text());
         Ok(v)
     }
+
+    /// `rebalancereport-table [days]`: the report as text, a single-member result that
+    /// lightning-cli prints as it is.
+    pub async fn rebalancereport_table(&self, days: Option<u64>) -> Result<Value, RpcFailure> {
+        let v = self.rebalancereport(days).await?;
+        Ok(json!({"format-hint": "simple", "report": v["text"]}))
+    }
 }
