@@ -124,7 +124,10 @@ async fn main() -> Result<(), anyhow::Error> {
         return Ok(());
     }
     cln_rebalance::memory::configure();
-    let Some(configured) = Builder::new(tokio::io::stdin(), tokio::io::stdout())
+    // `check` is answered in front of cln-plugin, which cannot (see check.rs).
+    let (input, output) =
+        cln_rebalance::check::wire(tokio::io::stdin(), tokio::io::stdout(), params::check);
+    let Some(configured) = Builder::new(input, output)
         .option(OPT_MAXFEEPPM)
         .option(OPT_EXEMPTFEE)
         .option(OPT_RETRY_FOR)
