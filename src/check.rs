@@ -80,15 +80,76 @@ async fn write_message<W: AsyncWrite + Unpin>(out: &Mutex<W>, bytes: &[u8]) -> s
     w.flush().await
 }
 
+/// Lets the process wait, before it exits, until what cln-plugin wrote has reached lightningd
+/// (the layer copies it in a task of its own).
+#[derive(Clone, Default)]
+pub struct Drain {
+    /// Bytes cln-plugin wrote into the layer, and bytes the layer passed on.
+    written: Arc<std::sync::atomic::AtomicU64>,
+    passed: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Drain {
+    /// Waits (at most a second) until everything written so far has been passed on.
+    pub async fn wait(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        for _ in 0..100 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            if self.passed.load(SeqCst) >= self.written.load(SeqCst) {
+                return;
+            }
+        }
+    }
+}
+
+/// Counts the bytes cln-plugin writes, for [`Drain`].
+pub struct Counted {
+    inner: DuplexStream,
+    written: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &r {
+            self.written
+                .fetch_add(*n as u64, std::sync::atomic::Ordering::SeqCst);
+        }
+        r
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// Puts the layer between lightningd (`input`, `output`) and cln-plugin: returns the streams
-/// to hand to cln-plugin's `Builder::new`.
-pub fn wire<R, W>(input: R, output: W, checker: Checker) -> (DuplexStream, DuplexStream)
+/// to hand to cln-plugin's `Builder::new`, and a [`Drain`] to wait on before exiting.
+pub fn wire<R, W>(input: R, output: W, checker: Checker) -> (DuplexStream, Counted, Drain)
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let (mut to_plugin, plugin_in) = tokio::io::duplex(1 << 20);
     let (plugin_out, mut from_plugin) = tokio::io::duplex(1 << 20);
+    let drain = Drain::default();
+    let plugin_out = Counted {
+        inner: plugin_out,
+        written: drain.written.clone(),
+    };
+    let passed = drain.passed.clone();
     let output = Arc::new(Mutex::new(output));
     let out = output.clone();
     tokio::spawn(async move {
@@ -136,7 +197,10 @@ where
                 Ok(n) => n,
             };
             buf.extend_from_slice(&chunk[..n]);
-            for raw in take_messages(&mut buf) {
+            let before = buf.len();
+            let messages = take_messages(&mut buf);
+            let taken = (before - buf.len()) as u64;
+            for raw in messages {
                 let mut bytes = raw.get().as_bytes().to_vec();
                 if !manifest_seen
                     && let Ok(mut v) = serde_json::from_slice::<Value>(&bytes)
@@ -150,9 +214,21 @@ where
                     return;
                 }
             }
+            // Whitespace between messages counts as passed on once it is consumed.
+            let pending = buf
+                .iter()
+                .all(u8::is_ascii_whitespace)
+                .then_some(buf.len() as u64);
+            passed.fetch_add(
+                taken + pending.unwrap_or(0),
+                std::sync::atomic::Ordering::SeqCst,
+            );
+            if pending.is_some() {
+                buf.clear();
+            }
         }
     });
-    (plugin_in, plugin_out)
+    (plugin_in, plugin_out, drain)
 }
 
 #[cfg(test)]
@@ -210,7 +286,7 @@ mod tests {
     async fn passes_everything_else_and_marks_the_manifest() {
         let (mut ld_in, input) = tokio::io::duplex(4096);
         let (output, mut ld_out) = tokio::io::duplex(4096);
-        let (mut plugin_in, mut plugin_out) = wire(input, output, checker);
+        let (mut plugin_in, mut plugin_out, drain) = wire(input, output, checker);
         ld_in
             .write_all(
                 b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"getmanifest\",\"params\":{}}\n\n",
@@ -234,5 +310,6 @@ mod tests {
             text.push_str(&String::from_utf8_lossy(&got[..n]));
         }
         assert!(text.contains("\"cancheck\":true"), "{text}");
+        drain.wait().await;
     }
 }

@@ -125,7 +125,7 @@ async fn main() -> Result<(), anyhow::Error> {
     }
     cln_rebalance::memory::configure();
     // `check` is answered in front of cln-plugin, which cannot (see check.rs).
-    let (input, output) =
+    let (input, output, drain) =
         cln_rebalance::check::wire(tokio::io::stdin(), tokio::io::stdout(), params::check);
     let Some(configured) = Builder::new(input, output)
         .option(OPT_MAXFEEPPM)
@@ -203,7 +203,8 @@ async fn main() -> Result<(), anyhow::Error> {
         .configure()
         .await?
     else {
-        return Ok(()); // lightningd only asked for the manifest
+        drain.wait().await; // lightningd only asked for the manifest: let it reach lightningd
+        return Ok(());
     };
 
     let read = |opt: &DefaultIntegerConfigOption| -> Result<u64, String> {
@@ -284,6 +285,7 @@ async fn main() -> Result<(), anyhow::Error> {
         Ok(c) => c,
         Err(reason) => {
             configured.disable(&reason).await?;
+            drain.wait().await;
             return Ok(());
         }
     };
