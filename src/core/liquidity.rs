@@ -366,6 +366,11 @@ impl Liquidity {
         }
     }
 
+    /// What our attempts have in flight over `cd` now.
+    pub fn in_flight_msat(&self, cd: ChanDir) -> u64 {
+        self.in_flight.get(&cd).copied().unwrap_or(0)
+    }
+
     /// `P(cd forwards amount_msat now)`, counting what our attempts have in flight over it and
     /// remembered failures of the channel (not of its nodes).
     pub fn probability(
