@@ -40,7 +40,8 @@ use cln_rebalance::core::route::{
 use cln_rebalance::error::RpcFailure;
 use cln_rebalance::lightningd::store;
 use cln_rebalance::params::{
-    self, BALANCES_PARAMS, LIQUIDITY_PARAMS, MAX_RETRY_FOR, REBALANCE_PARAMS, RebalanceParams,
+    self, BALANCES_PARAMS, LIQUIDITY_PARAMS, MAX_RETRY_FOR, REBALANCE_PARAMS, REBALANCEALL_PARAMS,
+    REPORT_PARAMS, RebalanceParams, SETTINGS_PARAMS,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{
@@ -273,6 +274,9 @@ fn key_name() -> BoxedStrategy<String> {
     let mut names: Vec<&str> = REBALANCE_PARAMS.to_vec();
     names.extend(BALANCES_PARAMS);
     names.extend(LIQUIDITY_PARAMS);
+    names.extend(REBALANCEALL_PARAMS);
+    names.extend(REPORT_PARAMS);
+    names.extend(SETTINGS_PARAMS);
     names.extend(["amount", "Amount_msat", "outgoing ", "", "scid", "ñ", "0"]);
     prop_oneof![
         4 => prop::sample::select(names).prop_map(str::to_string),
@@ -297,6 +301,9 @@ enum Kind {
     Whole { max: u64, nonzero: bool },
     /// true/false or "true"/"false".
     Flag,
+    /// A decimal ratio (JSON number or string), at most two integer digits and six decimals,
+    /// at most 10: in millionths.
+    Ratio,
 }
 
 /// One parameter as the spec reads it.
@@ -324,6 +331,7 @@ fn spec(
     params: &Value,
     names: &[&'static str],
     order: &[(&'static str, Kind, bool)],
+    rules: Rules,
 ) -> Result<BTreeMap<&'static str, Parsed>, Refusal> {
     let mut given: BTreeMap<&'static str, &Value> = BTreeMap::new();
     match params {
@@ -392,10 +400,36 @@ fn spec(
                 Value::String(s) if s == "false" => Parsed::Flag(false),
                 _ => return Err(bad),
             },
+            Kind::Ratio => {
+                let text = match v {
+                    Value::Number(n) => n.to_string(),
+                    Value::String(s) => s.trim().to_string(),
+                    _ => return Err(bad),
+                };
+                let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+                let digits =
+                    |d: &str, most: usize| d.len() <= most && d.bytes().all(|b| b.is_ascii_digit());
+                if !digits(int, 2) || !digits(frac, 6) || (int.is_empty() && frac.is_empty()) {
+                    return Err(bad);
+                }
+                let millionths = format!("{int}{frac:0<6}").parse::<u64>().unwrap_or(0);
+                if millionths > 10_000_000 {
+                    return Err(bad);
+                }
+                Parsed::Number(millionths)
+            }
         };
         out.insert(name, parsed);
     }
+    rules(&out)?;
     Ok(out)
+}
+
+/// Rules across parameters, checked after each one passed.
+type Rules = fn(&BTreeMap<&'static str, Parsed>) -> Result<(), Refusal>;
+
+fn no_rules(_: &BTreeMap<&'static str, Parsed>) -> Result<(), Refusal> {
+    Ok(())
 }
 
 /// The error `params.rs` must give for a refusal: always -32602, the message naming the
@@ -450,17 +484,21 @@ fn params_value(names: &'static [&'static str]) -> BoxedStrategy<Value> {
     ];
     let positional =
         prop::collection::vec(value.clone(), 0..=names.len() + 2).prop_map(Value::Array);
-    let named = prop::collection::vec(
-        (
-            prop_oneof![
-                6 => prop::sample::select(names.to_vec()).prop_map(str::to_string),
-                1 => key_name(),
-            ],
-            value,
-        ),
-        0..=names.len() + 1,
-    )
-    .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<_, _>>()));
+    let key = if names.is_empty() {
+        key_name()
+    } else {
+        prop_oneof![
+            6 => prop::sample::select(names.to_vec()).prop_map(str::to_string),
+            1 => key_name(),
+        ]
+        .boxed()
+    };
+    let named = prop::collection::vec((key, value), 0..=names.len() + 1)
+        .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<_, _>>()));
+    if names.is_empty() {
+        let empty = prop_oneof![Just(json!([])), Just(json!({})), Just(Value::Null)];
+        return prop_oneof![3 => positional, 3 => named, 1 => arb_json(), 3 => empty].boxed();
+    }
     prop_oneof![3 => positional, 3 => named, 1 => arb_json(), 3 => near_valid(names)].boxed()
 }
 
@@ -505,9 +543,24 @@ fn valid_value(name: &str) -> BoxedStrategy<Value> {
         ]
         .boxed(),
         "amount_msat" => amount(1).boxed(),
-        "exemptfee" => amount(0).boxed(),
+        "exemptfee" | "min_amount" | "budget" => amount(0).boxed(),
         "maxfeeppm" => whole(0, 1_000_000).boxed(),
         "retry_for" => whole(1, MAX_RETRY_FOR).boxed(),
+        "target" => whole(0, 100).boxed(),
+        "days" => whole(1, 3650).boxed(),
+        "feeratio" => prop_oneof![
+            (0u64..=10_000_000).prop_map(|m| json!(format!(
+                "{}.{:06}",
+                m / 1_000_000,
+                m % 1_000_000
+            ))),
+            (0u64..=10).prop_map(Value::from),
+            prop::sample::select(vec![0.5f64, 0.25, 1.0, 0.000001, 9.999999])
+                .prop_map(|f| json!(f)),
+            prop::sample::select(vec!["0.5", ".5", "10", "10.", " 0.1 ", "0"])
+                .prop_map(|t| json!(t)),
+        ]
+        .boxed(),
         _ => flag.boxed(),
     }
 }
@@ -561,12 +614,13 @@ fn run_params_target<T: std::fmt::Debug>(
     name: &'static str,
     names: &'static [&'static str],
     order: &'static [(&'static str, Kind, bool)],
+    rules: Rules,
     call: fn(&Value) -> Result<T, RpcFailure>,
     round_trip: fn(&T, &BTreeMap<&'static str, Parsed>) -> Result<(), TestCaseError>,
 ) {
     let tally = Tally::default();
-    fuzz(name, 5000, params_value(names), &tally, |params| {
-        let want = spec(&params, names, order);
+    fuzz(name, 3000, params_value(names), &tally, |params| {
+        let want = spec(&params, names, order, rules);
         match (call(&params), want) {
             (Ok(got), Ok(want)) => {
                 tally.add("ok");
@@ -634,6 +688,7 @@ fn fuzz_params_rebalance() {
         "params::rebalance",
         &REBALANCE_PARAMS,
         REBALANCE_ORDER,
+        no_rules,
         params::rebalance,
         |got: &RebalanceParams, want| {
             let expected = RebalanceParams {
@@ -656,10 +711,12 @@ fn fuzz_params_balances() {
     run_params_target(
         "params::balances",
         &BALANCES_PARAMS,
-        &[("id", Kind::Text, false)],
+        &[("id", Kind::Text, false), ("quote", Kind::Flag, false)],
+        no_rules,
         params::balances,
         |got, want| {
             prop_assert_eq!(&got.id, &text(want, "id"));
+            prop_assert_eq!(got.quote, flag(want, "quote"));
             Ok(())
         },
     );
@@ -674,6 +731,7 @@ fn fuzz_params_liquidity() {
             ("short_channel_id", Kind::ScidText, false),
             ("reset", Kind::Flag, false),
         ],
+        no_rules,
         params::liquidity,
         |got, want| {
             let scid = match want.get("short_channel_id") {
@@ -685,6 +743,177 @@ fn fuzz_params_liquidity() {
             Ok(())
         },
     );
+}
+
+fn maybe_flag(want: &BTreeMap<&str, Parsed>, name: &str) -> Option<bool> {
+    match want.get(name) {
+        Some(Parsed::Flag(b)) => Some(*b),
+        _ => None,
+    }
+}
+
+#[test]
+fn fuzz_params_rebalanceall() {
+    run_params_target(
+        "params::rebalanceall",
+        &REBALANCEALL_PARAMS,
+        &[
+            (
+                "target",
+                Kind::Whole {
+                    max: 100,
+                    nonzero: false,
+                },
+                false,
+            ),
+            ("min_amount", Kind::Amount { nonzero: false }, false),
+            ("feeratio", Kind::Ratio, false),
+            ("budget", Kind::Amount { nonzero: false }, false),
+            ("dryrun", Kind::Flag, false),
+        ],
+        no_rules,
+        params::rebalanceall,
+        |got, want| {
+            prop_assert_eq!(got.min_amount_msat, number(want, "min_amount"));
+            prop_assert_eq!(
+                got.feeratio_millionths.map(u64::from),
+                number(want, "feeratio")
+            );
+            prop_assert_eq!(got.target_percent.map(u64::from), number(want, "target"));
+            prop_assert_eq!(got.budget_msat, number(want, "budget"));
+            prop_assert_eq!(got.dryrun, flag(want, "dryrun"));
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn fuzz_params_rebalancereport_and_stop() {
+    run_params_target(
+        "params::rebalancereport",
+        &REPORT_PARAMS,
+        &[(
+            "days",
+            Kind::Whole {
+                max: 3650,
+                nonzero: true,
+            },
+            false,
+        )],
+        no_rules,
+        params::rebalancereport,
+        |got, want| {
+            prop_assert_eq!(*got, number(want, "days"));
+            Ok(())
+        },
+    );
+    run_params_target(
+        "params::rebalancestop",
+        &[],
+        &[],
+        no_rules,
+        params::rebalancestop,
+        |_, _| Ok(()),
+    );
+}
+
+/// `rebalance-settings`: an id is needed to set or clear anything, and clear goes alone.
+fn settings_rules(p: &BTreeMap<&'static str, Parsed>) -> Result<(), Refusal> {
+    let sets = p.contains_key("exclude") || p.contains_key("target");
+    let clear = matches!(p.get("clear"), Some(Parsed::Flag(true)));
+    if !p.contains_key("id") && (sets || clear) {
+        return Err(Refusal::Param("id"));
+    }
+    if clear && sets {
+        return Err(Refusal::Param("clear"));
+    }
+    Ok(())
+}
+
+#[test]
+fn fuzz_params_settings() {
+    run_params_target(
+        "params::settings",
+        &SETTINGS_PARAMS,
+        &[
+            ("id", Kind::Text, false),
+            ("exclude", Kind::Flag, false),
+            (
+                "target",
+                Kind::Whole {
+                    max: 100,
+                    nonzero: false,
+                },
+                false,
+            ),
+            ("clear", Kind::Flag, false),
+        ],
+        settings_rules,
+        params::settings,
+        |got, want| {
+            prop_assert_eq!(&got.id, &text(want, "id"));
+            prop_assert_eq!(got.exclude, maybe_flag(want, "exclude"));
+            prop_assert_eq!(got.target_percent.map(u64::from), number(want, "target"));
+            prop_assert_eq!(got.clear, flag(want, "clear"));
+            Ok(())
+        },
+    );
+}
+
+/// lightningd's `check`: the same answer as the command's own parser, and an unknown command
+/// named as `command_to_check`.
+#[test]
+fn fuzz_params_check() {
+    let tally = Tally::default();
+    let commands = vec![
+        "rebalance",
+        "balances",
+        "balances-table",
+        "rebalance-liquidity",
+        "rebalanceall",
+        "rebalancestop",
+        "rebalancereport",
+        "rebalancereport-table",
+        "rebalance-settings",
+        "pay",
+        "",
+        "Rebalance",
+    ];
+    let cases = (
+        prop::sample::select(commands),
+        prop_oneof![
+            params_value(&REBALANCE_PARAMS),
+            params_value(&SETTINGS_PARAMS)
+        ],
+    );
+    fuzz("params::check", 3000, cases, &tally, |(command, p)| {
+        let direct: Option<Result<(), RpcFailure>> = match command {
+            "rebalance" => Some(params::rebalance(&p).map(|_| ())),
+            "balances" | "balances-table" => Some(params::balances(&p).map(|_| ())),
+            "rebalance-liquidity" => Some(params::liquidity(&p).map(|_| ())),
+            "rebalanceall" => Some(params::rebalanceall(&p).map(|_| ())),
+            "rebalancestop" => Some(params::rebalancestop(&p)),
+            "rebalancereport" | "rebalancereport-table" => {
+                Some(params::rebalancereport(&p).map(|_| ()))
+            }
+            "rebalance-settings" => Some(params::settings(&p).map(|_| ())),
+            _ => None,
+        };
+        let got = params::check(command, &p);
+        match direct {
+            Some(want) => {
+                tally.add(if want.is_ok() { "ok" } else { "refused" });
+                prop_assert_eq!(got, want);
+            }
+            None => {
+                tally.add("not ours");
+                let e = got.expect_err("not a command of ours");
+                prop_assert_eq!(e.code, -32602);
+                prop_assert!(e.message.starts_with("command_to_check: "));
+            }
+        }
+        Ok(())
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
