@@ -87,8 +87,10 @@ bench:
 # by default: each target prints it), with overflow checks and debug assertions on (a build of
 # its own under target/fuzz, so the normal build is left alone).
 FUZZ_SCALE ?= 50
+FUZZ_SEED ?=
 fuzz:
-	FUZZ_SCALE=$(FUZZ_SCALE) PROPTEST_RNG_SEED=$${FUZZ_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')} \
+	FUZZ_SCALE=$(FUZZ_SCALE) \
+	  PROPTEST_RNG_SEED=$(if $(FUZZ_SEED),$(FUZZ_SEED),$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')) \
 	  CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true \
 	  CARGO_TARGET_DIR=target/fuzz $(CARGO) test --release --test fuzz_core
 
