@@ -164,7 +164,10 @@ async fn main() -> Result<(), anyhow::Error> {
     // stdin means no lightningd: exit 0 as when started by hand, not "Lost connection".
     let stdin = NoticeInput::new(tokio::io::stdin());
     let stdin_used = stdin.used.clone();
-    let configured = Builder::new(stdin, tokio::io::stdout())
+    // `check` is answered in front of cln-plugin, which cannot (see check.rs).
+    let (input, output, drain) =
+        cln_rebalance::check::wire(stdin, tokio::io::stdout(), params::check);
+    let configured = Builder::new(input, output)
         .option(OPT_MAXFEEPPM)
         .option(OPT_EXEMPTFEE)
         .option(OPT_RETRY_FOR)
@@ -241,7 +244,10 @@ async fn main() -> Result<(), anyhow::Error> {
         .await;
     let configured = match configured {
         Ok(Some(configured)) => configured,
-        Ok(None) => return Ok(()), // lightningd only asked for the manifest
+        Ok(None) => {
+            drain.wait().await; // lightningd only asked for the manifest: let it reach lightningd
+            return Ok(());
+        }
         Err(_) if !stdin_used.load(Ordering::Relaxed) => {
             eprintln!("{STANDALONE}");
             return Ok(());
@@ -327,6 +333,7 @@ async fn main() -> Result<(), anyhow::Error> {
         Ok(c) => c,
         Err(reason) => {
             configured.disable(&reason).await?;
+            drain.wait().await;
             return Ok(());
         }
     };

@@ -305,6 +305,24 @@ pub fn settings(params: &Value) -> Result<crate::commands::settings::SettingsPar
     Ok(p)
 }
 
+/// `check`: whether `command` would accept `params` (lightningd's `check`, answered by
+/// [`crate::check`]).
+pub fn check(command: &str, params: &Value) -> Result<(), RpcFailure> {
+    match command {
+        "rebalance" => rebalance(params).map(|_| ()),
+        "balances" | "balances-table" => balances(params).map(|_| ()),
+        "rebalance-liquidity" => liquidity(params).map(|_| ()),
+        "rebalanceall" => rebalanceall(params).map(|_| ()),
+        "rebalancestop" => rebalancestop(params),
+        "rebalancereport" | "rebalancereport-table" => rebalancereport(params).map(|_| ()),
+        "rebalance-settings" => settings(params).map(|_| ()),
+        other => Err(RpcFailure::param(
+            "command_to_check",
+            format!("{other} is not a command of this plugin"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -485,7 +485,9 @@ impl<N: Lightningd> Rebalancer<N> {
     /// as it is).
     pub async fn balances_table(&self, p: BalancesParams) -> Result<Value, RpcFailure> {
         let (rows, view) = self.balances_rows(&p).await?;
-        Ok(json!({"format-hint": "simple", "table": table(&rows, &view, self.now_secs())}))
+        // lightning-cli ends what it prints with a newline of its own.
+        let text = table(&rows, &view, self.now_secs());
+        Ok(json!({"format-hint": "simple", "table": text.trim_end_matches('\n')}))
     }
 
     async fn balances_rows(&self, p: &BalancesParams) -> Result<(Vec<Row>, Value), RpcFailure> {

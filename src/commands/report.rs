@@ -65,6 +65,10 @@ impl<N: Lightningd> Rebalancer<N> {
     /// lightning-cli prints as it is.
     pub async fn rebalancereport_table(&self, days: Option<u64>) -> Result<Value, RpcFailure> {
         let v = self.rebalancereport(days).await?;
-        Ok(json!({"format-hint": "simple", "report": v["text"]}))
+        let text = v["text"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_end_matches('\n');
+        Ok(json!({"format-hint": "simple", "report": text}))
     }
 }
