@@ -22,7 +22,7 @@ in v26.06.6 it reports a failure for work that succeeded in two ways, both asser
   the JSON (tools/reckless line 1499);
 - any call may give "reckless process hung": recklessrpc.c, when reckless's stdout closes,
   calls waitpid(WNOHANG) once, and if the exiting process is not reaped yet it SIGKILLs it and
-  fails the call (on a loaded 2-core machine: 4 to 6 of the 7 calls here; the work is done).
+  fails the call (on a loaded 2-core machine: 4 to 7 of the 7 calls here; the work is done).
 So each call here accepts its JSON result or "reckless process hung", and the test checks what
 actually happened (plugin list, files). The `reckless` script itself answers reliably.
 
