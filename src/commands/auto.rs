@@ -412,15 +412,7 @@ impl<N: Lightningd> Rebalancer<N> {
                                         job_id: job.id,
                                         cancel: Some(cancel.clone()),
                                     };
-                                    let params = RebalanceParams {
-                                        outgoing: m.outgoing.to_string(),
-                                        incoming: m.incoming.to_string(),
-                                        amount_msat: Some(m.amount_msat),
-                                        maxfeeppm: None,
-                                        exemptfee: None,
-                                        retry_for: None,
-                                        dryrun: false,
-                                    };
+                                    let params = move_params(&m, false);
                                     let me = self.clone();
                                     tasks.spawn(async move {
                                         let r = me.rebalance_with(params, extra).await;
@@ -611,6 +603,19 @@ impl<N: Lightningd> Rebalancer<N> {
             job.progress().moves_failed
         ));
         Ok(v)
+    }
+}
+
+/// The `rebalance` request a planned move makes (its fee cap goes in [`Extra`]).
+pub fn move_params(m: &Move, dryrun: bool) -> RebalanceParams {
+    RebalanceParams {
+        outgoing: m.outgoing.to_string(),
+        incoming: m.incoming.to_string(),
+        amount_msat: Some(m.amount_msat),
+        maxfeeppm: None,
+        exemptfee: None,
+        retry_for: None,
+        dryrun,
     }
 }
 

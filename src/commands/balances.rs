@@ -16,7 +16,7 @@ use crate::core::history::{Entry, Outcome};
 use crate::core::plan::Plan;
 use crate::error::{self, RpcFailure};
 use crate::lightningd::{Lightningd, PeerChannel};
-use crate::params::{BalancesParams, RebalanceParams};
+use crate::params::BalancesParams;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write;
@@ -556,15 +556,7 @@ impl<N: Lightningd> Rebalancer<N> {
             {
                 let q = self
                     .rebalance_with(
-                        RebalanceParams {
-                            outgoing: m.outgoing.to_string(),
-                            incoming: m.incoming.to_string(),
-                            amount_msat: Some(m.amount_msat),
-                            maxfeeppm: None,
-                            exemptfee: None,
-                            retry_for: None,
-                            dryrun: true,
-                        },
+                        super::auto::move_params(m, true),
                         super::rebalance::Extra {
                             fee_cap_msat: Some(m.fee_cap_msat),
                             ..Default::default()
