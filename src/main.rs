@@ -11,8 +11,12 @@ use cln_rebalance::core::plan::{Budget, ChannelSettings, PlanConfig, Settings};
 use cln_rebalance::lightningd::ClnNode;
 use cln_rebalance::params;
 use serde_json::Value;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, ReadBuf};
 
 const OPT_MAXFEEPPM: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
     "rebalance-maxfeeppm",
@@ -109,13 +113,43 @@ fn non_negative(name: &str, v: i64) -> Result<u64, String> {
 }
 
 /// What the binary says when started by hand (or by `reckless` testing it) instead of by
-/// lightningd, which sets `LIGHTNINGD_PLUGIN=1` for its plugins.
+/// lightningd, which sets `LIGHTNINGD_PLUGIN=1` for its plugins and always sends getmanifest.
 const STANDALONE: &str = concat!(
     "cln-rebalance ",
     env!("CARGO_PKG_VERSION"),
     ": a Core Lightning plugin for circular rebalancing. lightningd starts it: add \
      `plugin=/path/to/cln-rebalance` to its config, or run `lightning-cli plugin start /path/to/cln-rebalance`."
 );
+
+/// Plugin input that records whether anything at all was read from it.
+struct NoticeInput<R> {
+    inner: R,
+    used: Arc<AtomicBool>,
+}
+
+impl<R> NoticeInput<R> {
+    fn new(inner: R) -> Self {
+        NoticeInput {
+            inner,
+            used: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for NoticeInput<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.used.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+}
 
 #[tokio::main]
 async fn main() -> Result<(), anyhow::Error> {
@@ -124,10 +158,16 @@ async fn main() -> Result<(), anyhow::Error> {
         return Ok(());
     }
     cln_rebalance::memory::configure();
+    // `lightning-cli reckless install` runs reckless from lightningd's recklessrpc plugin, so
+    // reckless's test run of this binary inherits LIGHTNINGD_PLUGIN=1; when reckless had asked
+    // to create the config file, its stdin (and so ours) is already closed. Nothing at all on
+    // stdin means no lightningd: exit 0 as when started by hand, not "Lost connection".
+    let stdin = NoticeInput::new(tokio::io::stdin());
+    let stdin_used = stdin.used.clone();
     // `check` is answered in front of cln-plugin, which cannot (see check.rs).
     let (input, output, drain) =
-        cln_rebalance::check::wire(tokio::io::stdin(), tokio::io::stdout(), params::check);
-    let Some(configured) = Builder::new(input, output)
+        cln_rebalance::check::wire(stdin, tokio::io::stdout(), params::check);
+    let configured = Builder::new(input, output)
         .option(OPT_MAXFEEPPM)
         .option(OPT_EXEMPTFEE)
         .option(OPT_RETRY_FOR)
@@ -201,10 +241,18 @@ async fn main() -> Result<(), anyhow::Error> {
         .subscribe("shutdown", shutdown)
         .dynamic()
         .configure()
-        .await?
-    else {
-        drain.wait().await; // lightningd only asked for the manifest: let it reach lightningd
-        return Ok(());
+        .await;
+    let configured = match configured {
+        Ok(Some(configured)) => configured,
+        Ok(None) => {
+            drain.wait().await; // lightningd only asked for the manifest: let it reach lightningd
+            return Ok(());
+        }
+        Err(_) if !stdin_used.load(Ordering::Relaxed) => {
+            eprintln!("{STANDALONE}");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
     };
 
     let read = |opt: &DefaultIntegerConfigOption| -> Result<u64, String> {
