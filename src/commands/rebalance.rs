@@ -1343,6 +1343,15 @@ impl Plan {
             .fee_msat(amount_msat)
             .and_then(|f| amount_msat.checked_add(f))
             .ok_or_else(|| RpcFailure::param("amount_msat", "too large"))?;
+        let deliver_delay = final_cltv.checked_add(remote.delay).ok_or_else(|| {
+            RpcFailure::param(
+                "incoming",
+                format!(
+                    "the peer's cltv_expiry_delta {} on channel {inc_scid} is impossible",
+                    remote.delay
+                ),
+            )
+        })?;
         let mut exclude = Exclusions::default();
         if let Some(us) = graph.node_idx(our_id) {
             exclude.nodes.insert(us); // a circle never passes through us in the middle
@@ -1352,7 +1361,7 @@ impl Plan {
                 from,
                 to,
                 deliver_msat,
-                deliver_delay: final_cltv + remote.delay,
+                deliver_delay,
                 max_edges: (MAX_HOPS - 2) as u32,
                 max_delay: MAX_TOTAL_CLTV,
             }),
