@@ -139,7 +139,7 @@ impl<N: Lightningd> Rebalancer<N> {
                 .listsendpays(&inv.payment_hash)
                 .await
                 .unwrap_or_default();
-            let done = sent.iter().find(|s| s.status == "complete");
+            let done = super::rebalance::paying_attempt(&sent);
             let amount_msat = inv.amount_msat.or(done.map(|d| d.amount_msat)).unwrap_or(0);
             let fee_msat = done
                 .map(|d| d.amount_sent_msat.saturating_sub(d.amount_msat))
@@ -196,5 +196,22 @@ mod tests {
         assert!(label_channels("other-1x1x1-2x2x2").is_none());
         assert_eq!(hash_bytes("zz"), NO_PAYMENT_HASH);
         assert_eq!(hash_bytes(&"ab".repeat(32))[0], 0xab);
+    }
+
+    #[test]
+    fn a_paid_invoice_costs_what_its_pending_attempt_sent() {
+        use crate::commands::rebalance::paying_attempt;
+        use crate::lightningd::SendpayStatus;
+        let s = |status: &str, sent| SendpayStatus {
+            status: status.into(),
+            amount_msat: 1000,
+            amount_sent_msat: sent,
+        };
+        // The outgoing peer has not settled our HTLC yet: the pending attempt is the one.
+        let sent = [s("failed", 1001), s("pending", 1003)];
+        assert_eq!(paying_attempt(&sent).unwrap().amount_sent_msat, 1003);
+        let sent = [s("pending", 1003), s("complete", 1002)];
+        assert_eq!(paying_attempt(&sent).unwrap().amount_sent_msat, 1002);
+        assert!(paying_attempt(&[s("failed", 1001)]).is_none());
     }
 }
