@@ -28,8 +28,11 @@ fn label_channels(label: &str) -> Option<(Scid, Scid)> {
 
 impl<N: Lightningd> Rebalancer<N> {
     /// Reads every day's records from the datastore (a corrupt day keeps what decoded before
-    /// the damage, with a log line).
+    /// the damage, with a log line, and the damaged bytes are dropped from the datastore).
     pub async fn load_history(&self) -> usize {
+        // Held throughout: a rebalance ending meanwhile records (appends) after the load, so a
+        // damaged day rewritten here cannot lose its record.
+        let mut ours = self.history.lock().await;
         let days = match self.node.listdatastore(&KEY_PREFIX).await {
             Ok(d) => d,
             Err(e) => {
@@ -51,17 +54,41 @@ impl<N: Lightningd> Rebalancer<N> {
                 }
             };
             let decoded = history::decode_day(&bytes);
+            if decoded.newer_versions > 0 {
+                info!(
+                    "history day {name}: ignored {} record(s) of a newer version",
+                    decoded.newer_versions
+                );
+            }
             if let Some(err) = &decoded.error {
                 warn!(
-                    "history day {name}: kept {} entries, then {err}",
-                    decoded.entries.len()
+                    "history day {name}: kept {} entries, then {err}; dropping the {} unreadable \
+                     bytes from there, so the records appended to this day stay readable",
+                    decoded.entries.len(),
+                    bytes.len() - err.offset
                 );
+                // Records are appended to the day's value: left in place, the damage would
+                // hide every record written after it from the next load.
+                let key: Vec<&str> = day.key.iter().map(String::as_str).collect();
+                let kept = &bytes[..err.offset];
+                let fixed = if kept.is_empty() {
+                    self.node.deldatastore(&key).await
+                } else {
+                    self.node
+                        .datastore(&key, &store::to_hex(kept), "create-or-replace")
+                        .await
+                };
+                if let Err(e) = fixed {
+                    warn!(
+                        "history day {name}: could not drop the damaged bytes: {}",
+                        e.message
+                    );
+                }
             }
             entries.extend(decoded.entries);
         }
         let h = History::from_entries(entries);
         let n = h.len();
-        let mut ours = self.history.lock().await;
         for e in h.entries() {
             ours.record(e.clone());
         }
