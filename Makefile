@@ -4,6 +4,7 @@
 #   make test    every test: Rust unit/integration, stand-in end-to-end, real lightningd (skips
 #                with a reason when lightningd/bitcoind are not on PATH)
 #   make bench   mainnet-scale graph and pathfinding benchmark
+#   make fuzz    a longer property/fuzz run than make test's (tests/fuzz_core.rs)
 #   make lint    rustfmt and clippy, as CI runs them
 #
 # Needs only cargo (Rust 1.85+, with rustfmt and clippy for lint/test), python3 with venv, and
@@ -19,7 +20,7 @@ PLUGIN := target/release/cln-rebalance
 # PATH's python3 during pytest: the stdlib only (plugin-tests/python_guard.py).
 GUARD := $(VENV)/guard-bin
 
-.PHONY: all build demo test test-rust test-e2e lint bench clean
+.PHONY: all build demo test test-rust test-e2e lint bench fuzz clean
 
 # Python variables of the calling shell would leak other packages into the venv.
 unexport PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE
@@ -81,6 +82,17 @@ test: lint test-rust test-e2e
 
 bench:
 	$(CARGO) bench --bench pathfind
+
+# tests/fuzz_core.rs with FUZZ_SCALE times each target's CI budget, from FUZZ_SEED (a fresh one
+# by default: each target prints it), with overflow checks and debug assertions on (a build of
+# its own under target/fuzz, so the normal build is left alone).
+FUZZ_SCALE ?= 50
+FUZZ_SEED ?=
+fuzz:
+	FUZZ_SCALE=$(FUZZ_SCALE) \
+	  PROPTEST_RNG_SEED=$(if $(FUZZ_SEED),$(FUZZ_SEED),$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')) \
+	  CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true \
+	  CARGO_TARGET_DIR=target/fuzz $(CARGO) test --release --test fuzz_core
 
 clean:
 	$(CARGO) clean

@@ -3,6 +3,10 @@ within target, `rebalancestop` stops a run with nothing left in flight, and the 
 `rebalancereport` survive a plugin restart. See realnet.py for how the suite skips without
 lightningd."""
 
+import json
+import shutil
+import subprocess
+
 import pytest
 
 pytest.register_assert_rewrite("realnet")
@@ -24,6 +28,15 @@ SAT = 1000
 def shares(node):
     return {c["short_channel_id"]: 100.0 * int(c["to_us_msat"]) / int(c["total_msat"])
             for c in channels(node) if c.get("state") == "CHANNELD_NORMAL"}
+
+
+def cli(node, *args):
+    """The real lightning-cli against `node`: its stdout as text."""
+    out = subprocess.run(
+        [shutil.which("lightning-cli"), "--lightning-dir={}".format(node.daemon.lightning_dir),
+         "--network=regtest", *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, (args, out.stdout, out.stderr)
+    return out.stdout
 
 
 def wait_job_end(node, timeout=120):
@@ -52,8 +65,23 @@ def test_rebalanceall_ring_stop_and_report_after_restart(node_factory):
     before = shares(l1)
     assert sorted(round(v) for v in before.values()) == [0, 0, 100, 100], before
 
+    # What an operator sees first: the table, printed as it is by the real lightning-cli (with
+    # and without -H), the JSON with -J; the suggestions are the moves rebalanceall plans.
+    table = cli(l1, "balances-table")
+    assert cli(l1, "-H", "balances-table") == table
+    lines = table.splitlines()
+    assert lines[0].startswith("alias") and "short_channel_id" in lines[0], table
+    assert sum(1 for ln in lines if "sink" in ln) == 2 and sum(1 for ln in lines if "source" in ln) == 2
+    assert "suggested moves" in table and table.count("lightning-cli rebalance ") == 2, table
+    assert json.loads(cli(l1, "-J", "balances-table"))["table"].splitlines() == lines
+    b = l1.rpc.call("balances")
+    assert sorted(c["role"] for c in b["channels"]) == ["sink", "sink", "source", "source"], b
+    assert all(c["fee_proportional_millionths"] == 1000 for c in b["channels"]), b
     plan = l1.rpc.call("rebalanceall", {"dryrun": True})
     assert plan["status"] == "dryrun" and len(plan["moves"]) == 2, plan
+    assert [m["command"] for m in b["suggestions"]] == [
+        "lightning-cli rebalance {} {} {}sat".format(m["outgoing"], m["incoming"], m["amount_msat"] // 1000)
+        for m in plan["moves"]], (b["suggestions"], plan)
     for m in plan["moves"]:
         assert m["fee_cap_msat"] <= (1000 + m["amount_msat"] * 1000 // 10**6) // 2, m
     assert l1.rpc.call("rebalancereport").get("last_job") is None, "a dry run starts nothing"
@@ -101,6 +129,8 @@ def test_rebalanceall_ring_stop_and_report_after_restart(node_factory):
     assert job["moves_in_flight"] == 0, job
     wait_until(lambda: no_htlcs(l1), 30, "no HTLC left")
     assert_no_unpaid_rebalance_invoice(l1)
+    text = cli(l1, "rebalancereport-table")
+    assert "rebalance" in text.lower() and not text.lstrip().startswith("{"), text
     final = l1.rpc.call("rebalancereport")
     assert final["total_rebalance_fee"] >= fees_before
     assert isinstance(final["text"], str) and "rebalance" in final["text"].lower()

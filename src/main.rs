@@ -11,8 +11,12 @@ use cln_rebalance::core::plan::{Budget, ChannelSettings, PlanConfig, Settings};
 use cln_rebalance::lightningd::ClnNode;
 use cln_rebalance::params;
 use serde_json::Value;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, ReadBuf};
 
 const OPT_MAXFEEPPM: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
     "rebalance-maxfeeppm",
@@ -109,13 +113,43 @@ fn non_negative(name: &str, v: i64) -> Result<u64, String> {
 }
 
 /// What the binary says when started by hand (or by `reckless` testing it) instead of by
-/// lightningd, which sets `LIGHTNINGD_PLUGIN=1` for its plugins.
+/// lightningd, which sets `LIGHTNINGD_PLUGIN=1` for its plugins and always sends getmanifest.
 const STANDALONE: &str = concat!(
     "cln-rebalance ",
     env!("CARGO_PKG_VERSION"),
     ": a Core Lightning plugin for circular rebalancing. lightningd starts it: add \
      `plugin=/path/to/cln-rebalance` to its config, or run `lightning-cli plugin start /path/to/cln-rebalance`."
 );
+
+/// Plugin input that records whether anything at all was read from it.
+struct NoticeInput<R> {
+    inner: R,
+    used: Arc<AtomicBool>,
+}
+
+impl<R> NoticeInput<R> {
+    fn new(inner: R) -> Self {
+        NoticeInput {
+            inner,
+            used: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for NoticeInput<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.used.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+}
 
 #[tokio::main]
 async fn main() -> Result<(), anyhow::Error> {
@@ -124,7 +158,16 @@ async fn main() -> Result<(), anyhow::Error> {
         return Ok(());
     }
     cln_rebalance::memory::configure();
-    let Some(configured) = Builder::new(tokio::io::stdin(), tokio::io::stdout())
+    // `lightning-cli reckless install` runs reckless from lightningd's recklessrpc plugin, so
+    // reckless's test run of this binary inherits LIGHTNINGD_PLUGIN=1; when reckless had asked
+    // to create the config file, its stdin (and so ours) is already closed. Nothing at all on
+    // stdin means no lightningd: exit 0 as when started by hand, not "Lost connection".
+    let stdin = NoticeInput::new(tokio::io::stdin());
+    let stdin_used = stdin.used.clone();
+    // `check` is answered in front of cln-plugin, which cannot (see check.rs).
+    let (input, output, drain) =
+        cln_rebalance::check::wire(stdin, tokio::io::stdout(), params::check);
+    let configured = Builder::new(input, output)
         .option(OPT_MAXFEEPPM)
         .option(OPT_EXEMPTFEE)
         .option(OPT_RETRY_FOR)
@@ -148,8 +191,16 @@ async fn main() -> Result<(), anyhow::Error> {
         )
         .rpcmethod_from_builder(
             cln_plugin::RpcMethodBuilder::new("balances", balances)
-                .usage("[id]")
-                .description("How each channel's funds are split between us and the peer (id: filter by peer id or short_channel_id)"),
+                .usage("[id] [quote]")
+                .description("How each channel's funds are split, with fees both ways, HTLCs in flight, reserves, distance from \
+                     target, source or sink and the last rebalance; per-peer totals; the moves rebalanceall would make, each \
+                     ready to run (quote=true prices them with a dry run). id filters by peer id or short_channel_id. \
+                     JSON for scripts; balances-table shows the same as a table."),
+        )
+        .rpcmethod_from_builder(
+            cln_plugin::RpcMethodBuilder::new("balances-table", balances_table)
+                .usage("[id] [quote]")
+                .description("balances as a table to scan (lightning-cli prints it as it is)"),
         )
         .rpcmethod_from_builder(
             cln_plugin::RpcMethodBuilder::new("rebalance-liquidity", liquidity)
@@ -176,6 +227,11 @@ async fn main() -> Result<(), anyhow::Error> {
                      and whether forwarding on the channels we rebalanced into paid it back"),
         )
         .rpcmethod_from_builder(
+            cln_plugin::RpcMethodBuilder::new("rebalancereport-table", rebalancereport_table)
+                .usage("[days]")
+                .description("rebalancereport as text to read (lightning-cli prints it as it is)"),
+        )
+        .rpcmethod_from_builder(
             cln_plugin::RpcMethodBuilder::new("rebalance-settings", settings)
                 .usage("[id] [exclude] [target] [clear]")
                 .description("Per-channel or per-peer settings for automatic rebalancing, kept in the datastore: \
@@ -185,9 +241,18 @@ async fn main() -> Result<(), anyhow::Error> {
         .subscribe("shutdown", shutdown)
         .dynamic()
         .configure()
-        .await?
-    else {
-        return Ok(()); // lightningd only asked for the manifest
+        .await;
+    let configured = match configured {
+        Ok(Some(configured)) => configured,
+        Ok(None) => {
+            drain.wait().await; // lightningd only asked for the manifest: let it reach lightningd
+            return Ok(());
+        }
+        Err(_) if !stdin_used.load(Ordering::Relaxed) => {
+            eprintln!("{STANDALONE}");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
     };
 
     let read = |opt: &DefaultIntegerConfigOption| -> Result<u64, String> {
@@ -268,6 +333,7 @@ async fn main() -> Result<(), anyhow::Error> {
         Ok(c) => c,
         Err(reason) => {
             configured.disable(&reason).await?;
+            drain.wait().await;
             return Ok(());
         }
     };
@@ -307,6 +373,15 @@ async fn balances(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow:
     let state = plugin.state().clone();
     let result = match params::balances(&params) {
         Ok(p) => state.balances(p).await,
+        Err(e) => Err(e),
+    };
+    result.map_err(anyhow::Error::new)
+}
+
+async fn balances_table(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow::Error> {
+    let state = plugin.state().clone();
+    let result = match params::balances(&params) {
+        Ok(p) => state.balances_table(p).await,
         Err(e) => Err(e),
     };
     result.map_err(anyhow::Error::new)
@@ -377,6 +452,18 @@ async fn rebalancereport(plugin: Plugin<State>, params: Value) -> Result<Value, 
     let state = plugin.state().clone();
     let result = match params::rebalancereport(&params) {
         Ok(days) => state.rebalancereport(days).await,
+        Err(e) => Err(e),
+    };
+    result.map_err(anyhow::Error::new)
+}
+
+async fn rebalancereport_table(
+    plugin: Plugin<State>,
+    params: Value,
+) -> Result<Value, anyhow::Error> {
+    let state = plugin.state().clone();
+    let result = match params::rebalancereport(&params) {
+        Ok(days) => state.rebalancereport_table(days).await,
         Err(e) => Err(e),
     };
     result.map_err(anyhow::Error::new)

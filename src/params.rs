@@ -14,7 +14,7 @@ pub const REBALANCE_PARAMS: [&str; 7] = [
     "retry_for",
     "dryrun",
 ];
-pub const BALANCES_PARAMS: [&str; 1] = ["id"];
+pub const BALANCES_PARAMS: [&str; 2] = ["id", "quote"];
 pub const LIQUIDITY_PARAMS: [&str; 2] = ["short_channel_id", "reset"];
 /// rebalance.py's two first (`min_amount`, `feeratio`), then ours.
 pub const REBALANCEALL_PARAMS: [&str; 5] = ["min_amount", "feeratio", "target", "budget", "dryrun"];
@@ -40,6 +40,8 @@ pub struct RebalanceParams {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BalancesParams {
     pub id: Option<String>,
+    /// Price each suggested move with a dry run (route, fee, success estimate).
+    pub quote: bool,
 }
 
 /// `rebalance-liquidity [short_channel_id] [reset]`.
@@ -193,6 +195,7 @@ pub fn balances(params: &Value) -> Result<BalancesParams, RpcFailure> {
     let map = named(params, &BALANCES_PARAMS)?;
     Ok(BalancesParams {
         id: string(&map, "id")?,
+        quote: boolean(&map, "quote")?.unwrap_or(false),
     })
 }
 
@@ -300,6 +303,24 @@ pub fn settings(params: &Value) -> Result<crate::commands::settings::SettingsPar
         ));
     }
     Ok(p)
+}
+
+/// `check`: whether `command` would accept `params` (lightningd's `check`, answered by
+/// [`crate::check`]).
+pub fn check(command: &str, params: &Value) -> Result<(), RpcFailure> {
+    match command {
+        "rebalance" => rebalance(params).map(|_| ()),
+        "balances" | "balances-table" => balances(params).map(|_| ()),
+        "rebalance-liquidity" => liquidity(params).map(|_| ()),
+        "rebalanceall" => rebalanceall(params).map(|_| ()),
+        "rebalancestop" => rebalancestop(params),
+        "rebalancereport" | "rebalancereport-table" => rebalancereport(params).map(|_| ()),
+        "rebalance-settings" => settings(params).map(|_| ()),
+        other => Err(RpcFailure::param(
+            "command_to_check",
+            format!("{other} is not a command of this plugin"),
+        )),
+    }
 }
 
 #[cfg(test)]

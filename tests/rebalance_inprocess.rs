@@ -332,7 +332,10 @@ async fn a_private_incoming_channel_is_named_by_the_peers_alias() {
 async fn balances_match_listpeerchannels_with_aliases() {
     let (r, node) = rebalancer(demo_network(), Config::default());
     let v = r
-        .balances(cln_rebalance::params::BalancesParams { id: None })
+        .balances(cln_rebalance::params::BalancesParams {
+            id: None,
+            quote: false,
+        })
         .await
         .unwrap();
     let truth = node.call("listpeerchannels", json!({})).unwrap();
@@ -368,6 +371,7 @@ async fn balances_match_listpeerchannels_with_aliases() {
     let one = r
         .balances(cln_rebalance::params::BalancesParams {
             id: Some(BOB.into()),
+            quote: false,
         })
         .await
         .unwrap();
@@ -375,6 +379,7 @@ async fn balances_match_listpeerchannels_with_aliases() {
     let e = r
         .balances(cln_rebalance::params::BalancesParams {
             id: Some("1x2x3".into()),
+            quote: false,
         })
         .await
         .unwrap_err();

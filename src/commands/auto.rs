@@ -223,7 +223,15 @@ impl<N: Lightningd> Rebalancer<N> {
             ));
             return Ok(answer);
         }
-        let job = self.start_job(config, budget, answer.clone())?;
+        // Job ids stay unique across restarts: the history remembers the last one.
+        let last_recorded = self
+            .history_entries()
+            .await
+            .iter()
+            .map(|e| e.job_id)
+            .max()
+            .unwrap_or(0);
+        let job = self.start_job(config, budget, answer.clone(), last_recorded)?;
         answer["status"] = json!("started");
         answer["job_id"] = json!(job.id);
         answer["message"] = json!(format!(
@@ -274,6 +282,7 @@ impl<N: Lightningd> Rebalancer<N> {
         config: PlanConfig,
         budget: Budget,
         initial_plan: Value,
+        last_recorded_id: u64,
     ) -> Result<Arc<Job>, RpcFailure> {
         let mut slot = self.job.lock().expect("job lock");
         if slot.as_ref().is_some_and(|j| j.is_running()) {
@@ -282,7 +291,7 @@ impl<N: Lightningd> Rebalancer<N> {
                 "rebalanceall is already running",
             ));
         }
-        let id = slot.as_ref().map_or(0, |j| j.id) + 1;
+        let id = slot.as_ref().map_or(0, |j| j.id).max(last_recorded_id) + 1;
         let started_at = self.now_secs();
         let job = Arc::new(Job {
             id,
@@ -403,15 +412,7 @@ impl<N: Lightningd> Rebalancer<N> {
                                         job_id: job.id,
                                         cancel: Some(cancel.clone()),
                                     };
-                                    let params = RebalanceParams {
-                                        outgoing: m.outgoing.to_string(),
-                                        incoming: m.incoming.to_string(),
-                                        amount_msat: Some(m.amount_msat),
-                                        maxfeeppm: None,
-                                        exemptfee: None,
-                                        retry_for: None,
-                                        dryrun: false,
-                                    };
+                                    let params = move_params(&m, false);
                                     let me = self.clone();
                                     tasks.spawn(async move {
                                         let r = me.rebalance_with(params, extra).await;
@@ -602,6 +603,19 @@ impl<N: Lightningd> Rebalancer<N> {
             job.progress().moves_failed
         ));
         Ok(v)
+    }
+}
+
+/// The `rebalance` request a planned move makes (its fee cap goes in [`Extra`]).
+pub fn move_params(m: &Move, dryrun: bool) -> RebalanceParams {
+    RebalanceParams {
+        outgoing: m.outgoing.to_string(),
+        incoming: m.incoming.to_string(),
+        amount_msat: Some(m.amount_msat),
+        maxfeeppm: None,
+        exemptfee: None,
+        retry_for: None,
+        dryrun,
     }
 }
 

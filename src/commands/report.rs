@@ -60,4 +60,15 @@ impl<N: Lightningd> Rebalancer<N> {
         v["text"] = json!(r.to_text());
         Ok(v)
     }
+
+    /// `rebalancereport-table [days]`: the report as text, a single-member result that
+    /// lightning-cli prints as it is.
+    pub async fn rebalancereport_table(&self, days: Option<u64>) -> Result<Value, RpcFailure> {
+        let v = self.rebalancereport(days).await?;
+        let text = v["text"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_end_matches('\n');
+        Ok(json!({"format-hint": "simple", "report": text}))
+    }
 }

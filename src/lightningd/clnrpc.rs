@@ -64,12 +64,14 @@ impl ClnNode {
         method: &str,
         params: Value,
     ) -> Result<R, RpcError> {
-        let mut rpc = cln_rpc::ClnRpc::new(&self.connect_path).await.map_err(|e| {
-            rpc_error(format!(
-                "cannot reach lightningd at {}: {e}",
-                self.rpc_path.display()
-            ))
-        })?;
+        let mut rpc = cln_rpc::ClnRpc::new(&self.connect_path)
+            .await
+            .map_err(|e| {
+                rpc_error(format!(
+                    "cannot reach lightningd at {}: {e}",
+                    self.rpc_path.display()
+                ))
+            })?;
         rpc.call_raw(method, &params).await
     }
 
@@ -359,10 +361,16 @@ mod tests {
     fn long_socket_paths_are_made_relative() {
         use std::path::Path;
         let short = Path::new("/home/ln/.lightning/bitcoin/lightning-rpc");
-        assert_eq!(socket_path(short, Some(Path::new("/home/ln/.lightning/bitcoin"))), short);
+        assert_eq!(
+            socket_path(short, Some(Path::new("/home/ln/.lightning/bitcoin"))),
+            short
+        );
         let dir = format!("/tmp/{}/regtest", "d".repeat(120));
         let long = Path::new(&dir).join("lightning-rpc");
-        assert_eq!(socket_path(&long, Some(Path::new(&dir))), Path::new("lightning-rpc"));
+        assert_eq!(
+            socket_path(&long, Some(Path::new(&dir))),
+            Path::new("lightning-rpc")
+        );
         assert_eq!(socket_path(&long, Some(Path::new("/elsewhere"))), long);
     }
 

@@ -90,6 +90,10 @@ pub struct PeerChannel {
     pub spendable_msat: u64,
     #[serde(default)]
     pub receivable_msat: u64,
+    #[serde(default)]
+    pub our_reserve_msat: u64,
+    #[serde(default)]
+    pub their_reserve_msat: u64,
     pub direction: Option<u8>,
     #[serde(default)]
     pub htlcs: Vec<Htlc>,
