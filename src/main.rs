@@ -345,10 +345,13 @@ async fn main() -> Result<(), anyhow::Error> {
     // earlier runs learned of liquidity comes back from the datastore.
     // The history comes back too, and rebalances that completed while we were down are
     // recorded once. Then the schedule, if any.
+    // Stale invoices go before the reconcile: one paid in between is then recorded at once
+    // (the other way round, a payment landing after the reconcile read the invoices but
+    // before its invoice was deleted stayed out of the history until the next start).
     tokio::spawn(async move {
         state.load_history().await;
-        state.reconcile_history().await;
         state.delete_stale_invoices().await;
+        state.reconcile_history().await;
         state.load_liquidity().await;
         state.run_schedule().await;
     });

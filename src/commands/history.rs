@@ -28,8 +28,11 @@ fn label_channels(label: &str) -> Option<(Scid, Scid)> {
 
 impl<N: Lightningd> Rebalancer<N> {
     /// Reads every day's records from the datastore (a corrupt day keeps what decoded before
-    /// the damage, with a log line).
+    /// the damage, with a log line, and the damaged bytes are dropped from the datastore).
     pub async fn load_history(&self) -> usize {
+        // Held throughout: a rebalance ending meanwhile records (appends) after the load, so a
+        // damaged day rewritten here cannot lose its record.
+        let mut ours = self.history.lock().await;
         let days = match self.node.listdatastore(&KEY_PREFIX).await {
             Ok(d) => d,
             Err(e) => {
@@ -51,17 +54,41 @@ impl<N: Lightningd> Rebalancer<N> {
                 }
             };
             let decoded = history::decode_day(&bytes);
+            if decoded.newer_versions > 0 {
+                info!(
+                    "history day {name}: ignored {} record(s) of a newer version",
+                    decoded.newer_versions
+                );
+            }
             if let Some(err) = &decoded.error {
                 warn!(
-                    "history day {name}: kept {} entries, then {err}",
-                    decoded.entries.len()
+                    "history day {name}: kept {} entries, then {err}; dropping the {} unreadable \
+                     bytes from there, so the records appended to this day stay readable",
+                    decoded.entries.len(),
+                    bytes.len() - err.offset
                 );
+                // Records are appended to the day's value: left in place, the damage would
+                // hide every record written after it from the next load.
+                let key: Vec<&str> = day.key.iter().map(String::as_str).collect();
+                let kept = &bytes[..err.offset];
+                let fixed = if kept.is_empty() {
+                    self.node.deldatastore(&key).await
+                } else {
+                    self.node
+                        .datastore(&key, &store::to_hex(kept), "create-or-replace")
+                        .await
+                };
+                if let Err(e) = fixed {
+                    warn!(
+                        "history day {name}: could not drop the damaged bytes: {}",
+                        e.message
+                    );
+                }
             }
             entries.extend(decoded.entries);
         }
         let h = History::from_entries(entries);
         let n = h.len();
-        let mut ours = self.history.lock().await;
         for e in h.entries() {
             ours.record(e.clone());
         }
@@ -139,7 +166,7 @@ impl<N: Lightningd> Rebalancer<N> {
                 .listsendpays(&inv.payment_hash)
                 .await
                 .unwrap_or_default();
-            let done = sent.iter().find(|s| s.status == "complete");
+            let done = super::rebalance::paying_attempt(&sent);
             let amount_msat = inv.amount_msat.or(done.map(|d| d.amount_msat)).unwrap_or(0);
             let fee_msat = done
                 .map(|d| d.amount_sent_msat.saturating_sub(d.amount_msat))
@@ -196,5 +223,22 @@ mod tests {
         assert!(label_channels("other-1x1x1-2x2x2").is_none());
         assert_eq!(hash_bytes("zz"), NO_PAYMENT_HASH);
         assert_eq!(hash_bytes(&"ab".repeat(32))[0], 0xab);
+    }
+
+    #[test]
+    fn a_paid_invoice_costs_what_its_pending_attempt_sent() {
+        use crate::commands::rebalance::paying_attempt;
+        use crate::lightningd::SendpayStatus;
+        let s = |status: &str, sent| SendpayStatus {
+            status: status.into(),
+            amount_msat: 1000,
+            amount_sent_msat: sent,
+        };
+        // The outgoing peer has not settled our HTLC yet: the pending attempt is the one.
+        let sent = [s("failed", 1001), s("pending", 1003)];
+        assert_eq!(paying_attempt(&sent).unwrap().amount_sent_msat, 1003);
+        let sent = [s("pending", 1003), s("complete", 1002)];
+        assert_eq!(paying_attempt(&sent).unwrap().amount_sent_msat, 1002);
+        assert!(paying_attempt(&[s("failed", 1001)]).is_none());
     }
 }

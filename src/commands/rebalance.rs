@@ -1142,7 +1142,7 @@ impl<N: Lightningd> Rebalancer<N> {
                 match status.as_deref() {
                     Some("paid") => {
                         let sent = self.node.listsendpays(hash).await.unwrap_or_default();
-                        let done = sent.iter().find(|s| s.status == "complete");
+                        let done = paying_attempt(&sent);
                         let fee = done
                             .map(|s| s.amount_sent_msat.saturating_sub(s.amount_msat))
                             .unwrap_or(0);
@@ -1239,6 +1239,18 @@ impl<N: Lightningd> Rebalancer<N> {
             error,
         }
     }
+}
+
+/// The sendpay attempt that paid our invoice: the complete one, or else the pending one. Our
+/// invoice is paid, so that attempt's outgoing HTLC settles as soon as the outgoing peer can
+/// give us the preimage (it may be offline a while), and `amount_sent_msat` is what it costs
+/// us. There is at most one: no attempt starts while another is in flight.
+pub(crate) fn paying_attempt(
+    sent: &[crate::lightningd::SendpayStatus],
+) -> Option<&crate::lightningd::SendpayStatus> {
+    sent.iter()
+        .find(|s| s.status == "complete")
+        .or_else(|| sent.iter().find(|s| s.status == "pending"))
 }
 
 /// Which channel (scid) the incoming HTLC for `payment_hash` sits on.
