@@ -88,8 +88,8 @@ pub struct ModelConfig {
 /// The defaults, chosen on `make bench-sim` (tuning seeds 1, 2, 3: the bimodal world with 2%
 /// of channels redrawn and 2% of nodes flaky between rebalances a minute apart, 200
 /// rebalances of 100k and of 1M sat each). Against the earlier guess (an hour, bimodal, 1 sat
-/// + 100 ppm per bit) at 100k sat: solved on the first attempt 73.8% -> 81.1%, attempts per
-/// success 1.38 -> 1.25, fee over the cheapest feasible p50 1.005 -> 1.006x, p90 1.15 ->
+/// plus 100 ppm per bit) at 100k sat: solved on the first attempt 73.8% -> 81.1%, attempts
+/// per success 1.38 -> 1.25, fee over the cheapest feasible p50 1.005 -> 1.006x, p90 1.15 ->
 /// 1.22x; at 1M sat attempts 2.13 -> 2.09, fee p90 1.95 -> 1.67x, success 99.2 -> 98.3%.
 /// - Six hours, not one: what was learned stays worth more than it costs even as a sixth of
 ///   the channels change each hour (first attempt 1 h 74.9%, 2 h 76.0%, 6 h 78.4%, 12 h and
