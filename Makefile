@@ -3,19 +3,54 @@
 #   make demo    the plugin working on the lightningd stand-in (no lightningd needed)
 #   make test    every test: Rust unit/integration, stand-in end-to-end, real lightningd (skips
 #                with a reason when lightningd/bitcoind are not on PATH)
-#   make bench   both benchmarks below
+#   make bench   all the benchmarks below
 #   make bench-pathfind  mainnet-scale graph and pathfinding benchmark
 #   make bench-sim       simulated rebalancing on mainnet: attempts, fees vs an oracle, per strategy
 #                        (flags in SIM_ARGS, e.g. make bench-sim SIM_ARGS='--seeds 7 --dist uniform')
+#   make bench-memory    the plugin process's own peak memory loading the mainnet graph
+#   make fuzz    a longer property/fuzz run than make test's (tests/fuzz_core.rs)
 #   make lint    rustfmt and clippy, as CI runs them
+#
+# Needs only cargo (Rust 1.85+, with rustfmt and clippy for lint/test), python3 with venv, and
+# for test/bench the mainnet graphs in ../shared/data ($CLN_REBALANCE_MAINNET_DATA overrides;
+# `make test ALLOW_NO_DATA=1` runs without them, those tests skip). Python packages go into
+# .venv from plugin-tests/requirements.txt; nothing else on the machine is used.
 
 CARGO ?= cargo
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PLUGIN := target/release/cln-rebalance
+# PATH's python3 during pytest: the stdlib only (plugin-tests/python_guard.py).
+GUARD := $(VENV)/guard-bin
 
-.PHONY: all build demo test test-rust test-e2e lint bench bench-pathfind bench-sim clean
+.PHONY: all build demo test test-rust test-e2e lint bench bench-pathfind bench-sim bench-memory fuzz clean
+
+# Python variables of the calling shell would leak other packages into the venv.
+unexport PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE
+
+# What each goal needs, checked as make starts (plugin-tests/prereqs.sh): a missing one stops
+# make with one line saying what is missing and how to get it.
+NEEDS_all := cargo
+NEEDS_build := cargo
+NEEDS_demo := cargo
+NEEDS_lint := cargo lint
+NEEDS_test-rust := cargo testdata
+NEEDS_test-e2e := cargo python testdata
+NEEDS_test := cargo lint python testdata
+NEEDS_bench := cargo data
+NEEDS_bench-pathfind := cargo data
+NEEDS_bench-sim := cargo data
+NEEDS_bench-memory := cargo data
+NEEDS := $(sort $(foreach g,$(or $(MAKECMDGOALS),all),$(NEEDS_$(g))))
+ifneq ($(NEEDS),)
+MISSING := $(shell CARGO='$(CARGO)' PYTHON='$(PYTHON)' ALLOW_NO_DATA='$(ALLOW_NO_DATA)' \
+  CLN_REBALANCE_MAINNET_DATA='$(CLN_REBALANCE_MAINNET_DATA)' \
+  sh plugin-tests/prereqs.sh $(filter $(NEEDS),cargo lint python testdata data))
+ifneq ($(MISSING),)
+$(error $(MISSING))
+endif
+endif
 
 all: build
 
@@ -25,7 +60,7 @@ build:
 # A virtualenv with pytest and pyln-* from PyPI, made once.
 $(VENV)/.done: plugin-tests/requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r plugin-tests/requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r plugin-tests/requirements.txt
 	touch $@
 
 demo: build
@@ -38,20 +73,45 @@ lint:
 test-rust:
 	$(CARGO) test --workspace --release
 
+# pytest runs with $(GUARD) first on PATH and CLN_REBALANCE_PYTHON_GUARD=1 (conftest.py then
+# fails the run if anything it imported came from outside .venv and the stdlib). Exit 5 means
+# pytest ran nothing (none collected, or all deselected): a failure, said as such.
 test-e2e: build $(VENV)/.done
-	CLN_REBALANCE_BIN=$(CURDIR)/$(PLUGIN) LIGHTNINGD_STANDIN=$(CURDIR)/target/release/lightningd-standin \
-	  $(PY) -m pytest plugin-tests -q -rs
+	$(PY) plugin-tests/python_guard.py $(GUARD)
+	@echo 'PATH=$(GUARD):$$PATH CLN_REBALANCE_PYTHON_GUARD=1 $(PY) -m pytest plugin-tests -q -rs   (PATH python3: the stdlib only)'
+	@PATH='$(CURDIR)/$(GUARD)':"$$PATH" CLN_REBALANCE_PYTHON_GUARD=1 \
+	  CLN_REBALANCE_BIN='$(CURDIR)/$(PLUGIN)' LIGHTNINGD_STANDIN='$(CURDIR)/target/release/lightningd-standin' \
+	  $(PY) -m pytest plugin-tests -q -rs; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo 'pytest ran no tests from plugin-tests (exit 5: none collected, or all deselected): nothing was tested'; fi; \
+	  exit $$rc
 
 test: lint test-rust test-e2e
 
-bench: bench-pathfind bench-sim
+bench: bench-pathfind bench-sim bench-memory
 
 bench-pathfind:
 	$(CARGO) bench --bench pathfind
 
+# tests/fuzz_core.rs with FUZZ_SCALE times each target's CI budget, from FUZZ_SEED (a fresh one
+# by default: each target prints it), with overflow checks and debug assertions on (a build of
+# its own under target/fuzz, so the normal build is left alone).
+FUZZ_SCALE ?= 50
+FUZZ_SEED ?=
+fuzz:
+	FUZZ_SCALE=$(FUZZ_SCALE) \
+	  PROPTEST_RNG_SEED=$(if $(FUZZ_SEED),$(FUZZ_SEED),$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')) \
+	  CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true \
+	  CARGO_TARGET_DIR=target/fuzz $(CARGO) test --release --test fuzz_core
+
 SIM_ARGS ?=
 bench-sim:
 	$(CARGO) bench --bench sim -- $(SIM_ARGS)
+
+# The plugin process's VmHWM loading and refreshing the 2026 mainnet graph on the stand-in.
+MAINNET_DATA := $(or $(CLN_REBALANCE_MAINNET_DATA),../shared/data)
+bench-memory: build
+	$(PYTHON) benches/plugin_memory.py target/release/lightningd-standin $(PLUGIN) \
+	  $(MAINNET_DATA)/mainnet-2026-02-03.listchannels.json.gz
 
 clean:
 	$(CARGO) clean

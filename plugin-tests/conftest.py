@@ -5,11 +5,19 @@ lightningd stand-in in plugin-tests/standin, on a simulated network; no lightnin
 Every fixture here is prefixed `standin` so it cannot clash with pyln-testing's fixtures used
 by the real-lightningd suite (test_real_*.py). A test fails at teardown if any **BROKEN** log
 line appeared or the plugin died.
+
+Python plugins (the test plugin) run with sys.executable, the interpreter running pytest (the
+venv with pyln-client), never with whatever `python3` is first on PATH. Under `make test`
+(CLN_REBALANCE_PYTHON_GUARD=1) PATH's python3 has only the stdlib, and the run fails if
+anything imported here came from outside the venv and the stdlib.
 """
 import json
 import os
+import shlex
 import shutil
 import subprocess
+import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -38,15 +46,70 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.standin)
 
 
+def modules_from_outside_the_venv():
+    """Imported modules whose files lie outside the venv (sys.prefix), the base interpreter's
+    stdlib (not its site-packages) and this repository: packages the machine happens to have.
+    A path counts as inside when it is either as imported or resolved (Debian's stdlib
+    sitecustomize.py is a symlink into /etc)."""
+    def forms(p):
+        return {os.path.abspath(p) + os.sep, os.path.realpath(p) + os.sep}
+    allowed = forms(sys.prefix) | forms(ROOT)
+    stdlib = set().union(*(forms(sysconfig.get_paths()[k]) for k in ("stdlib", "platstdlib")))
+
+    def inside(f):
+        return (any(f.startswith(a) for a in allowed)
+                or any(f.startswith(d) and "site-packages" not in f[len(d):]
+                       and "dist-packages" not in f[len(d):] for d in stdlib))
+
+    outside = []
+    for name, mod in list(sys.modules.items()):
+        f = getattr(mod, "__file__", None)
+        if f and not any(inside(x) for x in forms(f)):
+            outside.append(f"{name} ({os.path.abspath(f)})")
+    return sorted(outside)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("CLN_REBALANCE_PYTHON_GUARD") != "1":
+        return
+    problems = []
+    if sys.prefix == sys.base_prefix:
+        problems.append(f"pytest is not running in a venv ({sys.executable})")
+    problems += modules_from_outside_the_venv()
+    if problems:
+        tr = session.config.pluginmanager.get_plugin("terminalreporter")
+        msg = ("CLN_REBALANCE_PYTHON_GUARD: imported from outside .venv and the stdlib: "
+               + ", ".join(problems))
+        if tr is not None:
+            tr.write_line(msg, red=True)
+        else:
+            print(msg, file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def python_plugin(script, directory):
+    """A plugin file in `directory` that runs the Python plugin `script` with sys.executable
+    (this venv, which has pyln-client) rather than the `python3` its shebang finds on PATH."""
+    wrapper = Path(directory) / Path(script).stem
+    wrapper.write_text("#!/bin/sh\n# Runs {} with the interpreter running pytest.\nexec {} {} \"$@\"\n".format(
+        Path(script).name, shlex.quote(sys.executable), shlex.quote(str(script))))
+    wrapper.chmod(0o755)
+    return wrapper
+
+
 @pytest.fixture(scope="session")
 def standin_bins():
     """Paths of lightningd-standin and cln-rebalance ($LIGHTNINGD_STANDIN, $CLN_REBALANCE_BIN,
     else target/debug), building the workspace if a default one is missing (set
-    STANDIN_NO_BUILD=1 to never build)."""
+    STANDIN_NO_BUILD=1 to never build). A binary named by its variable (as the Makefile does)
+    must exist: the run fails rather than skip what it was asked to test."""
     defaults = "LIGHTNINGD_STANDIN" not in os.environ and "CLN_REBALANCE_BIN" not in os.environ
     if (defaults and not (STANDIN_BIN.exists() and PLUGIN_BIN.exists())
             and not os.environ.get("STANDIN_NO_BUILD")):
         subprocess.run(["cargo", "build", "-q", "--bins"], cwd=ROOT, check=True)
+    for var, path in (("LIGHTNINGD_STANDIN", STANDIN_BIN), ("CLN_REBALANCE_BIN", PLUGIN_BIN)):
+        if var in os.environ and not path.exists():
+            pytest.fail(f"{var}={path} does not exist")
     if not STANDIN_BIN.exists():
         pytest.skip(f"{STANDIN_BIN} not built")
     return {"standin": STANDIN_BIN, "plugin": PLUGIN_BIN}
@@ -72,6 +135,8 @@ class Standin:
             source = ["--network", str(network)]
         cmd = [str(bins["standin"]), *source,
                "--lightning-dir", str(self.dir), "--shutdown-grace", "10", "--log-stderr", "none"]
+        if plugin is not None and str(plugin).endswith(".py"):
+            plugin = python_plugin(plugin, self.dir)
         if plugin is not None:
             cmd += ["--plugin", str(plugin)]
         for k, v in (options or {}).items():
@@ -131,13 +196,14 @@ class Standin:
 @pytest.fixture
 def standin_factory(standin_bins):
     """Starts stand-ins: `standin_factory(network="demo.json", plugin="rebalance", options={})`
-    where plugin is "rebalance" (the real binary), "testplugin", None, or a path."""
+    where plugin is "rebalance" (the real binary), "testplugin", None, or a path (a `.py`
+    one runs with sys.executable)."""
     started = []
 
     def make(network="demo.json", plugin="rebalance", options=None, allow_broken=False):
         if plugin == "rebalance":
             if not standin_bins["plugin"].exists():
-                pytest.skip("target/debug/cln-rebalance is not built")
+                pytest.skip(f"{standin_bins['plugin']} is not built")
             plugin = standin_bins["plugin"]
         elif plugin == "testplugin":
             plugin = TESTPLUGIN

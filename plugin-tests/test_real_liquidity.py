@@ -102,3 +102,13 @@ def test_model_saved_restored_and_used(node_factory):
     assert l1.rpc.call("rebalance-liquidity")["learned_channel_directions"] == 0
     e = rpc_error(l1.rpc.call, "rebalance-liquidity", {"short_channel_id": "nonsense"})
     assert e["code"] == -32602 and e["message"].startswith("short_channel_id:"), e
+
+    # lightningd's `check` reaches the plugin (pyln-testing checks every call it makes): bad
+    # params are refused by name, good ones pass, and lightningd never logs that it cannot ask.
+    ok = l1.rpc.call("check", {"command_to_check": "rebalance", "outgoing": out_scid,
+                               "incoming": in_scid, "amount_msat": "10000sat"})
+    assert ok["command_to_check"] == "rebalance", ok
+    e = rpc_error(l1.rpc.call, "check", {"command_to_check": "rebalance", "outgoing": out_scid,
+                                         "incoming": in_scid, "amount_msat": "lots"})
+    assert e["code"] == -32602 and e["message"].startswith("amount_msat:"), e
+    assert not l1.daemon.is_in_log("does not support check command")

@@ -1,6 +1,9 @@
 """The stand-in itself, with a minimal pyln-client plugin (standin/testplugin): the plugin
 protocol (getmanifest/init, forwarded calls, hooks, logs, shutdown) and the lightningd methods
 and behaviours the rebalancer depends on (sendpay/waitsendpay semantics, held HTLCs, errors)."""
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -170,3 +173,26 @@ def test_shutdown_notification_and_exit(standin_factory):
     assert s.rpc.stop() == {"result": "Shutdown complete"}
     assert s.proc.wait(timeout=10) == 0
     assert any("testplugin shutting down" in line for line in s.log_lines())
+
+
+def test_testplugin_runs_with_the_test_interpreter(standin_testplugin):
+    # Started through conftest's wrapper with sys.executable, so it uses this venv's pyln-client
+    # whatever `python3` is first on PATH (issue 8: its shebang found a python without pyln).
+    r = standin_testplugin.rpc.call("tp-python")
+    assert r["prefix"] == sys.prefix
+    assert os.path.realpath(r["executable"]) == os.path.realpath(sys.executable)
+    assert os.path.realpath(r["pyln_client"]).startswith(os.path.realpath(sys.prefix) + os.sep)
+
+
+@pytest.mark.skipif(os.environ.get("CLN_REBALANCE_PYTHON_GUARD") != "1",
+                    reason="PATH guard is set up by make test (plugin-tests/python_guard.py)")
+def test_path_python_has_only_the_stdlib():
+    # make test's guard is in force: a subprocess that finds Python through PATH gets the stdlib
+    # and none of this machine's packages (nor the venv's), so leaning on them fails loudly.
+    for exe in ("python3", "python"):
+        assert subprocess.run([exe, "-c", "import json"]).returncode == 0
+        r = subprocess.run([exe, "-c", "import pyln.client"], capture_output=True, text=True)
+        assert r.returncode != 0 and "No module named 'pyln'" in r.stderr, r.stderr
+        r = subprocess.run([exe, "-c", "import sys; print(sys.flags.no_site)"],
+                           capture_output=True, text=True)
+        assert r.stdout.strip() == "1"

@@ -7,6 +7,7 @@
 //! - [`core`]: pure (no I/O, time is a parameter): money, the graph, pathfinding, routes.
 //! - [`lightningd`]: the trait for lightningd's RPC surface, its types, the cln-rpc adapter.
 
+pub mod check; // lightningd's `check` for our commands, in front of cln-plugin
 pub mod clock; // the time, from the system or a simulation
 pub mod commands;
 pub mod core;

@@ -1,14 +1,22 @@
 //! Plugin wiring only: options, methods, the hook, state, start and exit.
 
-use cln_plugin::options::{ConfigOption, DefaultIntegerConfigOption, DefaultStringConfigOption};
+use cln_plugin::options::{
+    ConfigOption, DefaultIntegerConfigOption, DefaultStringConfigOption, StringArrayConfigOption,
+};
 use cln_plugin::{Builder, Plugin};
+use cln_rebalance::commands::auto::AutoConfig;
 use cln_rebalance::commands::rebalance::{Config, Rebalancer, Routing};
 use cln_rebalance::core::liquidity::{ModelConfig, Prior};
+use cln_rebalance::core::plan::{Budget, ChannelSettings, PlanConfig, Settings};
 use cln_rebalance::lightningd::ClnNode;
 use cln_rebalance::params;
 use serde_json::Value;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, ReadBuf};
 
 const OPT_MAXFEEPPM: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
     "rebalance-maxfeeppm",
@@ -47,6 +55,50 @@ const OPT_PRIOR: DefaultStringConfigOption = ConfigOption::new_str_with_default(
     "Where liquidity is assumed to sit before anything is learned: bimodal (near the channel edges, as on mainnet) or uniform",
 );
 
+const OPT_TARGET: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
+    "rebalance-target",
+    50,
+    "Our share of each channel automatic rebalancing aims for, in percent",
+);
+const OPT_FEERATIO: DefaultStringConfigOption = ConfigOption::new_str_with_default(
+    "rebalance-feeratio",
+    "0.5",
+    "An automatic rebalance pays at most this share of what we charge to forward the amount out through the incoming channel",
+);
+const OPT_MIN_AMOUNT: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
+    "rebalance-min-amount",
+    100_000_000,
+    "Smallest automatic move, in msat (channels closer to target than this count as balanced)",
+);
+const OPT_PARALLEL: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
+    "rebalance-parallel",
+    2,
+    "Automatic moves in flight at once (never two on one channel)",
+);
+const OPT_BUDGET: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
+    "rebalance-budget",
+    0,
+    "Fees one rebalanceall run may spend, in msat (0: no per-run limit)",
+);
+const OPT_DAILY_BUDGET: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
+    "rebalance-daily-budget",
+    0,
+    "Fees all rebalances may spend in any 24 hours, in msat (0: no limit)",
+);
+const OPT_AUTO_INTERVAL: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
+    "rebalance-auto-interval",
+    0,
+    "Seconds between automatic rebalanceall runs (0: off)",
+);
+const OPT_EXCLUDE: StringArrayConfigOption = ConfigOption::new_str_arr_no_default(
+    "rebalance-exclude",
+    "A short_channel_id or peer id automatic rebalancing leaves alone (may be given several times)",
+);
+const OPT_CHANNEL_TARGET: StringArrayConfigOption = ConfigOption::new_str_arr_no_default(
+    "rebalance-channel-target",
+    "ID:PERCENT: a short_channel_id's or peer's own target for automatic rebalancing (may be given several times)",
+);
+
 const REBALANCE_USAGE: &str =
     "outgoing incoming [amount_msat] [maxfeeppm] [exemptfee] [retry_for] [dryrun]";
 const REBALANCE_DESCRIPTION: &str = "Move amount_msat of our liquidity out of channel `outgoing` and back in through \
@@ -61,13 +113,43 @@ fn non_negative(name: &str, v: i64) -> Result<u64, String> {
 }
 
 /// What the binary says when started by hand (or by `reckless` testing it) instead of by
-/// lightningd, which sets `LIGHTNINGD_PLUGIN=1` for its plugins.
+/// lightningd, which sets `LIGHTNINGD_PLUGIN=1` for its plugins and always sends getmanifest.
 const STANDALONE: &str = concat!(
     "cln-rebalance ",
     env!("CARGO_PKG_VERSION"),
     ": a Core Lightning plugin for circular rebalancing. lightningd starts it: add \
      `plugin=/path/to/cln-rebalance` to its config, or run `lightning-cli plugin start /path/to/cln-rebalance`."
 );
+
+/// Plugin input that records whether anything at all was read from it.
+struct NoticeInput<R> {
+    inner: R,
+    used: Arc<AtomicBool>,
+}
+
+impl<R> NoticeInput<R> {
+    fn new(inner: R) -> Self {
+        NoticeInput {
+            inner,
+            used: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for NoticeInput<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.used.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+}
 
 #[tokio::main]
 async fn main() -> Result<(), anyhow::Error> {
@@ -76,7 +158,16 @@ async fn main() -> Result<(), anyhow::Error> {
         return Ok(());
     }
     cln_rebalance::memory::configure();
-    let Some(configured) = Builder::new(tokio::io::stdin(), tokio::io::stdout())
+    // `lightning-cli reckless install` runs reckless from lightningd's recklessrpc plugin, so
+    // reckless's test run of this binary inherits LIGHTNINGD_PLUGIN=1; when reckless had asked
+    // to create the config file, its stdin (and so ours) is already closed. Nothing at all on
+    // stdin means no lightningd: exit 0 as when started by hand, not "Lost connection".
+    let stdin = NoticeInput::new(tokio::io::stdin());
+    let stdin_used = stdin.used.clone();
+    // `check` is answered in front of cln-plugin, which cannot (see check.rs).
+    let (input, output, drain) =
+        cln_rebalance::check::wire(stdin, tokio::io::stdout(), params::check);
+    let configured = Builder::new(input, output)
         .option(OPT_MAXFEEPPM)
         .option(OPT_EXEMPTFEE)
         .option(OPT_RETRY_FOR)
@@ -84,6 +175,15 @@ async fn main() -> Result<(), anyhow::Error> {
         .option(OPT_ROUTING)
         .option(OPT_HALF_LIFE)
         .option(OPT_PRIOR)
+        .option(OPT_TARGET)
+        .option(OPT_FEERATIO)
+        .option(OPT_MIN_AMOUNT)
+        .option(OPT_PARALLEL)
+        .option(OPT_BUDGET)
+        .option(OPT_DAILY_BUDGET)
+        .option(OPT_AUTO_INTERVAL)
+        .option(OPT_EXCLUDE)
+        .option(OPT_CHANNEL_TARGET)
         .rpcmethod_from_builder(
             cln_plugin::RpcMethodBuilder::new("rebalance", rebalance)
                 .usage(REBALANCE_USAGE)
@@ -91,8 +191,16 @@ async fn main() -> Result<(), anyhow::Error> {
         )
         .rpcmethod_from_builder(
             cln_plugin::RpcMethodBuilder::new("balances", balances)
-                .usage("[id]")
-                .description("How each channel's funds are split between us and the peer (id: filter by peer id or short_channel_id)"),
+                .usage("[id] [quote]")
+                .description("How each channel's funds are split, with fees both ways, HTLCs in flight, reserves, distance from \
+                     target, source or sink and the last rebalance; per-peer totals; the moves rebalanceall would make, each \
+                     ready to run (quote=true prices them with a dry run). id filters by peer id or short_channel_id. \
+                     JSON for scripts; balances-table shows the same as a table."),
+        )
+        .rpcmethod_from_builder(
+            cln_plugin::RpcMethodBuilder::new("balances-table", balances_table)
+                .usage("[id] [quote]")
+                .description("balances as a table to scan (lightning-cli prints it as it is)"),
         )
         .rpcmethod_from_builder(
             cln_plugin::RpcMethodBuilder::new("rebalance-liquidity", liquidity)
@@ -100,13 +208,51 @@ async fn main() -> Result<(), anyhow::Error> {
                 .description("What the plugin has learned about channels' liquidity (bounds, failures, success estimates), \
                      all of it or one channel's; reset=true forgets it (all, or that channel's)"),
         )
+        .rpcmethod_from_builder(
+            cln_plugin::RpcMethodBuilder::new("rebalanceall", rebalanceall)
+                .usage("[min_amount] [feeratio] [target] [budget] [dryrun]")
+                .description("Plan moves that bring every channel toward target (rebalance-target, default 50%) and run them \
+                     in the background, each paying at most feeratio x what we charge to forward it out through its \
+                     incoming channel, within the budgets. Answers at once with the plan; dryrun=true only plans."),
+        )
+        .rpcmethod_from_builder(
+            cln_plugin::RpcMethodBuilder::new("rebalancestop", rebalancestop)
+                .usage("")
+                .description("Stop the running rebalanceall job: no new attempt starts, the ones in flight end; says what the job did"),
+        )
+        .rpcmethod_from_builder(
+            cln_plugin::RpcMethodBuilder::new("rebalancereport", rebalancereport)
+                .usage("[days]")
+                .description("What rebalancing did over the last days (default 30): totals, per channel, fee budget used, \
+                     and whether forwarding on the channels we rebalanced into paid it back"),
+        )
+        .rpcmethod_from_builder(
+            cln_plugin::RpcMethodBuilder::new("rebalancereport-table", rebalancereport_table)
+                .usage("[days]")
+                .description("rebalancereport as text to read (lightning-cli prints it as it is)"),
+        )
+        .rpcmethod_from_builder(
+            cln_plugin::RpcMethodBuilder::new("rebalance-settings", settings)
+                .usage("[id] [exclude] [target] [clear]")
+                .description("Per-channel or per-peer settings for automatic rebalancing, kept in the datastore: \
+                     with no id lists them; id exclude=true|false or target=PERCENT sets; id clear=true removes"),
+        )
         .hook("invoice_payment", invoice_payment)
         .subscribe("shutdown", shutdown)
         .dynamic()
         .configure()
-        .await?
-    else {
-        return Ok(()); // lightningd only asked for the manifest
+        .await;
+    let configured = match configured {
+        Ok(Some(configured)) => configured,
+        Ok(None) => {
+            drain.wait().await; // lightningd only asked for the manifest: let it reach lightningd
+            return Ok(());
+        }
+        Err(_) if !stdin_used.load(Ordering::Relaxed) => {
+            eprintln!("{STANDALONE}");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
     };
 
     let read = |opt: &DefaultIntegerConfigOption| -> Result<u64, String> {
@@ -134,7 +280,43 @@ async fn main() -> Result<(), anyhow::Error> {
         if half_life_secs == 0 {
             return Err("rebalance-liquidity-half-life must be at least 1 second".into());
         }
+        let feeratio = text(&OPT_FEERATIO)?;
+        let feeratio_millionths = cln_rebalance::params::ratio_millionths(
+            &serde_json::Map::from_iter([("feeratio".to_string(), Value::String(feeratio))]),
+            "feeratio",
+        )
+        .map_err(|e| format!("rebalance-{}", e.message))?
+        .unwrap_or(500_000);
+        let target_percent = read(&OPT_TARGET)?;
+        if target_percent > 100 {
+            return Err("rebalance-target must be 0..=100".into());
+        }
+        let some = |v: u64| (v > 0).then_some(v);
+        let plan = PlanConfig {
+            target_percent: target_percent as u8,
+            min_amount_msat: read(&OPT_MIN_AMOUNT)?,
+            feeratio_millionths,
+            maxfeeppm: u32::try_from(read(&OPT_MAXFEEPPM)?).unwrap_or(u32::MAX),
+            ..PlanConfig::default()
+        };
+        plan.validate()?;
+        let auto = AutoConfig {
+            plan,
+            budget: Budget {
+                per_run_msat: some(read(&OPT_BUDGET)?),
+                daily_msat: some(read(&OPT_DAILY_BUDGET)?),
+            },
+            parallel: read(&OPT_PARALLEL)?.clamp(1, 16) as usize,
+            interval_secs: read(&OPT_AUTO_INTERVAL)?,
+            settings: config_settings(
+                configured.option(&OPT_EXCLUDE).map_err(|e| e.to_string())?,
+                configured
+                    .option(&OPT_CHANNEL_TARGET)
+                    .map_err(|e| e.to_string())?,
+            )?,
+        };
         Ok(Config {
+            auto,
             maxfeeppm: read(&OPT_MAXFEEPPM)?,
             exemptfee_msat: read(&OPT_EXEMPTFEE)?,
             retry_for_secs,
@@ -151,6 +333,7 @@ async fn main() -> Result<(), anyhow::Error> {
         Ok(c) => c,
         Err(reason) => {
             configured.disable(&reason).await?;
+            drain.wait().await;
             return Ok(());
         }
     };
@@ -160,9 +343,17 @@ async fn main() -> Result<(), anyhow::Error> {
     let plugin = configured.start(state.clone()).await?;
     // An earlier run stopped mid-rebalance may have left an unpaid invoice: remove it. What
     // earlier runs learned of liquidity comes back from the datastore.
+    // The history comes back too, and rebalances that completed while we were down are
+    // recorded once. Then the schedule, if any.
+    // Stale invoices go before the reconcile: one paid in between is then recorded at once
+    // (the other way round, a payment landing after the reconcile read the invoices but
+    // before its invoice was deleted stayed out of the history until the next start).
     tokio::spawn(async move {
+        state.load_history().await;
         state.delete_stale_invoices().await;
+        state.reconcile_history().await;
         state.load_liquidity().await;
+        state.run_schedule().await;
     });
     plugin.join().await?;
     // cln-plugin returns from join() but the runtime would linger until stdin closes.
@@ -187,10 +378,101 @@ async fn balances(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow:
     result.map_err(anyhow::Error::new)
 }
 
+async fn balances_table(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow::Error> {
+    let state = plugin.state().clone();
+    let result = match params::balances(&params) {
+        Ok(p) => state.balances_table(p).await,
+        Err(e) => Err(e),
+    };
+    result.map_err(anyhow::Error::new)
+}
+
 async fn liquidity(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow::Error> {
     let state = plugin.state().clone();
     let result = match params::liquidity(&params) {
         Ok(p) => state.liquidity_report(p).await,
+        Err(e) => Err(e),
+    };
+    result.map_err(anyhow::Error::new)
+}
+
+/// `rebalance-exclude` and `rebalance-channel-target` from the config file.
+fn config_settings(
+    exclude: Option<Vec<String>>,
+    targets: Option<Vec<String>>,
+) -> Result<Settings, String> {
+    let mut s = Settings::default();
+    fn entry<'a>(s: &'a mut Settings, id: &str) -> Result<&'a mut ChannelSettings, String> {
+        if cln_rebalance::commands::channels::is_node_id(id) {
+            Ok(s.peers.entry(id.to_ascii_lowercase()).or_default())
+        } else {
+            let scid = id
+                .parse()
+                .map_err(|e| format!("rebalance-exclude / rebalance-channel-target: {e}"))?;
+            Ok(s.channels.entry(scid).or_default())
+        }
+    }
+    for id in exclude.unwrap_or_default() {
+        entry(&mut s, id.trim())?.exclude = Some(true);
+    }
+    for t in targets.unwrap_or_default() {
+        let (id, pct) = t
+            .rsplit_once(':')
+            .ok_or_else(|| format!("rebalance-channel-target {t:?}: expected ID:PERCENT"))?;
+        let pct: u8 = pct
+            .trim()
+            .parse()
+            .ok()
+            .filter(|p| *p <= 100)
+            .ok_or_else(|| format!("rebalance-channel-target {t:?}: PERCENT must be 0..=100"))?;
+        entry(&mut s, id.trim())?.target_percent = Some(pct);
+    }
+    Ok(s)
+}
+
+async fn rebalanceall(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow::Error> {
+    let state = plugin.state().clone();
+    let result = match params::rebalanceall(&params) {
+        Ok(p) => state.rebalanceall(p).await,
+        Err(e) => Err(e),
+    };
+    result.map_err(anyhow::Error::new)
+}
+
+async fn rebalancestop(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow::Error> {
+    let state = plugin.state().clone();
+    let result = match params::rebalancestop(&params) {
+        Ok(()) => state.rebalancestop().await,
+        Err(e) => Err(e),
+    };
+    result.map_err(anyhow::Error::new)
+}
+
+async fn rebalancereport(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow::Error> {
+    let state = plugin.state().clone();
+    let result = match params::rebalancereport(&params) {
+        Ok(days) => state.rebalancereport(days).await,
+        Err(e) => Err(e),
+    };
+    result.map_err(anyhow::Error::new)
+}
+
+async fn rebalancereport_table(
+    plugin: Plugin<State>,
+    params: Value,
+) -> Result<Value, anyhow::Error> {
+    let state = plugin.state().clone();
+    let result = match params::rebalancereport(&params) {
+        Ok(days) => state.rebalancereport_table(days).await,
+        Err(e) => Err(e),
+    };
+    result.map_err(anyhow::Error::new)
+}
+
+async fn settings(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow::Error> {
+    let state = plugin.state().clone();
+    let result = match params::settings(&params) {
+        Ok(p) => state.rebalance_settings(p).await,
         Err(e) => Err(e),
     };
     result.map_err(anyhow::Error::new)

@@ -14,8 +14,12 @@ pub const REBALANCE_PARAMS: [&str; 7] = [
     "retry_for",
     "dryrun",
 ];
-pub const BALANCES_PARAMS: [&str; 1] = ["id"];
+pub const BALANCES_PARAMS: [&str; 2] = ["id", "quote"];
 pub const LIQUIDITY_PARAMS: [&str; 2] = ["short_channel_id", "reset"];
+/// rebalance.py's two first (`min_amount`, `feeratio`), then ours.
+pub const REBALANCEALL_PARAMS: [&str; 5] = ["min_amount", "feeratio", "target", "budget", "dryrun"];
+pub const REPORT_PARAMS: [&str; 1] = ["days"];
+pub const SETTINGS_PARAMS: [&str; 4] = ["id", "exclude", "target", "clear"];
 
 /// The most `retry_for` may ask: an hour keeps funds from being tied up by one command.
 pub const MAX_RETRY_FOR: u64 = 3600;
@@ -36,6 +40,8 @@ pub struct RebalanceParams {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BalancesParams {
     pub id: Option<String>,
+    /// Price each suggested move with a dry run (route, fee, success estimate).
+    pub quote: bool,
 }
 
 /// `rebalance-liquidity [short_channel_id] [reset]`.
@@ -189,6 +195,7 @@ pub fn balances(params: &Value) -> Result<BalancesParams, RpcFailure> {
     let map = named(params, &BALANCES_PARAMS)?;
     Ok(BalancesParams {
         id: string(&map, "id")?,
+        quote: boolean(&map, "quote")?.unwrap_or(false),
     })
 }
 
@@ -207,6 +214,115 @@ pub fn liquidity(params: &Value) -> Result<LiquidityParams, RpcFailure> {
     })
 }
 
+/// A ratio such as rebalance.py's `feeratio` (`0.5`, as a number or a string) in millionths,
+/// exactly: at most six decimals, at most 10.
+pub fn ratio_millionths(map: &Map<String, Value>, name: &str) -> Result<Option<u32>, RpcFailure> {
+    let text = match map.get(name) {
+        None => return Ok(None),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(other) => {
+            return Err(RpcFailure::param(
+                name,
+                format!("expected a number such as 0.5, got {other}"),
+            ));
+        }
+    };
+    let bad = || {
+        RpcFailure::param(
+            name,
+            format!("expected a number from 0 to 10 with at most six decimals, got {text}"),
+        )
+    };
+    let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().all(|c| c.is_ascii_digit())
+        || !frac.bytes().all(|c| c.is_ascii_digit())
+        || frac.len() > 6
+        || int.len() > 2
+    {
+        return Err(bad());
+    }
+    let int: u32 = if int.is_empty() {
+        0
+    } else {
+        int.parse().map_err(|_| bad())?
+    };
+    let frac: u32 = format!("{frac:0<6}").parse().map_err(|_| bad())?;
+    let v = int * 1_000_000 + frac;
+    if v > 10_000_000 {
+        return Err(bad());
+    }
+    Ok(Some(v))
+}
+
+pub fn rebalanceall(
+    params: &Value,
+) -> Result<crate::commands::auto::RebalanceallParams, RpcFailure> {
+    let map = named(params, &REBALANCEALL_PARAMS)?;
+    let target = integer(&map, "target", 100)?.map(|t| t as u8);
+    Ok(crate::commands::auto::RebalanceallParams {
+        min_amount_msat: amount(&map, "min_amount")?,
+        feeratio_millionths: ratio_millionths(&map, "feeratio")?,
+        target_percent: target,
+        budget_msat: amount(&map, "budget")?,
+        dryrun: boolean(&map, "dryrun")?.unwrap_or(false),
+    })
+}
+
+pub fn rebalancestop(params: &Value) -> Result<(), RpcFailure> {
+    named(params, &[]).map(|_| ())
+}
+
+pub fn rebalancereport(params: &Value) -> Result<Option<u64>, RpcFailure> {
+    let map = named(params, &REPORT_PARAMS)?;
+    match integer(&map, "days", 3650)? {
+        Some(0) => Err(RpcFailure::param("days", "must be at least 1")),
+        d => Ok(d),
+    }
+}
+
+pub fn settings(params: &Value) -> Result<crate::commands::settings::SettingsParams, RpcFailure> {
+    let map = named(params, &SETTINGS_PARAMS)?;
+    let p = crate::commands::settings::SettingsParams {
+        id: string(&map, "id")?,
+        exclude: boolean(&map, "exclude")?,
+        target_percent: integer(&map, "target", 100)?.map(|t| t as u8),
+        clear: boolean(&map, "clear")?.unwrap_or(false),
+    };
+    if p.id.is_none() && (p.exclude.is_some() || p.target_percent.is_some() || p.clear) {
+        return Err(RpcFailure::param(
+            "id",
+            "name the short_channel_id or peer id to set or clear",
+        ));
+    }
+    if p.clear && (p.exclude.is_some() || p.target_percent.is_some()) {
+        return Err(RpcFailure::param(
+            "clear",
+            "clear removes the settings; give it without exclude or target",
+        ));
+    }
+    Ok(p)
+}
+
+/// `check`: whether `command` would accept `params` (lightningd's `check`, answered by
+/// [`crate::check`]).
+pub fn check(command: &str, params: &Value) -> Result<(), RpcFailure> {
+    match command {
+        "rebalance" => rebalance(params).map(|_| ()),
+        "balances" | "balances-table" => balances(params).map(|_| ()),
+        "rebalance-liquidity" => liquidity(params).map(|_| ()),
+        "rebalanceall" => rebalanceall(params).map(|_| ()),
+        "rebalancestop" => rebalancestop(params),
+        "rebalancereport" | "rebalancereport-table" => rebalancereport(params).map(|_| ()),
+        "rebalance-settings" => settings(params).map(|_| ()),
+        other => Err(RpcFailure::param(
+            "command_to_check",
+            format!("{other} is not a command of this plugin"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +330,52 @@ mod tests {
 
     fn err(v: Value) -> RpcFailure {
         rebalance(&v).unwrap_err()
+    }
+
+    #[test]
+    fn automatic_rebalancing_params() {
+        let p = rebalanceall(&json!(["50000sat", "0.25"])).unwrap();
+        assert_eq!(p.min_amount_msat, Some(50_000_000));
+        assert_eq!(p.feeratio_millionths, Some(250_000));
+        let p = rebalanceall(&json!({"feeratio": 0.5, "target": 60, "dryrun": true})).unwrap();
+        assert_eq!(
+            (p.feeratio_millionths, p.target_percent, p.dryrun),
+            (Some(500_000), Some(60), true)
+        );
+        for (bad, name) in [
+            (json!({"feeratio": "x"}), "feeratio"),
+            (json!({"feeratio": -1}), "feeratio"),
+            (json!({"feeratio": "0.1234567"}), "feeratio"),
+            (json!({"feeratio": 11}), "feeratio"),
+            (json!({"target": 101}), "target"),
+            (json!({"budget": "lots"}), "budget"),
+            (json!({"min_amount": -5}), "min_amount"),
+        ] {
+            let e = rebalanceall(&bad).unwrap_err();
+            assert_eq!(e.code, -32602);
+            assert!(
+                e.message.starts_with(&format!("{name}:")),
+                "{bad}: {}",
+                e.message
+            );
+        }
+        assert_eq!(rebalancereport(&json!([7])).unwrap(), Some(7));
+        assert!(
+            rebalancereport(&json!([0]))
+                .unwrap_err()
+                .message
+                .starts_with("days:")
+        );
+        assert!(rebalancestop(&json!(["x"])).is_err());
+        let s = settings(&json!(["1x1x1", true])).unwrap();
+        assert_eq!((s.exclude, s.clear), (Some(true), false));
+        assert!(
+            settings(&json!({"exclude": true}))
+                .unwrap_err()
+                .message
+                .starts_with("id:")
+        );
+        assert!(settings(&json!({"id": "1x1x1", "clear": true, "target": 5})).is_err());
     }
 
     #[test]

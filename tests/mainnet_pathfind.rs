@@ -14,11 +14,14 @@
 
 #[path = "support/mainnet.rs"]
 mod mainnet;
+#[path = "support/routecheck.rs"]
+mod routecheck;
 
-use cln_rebalance::core::graph::{EdgeIdx, Graph, GraphBuilder, NodeIdx, Policy};
+use cln_rebalance::core::graph::{EdgeIdx, Graph, GraphBuilder, NodeIdx};
 use cln_rebalance::core::pathfind::{Exclusions, Path, Query, Scratch, find_path};
 use cln_rebalance::core::route::{HopSpec, MAX_HOPS, MAX_TOTAL_CLTV, build_route, route_fee_msat};
 use mainnet::{Circle, FINAL_CLTV, Rng};
+use routecheck::{check_path, exhaustive, spec_fee};
 use std::sync::OnceLock;
 
 const G2026: &str = "mainnet-2026-02-03";
@@ -81,73 +84,6 @@ fn load(name: &'static str) -> Option<&'static Mainnet> {
     loaded.as_ref()
 }
 
-/// BOLT 7's fee, written out again in u128 so it shares no code with the crate.
-fn spec_fee(amount_msat: u64, policy: &Policy) -> u64 {
-    let prop = (u128::from(amount_msat) * u128::from(policy.fee_per_millionth)).div_ceil(1_000_000);
-    u64::try_from(prop + u128::from(policy.base_fee_millisatoshi)).expect("fee fits")
-}
-
-/// What a valid path for `query` must satisfy, checked from scratch. Returns the carried
-/// amount of every edge (what its destination receives), in path order.
-fn check_path(g: &Graph, query: &Query, exclude: &Exclusions, path: &Path) -> Vec<u64> {
-    let edges: Vec<_> = path.edges.iter().map(|&i| g.edge(i)).collect();
-    if query.from == query.to {
-        assert!(edges.is_empty());
-    } else {
-        assert!(!edges.is_empty(), "a path between distinct peers has edges");
-        assert_eq!(edges[0].source, query.from, "starts at the outgoing peer");
-        assert_eq!(
-            edges[edges.len() - 1].destination,
-            query.to,
-            "ends at the incoming peer"
-        );
-    }
-    for w in edges.windows(2) {
-        assert_eq!(w[0].destination, w[1].source, "consecutive edges connect");
-    }
-    let mut nodes = vec![query.from];
-    nodes.extend(edges.iter().map(|e| e.destination));
-    let mut sorted = nodes.clone();
-    sorted.sort_unstable();
-    sorted.dedup();
-    assert_eq!(sorted.len(), nodes.len(), "no node repeated: {nodes:?}");
-    for n in &nodes {
-        assert!(!exclude.nodes.contains(n), "excluded node {n} used");
-    }
-    assert!(edges.len() as u32 <= query.max_edges, "hop cap");
-    // Backward, as lightningd's onion would be built.
-    let (mut amount, mut delay) = (query.deliver_msat, query.deliver_delay);
-    let mut carried = vec![0; edges.len()];
-    for (i, e) in edges.iter().enumerate().rev() {
-        let idx = path.edges[i];
-        assert!(e.active, "edge {} inactive", e.short_channel_id);
-        assert!(!exclude.edges.contains(&idx), "excluded edge used");
-        if let Some(limit) = exclude.max_amount_msat.get(&idx) {
-            assert!(amount < *limit, "edge over its learned amount limit");
-        }
-        assert!(
-            e.policy.htlc_minimum_msat <= amount && amount <= e.policy.htlc_maximum_msat,
-            "htlc limits of {}: {} not in {}..={}",
-            e.short_channel_id,
-            amount,
-            e.policy.htlc_minimum_msat,
-            e.policy.htlc_maximum_msat
-        );
-        assert!(
-            amount <= e.amount_msat,
-            "capacity of {}",
-            e.short_channel_id
-        );
-        carried[i] = amount;
-        amount += spec_fee(amount, &e.policy);
-        delay += e.policy.delay;
-    }
-    assert_eq!(amount, path.source_amount_msat, "source amount");
-    assert_eq!(delay, path.source_delay, "source delay");
-    assert!(delay <= query.max_delay, "delay cap");
-    carried
-}
-
 /// Checks a found circle end to end: the middle by [`check_path`], then the whole route as
 /// `route::build_route` makes it (our two hops included) against the search's numbers.
 fn check_circle(g: &Graph, c: &Circle, path: &Path) {
@@ -160,7 +96,7 @@ fn check_circle(g: &Graph, c: &Circle, path: &Path) {
     // The query is what Plan builds.
     assert_eq!(
         c.query.deliver_msat,
-        c.amount_msat + spec_fee(c.amount_msat, &in_e.policy)
+        c.amount_msat + spec_fee(c.amount_msat, &in_e.policy).expect("fee fits")
     );
     assert_eq!(c.query.deliver_delay, FINAL_CLTV + in_e.policy.delay);
     assert!(in_e.policy.htlc_minimum_msat <= c.amount_msat);
@@ -325,84 +261,6 @@ fn cut_subgraph(m: &Mainnet, rng: &mut Rng, size: usize) -> Graph {
         }
     }
     b.build()
-}
-
-/// Most partial paths [`exhaustive`] may extend before giving up on a query: dense cuts around
-/// hubs have astronomically many simple paths, and such queries are skipped (and counted).
-const EXHAUSTIVE_BUDGET: u64 = 300_000;
-
-/// The cheapest `(source amount, edges)` over every simple path `from ... to` within the caps,
-/// by depth-first enumeration backward from `to`; `Err(())` when over [`EXHAUSTIVE_BUDGET`].
-/// Partial paths already no better than the best complete one are cut (extending a path
-/// backward never lowers its amount), and cheaper edges are tried first so that cut comes early.
-fn exhaustive(g: &Graph, q: &Query, ex: &Exclusions) -> Result<Option<(u64, u32)>, ()> {
-    struct Search<'a> {
-        g: &'a Graph,
-        q: &'a Query,
-        ex: &'a Exclusions,
-        on_path: Vec<bool>,
-        best: Option<(u64, u32)>,
-        steps: u64,
-    }
-    impl Search<'_> {
-        fn go(&mut self, v: NodeIdx, amount: u64, delay: u32, edges: u32) -> Result<(), ()> {
-            self.steps += 1;
-            if self.steps > EXHAUSTIVE_BUDGET {
-                return Err(());
-            }
-            if self.best.is_some_and(|b| (amount, edges) >= b) {
-                return Ok(());
-            }
-            if v == self.q.from {
-                self.best = Some((amount, edges));
-                return Ok(());
-            }
-            if edges == self.q.max_edges {
-                return Ok(());
-            }
-            let (g, ex) = (self.g, self.ex);
-            let mut next: Vec<(u64, u32, NodeIdx)> = g
-                .edges_into(v)
-                .filter(|(i, e)| {
-                    e.active
-                        && !self.on_path[e.source as usize]
-                        && !ex.nodes.contains(&e.source)
-                        && !ex.edges.contains(i)
-                        && ex.max_amount_msat.get(i).is_none_or(|l| amount < *l)
-                        && e.policy.htlc_minimum_msat <= amount
-                        && amount <= e.policy.htlc_maximum_msat
-                        && amount <= e.amount_msat
-                })
-                .map(|(_, e)| {
-                    let amount_u = amount + spec_fee(amount, &e.policy);
-                    (amount_u, delay.saturating_add(e.policy.delay), e.source)
-                })
-                .filter(|&(_, delay_u, _)| delay_u <= self.q.max_delay)
-                .collect();
-            next.sort_unstable();
-            for (amount_u, delay_u, u) in next {
-                self.on_path[u as usize] = true;
-                let r = self.go(u, amount_u, delay_u, edges + 1);
-                self.on_path[u as usize] = false;
-                r?;
-            }
-            Ok(())
-        }
-    }
-    if ex.nodes.contains(&q.from) || ex.nodes.contains(&q.to) || q.deliver_delay > q.max_delay {
-        return Ok(None);
-    }
-    let mut s = Search {
-        g,
-        q,
-        ex,
-        on_path: vec![false; g.node_count()],
-        best: None,
-        steps: 0,
-    };
-    s.on_path[q.to as usize] = true;
-    s.go(q.to, q.deliver_msat, q.deliver_delay, 0)?;
-    Ok(s.best)
 }
 
 fn dijkstra_matches_exhaustive(name: &'static str, subgraphs: usize, seed: u64) {

@@ -58,6 +58,10 @@ async fn moves_the_amount_and_pays_only_the_reported_fee() {
     );
     assert_eq!(node.to_us(BOB), out0 - 100_000_000 - fee);
     assert_eq!(node.to_us(CAROL), in0 + 100_000_000);
+    // rebalance.py's names mean the same.
+    assert_eq!(v["sent"], 100_000_000 + fee);
+    assert_eq!(v["received"], 100_000_000);
+    assert_eq!(v["fee"], fee);
     let route = v["route"].as_array().unwrap();
     assert_eq!(route.first().unwrap()["short_channel_id"], BOB);
     assert_eq!(route.last().unwrap()["short_channel_id"], CAROL);
@@ -328,7 +332,10 @@ async fn a_private_incoming_channel_is_named_by_the_peers_alias() {
 async fn balances_match_listpeerchannels_with_aliases() {
     let (r, node) = rebalancer(demo_network(), Config::default());
     let v = r
-        .balances(cln_rebalance::params::BalancesParams { id: None })
+        .balances(cln_rebalance::params::BalancesParams {
+            id: None,
+            quote: false,
+        })
         .await
         .unwrap();
     let truth = node.call("listpeerchannels", json!({})).unwrap();
@@ -364,6 +371,7 @@ async fn balances_match_listpeerchannels_with_aliases() {
     let one = r
         .balances(cln_rebalance::params::BalancesParams {
             id: Some(BOB.into()),
+            quote: false,
         })
         .await
         .unwrap();
@@ -371,6 +379,7 @@ async fn balances_match_listpeerchannels_with_aliases() {
     let e = r
         .balances(cln_rebalance::params::BalancesParams {
             id: Some("1x2x3".into()),
+            quote: false,
         })
         .await
         .unwrap_err();

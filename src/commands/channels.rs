@@ -1,13 +1,10 @@
-//! Our own channels: the `balances` view, and turning an `outgoing`/`incoming` parameter (a
+//! Our own channels: bars and shares for the `balances` view, and turning an `outgoing`/`incoming` parameter (a
 //! short_channel_id or a peer's node id) into one of our channels. Pure: works on
 //! `listpeerchannels` entries the caller fetched.
 
-use crate::core::amount::display_sat;
 use crate::core::graph::Scid;
 use crate::error::RpcFailure;
 use crate::lightningd::PeerChannel;
-use serde_json::{Value, json};
-use std::collections::HashMap;
 
 /// Width of the text bar in `balances`.
 pub const BAR_WIDTH: usize = 20;
@@ -38,97 +35,6 @@ pub fn is_node_id(s: &str) -> bool {
     s.len() == 66
         && (s.starts_with("02") || s.starts_with("03"))
         && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// The `balances` result: every channel listpeerchannels knows, with totals and a text table.
-pub fn balances_view(
-    channels: &[PeerChannel],
-    aliases: &HashMap<String, String>,
-    filter: Option<&str>,
-) -> Value {
-    let mut rows = Vec::new();
-    let (mut to_us, mut total, mut spendable, mut receivable) = (0u64, 0u64, 0u64, 0u64);
-    let mut table = vec![format!(
-        "{:<20} {:<16} {:<18} {:>16} {:>16} {:>6}  {}",
-        "alias", "short_channel_id", "state", "ours(sat)", "theirs(sat)", "ours%", "bar"
-    )];
-    let mut sorted: Vec<&PeerChannel> = channels
-        .iter()
-        .filter(|c| match filter {
-            None => true,
-            Some(f) => c.peer_id == f || c.short_channel_id.as_deref() == Some(f),
-        })
-        .collect();
-    sorted.sort_by(|a, b| {
-        our_percent(a.to_us_msat, a.total_msat)
-            .total_cmp(&our_percent(b.to_us_msat, b.total_msat))
-            .then_with(|| a.short_channel_id.cmp(&b.short_channel_id))
-    });
-    for c in sorted {
-        let alias = aliases.get(&c.peer_id).cloned().unwrap_or_default();
-        let scid = c.short_channel_id.clone().unwrap_or_default();
-        to_us = to_us.saturating_add(c.to_us_msat);
-        total = total.saturating_add(c.total_msat);
-        spendable = spendable.saturating_add(c.spendable_msat);
-        receivable = receivable.saturating_add(c.receivable_msat);
-        let shown_alias = if alias.is_empty() {
-            &c.peer_id[..c.peer_id.len().min(16)]
-        } else {
-            alias.as_str()
-        };
-        table.push(format!(
-            "{:<20} {:<16} {:<18} {:>16} {:>16} {:>6.1}  {}{}",
-            truncate(shown_alias, 20),
-            scid,
-            truncate(&c.state, 18),
-            display_sat(c.to_us_msat).trim_end_matches("sat"),
-            display_sat(c.total_msat.saturating_sub(c.to_us_msat)).trim_end_matches("sat"),
-            our_percent(c.to_us_msat, c.total_msat),
-            bar(c.to_us_msat, c.total_msat),
-            if c.peer_connected { "" } else { " (offline)" }
-        ));
-        rows.push(json!({
-            "peer_id": c.peer_id,
-            "alias": alias,
-            "short_channel_id": c.short_channel_id,
-            "state": c.state,
-            "peer_connected": c.peer_connected,
-            "private": c.private,
-            "to_us_msat": c.to_us_msat,
-            "total_msat": c.total_msat,
-            "spendable_msat": c.spendable_msat,
-            "receivable_msat": c.receivable_msat,
-            "our_percent": our_percent(c.to_us_msat, c.total_msat),
-            "bar": bar(c.to_us_msat, c.total_msat),
-        }));
-    }
-    table.push(format!(
-        "{:<20} {:<16} {:<18} {:>16} {:>16} {:>6.1}  {}",
-        format!("total ({} channels)", rows.len()),
-        "",
-        "",
-        display_sat(to_us).trim_end_matches("sat"),
-        display_sat(total.saturating_sub(to_us)).trim_end_matches("sat"),
-        our_percent(to_us, total),
-        bar(to_us, total)
-    ));
-    json!({
-        "channels": rows,
-        "totals": {
-            "channels": rows.len(),
-            "to_us_msat": to_us,
-            "total_msat": total,
-            "spendable_msat": spendable,
-            "receivable_msat": receivable,
-            "our_percent": our_percent(to_us, total),
-        },
-        // Last, so `lightning-cli -H balances` ends with a table a person can scan.
-        "summary": table,
-    })
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    s.chars().take(n).collect()
 }
 
 /// Which end of the rebalance a parameter names.
@@ -252,6 +158,7 @@ pub fn balancing_amount(outgoing: &PeerChannel, incoming: &PeerChannel) -> Resul
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use serde_json::json;
 
     pub(crate) fn chan(peer: &str, scid: &str, to_us: u64, total: u64) -> PeerChannel {
         serde_json::from_value(json!({
@@ -358,24 +265,5 @@ pub(crate) mod tests {
                 .message
                 .contains("incoming channel 1x1x0 is already")
         );
-    }
-
-    #[test]
-    fn view_totals_and_filter() {
-        let chans = vec![chan(P1, "1x1x0", 750, 1000), chan(P2, "2x1x0", 250, 1000)];
-        let aliases = HashMap::from([(P1.to_string(), "alice".to_string())]);
-        let v = balances_view(&chans, &aliases, None);
-        assert_eq!(v["totals"]["to_us_msat"], 1000);
-        assert_eq!(v["totals"]["total_msat"], 2000);
-        assert_eq!(v["totals"]["our_percent"], 50.0);
-        assert_eq!(
-            v["channels"][0]["short_channel_id"], "2x1x0",
-            "least ours first"
-        );
-        assert_eq!(v["channels"][1]["alias"], "alice");
-        assert_eq!(v["channels"][1]["bar"], "[###############-----]");
-        let f = balances_view(&chans, &aliases, Some("2x1x0"));
-        assert_eq!(f["totals"]["channels"], 1);
-        assert_eq!(f["summary"].as_array().unwrap().len(), 3);
     }
 }

@@ -19,6 +19,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::commands::channels::{Role, balancing_amount, check_usable, resolve};
 use crate::core::amount::{display_sat, fee_cap_msat, ppm};
 use crate::core::graph::{Graph, GraphBuilder, Policy, Scid};
+use crate::core::history::{Entry, History, Outcome as HistoryOutcome};
 use crate::core::liquidity::{Beliefs, ChanDir, Liquidity, ModelConfig};
 use crate::core::pathfind::{Exclusions, FeeOnly, HopCost, Query, Scratch, find_path_with};
 use crate::core::route::{Hop, HopSpec, MAX_HOPS, MAX_TOTAL_CLTV, build_route, route_fee_msat};
@@ -69,6 +70,8 @@ pub struct Config {
     /// starts from the prior (the simulation's "model without memory").
     pub liquidity_memory: bool,
     pub model: ModelConfig,
+    /// Automatic rebalancing: planner, budgets, parallelism, schedule, settings.
+    pub auto: crate::commands::auto::AutoConfig,
 }
 
 impl Default for Config {
@@ -82,6 +85,7 @@ impl Default for Config {
             routing: Routing::Probabilistic,
             liquidity_memory: true,
             model: ModelConfig::default(),
+            auto: crate::commands::auto::AutoConfig::default(),
         }
     }
 }
@@ -129,6 +133,23 @@ pub struct Rebalancer<N: Lightningd> {
     /// One datastore write at a time, so an older snapshot never overwrites a newer one.
     saving: tokio::sync::Mutex<()>,
     search_times: Mutex<Vec<Duration>>,
+    pub(crate) history: tokio::sync::Mutex<History>,
+    /// Channels a rebalance in progress uses (scid -> how many): an automatic job never starts
+    /// a move on one of them.
+    busy: Mutex<HashMap<String, usize>>,
+    /// The automatic rebalancing job, if one runs or ran last.
+    pub(crate) job: Mutex<Option<Arc<crate::commands::auto::Job>>>,
+}
+
+/// What a caller inside the plugin (the automatic job) adds to a request.
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    /// This fee cap instead of the one `maxfeeppm`/`exemptfee` give.
+    pub fee_cap_msat: Option<u64>,
+    /// The job the rebalance belongs to, for the history (0 = manual).
+    pub job_id: u64,
+    /// Set: start no further attempt (`rebalancestop`).
+    pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// waitsendpay / sendpay failure details (`error.data`), which cln-rpc has no type for.
@@ -215,6 +236,7 @@ struct Session {
     /// Without memory across rebalances, this rebalance's own model.
     local_model: Option<Mutex<Liquidity>>,
     last_sent: Vec<Hop>,
+    extra: Extra,
 }
 
 impl<N: Lightningd> Rebalancer<N> {
@@ -233,6 +255,33 @@ impl<N: Lightningd> Rebalancer<N> {
             liquidity: Mutex::new(Liquidity::new()),
             saving: tokio::sync::Mutex::new(()),
             search_times: Mutex::new(Vec::new()),
+            history: tokio::sync::Mutex::new(History::new()),
+            busy: Mutex::new(HashMap::new()),
+            job: Mutex::new(None),
+        }
+    }
+
+    /// The channels rebalances in progress use now.
+    pub fn busy_channels(&self) -> std::collections::HashSet<String> {
+        self.busy
+            .lock()
+            .expect("busy lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn set_busy(&self, scids: [&str; 2], busy: bool) {
+        let mut b = self.busy.lock().expect("busy lock");
+        for s in scids {
+            if busy {
+                *b.entry(s.to_string()).or_insert(0) += 1;
+            } else if let Some(n) = b.get_mut(s) {
+                *n -= 1;
+                if *n == 0 {
+                    b.remove(s);
+                }
+            }
         }
     }
 
@@ -523,12 +572,32 @@ impl<N: Lightningd> Rebalancer<N> {
 
     /// `rebalance`: see the README for the parameters and results.
     pub async fn rebalance(&self, p: RebalanceParams) -> Result<Value, RpcFailure> {
+        self.rebalance_with(p, Extra::default()).await
+    }
+
+    /// `rebalance` with what the automatic job adds (a fee cap, its id, a stop signal).
+    pub async fn rebalance_with(
+        &self,
+        p: RebalanceParams,
+        extra: Extra,
+    ) -> Result<Value, RpcFailure> {
         let started_ms = self.clock.now_ms();
         let req = self.check_request(&p).await?;
-        let graph = self.graph().await?;
-        let mut s = self.session(&p, req, graph, started_ms)?;
-        let result = self.run(&mut s, p.dryrun).await;
-        self.finish(s, result).await
+        let scids = [req.out_scid.clone(), req.inc_scid.clone()];
+        self.set_busy([&scids[0], &scids[1]], true);
+        let result = async {
+            let graph = self.graph().await?;
+            let mut s = self.session(&p, req, graph, started_ms, extra)?;
+            let result = self.run(&mut s, p.dryrun).await;
+            Ok::<_, RpcFailure>((s, result))
+        }
+        .await;
+        let out = match result {
+            Ok((s, result)) => self.finish(s, result, p.dryrun).await,
+            Err(e) => Err(e),
+        };
+        self.set_busy([&scids[0], &scids[1]], false);
+        out
     }
 
     /// A session for a checked request: the fee cap, the deadline, the fixed hops.
@@ -538,6 +607,7 @@ impl<N: Lightningd> Rebalancer<N> {
         req: Checked,
         graph: Arc<Graph>,
         started_ms: u64,
+        extra: Extra,
     ) -> Result<Session, RpcFailure> {
         let maxfeeppm = p.maxfeeppm.unwrap_or(self.config.maxfeeppm);
         let exemptfee_msat = p.exemptfee.unwrap_or(self.config.exemptfee_msat);
@@ -552,7 +622,10 @@ impl<N: Lightningd> Rebalancer<N> {
         )?;
         let local_model = (!self.config.liquidity_memory).then(|| Mutex::new(Liquidity::new()));
         let s = Session {
-            cap_msat: fee_cap_msat(req.amount_msat, maxfeeppm, exemptfee_msat),
+            cap_msat: extra
+                .fee_cap_msat
+                .unwrap_or_else(|| fee_cap_msat(req.amount_msat, maxfeeppm, exemptfee_msat)),
+            extra,
             maxfeeppm,
             exemptfee_msat,
             retry_for,
@@ -608,6 +681,20 @@ impl<N: Lightningd> Rebalancer<N> {
             s.check_route(&hops, fee_msat)?;
             if dryrun {
                 return Ok(self.quote(s, &hops, fee_msat));
+            }
+            if s.extra
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(Ordering::SeqCst))
+            {
+                return Err(RpcFailure::new(
+                    error::PAY_STOPPED_RETRYING,
+                    format!(
+                        "stopped by rebalancestop after {} attempt(s)",
+                        s.attempts.len()
+                    ),
+                )
+                .with_data(json!({"attempts": attempts_json(&s.attempts)})));
             }
             if self.clock.now_ms() >= s.deadline_ms {
                 return Err(RpcFailure::new(
@@ -782,6 +869,10 @@ impl<N: Lightningd> Rebalancer<N> {
             "incoming_scid": r.inc_scid,
             "amount_msat": r.amount_msat,
             "fee_msat": fee_msat,
+            // rebalance.py's names, for scripts that read them.
+            "sent": r.amount_msat.saturating_add(fee_msat),
+            "received": r.amount_msat,
+            "fee": fee_msat,
             "fee_ppm": ppm(fee_msat, r.amount_msat),
             "attempts": s.attempts.len(),
             "hops": hops.len(),
@@ -903,6 +994,10 @@ impl<N: Lightningd> Rebalancer<N> {
 
     /// What a failure at hop `index` teaches the model: hops before it forwarded their amounts;
     /// the erring channel could not carry its own, or is disabled; or the node failed.
+    ///
+    /// The bounds are on what a channel holds with our other attempts' HTLCs still in it (the
+    /// model adds those when it prices a hop), so what they have in flight over a hop counts
+    /// with what this attempt asked of it.
     fn learn_failed(&self, s: &Session, f: &PayFailure, hops: &[Hop], index: usize) {
         let now = self.clock.now_secs();
         let hl = self.config.model.half_life_secs;
@@ -915,13 +1010,9 @@ impl<N: Lightningd> Rebalancer<N> {
         };
         for h in hops.iter().take(index).skip(1) {
             if let Some(c) = cap(h) {
-                m.forwarded(
-                    ChanDir::new(h.short_channel_id, h.direction),
-                    h.amount_msat,
-                    c,
-                    now,
-                    hl,
-                );
+                let cd = ChanDir::new(h.short_channel_id, h.direction);
+                let asked = h.amount_msat.saturating_add(m.in_flight_msat(cd));
+                m.forwarded(cd, asked, c, now, hl);
             }
         }
         let Some(h) = hops.get(index) else { return };
@@ -936,7 +1027,8 @@ impl<N: Lightningd> Rebalancer<N> {
             }
         } else if failcode == TEMPORARY_CHANNEL_FAILURE {
             if let Some(c) = cap(h) {
-                m.failed(cd, h.amount_msat, c, now, hl);
+                let asked = h.amount_msat.saturating_add(m.in_flight_msat(cd));
+                m.failed(cd, asked, c, now, hl);
             }
         } else if failcode == CHANNEL_DISABLED || failcode & PERM != 0 {
             m.channel_failed(cd, now);
@@ -1065,7 +1157,7 @@ impl<N: Lightningd> Rebalancer<N> {
                 match status.as_deref() {
                     Some("paid") => {
                         let sent = self.node.listsendpays(hash).await.unwrap_or_default();
-                        let done = sent.iter().find(|s| s.status == "complete");
+                        let done = paying_attempt(&sent);
                         let fee = done
                             .map(|s| s.amount_sent_msat.saturating_sub(s.amount_msat))
                             .unwrap_or(0);
@@ -1094,33 +1186,86 @@ impl<N: Lightningd> Rebalancer<N> {
     }
 
     /// Whatever happened: no unpaid invoice left, the hook forgets the label, the model is
-    /// saved (once per rebalance, not per attempt).
+    /// saved (once per rebalance, not per attempt), the history records it.
     async fn finish(
         &self,
         s: Session,
         result: Result<Value, RpcFailure>,
+        dryrun: bool,
     ) -> Result<Value, RpcFailure> {
         if !s.attempts.is_empty() {
             self.save_liquidity().await;
         }
-        let Some((label, hash, _)) = s.invoice.clone() else {
-            return result;
-        };
-        let cleaned = self.cleanup(&label, &hash, s.req.amount_msat, result).await;
-        self.inflight.lock().expect("inflight lock").remove(&label);
-        cleaned.map(|mut v| {
-            v["attempts"] = json!(s.attempts.len());
-            v["duration_ms"] = json!(self.clock.now_ms().saturating_sub(s.started_ms));
-            if v.get("outgoing_scid").is_none() {
-                // Paid after all, as we stopped waiting: over the last route sent.
-                v["outgoing_scid"] = json!(s.req.out_scid);
-                v["incoming_scid"] = json!(s.req.inc_scid);
-                v["hops"] = json!(s.last_sent.len());
-                v["route"] = hops_json(&s.last_sent);
+        let result = match s.invoice.clone() {
+            None => result,
+            Some((label, hash, _)) => {
+                let cleaned = self.cleanup(&label, &hash, s.req.amount_msat, result).await;
+                self.inflight.lock().expect("inflight lock").remove(&label);
+                cleaned.map(|mut v| {
+                    v["attempts"] = json!(s.attempts.len());
+                    v["duration_ms"] = json!(self.clock.now_ms().saturating_sub(s.started_ms));
+                    if v.get("outgoing_scid").is_none() {
+                        // Paid after all, as we stopped waiting: over the last route sent.
+                        v["outgoing_scid"] = json!(s.req.out_scid);
+                        v["incoming_scid"] = json!(s.req.inc_scid);
+                        v["hops"] = json!(s.last_sent.len());
+                        v["route"] = hops_json(&s.last_sent);
+                    }
+                    v
+                })
             }
-            v
-        })
+        };
+        if !dryrun {
+            self.record_history(self.history_entry(&s, &result)).await;
+        }
+        result
     }
+
+    /// The history's record of a finished rebalance.
+    fn history_entry(&self, s: &Session, result: &Result<Value, RpcFailure>) -> Entry {
+        let scid = |x: &str| x.parse().unwrap_or(Scid(0));
+        let (outcome, fee_msat, error) = match result {
+            Ok(v) => (
+                HistoryOutcome::Complete,
+                v["fee_msat"].as_u64().unwrap_or(0),
+                String::new(),
+            ),
+            Err(e) => (
+                HistoryOutcome::Failed { code: e.code },
+                0,
+                crate::core::history::bounded_error(&e.message).to_string(),
+            ),
+        };
+        Entry {
+            started_at: s.started_ms / 1000,
+            outgoing: scid(&s.req.out_scid),
+            incoming: scid(&s.req.inc_scid),
+            amount_msat: s.req.amount_msat,
+            fee_msat,
+            attempts: s.attempts.len() as u32,
+            outcome,
+            duration_ms: self.clock.now_ms().saturating_sub(s.started_ms),
+            job_id: s.extra.job_id,
+            payment_hash: s
+                .invoice
+                .as_ref()
+                .map(|i| crate::commands::history::hash_bytes(&i.1))
+                .unwrap_or(crate::core::history::NO_PAYMENT_HASH),
+            error,
+        }
+    }
+}
+
+/// The sendpay attempt that paid our invoice: the complete one, or else the pending one. Our
+/// invoice is paid, so that attempt's outgoing HTLC settles as soon as the outgoing peer can
+/// give us the preimage (it may be offline a while), and `amount_sent_msat` is what it costs
+/// us. There is at most one: no attempt starts while another is in flight.
+pub(crate) fn paying_attempt(
+    sent: &[crate::lightningd::SendpayStatus],
+) -> Option<&crate::lightningd::SendpayStatus> {
+    sent.iter()
+        .find(|s| s.status == "complete")
+        .or_else(|| sent.iter().find(|s| s.status == "pending"))
 }
 
 /// Which channel (scid) the incoming HTLC for `payment_hash` sits on.
@@ -1225,6 +1370,15 @@ impl Plan {
             .fee_msat(amount_msat)
             .and_then(|f| amount_msat.checked_add(f))
             .ok_or_else(|| RpcFailure::param("amount_msat", "too large"))?;
+        let deliver_delay = final_cltv.checked_add(remote.delay).ok_or_else(|| {
+            RpcFailure::param(
+                "incoming",
+                format!(
+                    "the peer's cltv_expiry_delta {} on channel {inc_scid} is impossible",
+                    remote.delay
+                ),
+            )
+        })?;
         let mut exclude = Exclusions::default();
         if let Some(us) = graph.node_idx(our_id) {
             exclude.nodes.insert(us); // a circle never passes through us in the middle
@@ -1234,7 +1388,7 @@ impl Plan {
                 from,
                 to,
                 deliver_msat,
-                deliver_delay: final_cltv + remote.delay,
+                deliver_delay,
                 max_edges: (MAX_HOPS - 2) as u32,
                 max_delay: MAX_TOTAL_CLTV,
             }),

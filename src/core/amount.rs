@@ -74,7 +74,11 @@ pub fn parse_amount(s: &str) -> Result<u64, AmountError> {
     if !frac_trimmed.is_empty() {
         let scale = 10u64.pow((max_decimals - frac_trimmed.len()) as u32);
         let f: u64 = frac_trimmed.parse().map_err(|_| malformed())?;
-        frac_msat = f * scale * unit_msat / 10u64.pow(max_decimals as u32);
+        // Each unit has exactly `max_decimals` digits of msat below 1 (10^11 msat in a btc), so
+        // the padded fraction is already msat. (Multiplying by the unit first overflowed u64
+        // for any btc fraction from 0.00184467441btc up: "0.01btc" read as 77662796msat.)
+        debug_assert_eq!(unit_msat, 10u64.pow(max_decimals as u32));
+        frac_msat = f * scale;
     }
     let msat = whole
         .checked_mul(unit_msat)
@@ -140,6 +144,20 @@ mod tests {
         assert_eq!(parse_amount("0.00000000001btc"), Ok(1));
         assert_eq!(parse_amount("21000000btc"), Ok(MAX_MONEY_MSAT));
         assert_eq!(parse_amount(" 7sat "), Ok(7_000));
+    }
+
+    /// Found by tests/fuzz_core.rs: btc fractions overflowed (wrapped in release builds).
+    #[test]
+    fn btc_fractions_are_exact() {
+        assert_eq!(parse_amount("0.01btc"), Ok(1_000_000_000));
+        assert_eq!(parse_amount("0.5btc"), Ok(50_000_000_000));
+        assert_eq!(parse_amount("0.00184467441btc"), Ok(184_467_441));
+        assert_eq!(parse_amount("0.99999999999btc"), Ok(MSAT_PER_BTC - 1));
+        assert_eq!(
+            parse_amount("20999999.99999999999btc"),
+            Ok(MAX_MONEY_MSAT - 1)
+        );
+        assert_eq!(parse_amount("12.345sat"), Ok(12_345));
     }
 
     #[test]

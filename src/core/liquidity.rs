@@ -184,7 +184,9 @@ pub fn success_probability(prior: Prior, amount_msat: u64, b: Bounds, capacity_m
         b.max_msat as f64 + 1.0,
         amount_msat as f64,
     );
-    let uniform = (hi - a) / (hi - lo);
+    // From integer differences: near 2^53 msat `hi - lo` in f64 can round to 0 (0/0 = NaN).
+    let uniform = (u128::from(b.max_msat) + 1 - u128::from(amount_msat)) as f64
+        / (u128::from(b.max_msat) + 1 - u128::from(b.min_msat)) as f64;
     match prior {
         Prior::Uniform => uniform,
         Prior::Bimodal => {
@@ -265,9 +267,12 @@ impl Liquidity {
         let f = decay(half_life, e.updated, now);
         let max = e.max_msat.min(capacity_msat);
         let min = e.min_msat.min(max);
+        // Above 2^53 msat an f64 can round up past the integer it came from: clamp, so the
+        // decayed bounds stay within the stored ones (min <= max <= capacity).
+        let forgotten = ((capacity_msat - max) as f64 * f).floor() as u64;
         Bounds {
-            min_msat: (min as f64 * f).floor() as u64,
-            max_msat: capacity_msat - ((capacity_msat - max) as f64 * f).floor() as u64,
+            min_msat: ((min as f64 * f).floor() as u64).min(min),
+            max_msat: capacity_msat - forgotten.min(capacity_msat - max),
         }
     }
 
@@ -391,6 +396,11 @@ impl Liquidity {
         }
     }
 
+    /// What our attempts have in flight over `cd` now.
+    pub fn in_flight_msat(&self, cd: ChanDir) -> u64 {
+        self.in_flight.get(&cd).copied().unwrap_or(0)
+    }
+
     /// `P(cd forwards amount_msat now)`, counting what our attempts have in flight over it and
     /// remembered failures of the channel (not of its nodes).
     pub fn probability(
@@ -438,7 +448,9 @@ impl Liquidity {
         });
         self.nodes
             .retain(|_, &mut t| decay(half_life, t, now) > FORGOTTEN);
-        if self.entries.len() > max_entries {
+        if max_entries == 0 {
+            self.entries.clear();
+        } else if self.entries.len() > max_entries {
             let mut times: Vec<u64> = self
                 .entries
                 .values()
@@ -446,11 +458,16 @@ impl Liquidity {
                 .collect();
             times.sort_unstable_by(|a, b| b.cmp(a));
             let cutoff = times[max_entries - 1];
-            let mut kept = 0;
+            // Everything newer than the cutoff stays, whatever order the map visits it in;
+            // entries at the cutoff fill only the places left.
+            let newer = times.iter().take_while(|&&t| t > cutoff).count();
+            let mut ties_left = max_entries - newer;
             self.entries.retain(|_, e| {
-                let keep = e.updated.max(e.failed_at) > cutoff
-                    || (e.updated.max(e.failed_at) == cutoff && kept < max_entries);
-                kept += usize::from(keep);
+                let t = e.updated.max(e.failed_at);
+                let keep = t > cutoff || (t == cutoff && ties_left > 0);
+                if t == cutoff && keep {
+                    ties_left -= 1;
+                }
                 keep
             });
         }
@@ -495,12 +512,19 @@ impl Liquidity {
 
     /// A compact, versioned binary form for lightningd's datastore (in-flight amounts are not
     /// saved: they belong to this process's attempts).
+    /// Only what [`Liquidity::decode`] reads back is written: a channel direction other than
+    /// 0 or 1, or a node id over 255 bytes (a real one has 66), would make the whole record
+    /// unreadable, so such entries are left out.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 + self.entries.len() * ENTRY_BYTES);
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
-        out.extend_from_slice(&(self.entries.len() as u32).to_be_bytes());
-        let mut sorted: Vec<(&ChanDir, &Entry)> = self.entries.iter().collect();
+        let mut sorted: Vec<(&ChanDir, &Entry)> = self
+            .entries
+            .iter()
+            .filter(|(cd, _)| cd.direction <= 1)
+            .collect();
+        out.extend_from_slice(&(sorted.len() as u32).to_be_bytes());
         sorted.sort_unstable_by_key(|x| *x.0);
         for (cd, e) in sorted {
             out.extend_from_slice(&cd.short_channel_id.0.to_be_bytes());
@@ -509,11 +533,12 @@ impl Liquidity {
                 out.extend_from_slice(&v.to_be_bytes());
             }
         }
-        let nodes = self.failed_nodes();
+        let mut nodes = self.failed_nodes();
+        nodes.retain(|(id, _)| id.len() <= 255);
         out.extend_from_slice(&(nodes.len() as u32).to_be_bytes());
         for (id, t) in nodes {
-            out.push(id.len().min(255) as u8);
-            out.extend_from_slice(&id.as_bytes()[..id.len().min(255)]);
+            out.push(id.len() as u8);
+            out.extend_from_slice(id.as_bytes());
             out.extend_from_slice(&t.to_be_bytes());
         }
         out
@@ -776,6 +801,45 @@ mod tests {
         );
     }
 
+    /// Found by tests/fuzz_core.rs: on a channel above 2^53 msat, f64 rounding put the
+    /// decayed max below the min (and could put it past the capacity).
+    #[test]
+    fn bounds_stay_ordered_at_any_scale() {
+        for cap in [u64::MAX, (1 << 60) - 1, (1 << 53) + 1] {
+            for amount in [45_095_162, cap / 3, cap - 1] {
+                let mut l = Liquidity::new();
+                l.exact(cd(1), amount, cap, 0);
+                for now in [0, H / 2, H, 100 * H] {
+                    let b = l.bounds(cd(1), cap, now, H);
+                    assert!(
+                        b.min_msat <= b.max_msat && b.max_msat <= cap,
+                        "{cap} {now} {b:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Found by tests/fuzz_core.rs: bounds a few msat apart above 2^53 msat gave P = NaN.
+    #[test]
+    fn probability_is_a_number_at_any_scale() {
+        let big = 1u64 << 53;
+        let b = Bounds {
+            min_msat: big,
+            max_msat: big + 1,
+        };
+        for prior in [Prior::Uniform, Prior::Bimodal] {
+            let p = success_probability(prior, big + 1, b, big + 1);
+            assert!((0.0..=1.0).contains(&p), "{prior:?}: {p}");
+            let b = Bounds {
+                min_msat: u64::MAX - 2,
+                max_msat: u64::MAX,
+            };
+            let p = success_probability(prior, u64::MAX - 1, b, u64::MAX);
+            assert!((0.0..=1.0).contains(&p), "{prior:?}: {p}");
+        }
+    }
+
     #[test]
     fn bimodal_puts_mass_near_the_edges() {
         let b = Bounds {
@@ -948,6 +1012,20 @@ mod tests {
         assert!(Liquidity::decode(&extra).is_err());
     }
 
+    /// Found by tests/fuzz_core.rs: a node id cut at 255 bytes inside a character (or a
+    /// direction other than 0/1) made decode refuse the whole saved model.
+    #[test]
+    fn encode_writes_only_what_decode_reads() {
+        let mut l = Liquidity::new();
+        l.failed(cd(1), 400_000_000, C, 100, H);
+        l.failed(ChanDir::new(Scid(2 << 40), 2), 5, C, 100, H);
+        l.node_failed(&"é".repeat(150), 101);
+        l.node_failed(&"02".repeat(33), 102);
+        let back = Liquidity::decode(&l.encode()).unwrap();
+        assert_eq!(back.entries(), l.entries()[..1]);
+        assert_eq!(back.failed_nodes(), [("02".repeat(33), 102)]);
+    }
+
     #[test]
     fn prune_keeps_the_newest() {
         let mut l = Liquidity::new();
@@ -957,5 +1035,27 @@ mod tests {
         l.prune(110, H, 4);
         let kept: Vec<u64> = l.entries().iter().map(|e| e.3).collect();
         assert_eq!(kept, vec![106, 107, 108, 109]);
+    }
+
+    /// Found by tests/fuzz_core.rs: with several entries at the cutoff time, entries newer
+    /// than it visited after the ties were kept beyond the limit; a limit of 0 panicked.
+    #[test]
+    fn prune_limit_holds_with_ties() {
+        for seed in 0..20u64 {
+            let mut l = Liquidity::new();
+            for i in 0..8 {
+                // Half at t = 200, half at 100, in an order that varies with the seed.
+                let t = if (i + seed) % 2 == 0 { 200 } else { 100 };
+                l.failed(cd(i + 10 * seed), 5, C, t, H);
+            }
+            l.prune(200, H, 5);
+            let times: Vec<u64> = l.entries().iter().map(|e| e.3).collect();
+            assert_eq!(times.len(), 5, "{times:?}");
+            assert_eq!(times.iter().filter(|&&t| t == 200).count(), 4);
+        }
+        let mut l = Liquidity::new();
+        l.failed(cd(1), 5, C, 100, H);
+        l.prune(100, H, 0);
+        assert!(l.entries().is_empty());
     }
 }

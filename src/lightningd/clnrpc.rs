@@ -28,11 +28,35 @@ fn take_list<T: serde::de::DeserializeOwned>(
 #[derive(Debug, Clone)]
 pub struct ClnNode {
     pub rpc_path: PathBuf,
+    /// What to connect to: `rpc_path`, or the same socket relative to our working directory
+    /// when the full path is too long for a unix socket address (108 bytes on Linux; test
+    /// and deep data directories exceed it). lightningd starts plugins in its network
+    /// directory, where the socket usually is.
+    connect_path: PathBuf,
+}
+
+/// The longest path a unix socket address holds (`sun_path` less its terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// `path`, or a shorter equivalent relative to `cwd` when it is too long to connect to.
+fn socket_path(path: &std::path::Path, cwd: Option<&std::path::Path>) -> PathBuf {
+    if path.as_os_str().len() <= MAX_SOCKET_PATH {
+        return path.to_path_buf();
+    }
+    match cwd.and_then(|c| path.strip_prefix(c).ok()) {
+        Some(rel) if !rel.as_os_str().is_empty() => rel.to_path_buf(),
+        _ => path.to_path_buf(),
+    }
 }
 
 impl ClnNode {
     pub fn new(rpc_path: PathBuf) -> Self {
-        ClnNode { rpc_path }
+        let cwd = std::env::current_dir().ok();
+        let connect_path = socket_path(&rpc_path, cwd.as_deref());
+        ClnNode {
+            rpc_path,
+            connect_path,
+        }
     }
 
     async fn call<R: serde::de::DeserializeOwned + std::fmt::Debug>(
@@ -40,12 +64,14 @@ impl ClnNode {
         method: &str,
         params: Value,
     ) -> Result<R, RpcError> {
-        let mut rpc = cln_rpc::ClnRpc::new(&self.rpc_path).await.map_err(|e| {
-            rpc_error(format!(
-                "cannot reach lightningd at {}: {e}",
-                self.rpc_path.display()
-            ))
-        })?;
+        let mut rpc = cln_rpc::ClnRpc::new(&self.connect_path)
+            .await
+            .map_err(|e| {
+                rpc_error(format!(
+                    "cannot reach lightningd at {}: {e}",
+                    self.rpc_path.display()
+                ))
+            })?;
         rpc.call_raw(method, &params).await
     }
 
@@ -57,9 +83,14 @@ impl ClnNode {
         params: Value,
         filter: Option<Value>,
     ) -> Result<Vec<u8>, RpcError> {
-        let mut stream = tokio::net::UnixStream::connect(&self.rpc_path)
+        let mut stream = tokio::net::UnixStream::connect(&self.connect_path)
             .await
-            .map_err(|e| rpc_error(format!("cannot reach lightningd: {e}")))?;
+            .map_err(|e| {
+                rpc_error(format!(
+                    "cannot reach lightningd at {}: {e}",
+                    self.rpc_path.display()
+                ))
+            })?;
         let mut req = json!({"jsonrpc": "2.0", "id": format!("cln-rebalance:{method}"), "method": method, "params": params});
         if let Some(f) = filter {
             req["filter"] = f;
@@ -283,6 +314,21 @@ impl Lightningd for ClnNode {
         Ok(())
     }
 
+    async fn datastore_string(
+        &self,
+        key: &[&str],
+        string: &str,
+        mode: &str,
+    ) -> Result<(), RpcError> {
+        let _: Value = self
+            .call(
+                "datastore",
+                json!({"key": key, "string": string, "mode": mode}),
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn listdatastore(&self, key: &[&str]) -> Result<Vec<DatastoreEntry>, RpcError> {
         let v: Value = self.call("listdatastore", json!({"key": key})).await?;
         take_list(v, "datastore")
@@ -310,6 +356,23 @@ impl Lightningd for ClnNode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_socket_paths_are_made_relative() {
+        use std::path::Path;
+        let short = Path::new("/home/ln/.lightning/bitcoin/lightning-rpc");
+        assert_eq!(
+            socket_path(short, Some(Path::new("/home/ln/.lightning/bitcoin"))),
+            short
+        );
+        let dir = format!("/tmp/{}/regtest", "d".repeat(120));
+        let long = Path::new(&dir).join("lightning-rpc");
+        assert_eq!(
+            socket_path(&long, Some(Path::new(&dir))),
+            Path::new("lightning-rpc")
+        );
+        assert_eq!(socket_path(&long, Some(Path::new("/elsewhere"))), long);
+    }
 
     #[test]
     fn json_end_handles_strings_and_pieces() {

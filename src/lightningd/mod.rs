@@ -90,6 +90,10 @@ pub struct PeerChannel {
     pub spendable_msat: u64,
     #[serde(default)]
     pub receivable_msat: u64,
+    #[serde(default)]
+    pub our_reserve_msat: u64,
+    #[serde(default)]
+    pub their_reserve_msat: u64,
     pub direction: Option<u8>,
     #[serde(default)]
     pub htlcs: Vec<Htlc>,
@@ -125,6 +129,10 @@ pub struct InvoiceStatus {
     pub label: String,
     pub status: String,
     pub payment_hash: String,
+    pub amount_msat: Option<u64>,
+    pub paid_at: Option<u64>,
+    /// When it was made (`expires_at` minus the expiry we gave), for reconciling.
+    pub expires_at: Option<u64>,
 }
 
 /// A completed payment (`waitsendpay` success).
@@ -206,6 +214,14 @@ pub trait Lightningd: Send + Sync + 'static {
         &self,
         key: &[&str],
         hex: &str,
+        mode: &str,
+    ) -> impl Future<Output = Result<(), RpcError>> + Send;
+    /// `datastore key string mode`: a text value (settings an operator may read with
+    /// `listdatastore`).
+    fn datastore_string(
+        &self,
+        key: &[&str],
+        string: &str,
         mode: &str,
     ) -> impl Future<Output = Result<(), RpcError>> + Send;
     /// `listdatastore key`: the entry at `key` and its children.

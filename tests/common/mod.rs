@@ -301,6 +301,18 @@ impl Lightningd for SimNode {
         self.call("datastore", json!({"key": key, "hex": hex, "mode": mode}))
             .map(|_| ())
     }
+    async fn datastore_string(
+        &self,
+        key: &[&str],
+        string: &str,
+        mode: &str,
+    ) -> Result<(), RpcError> {
+        self.call(
+            "datastore",
+            json!({"key": key, "string": string, "mode": mode}),
+        )
+        .map(|_| ())
+    }
     async fn listdatastore(&self, key: &[&str]) -> Result<Vec<DatastoreEntry>, RpcError> {
         decode(self.call("listdatastore", json!({"key": key}))?["datastore"].take())
     }

@@ -277,6 +277,11 @@ impl PluginHost {
                 })
             };
             if o.multi {
+                // lightningd leaves out an option with neither a value nor a default
+                // (json_add_plugin_options, lightningd/plugin.c).
+                if vals.is_empty() && o.default.is_none() {
+                    continue;
+                }
                 let mut arr = Vec::new();
                 for v in &vals {
                     arr.push(convert(v)?);

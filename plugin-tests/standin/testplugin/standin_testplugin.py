@@ -2,10 +2,15 @@
 """A minimal pyln-client plugin that exercises the stand-in's plugin protocol: options and
 init, forwarded methods (positional and keyword), calls back over the RPC socket, log levels,
 the invoice_payment hook (with what listpeerchannels shows while it is pending), and shutdown.
+
+The stand-in suite starts it with the interpreter running pytest (conftest.py's python_plugin
+wrapper), not through the shebang, so it runs with the venv's pyln-client.
 """
 import hashlib
+import sys
 import time
 
+import pyln.client
 from pyln.client import Plugin
 
 plugin = Plugin()
@@ -29,6 +34,12 @@ def echo(plugin, first=None, second=None):
 def tp_getinfo(plugin):
     """Calls getinfo back over the RPC socket."""
     return plugin.rpc.getinfo()
+
+
+@plugin.method("tp-python")
+def tp_python(plugin):
+    """The interpreter this plugin runs with, and where its pyln-client came from."""
+    return {"executable": sys.executable, "prefix": sys.prefix, "pyln_client": pyln.client.__file__}
 
 
 @plugin.method("tp-sleep")

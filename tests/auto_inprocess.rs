@@ -1,0 +1,251 @@
+//! Automatic rebalancing in-process over the stand-in's network model: `rebalanceall` brings a
+//! node with six lopsided channels within target; a budget that runs out stops it; a stop
+//! mid-run leaves nothing in flight; history and report survive a restart, and a rebalance
+//! that completed unrecorded is reconciled once; the schedule fires.
+
+mod common;
+
+use cln_rebalance::commands::auto::{AutoConfig, RebalanceallParams};
+use cln_rebalance::commands::rebalance::{Config, Rebalancer};
+use cln_rebalance::core::history::KEY_PREFIX;
+use cln_rebalance::core::plan::{Budget, PlanConfig};
+use cln_rebalance::lightningd::Lightningd;
+use cln_standin::simnet::Network;
+use common::{SimNode, rebalancer};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+const CAPACITY_SAT: u64 = 1_000_000;
+/// Our share of each of our six channels, percent.
+const SHARES: [u64; 6] = [90, 80, 60, 40, 20, 10];
+
+fn node_id(i: usize) -> String {
+    format!("02{:064x}", i + 1)
+}
+
+fn our_scid(i: usize) -> String {
+    format!("800{i:03}x1x0")
+}
+
+/// Us (node 0) with six channels of 1M sat to peers 1..=6 at 90/80/60/40/20/10 % ours, the
+/// peers in a well-funded ring with chords (cheap: 10 ppm), our own fee 1000 msat + 200 ppm.
+fn six_channel_network() -> Network {
+    let mut nodes = vec![json!({"id": node_id(0), "alias": "us"})];
+    for i in 1..=6 {
+        nodes.push(json!({"id": node_id(i), "alias": format!("peer{i}")}));
+    }
+    let cheap =
+        json!({"fee_base_msat": 0, "fee_proportional_millionths": 10, "cltv_expiry_delta": 18});
+    let ours =
+        json!({"fee_base_msat": 1000, "fee_proportional_millionths": 200, "cltv_expiry_delta": 18});
+    let mut channels = Vec::new();
+    for (k, share) in SHARES.iter().enumerate() {
+        channels.push(json!({
+            "short_channel_id": our_scid(k + 1), "node1": "us", "node2": format!("peer{}", k + 1),
+            "capacity_sat": CAPACITY_SAT, "node1_msat": CAPACITY_SAT * 1000 * share / 100,
+            "policy1": ours, "policy2": cheap,
+        }));
+    }
+    let mut n = 0;
+    for a in 1..=6usize {
+        for b in (a + 1)..=6 {
+            n += 1;
+            channels.push(json!({
+                "short_channel_id": format!("700{n:03}x1x0"), "node1": format!("peer{a}"),
+                "node2": format!("peer{b}"), "capacity_sat": 20_000_000,
+                "policy1": cheap, "policy2": cheap,
+            }));
+        }
+    }
+    let text = json!({
+        "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
+        "nodes": nodes, "default_policy": cheap, "channels": channels,
+    })
+    .to_string();
+    let mut net = Network::from_json_str(&text).expect("network loads");
+    net.hooks.invoice_payment = true;
+    net
+}
+
+fn config(budget: Budget, parallel: usize) -> Config {
+    Config {
+        auto: AutoConfig {
+            plan: PlanConfig::default(),
+            budget,
+            parallel,
+            ..AutoConfig::default()
+        },
+        ..Config::default()
+    }
+}
+
+fn share(node: &SimNode, k: usize) -> f64 {
+    node.to_us(&our_scid(k)) as f64 / (CAPACITY_SAT * 1000) as f64 * 100.0
+}
+
+async fn wait_job_end(r: &Rebalancer<SimNode>) -> String {
+    for _ in 0..600 {
+        if let Some(why) = r.last_job().and_then(|j| j.ended()) {
+            return why;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the job did not end in 30 s");
+}
+
+fn assert_clean(node: &SimNode) {
+    let unpaid: Vec<Value> = node
+        .invoices()
+        .into_iter()
+        .filter(|i| i["status"] != "paid")
+        .collect();
+    assert!(unpaid.is_empty(), "invoices left behind: {unpaid:?}");
+    assert_eq!(node.pending_htlcs(), 0, "HTLCs left in flight");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalanceall_brings_every_channel_within_target() {
+    let (r, node) = rebalancer(six_channel_network(), config(Budget::default(), 2));
+    let dry = r
+        .rebalanceall(RebalanceallParams {
+            dryrun: true,
+            ..RebalanceallParams::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(dry["status"], "dryrun");
+    let moves = dry["moves"].as_array().unwrap();
+    assert_eq!(moves.len(), 3, "{dry}");
+    assert!(r.last_job().is_none(), "a dry run starts nothing");
+    let started = r.rebalanceall(RebalanceallParams::default()).await.unwrap();
+    assert_eq!(started["status"], "started");
+    // A second one while it runs says so.
+    if r.running_job().is_some() {
+        let e = r
+            .rebalanceall(RebalanceallParams::default())
+            .await
+            .unwrap_err();
+        assert!(e.message.contains("already running"), "{}", e.message);
+    }
+    let why = wait_job_end(&r).await;
+    assert_eq!(why, "every channel is within target");
+    for k in 1..=6 {
+        let s = share(&node, k);
+        // Within the planner's min amount (100000sat = 10% of 1M) of 50%, fees aside.
+        assert!((39.0..=61.0).contains(&s), "channel {k} at {s:.1}%");
+    }
+    let job = r.last_job().unwrap().progress();
+    assert!(job.moves_completed >= 3, "{job:?}");
+    assert_clean(&node);
+    // Every move is in the history with the job's id and a fee within its cap.
+    let history = r.history_entries().await;
+    assert_eq!(history.len() as u32, job.moves_completed + job.moves_failed);
+    assert!(history.iter().all(|e| e.job_id == 1));
+    let fees: u64 = history.iter().map(|e| e.fee_msat).sum();
+    assert_eq!(fees, job.fee_msat);
+    let report = r.rebalancereport(Some(1)).await.unwrap();
+    assert_eq!(report["total_successful_rebalances"], job.moves_completed);
+    assert_eq!(report["total_rebalance_fee"], fees);
+    assert_eq!(report["rebalanceall_is_running"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_that_runs_out_stops_the_job() {
+    // The moves would pay about 8000, 6000 and 2000 msat (10 ppm a hop): a 15000 msat budget
+    // pays for two, then the cap it leaves the third is too small for any route.
+    let budget = Budget {
+        per_run_msat: Some(15_000),
+        daily_msat: None,
+    };
+    let (r, node) = rebalancer(six_channel_network(), config(budget, 1));
+    r.rebalanceall(RebalanceallParams::default()).await.unwrap();
+    let why = wait_job_end(&r).await;
+    assert!(why.contains("budget"), "{why}");
+    let spent = r.last_job().unwrap().progress().fee_msat;
+    assert!(spent <= 15_000, "spent {spent}");
+    assert!(spent > 0);
+    assert_clean(&node);
+    // The daily budget counts manual rebalances too, and refuses the next job at once.
+    let daily = Budget {
+        per_run_msat: None,
+        daily_msat: Some(spent),
+    };
+    let r2 = Arc::new(Rebalancer::new(node.clone(), config(daily, 1)));
+    r2.load_history().await;
+    let v = r2
+        .rebalanceall(RebalanceallParams::default())
+        .await
+        .unwrap();
+    assert!(v["moves"].as_array().unwrap().is_empty(), "{v}");
+    let why = wait_job_end(&r2).await;
+    assert!(why.contains("daily fee budget"), "{why}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalancestop_mid_run_leaves_nothing_in_flight() {
+    let (r, node) = rebalancer(six_channel_network(), config(Budget::default(), 1));
+    r.rebalanceall(RebalanceallParams::default()).await.unwrap();
+    let v = r.rebalancestop().await.unwrap();
+    assert_eq!(v["running"], false, "{v}");
+    assert_eq!(v["ended"], "stopped by rebalancestop");
+    assert_eq!(v["moves_in_flight"], 0);
+    let done = v["moves_completed"].as_u64().unwrap();
+    assert!(done < 3, "stopped before the end: {v}");
+    assert_clean(&node);
+    let again = r.rebalancestop().await.unwrap();
+    assert_eq!(again["message"], "no rebalanceall job is running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_and_report_survive_a_restart_and_reconcile_once() {
+    let (r, node) = rebalancer(six_channel_network(), config(Budget::default(), 2));
+    r.rebalanceall(RebalanceallParams::default()).await.unwrap();
+    wait_job_end(&r).await;
+    let before = r.rebalancereport(None).await.unwrap();
+    let n = r.history_entries().await.len();
+    drop(r);
+    let r2 = Arc::new(Rebalancer::new(node.clone(), Config::default()));
+    assert_eq!(r2.load_history().await, n);
+    assert_eq!(r2.reconcile_history().await, 0, "everything was recorded");
+    let after = r2.rebalancereport(None).await.unwrap();
+    for k in [
+        "total_successful_rebalances",
+        "total_rebalanced_amount",
+        "total_rebalance_fee",
+        "average_rebalance_fee_ppm",
+    ] {
+        assert_eq!(before[k], after[k], "{k}");
+    }
+    // Lose the history (as if the plugin died before recording): the paid invoices bring the
+    // completed rebalances back, once.
+    let days = node.listdatastore(&KEY_PREFIX).await.unwrap();
+    for d in days {
+        let key: Vec<&str> = d.key.iter().map(String::as_str).collect();
+        node.deldatastore(&key).await.unwrap();
+    }
+    let r3 = Arc::new(Rebalancer::new(node.clone(), Config::default()));
+    assert_eq!(r3.load_history().await, 0);
+    let completed = before["total_successful_rebalances"].as_u64().unwrap() as usize;
+    assert_eq!(r3.reconcile_history().await, completed);
+    assert_eq!(r3.reconcile_history().await, 0, "never twice");
+    let r4 = Arc::new(Rebalancer::new(node.clone(), Config::default()));
+    assert_eq!(r4.load_history().await, completed);
+    let again = r4.rebalancereport(None).await.unwrap();
+    assert_eq!(
+        again["total_rebalanced_amount"],
+        before["total_rebalanced_amount"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schedule_fires() {
+    let mut c = config(Budget::default(), 2);
+    c.auto.interval_secs = 1;
+    let (r, node) = rebalancer(six_channel_network(), c);
+    let sched = tokio::spawn(r.clone().run_schedule());
+    wait_job_end(&r).await;
+    sched.abort();
+    assert!(r.last_job().unwrap().progress().moves_completed >= 3);
+    assert!((39.0..=61.0).contains(&share(&node, 1)));
+}
