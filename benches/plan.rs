@@ -42,8 +42,8 @@ fn main() {
             OurChannel {
                 short_channel_id: Scid(((800_000 + i) << 40) | (1 << 16)),
                 peer_id: format!("02{:064x}", i % 700 + 1),
-                state_normal: rng.next() % 20 != 0,
-                peer_connected: rng.next() % 20 != 0,
+                state_normal: !rng.next().is_multiple_of(20),
+                peer_connected: !rng.next().is_multiple_of(20),
                 to_us_msat: us,
                 total_msat: total,
                 spendable_msat: us.saturating_sub(total / 100),
@@ -73,7 +73,7 @@ fn main() {
             amount_msat: 100_000_000 + rng.next() % 900_000_000,
             fee_msat: rng.next() % 500_000,
             attempts: 1 + (rng.next() % 5) as u32,
-            outcome: if rng.next() % 5 == 0 {
+            outcome: if rng.next().is_multiple_of(5) {
                 Outcome::Failed { code: 205 }
             } else {
                 Outcome::Complete
