@@ -7,6 +7,7 @@
 #   make bench-pathfind  mainnet-scale graph and pathfinding benchmark
 #   make bench-sim       simulated rebalancing on mainnet: attempts, fees vs an oracle, per strategy
 #                        (flags in SIM_ARGS, e.g. make bench-sim SIM_ARGS='--seeds 7 --dist uniform')
+#   make bench-plan      the planner over 1,000 channels, the report over 10,000 entries
 #   make bench-memory    the plugin process's own peak memory loading the mainnet graph
 #   make fuzz    a longer property/fuzz run than make test's (tests/fuzz_core.rs)
 #   make lint    rustfmt and clippy, as CI runs them
@@ -24,7 +25,7 @@ PLUGIN := target/release/cln-rebalance
 # PATH's python3 during pytest: the stdlib only (plugin-tests/python_guard.py).
 GUARD := $(VENV)/guard-bin
 
-.PHONY: all build demo test test-rust test-e2e lint bench bench-pathfind bench-sim bench-memory fuzz clean
+.PHONY: all build demo test test-rust test-e2e lint bench bench-pathfind bench-plan bench-sim bench-memory fuzz clean
 
 # Python variables of the calling shell would leak other packages into the venv.
 unexport PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE
@@ -41,6 +42,7 @@ NEEDS_test := cargo lint python testdata
 NEEDS_bench := cargo data
 NEEDS_bench-pathfind := cargo data
 NEEDS_bench-sim := cargo data
+NEEDS_bench-plan := cargo
 NEEDS_bench-memory := cargo data
 NEEDS := $(sort $(foreach g,$(or $(MAKECMDGOALS),all),$(NEEDS_$(g))))
 ifneq ($(NEEDS),)
@@ -87,7 +89,7 @@ test-e2e: build $(VENV)/.done
 
 test: lint test-rust test-e2e
 
-bench: bench-pathfind bench-sim bench-memory
+bench: bench-pathfind bench-plan bench-sim bench-memory
 
 bench-pathfind:
 	$(CARGO) bench --bench pathfind
@@ -102,6 +104,9 @@ fuzz:
 	  PROPTEST_RNG_SEED=$(if $(FUZZ_SEED),$(FUZZ_SEED),$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')) \
 	  CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true \
 	  CARGO_TARGET_DIR=target/fuzz $(CARGO) test --release --test fuzz_core
+
+bench-plan:
+	$(CARGO) bench --bench plan
 
 SIM_ARGS ?=
 bench-sim:
