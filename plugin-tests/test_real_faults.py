@@ -573,7 +573,9 @@ def test_faults_six_channels(node_factory, directory):
         assert l1.daemon.is_in_log(why), why
     s = l1.rpc.call("rebalance-settings")
     assert s["saved"] == {"channels": {}, "peers": {}}, s
-    assert l1.daemon.is_in_log("ignoring the saved settings at cln-rebalance/settings")
+    # (A plugin's log line may reach lightningd's log just after the call's answer.)
+    wait_until(lambda: l1.daemon.is_in_log("ignoring the saved settings at cln-rebalance/settings: "
+                                           ".* at line 1 column"), 10, "the settings log line")
     assert l1.rpc.call("rebalanceall", {"dryrun": True})["status"] == "dryrun"
     r = l1.rpc.call("rebalance", [outs[l3], ins[l4], 50_000 * SAT])
     assert r["status"] == "complete", r
@@ -595,7 +597,8 @@ def test_faults_six_channels(node_factory, directory):
     assert l1.daemon.is_in_log("history day 2001-01-01: kept 0 entries")
     s = l1.rpc.call("rebalance-settings", {"id": outs[l2], "exclude": True})
     assert s["saved"]["channels"] == {outs[l2]: {"exclude": True}}, s
-    assert l1.daemon.is_in_log("ignoring the saved settings at cln-rebalance/settings: ")
+    wait_until(lambda: l1.daemon.is_in_log("ignoring the saved settings at cln-rebalance/settings: "
+                                           "'nope' is not a short_channel_id"), 10, "the settings log line")
     l1.rpc.call("rebalance-settings", {"id": outs[l2], "clear": True})
     books.check()
     tried.append("7b liquidity of another version, 2 MB history day of noise, settings of the wrong shape")
