@@ -3,7 +3,12 @@
 #   make demo    the plugin working on the lightningd stand-in (no lightningd needed)
 #   make test    every test: Rust unit/integration, stand-in end-to-end, real lightningd (skips
 #                with a reason when lightningd/bitcoind are not on PATH)
-#   make bench   mainnet-scale graph and pathfinding benchmark
+#   make bench   all the benchmarks below
+#   make bench-pathfind  mainnet-scale graph and pathfinding benchmark
+#   make bench-sim       simulated rebalancing on mainnet: attempts, fees vs an oracle, per strategy
+#                        (flags in SIM_ARGS, e.g. make bench-sim SIM_ARGS='--seeds 7 --dist uniform')
+#   make bench-plan      the planner over 1,000 channels, the report over 10,000 entries
+#   make bench-memory    the plugin process's own peak memory loading the mainnet graph
 #   make fuzz    a longer property/fuzz run than make test's (tests/fuzz_core.rs)
 #   make lint    rustfmt and clippy, as CI runs them
 #
@@ -20,7 +25,7 @@ PLUGIN := target/release/cln-rebalance
 # PATH's python3 during pytest: the stdlib only (plugin-tests/python_guard.py).
 GUARD := $(VENV)/guard-bin
 
-.PHONY: all build demo test test-rust test-e2e lint bench fuzz clean
+.PHONY: all build demo test test-rust test-e2e lint bench bench-pathfind bench-plan bench-sim bench-memory fuzz clean
 
 # Python variables of the calling shell would leak other packages into the venv.
 unexport PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE
@@ -35,6 +40,10 @@ NEEDS_test-rust := cargo testdata
 NEEDS_test-e2e := cargo python testdata
 NEEDS_test := cargo lint python testdata
 NEEDS_bench := cargo data
+NEEDS_bench-pathfind := cargo data
+NEEDS_bench-sim := cargo data
+NEEDS_bench-plan := cargo
+NEEDS_bench-memory := cargo data
 NEEDS := $(sort $(foreach g,$(or $(MAKECMDGOALS),all),$(NEEDS_$(g))))
 ifneq ($(NEEDS),)
 MISSING := $(shell CARGO='$(CARGO)' PYTHON='$(PYTHON)' ALLOW_NO_DATA='$(ALLOW_NO_DATA)' \
@@ -80,7 +89,9 @@ test-e2e: build $(VENV)/.done
 
 test: lint test-rust test-e2e
 
-bench:
+bench: bench-pathfind bench-plan bench-sim bench-memory
+
+bench-pathfind:
 	$(CARGO) bench --bench pathfind
 
 # tests/fuzz_core.rs with FUZZ_SCALE times each target's CI budget, from FUZZ_SEED (a fresh one
@@ -93,6 +104,19 @@ fuzz:
 	  PROPTEST_RNG_SEED=$(if $(FUZZ_SEED),$(FUZZ_SEED),$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')) \
 	  CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true \
 	  CARGO_TARGET_DIR=target/fuzz $(CARGO) test --release --test fuzz_core
+
+bench-plan:
+	$(CARGO) bench --bench plan
+
+SIM_ARGS ?=
+bench-sim:
+	$(CARGO) bench --bench sim -- $(SIM_ARGS)
+
+# The plugin process's VmHWM loading and refreshing the 2026 mainnet graph on the stand-in.
+MAINNET_DATA := $(or $(CLN_REBALANCE_MAINNET_DATA),../shared/data)
+bench-memory: build
+	$(PYTHON) benches/plugin_memory.py target/release/lightningd-standin $(PLUGIN) \
+	  $(MAINNET_DATA)/mainnet-2026-02-03.listchannels.json.gz
 
 clean:
 	$(CARGO) clean

@@ -184,7 +184,7 @@ class Reckless:
 
 @pytest.fixture
 def clean_clone():
-    """`git clone` of this repository's HEAD into /tmp/rk-*/src/cln-rebalance (the directory
+    """A clone of this repository's HEAD into /tmp/rk-*/src/cln-rebalance (the directory
     name reckless looks for), tagged TAG; removed afterwards."""
     top = Path(tempfile.mkdtemp(prefix="rk-", dir="/tmp"))
     clone = top / "src" / NAME

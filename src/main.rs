@@ -51,7 +51,7 @@ const OPT_HALF_LIFE: DefaultIntegerConfigOption = ConfigOption::new_i64_with_def
 );
 const OPT_PRIOR: DefaultStringConfigOption = ConfigOption::new_str_with_default(
     "rebalance-liquidity-prior",
-    "bimodal",
+    cln_rebalance::core::liquidity::DEFAULT_MODEL.prior.name(),
     "Where liquidity is assumed to sit before anything is learned: bimodal (near the channel edges, as on mainnet) or uniform",
 );
 

@@ -773,7 +773,22 @@ impl<N: Lightningd> Rebalancer<N> {
         let started = Instant::now();
         let route = match self.config.routing {
             Routing::FeeOnly => s.plan.next_route(&s.graph, &FeeOnly, &mut s.scratch),
-            Routing::Probabilistic => s.plan.next_route(&s.graph, &s.beliefs, &mut s.scratch),
+            Routing::Probabilistic => {
+                match s.plan.next_route(&s.graph, &s.beliefs, &mut s.scratch) {
+                    // The likeliest route may cost more than the cap while a cheaper one fits:
+                    // the cap is a limit, the risk only a preference. Then the cheapest (and
+                    // if even that is over the cap, the refusal names the cheapest, as it says).
+                    Some(hops) if route_fee_msat(&hops) > s.cap_msat => s
+                        .plan
+                        .next_route(&s.graph, &FeeOnly, &mut s.scratch)
+                        .or(Some(hops)),
+                    Some(hops) => Some(hops),
+                    // Every way left crosses a channel the model believes too small (P = 0):
+                    // beliefs fade and may be out of date, so try the cheapest way this call
+                    // has not ruled out itself before answering "no route".
+                    None => s.plan.next_route(&s.graph, &FeeOnly, &mut s.scratch),
+                }
+            }
         };
         let took = started.elapsed();
         {
@@ -1355,6 +1370,15 @@ impl Plan {
             .fee_msat(amount_msat)
             .and_then(|f| amount_msat.checked_add(f))
             .ok_or_else(|| RpcFailure::param("amount_msat", "too large"))?;
+        let deliver_delay = final_cltv.checked_add(remote.delay).ok_or_else(|| {
+            RpcFailure::param(
+                "incoming",
+                format!(
+                    "the peer's cltv_expiry_delta {} on channel {inc_scid} is impossible",
+                    remote.delay
+                ),
+            )
+        })?;
         let mut exclude = Exclusions::default();
         if let Some(us) = graph.node_idx(our_id) {
             exclude.nodes.insert(us); // a circle never passes through us in the middle
@@ -1364,7 +1388,7 @@ impl Plan {
                 from,
                 to,
                 deliver_msat,
-                deliver_delay: final_cltv + remote.delay,
+                deliver_delay,
                 max_edges: (MAX_HOPS - 2) as u32,
                 max_delay: MAX_TOTAL_CLTV,
             }),

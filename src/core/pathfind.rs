@@ -339,6 +339,11 @@ pub fn find_path_with<C: HopCost>(
             if delay_u > query.max_delay {
                 continue;
             }
+            // The extra cost is never negative: when the fee alone cannot beat `u`'s label,
+            // skip computing it (the risk of a hop is most of a probabilistic search's time).
+            if there.mark == labelled && key(cost_v.saturating_add(fee), edges + 1) >= there.key {
+                continue;
+            }
             let Some(cost_u) = cost
                 .extra_msat(graph, idx, e.source, carried)
                 .and_then(|x| cost_v.checked_add(fee)?.checked_add(x))
@@ -492,7 +497,7 @@ pub(crate) mod tests {
         let p = find_path_with(&g, &q, &none, &beliefs, &mut s).unwrap();
         assert_eq!(names(&g, &p), ["a", "x", "d"]);
         // Known to hold at most a bit more than the amount: likely to fail, and the risk cost
-        // (several bits at 11 sat each) outweighs the 40 sat saved.
+        // (several bits at 25 sat each) outweighs the 40 sat saved.
         let mut model = Liquidity::new();
         model.failed(
             x_to_d,

@@ -1,10 +1,12 @@
 //! The in-memory network for in-process tests: [`SimNode`] implements the plugin's
 //! [`Lightningd`] trait over the stand-in's network model (`cln_standin::simnet`), answering
 //! with the same JSON lightningd (and the stand-in daemon) would, and calling the plugin's
-//! `invoice_payment` hook as lightningd does.
+//! `invoice_payment` hook as lightningd does. Optionally ([`SimNode::with_hop_clock`]) payments
+//! cost simulated time on a [`ManualClock`], for the simulation benchmark.
 
 #![allow(dead_code)]
 
+use cln_rebalance::clock::{Clock, ManualClock};
 use cln_rebalance::commands::rebalance::{Config, Rebalancer};
 use cln_rebalance::core::route::Hop;
 use cln_rebalance::lightningd::{
@@ -12,7 +14,7 @@ use cln_rebalance::lightningd::{
     PaymentComplete, PeerChannel, SendpayStatus, sendpay_route_json,
 };
 use cln_rpc::RpcError;
-use cln_standin::simnet::pay::WaitState;
+use cln_standin::simnet::pay::{PayStatus, WaitState};
 use cln_standin::simnet::{Event, Network};
 use serde_json::{Value, json};
 use std::future::Future;
@@ -32,6 +34,16 @@ pub struct SimNode {
     pub release_before_delinvoice: Arc<Mutex<Option<String>>>,
     /// How many times the plugin asked for the whole graph.
     pub listchannels_calls: Arc<std::sync::atomic::AtomicUsize>,
+    /// When set, the network's time is this clock's, and each payment advances it.
+    hop_clock: Option<HopClock>,
+}
+
+/// Simulated time a payment costs: `ms_per_hop` for every hop its HTLC travelled, there and
+/// back (a failure at `erring_index` i travelled i hops; a success the whole route).
+#[derive(Clone)]
+struct HopClock {
+    clock: Arc<ManualClock>,
+    ms_per_hop: u64,
 }
 
 fn to_rpc(e: cln_standin::simnet::RpcError) -> RpcError {
@@ -51,12 +63,44 @@ impl SimNode {
             hook: Arc::new(Mutex::new(None)),
             release_before_delinvoice: Arc::new(Mutex::new(None)),
             listchannels_calls: Arc::default(),
+            hop_clock: None,
         }
+    }
+
+    /// The network's time is `clock`'s, and each finished payment advances it by `ms_per_hop`
+    /// per hop travelled each way (see [`HopClock`]).
+    pub fn with_hop_clock(mut self, clock: Arc<ManualClock>, ms_per_hop: u64) -> Self {
+        self.hop_clock = Some(HopClock { clock, ms_per_hop });
+        self
+    }
+
+    /// The time the HTLC of the latest payment for `payment_hash` spent travelling.
+    fn travel(&self, payment_hash: &str) {
+        let Some(hc) = &self.hop_clock else { return };
+        let hops = {
+            let net = self.net.lock().unwrap();
+            net.payments
+                .iter()
+                .rev()
+                .find(|p| p.payment_hash == payment_hash)
+                .map_or(0, |p| match p.status {
+                    PayStatus::Complete => p.route.len(),
+                    PayStatus::Failed => p.failure.as_ref().map_or(0, |f| f.erring_index),
+                    PayStatus::Pending => 0,
+                })
+        };
+        hc.clock.advance_ms(2 * hops as u64 * hc.ms_per_hop);
     }
 
     /// A method served by the model (lightningd's or a dev- control method).
     pub fn call(&self, method: &str, params: Value) -> Result<Value, RpcError> {
-        let r = self.net.lock().unwrap().call(method, &params);
+        let r = {
+            let mut net = self.net.lock().unwrap();
+            if let Some(hc) = &self.hop_clock {
+                net.fixed_time = Some(hc.clock.now_secs());
+            }
+            net.call(method, &params)
+        };
         // lightningd's answer to a method nobody serves.
         let Some(r) = r else {
             return Err(RpcError {
@@ -225,7 +269,10 @@ impl Lightningd for SimNode {
             .waitsendpay_check(&json!({"payment_hash": payment_hash, "timeout": timeout_secs}))
             .map_err(to_rpc)?;
         let pid = match state {
-            WaitState::Done(r) => return r.map_err(to_rpc).and_then(decode),
+            WaitState::Done(r) => {
+                self.travel(payment_hash);
+                return r.map_err(to_rpc).and_then(decode);
+            }
             WaitState::Pending(pid) => pid,
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_secs);
@@ -242,6 +289,7 @@ impl Lightningd for SimNode {
             }
             let state = self.net.lock().unwrap().wait_state(pid, true);
             if let WaitState::Done(r) = state {
+                self.travel(payment_hash);
                 return r.map_err(to_rpc).and_then(decode);
             }
         }
@@ -288,7 +336,17 @@ pub fn demo_network() -> Network {
 /// A rebalancer over `net`, with its `invoice_payment` hook wired as lightningd would call it.
 pub fn rebalancer(net: Network, config: Config) -> (Arc<Rebalancer<SimNode>>, SimNode) {
     let node = SimNode::new(net);
-    let r = Arc::new(Rebalancer::new(node.clone(), config));
+    let r = hooked(
+        node.clone(),
+        config,
+        Arc::new(cln_rebalance::clock::SystemClock),
+    );
+    (r, node)
+}
+
+/// A rebalancer over `node` on `clock`, its `invoice_payment` hook wired as lightningd would.
+pub fn hooked(node: SimNode, config: Config, clock: Arc<dyn Clock>) -> Arc<Rebalancer<SimNode>> {
+    let r = Arc::new(Rebalancer::with_clock(node.clone(), config, clock));
     let weak: Weak<Rebalancer<SimNode>> = Arc::downgrade(&r);
     let hook: Hook = Arc::new(move |payload: Value| {
         let weak = weak.clone();
@@ -300,5 +358,5 @@ pub fn rebalancer(net: Network, config: Config) -> (Arc<Rebalancer<SimNode>>, Si
         })
     });
     *node.hook.lock().unwrap() = Some(hook);
-    (r, node)
+    r
 }
