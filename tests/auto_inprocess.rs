@@ -11,8 +11,8 @@ use cln_rebalance::core::history::KEY_PREFIX;
 use cln_rebalance::core::plan::{Budget, PlanConfig};
 use cln_rebalance::lightningd::Lightningd;
 use cln_standin::simnet::Network;
-use common::{SimNode, rebalancer};
-use serde_json::{Value, json};
+use common::{SimNode, assert_clean, rebalancer};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,16 +92,6 @@ async fn wait_job_end(r: &Rebalancer<SimNode>) -> String {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the job did not end in 30 s");
-}
-
-fn assert_clean(node: &SimNode) {
-    let unpaid: Vec<Value> = node
-        .invoices()
-        .into_iter()
-        .filter(|i| i["status"] != "paid")
-        .collect();
-    assert!(unpaid.is_empty(), "invoices left behind: {unpaid:?}");
-    assert_eq!(node.pending_htlcs(), 0, "HTLCs left in flight");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

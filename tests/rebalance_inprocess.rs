@@ -5,7 +5,7 @@ mod common;
 
 use cln_rebalance::commands::rebalance::Config;
 use cln_rebalance::params::RebalanceParams;
-use common::{SimNode, demo_network, rebalancer};
+use common::{assert_clean, demo_network, rebalancer};
 use serde_json::json;
 use std::time::Duration;
 
@@ -33,16 +33,6 @@ fn generous(out: &str, inc: &str, amount_msat: u64) -> RebalanceParams {
         maxfeeppm: Some(10_000),
         ..req(out, inc, amount_msat)
     }
-}
-
-fn assert_clean(node: &SimNode) {
-    let unpaid: Vec<_> = node
-        .invoices()
-        .into_iter()
-        .filter(|i| i["status"] != "paid")
-        .collect();
-    assert!(unpaid.is_empty(), "invoices left behind: {unpaid:?}");
-    assert_eq!(node.pending_htlcs(), 0, "HTLCs left in flight");
 }
 
 #[tokio::test]

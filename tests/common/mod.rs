@@ -324,6 +324,17 @@ impl Lightningd for SimNode {
     }
 }
 
+/// Nothing left behind: no unpaid invoice, no HTLC in flight.
+pub fn assert_clean(node: &SimNode) {
+    let unpaid: Vec<Value> = node
+        .invoices()
+        .into_iter()
+        .filter(|i| i["status"] != "paid")
+        .collect();
+    assert!(unpaid.is_empty(), "invoices left behind: {unpaid:?}");
+    assert_eq!(node.pending_htlcs(), 0, "HTLCs left in flight");
+}
+
 /// The demo network shipped with the stand-in.
 pub fn demo_network() -> Network {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
