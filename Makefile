@@ -8,6 +8,8 @@
 #   make bench-sim       simulated rebalancing on mainnet: attempts, fees vs an oracle, per strategy
 #                        (flags in SIM_ARGS, e.g. make bench-sim SIM_ARGS='--seeds 7 --dist uniform')
 #   make bench-plan      the planner over 1,000 channels, the report over 10,000 entries
+#   make bench-rebalanceall  one rebalanceall over the mainnet simulation, per strategy and budget
+#                        (flags in JOB_ARGS, e.g. make bench-rebalanceall JOB_ARGS='--budgets none,500')
 #   make bench-memory    the plugin process's own peak memory loading the mainnet graph
 #   make fuzz    a longer property/fuzz run than make test's (tests/fuzz_core.rs)
 #   make lint    rustfmt and clippy, as CI runs them
@@ -25,7 +27,7 @@ PLUGIN := target/release/cln-rebalance
 # PATH's python3 during pytest: the stdlib only (plugin-tests/python_guard.py).
 GUARD := $(VENV)/guard-bin
 
-.PHONY: all build demo test test-rust test-e2e lint bench bench-pathfind bench-plan bench-sim bench-memory fuzz clean
+.PHONY: all build demo test test-rust test-e2e lint bench bench-pathfind bench-plan bench-sim bench-rebalanceall bench-memory fuzz clean
 
 # Python variables of the calling shell would leak other packages into the venv.
 unexport PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE
@@ -43,6 +45,7 @@ NEEDS_bench := cargo data
 NEEDS_bench-pathfind := cargo data
 NEEDS_bench-sim := cargo data
 NEEDS_bench-plan := cargo
+NEEDS_bench-rebalanceall := cargo data
 NEEDS_bench-memory := cargo data
 NEEDS := $(sort $(foreach g,$(or $(MAKECMDGOALS),all),$(NEEDS_$(g))))
 ifneq ($(NEEDS),)
@@ -89,7 +92,7 @@ test-e2e: build $(VENV)/.done
 
 test: lint test-rust test-e2e
 
-bench: bench-pathfind bench-plan bench-sim bench-memory
+bench: bench-pathfind bench-plan bench-sim bench-rebalanceall bench-memory
 
 bench-pathfind:
 	$(CARGO) bench --bench pathfind
@@ -111,6 +114,10 @@ bench-plan:
 SIM_ARGS ?=
 bench-sim:
 	$(CARGO) bench --bench sim -- $(SIM_ARGS)
+
+JOB_ARGS ?=
+bench-rebalanceall:
+	$(CARGO) bench --bench rebalanceall -- $(JOB_ARGS)
 
 # The plugin process's VmHWM loading and refreshing the 2026 mainnet graph on the stand-in.
 MAINNET_DATA := $(or $(CLN_REBALANCE_MAINNET_DATA),../shared/data)

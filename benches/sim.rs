@@ -48,13 +48,13 @@ mod mainnet;
 mod sim;
 
 use cln_rebalance::clock::{Clock, ManualClock};
-use cln_rebalance::commands::rebalance::{Config, Rebalancer, Routing};
+use cln_rebalance::commands::rebalance::{Config, Rebalancer};
 use cln_rebalance::core::liquidity::{Beliefs, ChanDir, Liquidity, ModelConfig, Prior};
 use cln_rebalance::core::pathfind::Scratch;
 use cln_rebalance::params::RebalanceParams;
 use cln_standin::prng::SplitMix64;
 use common::SimNode;
-use sim::{Dist, Task, World, WorldConfig};
+use sim::{Dist, Strategy, Task, World, WorldConfig};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -159,54 +159,6 @@ impl Args {
     }
 }
 
-/// How the rebalancer routes and remembers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Strategy {
-    Fee,
-    NoMemory,
-    Memory,
-}
-
-impl std::str::FromStr for Strategy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "fee" => Ok(Strategy::Fee),
-            "nomem" => Ok(Strategy::NoMemory),
-            "mem" => Ok(Strategy::Memory),
-            o => Err(format!("unknown strategy {o:?} (fee, nomem, mem)")),
-        }
-    }
-}
-
-impl Strategy {
-    fn name(self) -> &'static str {
-        match self {
-            Strategy::Fee => "fee only",
-            Strategy::NoMemory => "model, no memory",
-            Strategy::Memory => "model, memory",
-        }
-    }
-
-    fn config(self, a: &Args) -> Config {
-        let (routing, liquidity_memory) = match self {
-            Strategy::Fee => (Routing::FeeOnly, true),
-            Strategy::NoMemory => (Routing::Probabilistic, false),
-            Strategy::Memory => (Routing::Probabilistic, true),
-        };
-        Config {
-            maxfeeppm: a.maxfeeppm,
-            exemptfee_msat: a.exemptfee_msat,
-            retry_for_secs: a.retry_for,
-            graph_max_age: Duration::from_secs(a.graph_max_age_secs),
-            routing,
-            liquidity_memory,
-            model: a.model,
-            ..Config::default()
-        }
-    }
-}
-
 /// One task's outcome.
 #[derive(Debug, Clone)]
 struct Outcome {
@@ -276,7 +228,15 @@ impl Runner {
     fn new(world: &World, strategy: Strategy, a: &Args) -> Runner {
         let clock = Arc::new(ManualClock::new(START_MS));
         let node = SimNode::new(world.net.clone()).with_hop_clock(clock.clone(), a.hop_ms);
-        let r = common::hooked(node.clone(), strategy.config(a), clock.clone());
+        let config = strategy.config(Config {
+            maxfeeppm: a.maxfeeppm,
+            exemptfee_msat: a.exemptfee_msat,
+            retry_for_secs: a.retry_for,
+            graph_max_age: Duration::from_secs(a.graph_max_age_secs),
+            model: a.model,
+            ..Config::default()
+        });
+        let r = common::hooked(node.clone(), config, clock.clone());
         Runner {
             strategy,
             clock,

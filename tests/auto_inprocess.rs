@@ -7,7 +7,7 @@ mod common;
 
 use cln_rebalance::commands::auto::{AutoConfig, RebalanceallParams};
 use cln_rebalance::commands::rebalance::{Config, Rebalancer};
-use cln_rebalance::core::history::KEY_PREFIX;
+use cln_rebalance::core::history::{KEY_PREFIX, Outcome};
 use cln_rebalance::core::plan::{Budget, PlanConfig};
 use cln_rebalance::lightningd::Lightningd;
 use cln_standin::simnet::Network;
@@ -31,6 +31,12 @@ fn our_scid(i: usize) -> String {
 /// Us (node 0) with six channels of 1M sat to peers 1..=6 at 90/80/60/40/20/10 % ours, the
 /// peers in a well-funded ring with chords (cheap: 10 ppm), our own fee 1000 msat + 200 ppm.
 fn six_channel_network() -> Network {
+    network_with_dear_peer(None)
+}
+
+/// [`six_channel_network`], with peer `dear` (if any) charging 5000 ppm on every channel of the
+/// ring: any route out through our channel to it costs more than a job's cap.
+fn network_with_dear_peer(dear: Option<usize>) -> Network {
     let mut nodes = vec![json!({"id": node_id(0), "alias": "us"})];
     for i in 1..=6 {
         nodes.push(json!({"id": node_id(i), "alias": format!("peer{i}")}));
@@ -51,10 +57,19 @@ fn six_channel_network() -> Network {
     for a in 1..=6usize {
         for b in (a + 1)..=6 {
             n += 1;
+            let dear_policy = json!({"fee_base_msat": 0, "fee_proportional_millionths": 5000,
+                                     "cltv_expiry_delta": 18});
+            let policy = |p: usize| {
+                if dear == Some(p) {
+                    &dear_policy
+                } else {
+                    &cheap
+                }
+            };
             channels.push(json!({
                 "short_channel_id": format!("700{n:03}x1x0"), "node1": format!("peer{a}"),
                 "node2": format!("peer{b}"), "capacity_sat": 20_000_000,
-                "policy1": cheap, "policy2": cheap,
+                "policy1": policy(a), "policy2": policy(b),
             }));
         }
     }
@@ -138,6 +153,51 @@ async fn rebalanceall_brings_every_channel_within_target() {
     assert_eq!(report["total_successful_rebalances"], job.moves_completed);
     assert_eq!(report["total_rebalance_fee"], fees);
     assert_eq!(report["rebalanceall_is_running"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_too_dear_for_every_sink_is_given_up_not_paired_with_each() {
+    // Peer 1 charges 5000 ppm onward: every move out of channel 1 costs more than its cap
+    // before any HTLC is sent. The job tries channel 1 three times, each with another sink,
+    // then leaves it alone; the sinks it was paired with are filled from the other sources.
+    let (r, node) = rebalancer(
+        network_with_dear_peer(Some(1)),
+        config(Budget::default(), 1),
+    );
+    r.rebalanceall(RebalanceallParams::default()).await.unwrap();
+    let why = wait_job_end(&r).await;
+    let history = r.history_entries().await;
+    let failed: Vec<_> = history
+        .iter()
+        .filter(|e| e.outcome != Outcome::Complete)
+        .collect();
+    let out_of_1: Vec<_> = failed
+        .iter()
+        .filter(|e| e.outgoing.to_string() == our_scid(1))
+        .collect();
+    assert_eq!(out_of_1.len(), 3, "{failed:?}");
+    let sinks: std::collections::HashSet<String> =
+        out_of_1.iter().map(|e| e.incoming.to_string()).collect();
+    assert_eq!(sinks.len(), 3, "each try with another sink: {failed:?}");
+    assert!(
+        out_of_1
+            .iter()
+            .all(|e| e.outcome == Outcome::Failed { code: 206 } && e.attempts == 0),
+        "refused before any HTLC: {failed:?}"
+    );
+    assert_eq!(failed.len(), 3, "no other move failed: {failed:?}");
+    assert!(
+        (89.0..=91.0).contains(&share(&node, 1)),
+        "channel 1 untouched"
+    );
+    // The largest sink got what sources 2 and 3 could give it.
+    assert!(
+        share(&node, 6) >= 39.0,
+        "channel 6 at {:.1}%",
+        share(&node, 6)
+    );
+    assert!(why.starts_with("nothing more can be done"), "{why}");
+    assert_clean(&node);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

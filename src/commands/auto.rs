@@ -9,15 +9,24 @@
 //!    the channels of moves in progress left out;
 //! 2. take the first move the budget admits and start it (until `rebalance-parallel` run);
 //! 3. when one ends: a success waits for its HTLCs to settle on our channels, then the next
-//!    plan sees it; a failure is tried again at half the amount, and given up below the
-//!    minimum (its incoming channel is then left alone for the rest of the job);
+//!    plan sees it. A failure whose very first route already cost more than the cap is not
+//!    tried again with that pair (the next plan pairs the sink with another source: a smaller
+//!    amount cannot help, as caps scale with the amount and base fees do not); one that moves
+//!    in flight may have been in the way of is tried again at the same amount once one of
+//!    them ends; any other is tried again at half the amount. A channel is given up (left
+//!    alone for the rest of the job) after three failed moves into it or out of it, or when
+//!    half is below the minimum amount. A move whose cap the budget would cut because of what
+//!    moves in flight have reserved waits for them; one the budget cut that finds no route
+//!    within the cap is tried at half the amount, and the budget counts as spent below the
+//!    minimum;
 //! 4. it ends when every channel is within target, the budget is spent, nothing more can be
 //!    done, or `rebalancestop` asked; the reason is logged and kept for the report.
 
 use super::rebalance::{Extra, Rebalancer};
 use crate::core::graph::Scid;
 use crate::core::plan::{
-    Admission, Budget, ChannelSettings, Move, OurChannel, PlanConfig, Settings, Spent, plan,
+    Admission, Budget, ChannelSettings, Move, OurChannel, PlanConfig, Settings, Spent,
+    plan_avoiding,
 };
 use crate::core::report::JobProgress;
 use crate::error::{self, RpcFailure};
@@ -145,6 +154,26 @@ pub struct RebalanceallParams {
     pub dryrun: bool,
 }
 
+/// Failed moves into one channel (or out of one) before a job gives up on it.
+const MAX_FAILURES_PER_CHANNEL: u32 = 3;
+
+/// Half of `amount_msat`, in whole satoshis as the planner's amounts are.
+fn half_sat(amount_msat: u64) -> u64 {
+    amount_msat / 2 / crate::core::amount::MSAT_PER_SAT * crate::core::amount::MSAT_PER_SAT
+}
+
+/// Whether a failed move is worth trying again at half the amount. Not when its very first
+/// route already cost more than the cap: caps scale with the amount while base fees do not,
+/// so a smaller amount only makes that worse (another source may route cheaper).
+fn halves(e: &RpcFailure) -> bool {
+    let first_route_too_dear = e.code == error::PAY_ROUTE_TOO_EXPENSIVE
+        && e.data
+            .as_ref()
+            .and_then(|d| d["attempts"].as_array())
+            .is_none_or(|a| a.is_empty());
+    !first_route_too_dear
+}
+
 /// How long a finished move may take to settle on our channels before the job goes on.
 const SETTLE_WAIT: Duration = Duration::from_secs(10);
 
@@ -168,6 +197,7 @@ impl<N: Lightningd> Rebalancer<N> {
         config: &PlanConfig,
         budget: &Budget,
         left_out: &HashSet<String>,
+        avoid: &HashSet<(Scid, Scid)>,
         run_spent_msat: u64,
         reserved_msat: u64,
     ) -> Result<crate::core::plan::Plan, RpcFailure> {
@@ -183,7 +213,7 @@ impl<N: Lightningd> Rebalancer<N> {
                 settings.channels.entry(s).or_default().exclude = Some(true);
             }
         }
-        let mut p = plan(&ours, &settings, config);
+        let mut p = plan_avoiding(&ours, &settings, config, avoid);
         let spent = Spent {
             run_msat: run_spent_msat,
             last_24h_msat: self.fees_last_24h().await,
@@ -210,7 +240,14 @@ impl<N: Lightningd> Rebalancer<N> {
             .with_data(job.to_json()));
         }
         let plan = self
-            .current_plan(&config, &budget, &self.busy_channels(), 0, 0)
+            .current_plan(
+                &config,
+                &budget,
+                &self.busy_channels(),
+                &HashSet::new(),
+                0,
+                0,
+            )
             .await?;
         let mut answer = plan.to_json();
         answer["fee_budget_msat"] = json!(budget.per_run_msat);
@@ -337,14 +374,23 @@ impl<N: Lightningd> Rebalancer<N> {
         // Channels of the moves this job has in flight, and sinks given up on.
         let mut in_flight: HashSet<String> = HashSet::new();
         let mut given_up: HashSet<String> = HashSet::new();
-        // A failed pair's next, smaller amount.
-        let mut retry_amount: HashMap<(Scid, Scid), u64> = HashMap::new();
+        // A sink's next, smaller amount after a failure (whatever the source), and how many of
+        // its moves failed: a sink is given up after MAX_FAILURES_PER_CHANNEL, so a channel no
+        // route can fill affordably costs a few tries, not one per source and amount.
+        let mut sink_amount: HashMap<Scid, u64> = HashMap::new();
+        let mut sink_failures: HashMap<Scid, u32> = HashMap::new();
+        // Pairs whose first route already cost more than the cap (no smaller amount helps),
+        // and how many moves from each source failed: a source whose peer routes dearly to
+        // everyone is given up after MAX_FAILURES_PER_CHANNEL too, not paired with every sink.
+        let mut avoid: HashSet<(Scid, Scid)> = HashSet::new();
+        let mut source_failures: HashMap<Scid, u32> = HashMap::new();
         // Sinks whose move failed while other moves were in flight (they may have been in its
         // way): tried again, at the same amount, once one of those has ended.
         let mut deferred: HashSet<String> = HashSet::new();
         let reserved = AtomicU64::new(0);
         let mut run_spent = 0u64;
         let mut last_reason = String::new();
+        let mut gave_up = 0u32;
         loop {
             let stop = job.stop.load(Ordering::SeqCst);
             if stop || exhausted.is_some() {
@@ -372,6 +418,7 @@ impl<N: Lightningd> Rebalancer<N> {
                         &config,
                         &Budget::default(),
                         &left_out,
+                        &avoid,
                         run_spent,
                         reserved.load(Ordering::SeqCst),
                     )
@@ -380,7 +427,7 @@ impl<N: Lightningd> Rebalancer<N> {
                     Err(e) => last_reason = format!("could not plan: {}", e.message),
                     Ok(p) => {
                         if let Some(mut m) = p.moves.into_iter().next() {
-                            if let Some(&a) = retry_amount.get(&(m.outgoing, m.incoming)) {
+                            if let Some(&a) = sink_amount.get(&m.incoming) {
                                 let planned = m.amount_msat;
                                 m.amount_msat = planned.min(a);
                                 // Base fees do not shrink with the amount: scaling the cap
@@ -399,6 +446,10 @@ impl<N: Lightningd> Rebalancer<N> {
                                     }
                                     last_reason = reason;
                                 }
+                                // Cut by what moves in flight have reserved: wait for them
+                                // rather than start with a cap they may soon give back.
+                                Admission::Allowed { fee_cap_msat }
+                                    if fee_cap_msat < m.fee_cap_msat && !tasks.is_empty() => {}
                                 Admission::Allowed { fee_cap_msat } => {
                                     let cut = fee_cap_msat < m.fee_cap_msat;
                                     m.fee_cap_msat = fee_cap_msat;
@@ -466,7 +517,16 @@ impl<N: Lightningd> Rebalancer<N> {
                 Ok(v) => {
                     let hash = v["payment_hash"].as_str().unwrap_or_default().to_string();
                     self.wait_settled(&hash).await;
-                    retry_amount.remove(&(m.outgoing, m.incoming));
+                    sink_failures.remove(&m.incoming);
+                    source_failures.remove(&m.outgoing);
+                }
+                // The budget cut its cap: what is left may still pay for a smaller move.
+                Err(e)
+                    if cut
+                        && e.code == error::PAY_ROUTE_TOO_EXPENSIVE
+                        && half_sat(m.amount_msat) >= config.min_amount_msat =>
+                {
+                    sink_amount.insert(m.incoming, half_sat(m.amount_msat));
                 }
                 Err(e) if cut && e.code == error::PAY_ROUTE_TOO_EXPENSIVE => {
                     exhausted = Some(format!(
@@ -478,19 +538,37 @@ impl<N: Lightningd> Rebalancer<N> {
                         e.message
                     ));
                 }
-                Err(e) if others_in_flight && e.code != error::INVALID_PARAMS => {
-                    deferred.insert(m.incoming.to_string());
-                }
                 Err(e) => {
-                    let half = m.amount_msat / 2;
-                    if half >= config.min_amount_msat && e.code != error::INVALID_PARAMS {
-                        retry_amount.insert((m.outgoing, m.incoming), half);
-                    } else {
+                    let failures = sink_failures.entry(m.incoming).or_default();
+                    *failures += 1;
+                    let failures = *failures;
+                    let from_source = source_failures.entry(m.outgoing).or_default();
+                    *from_source += 1;
+                    if *from_source >= MAX_FAILURES_PER_CHANNEL {
+                        given_up.insert(m.outgoing.to_string());
+                    }
+                    let half = half_sat(m.amount_msat);
+                    if e.code == error::INVALID_PARAMS
+                        || failures >= MAX_FAILURES_PER_CHANNEL
+                        || (halves(e) && half < config.min_amount_msat)
+                    {
                         given_up.insert(m.incoming.to_string());
+                        gave_up += 1;
                         last_reason = format!(
-                            "moving into {} failed down to the minimum amount: {}",
-                            m.incoming, e.message
+                            "gave up on {gave_up} channel(s) to fill; the last, {}, after {} failed move(s), the last of {}: {}",
+                            m.incoming,
+                            failures,
+                            crate::core::amount::display_sat(m.amount_msat),
+                            e.message
                         );
+                    } else if !halves(e) {
+                        avoid.insert((m.outgoing, m.incoming));
+                    } else if others_in_flight {
+                        // The moves in flight may have been in its way: the same amount again
+                        // once one of them has ended.
+                        deferred.insert(m.incoming.to_string());
+                    } else {
+                        sink_amount.insert(m.incoming, half);
                     }
                 }
             }

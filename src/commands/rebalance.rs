@@ -1486,11 +1486,21 @@ impl Session {
                 error::PAY_ROUTE_TOO_EXPENSIVE,
                 format!(
                     "the cheapest route{} costs {fee_msat}msat ({} ppm), more than the fee cap of {cap}msat \
-                     (max of exemptfee {}msat and maxfeeppm {} x amount)",
+                     ({})",
                     if self.attempts.is_empty() { "" } else { " left" },
                     ppm(fee_msat, amount),
-                    self.exemptfee_msat,
-                    self.maxfeeppm,
+                    match self.extra.fee_cap_msat {
+                        // A rebalanceall move: the planner's economics and the budget set it.
+                        Some(_) => format!(
+                            "the job's cap for this move: feeratio x our fee out through {}, at most \
+                             maxfeeppm, within the fee budget",
+                            self.req.inc_scid
+                        ),
+                        None => format!(
+                            "max of exemptfee {}msat and maxfeeppm {} x amount",
+                            self.exemptfee_msat, self.maxfeeppm
+                        ),
+                    }
                 ),
             )
             .with_data(json!({"cheapest_fee_msat": fee_msat, "fee_cap_msat": cap,

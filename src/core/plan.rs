@@ -36,7 +36,7 @@ use crate::core::amount::{MSAT_PER_SAT, display_sat};
 use crate::core::graph::Scid;
 use serde_json::{Value, json};
 use std::cmp::Reverse;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Our share of each channel that the planner aims for, in percent.
 pub const DEFAULT_TARGET_PERCENT: u8 = 50;
@@ -292,6 +292,19 @@ struct End<'a> {
 /// do sources and sinks that cannot carry `min_amount_msat` and sinks that charge no fee. The
 /// rest are paired greedily, largest movable amount with largest, ties by scid.
 pub fn plan(channels: &[OurChannel], settings: &Settings, config: &PlanConfig) -> Plan {
+    plan_avoiding(channels, settings, config, &HashSet::new())
+}
+
+/// [`plan`], never pairing an `(outgoing, incoming)` in `avoid`: each sink, largest first, takes
+/// the largest source not yet taken that it may pair with. With nothing to avoid, the same
+/// pairs as `plan`. A job passes the pairs whose first route already cost more than the cap,
+/// so a costly source does not keep failing every sink it is paired with.
+pub fn plan_avoiding(
+    channels: &[OurChannel],
+    settings: &Settings,
+    config: &PlanConfig,
+    avoid: &HashSet<(Scid, Scid)>,
+) -> Plan {
     let mut out = Plan::default();
     let mut sources: Vec<End> = Vec::new();
     let mut sinks: Vec<End> = Vec::new();
@@ -395,13 +408,33 @@ pub fn plan(channels: &[OurChannel], settings: &Settings, config: &PlanConfig) -
     let by_movable = |e: &End| (Reverse(e.movable_msat), e.chan.short_channel_id);
     sources.sort_unstable_by_key(by_movable);
     sinks.sort_unstable_by_key(by_movable);
-    for (src, dst) in sources.iter().zip(&sinks) {
+    let mut taken = vec![false; sources.len()];
+    for dst in &sinks {
+        let incoming = dst.chan.short_channel_id;
+        let free = |k: &usize| !taken[*k];
+        let Some(k) = (0..sources.len())
+            .filter(free)
+            .find(|&k| !avoid.contains(&(sources[k].chan.short_channel_id, incoming)))
+        else {
+            if (0..sources.len()).any(|k| free(&k)) {
+                out.skipped.push((
+                    incoming,
+                    format!(
+                        "{} below target, but every source left already failed to reach it",
+                        display_sat(dst.movable_msat)
+                    ),
+                ));
+                continue;
+            }
+            break;
+        };
+        taken[k] = true;
+        let src = &sources[k];
         let most = src
             .movable_msat
             .min(dst.movable_msat)
             .min(config.max_amount_msat.unwrap_or(u64::MAX));
         let amount = most / MSAT_PER_SAT * MSAT_PER_SAT;
-        let incoming = dst.chan.short_channel_id;
         if amount < min || amount == 0 {
             out.skipped.push((
                 incoming,
@@ -679,6 +712,45 @@ mod tests {
         assert_eq!(j["sinks"][0]["distance_msat"], -400_000_000i64);
         assert_eq!(j["sources"][2]["movable_msat"], 100_000_000);
         assert_eq!(j["skipped"], json!([]));
+    }
+
+    #[test]
+    fn avoided_pairs_take_the_next_source() {
+        let none = HashSet::new();
+        let a = plan_avoiding(&six(), &Settings::default(), &PlanConfig::default(), &none);
+        assert_eq!(
+            a,
+            plan(&six(), &Settings::default(), &PlanConfig::default())
+        );
+        // 1 -> 6 failed on price: 6 takes 2 (300000sat of its 400000), 5 takes 1, 4 takes 3.
+        let avoid = HashSet::from([(scid(1), scid(6))]);
+        let p = plan_avoiding(&six(), &Settings::default(), &PlanConfig::default(), &avoid);
+        assert_eq!(
+            moves(&p)
+                .iter()
+                .map(|m| (m.0, m.1, m.2))
+                .collect::<Vec<_>>(),
+            vec![(2, 6, 300_000), (1, 5, 300_000), (3, 4, 100_000)]
+        );
+        assert!(p.skipped.is_empty(), "{:?}", p.skipped);
+        // Every source failed to reach 6: it is skipped, saying so; the others still pair.
+        let avoid: HashSet<_> = [1, 2, 3].map(|s| (scid(s), scid(6))).into();
+        let p = plan_avoiding(&six(), &Settings::default(), &PlanConfig::default(), &avoid);
+        assert_eq!(
+            moves(&p)
+                .iter()
+                .map(|m| (m.0, m.1, m.2))
+                .collect::<Vec<_>>(),
+            vec![(1, 5, 300_000), (2, 4, 100_000)]
+        );
+        assert_eq!(skipped(&p), vec![6]);
+        assert!(
+            p.skipped[0]
+                .1
+                .contains("every source left already failed to reach it"),
+            "{:?}",
+            p.skipped
+        );
     }
 
     #[test]

@@ -44,7 +44,13 @@ pub struct SimNode {
 struct HopClock {
     clock: Arc<ManualClock>,
     ms_per_hop: u64,
+    /// Called with the network after each advance, with the clock's time in ms: the world
+    /// moving on while a rebalance runs (see [`SimNode::with_world_events`]).
+    tick: Option<Tick>,
 }
+
+/// What happens in the world as simulated time passes: `(network, now_ms)`.
+pub type Tick = Arc<dyn Fn(&mut Network, u64) + Send + Sync>;
 
 fn to_rpc(e: cln_standin::simnet::RpcError) -> RpcError {
     let v = e.to_json();
@@ -70,7 +76,22 @@ impl SimNode {
     /// The network's time is `clock`'s, and each finished payment advances it by `ms_per_hop`
     /// per hop travelled each way (see [`HopClock`]).
     pub fn with_hop_clock(mut self, clock: Arc<ManualClock>, ms_per_hop: u64) -> Self {
-        self.hop_clock = Some(HopClock { clock, ms_per_hop });
+        self.hop_clock = Some(HopClock {
+            clock,
+            ms_per_hop,
+            tick: None,
+        });
+        self
+    }
+
+    /// After every advance of the hop clock (set first, by [`SimNode::with_hop_clock`]),
+    /// `tick` may change the network: traffic and flaky nodes during a long job.
+    pub fn with_world_events(mut self, tick: Tick) -> Self {
+        let hc = self
+            .hop_clock
+            .as_mut()
+            .expect("with_world_events needs with_hop_clock first");
+        hc.tick = Some(tick);
         self
     }
 
@@ -90,6 +111,9 @@ impl SimNode {
                 })
         };
         hc.clock.advance_ms(2 * hops as u64 * hc.ms_per_hop);
+        if let Some(tick) = &hc.tick {
+            tick(&mut self.net.lock().unwrap(), hc.clock.now_ms());
+        }
     }
 
     /// A method served by the model (lightningd's or a dev- control method).

@@ -8,6 +8,7 @@
 #![allow(dead_code)] // not every includer uses every part
 
 use crate::mainnet;
+use cln_rebalance::commands::rebalance::{Config, Routing};
 use cln_rebalance::core::amount::fee_cap_msat;
 use cln_rebalance::core::graph::{EdgeIdx, Graph, NodeIdx, Scid};
 use cln_rebalance::core::pathfind::{Exclusions, Query, Scratch, find_path};
@@ -75,6 +76,53 @@ impl Dist {
             }
         };
         ((capacity_msat as f64 * share) as u64).min(capacity_msat)
+    }
+}
+
+/// How the rebalancer routes and remembers: the strategies the benchmarks compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Strategy {
+    /// The cheapest route by fee; failures ruled out for the call only.
+    Fee,
+    /// The liquidity model, each rebalance starting from the prior.
+    NoMemory,
+    /// The model, remembering across rebalances (the plugin's default).
+    Memory,
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fee" => Ok(Strategy::Fee),
+            "nomem" => Ok(Strategy::NoMemory),
+            "mem" => Ok(Strategy::Memory),
+            o => Err(format!("unknown strategy {o:?} (fee, nomem, mem)")),
+        }
+    }
+}
+
+impl Strategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Fee => "fee only",
+            Strategy::NoMemory => "model, no memory",
+            Strategy::Memory => "model, memory",
+        }
+    }
+
+    /// `base` with this strategy's routing and memory.
+    pub fn config(self, base: Config) -> Config {
+        let (routing, liquidity_memory) = match self {
+            Strategy::Fee => (Routing::FeeOnly, true),
+            Strategy::NoMemory => (Routing::Probabilistic, false),
+            Strategy::Memory => (Routing::Probabilistic, true),
+        };
+        Config {
+            routing,
+            liquidity_memory,
+            ..base
+        }
     }
 }
 

@@ -1,0 +1,517 @@
+//! `make bench-rebalanceall`: one `rebalanceall` over the mainnet simulation (issue 10): how far
+//! toward target it gets, at what fee, in how many attempts, against the budget; per routing
+//! strategy, side by side on copies of the same world.
+//!
+//! The world is `make bench-sim`'s (`tests/support/sim.rs`): the 2026-02-03 mainnet graph with
+//! hidden balances (`--dist`), "us" a seeded routing node with 20-60 channels, half of them
+//! outbound-heavy (80-95% ours) and half inbound-heavy (5-20%). Our channels' own fees are
+//! the snapshot's, so the economics rule (fee cap = `feeratio` x what we charge to forward the
+//! amount out through the incoming channel, at most `maxfeeppm`) works on real fee settings.
+//!
+//! The run: the real `Rebalancer::rebalanceall` in-process (`SimNode`, the plugin's
+//! `Lightningd` trait over the network model), with the plugin's defaults for the planner
+//! (target 50%, min amount 100000sat, feeratio 0.5, maxfeeppm 1000) and for
+//! `rebalance-parallel` (2) unless flags say otherwise; a fresh liquidity model, as on a node's
+//! first job. Each attempt costs simulated time (`--hop-ms` per hop each way), and while the
+//! job runs the world moves on: every `--interval` simulated seconds other traffic redraws
+//! `--traffic` of the other channels and the flaky nodes (`--flaky`) come and go.
+//!
+//! Printed per seed, budget and strategy: moves completed and failed, amount moved, fee paid
+//! (sat, ppm of the amount, and over what one forward out through the incoming channels earns:
+//! the economics rule keeps it at most `feeratio`), attempts (in all, per completed move), our
+//! off-target channels before and after, the sinks' deficit closed (against the most the
+//! planner could move at the start: min of the sources' and the sinks' movable amounts), the
+//! budget used, simulated and wall time, and why the job ended. Checked on every run: the fee
+//! never exceeds the budget, and no invoice or HTLC is left behind.
+//!
+//! Usage: `cargo bench --bench rebalanceall -- [--seeds 11,12] [--dist bimodal|uniform]
+//! [--traffic 0.02] [--flaky 0.02] [--interval 60] [--hop-ms 1000] [--retry-for 60]
+//! [--budgets none,500] (sat per run) [--parallel 2] [--target 50] [--feeratio 0.5]
+//! [--strategies fee,nomem,mem] [--us NODE_ID] [--show-failures]`.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/support/mainnet.rs"]
+mod mainnet;
+#[path = "../tests/support/sim.rs"]
+mod sim;
+
+use cln_rebalance::clock::{Clock, ManualClock};
+use cln_rebalance::commands::auto::{AutoConfig, RebalanceallParams, our_channel};
+use cln_rebalance::commands::rebalance::Config;
+use cln_rebalance::core::history::Outcome;
+use cln_rebalance::core::plan::{Budget, OurChannel, PlanConfig, Settings, plan};
+use cln_rebalance::lightningd::Lightningd;
+use cln_standin::prng::SplitMix64;
+use common::SimNode;
+use sim::{Dist, Strategy, World, WorldConfig};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Seeds of the default run; the liquidity model's defaults were tuned on 1-6 (`benches/sim.rs`).
+const REPORT_SEEDS: [u64; 2] = [11, 12];
+/// Where the simulated clock starts (unix ms).
+const START_MS: u64 = 1_770_000_000_000;
+/// A job that has not ended after this much simulated time is reported as hung.
+const MAX_JOB_SIM_SECS: u64 = 6 * 3600;
+
+#[derive(Debug, Clone)]
+struct Args {
+    seeds: Vec<u64>,
+    dist: Dist,
+    traffic: f64,
+    flaky: f64,
+    interval_secs: u64,
+    hop_ms: u64,
+    retry_for: u64,
+    /// Per-run fee budgets, msat; `None` = no budget.
+    budgets: Vec<Option<u64>>,
+    parallel: usize,
+    plan: PlanConfig,
+    strategies: Vec<Strategy>,
+    us: Option<String>,
+    /// Print every failed move of every job.
+    show_failures: bool,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args {
+            seeds: REPORT_SEEDS.to_vec(),
+            dist: Dist::Bimodal,
+            traffic: 0.02,
+            flaky: 0.02,
+            interval_secs: 60,
+            hop_ms: 1000,
+            retry_for: 60,
+            budgets: vec![None, Some(500_000)],
+            parallel: AutoConfig::default().parallel,
+            plan: PlanConfig::default(),
+            strategies: vec![Strategy::Fee, Strategy::NoMemory, Strategy::Memory],
+            us: None,
+            show_failures: false,
+        }
+    }
+}
+
+fn list<T: std::str::FromStr>(v: &str) -> Result<Vec<T>, String> {
+    v.split(',')
+        .map(|x| x.trim().parse().map_err(|_| format!("bad list item {x:?}")))
+        .collect()
+}
+
+fn one<T: std::str::FromStr>(v: &str) -> Result<T, String> {
+    v.parse().map_err(|_| format!("bad value {v:?}"))
+}
+
+fn budget_sat(v: &str) -> Result<Option<u64>, String> {
+    match v.trim() {
+        "none" => Ok(None),
+        x => one::<u64>(x).map(|sat| Some(sat * 1000)),
+    }
+}
+
+impl Args {
+    fn parse() -> Result<Args, String> {
+        let mut a = Args::default();
+        let mut it = std::env::args().skip(1).filter(|x| x != "--bench");
+        while let Some(flag) = it.next() {
+            let mut val = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--seed" | "--seeds" => a.seeds = list(&val()?)?,
+                "--dist" => a.dist = val()?.parse()?,
+                "--traffic" => a.traffic = one(&val()?)?,
+                "--flaky" => a.flaky = one(&val()?)?,
+                "--interval" => a.interval_secs = one::<u64>(&val()?)?.max(1),
+                "--hop-ms" => a.hop_ms = one(&val()?)?,
+                "--retry-for" => a.retry_for = one(&val()?)?,
+                "--budgets" => {
+                    a.budgets = val()?
+                        .split(',')
+                        .map(budget_sat)
+                        .collect::<Result<_, _>>()?;
+                }
+                "--parallel" => a.parallel = one::<usize>(&val()?)?.max(1),
+                "--target" => a.plan.target_percent = one(&val()?)?,
+                "--feeratio" => {
+                    a.plan.feeratio_millionths = (one::<f64>(&val()?)? * 1e6).round() as u32;
+                }
+                "--strategies" => a.strategies = list(&val()?)?,
+                "--us" => a.us = Some(val()?),
+                "--show-failures" => a.show_failures = true,
+                "-h" | "--help" => {
+                    return Err("see the //! doc of benches/rebalanceall.rs for the flags".into());
+                }
+                other => return Err(format!("unknown flag {other:?}")),
+            }
+        }
+        a.plan.validate()?;
+        if a.seeds.is_empty() || a.budgets.is_empty() || a.strategies.is_empty() {
+            return Err("--seeds, --budgets and --strategies need at least one item".into());
+        }
+        Ok(a)
+    }
+}
+
+/// Our channels against their targets, as the planner sees them.
+#[derive(Debug, Clone, Copy, Default)]
+struct Standing {
+    /// Channels off target by at least the min amount (sources and sinks).
+    off_target: usize,
+    /// What the sinks lack, and what the sources hold over target (msat).
+    deficit_msat: u64,
+    excess_msat: u64,
+    /// The most the planner could move now: min of the sources' and sinks' movable amounts.
+    movable_msat: u64,
+}
+
+fn standing(chans: &[OurChannel], config: &PlanConfig) -> Standing {
+    let p = plan(chans, &Settings::default(), config);
+    let sum = |v: &[cln_rebalance::core::plan::Imbalance], f: fn(i64) -> u64| {
+        v.iter().map(|i| f(i.distance_msat)).sum::<u64>()
+    };
+    let movable =
+        |v: &[cln_rebalance::core::plan::Imbalance]| v.iter().map(|i| i.movable_msat).sum::<u64>();
+    Standing {
+        off_target: p.sources.len() + p.sinks.len(),
+        deficit_msat: sum(&p.sinks, |d| d.unsigned_abs()),
+        excess_msat: sum(&p.sources, |d| d.unsigned_abs()),
+        movable_msat: movable(&p.sources).min(movable(&p.sinks)),
+    }
+}
+
+/// One job's figures.
+#[derive(Debug, Clone, Default)]
+struct JobRun {
+    budget_msat: Option<u64>,
+    before: Standing,
+    after: Standing,
+    completed: u32,
+    failed: u32,
+    moved_msat: u64,
+    fee_msat: u64,
+    /// What one forward of each moved amount out through its incoming channel earns at our fee.
+    earns_msat: u64,
+    attempts: u64,
+    sim_ms: u64,
+    wall: Duration,
+    ended: String,
+}
+
+impl JobRun {
+    fn closed_msat(&self) -> u64 {
+        self.before
+            .deficit_msat
+            .saturating_sub(self.after.deficit_msat)
+    }
+}
+
+async fn our_channels(node: &SimNode) -> Vec<OurChannel> {
+    node.listpeerchannels()
+        .await
+        .expect("listpeerchannels")
+        .iter()
+        .filter_map(our_channel)
+        .collect()
+}
+
+/// One `rebalanceall` with `strategy` and `budget` on a fresh copy of `world`.
+fn run_job(world: &Arc<World>, strategy: Strategy, budget: Option<u64>, a: &Args) -> JobRun {
+    let clock = Arc::new(ManualClock::new(START_MS));
+    // The world moves on every `interval` of simulated time, as in the sim bench between two
+    // rebalances; the same seed for every strategy (which attempts see which event differs).
+    let events = Mutex::new((
+        SplitMix64::new(world.config.seed ^ 0x10B5_EED5),
+        START_MS + a.interval_secs * 1000,
+    ));
+    let (w, step) = (world.clone(), a.interval_secs * 1000);
+    let tick: common::Tick = Arc::new(move |net, now_ms| {
+        let mut ev = events.lock().unwrap();
+        while now_ms >= ev.1 {
+            w.between(net, &mut ev.0);
+            ev.1 += step;
+        }
+    });
+    let node = SimNode::new(world.net.clone())
+        .with_hop_clock(clock.clone(), a.hop_ms)
+        .with_world_events(tick);
+    let config = strategy.config(Config {
+        retry_for_secs: a.retry_for,
+        auto: AutoConfig {
+            plan: a.plan,
+            budget: Budget {
+                per_run_msat: budget,
+                daily_msat: None,
+            },
+            parallel: a.parallel,
+            ..AutoConfig::default()
+        },
+        ..Config::default()
+    });
+    let r = common::hooked(node.clone(), config, clock.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let started = Instant::now();
+    let mut out = rt.block_on(async {
+        let before = standing(&our_channels(&node).await, &a.plan);
+        r.rebalanceall(RebalanceallParams::default())
+            .await
+            .expect("rebalanceall starts");
+        let ended = loop {
+            if let Some(why) = r.last_job().and_then(|j| j.ended()) {
+                break why;
+            }
+            if clock.now_ms() - START_MS > MAX_JOB_SIM_SECS * 1000 {
+                r.rebalancestop().await.expect("rebalancestop");
+                break format!("HUNG: still running after {MAX_JOB_SIM_SECS} simulated s");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        JobRun {
+            budget_msat: budget,
+            before,
+            after: standing(&our_channels(&node).await, &a.plan),
+            ended,
+            ..JobRun::default()
+        }
+    });
+    out.wall = started.elapsed();
+    out.sim_ms = clock.now_ms() - START_MS;
+    let chans = rt.block_on(our_channels(&node));
+    let fee_of = |scid| {
+        chans
+            .iter()
+            .find(|c| c.short_channel_id == scid)
+            .map_or((0, 0), |c| (c.fee_base_msat, c.fee_proportional_millionths))
+    };
+    for e in rt.block_on(r.history_entries()) {
+        out.attempts += u64::from(e.attempts);
+        if e.outcome == Outcome::Complete {
+            out.completed += 1;
+            out.moved_msat += e.amount_msat;
+            out.fee_msat += e.fee_msat;
+            let (base, ppm) = fee_of(e.incoming);
+            out.earns_msat += base + (e.amount_msat * u64::from(ppm)).div_ceil(1_000_000);
+        } else {
+            out.failed += 1;
+            if a.show_failures {
+                println!(
+                    "    failed: {} -> {} {} sat, {} attempt(s): {:?} {}",
+                    e.outgoing,
+                    e.incoming,
+                    e.amount_msat / 1000,
+                    e.attempts,
+                    e.outcome,
+                    e.error
+                );
+            }
+        }
+    }
+    let p = r.last_job().expect("a job ran").progress();
+    assert_eq!(
+        (p.moves_completed, p.fee_msat),
+        (out.completed, out.fee_msat),
+        "the job's progress and its history agree"
+    );
+    // Nothing left behind: no unpaid invoice, no HTLC on any channel.
+    common::assert_clean(&node);
+    out
+}
+
+fn sat(msat: u64) -> f64 {
+    msat as f64 / 1000.0
+}
+
+fn ratio(n: u64, d: u64) -> f64 {
+    if d == 0 {
+        f64::NAN
+    } else {
+        n as f64 / d as f64
+    }
+}
+
+fn budget_name(b: Option<u64>) -> String {
+    b.map_or("no budget".into(), |m| format!("budget {:.0} sat", sat(m)))
+}
+
+fn header() {
+    println!(
+        "  {:<17} {:>7} {:>10} {:>9} {:>5} {:>6} | {:>5} {:>5} | {:>9} {:>13} {:>6} | {:>7} {:>6} {:>6} | ended",
+        "strategy",
+        "ok/fail",
+        "moved sat",
+        "fee sat",
+        "ppm",
+        "f/earn",
+        "att",
+        "/move",
+        "off tgt",
+        "deficit sat",
+        "closed",
+        "budget",
+        "sim s",
+        "wall s",
+    );
+}
+
+fn print_row(name: &str, j: &JobRun) {
+    let budget = j.budget_msat.map_or("-".to_string(), |b| {
+        format!("{:.0}%", 100.0 * ratio(j.fee_msat, b))
+    });
+    println!(
+        "  {:<17} {:>3}/{:<3} {:>10.0} {:>9.1} {:>5.0} {:>6.3} | {:>5} {:>5.2} | {:>4}->{:<3} {:>6.0}->{:<6.0} {:>5.1}% | {:>7} {:>6.0} {:>6.1} | {}",
+        name,
+        j.completed,
+        j.failed,
+        sat(j.moved_msat),
+        sat(j.fee_msat),
+        1e6 * ratio(j.fee_msat, j.moved_msat),
+        ratio(j.fee_msat, j.earns_msat),
+        j.attempts,
+        ratio(j.attempts, u64::from(j.completed)),
+        j.before.off_target,
+        j.after.off_target,
+        sat(j.before.deficit_msat) / 1000.0,
+        sat(j.after.deficit_msat) / 1000.0,
+        100.0 * ratio(j.closed_msat(), j.before.movable_msat),
+        budget,
+        j.sim_ms as f64 / 1000.0,
+        j.wall.as_secs_f64(),
+        j.ended
+    );
+}
+
+fn main() {
+    let a = match Args::parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("bench rebalanceall: {e}");
+            std::process::exit(2);
+        }
+    };
+    println!(
+        "cln-rebalance rebalanceall bench ({} build, {} cores)",
+        if cfg!(debug_assertions) {
+            "DEBUG"
+        } else {
+            "release"
+        },
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    if let Err(e) = mainnet::snapshot_path(sim::SNAPSHOT) {
+        println!("SKIP: {e}");
+        return;
+    }
+    println!(
+        "world: {}, balances {}, every {} simulated s {:.1}% of the other channels redrawn and {:.1}% of \
+         SCC nodes flaky; {} ms per hop each way; retry_for {} s",
+        sim::SNAPSHOT,
+        a.dist.name(),
+        a.interval_secs,
+        a.traffic * 100.0,
+        a.flaky * 100.0,
+        a.hop_ms,
+        a.retry_for
+    );
+    println!(
+        "job: target {}%, min amount {:.0} sat, feeratio {:.2}, maxfeeppm {}, parallel {}; a fresh liquidity model",
+        a.plan.target_percent,
+        sat(a.plan.min_amount_msat),
+        f64::from(a.plan.feeratio_millionths) / 1e6,
+        a.plan.maxfeeppm,
+        a.parallel
+    );
+    println!(
+        "(ok/fail: moves completed/failed; f/earn: fee over what one forward of the moved amounts out \
+         through their incoming channels earns; att: payment attempts, in all and per completed move; \
+         off tgt: our channels off target before->after; deficit: what the sinks lack, thousand sat, \
+         before->after; closed: deficit closed over the most the planner could move at the start; \
+         budget: share of the per-run budget spent)"
+    );
+    let mut pooled: Vec<(Option<u64>, Strategy, Vec<JobRun>)> = Vec::new();
+    let mut over_budget = 0;
+    for &seed in &a.seeds {
+        let t = Instant::now();
+        let world = match World::load(WorldConfig {
+            seed,
+            dist: a.dist,
+            traffic: a.traffic,
+            flaky: a.flaky,
+            us: a.us.clone(),
+        }) {
+            Ok(w) => Arc::new(w),
+            Err(e) => {
+                println!("SKIP seed {seed}: {e}");
+                continue;
+            }
+        };
+        println!(
+            "\n== seed {seed}: us {} ({} channels: {} outbound-heavy, {} inbound-heavy); loaded in {:.1} s",
+            world.us_id,
+            world.our_channel_count,
+            world.outbound.len(),
+            world.inbound.len(),
+            t.elapsed().as_secs_f64()
+        );
+        for &budget in &a.budgets {
+            println!("  -- {}", budget_name(budget));
+            header();
+            for &k in &a.strategies {
+                let j = run_job(&world, k, budget, &a);
+                print_row(k.name(), &j);
+                if budget.is_some_and(|b| j.fee_msat > b) {
+                    over_budget += 1;
+                }
+                match pooled.iter_mut().find(|(b, s, _)| *b == budget && *s == k) {
+                    Some((_, _, v)) => v.push(j),
+                    None => pooled.push((budget, k, vec![j])),
+                }
+            }
+        }
+    }
+    if a.seeds.len() > 1 {
+        println!("\n== all seeds pooled");
+        for &budget in &a.budgets {
+            println!("  -- {}", budget_name(budget));
+            header();
+            for (_, k, runs) in pooled.iter().filter(|(b, _, _)| *b == budget) {
+                let mut t = JobRun {
+                    budget_msat: budget.map(|b| b * runs.len() as u64),
+                    ended: format!("{} jobs", runs.len()),
+                    ..JobRun::default()
+                };
+                for j in runs {
+                    t.completed += j.completed;
+                    t.failed += j.failed;
+                    t.moved_msat += j.moved_msat;
+                    t.fee_msat += j.fee_msat;
+                    t.earns_msat += j.earns_msat;
+                    t.attempts += j.attempts;
+                    t.sim_ms += j.sim_ms;
+                    t.wall += j.wall;
+                    for (into, from) in [(&mut t.before, &j.before), (&mut t.after, &j.after)] {
+                        into.off_target += from.off_target;
+                        into.deficit_msat += from.deficit_msat;
+                        into.excess_msat += from.excess_msat;
+                        into.movable_msat += from.movable_msat;
+                    }
+                }
+                print_row(k.name(), &t);
+            }
+        }
+    }
+    println!(
+        "\nchecks: fee within the per-run budget on every job: {}; nothing left in flight: checked after every job",
+        if over_budget == 0 {
+            "MET".to_string()
+        } else {
+            format!("MISSED on {over_budget} job(s)")
+        }
+    );
+    println!(
+        "peak memory (VmHWM) {:.0} MiB",
+        mainnet::proc_status_kib("VmHWM") as f64 / 1024.0
+    );
+}
