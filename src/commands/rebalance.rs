@@ -94,6 +94,9 @@ impl Default for Config {
 const FINAL_CLTV_MARGIN: u32 = 3;
 /// Invoice labels we create start with this.
 pub const LABEL_PREFIX: &str = "rebalance-";
+/// Search states kept for the next rebalances: one per rebalance that may run at once (a job's
+/// `rebalance-parallel` and a manual call or two); more are made, and dropped, when needed.
+const MAX_SPARE_VIEWS: usize = 4;
 /// Route search durations kept for the benchmark (the oldest are dropped past this).
 const MAX_SEARCH_TIMES: usize = 100_000;
 
@@ -133,6 +136,10 @@ pub struct Rebalancer<N: Lightningd> {
     /// One datastore write at a time, so an older snapshot never overwrites a newer one.
     saving: tokio::sync::Mutex<()>,
     search_times: Mutex<Vec<Duration>>,
+    /// Search state kept between rebalances (a view of the model and the search's per-node
+    /// arrays, each sized to the graph): a rebalance takes one, or makes one, and gives it
+    /// back, so rebuilding the view costs what the model holds, not the graph's size.
+    spare_views: Mutex<Vec<(Beliefs, Scratch)>>,
     pub(crate) history: tokio::sync::Mutex<History>,
     /// Channels a rebalance in progress uses (scid -> how many): an automatic job never starts
     /// a move on one of them.
@@ -255,6 +262,7 @@ impl<N: Lightningd> Rebalancer<N> {
             liquidity: Mutex::new(Liquidity::new()),
             saving: tokio::sync::Mutex::new(()),
             search_times: Mutex::new(Vec::new()),
+            spare_views: Mutex::new(Vec::new()),
             history: tokio::sync::Mutex::new(History::new()),
             busy: Mutex::new(HashMap::new()),
             job: Mutex::new(None),
@@ -621,6 +629,12 @@ impl<N: Lightningd> Rebalancer<N> {
             &graph,
         )?;
         let local_model = (!self.config.liquidity_memory).then(|| Mutex::new(Liquidity::new()));
+        let (beliefs, scratch) = self
+            .spare_views
+            .lock()
+            .expect("views lock")
+            .pop()
+            .unwrap_or_default();
         let s = Session {
             cap_msat: extra
                 .fee_cap_msat
@@ -636,8 +650,8 @@ impl<N: Lightningd> Rebalancer<N> {
             graph,
             attempts: Vec::new(),
             invoice: None,
-            scratch: Scratch::default(),
-            beliefs: Beliefs::default(),
+            scratch,
+            beliefs,
             local_model,
             last_sent: Vec::new(),
         };
@@ -763,6 +777,8 @@ impl<N: Lightningd> Rebalancer<N> {
 
     /// The best route not yet ruled out, or why there is none.
     fn next_route(&self, s: &mut Session) -> Result<Vec<Hop>, RpcFailure> {
+        // The search time counts the view's rebuild: it is part of every probabilistic search.
+        let started = Instant::now();
         if self.config.routing == Routing::Probabilistic {
             let now = self.clock.now_secs();
             // The view is rebuilt before every search: other rebalances learn meanwhile.
@@ -770,7 +786,6 @@ impl<N: Lightningd> Rebalancer<N> {
             beliefs.rebuild(&s.graph, &self.model(s), now, self.config.model);
             s.beliefs = beliefs;
         }
-        let started = Instant::now();
         let route = match self.config.routing {
             Routing::FeeOnly => s.plan.next_route(&s.graph, &FeeOnly, &mut s.scratch),
             Routing::Probabilistic => {
@@ -1217,6 +1232,10 @@ impl<N: Lightningd> Rebalancer<N> {
         };
         if !dryrun {
             self.record_history(self.history_entry(&s, &result)).await;
+        }
+        let mut spare = self.spare_views.lock().expect("views lock");
+        if spare.len() < MAX_SPARE_VIEWS {
+            spare.push((s.beliefs, s.scratch));
         }
         result
     }

@@ -638,6 +638,8 @@ pub struct Beliefs {
     /// Per node: the factor a remembered failure puts on hops out of it (1 if none).
     node_factor: Vec<f32>,
     nodes_touched: Vec<NodeIdx>,
+    /// The channel directions the last rebuild resolved (kept for its allocation).
+    keys: Vec<ChanDir>,
     pub config: ModelConfig,
 }
 
@@ -671,38 +673,41 @@ impl Beliefs {
         self.nodes_touched.clear();
         self.known.clear();
         let hl = config.half_life_secs;
-        let add = |this: &mut Self, cd: ChanDir| {
-            let Some(idx) = graph.edge_by_scid(cd.short_channel_id, cd.direction) else {
-                return;
-            };
-            if this.slot[idx as usize] != 0 {
-                return;
-            }
-            let cap = graph.edge(idx).amount_msat;
-            let (bounds, factor) = match model.entries.get(&cd) {
-                Some(e) => (
-                    model.decayed(e, cap, now, hl),
-                    recovered(hl, e.failed_at, now),
-                ),
-                None => (
-                    Bounds {
-                        min_msat: 0,
-                        max_msat: cap,
-                    },
-                    1.0,
-                ),
-            };
-            this.known.push(Known {
-                bounds,
-                in_flight_msat: model.in_flight.get(&cd).copied().unwrap_or(0),
-                factor,
-            });
-            this.slot[idx as usize] = this.known.len() as u32;
-            this.touched.push(idx);
-        };
-        for cd in model.entries.keys().chain(model.in_flight.keys()) {
-            add(self, *cd);
-        }
+        // Every channel direction with something learned or in flight, sorted, resolved to
+        // its edge in one walk of the graph's index (see `Graph::edges_by_scid_sorted`).
+        let mut keys = std::mem::take(&mut self.keys);
+        keys.clear();
+        keys.extend(model.entries.keys().chain(model.in_flight.keys()).copied());
+        keys.sort_unstable();
+        keys.dedup();
+        graph.edges_by_scid_sorted(
+            keys.iter().map(|cd| (cd.short_channel_id, cd.direction)),
+            |(scid, direction), idx| {
+                let cd = ChanDir::new(scid, direction);
+                let cap = graph.edge_capacity_msat(idx);
+                let (bounds, factor) = match model.entries.get(&cd) {
+                    Some(e) => (
+                        model.decayed(e, cap, now, hl),
+                        recovered(hl, e.failed_at, now),
+                    ),
+                    None => (
+                        Bounds {
+                            min_msat: 0,
+                            max_msat: cap,
+                        },
+                        1.0,
+                    ),
+                };
+                self.known.push(Known {
+                    bounds,
+                    in_flight_msat: model.in_flight.get(&cd).copied().unwrap_or(0),
+                    factor,
+                });
+                self.slot[idx as usize] = self.known.len() as u32;
+                self.touched.push(idx);
+            },
+        );
+        self.keys = keys;
         for (id, &t) in &model.nodes {
             if let Some(n) = graph.node_idx(id) {
                 self.node_factor[n as usize] = recovered(hl, t, now) as f32;
@@ -748,6 +753,7 @@ impl Beliefs {
             + self.touched.capacity() * 4
             + self.node_factor.capacity() * 4
             + self.nodes_touched.capacity() * 4
+            + self.keys.capacity() * std::mem::size_of::<ChanDir>()
     }
 }
 
