@@ -224,7 +224,12 @@ pub struct Graph {
     only_in: Vec<NodeIdx>,
     /// `(scid, direction, edge)`, sorted.
     by_scid: Vec<(Scid, u8, EdgeIdx)>,
+    /// Unique to this graph among those built by this process (see [`Graph::id`]).
+    id: u64,
 }
+
+/// The next [`Graph::id`].
+static NEXT_GRAPH_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// `only_in` of a node no active edge leads into.
 const NO_IN: NodeIdx = u32::MAX - 1;
@@ -362,6 +367,12 @@ impl Graph {
 
     /// The capacity of the channel an edge belongs to.
     #[inline]
+    /// An id no other graph built by this process has: what a cache of edge indices (which
+    /// are this graph's own) checks before it trusts them.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     pub fn edge_capacity_msat(&self, idx: EdgeIdx) -> u64 {
         self.capacity[idx as usize]
     }
@@ -634,6 +645,7 @@ impl GraphBuilder {
             capacity,
             only_in,
             by_scid,
+            id: NEXT_GRAPH_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 }

@@ -676,7 +676,11 @@ pub struct Beliefs {
     /// Per node: the factor a remembered failure puts on hops out of it (1 if none).
     node_factor: Vec<f32>,
     nodes_touched: Vec<NodeIdx>,
-    /// The channel directions the last rebuild resolved (kept for its allocation).
+    /// Learned channel directions resolved on the graph `resolved_for` (its `Graph::id`):
+    /// edge and capacity, or `None` if the graph lacks it.
+    resolved: HashMap<ChanDir, Option<(EdgeIdx, u64)>, FxBuildHasher>,
+    resolved_for: u64,
+    /// The keys the last rebuild had to resolve (kept for its allocation).
     keys: Vec<ChanDir>,
     pub config: ModelConfig,
 }
@@ -711,41 +715,70 @@ impl Beliefs {
         self.nodes_touched.clear();
         self.known.clear();
         let hl = config.half_life_secs;
-        // Every channel direction with something learned or in flight, sorted, resolved to
-        // its edge in one walk of the graph's index (see `Graph::edges_by_scid_sorted`).
+        // Every channel direction with something learned or in flight, resolved to its edge
+        // and capacity through a small cache (a learned key sits in it from the rebuild that
+        // first saw it on this graph); those not in it yet are resolved together, sorted, in
+        // one walk of the graph's index (see `Graph::edges_by_scid_sorted`).
+        if self.resolved_for != graph.id() || self.resolved.len() > 4 * model.entries.len() + 4096 {
+            self.resolved.clear();
+            self.resolved_for = graph.id();
+        }
         let mut keys = std::mem::take(&mut self.keys);
         keys.clear();
-        keys.extend(model.entries.keys().chain(model.in_flight.keys()).copied());
-        keys.sort_unstable();
-        keys.dedup();
-        graph.edges_by_scid_sorted(
-            keys.iter().map(|cd| (cd.short_channel_id, cd.direction)),
-            |(scid, direction), idx| {
-                let cd = ChanDir::new(scid, direction);
-                let cap = graph.edge_capacity_msat(idx);
-                let (bounds, factor) = match model.entries.get(&cd) {
-                    Some(e) => (
-                        model.decayed(e, cap, now, hl),
-                        recovered(hl, e.failed_at, now),
-                    ),
-                    None => (
-                        Bounds {
-                            min_msat: 0,
-                            max_msat: cap,
-                        },
-                        1.0,
-                    ),
-                };
-                self.known.push(Known {
-                    bounds,
-                    in_flight_msat: model.in_flight.get(&cd).copied().unwrap_or(0),
-                    factor,
-                });
-                self.slot[idx as usize] = self.known.len() as u32;
-                self.touched.push(idx);
-            },
+        keys.extend(
+            model
+                .entries
+                .keys()
+                .chain(model.in_flight.keys())
+                .filter(|cd| !self.resolved.contains_key(*cd))
+                .copied(),
         );
+        if !keys.is_empty() {
+            keys.sort_unstable();
+            keys.dedup();
+            for cd in &keys {
+                self.resolved.insert(*cd, None);
+            }
+            graph.edges_by_scid_sorted(
+                keys.iter().map(|cd| (cd.short_channel_id, cd.direction)),
+                |(scid, direction), idx| {
+                    self.resolved.insert(
+                        ChanDir::new(scid, direction),
+                        Some((idx, graph.edge_capacity_msat(idx))),
+                    );
+                },
+            );
+        }
         self.keys = keys;
+        let in_flight_only = model
+            .in_flight
+            .keys()
+            .filter(|cd| !model.entries.contains_key(*cd));
+        for cd in model.entries.keys().chain(in_flight_only) {
+            let Some(&Some((idx, cap))) = self.resolved.get(cd) else {
+                continue;
+            };
+            let (bounds, factor) = match model.entries.get(cd) {
+                Some(e) => (
+                    model.decayed(e, cap, now, hl),
+                    recovered(hl, e.failed_at, now),
+                ),
+                None => (
+                    Bounds {
+                        min_msat: 0,
+                        max_msat: cap,
+                    },
+                    1.0,
+                ),
+            };
+            self.known.push(Known {
+                bounds,
+                in_flight_msat: model.in_flight.get(cd).copied().unwrap_or(0),
+                factor,
+            });
+            self.slot[idx as usize] = self.known.len() as u32;
+            self.touched.push(idx);
+        }
         for (id, &t) in &model.nodes {
             if let Some(n) = graph.node_idx(id) {
                 self.node_factor[n as usize] = recovered(hl, t, now) as f32;
@@ -798,6 +831,8 @@ impl Beliefs {
             + self.node_factor.capacity() * 4
             + self.nodes_touched.capacity() * 4
             + self.keys.capacity() * std::mem::size_of::<ChanDir>()
+            + self.resolved.capacity()
+                * (std::mem::size_of::<(ChanDir, Option<(EdgeIdx, u64)>)>() + 1)
     }
 }
 
