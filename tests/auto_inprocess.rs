@@ -198,6 +198,49 @@ async fn a_source_too_dear_for_every_sink_is_given_up_not_paired_with_each() {
     );
     assert!(why.starts_with("nothing more can be done"), "{why}");
     assert_clean(&node);
+    // The next job (a schedule runs them often) leaves channel 1 alone, and says why.
+    let dry = r
+        .rebalanceall(RebalanceallParams {
+            dryrun: true,
+            ..RebalanceallParams::default()
+        })
+        .await
+        .unwrap();
+    let skipped = dry["skipped"].as_array().unwrap();
+    let one = skipped
+        .iter()
+        .find(|s| s["short_channel_id"] == our_scid(1))
+        .unwrap_or_else(|| panic!("channel 1 not skipped: {dry}"));
+    let reason = one["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("left out of jobs until") && reason.contains("failed moves out of it"),
+        "{reason}"
+    );
+    r.rebalanceall(RebalanceallParams::default()).await.unwrap();
+    let job = r.last_job().unwrap();
+    while job.is_running() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let out_of_1_now = r
+        .history_entries()
+        .await
+        .iter()
+        .filter(|e| e.outgoing.to_string() == our_scid(1))
+        .count();
+    assert_eq!(out_of_1_now, 3, "no new try out of channel 1");
+    let report = r.rebalancereport(None).await.unwrap();
+    assert_eq!(
+        report["left_out_of_jobs"][0]["short_channel_id"],
+        our_scid(1),
+        "{report}"
+    );
+    assert!(
+        report["text"]
+            .as_str()
+            .unwrap()
+            .contains("Left out of jobs")
+    );
+    assert_clean(&node);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -174,6 +174,10 @@ fn halves(e: &RpcFailure) -> bool {
     !first_route_too_dear
 }
 
+/// How long a channel a job gave up on stays out of jobs: the liquidity model's half-life, over
+/// which what made it hopeless (routes, fees, balances) has likely changed.
+pub const REST_SECS: u64 = crate::core::liquidity::DEFAULT_HALF_LIFE_SECS;
+
 /// How long a finished move may take to settle on our channels before the job goes on.
 const SETTLE_WAIT: Duration = Duration::from_secs(10);
 
@@ -239,16 +243,18 @@ impl<N: Lightningd> Rebalancer<N> {
             )
             .with_data(job.to_json()));
         }
+        let resting = self.resting_channels();
+        let mut left_out = self.busy_channels();
+        left_out.extend(resting.keys().cloned());
         let plan = self
-            .current_plan(
-                &config,
-                &budget,
-                &self.busy_channels(),
-                &HashSet::new(),
-                0,
-                0,
-            )
+            .current_plan(&config, &budget, &left_out, &HashSet::new(), 0, 0)
             .await?;
+        let mut plan = plan;
+        for (scid, reason) in &mut plan.skipped {
+            if let Some((until, why)) = resting.get(&scid.to_string()) {
+                *reason = format!("left out of jobs until {until} (unix time): {why}");
+            }
+        }
         let mut answer = plan.to_json();
         answer["fee_budget_msat"] = json!(budget.per_run_msat);
         answer["daily_budget_msat"] = json!(budget.daily_msat);
@@ -373,7 +379,8 @@ impl<N: Lightningd> Rebalancer<N> {
         let mut exhausted: Option<String> = None;
         // Channels of the moves this job has in flight, and sinks given up on.
         let mut in_flight: HashSet<String> = HashSet::new();
-        let mut given_up: HashSet<String> = HashSet::new();
+        // Those given up on, this job or an earlier one (see `rest`).
+        let mut given_up: HashSet<String> = self.resting_channels().into_keys().collect();
         // A sink's next, smaller amount after a failure (whatever the source), and how many of
         // its moves failed: a sink is given up after MAX_FAILURES_PER_CHANNEL, so a channel no
         // route can fill affordably costs a few tries, not one per source and amount.
@@ -546,6 +553,13 @@ impl<N: Lightningd> Rebalancer<N> {
                     *from_source += 1;
                     if *from_source >= MAX_FAILURES_PER_CHANNEL {
                         given_up.insert(m.outgoing.to_string());
+                        self.rest(
+                            m.outgoing,
+                            format!(
+                                "job {}: {} failed moves out of it, the last: {}",
+                                job.id, from_source, e.message
+                            ),
+                        );
                     }
                     let half = half_sat(m.amount_msat);
                     if e.code == error::INVALID_PARAMS
@@ -553,6 +567,13 @@ impl<N: Lightningd> Rebalancer<N> {
                         || (halves(e) && half < config.min_amount_msat)
                     {
                         given_up.insert(m.incoming.to_string());
+                        self.rest(
+                            m.incoming,
+                            format!(
+                                "job {}: {} failed moves into it, the last: {}",
+                                job.id, failures, e.message
+                            ),
+                        );
                         gave_up += 1;
                         last_reason = format!(
                             "gave up on {gave_up} channel(s) to fill; the last, {}, after {} failed move(s), the last of {}: {}",
@@ -573,6 +594,25 @@ impl<N: Lightningd> Rebalancer<N> {
                 }
             }
         }
+    }
+
+    /// Leaves `scid` out of jobs for [`REST_SECS`]: a job gave up on it, and the next one (a
+    /// schedule runs them often) would most likely fail the same way, adding refusals to the
+    /// history instead of moving anything. Manual `rebalance` calls are not affected.
+    fn rest(&self, scid: Scid, why: String) {
+        let until = self.now_secs().saturating_add(REST_SECS);
+        self.resting
+            .lock()
+            .expect("resting lock")
+            .insert(scid.to_string(), (until, why));
+    }
+
+    /// Channels left out of jobs now, with until when and why.
+    pub fn resting_channels(&self) -> HashMap<String, (u64, String)> {
+        let now = self.now_secs();
+        let mut r = self.resting.lock().expect("resting lock");
+        r.retain(|_, (until, _)| *until > now);
+        r.clone()
     }
 
     /// Books a finished move: the reservation goes, the fee is counted.

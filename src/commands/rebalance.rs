@@ -146,6 +146,9 @@ pub struct Rebalancer<N: Lightningd> {
     busy: Mutex<HashMap<String, usize>>,
     /// The automatic rebalancing job, if one runs or ran last.
     pub(crate) job: Mutex<Option<Arc<crate::commands::auto::Job>>>,
+    /// Channels a job gave up on, left out of jobs until the time given (unix seconds), with
+    /// why: a scheduled job does not retry what the last one found hopeless.
+    pub(crate) resting: Mutex<HashMap<String, (u64, String)>>,
 }
 
 /// What a caller inside the plugin (the automatic job) adds to a request.
@@ -266,6 +269,7 @@ impl<N: Lightningd> Rebalancer<N> {
             history: tokio::sync::Mutex::new(History::new()),
             busy: Mutex::new(HashMap::new()),
             job: Mutex::new(None),
+            resting: Mutex::new(HashMap::new()),
         }
     }
 

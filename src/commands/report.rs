@@ -57,7 +57,23 @@ impl<N: Lightningd> Rebalancer<N> {
                 "planned": j.initial_plan["moves"].as_array().map_or(0, |m| m.len()),
             });
         }
-        v["text"] = json!(r.to_text());
+        let mut resting: Vec<(String, (u64, String))> =
+            self.resting_channels().into_iter().collect();
+        resting.sort();
+        let mut text = r.to_text();
+        if !resting.is_empty() {
+            text.push_str("\nLeft out of jobs for now:\n");
+            for (scid, (until, why)) in &resting {
+                text.push_str(&format!("  {scid} until {until}: {why}\n"));
+            }
+        }
+        v["left_out_of_jobs"] = json!(
+            resting
+                .iter()
+                .map(|(scid, (until, why))| json!({"short_channel_id": scid, "until": until, "reason": why}))
+                .collect::<Vec<_>>()
+        );
+        v["text"] = json!(text);
         Ok(v)
     }
 
