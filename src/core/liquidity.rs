@@ -678,11 +678,24 @@ pub struct Beliefs {
     nodes_touched: Vec<NodeIdx>,
     /// Learned channel directions resolved on the graph `resolved_for` (its `Graph::id`):
     /// edge and capacity, or `None` if the graph lacks it.
-    resolved: HashMap<ChanDir, Option<(EdgeIdx, u64)>, FxBuildHasher>,
+    /// Keyed by [`packed`]; [`NOT_IN_GRAPH`] if the graph lacks it. 16 bytes an entry, so a
+    /// model of the whole graph keeps its view within a few MiB more.
+    resolved: HashMap<u64, EdgeIdx, FxBuildHasher>,
     resolved_for: u64,
     /// The keys the last rebuild had to resolve (kept for its allocation).
     keys: Vec<ChanDir>,
     pub config: ModelConfig,
+}
+
+/// `resolved`'s value for a channel direction the graph does not have.
+const NOT_IN_GRAPH: EdgeIdx = EdgeIdx::MAX;
+
+/// A channel direction as one `u64`: the scid shifted up one bit, the direction below; `None`
+/// for a scid whose top bit (its block height's bit 23: block 8,388,608, 150 years away) is
+/// set, which is looked up in the graph's index each time instead.
+fn packed(cd: ChanDir) -> Option<u64> {
+    (cd.short_channel_id.0 >> 63 == 0)
+        .then(|| (cd.short_channel_id.0 << 1) | u64::from(cd.direction & 1))
 }
 
 /// One learned edge, ready for the search.
@@ -730,34 +743,42 @@ impl Beliefs {
                 .entries
                 .keys()
                 .chain(model.in_flight.keys())
-                .filter(|cd| !self.resolved.contains_key(*cd))
+                .filter(|cd| packed(**cd).is_none_or(|k| !self.resolved.contains_key(&k)))
                 .copied(),
         );
         if !keys.is_empty() {
             keys.sort_unstable();
             keys.dedup();
-            for cd in &keys {
-                self.resolved.insert(*cd, None);
+            for k in keys.iter().filter_map(|cd| packed(*cd)) {
+                self.resolved.insert(k, NOT_IN_GRAPH);
             }
             graph.edges_by_scid_sorted(
                 keys.iter().map(|cd| (cd.short_channel_id, cd.direction)),
                 |(scid, direction), idx| {
-                    self.resolved.insert(
-                        ChanDir::new(scid, direction),
-                        Some((idx, graph.edge_capacity_msat(idx))),
-                    );
+                    if let Some(k) = packed(ChanDir::new(scid, direction)) {
+                        self.resolved.insert(k, idx);
+                    }
                 },
             );
         }
-        self.keys = keys;
+        // Kept for its allocation, unless a large first rebuild made it large.
+        if keys.capacity() <= 4096 {
+            self.keys = keys;
+        }
         let in_flight_only = model
             .in_flight
             .keys()
             .filter(|cd| !model.entries.contains_key(*cd));
         for cd in model.entries.keys().chain(in_flight_only) {
-            let Some(&Some((idx, cap))) = self.resolved.get(cd) else {
-                continue;
+            let found = match packed(*cd) {
+                Some(k) => self.resolved.get(&k).copied(),
+                None => graph.edge_by_scid(cd.short_channel_id, cd.direction),
             };
+            let idx = match found {
+                Some(i) if i != NOT_IN_GRAPH => i,
+                _ => continue,
+            };
+            let cap = graph.edge_capacity_msat(idx);
             let (bounds, factor) = match model.entries.get(cd) {
                 Some(e) => (
                     model.decayed(e, cap, now, hl),
@@ -831,8 +852,7 @@ impl Beliefs {
             + self.node_factor.capacity() * 4
             + self.nodes_touched.capacity() * 4
             + self.keys.capacity() * std::mem::size_of::<ChanDir>()
-            + self.resolved.capacity()
-                * (std::mem::size_of::<(ChanDir, Option<(EdgeIdx, u64)>)>() + 1)
+            + self.resolved.capacity() * (std::mem::size_of::<(u64, EdgeIdx)>() + 1)
     }
 }
 

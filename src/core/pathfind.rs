@@ -516,6 +516,51 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_view_kept_across_graphs_resolves_each_anew() {
+        use crate::core::graph::Scid;
+        use crate::core::liquidity::{Beliefs, ChanDir, Liquidity, ModelConfig};
+        let cfg = ModelConfig::default();
+        let cap = 10_000_000_000;
+        // The same two ways, the cheap one's second channel with a scid whose top bit is set
+        // (not cached by the view), and a second graph where extra channels shift every edge
+        // index: one view, rebuilt over each in turn, must price the drained channel out.
+        let top = |n: u64| Scid((1 << 63) | (n << 40));
+        let build = |extra: bool| {
+            let mut b = GraphBuilder::default();
+            if extra {
+                for n in 10..20 {
+                    chan(&mut b, "e", &format!("f{n}"), n, policy(0, 1, 10));
+                }
+            }
+            chan(&mut b, "a", "x", 1, policy(0, 100, 10));
+            b.add("x", "d", top(2), u8::from("x" > "d"), true, cap, policy(0, 100, 10));
+            b.add("d", "x", top(2), u8::from("d" > "x"), true, cap, policy(0, 100, 10));
+            chan(&mut b, "a", "y", 3, policy(0, 300, 10));
+            chan(&mut b, "y", "d", 4, policy(0, 300, 10));
+            b.build()
+        };
+        let (g1, g2) = (build(false), build(true));
+        assert_ne!(g1.id(), g2.id());
+        let a_to_x = ChanDir::new(Scid(1 << 40), u8::from("a" > "x"));
+        let x_to_d = ChanDir::new(top(2), u8::from("x" > "d"));
+        let mut model = Liquidity::new();
+        let mut view = Beliefs::default();
+        let mut s = Scratch::default();
+        let none = Exclusions::default();
+        for (g, drained) in [(&g1, a_to_x), (&g2, a_to_x), (&g1, x_to_d), (&g2, x_to_d)] {
+            let q = query(g, "a", "d", 100_000_000);
+            model.reset(None);
+            view.rebuild(g, &model, 1000, cfg);
+            let p = find_path_with(g, &q, &none, &view, &mut s).unwrap();
+            assert_eq!(names(g, &p), ["a", "x", "d"]);
+            model.failed(drained, q.deliver_msat, cap, 1000, cfg.half_life_secs);
+            view.rebuild(g, &model, 1000, cfg);
+            let p = find_path_with(g, &q, &none, &view, &mut s).unwrap();
+            assert_eq!(names(g, &p), ["a", "y", "d"], "{drained:?}");
+        }
+    }
+
+    #[test]
     fn respects_exclusions_limits_and_caps() {
         let g = diamond();
         let q = query(&g, "a", "d", 1_000_000);
