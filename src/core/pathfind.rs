@@ -533,8 +533,24 @@ pub(crate) mod tests {
                 }
             }
             chan(&mut b, "a", "x", 1, policy(0, 100, 10));
-            b.add("x", "d", top(2), u8::from("x" > "d"), true, cap, policy(0, 100, 10));
-            b.add("d", "x", top(2), u8::from("d" > "x"), true, cap, policy(0, 100, 10));
+            b.add(
+                "x",
+                "d",
+                top(2),
+                u8::from("x" > "d"),
+                true,
+                cap,
+                policy(0, 100, 10),
+            );
+            b.add(
+                "d",
+                "x",
+                top(2),
+                u8::from("d" > "x"),
+                true,
+                cap,
+                policy(0, 100, 10),
+            );
             chan(&mut b, "a", "y", 3, policy(0, 300, 10));
             chan(&mut b, "y", "d", 4, policy(0, 300, 10));
             b.build()
