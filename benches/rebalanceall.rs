@@ -44,7 +44,7 @@ use cln_rebalance::core::plan::{Budget, OurChannel, PlanConfig, Settings, plan};
 use cln_rebalance::lightningd::Lightningd;
 use cln_standin::prng::SplitMix64;
 use common::SimNode;
-use sim::{Dist, Strategy, World, WorldConfig};
+use sim::{Dist, Strategy, World, WorldConfig, parse_list, parse_one};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -94,20 +94,10 @@ impl Default for Args {
     }
 }
 
-fn list<T: std::str::FromStr>(v: &str) -> Result<Vec<T>, String> {
-    v.split(',')
-        .map(|x| x.trim().parse().map_err(|_| format!("bad list item {x:?}")))
-        .collect()
-}
-
-fn one<T: std::str::FromStr>(v: &str) -> Result<T, String> {
-    v.parse().map_err(|_| format!("bad value {v:?}"))
-}
-
 fn budget_sat(v: &str) -> Result<Option<u64>, String> {
     match v.trim() {
         "none" => Ok(None),
-        x => one::<u64>(x).map(|sat| Some(sat * 1000)),
+        x => parse_one::<u64>(x).map(|sat| Some(sat * 1000)),
     }
 }
 
@@ -118,25 +108,25 @@ impl Args {
         while let Some(flag) = it.next() {
             let mut val = || it.next().ok_or_else(|| format!("{flag} needs a value"));
             match flag.as_str() {
-                "--seed" | "--seeds" => a.seeds = list(&val()?)?,
+                "--seed" | "--seeds" => a.seeds = parse_list(&val()?)?,
                 "--dist" => a.dist = val()?.parse()?,
-                "--traffic" => a.traffic = one(&val()?)?,
-                "--flaky" => a.flaky = one(&val()?)?,
-                "--interval" => a.interval_secs = one::<u64>(&val()?)?.max(1),
-                "--hop-ms" => a.hop_ms = one(&val()?)?,
-                "--retry-for" => a.retry_for = one(&val()?)?,
+                "--traffic" => a.traffic = parse_one(&val()?)?,
+                "--flaky" => a.flaky = parse_one(&val()?)?,
+                "--interval" => a.interval_secs = parse_one::<u64>(&val()?)?.max(1),
+                "--hop-ms" => a.hop_ms = parse_one(&val()?)?,
+                "--retry-for" => a.retry_for = parse_one(&val()?)?,
                 "--budgets" => {
                     a.budgets = val()?
                         .split(',')
                         .map(budget_sat)
                         .collect::<Result<_, _>>()?;
                 }
-                "--parallel" => a.parallel = one::<usize>(&val()?)?.max(1),
-                "--target" => a.plan.target_percent = one(&val()?)?,
+                "--parallel" => a.parallel = parse_one::<usize>(&val()?)?.max(1),
+                "--target" => a.plan.target_percent = parse_one(&val()?)?,
                 "--feeratio" => {
-                    a.plan.feeratio_millionths = (one::<f64>(&val()?)? * 1e6).round() as u32;
+                    a.plan.feeratio_millionths = (parse_one::<f64>(&val()?)? * 1e6).round() as u32;
                 }
-                "--strategies" => a.strategies = list(&val()?)?,
+                "--strategies" => a.strategies = parse_list(&val()?)?,
                 "--us" => a.us = Some(val()?),
                 "--show-failures" => a.show_failures = true,
                 "-h" | "--help" => {
@@ -391,17 +381,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    println!(
-        "cln-rebalance rebalanceall bench ({} build, {} cores)",
-        if cfg!(debug_assertions) {
-            "DEBUG"
-        } else {
-            "release"
-        },
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-    );
-    if let Err(e) = mainnet::snapshot_path(sim::SNAPSHOT) {
-        println!("SKIP: {e}");
+    if !sim::bench_header("rebalanceall bench") {
         return;
     }
     println!(

@@ -54,7 +54,7 @@ use cln_rebalance::core::pathfind::Scratch;
 use cln_rebalance::params::RebalanceParams;
 use cln_standin::prng::SplitMix64;
 use common::SimNode;
-use sim::{Dist, Strategy, Task, World, WorldConfig};
+use sim::{Dist, Strategy, Task, World, WorldConfig, parse_list, parse_one};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -113,16 +113,6 @@ impl Default for Args {
     }
 }
 
-fn list<T: std::str::FromStr>(v: &str) -> Result<Vec<T>, String> {
-    v.split(',')
-        .map(|x| x.trim().parse().map_err(|_| format!("bad list item {x:?}")))
-        .collect()
-}
-
-fn one<T: std::str::FromStr>(v: &str) -> Result<T, String> {
-    v.parse().map_err(|_| format!("bad value {v:?}"))
-}
-
 impl Args {
     fn parse() -> Result<Args, String> {
         let mut a = Args::default();
@@ -130,23 +120,23 @@ impl Args {
         while let Some(flag) = it.next() {
             let mut val = || it.next().ok_or_else(|| format!("{flag} needs a value"));
             match flag.as_str() {
-                "--seed" | "--seeds" => a.seeds = list(&val()?)?,
+                "--seed" | "--seeds" => a.seeds = parse_list(&val()?)?,
                 "--dist" => a.dist = val()?.parse()?,
-                "--traffic" => a.traffic = one(&val()?)?,
-                "--flaky" => a.flaky = one(&val()?)?,
-                "--amounts" => a.amounts_sat = list(&val()?)?,
-                "--rebalances" => a.rebalances = one(&val()?)?,
-                "--interval" => a.interval_secs = one(&val()?)?,
-                "--hop-ms" => a.hop_ms = one(&val()?)?,
-                "--retry-for" => a.retry_for = one(&val()?)?,
-                "--maxfeeppm" => a.maxfeeppm = one(&val()?)?,
-                "--exemptfee" => a.exemptfee_msat = one(&val()?)?,
-                "--half-life" => a.model.half_life_secs = one(&val()?)?,
+                "--traffic" => a.traffic = parse_one(&val()?)?,
+                "--flaky" => a.flaky = parse_one(&val()?)?,
+                "--amounts" => a.amounts_sat = parse_list(&val()?)?,
+                "--rebalances" => a.rebalances = parse_one(&val()?)?,
+                "--interval" => a.interval_secs = parse_one(&val()?)?,
+                "--hop-ms" => a.hop_ms = parse_one(&val()?)?,
+                "--retry-for" => a.retry_for = parse_one(&val()?)?,
+                "--maxfeeppm" => a.maxfeeppm = parse_one(&val()?)?,
+                "--exemptfee" => a.exemptfee_msat = parse_one(&val()?)?,
+                "--half-life" => a.model.half_life_secs = parse_one(&val()?)?,
                 "--prior" => a.model.prior = val()?.parse::<Prior>()?,
-                "--risk-base" => a.model.risk_base_msat = one(&val()?)?,
-                "--risk-ppm" => a.model.risk_ppm = one(&val()?)?,
-                "--strategies" => a.strategies = list(&val()?)?,
-                "--graph-max-age" => a.graph_max_age_secs = one(&val()?)?,
+                "--risk-base" => a.model.risk_base_msat = parse_one(&val()?)?,
+                "--risk-ppm" => a.model.risk_ppm = parse_one(&val()?)?,
+                "--strategies" => a.strategies = parse_list(&val()?)?,
+                "--graph-max-age" => a.graph_max_age_secs = parse_one(&val()?)?,
                 "--us" => a.us = Some(val()?),
                 "-h" | "--help" => {
                     return Err("see the //! doc of benches/sim.rs for the flags".into());
@@ -708,17 +698,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    println!(
-        "cln-rebalance simulation bench ({} build, {} cores)",
-        if cfg!(debug_assertions) {
-            "DEBUG"
-        } else {
-            "release"
-        },
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-    );
-    if let Err(e) = mainnet::snapshot_path(sim::SNAPSHOT) {
-        println!("SKIP: {e}");
+    if !sim::bench_header("simulation bench") {
         return;
     }
     let tuning = a.seeds.iter().any(|s| TUNING_SEEDS.contains(s));

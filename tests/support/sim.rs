@@ -603,3 +603,36 @@ fn routing_nodes(g: &Graph, scc: &[bool], out: &[Vec<EdgeIdx>]) -> Vec<NodeIdx> 
     }
     found
 }
+
+/// A list flag's value, comma-separated (the simulation benches' flags).
+pub fn parse_list<T: std::str::FromStr>(v: &str) -> Result<Vec<T>, String> {
+    v.split(',')
+        .map(|x| x.trim().parse().map_err(|_| format!("bad list item {x:?}")))
+        .collect()
+}
+
+/// A flag's single value.
+pub fn parse_one<T: std::str::FromStr>(v: &str) -> Result<T, String> {
+    v.parse().map_err(|_| format!("bad value {v:?}"))
+}
+
+/// Prints a simulation bench's first line (`title`, build and cores); `false`, after printing
+/// why, when the snapshot the world needs is absent.
+pub fn bench_header(title: &str) -> bool {
+    println!(
+        "cln-rebalance {title} ({} build, {} cores)",
+        if cfg!(debug_assertions) {
+            "DEBUG"
+        } else {
+            "release"
+        },
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    match mainnet::snapshot_path(SNAPSHOT) {
+        Ok(_) => true,
+        Err(e) => {
+            println!("SKIP: {e}");
+            false
+        }
+    }
+}
