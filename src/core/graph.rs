@@ -752,15 +752,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn sorted_lookups_match_single_ones() {
-        let p = Policy {
+    /// No fee, a one-block delay, no htlc limits.
+    fn free_policy() -> Policy {
+        Policy {
             base_fee_millisatoshi: 0,
             fee_per_millionth: 0,
             delay: 1,
             htlc_minimum_msat: 0,
             htlc_maximum_msat: u64::MAX,
-        };
+        }
+    }
+
+    #[test]
+    fn sorted_lookups_match_single_ones() {
+        let p = free_policy();
         let mut b = GraphBuilder::default();
         // 300 channels, both directions of the even ones, one of the odd ones.
         for n in 1..=300u64 {
@@ -798,13 +803,7 @@ mod tests {
 
     #[test]
     fn layout_orders_live_then_dead_end_then_inactive() {
-        let p = Policy {
-            base_fee_millisatoshi: 0,
-            fee_per_millionth: 0,
-            delay: 1,
-            htlc_minimum_msat: 0,
-            htlc_maximum_msat: u64::MAX,
-        };
+        let p = free_policy();
         let mut b = GraphBuilder::default();
         let scid = |n: u64| Scid(n << 40);
         // "leaf" has one channel, to "hub"; "x" and "y" are connected to each other and the hub.
