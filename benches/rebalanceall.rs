@@ -39,8 +39,9 @@ mod sim;
 use cln_rebalance::clock::{Clock, ManualClock};
 use cln_rebalance::commands::auto::{AutoConfig, RebalanceallParams, our_channel};
 use cln_rebalance::commands::rebalance::Config;
+use cln_rebalance::core::amount::fee_msat;
 use cln_rebalance::core::history::Outcome;
-use cln_rebalance::core::plan::{Budget, OurChannel, PlanConfig, Settings, plan};
+use cln_rebalance::core::plan::{Budget, Imbalance, OurChannel, PlanConfig, Settings, plan};
 use cln_rebalance::lightningd::Lightningd;
 use cln_standin::prng::SplitMix64;
 use common::SimNode;
@@ -148,24 +149,18 @@ impl Args {
 struct Standing {
     /// Channels off target by at least the min amount (sources and sinks).
     off_target: usize,
-    /// What the sinks lack, and what the sources hold over target (msat).
+    /// What the sinks lack (msat).
     deficit_msat: u64,
-    excess_msat: u64,
     /// The most the planner could move now: min of the sources' and sinks' movable amounts.
     movable_msat: u64,
 }
 
 fn standing(chans: &[OurChannel], config: &PlanConfig) -> Standing {
     let p = plan(chans, &Settings::default(), config);
-    let sum = |v: &[cln_rebalance::core::plan::Imbalance], f: fn(i64) -> u64| {
-        v.iter().map(|i| f(i.distance_msat)).sum::<u64>()
-    };
-    let movable =
-        |v: &[cln_rebalance::core::plan::Imbalance]| v.iter().map(|i| i.movable_msat).sum::<u64>();
+    let movable = |v: &[Imbalance]| v.iter().map(|i| i.movable_msat).sum::<u64>();
     Standing {
         off_target: p.sources.len() + p.sinks.len(),
-        deficit_msat: sum(&p.sinks, |d| d.unsigned_abs()),
-        excess_msat: sum(&p.sources, |d| d.unsigned_abs()),
+        deficit_msat: p.sinks.iter().map(|i| i.distance_msat.unsigned_abs()).sum(),
         movable_msat: movable(&p.sources).min(movable(&p.sinks)),
     }
 }
@@ -283,7 +278,8 @@ fn run_job(world: &Arc<World>, strategy: Strategy, budget: Option<u64>, a: &Args
             out.moved_msat += e.amount_msat;
             out.fee_msat += e.fee_msat;
             let (base, ppm) = fee_of(e.incoming);
-            out.earns_msat += base + (e.amount_msat * u64::from(ppm)).div_ceil(1_000_000);
+            let earns = fee_msat(e.amount_msat, u32::try_from(base).unwrap_or(u32::MAX), ppm);
+            out.earns_msat = out.earns_msat.saturating_add(earns.unwrap_or(u64::MAX));
         } else {
             out.failed += 1;
             if a.show_failures {
@@ -474,7 +470,6 @@ fn main() {
                     for (into, from) in [(&mut t.before, &j.before), (&mut t.after, &j.after)] {
                         into.off_target += from.off_target;
                         into.deficit_msat += from.deficit_msat;
-                        into.excess_msat += from.excess_msat;
                         into.movable_msat += from.movable_msat;
                     }
                 }

@@ -246,10 +246,9 @@ impl<N: Lightningd> Rebalancer<N> {
         let resting = self.resting_channels();
         let mut left_out = self.busy_channels();
         left_out.extend(resting.keys().cloned());
-        let plan = self
+        let mut plan = self
             .current_plan(&config, &budget, &left_out, &HashSet::new(), 0, 0)
             .await?;
-        let mut plan = plan;
         for (scid, reason) in &mut plan.skipped {
             if let Some((until, why)) = resting.get(&scid.to_string()) {
                 *reason = format!("left out of jobs until {until} (unix time): {why}");
@@ -377,10 +376,9 @@ impl<N: Lightningd> Rebalancer<N> {
         let mut tasks: JoinSet<(Move, bool, Result<Value, RpcFailure>)> = JoinSet::new();
         // Set when a move the budget had cut found no route it could pay for.
         let mut exhausted: Option<String> = None;
-        // Channels of the moves this job has in flight, and sinks given up on.
+        // Channels of the moves this job has in flight (those given up on, by this job or an
+        // earlier one, are the resting ones: see `rest`).
         let mut in_flight: HashSet<String> = HashSet::new();
-        // Those given up on, this job or an earlier one (see `rest`).
-        let mut given_up: HashSet<String> = self.resting_channels().into_keys().collect();
         // A sink's next, smaller amount after a failure (whatever the source), and how many of
         // its moves failed: a sink is given up after MAX_FAILURES_PER_CHANNEL, so a channel no
         // route can fill affordably costs a few tries, not one per source and amount.
@@ -418,7 +416,7 @@ impl<N: Lightningd> Rebalancer<N> {
             if tasks.len() < parallel {
                 let mut left_out: HashSet<String> = self.busy_channels();
                 left_out.extend(in_flight.iter().cloned());
-                left_out.extend(given_up.iter().cloned());
+                left_out.extend(self.resting_channels().into_keys());
                 left_out.extend(deferred.iter().cloned());
                 match self
                     .current_plan(
@@ -552,28 +550,15 @@ impl<N: Lightningd> Rebalancer<N> {
                     let from_source = source_failures.entry(m.outgoing).or_default();
                     *from_source += 1;
                     if *from_source >= MAX_FAILURES_PER_CHANNEL {
-                        given_up.insert(m.outgoing.to_string());
-                        self.rest(
-                            m.outgoing,
-                            format!(
-                                "job {}: {} failed moves out of it, the last: {}",
-                                job.id, from_source, e.message
-                            ),
-                        );
+                        self.rest(job, m.outgoing, *from_source, "out of", &e.message);
                     }
                     let half = half_sat(m.amount_msat);
+                    let halves = halves(e);
                     if e.code == error::INVALID_PARAMS
                         || failures >= MAX_FAILURES_PER_CHANNEL
-                        || (halves(e) && half < config.min_amount_msat)
+                        || (halves && half < config.min_amount_msat)
                     {
-                        given_up.insert(m.incoming.to_string());
-                        self.rest(
-                            m.incoming,
-                            format!(
-                                "job {}: {} failed moves into it, the last: {}",
-                                job.id, failures, e.message
-                            ),
-                        );
+                        self.rest(job, m.incoming, failures, "into", &e.message);
                         gave_up += 1;
                         last_reason = format!(
                             "gave up on {gave_up} channel(s) to fill; the last, {}, after {} failed move(s), the last of {}: {}",
@@ -582,7 +567,7 @@ impl<N: Lightningd> Rebalancer<N> {
                             crate::core::amount::display_sat(m.amount_msat),
                             e.message
                         );
-                    } else if !halves(e) {
+                    } else if !halves {
                         avoid.insert((m.outgoing, m.incoming));
                     } else if others_in_flight {
                         // The moves in flight may have been in its way: the same amount again
@@ -596,10 +581,15 @@ impl<N: Lightningd> Rebalancer<N> {
         }
     }
 
-    /// Leaves `scid` out of jobs for [`REST_SECS`]: a job gave up on it, and the next one (a
-    /// schedule runs them often) would most likely fail the same way, adding refusals to the
-    /// history instead of moving anything. Manual `rebalance` calls are not affected.
-    fn rest(&self, scid: Scid, why: String) {
+    /// Gives `scid` up: left out of this job and of later ones for [`REST_SECS`], as the next
+    /// one (a schedule runs them often) would most likely fail the same way, adding refusals
+    /// to the history instead of moving anything. Manual `rebalance` calls are not affected.
+    /// `failures` moves `way` ("into" or "out of") it failed, the last with `last`.
+    fn rest(&self, job: &Job, scid: Scid, failures: u32, way: &str, last: &str) {
+        let why = format!(
+            "job {}: {failures} failed moves {way} it, the last: {last}",
+            job.id
+        );
         let until = self.now_secs().saturating_add(REST_SECS);
         self.resting
             .lock()

@@ -365,14 +365,14 @@ impl Graph {
         &self.edges
     }
 
-    /// The capacity of the channel an edge belongs to.
-    #[inline]
     /// An id no other graph built by this process has: what a cache of edge indices (which
     /// are this graph's own) checks before it trusts them.
     pub fn id(&self) -> u64 {
         self.id
     }
 
+    /// The capacity of the channel an edge belongs to.
+    #[inline]
     pub fn edge_capacity_msat(&self, idx: EdgeIdx) -> u64 {
         self.capacity[idx as usize]
     }

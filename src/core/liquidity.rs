@@ -676,10 +676,9 @@ pub struct Beliefs {
     /// Per node: the factor a remembered failure puts on hops out of it (1 if none).
     node_factor: Vec<f32>,
     nodes_touched: Vec<NodeIdx>,
-    /// Learned channel directions resolved on the graph `resolved_for` (its `Graph::id`):
-    /// edge and capacity, or `None` if the graph lacks it.
-    /// Keyed by [`packed`]; [`NOT_IN_GRAPH`] if the graph lacks it. 16 bytes an entry, so a
-    /// model of the whole graph keeps its view within a few MiB more.
+    /// Learned channel directions resolved to their edge on the graph `resolved_for` (its
+    /// `Graph::id`), keyed by [`packed`]; [`NOT_IN_GRAPH`] if the graph lacks it. 16 bytes an
+    /// entry, so a model of the whole graph keeps its view within a few MiB more.
     resolved: HashMap<u64, EdgeIdx, FxBuildHasher>,
     resolved_for: u64,
     /// The keys the last rebuild had to resolve (kept for its allocation).
@@ -729,9 +728,9 @@ impl Beliefs {
         self.known.clear();
         let hl = config.half_life_secs;
         // Every channel direction with something learned or in flight, resolved to its edge
-        // and capacity through a small cache (a learned key sits in it from the rebuild that
-        // first saw it on this graph); those not in it yet are resolved together, sorted, in
-        // one walk of the graph's index (see `Graph::edges_by_scid_sorted`).
+        // through a small cache (a learned key sits in it from the rebuild that first saw it
+        // on this graph); those not in it yet are resolved together, sorted, in one walk of
+        // the graph's index (see `Graph::edges_by_scid_sorted`).
         if self.resolved_for != graph.id() || self.resolved.len() > 4 * model.entries.len() + 4096 {
             self.resolved.clear();
             self.resolved_for = graph.id();
@@ -743,7 +742,7 @@ impl Beliefs {
                 .entries
                 .keys()
                 .chain(model.in_flight.keys())
-                .filter(|cd| packed(**cd).is_none_or(|k| !self.resolved.contains_key(&k)))
+                .filter(|cd| packed(**cd).is_some_and(|k| !self.resolved.contains_key(&k)))
                 .copied(),
         );
         if !keys.is_empty() {
@@ -768,8 +767,14 @@ impl Beliefs {
         let in_flight_only = model
             .in_flight
             .keys()
-            .filter(|cd| !model.entries.contains_key(*cd));
-        for cd in model.entries.keys().chain(in_flight_only) {
+            .filter(|cd| !model.entries.contains_key(*cd))
+            .map(|cd| (cd, None));
+        for (cd, entry) in model
+            .entries
+            .iter()
+            .map(|(cd, e)| (cd, Some(e)))
+            .chain(in_flight_only)
+        {
             let found = match packed(*cd) {
                 Some(k) => self.resolved.get(&k).copied(),
                 None => graph.edge_by_scid(cd.short_channel_id, cd.direction),
@@ -779,7 +784,7 @@ impl Beliefs {
                 _ => continue,
             };
             let cap = graph.edge_capacity_msat(idx);
-            let (bounds, factor) = match model.entries.get(cd) {
+            let (bounds, factor) = match entry {
                 Some(e) => (
                     model.decayed(e, cap, now, hl),
                     recovered(hl, e.failed_at, now),

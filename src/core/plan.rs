@@ -669,6 +669,11 @@ mod tests {
             .collect()
     }
 
+    /// `(outgoing block, incoming block, sat)` of each move.
+    fn pairs(p: &Plan) -> Vec<(u64, u64, u64)> {
+        moves(p).iter().map(|m| (m.0, m.1, m.2)).collect()
+    }
+
     fn skipped(p: &Plan) -> Vec<u64> {
         p.skipped.iter().map(|s| s.0.block()).collect()
     }
@@ -726,23 +731,14 @@ mod tests {
         let avoid = HashSet::from([(scid(1), scid(6))]);
         let p = plan_avoiding(&six(), &Settings::default(), &PlanConfig::default(), &avoid);
         assert_eq!(
-            moves(&p)
-                .iter()
-                .map(|m| (m.0, m.1, m.2))
-                .collect::<Vec<_>>(),
+            pairs(&p),
             vec![(2, 6, 300_000), (1, 5, 300_000), (3, 4, 100_000)]
         );
         assert!(p.skipped.is_empty(), "{:?}", p.skipped);
         // Every source failed to reach 6: it is skipped, saying so; the others still pair.
         let avoid: HashSet<_> = [1, 2, 3].map(|s| (scid(s), scid(6))).into();
         let p = plan_avoiding(&six(), &Settings::default(), &PlanConfig::default(), &avoid);
-        assert_eq!(
-            moves(&p)
-                .iter()
-                .map(|m| (m.0, m.1, m.2))
-                .collect::<Vec<_>>(),
-            vec![(1, 5, 300_000), (2, 4, 100_000)]
-        );
+        assert_eq!(pairs(&p), vec![(1, 5, 300_000), (2, 4, 100_000)]);
         assert_eq!(skipped(&p), vec![6]);
         assert!(
             p.skipped[0]
@@ -762,10 +758,7 @@ mod tests {
         let b = plan(&chans, &Settings::default(), &PlanConfig::default());
         assert_eq!(a, b);
         assert_eq!(
-            moves(&a)
-                .iter()
-                .map(|m| (m.0, m.1, m.2))
-                .collect::<Vec<_>>(),
+            pairs(&a),
             vec![
                 (1, 6, 400_000),
                 (7, 8, 400_000),
@@ -786,13 +779,7 @@ mod tests {
             },
         );
         let p = plan(&six(), &s, &PlanConfig::default());
-        assert_eq!(
-            moves(&p)
-                .iter()
-                .map(|m| (m.0, m.1, m.2))
-                .collect::<Vec<_>>(),
-            vec![(2, 6, 300_000), (3, 5, 100_000)]
-        );
+        assert_eq!(pairs(&p), vec![(2, 6, 300_000), (3, 5, 100_000)]);
         assert_eq!(skipped(&p), vec![1]);
         assert_eq!(
             p.skipped[0].1,
@@ -822,13 +809,7 @@ mod tests {
         );
         let p = plan(&chans, &s, &PlanConfig::default());
         assert_eq!(skipped(&p), vec![5]);
-        assert_eq!(
-            moves(&p)
-                .iter()
-                .map(|m| (m.0, m.1, m.2))
-                .collect::<Vec<_>>(),
-            vec![(1, 6, 400_000), (2, 4, 100_000)]
-        );
+        assert_eq!(pairs(&p), vec![(1, 6, 400_000), (2, 4, 100_000)]);
     }
 
     #[test]
@@ -845,13 +826,7 @@ mod tests {
         );
         // Peer 6 at 20%: channel 5 (20%) is balanced, 6 (10%) is 100000sat short.
         let p = plan(&chans, &s, &PlanConfig::default());
-        assert_eq!(
-            moves(&p)
-                .iter()
-                .map(|m| (m.0, m.1, m.2))
-                .collect::<Vec<_>>(),
-            vec![(1, 4, 100_000), (2, 6, 100_000)]
-        );
+        assert_eq!(pairs(&p), vec![(1, 4, 100_000), (2, 6, 100_000)]);
         assert_eq!(
             p.moves[1].reason,
             "moves 100000sat from 2x1x0 (80% ours, target 50%) to 6x1x0 (10%, target 20%)"
@@ -874,10 +849,7 @@ mod tests {
         );
         let p = plan(&chans, &s, &PlanConfig::default());
         assert_eq!(
-            moves(&p)
-                .iter()
-                .map(|m| (m.0, m.1, m.2))
-                .collect::<Vec<_>>(),
+            pairs(&p),
             vec![(2, 5, 300_000), (1, 4, 100_000), (3, 6, 100_000)]
         );
         assert_eq!(
@@ -899,13 +871,7 @@ mod tests {
             ..ch(7, 50, M) // balanced: not even listed
         });
         let p = plan(&chans, &Settings::default(), &PlanConfig::default());
-        assert_eq!(
-            moves(&p)
-                .iter()
-                .map(|m| (m.0, m.1, m.2))
-                .collect::<Vec<_>>(),
-            vec![(2, 5, 300_000), (3, 4, 100_000)]
-        );
+        assert_eq!(pairs(&p), vec![(2, 5, 300_000), (3, 4, 100_000)]);
         assert_eq!(skipped(&p), vec![1, 6]);
         assert!(p.skipped[0].1.ends_with("but not CHANNELD_NORMAL"));
         assert!(p.skipped[1].1.starts_with("400000sat below target"));
@@ -922,13 +888,7 @@ mod tests {
         };
         // 3 and 4 are 100000sat off: balanced enough, not listed at all.
         let p = plan(&six(), &Settings::default(), &config);
-        assert_eq!(
-            moves(&p)
-                .iter()
-                .map(|m| (m.0, m.1, m.2))
-                .collect::<Vec<_>>(),
-            vec![(1, 6, 400_000), (2, 5, 300_000)]
-        );
+        assert_eq!(pairs(&p), vec![(1, 6, 400_000), (2, 5, 300_000)]);
         assert_eq!(p.sources.len() + p.sinks.len(), 4);
 
         let config = PlanConfig {
@@ -953,22 +913,13 @@ mod tests {
             "{}",
             p.skipped[0].1
         );
-        assert_eq!(
-            moves(&p)
-                .iter()
-                .map(|m| (m.0, m.1, m.2))
-                .collect::<Vec<_>>(),
-            vec![(1, 6, 400_000), (3, 5, 100_000)]
-        );
+        assert_eq!(pairs(&p), vec![(1, 6, 400_000), (3, 5, 100_000)]);
         // A sink that can receive less than it lacks: the move is what it can take.
         let mut chans = six();
         chans[5].receivable_msat = 123_456_789;
         let p = plan(&chans, &Settings::default(), &PlanConfig::default());
         assert_eq!(
-            moves(&p)
-                .iter()
-                .map(|m| (m.0, m.1, m.2))
-                .collect::<Vec<_>>(),
+            pairs(&p),
             vec![(1, 5, 300_000), (2, 6, 123_456), (3, 4, 100_000)]
         );
     }
@@ -1024,13 +975,7 @@ mod tests {
         let p = plan(&chans, &Settings::default(), &PlanConfig::default());
         assert_eq!(skipped(&p), vec![6]);
         assert!(p.skipped[0].1.contains("we charge nothing"));
-        assert_eq!(
-            moves(&p)
-                .iter()
-                .map(|m| (m.0, m.1, m.2))
-                .collect::<Vec<_>>(),
-            vec![(1, 5, 300_000), (2, 4, 100_000)]
-        );
+        assert_eq!(pairs(&p), vec![(1, 5, 300_000), (2, 4, 100_000)]);
         assert_eq!(p.sinks.len(), 3, "still listed as a sink");
 
         // feeratio 0: every cap is 0, every move skipped with why.
