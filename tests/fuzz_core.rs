@@ -3354,6 +3354,95 @@ fn fuzz_liquidity_model_sequences() {
     );
 }
 
+/// The graph of the model ops' three channels (both directions), between pool nodes, so the
+/// ops' node failures land on the hops out of them.
+fn model_graph(caps: &[u64; 3]) -> Graph {
+    let pool = node_id_pool();
+    let mut b = GraphBuilder::default();
+    let free = Policy {
+        base_fee_millisatoshi: 0,
+        fee_per_millionth: 0,
+        delay: 0,
+        htlc_minimum_msat: 0,
+        htlc_maximum_msat: u64::MAX,
+    };
+    for c in 0..3 {
+        let (x, y) = (&pool[c], &pool[c + 1]);
+        for d in 0..2 {
+            let cd = model_cd(2 * c + d);
+            let (src, dst) = if d == 0 { (x, y) } else { (y, x) };
+            b.add(
+                src,
+                dst,
+                cd.short_channel_id,
+                cd.direction,
+                true,
+                caps[c],
+                free,
+            );
+        }
+    }
+    b.build()
+}
+
+/// A view kept from one search to the next catches up with the model's change log; after
+/// every op (and at every clock reading the ops move to) it must price every edge, at every
+/// amount, exactly as a view built afresh from the model does.
+#[test]
+fn fuzz_liquidity_kept_view_matches_a_fresh_one() {
+    let tally = Tally::default();
+    let cases = (
+        prop::collection::vec(model_op(), 1..60),
+        model_capacities(),
+        0u64..2_000_000_000,
+        prop_oneof![4 => Just(3600u64), 2 => 1u64..1_000_000, 1 => Just(0u64)],
+        prop::collection::vec(model_amount(), 1..4),
+        any::<bool>(),
+    );
+    fuzz(
+        "kept search view = fresh view",
+        1500,
+        cases,
+        &tally,
+        |(ops, caps, start, hl, amounts, bimodal)| {
+            let g = model_graph(&caps);
+            let config = ModelConfig {
+                half_life_secs: hl,
+                prior: if bimodal {
+                    Prior::Bimodal
+                } else {
+                    Prior::Uniform
+                },
+                ..ModelConfig::default()
+            };
+            let mut kept = Beliefs::default();
+            apply_ops(&ops, &caps, start, hl, |l, now| {
+                // Not after every op: a view also catches up over several changes at once.
+                if now % 3 == 0 {
+                    return Ok(());
+                }
+                kept.rebuild(&g, l, now, config);
+                let mut fresh = Beliefs::default();
+                fresh.rebuild(&g, l, now, config);
+                tally.add("compared");
+                for i in 0..g.edge_count() as EdgeIdx {
+                    let e = g.edge(i);
+                    for &a in &amounts {
+                        let (k, f) = (
+                            kept.risk_msat(i, e.source, a, e.amount_msat),
+                            fresh.risk_msat(i, e.source, a, e.amount_msat),
+                        );
+                        prop_assert_eq!(k, f, "edge {} amount {} at {}", i, a, now);
+                    }
+                }
+                Ok(())
+            })?;
+            Ok(())
+        },
+    );
+    assert!(tally.get("compared") > 1000);
+}
+
 #[test]
 fn fuzz_liquidity_probability_functions() {
     let tally = Tally::default();

@@ -21,6 +21,7 @@
 
 use crate::core::graph::{EdgeIdx, FxBuildHasher, Graph, NodeIdx, Scid};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One direction of a channel: BOLT 7's `direction` bit, 0 from the lesser node id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -146,6 +147,87 @@ impl Entry {
         updated: 0,
         failed_at: 0,
     };
+
+    /// The bounds decayed to `now`, clamped to the capacity.
+    #[inline]
+    fn decayed(&self, capacity_msat: u64, now: u64, half_life: u64) -> Bounds {
+        let f = decay(half_life, self.updated, now);
+        let max = self.max_msat.min(capacity_msat);
+        let min = self.min_msat.min(max);
+        // Above 2^53 msat an f64 can round up past the integer it came from: clamp, so the
+        // decayed bounds stay within the stored ones (min <= max <= capacity).
+        let forgotten = ((capacity_msat - max) as f64 * f).floor() as u64;
+        Bounds {
+            min_msat: ((min as f64 * f).floor() as u64).min(min),
+            max_msat: capacity_msat - forgotten.min(capacity_msat - max),
+        }
+    }
+}
+
+/// Where model ids come from: each model (a clone, a decoded record) gets its own, so a search
+/// view knows which model it last caught up with.
+static NEXT_MODEL_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Most channel directions the change log holds; past it the log starts over and views that
+/// had not caught up rebuild from the whole model (8,192 is a few hundred rebalances).
+const MAX_CHANGES: usize = 8192;
+
+/// Which channel directions changed since when, so a search view ([`Beliefs`]) catches up
+/// with only those instead of re-reading the whole model before every search.
+/// Generations count changes: `changed[i]` is generation `start + i`.
+#[derive(Debug)]
+struct ChangeLog {
+    id: u64,
+    start: u64,
+    changed: Vec<ChanDir>,
+    /// Bumped whenever a node's remembered failure changes.
+    nodes_gen: u64,
+}
+
+impl Default for ChangeLog {
+    fn default() -> Self {
+        ChangeLog {
+            id: NEXT_MODEL_ID.fetch_add(1, Ordering::Relaxed),
+            start: 0,
+            changed: Vec::new(),
+            nodes_gen: 0,
+        }
+    }
+}
+
+impl Clone for ChangeLog {
+    /// A copy is another model: views of the original must not take it for theirs.
+    fn clone(&self) -> Self {
+        ChangeLog::default()
+    }
+}
+
+impl ChangeLog {
+    fn generation(&self) -> u64 {
+        self.start + self.changed.len() as u64
+    }
+
+    fn push(&mut self, cd: ChanDir) {
+        if self.changed.len() >= MAX_CHANGES {
+            self.start = self.generation();
+            self.changed.clear();
+        }
+        self.changed.push(cd);
+    }
+
+    /// Everything may have changed (a reset, a prune, a merge): every view rebuilds.
+    fn invalidate(&mut self) {
+        self.start = self.generation() + 1;
+        self.changed.clear();
+        self.nodes_gen += 1;
+    }
+
+    /// The channel directions changed since generation `since`, or `None` if the log no
+    /// longer reaches back that far.
+    fn since(&self, since: u64) -> Option<&[ChanDir]> {
+        let from = since.checked_sub(self.start)?;
+        self.changed.get(usize::try_from(from).ok()?..)
+    }
 }
 
 /// Decay factor `2^(-elapsed/half_life)`, 1 for no time elapsed.
@@ -224,7 +306,7 @@ pub fn risk_msat(config: &ModelConfig, amount_msat: u64, p: f64) -> Option<u64> 
 
 /// The risk cost in msat of `bits` of `-log2 P` (capped at [`MAX_RISK_BITS`]) carrying
 /// `amount_msat`.
-#[inline]
+#[inline(always)]
 fn risk_from_bits(config: &ModelConfig, amount_msat: u64, bits: f64) -> u64 {
     let per_bit = config.risk_base_msat as f64 + amount_msat as f64 * config.risk_ppm as f64 * 1e-6;
     // Both factors are positive: adding a half and truncating rounds (`f64::round` is a
@@ -238,7 +320,7 @@ fn risk_from_bits(config: &ModelConfig, amount_msat: u64, bits: f64) -> u64 {
 /// `(x + x^2/2 + x^3/3 + x^4/4 + x^5/5) / ln 2`, whose remainder is under `x^5 / 5` of the
 /// value (2e-7 at most): far below the msat the cost is rounded to, and a few times faster than
 /// the `log2` call it replaces in the search's innermost loop.
-#[inline]
+#[inline(always)]
 pub fn uniform_prior_bits(amount_msat: u64, capacity_msat: u64) -> Option<f64> {
     if amount_msat > capacity_msat || capacity_msat == 0 {
         return None;
@@ -265,6 +347,8 @@ pub struct Liquidity {
     /// What our own attempts have in flight over each channel direction now: not offered to
     /// another attempt.
     in_flight: HashMap<ChanDir, u64, FxBuildHasher>,
+    /// What changed, for the search views.
+    log: ChangeLog,
 }
 
 impl Liquidity {
@@ -288,36 +372,25 @@ impl Liquidity {
                 let n = self.entries.len() + self.nodes.len();
                 self.entries.clear();
                 self.nodes.clear();
+                self.log.invalidate();
                 n
             }
             Some(s) => {
                 let mut n = 0;
                 for d in 0..2 {
-                    n += usize::from(self.entries.remove(&ChanDir::new(s, d)).is_some());
+                    let cd = ChanDir::new(s, d);
+                    n += usize::from(self.entries.remove(&cd).is_some());
+                    self.log.push(cd);
                 }
                 n
             }
         }
     }
 
-    /// One entry's bounds decayed to `now`, clamped to the capacity.
-    fn decayed(&self, e: &Entry, capacity_msat: u64, now: u64, half_life: u64) -> Bounds {
-        let f = decay(half_life, e.updated, now);
-        let max = e.max_msat.min(capacity_msat);
-        let min = e.min_msat.min(max);
-        // Above 2^53 msat an f64 can round up past the integer it came from: clamp, so the
-        // decayed bounds stay within the stored ones (min <= max <= capacity).
-        let forgotten = ((capacity_msat - max) as f64 * f).floor() as u64;
-        Bounds {
-            min_msat: ((min as f64 * f).floor() as u64).min(min),
-            max_msat: capacity_msat - forgotten.min(capacity_msat - max),
-        }
-    }
-
     /// What we know of `cd` now: `[0, capacity]` if nothing.
     pub fn bounds(&self, cd: ChanDir, capacity_msat: u64, now: u64, half_life: u64) -> Bounds {
         match self.entries.get(&cd) {
-            Some(e) => self.decayed(e, capacity_msat, now, half_life),
+            Some(e) => e.decayed(capacity_msat, now, half_life),
             None => Bounds {
                 min_msat: 0,
                 max_msat: capacity_msat,
@@ -340,6 +413,7 @@ impl Liquidity {
         e.min_msat = new.min_msat.min(capacity_msat);
         e.max_msat = new.max_msat.min(capacity_msat).max(e.min_msat);
         e.updated = now;
+        self.log.push(cd);
     }
 
     /// `cd` could not forward `amount_msat`: `L < amount`.
@@ -409,16 +483,19 @@ impl Liquidity {
         e.min_msat = amount_msat.min(capacity_msat);
         e.max_msat = e.min_msat;
         e.updated = now;
+        self.log.push(cd);
     }
 
     /// `cd` answered `channel_disabled` or `unknown_next_peer`.
     pub fn channel_failed(&mut self, cd: ChanDir, now: u64) {
         self.entries.entry(cd).or_insert(Entry::UNKNOWN).failed_at = now;
+        self.log.push(cd);
     }
 
     /// A node failed as a whole (a NODE failcode, or it was offline).
     pub fn node_failed(&mut self, node_id: &str, now: u64) {
         self.nodes.insert(node_id.to_string(), now);
+        self.log.nodes_gen += 1;
     }
 
     /// Our attempt now has `amount_msat` more (`add`) or less in flight over `cd`.
@@ -432,6 +509,7 @@ impl Liquidity {
         if *v == 0 {
             self.in_flight.remove(&cd);
         }
+        self.log.push(cd);
     }
 
     /// What our attempts have in flight over `cd` now.
@@ -475,18 +553,30 @@ impl Liquidity {
         for (n, t) in older.nodes {
             self.nodes.entry(n).or_insert(t);
         }
+        self.log.invalidate();
     }
 
     /// Drops what has faded to nearly nothing, and keeps at most `max_entries` channel
     /// directions (the most recently updated).
     pub fn prune(&mut self, now: u64, half_life: u64, max_entries: usize) {
-        self.entries.retain(|_, e| {
-            decay(half_life, e.updated, now) > FORGOTTEN
-                || (e.failed_at != 0 && decay(half_life, e.failed_at, now) > FORGOTTEN)
+        // What is dropped goes into the change log, so the views drop it too.
+        let mut gone = Vec::new();
+        self.entries.retain(|cd, e| {
+            let keep = decay(half_life, e.updated, now) > FORGOTTEN
+                || (e.failed_at != 0 && decay(half_life, e.failed_at, now) > FORGOTTEN);
+            if !keep {
+                gone.push(*cd);
+            }
+            keep
         });
+        let nodes_before = self.nodes.len();
         self.nodes
             .retain(|_, &mut t| decay(half_life, t, now) > FORGOTTEN);
+        if self.nodes.len() != nodes_before {
+            self.log.nodes_gen += 1;
+        }
         if max_entries == 0 {
+            gone.extend(self.entries.keys());
             self.entries.clear();
         } else if self.entries.len() > max_entries {
             let mut times: Vec<u64> = self
@@ -500,14 +590,24 @@ impl Liquidity {
             // entries at the cutoff fill only the places left.
             let newer = times.iter().take_while(|&&t| t > cutoff).count();
             let mut ties_left = max_entries - newer;
-            self.entries.retain(|_, e| {
+            self.entries.retain(|cd, e| {
                 let t = e.updated.max(e.failed_at);
                 let keep = t > cutoff || (t == cutoff && ties_left > 0);
                 if t == cutoff && keep {
                     ties_left -= 1;
                 }
+                if !keep {
+                    gone.push(*cd);
+                }
                 keep
             });
+        }
+        if gone.len() > MAX_CHANGES / 2 {
+            self.log.invalidate();
+        } else {
+            for cd in gone {
+                self.log.push(cd);
+            }
         }
     }
 
@@ -546,6 +646,7 @@ impl Liquidity {
                 std::mem::size_of::<(ChanDir, u64)>(),
                 self.in_flight.capacity(),
             )
+            + self.log.changed.capacity() * std::mem::size_of::<ChanDir>()
     }
 
     /// A compact, versioned binary form for lightningd's datastore (in-flight amounts are not
@@ -665,24 +766,37 @@ impl<'a> Reader<'a> {
 }
 
 /// The model as one search sees it: every learned channel direction of one graph resolved to
-/// its edge index and decayed to `now`, so the search reads an array instead of hashing.
-/// Built once per attempt; O(learned entries), not O(graph).
+/// its edge index, so the search reads an array instead of hashing. Kept from one search to
+/// the next: before each it catches up with what changed in the model since the last (the
+/// model's change log), so a search costs the channels learned meanwhile, not the whole model
+/// nor the graph; bounds are decayed to the view's `now` when the search asks for them.
 #[derive(Debug, Default)]
 pub struct Beliefs {
     /// Per edge: index into `known` + 1, or 0 for "nothing learned".
     slot: Vec<u32>,
     known: Vec<Known>,
+    /// Entries of `known` still pointed at by a slot (the rest are holes left by removals).
+    live: usize,
     touched: Vec<EdgeIdx>,
     /// Per node: the factor a remembered failure puts on hops out of it (1 if none).
     node_factor: Vec<f32>,
     nodes_touched: Vec<NodeIdx>,
+    /// The model's failed nodes resolved on this graph, with when they failed.
+    node_times: Vec<(NodeIdx, u64)>,
     /// Learned channel directions resolved to their edge on the graph `resolved_for` (its
     /// `Graph::id`), keyed by [`packed`]; [`NOT_IN_GRAPH`] if the graph lacks it. 16 bytes an
     /// entry, so a model of the whole graph keeps its view within a few MiB more.
     resolved: HashMap<u64, EdgeIdx, FxBuildHasher>,
     resolved_for: u64,
-    /// The keys the last rebuild had to resolve (kept for its allocation).
+    /// The keys a full rebuild had to resolve (kept for its allocation).
     keys: Vec<ChanDir>,
+    /// The model (its change log's id) and generation this view has caught up with, and the
+    /// generation of its node failures; model id 0: none yet.
+    synced_model: u64,
+    synced_gen: u64,
+    synced_nodes: u64,
+    /// When the search is: bounds and failures are decayed to this.
+    now: u64,
     pub config: ModelConfig,
 }
 
@@ -691,23 +805,70 @@ const NOT_IN_GRAPH: EdgeIdx = EdgeIdx::MAX;
 
 /// A channel direction as one `u64`: the scid shifted up one bit, the direction below; `None`
 /// for a scid whose top bit (its block height's bit 23: block 8,388,608, 150 years away) is
-/// set, which is looked up in the graph's index each time instead.
+/// set, or a direction other than 0 and 1 (which would share a key with 0 or 1), which is
+/// looked up in the graph's index each time instead.
 fn packed(cd: ChanDir) -> Option<u64> {
-    (cd.short_channel_id.0 >> 63 == 0)
-        .then(|| (cd.short_channel_id.0 << 1) | u64::from(cd.direction & 1))
+    (cd.short_channel_id.0 >> 63 == 0 && cd.direction <= 1)
+        .then(|| (cd.short_channel_id.0 << 1) | u64::from(cd.direction))
 }
 
-/// One learned edge, ready for the search.
+/// One learned edge as the model holds it (undecayed), with what is in flight over it.
 #[derive(Debug, Clone, Copy)]
 struct Known {
-    bounds: Bounds,
+    entry: Entry,
     in_flight_msat: u64,
-    factor: f64,
 }
 
 impl Beliefs {
-    /// Rebuilds the view of `model` over `graph` at `now`.
+    /// Brings the view of `model` over `graph` to `now`: a full rebuild the first time, after
+    /// a change of graph, model or settings, or when the model's change log no longer reaches
+    /// back to this view's last catch-up; otherwise only the channel directions changed since.
     pub fn rebuild(&mut self, graph: &Graph, model: &Liquidity, now: u64, config: ModelConfig) {
+        let changes = (self.synced_model == model.log.id
+            && self.config == config
+            && self.resolved_for == graph.id()
+            && self.slot.len() == graph.edge_count()
+            && self.node_factor.len() == graph.node_count()
+            // Holes from removals are reclaimed by a rebuild.
+            && self.known.len() <= 2 * self.live + 1024)
+            .then(|| model.log.since(self.synced_gen))
+            .flatten();
+        let nodes_changed = changes.is_none() || self.synced_nodes != model.log.nodes_gen;
+        match changes {
+            Some(changed) => {
+                for &cd in changed {
+                    self.catch_up(graph, model, cd);
+                }
+            }
+            None => self.rebuild_all(graph, model, config),
+        }
+        self.synced_model = model.log.id;
+        self.synced_gen = model.log.generation();
+        if nodes_changed {
+            self.node_times.clear();
+            self.node_times.extend(
+                model
+                    .nodes
+                    .iter()
+                    .filter_map(|(id, &t)| Some((graph.node_idx(id)?, t))),
+            );
+            self.synced_nodes = model.log.nodes_gen;
+        }
+        if nodes_changed || now != self.now {
+            for &n in &self.nodes_touched {
+                self.node_factor[n as usize] = 1.0;
+            }
+            self.nodes_touched.clear();
+            for &(n, t) in &self.node_times {
+                self.node_factor[n as usize] = recovered(config.half_life_secs, t, now) as f32;
+                self.nodes_touched.push(n);
+            }
+        }
+        self.now = now;
+    }
+
+    /// Every learned channel direction anew.
+    fn rebuild_all(&mut self, graph: &Graph, model: &Liquidity, config: ModelConfig) {
         self.config = config;
         if self.slot.len() != graph.edge_count() {
             self.slot = vec![0; graph.edge_count()];
@@ -720,13 +881,9 @@ impl Beliefs {
         for &e in &self.touched {
             self.slot[e as usize] = 0;
         }
-        for &n in &self.nodes_touched {
-            self.node_factor[n as usize] = 1.0;
-        }
         self.touched.clear();
-        self.nodes_touched.clear();
         self.known.clear();
-        let hl = config.half_life_secs;
+        self.live = 0;
         // Every channel direction with something learned or in flight, resolved to its edge
         // through a small cache (a learned key sits in it from the rebuild that first saw it
         // on this graph); those not in it yet are resolved together, sorted, in one walk of
@@ -768,54 +925,79 @@ impl Beliefs {
             .in_flight
             .keys()
             .filter(|cd| !model.entries.contains_key(*cd))
-            .map(|cd| (cd, None));
+            .map(|cd| (cd, Entry::UNKNOWN));
         for (cd, entry) in model
             .entries
             .iter()
-            .map(|(cd, e)| (cd, Some(e)))
+            .map(|(cd, e)| (cd, *e))
             .chain(in_flight_only)
         {
-            let found = match packed(*cd) {
-                Some(k) => self.resolved.get(&k).copied(),
-                None => graph.edge_by_scid(cd.short_channel_id, cd.direction),
-            };
-            let idx = match found {
-                Some(i) if i != NOT_IN_GRAPH => i,
-                _ => continue,
-            };
-            let cap = graph.edge_capacity_msat(idx);
-            let (bounds, factor) = match entry {
-                Some(e) => (
-                    model.decayed(e, cap, now, hl),
-                    recovered(hl, e.failed_at, now),
-                ),
-                None => (
-                    Bounds {
-                        min_msat: 0,
-                        max_msat: cap,
-                    },
-                    1.0,
-                ),
-            };
-            self.known.push(Known {
-                bounds,
-                in_flight_msat: model.in_flight.get(cd).copied().unwrap_or(0),
-                factor,
-            });
-            self.slot[idx as usize] = self.known.len() as u32;
-            self.touched.push(idx);
+            if let Some(idx) = self.edge_of(graph, *cd) {
+                let in_flight_msat = model.in_flight.get(cd).copied().unwrap_or(0);
+                self.set(
+                    idx,
+                    Some(Known {
+                        entry,
+                        in_flight_msat,
+                    }),
+                );
+            }
         }
-        for (id, &t) in &model.nodes {
-            if let Some(n) = graph.node_idx(id) {
-                self.node_factor[n as usize] = recovered(hl, t, now) as f32;
-                self.nodes_touched.push(n);
+    }
+
+    /// The edge of `cd` on `graph` (the view's `resolved_for`), resolved once.
+    fn edge_of(&mut self, graph: &Graph, cd: ChanDir) -> Option<EdgeIdx> {
+        let found = match packed(cd) {
+            Some(k) => *self.resolved.entry(k).or_insert_with(|| {
+                graph
+                    .edge_by_scid(cd.short_channel_id, cd.direction)
+                    .unwrap_or(NOT_IN_GRAPH)
+            }),
+            None => graph
+                .edge_by_scid(cd.short_channel_id, cd.direction)
+                .unwrap_or(NOT_IN_GRAPH),
+        };
+        (found != NOT_IN_GRAPH).then_some(found)
+    }
+
+    /// What the model now holds of one changed channel direction.
+    fn catch_up(&mut self, graph: &Graph, model: &Liquidity, cd: ChanDir) {
+        let Some(idx) = self.edge_of(graph, cd) else {
+            return;
+        };
+        let entry = model.entries.get(&cd).copied();
+        let flying = model.in_flight.get(&cd).copied();
+        let known = (entry.is_some() || flying.is_some()).then(|| Known {
+            entry: entry.unwrap_or(Entry::UNKNOWN),
+            in_flight_msat: flying.unwrap_or(0),
+        });
+        self.set(idx, known);
+    }
+
+    /// Edge `idx` now has `known` (or nothing learned).
+    fn set(&mut self, idx: EdgeIdx, known: Option<Known>) {
+        let slot = &mut self.slot[idx as usize];
+        match (*slot, known) {
+            (0, None) => {}
+            (0, Some(k)) => {
+                self.known.push(k);
+                *slot = self.known.len() as u32;
+                self.touched.push(idx);
+                self.live += 1;
+            }
+            (s, Some(k)) => self.known[s as usize - 1] = k,
+            (_, None) => {
+                *slot = 0;
+                self.live -= 1;
             }
         }
     }
 
     /// Risk cost of sending `amount_msat` over edge `idx` (capacity `capacity_msat`) out of
-    /// node `source`, or `None` if it cannot carry it.
-    #[inline]
+    /// node `source`, or `None` if it cannot carry it. The common case (nothing learned of the
+    /// edge or its source, uniform prior) is inlined into the search's loop; the rest is a
+    /// call.
+    #[inline(always)]
     pub fn risk_msat(
         &self,
         idx: EdgeIdx,
@@ -831,20 +1013,36 @@ impl Beliefs {
             self.node_factor
                 .get(source as usize)
                 .copied()
-                .unwrap_or(1.0) as f64
+                .unwrap_or(1.0)
         };
         if slot == 0 && node == 1.0 && self.config.prior == Prior::Uniform {
-            // The common case: an edge nothing is known of, its risk straight from the share
-            // of the capacity the amount takes (no log2 call while that share is small).
+            // An edge nothing is known of, its risk straight from the share of the capacity
+            // the amount takes (no log2 call while that share is small).
             return uniform_prior_bits(amount_msat, capacity_msat)
                 .map(|bits| risk_from_bits(&self.config, amount_msat, bits));
         }
+        self.learned_risk_msat(slot, node as f64, amount_msat, capacity_msat)
+    }
+
+    /// [`Beliefs::risk_msat`] of an edge with something learned (`slot`), out of a node with
+    /// factor `node`, or under the bimodal prior.
+    #[inline(never)]
+    fn learned_risk_msat(
+        &self,
+        slot: u32,
+        node: f64,
+        amount_msat: u64,
+        capacity_msat: u64,
+    ) -> Option<u64> {
         let p = if slot == 0 {
             prior_probability(self.config.prior, amount_msat, capacity_msat)
         } else {
             let k = &self.known[slot as usize - 1];
+            let hl = self.config.half_life_secs;
             let amount = amount_msat.saturating_add(k.in_flight_msat);
-            success_probability(self.config.prior, amount, k.bounds, capacity_msat) * k.factor
+            let bounds = k.entry.decayed(capacity_msat, self.now, hl);
+            success_probability(self.config.prior, amount, bounds, capacity_msat)
+                * recovered(hl, k.entry.failed_at, self.now)
         };
         risk_msat(&self.config, amount_msat, p * node)
     }
@@ -856,6 +1054,7 @@ impl Beliefs {
             + self.touched.capacity() * 4
             + self.node_factor.capacity() * 4
             + self.nodes_touched.capacity() * 4
+            + self.node_times.capacity() * std::mem::size_of::<(NodeIdx, u64)>()
             + self.keys.capacity() * std::mem::size_of::<ChanDir>()
             + self.resolved.capacity() * (std::mem::size_of::<(u64, EdgeIdx)>() + 1)
     }
@@ -884,6 +1083,82 @@ mod tests {
 
     fn cd(n: u64) -> ChanDir {
         ChanDir::new(Scid(n << 40), 0)
+    }
+
+    /// A chain of `n` channels a-b-c-..., scids 1..=n, capacity `C`, both directions.
+    fn chain(n: u64) -> Graph {
+        let mut b = crate::core::graph::GraphBuilder::default();
+        let policy = crate::core::graph::Policy {
+            base_fee_millisatoshi: 0,
+            fee_per_millionth: 0,
+            delay: 0,
+            htlc_minimum_msat: 0,
+            htlc_maximum_msat: u64::MAX,
+        };
+        for i in 1..=n {
+            let (x, y) = (format!("n{i:02}"), format!("n{:02}", i + 1));
+            b.add(&x, &y, Scid(i << 40), 0, true, C, policy);
+            b.add(&y, &x, Scid(i << 40), 1, true, C, policy);
+        }
+        b.build()
+    }
+
+    /// What `view` prices, every edge at a few amounts.
+    fn priced(g: &Graph, view: &Beliefs) -> Vec<Option<u64>> {
+        (0..g.edge_count() as EdgeIdx)
+            .flat_map(|i| {
+                let e = g.edge(i);
+                [1, C / 100, C / 2, C].map(|a| view.risk_msat(i, e.source, a, C))
+            })
+            .collect()
+    }
+
+    /// A view that falls behind by more than the change log holds, or whose model was
+    /// replaced (a clone, a prune, a reset), rebuilds; one that is only a few changes behind
+    /// catches up with those: either way it prices as a view built afresh.
+    #[test]
+    fn a_kept_view_catches_up_or_rebuilds() {
+        let g = chain(20);
+        let cfg = ModelConfig::default();
+        let fresh = |l: &Liquidity, now| {
+            let mut v = Beliefs::default();
+            v.rebuild(&g, l, now, cfg);
+            priced(&g, &v)
+        };
+        let mut l = Liquidity::new();
+        let mut view = Beliefs::default();
+        let mut now = 1_000;
+        view.rebuild(&g, &l, now, cfg);
+        assert_eq!(priced(&g, &view), fresh(&l, now));
+        // A few changes: caught up from the log.
+        l.failed(cd(3), C / 4, C, now, H);
+        l.in_flight(cd(4), C / 10, true);
+        l.node_failed("n07", now);
+        view.rebuild(&g, &l, now, cfg);
+        assert_eq!(l.log.since(view.synced_gen), Some(&[][..]));
+        assert_eq!(priced(&g, &view), fresh(&l, now));
+        // More changes than the log holds: it starts over and the view rebuilds.
+        for k in 0..(MAX_CHANGES as u64 + 10) {
+            l.forwarded(cd(1 + k % 20), k % C, C, now, H);
+        }
+        assert!(l.log.start > 0, "the log started over");
+        now += H;
+        view.rebuild(&g, &l, now, cfg);
+        assert_eq!(priced(&g, &view), fresh(&l, now));
+        // Pruned to nothing, reset, replaced by a clone: all seen.
+        l.prune(now, H, 0);
+        view.rebuild(&g, &l, now, cfg);
+        assert_eq!(priced(&g, &view), fresh(&l, now));
+        l.failed(cd(5), 1, C, now, H);
+        let mut copy = l.clone();
+        view.rebuild(&g, &l, now, cfg);
+        copy.failed(cd(6), 1, C, now, H);
+        view.rebuild(&g, &copy, now, cfg);
+        assert_eq!(priced(&g, &view), fresh(&copy, now));
+        l.reset(None);
+        view.rebuild(&g, &l, now + 1, cfg);
+        assert_eq!(priced(&g, &view), fresh(&l, now + 1));
+        assert_eq!(view.live, 1, "only what is in flight is left");
     }
 
     #[test]

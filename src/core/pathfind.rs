@@ -72,7 +72,7 @@ impl HopCost for FeeOnly {
 }
 
 impl HopCost for Beliefs {
-    #[inline]
+    #[inline(always)]
     fn extra_msat(
         &self,
         graph: &Graph,
