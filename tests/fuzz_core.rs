@@ -1679,7 +1679,15 @@ fn fuzz_listchannels_searches_on_odd_graphs() {
         );
     let cases = (
         prop::collection::vec(entry, 1..16),
-        prop::collection::vec((0u32..5, 0u32..5, 0u64..4000), 1..6),
+        prop::collection::vec(
+            (
+                0u32..5,
+                0u32..5,
+                0u64..4000,
+                prop_oneof![2 => Just(None), 1 => (0u64..300).prop_map(Some)],
+            ),
+            1..6,
+        ),
     );
     fuzz(
         "listchannels odd graphs: searches",
@@ -1693,7 +1701,7 @@ fn fuzz_listchannels_searches_on_odd_graphs() {
             let mut scratch = Scratch::default();
             let mut beliefs = Beliefs::default();
             beliefs.rebuild(&g, &Liquidity::new(), 1000, ModelConfig::default());
-            for (from, to, amount) in queries {
+            for (from, to, amount, max_fee) in queries {
                 let q = Query {
                     from: from % n,
                     to: to % n,
@@ -1701,6 +1709,7 @@ fn fuzz_listchannels_searches_on_odd_graphs() {
                     deliver_delay: 21,
                     max_edges: 18,
                     max_delay: MAX_TOTAL_CLTV,
+                    max_amount_msat: u64::MAX,
                 };
                 let ex = Exclusions::default();
                 // check_path: no node twice (so no self-loop), every edge active, within its
@@ -1714,6 +1723,30 @@ fn fuzz_listchannels_searches_on_odd_graphs() {
                 if let Some(p) = find_path_with(&g, &q, &ex, &beliefs, &mut scratch) {
                     tally.add("model paths");
                     check_path(&g, &q, &ex, &p);
+                }
+                // Under a fee cap: every path found within it (check_path), and the cheapest
+                // path, when it fits, found as it is without the cap.
+                let Some(max_fee) = max_fee else { continue };
+                let capped = Query {
+                    max_amount_msat: amount.saturating_add(max_fee),
+                    ..q.clone()
+                };
+                let uncapped = find_path(&g, &q, &ex, &mut scratch);
+                let found = find_path(&g, &capped, &ex, &mut scratch);
+                if let Some(p) = &found {
+                    tally.add("fee-only paths under a cap");
+                    check_path(&g, &capped, &ex, p);
+                }
+                if let Some(u) = uncapped.filter(|u| u.source_amount_msat <= capped.max_amount_msat)
+                {
+                    prop_assert_eq!(
+                        found.map(|p| p.source_amount_msat),
+                        Some(u.source_amount_msat)
+                    );
+                }
+                if let Some(p) = find_path_with(&g, &capped, &ex, &beliefs, &mut scratch) {
+                    tally.add("model paths under a cap");
+                    check_path(&g, &capped, &ex, &p);
                 }
             }
             Ok(())
@@ -2611,6 +2644,7 @@ fn mirror_plan(
             deliver_delay,
             max_edges: (MAX_HOPS - 2) as u32,
             max_delay: MAX_TOTAL_CLTV,
+            max_amount_msat: u64::MAX,
         },
         exclude,
         same_peer: g.edge(out_edge).destination == g.edge(in_edge).source,

@@ -296,6 +296,7 @@ fn dijkstra_matches_exhaustive(name: &'static str, subgraphs: usize, seed: u64) 
                 deliver_delay: delay,
                 max_edges: 63,
                 max_delay: u32::MAX,
+                max_amount_msat: u64::MAX,
             };
             let Ok(want) = exhaustive(&sub, &open, &ex) else {
                 skipped += 1;
@@ -323,6 +324,7 @@ fn dijkstra_matches_exhaustive(name: &'static str, subgraphs: usize, seed: u64) 
             let capped = Query {
                 max_edges: (MAX_HOPS - 2) as u32,
                 max_delay: MAX_TOTAL_CLTV,
+                max_amount_msat: u64::MAX,
                 ..open.clone()
             };
             let want = exhaustive(&sub, &capped, &ex).expect("within budget: no more paths");
@@ -340,6 +342,7 @@ fn dijkstra_matches_exhaustive(name: &'static str, subgraphs: usize, seed: u64) 
             let tight = Query {
                 max_edges: 1 + rng.below(4) as u32,
                 max_delay: open.deliver_delay + rng.below(300) as u32,
+                max_amount_msat: u64::MAX,
                 ..open.clone()
             };
             let want = exhaustive(&sub, &tight, &ex).expect("fewer paths than uncapped");

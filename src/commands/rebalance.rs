@@ -791,23 +791,16 @@ impl<N: Lightningd> Rebalancer<N> {
             s.beliefs = beliefs;
         }
         let route = match self.config.routing {
-            Routing::FeeOnly => s.plan.next_route(&s.graph, &FeeOnly, &mut s.scratch),
-            Routing::Probabilistic => {
-                match s.plan.next_route(&s.graph, &s.beliefs, &mut s.scratch) {
-                    // The likeliest route may cost more than the cap while a cheaper one fits:
-                    // the cap is a limit, the risk only a preference. Then the cheapest (and
-                    // if even that is over the cap, the refusal names the cheapest, as it says).
-                    Some(hops) if route_fee_msat(&hops) > s.cap_msat => s
-                        .plan
-                        .next_route(&s.graph, &FeeOnly, &mut s.scratch)
-                        .or(Some(hops)),
-                    Some(hops) => Some(hops),
-                    // Every way left crosses a channel the model believes too small (P = 0):
-                    // beliefs fade and may be out of date, so try the cheapest way this call
-                    // has not ruled out itself before answering "no route".
-                    None => s.plan.next_route(&s.graph, &FeeOnly, &mut s.scratch),
-                }
-            }
+            Routing::FeeOnly => s.plan.next_route(&s.graph, &FeeOnly, None, &mut s.scratch),
+            // The cap is a limit, the risk only a preference: the search keeps to the cap, so
+            // the likeliest route it finds is one that may be paid. If there is none (every way
+            // within the cap crosses a channel the model believes too small, and beliefs fade
+            // and may be out of date), the cheapest way this call has not ruled out itself; if
+            // even that is over the cap, the refusal names it, as it says.
+            Routing::Probabilistic => s
+                .plan
+                .next_route(&s.graph, &s.beliefs, Some(s.cap_msat), &mut s.scratch)
+                .or_else(|| s.plan.next_route(&s.graph, &FeeOnly, None, &mut s.scratch)),
         };
         let took = started.elapsed();
         {
@@ -1414,6 +1407,7 @@ impl Plan {
                 deliver_delay,
                 max_edges: (MAX_HOPS - 2) as u32,
                 max_delay: MAX_TOTAL_CLTV,
+                max_amount_msat: u64::MAX,
             }),
             _ => None,
         };
@@ -1430,11 +1424,13 @@ impl Plan {
         })
     }
 
-    /// The best route not yet ruled out (by fee + `cost`'s extra), as sendpay hops.
+    /// The best route not yet ruled out (by fee + `cost`'s extra), as sendpay hops; with
+    /// `max_fee_msat`, the best whose fee is within it.
     fn next_route<C: HopCost>(
         &self,
         graph: &Graph,
         cost: &C,
+        max_fee_msat: Option<u64>,
         scratch: &mut Scratch,
     ) -> Option<Vec<Hop>> {
         let middle: Vec<HopSpec> = if self.same_peer {
@@ -1443,7 +1439,12 @@ impl Plan {
             }
             Vec::new()
         } else {
-            let path = find_path_with(graph, self.query.as_ref()?, &self.exclude, cost, scratch)?;
+            let mut query = self.query.clone()?;
+            if let Some(cap) = max_fee_msat {
+                // Our first hop is free: what `A` receives beyond the amount is the fee.
+                query.max_amount_msat = self.amount_msat.saturating_add(cap);
+            }
+            let path = find_path_with(graph, &query, &self.exclude, cost, scratch)?;
             path.edges
                 .iter()
                 .map(|&i| HopSpec::from_edge(graph, i))

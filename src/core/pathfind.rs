@@ -99,6 +99,9 @@ pub struct Query {
     pub max_edges: u32,
     /// Most total delay `A` may be asked to receive.
     pub max_delay: u32,
+    /// Most `A` may be asked to receive (`u64::MAX`: no limit): with a fee cap, the amount
+    /// plus the cap. Amounts only grow toward `A`, so a path over it is never extended.
+    pub max_amount_msat: u64,
 }
 
 /// A found path `A ... B` with what `A` must receive to deliver the query's amount to `B`.
@@ -330,7 +333,10 @@ pub fn find_path_with<C: HopCost>(
             let Some(fee) = e.fee_msat(carried) else {
                 continue;
             };
-            let Some(amount_u) = carried.checked_add(fee) else {
+            let Some(amount_u) = carried
+                .checked_add(fee)
+                .filter(|&a| a <= query.max_amount_msat)
+            else {
                 continue;
             };
             let Some(delay_u) = delay.checked_add(e.delay) else {
@@ -421,6 +427,7 @@ pub(crate) mod tests {
             deliver_delay: 18,
             max_edges: 18,
             max_delay: 2016,
+            max_amount_msat: u64::MAX,
         }
     }
 
@@ -509,6 +516,18 @@ pub(crate) mod tests {
         beliefs.rebuild(&g, &model, 1000, cfg);
         let p = find_path_with(&g, &q, &none, &beliefs, &mut s).unwrap();
         assert_eq!(names(&g, &p), ["a", "y", "d"]);
+        // Under a fee cap the y way (60,009 msat) does not fit: the likeliest way within it is
+        // the x way (20,001 msat); under a cap below both, there is none.
+        let capped = |max_fee: u64| Query {
+            max_amount_msat: q.deliver_msat + max_fee,
+            ..q.clone()
+        };
+        let p = find_path_with(&g, &capped(40_000), &none, &beliefs, &mut s).unwrap();
+        assert_eq!(names(&g, &p), ["a", "x", "d"]);
+        assert_eq!(p.fee_msat(&q), 20_001);
+        assert!(find_path_with(&g, &capped(60_009), &none, &beliefs, &mut s).is_some());
+        assert!(find_path_with(&g, &capped(20_000), &none, &beliefs, &mut s).is_none());
+        assert!(find_path_with(&g, &capped(20_000), &none, &FeeOnly, &mut s).is_none());
         // The fee-only search ignores all of it.
         let p = find_path_with(&g, &q, &none, &FeeOnly, &mut s).unwrap();
         assert_eq!(names(&g, &p), ["a", "x", "d"]);
@@ -622,6 +641,7 @@ pub(crate) mod tests {
         );
         let tight = Query {
             max_delay: 18 + 29,
+            max_amount_msat: u64::MAX,
             ..q.clone()
         };
         assert!(find_path(&g, &tight, &Exclusions::default(), &mut Scratch::default()).is_none());

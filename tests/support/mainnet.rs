@@ -270,6 +270,7 @@ pub fn sample_circles(
                 deliver_delay: FINAL_CLTV + remote.delay,
                 max_edges: (MAX_HOPS - 2) as u32,
                 max_delay: MAX_TOTAL_CLTV,
+                max_amount_msat: u64::MAX,
             },
         });
     }

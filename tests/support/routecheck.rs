@@ -76,6 +76,7 @@ pub fn check_path(g: &Graph, query: &Query, exclude: &Exclusions, path: &Path) -
     assert_eq!(amount, path.source_amount_msat, "source amount");
     assert_eq!(delay, path.source_delay, "source delay");
     assert!(delay <= query.max_delay, "delay cap");
+    assert!(amount <= query.max_amount_msat, "amount cap");
     carried
 }
 
@@ -171,7 +172,9 @@ pub fn exhaustive(g: &Graph, q: &Query, ex: &Exclusions) -> Result<Option<(u64, 
                         && amount <= e.amount_msat
                 })
                 .filter_map(|(_, e)| {
-                    let amount_u = amount.checked_add(spec_fee(amount, &e.policy)?)?;
+                    let amount_u = amount
+                        .checked_add(spec_fee(amount, &e.policy)?)
+                        .filter(|&a| a <= self.q.max_amount_msat)?;
                     let delay_u = delay.checked_add(e.policy.delay)?;
                     Some((amount_u, delay_u, e.source))
                 })

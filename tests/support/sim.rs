@@ -545,6 +545,7 @@ impl World {
             deliver_delay: FINAL_CLTV + remote.delay,
             max_edges: (MAX_HOPS - 2) as u32,
             max_delay: MAX_TOTAL_CLTV,
+            max_amount_msat: u64::MAX,
         };
         let path = find_path(&self.graph, &query, &ex, scratch)?;
         let mut specs = vec![HopSpec {
