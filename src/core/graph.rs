@@ -650,6 +650,18 @@ impl GraphBuilder {
     }
 }
 
+/// No fee, a one-block delay, no htlc limits (for the core's tests).
+#[cfg(test)]
+pub(crate) fn free_policy() -> Policy {
+    Policy {
+        base_fee_millisatoshi: 0,
+        fee_per_millionth: 0,
+        delay: 1,
+        htlc_minimum_msat: 0,
+        htlc_maximum_msat: u64::MAX,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -749,17 +761,6 @@ mod tests {
                     assert_eq!(p.fee_msat(amount), want, "{amount} {ppm} {base}");
                 }
             }
-        }
-    }
-
-    /// No fee, a one-block delay, no htlc limits.
-    fn free_policy() -> Policy {
-        Policy {
-            base_fee_millisatoshi: 0,
-            fee_per_millionth: 0,
-            delay: 1,
-            htlc_minimum_msat: 0,
-            htlc_maximum_msat: u64::MAX,
         }
     }
 

@@ -924,38 +924,22 @@ impl Beliefs {
         let in_flight_only = model
             .in_flight
             .keys()
-            .filter(|cd| !model.entries.contains_key(*cd))
-            .map(|cd| (cd, Entry::UNKNOWN));
-        for (cd, entry) in model
-            .entries
-            .iter()
-            .map(|(cd, e)| (cd, *e))
-            .chain(in_flight_only)
-        {
-            if let Some(idx) = self.edge_of(graph, *cd) {
-                let in_flight_msat = model.in_flight.get(cd).copied().unwrap_or(0);
-                self.set(
-                    idx,
-                    Some(Known {
-                        entry,
-                        in_flight_msat,
-                    }),
-                );
-            }
+            .filter(|cd| !model.entries.contains_key(*cd));
+        for &cd in model.entries.keys().chain(in_flight_only) {
+            self.catch_up(graph, model, cd);
         }
     }
 
     /// The edge of `cd` on `graph` (the view's `resolved_for`), resolved once.
     fn edge_of(&mut self, graph: &Graph, cd: ChanDir) -> Option<EdgeIdx> {
-        let found = match packed(cd) {
-            Some(k) => *self.resolved.entry(k).or_insert_with(|| {
-                graph
-                    .edge_by_scid(cd.short_channel_id, cd.direction)
-                    .unwrap_or(NOT_IN_GRAPH)
-            }),
-            None => graph
+        let lookup = || {
+            graph
                 .edge_by_scid(cd.short_channel_id, cd.direction)
-                .unwrap_or(NOT_IN_GRAPH),
+                .unwrap_or(NOT_IN_GRAPH)
+        };
+        let found = match packed(cd) {
+            Some(k) => *self.resolved.entry(k).or_insert_with(lookup),
+            None => lookup(),
         };
         (found != NOT_IN_GRAPH).then_some(found)
     }
@@ -1088,13 +1072,7 @@ mod tests {
     /// A chain of `n` channels a-b-c-..., scids 1..=n, capacity `C`, both directions.
     fn chain(n: u64) -> Graph {
         let mut b = crate::core::graph::GraphBuilder::default();
-        let policy = crate::core::graph::Policy {
-            base_fee_millisatoshi: 0,
-            fee_per_millionth: 0,
-            delay: 0,
-            htlc_minimum_msat: 0,
-            htlc_maximum_msat: u64::MAX,
-        };
+        let policy = crate::core::graph::free_policy();
         for i in 1..=n {
             let (x, y) = (format!("n{i:02}"), format!("n{:02}", i + 1));
             b.add(&x, &y, Scid(i << 40), 0, true, C, policy);
