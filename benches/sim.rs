@@ -36,8 +36,9 @@
 //!
 //! Usage: `cargo bench --bench sim -- [--seeds 11,12,13,14,15,16] [--dist bimodal|uniform] [--traffic 0.02]
 //! [--flaky 0.02] [--amounts 100000,1000000] [--rebalances 200] [--interval 60] [--hop-ms 1000]
-//! [--retry-for 60] [--maxfeeppm 1000] [--exemptfee 5000] [--half-life 3600]
-//! [--prior bimodal|uniform] [--risk-base 1000] [--risk-ppm 100] [--strategies fee,nomem,mem]
+//! [--retry-for 60] [--maxfeeppm 1000] [--exemptfee 5000] [--half-life 1800]
+//! [--prior bimodal|uniform] [--depleted 0.04] [--risk-base 2000] [--risk-ppm 50]
+//! [--strategies fee,nomem,mem]
 //! [--graph-max-age 3600] [--us NODE_ID]`. Tune on [`TUNING_SEEDS`]; report on others.
 
 #[path = "../tests/common/mod.rs"]
@@ -133,6 +134,13 @@ impl Args {
                 "--exemptfee" => a.exemptfee_msat = parse_one(&val()?)?,
                 "--half-life" => a.model.half_life_secs = parse_one(&val()?)?,
                 "--prior" => a.model.prior = val()?.parse::<Prior>()?,
+                "--depleted" => {
+                    let share: f64 = parse_one(&val()?)?;
+                    if !(0.0..=1.0).contains(&share) {
+                        return Err(format!("--depleted {share}: a share in [0, 1]"));
+                    }
+                    a.model.depleted_ppm = (share * 1e6).round() as u32;
+                }
                 "--risk-base" => a.model.risk_base_msat = parse_one(&val()?)?,
                 "--risk-ppm" => a.model.risk_ppm = parse_one(&val()?)?,
                 "--strategies" => a.strategies = parse_list(&val()?)?,
@@ -726,8 +734,12 @@ fn main() {
         a.maxfeeppm
     );
     println!(
-        "model: half-life {} s, prior {:?}, risk {} msat + {} ppm of the amount per bit of -log2 P",
-        a.model.half_life_secs, a.model.prior, a.model.risk_base_msat, a.model.risk_ppm
+        "model: half-life {} s, prior {:?} with {}% depleted, risk {} msat + {} ppm of the amount per bit of -log2 P",
+        a.model.half_life_secs,
+        a.model.prior,
+        a.model.depleted() * 100.0,
+        a.model.risk_base_msat,
+        a.model.risk_ppm
     );
     let mut all: BTreeMap<u64, BTreeMap<Strategy, Stats>> = BTreeMap::new();
     let mut last_world = None;

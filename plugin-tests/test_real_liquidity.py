@@ -51,8 +51,9 @@ def test_model_saved_restored_and_used(node_factory):
     out_scid, in_scid = scid_between(l1, l2), scid_between(l1, l5)
     s23, s24, s45 = scid_between(l2, l3), scid_between(l2, l4), scid_between(l4, l5)
     wait_graph(l1, 6)
-    l4.rpc.setchannel(l5.info["id"], feebase=100, feeppm=300)
-    wait_policy(l1, s45, l4.info["id"], 100, 300)
+    # The l4 way costs 12 sat more: the cheap way first, while nothing is known of either.
+    l4.rpc.setchannel(l5.info["id"], feebase=100, feeppm=50)
+    wait_policy(l1, s45, l4.info["id"], 100, 50)
     amt = 300_000 * SAT
     push(l2, l3, int(chan(l2, s23)["spendable_msat"]) - 100_000 * SAT)
     assert saved_hex(l1) is None, "nothing saved before the first rebalance"
@@ -69,7 +70,9 @@ def test_model_saved_restored_and_used(node_factory):
     assert len(failed) == 1 and failed[0]["source"] == l2.info["id"], learned(l1, s23)
     bound = int(failed[0]["learned_max_msat"])
     assert amt <= bound < amt + amt * 1000 // 10**6, failed
-    assert failed[0]["probability"]["50%"] == 0.0, failed
+    # Seconds old, the failure still counts nearly in full: what is left of P is the share
+    # the channel may have changed since (a few seconds of a 30-minute half-life).
+    assert failed[0]["weight"] > 0.99 and failed[0]["probability"]["50%"] < 0.01, failed
     hexval = saved_hex(l1)
     assert hexval and hexval.startswith("43524c5101"), hexval  # "CRLQ", version 1
 

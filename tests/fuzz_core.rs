@@ -2881,6 +2881,8 @@ fn fuzz_route_building_on_random_graphs() {
                 } else {
                     Prior::Uniform
                 },
+                // 0, 5% or 10% depleted, from a draw already made.
+                depleted_ppm: (hl % 3) as u32 * 50_000,
                 risk_base_msat: risk_base,
                 risk_ppm,
             };
@@ -3268,8 +3270,9 @@ fn probability_amounts(cap: u64, extra: u64) -> Vec<u64> {
     v
 }
 
-/// Bounds within `[0, cap]`, probabilities in `[0, 1]` and non-increasing in the amount, at
-/// `now` and later; later bounds are wider (decay is monotone) and reach `[0, cap]`.
+/// Bounds within `[0, cap]` and the same at any time, their weight in `[0, 1]` and fading
+/// (monotone, to nothing after many half-lives, when P is the prior's), probabilities in
+/// `[0, 1]` and non-increasing in the amount, at `now` and later.
 fn check_model(
     l: &Liquidity,
     caps: &[u64; 3],
@@ -3294,9 +3297,9 @@ fn check_model(
     for i in 0..MODEL_DIRS {
         let cd = model_cd(i);
         let cap = caps[i / 2];
-        let mut prev: Option<Bounds> = None;
+        let mut prev: Option<(Bounds, f64)> = None;
         for &t in &later {
-            let b = l.bounds(cd, cap, t, half_life);
+            let (b, w) = l.bounds(cd, cap, t, half_life);
             prop_assert!(
                 b.min_msat <= b.max_msat && b.max_msat <= cap,
                 "bounds {:?} of {:?} outside [0, {}] at {}",
@@ -3305,20 +3308,27 @@ fn check_model(
                 cap,
                 t
             );
-            if let Some(p) = prev {
+            prop_assert!((0.0..=1.0).contains(&w), "weight {} of {:?}", w, cd);
+            if let Some((pb, pw)) = prev {
                 prop_assert!(
-                    b.min_msat <= p.min_msat && b.max_msat >= p.max_msat,
-                    "decay not monotone for {:?}: {:?} then {:?}",
+                    b == pb && w <= pw,
+                    "bounds moved or weight grew for {:?}: {:?} then {:?}",
                     cd,
-                    p,
-                    b
+                    (pb, pw),
+                    (b, w)
                 );
             }
-            prev = Some(b);
-            for prior in [Prior::Uniform, Prior::Bimodal] {
+            prev = Some((b, w));
+            for (prior, depleted_ppm) in [
+                (Prior::Uniform, 0),
+                (Prior::Uniform, 40_000),
+                (Prior::Bimodal, 0),
+                (Prior::Bimodal, 40_000),
+            ] {
                 let config = ModelConfig {
                     half_life_secs: half_life,
                     prior,
+                    depleted_ppm,
                     ..ModelConfig::default()
                 };
                 let mut last = 1.0f64;
@@ -3342,20 +3352,30 @@ fn check_model(
                 }
             }
         }
-        // Long after the last update everything is forgotten: [0, cap].
+        // Long after the last update what was learned no longer counts: P is the prior's.
         if let Some(e) = l.entries().iter().find(|e| e.0 == cd) {
             let h = half_life.max(1);
-            let t = h.checked_mul(200).and_then(|d| e.3.checked_add(d));
+            let t = h.checked_mul(200).and_then(|d| e.3.max(e.4).checked_add(d));
             if let Some(t) = t {
-                let b = l.bounds(cd, cap, t, half_life);
-                prop_assert_eq!(
-                    b,
-                    Bounds {
-                        min_msat: 0,
-                        max_msat: cap
-                    },
-                    "not forgotten after 200 half-lives"
-                );
+                let (_, w) = l.bounds(cd, cap, t, half_life);
+                prop_assert!(w < 1e-50, "weight {} after 200 half-lives", w);
+                let config = ModelConfig {
+                    half_life_secs: half_life,
+                    ..ModelConfig::default()
+                };
+                for a in probability_amounts(cap, extra) {
+                    let (p, prior) = (
+                        l.probability(cd, a, cap, t, &config),
+                        config.prior_probability(a.saturating_add(l.in_flight_msat(cd)), cap),
+                    );
+                    prop_assert!(
+                        (p - prior).abs() < 1e-9,
+                        "P {} of {:?} not the prior's {} after 200 half-lives",
+                        p,
+                        cd,
+                        prior
+                    );
+                }
             }
         }
     }

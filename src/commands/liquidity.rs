@@ -50,10 +50,11 @@ impl<N: Lightningd> Rebalancer<N> {
                 v["destination"] = json!(graph.node_id(e.destination));
             }
             if let Some(cap) = capacity {
-                let b = model.bounds(cd, cap, now, cfg.half_life_secs);
+                let (b, weight) = model.bounds(cd, cap, now, cfg.half_life_secs);
                 v["capacity_msat"] = json!(cap);
                 v["min_msat"] = json!(b.min_msat);
                 v["max_msat"] = json!(b.max_msat);
+                v["weight"] = json!((weight * 1000.0).round() / 1000.0);
                 let p = |share: u64| {
                     let amt = cap / 100 * share;
                     (model.probability(cd, amt, cap, now, &cfg) * 1000.0).round() / 1000.0
@@ -91,6 +92,7 @@ impl<N: Lightningd> Rebalancer<N> {
             "routing": format!("{:?}", self.config.routing).to_lowercase(),
             "prior": format!("{:?}", cfg.prior).to_lowercase(),
             "half_life_secs": cfg.half_life_secs,
+            "depleted_share": cfg.depleted(),
             "learned_channel_directions": n_chans,
             "learned_nodes": n_nodes,
             "model_bytes": model.heap_bytes(),

@@ -8,16 +8,21 @@
 //! For a channel direction of capacity `c`, the liquidity `L` it can forward lies in
 //! `[min_msat, max_msat]`. A `temporary_channel_failure` of `a` msat says `L < a`; a hop that
 //! forwarded `a` says `L >= a`; a success moves each hop's bounds by what it carried (down on
-//! the forward side, up on the reverse side). What we learned fades: after `t` seconds the
-//! bounds are `min * 2^(-t/h)` and `c - (c - max) * 2^(-t/h)` (as LDK's liquidity offsets do).
-//! Channels that answered `channel_disabled`/`unknown_next_peer`, and nodes that failed as a
-//! whole, are remembered with the time; the factor `1 - 2^(-t/h)` they put on a hop's
-//! probability fades them out the same way.
+//! the forward side, up on the reverse side). What we learned fades: `t` seconds later the
+//! learned bounds still hold with weight `w = 2^(-t/h)`, and with weight `1 - w` the channel
+//! is taken to have changed since and is priced by the prior alone:
+//! `P = w * P(L >= a | min <= L <= max) + (1 - w) * P_prior(L >= a)`. (LDK instead narrows the
+//! bounds' offsets by the same factor; on the simulation that forgets a failure too soon, see
+//! [`DEFAULT_MODEL`].) Channels that answered `channel_disabled`/`unknown_next_peer`, and
+//! nodes that failed as a whole, are remembered with the time; the factor `1 - 2^(-t/h)` they
+//! put on a hop's probability fades them out the same way.
 //!
-//! `P(L >= a | min <= L <= max)` comes from a prior over where liquidity sits: uniform, or
-//! [`Prior::Bimodal`], density proportional to `(x - 1/2)^2` of the capacity share, which puts
-//! the mass near the channel edges as measured on mainnet (LDK's default since 2023). The
-//! default is uniform: it did better on the simulation, see [`DEFAULT_MODEL`].
+//! The prior says where liquidity sits before anything is learned: uniform over the capacity,
+//! or [`Prior::Bimodal`], density proportional to `(x - 1/2)^2` of the capacity share, which
+//! puts the mass near the channel edges as measured on mainnet (LDK's default since 2023); and
+//! a share of channel directions ([`ModelConfig::depleted_ppm`]) that cannot forward even a
+//! small amount (drained, or left with only the channel reserve), whatever the amount. The
+//! default is uniform with 4% depleted: it did better on the simulation, see [`DEFAULT_MODEL`].
 
 use crate::core::graph::{EdgeIdx, FxBuildHasher, Graph, NodeIdx, Scid};
 use std::collections::HashMap;
@@ -78,9 +83,12 @@ impl std::str::FromStr for Prior {
 /// How beliefs fade and how much a unit of risk costs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ModelConfig {
-    /// Seconds after which half of what was learned is forgotten.
+    /// Seconds after which what was learned of a channel counts half.
     pub half_life_secs: u64,
     pub prior: Prior,
+    /// The prior's share, in millionths, of channel directions that cannot forward even a
+    /// small amount: `P_prior(L >= a) = (1 - depleted) * P_shape(a)`.
+    pub depleted_ppm: u32,
     /// Risk cost per bit of `-log2 P`: `risk_base_msat + amount * risk_ppm / 1e6`.
     pub risk_base_msat: u64,
     pub risk_ppm: u64,
@@ -108,7 +116,8 @@ pub struct ModelConfig {
 pub const DEFAULT_MODEL: ModelConfig = ModelConfig {
     half_life_secs: DEFAULT_HALF_LIFE_SECS,
     prior: Prior::Uniform,
-    risk_base_msat: 30_000,
+    depleted_ppm: 40_000,
+    risk_base_msat: 2_000,
     risk_ppm: 50,
 };
 
@@ -118,9 +127,24 @@ impl Default for ModelConfig {
     }
 }
 
-/// Default half-life: six hours (see [`DEFAULT_MODEL`] for the figures). LND uses an hour for
-/// its mission control, LDK six hours for its bounds.
-pub const DEFAULT_HALF_LIFE_SECS: u64 = 6 * 3600;
+impl ModelConfig {
+    /// The share of channel directions the prior takes for depleted, in `[0, 1]`.
+    pub fn depleted(&self) -> f64 {
+        f64::from(self.depleted_ppm.min(1_000_000)) * 1e-6
+    }
+
+    /// `P(L >= amount)` with nothing learned: the prior's shape over `[0, capacity]`, times
+    /// the share not depleted.
+    #[inline]
+    pub fn prior_probability(&self, amount_msat: u64, capacity_msat: u64) -> f64 {
+        (1.0 - self.depleted()) * prior_probability(self.prior, amount_msat, capacity_msat)
+    }
+}
+
+/// Default half-life: half an hour (see [`DEFAULT_MODEL`] for the figures). LND uses an hour
+/// for its mission control, LDK six hours for the offsets of its bounds (which fade faster
+/// than a weight on them does).
+pub const DEFAULT_HALF_LIFE_SECS: u64 = 1800;
 
 /// Below this a decay factor counts as "forgotten" (six half-lives): the entry can be pruned.
 const FORGOTTEN: f64 = 1.0 / 64.0;
@@ -148,19 +172,48 @@ impl Entry {
         failed_at: 0,
     };
 
-    /// The bounds decayed to `now`, clamped to the capacity.
+    /// The learned bounds, clamped to the capacity.
     #[inline]
-    fn decayed(&self, capacity_msat: u64, now: u64, half_life: u64) -> Bounds {
-        let f = decay(half_life, self.updated, now);
+    fn clamped(&self, capacity_msat: u64) -> Bounds {
         let max = self.max_msat.min(capacity_msat);
-        let min = self.min_msat.min(max);
-        // Above 2^53 msat an f64 can round up past the integer it came from: clamp, so the
-        // decayed bounds stay within the stored ones (min <= max <= capacity).
-        let forgotten = ((capacity_msat - max) as f64 * f).floor() as u64;
         Bounds {
-            min_msat: ((min as f64 * f).floor() as u64).min(min),
-            max_msat: capacity_msat - forgotten.min(capacity_msat - max),
+            min_msat: self.min_msat.min(max),
+            max_msat: max,
         }
+    }
+
+    /// How much the learned bounds still count at `now`: 1 when just learned, halving every
+    /// half-life.
+    #[inline]
+    fn weight(&self, now: u64, half_life: u64) -> f64 {
+        decay(half_life, self.updated, now)
+    }
+
+    /// `P(L >= amount)` at `now`: the learned bounds with their weight, the prior with the
+    /// rest (not counting a remembered `failed_at`).
+    #[inline]
+    fn probability(
+        &self,
+        config: &ModelConfig,
+        amount_msat: u64,
+        capacity_msat: u64,
+        now: u64,
+    ) -> f64 {
+        if self.min_msat == 0 && self.max_msat == u64::MAX {
+            // Only a `failed_at`: no bounds were learned.
+            return config.prior_probability(amount_msat, capacity_msat);
+        }
+        let w = self.weight(now, config.half_life_secs);
+        let learned = success_probability(
+            config.prior,
+            amount_msat,
+            self.clamped(capacity_msat),
+            capacity_msat,
+        );
+        if w >= 1.0 {
+            return learned;
+        }
+        w * learned + (1.0 - w) * config.prior_probability(amount_msat, capacity_msat)
     }
 }
 
@@ -387,18 +440,29 @@ impl Liquidity {
         }
     }
 
-    /// What we know of `cd` now: `[0, capacity]` if nothing.
-    pub fn bounds(&self, cd: ChanDir, capacity_msat: u64, now: u64, half_life: u64) -> Bounds {
+    /// What was learned of `cd` (`[0, capacity]` if nothing) and how much it still counts at
+    /// `now` (0 if nothing was learned).
+    pub fn bounds(
+        &self,
+        cd: ChanDir,
+        capacity_msat: u64,
+        now: u64,
+        half_life: u64,
+    ) -> (Bounds, f64) {
         match self.entries.get(&cd) {
-            Some(e) => e.decayed(capacity_msat, now, half_life),
-            None => Bounds {
-                min_msat: 0,
-                max_msat: capacity_msat,
-            },
+            Some(e) => (e.clamped(capacity_msat), e.weight(now, half_life)),
+            None => (
+                Bounds {
+                    min_msat: 0,
+                    max_msat: capacity_msat,
+                },
+                0.0,
+            ),
         }
     }
 
-    /// Sets new bounds for `cd` from the decayed old ones.
+    /// Sets new bounds for `cd` from the old ones, or from `[0, capacity]` when the old ones
+    /// count less than half: a channel more likely changed since than not.
     fn update(
         &mut self,
         cd: ChanDir,
@@ -407,7 +471,13 @@ impl Liquidity {
         half_life: u64,
         f: impl FnOnce(Bounds) -> Bounds,
     ) {
-        let old = self.bounds(cd, capacity_msat, now, half_life);
+        let old = match self.bounds(cd, capacity_msat, now, half_life) {
+            (b, w) if w >= 0.5 => b,
+            _ => Bounds {
+                min_msat: 0,
+                max_msat: capacity_msat,
+            },
+        };
         let new = f(old);
         let e = self.entries.entry(cd).or_insert(Entry::UNKNOWN);
         e.min_msat = new.min_msat.min(capacity_msat);
@@ -529,12 +599,13 @@ impl Liquidity {
     ) -> f64 {
         let flying = self.in_flight.get(&cd).copied().unwrap_or(0);
         let amount = amount_msat.saturating_add(flying);
-        let b = self.bounds(cd, capacity_msat, now, config.half_life_secs);
-        let failed = self
-            .entries
-            .get(&cd)
-            .map_or(1.0, |e| recovered(config.half_life_secs, e.failed_at, now));
-        success_probability(config.prior, amount, b, capacity_msat) * failed
+        match self.entries.get(&cd) {
+            Some(e) => {
+                e.probability(config, amount, capacity_msat, now)
+                    * recovered(config.half_life_secs, e.failed_at, now)
+            }
+            None => config.prior_probability(amount, capacity_msat),
+        }
     }
 
     /// The factor a node's remembered failure puts on any hop out of it.
@@ -769,7 +840,7 @@ impl<'a> Reader<'a> {
 /// its edge index, so the search reads an array instead of hashing. Kept from one search to
 /// the next: before each it catches up with what changed in the model since the last (the
 /// model's change log), so a search costs the channels learned meanwhile, not the whole model
-/// nor the graph; bounds are decayed to the view's `now` when the search asks for them.
+/// nor the graph; what was learned is weighed at the view's `now` when the search asks.
 #[derive(Debug, Default)]
 pub struct Beliefs {
     /// Per edge: index into `known` + 1, or 0 for "nothing learned".
@@ -795,9 +866,11 @@ pub struct Beliefs {
     synced_model: u64,
     synced_gen: u64,
     synced_nodes: u64,
-    /// When the search is: bounds and failures are decayed to this.
+    /// When the search is: what was learned is weighed, and failures faded, to this.
     now: u64,
     pub config: ModelConfig,
+    /// `-log2(1 - depleted)` of `config`: the risk every edge the prior prices starts from.
+    depleted_bits: f64,
 }
 
 /// `resolved`'s value for a channel direction the graph does not have.
@@ -870,6 +943,7 @@ impl Beliefs {
     /// Every learned channel direction anew.
     fn rebuild_all(&mut self, graph: &Graph, model: &Liquidity, config: ModelConfig) {
         self.config = config;
+        self.depleted_bits = -(1.0 - config.depleted()).log2();
         if self.slot.len() != graph.edge_count() {
             self.slot = vec![0; graph.edge_count()];
             self.touched.clear();
@@ -1003,7 +1077,7 @@ impl Beliefs {
             // An edge nothing is known of, its risk straight from the share of the capacity
             // the amount takes (no log2 call while that share is small).
             return uniform_prior_bits(amount_msat, capacity_msat)
-                .map(|bits| risk_from_bits(&self.config, amount_msat, bits));
+                .map(|bits| risk_from_bits(&self.config, amount_msat, bits + self.depleted_bits));
         }
         self.learned_risk_msat(slot, node as f64, amount_msat, capacity_msat)
     }
@@ -1019,14 +1093,13 @@ impl Beliefs {
         capacity_msat: u64,
     ) -> Option<u64> {
         let p = if slot == 0 {
-            prior_probability(self.config.prior, amount_msat, capacity_msat)
+            self.config.prior_probability(amount_msat, capacity_msat)
         } else {
             let k = &self.known[slot as usize - 1];
-            let hl = self.config.half_life_secs;
             let amount = amount_msat.saturating_add(k.in_flight_msat);
-            let bounds = k.entry.decayed(capacity_msat, self.now, hl);
-            success_probability(self.config.prior, amount, bounds, capacity_msat)
-                * recovered(hl, k.entry.failed_at, self.now)
+            k.entry
+                .probability(&self.config, amount, capacity_msat, self.now)
+                * recovered(self.config.half_life_secs, k.entry.failed_at, self.now)
         };
         risk_msat(&self.config, amount_msat, p * node)
     }
@@ -1044,7 +1117,8 @@ impl Beliefs {
     }
 }
 
-/// `P(L >= amount)` with nothing learned: the prior alone over `[0, capacity]`.
+/// `P(L >= amount)` under the prior's shape alone over `[0, capacity]` (no depleted share:
+/// [`ModelConfig::prior_probability`] adds it).
 #[inline]
 pub fn prior_probability(prior: Prior, amount_msat: u64, capacity_msat: u64) -> f64 {
     if amount_msat > capacity_msat || capacity_msat == 0 {
@@ -1204,7 +1278,7 @@ mod tests {
                 let mut l = Liquidity::new();
                 l.exact(cd(1), amount, cap, 0);
                 for now in [0, H / 2, H, 100 * H] {
-                    let b = l.bounds(cd(1), cap, now, H);
+                    let (b, _) = l.bounds(cd(1), cap, now, H);
                     assert!(
                         b.min_msat <= b.max_msat && b.max_msat <= cap,
                         "{cap} {now} {b:?}"
@@ -1258,13 +1332,16 @@ mod tests {
         l.failed(cd(1), 400_000_000, C, 100, H);
         assert_eq!(
             l.bounds(cd(1), C, 100, H),
-            Bounds {
-                min_msat: 0,
-                max_msat: 399_999_999
-            }
+            (
+                Bounds {
+                    min_msat: 0,
+                    max_msat: 399_999_999
+                },
+                1.0
+            )
         );
         l.forwarded(cd(1), 100_000_000, C, 100, H);
-        assert_eq!(l.bounds(cd(1), C, 100, H).min_msat, 100_000_000);
+        assert_eq!(l.bounds(cd(1), C, 100, H).0.min_msat, 100_000_000);
         let c = ModelConfig {
             prior: Prior::Uniform,
             ..ModelConfig::default()
@@ -1276,7 +1353,7 @@ mod tests {
         // A forward above the upper bound means the bound is out of date.
         l.forwarded(cd(1), 500_000_000, C, 100, H);
         assert_eq!(
-            l.bounds(cd(1), C, 100, H),
+            l.bounds(cd(1), C, 100, H).0,
             Bounds {
                 min_msat: 500_000_000,
                 max_msat: C
@@ -1285,7 +1362,7 @@ mod tests {
         // A failure below the lower bound likewise.
         l.failed(cd(1), 200_000_000, C, 100, H);
         assert_eq!(
-            l.bounds(cd(1), C, 100, H),
+            l.bounds(cd(1), C, 100, H).0,
             Bounds {
                 min_msat: 0,
                 max_msat: 199_999_999
@@ -1294,20 +1371,85 @@ mod tests {
     }
 
     #[test]
-    fn bounds_fade_with_the_half_life() {
+    fn learned_bounds_lose_weight_with_the_half_life() {
+        let c = ModelConfig {
+            half_life_secs: H,
+            prior: Prior::Uniform,
+            depleted_ppm: 40_000,
+            ..ModelConfig::default()
+        };
+        let learned = Bounds {
+            min_msat: 100_000_000,
+            max_msat: 200_000_000,
+        };
         let mut l = Liquidity::new();
         l.failed(cd(1), 200_000_001, C, 1000, H); // max 200M
         l.forwarded(cd(1), 100_000_000, C, 1000, H); // min 100M
-        let b = l.bounds(cd(1), C, 1000 + H, H);
-        assert_eq!(b.min_msat, 50_000_000);
-        assert_eq!(b.max_msat, C - 400_000_000); // 800M missing, half remembered
-        let b = l.bounds(cd(1), C, 1000 + 2 * H, H);
-        assert_eq!(b.min_msat, 25_000_000);
-        assert_eq!(b.max_msat, C - 200_000_000);
+        // The bounds stay what was learned; their weight halves every half-life.
+        assert_eq!(l.bounds(cd(1), C, 1000 + H, H), (learned, 0.5));
+        assert_eq!(l.bounds(cd(1), C, 1000 + 2 * H, H), (learned, 0.25));
         // Time going backwards (a clock step) counts as no time.
-        assert_eq!(l.bounds(cd(1), C, 0, H).min_msat, 100_000_000);
-        l.prune(1000 + 7 * H, H, 100);
+        assert_eq!(l.bounds(cd(1), C, 0, H), (learned, 1.0));
+        // P(150M): half the learned bounds' 1/2, half the prior's 0.96 * 0.85.
+        let in_bounds = 50_000_001.0 / 100_000_001.0;
+        let p = l.probability(cd(1), 150_000_000, C, 1000 + H, &c);
+        assert!(
+            (p - (0.5 * in_bounds + 0.5 * 0.96 * 0.85)).abs() < 1e-9,
+            "{p}"
+        );
+        let p = l.probability(cd(1), 150_000_000, C, 1000 + 2 * H, &c);
+        assert!(
+            (p - (0.25 * in_bounds + 0.75 * 0.96 * 0.85)).abs() < 1e-9,
+            "{p}"
+        );
+        // Above the learned max: only the prior's share is left.
+        let p = l.probability(cd(1), 300_000_000, C, 1000 + H, &c);
+        assert!((p - 0.5 * 0.96 * 0.7).abs() < 1e-9, "{p}");
+        // Something learned while the old bounds still count at least half narrows them...
+        let mut fresh = l.clone();
+        fresh.forwarded(cd(1), 50_000_000, C, 1000 + H, H);
+        assert_eq!(fresh.bounds(cd(1), C, 1000 + H, H), (learned, 1.0));
+        // ...but once they count less, the channel has more likely changed: start over.
+        l.forwarded(cd(1), 50_000_000, C, 1000 + 2 * H, H);
+        assert_eq!(
+            l.bounds(cd(1), C, 1000 + 2 * H, H),
+            (
+                Bounds {
+                    min_msat: 50_000_000,
+                    max_msat: C
+                },
+                1.0
+            )
+        );
+        l.prune(1000 + 9 * H, H, 100);
         assert!(l.is_empty(), "faded entries are pruned");
+    }
+
+    #[test]
+    fn the_prior_takes_a_share_for_depleted_channels() {
+        let c = ModelConfig {
+            prior: Prior::Uniform,
+            depleted_ppm: 40_000,
+            ..ModelConfig::default()
+        };
+        let l = Liquidity::new();
+        let p = l.probability(cd(1), C / 10, C, 0, &c);
+        assert!((p - 0.96 * 0.9).abs() < 1e-9, "{p}");
+        // Even a tiny amount risks the depleted share: -log2(0.96) = 0.0589 bits.
+        let g = chain(2);
+        let mut view = Beliefs::default();
+        view.rebuild(&g, &l, 0, c);
+        let risk = view.risk_msat(0, 0, 1, C).unwrap();
+        let per_bit = c.risk_base_msat as f64 + 50e-6;
+        let bits = -(0.96f64).log2() + 1e-9 / std::f64::consts::LN_2;
+        assert!((bits - 0.0589).abs() < 1e-4);
+        assert_eq!(risk, (bits * per_bit).round() as u64, "{risk}");
+        let none = ModelConfig {
+            depleted_ppm: 0,
+            ..c
+        };
+        view.rebuild(&g, &l, 0, none);
+        assert_eq!(view.risk_msat(0, 0, 1, C), Some(0));
     }
 
     #[test]
@@ -1315,14 +1457,14 @@ mod tests {
         let mut l = Liquidity::new();
         l.settled(cd(1), 300_000_000, C, 10, H);
         assert_eq!(
-            l.bounds(cd(1), C, 10, H),
+            l.bounds(cd(1), C, 10, H).0,
             Bounds {
                 min_msat: 0,
                 max_msat: 700_000_000
             }
         );
         assert_eq!(
-            l.bounds(cd(1).reverse(), C, 10, H),
+            l.bounds(cd(1).reverse(), C, 10, H).0,
             Bounds {
                 min_msat: 300_000_000,
                 max_msat: C
@@ -1340,7 +1482,7 @@ mod tests {
         l.channel_failed(cd(2), 50);
         assert_eq!(l.probability(cd(2), 1, C, 50, &c), 0.0);
         let p = l.probability(cd(2), 1, C, 50 + H, &c);
-        assert!((p - 0.5).abs() < 1e-6, "{p}");
+        assert!((p - 0.5 * c.prior_probability(1, C)).abs() < 1e-9, "{p}");
         l.node_failed("02aa", 50);
         assert_eq!(l.node_factor("02aa", 50, H), 0.0);
         assert!((l.node_factor("02aa", 50 + 2 * H, H) - 0.75).abs() < 1e-9);

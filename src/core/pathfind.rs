@@ -503,12 +503,12 @@ pub(crate) mod tests {
         beliefs.rebuild(&g, &model, 1000 + 20 * cfg.half_life_secs, cfg);
         let p = find_path_with(&g, &q, &none, &beliefs, &mut s).unwrap();
         assert_eq!(names(&g, &p), ["a", "x", "d"]);
-        // Known to hold at most a bit more than the amount: likely to fail, and the risk cost
-        // (several bits at 35 sat each) outweighs the 40 sat saved.
+        // Known to hold at most 1% more than the amount: likely to fail (P = 1/101), and the
+        // risk cost (6.7 bits at 7 sat each) outweighs the 40 sat saved.
         let mut model = Liquidity::new();
         model.failed(
             x_to_d,
-            q.deliver_msat + q.deliver_msat / 20,
+            q.deliver_msat + q.deliver_msat / 100,
             cap,
             1000,
             cfg.half_life_secs,
