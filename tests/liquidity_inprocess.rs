@@ -208,3 +208,77 @@ async fn a_corrupt_or_foreign_saved_model_is_ignored() {
         assert!(saved[0].hex.as_ref().unwrap().starts_with("43524c5101"));
     }
 }
+
+/// lightningd forwards non-strictly: asked for one of two channels to the same peer at the
+/// same fees, alice sends over whichever has more. Both drained, the first attempt fails at
+/// one of them, and the failure is learned for both: the retry in the same call does not try
+/// the other, and the model bounds both.
+#[tokio::test]
+async fn a_failure_teaches_the_parallel_channel_at_the_same_fees_too() {
+    const PARALLEL: &str = "700107x1x0";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("plugin-tests/standin/networks/demo.json");
+    let mut file: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let twin = file["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["short_channel_id"] == "700101x7x1")
+        .cloned()
+        .unwrap();
+    let mut added = twin.clone();
+    added["short_channel_id"] = json!(PARALLEL);
+    added["capacity_sat"] = json!(3_000_000);
+    added["node1_msat"] = json!(1_500_000_000u64);
+    file["channels"].as_array_mut().unwrap().push(added);
+    let mut net = cln_standin::simnet::Network::from_json_str(&file.to_string()).unwrap();
+    net.hooks.invoice_payment = true;
+    let (r, node) = rebalancer(net, Config::default());
+    let alice = node.call("listnodes", json!({})).unwrap()["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["alias"] == "alice")
+        .unwrap()["nodeid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for scid in ["700101x7x1", PARALLEL] {
+        node.call(
+            "dev-drain",
+            json!({"short_channel_id": scid, "node": alice}),
+        )
+        .unwrap();
+    }
+    let v = r
+        .rebalance(req(ALICE_BIG, CAROL, 100_000_000))
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "complete", "{v}");
+    assert_eq!(
+        v["attempts"], 2,
+        "one failure at alice -> carol, then elsewhere: {v}"
+    );
+    assert!(
+        !routed_through(&v, "700101x7x1") && !routed_through(&v, PARALLEL),
+        "{v}"
+    );
+    for scid in ["700101x7x1", PARALLEL] {
+        let l = r
+            .liquidity_report(LiquidityParams {
+                short_channel_id: Some(scid.parse().unwrap()),
+                reset: false,
+            })
+            .await
+            .unwrap();
+        let from_alice = l["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["source"] == alice.as_str())
+            .cloned()
+            .unwrap_or_else(|| panic!("{l}"));
+        // 100k sat plus carol's fee for the last hop (500 msat + 100 ppm), less 1.
+        assert_eq!(from_alice["learned_max_msat"], 100_010_499, "{scid}: {l}");
+    }
+}

@@ -1038,9 +1038,15 @@ impl<N: Lightningd> Rebalancer<N> {
                 m.node_failed(&n, now);
             }
         } else if failcode == TEMPORARY_CHANNEL_FAILURE {
-            if let Some(c) = cap(h) {
-                let asked = h.amount_msat.saturating_add(m.in_flight_msat(cd));
-                m.failed(cd, asked, c, now, hl);
+            if let Some(e) = s.graph.edge_by_scid(h.short_channel_id, h.direction) {
+                // Forwarding is non-strict: the node had none of its parallel channels to the
+                // next peer at these fees able to carry it either.
+                for e in std::iter::once(e).chain(s.graph.parallel_to(e)) {
+                    let edge = s.graph.edge(e);
+                    let cd = ChanDir::new(edge.short_channel_id, edge.direction);
+                    let asked = h.amount_msat.saturating_add(m.in_flight_msat(cd));
+                    m.failed(cd, asked, s.graph.edge_capacity_msat(e), now, hl);
+                }
             }
         } else if failcode == CHANNEL_DISABLED || failcode & PERM != 0 {
             m.channel_failed(cd, now);
@@ -1490,8 +1496,11 @@ impl Plan {
                     .find(|h| h.short_channel_id == graph.edge(e).short_channel_id)
                     .map(|h| h.amount_msat)
                     .unwrap_or(0);
-                let limit = self.exclude.max_amount_msat.entry(e).or_insert(u64::MAX);
-                *limit = (*limit).min(carried);
+                // Its parallel channels at the same fees failed with it (non-strict forwarding).
+                for e in std::iter::once(e).chain(graph.parallel_to(e)) {
+                    let limit = self.exclude.max_amount_msat.entry(e).or_insert(u64::MAX);
+                    *limit = (*limit).min(carried);
+                }
             }
             (false, Some(e)) => {
                 self.exclude.edges.insert(e);

@@ -224,6 +224,10 @@ pub struct Graph {
     only_in: Vec<NodeIdx>,
     /// `(scid, direction, edge)`, sorted.
     by_scid: Vec<(Scid, u8, EdgeIdx)>,
+    /// `(edge, next)`, sorted by edge: the active edges with a parallel one (same source,
+    /// destination and fees), each pointing at the next of its group in a ring. See
+    /// [`Graph::parallel_next`].
+    parallel: Vec<(EdgeIdx, EdgeIdx)>,
     /// Unique to this graph among those built by this process (see [`Graph::id`]).
     id: u64,
 }
@@ -448,6 +452,34 @@ impl Graph {
         }
     }
 
+    /// The next active edge with the same source, destination and fees as active edge `idx`
+    /// (a ring: following it comes back to `idx`), or `None` if it has none. lightningd (and
+    /// LND) forward non-strictly: an HTLC asked of one channel leaves over whichever of those
+    /// to the same peer, at the same fees, has the most spendable, so such a hop fails only
+    /// when all of them lack the amount.
+    pub fn parallel_next(&self, idx: EdgeIdx) -> Option<EdgeIdx> {
+        self.parallel
+            .binary_search_by_key(&idx, |&(e, _)| e)
+            .ok()
+            .map(|i| self.parallel[i].1)
+    }
+
+    /// The other edges of `idx`'s parallel group (see [`Graph::parallel_next`]).
+    pub fn parallel_to(&self, idx: EdgeIdx) -> impl Iterator<Item = EdgeIdx> + '_ {
+        let mut at = self.parallel_next(idx);
+        std::iter::from_fn(move || {
+            let e = at.filter(|&e| e != idx)?;
+            at = self.parallel_next(e);
+            Some(e)
+        })
+        .take(self.parallel.len())
+    }
+
+    /// Every `(edge, next)` of [`Graph::parallel_next`], sorted by edge.
+    pub fn parallel_edges(&self) -> &[(EdgeIdx, EdgeIdx)] {
+        &self.parallel
+    }
+
     /// Approximate heap bytes held, for the benchmark's memory report.
     pub fn heap_bytes(&self) -> usize {
         // A hashbrown table holds its capacity rounded up to a power of two (in 8/7 load),
@@ -469,6 +501,7 @@ impl Graph {
                 + self.only_in.capacity())
                 * 4
             + self.by_scid.capacity() * std::mem::size_of::<(Scid, u8, EdgeIdx)>()
+            + self.parallel.capacity() * std::mem::size_of::<(EdgeIdx, EdgeIdx)>()
     }
 }
 
@@ -632,6 +665,7 @@ impl GraphBuilder {
             .map(|(i, e)| (e.short_channel_id, e.direction, i as EdgeIdx))
             .collect();
         by_scid.sort_unstable();
+        let parallel = parallel_rings(&edges);
         let mut node_ids = self.node_ids;
         node_ids.shrink_to_fit();
         Graph {
@@ -645,9 +679,40 @@ impl GraphBuilder {
             capacity,
             only_in,
             by_scid,
+            parallel,
             id: NEXT_GRAPH_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
+}
+
+/// [`Graph::parallel`] of `edges`: groups of two or more active edges with the same source,
+/// destination and fees, each group linked into a ring.
+fn parallel_rings(edges: &[Edge]) -> Vec<(EdgeIdx, EdgeIdx)> {
+    let key = |i: EdgeIdx| {
+        let e = &edges[i as usize];
+        (
+            e.destination,
+            e.source,
+            e.policy.base_fee_millisatoshi,
+            e.policy.fee_per_millionth,
+        )
+    };
+    let mut active: Vec<EdgeIdx> = (0..edges.len() as EdgeIdx)
+        .filter(|&i| edges[i as usize].active)
+        .collect();
+    // Edges are laid out by destination already: a stable sort keeps each group in index order.
+    active.sort_by_key(|&i| key(i));
+    let mut rings = Vec::new();
+    for group in active.chunk_by(|&a, &b| key(a) == key(b)) {
+        if group.len() > 1 {
+            for (k, &e) in group.iter().enumerate() {
+                rings.push((e, group[(k + 1) % group.len()]));
+            }
+        }
+    }
+    rings.sort_unstable();
+    rings.shrink_to_fit();
+    rings
 }
 
 /// No fee, a one-block delay, no htlc limits (for the core's tests).
@@ -684,6 +749,42 @@ mod tests {
         ] {
             assert!(bad.parse::<Scid>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn parallel_edges_at_the_same_fees_form_rings() {
+        let mut b = GraphBuilder::default();
+        let free = free_policy();
+        let dear = Policy {
+            fee_per_millionth: 10,
+            ..free
+        };
+        // a -> b: three at the same fees, one dearer, one inactive; b -> a: one; a -> c: one.
+        for (n, active, policy) in [(1, true, free), (2, true, free), (3, true, free)] {
+            b.add("a", "b", Scid(n << 40), 0, active, 1000, policy);
+        }
+        b.add("a", "b", Scid(4 << 40), 0, true, 1000, dear);
+        b.add("a", "b", Scid(5 << 40), 0, false, 1000, free);
+        b.add("b", "a", Scid(1 << 40), 1, true, 1000, free);
+        b.add("a", "c", Scid(6 << 40), 0, true, 1000, free);
+        let g = b.build();
+        let e = |n: u64, d: u8| g.edge_by_scid(Scid(n << 40), d).unwrap();
+        let group = |n: u64| {
+            let mut v: Vec<u64> = g
+                .parallel_to(e(n, 0))
+                .map(|i| g.edge(i).short_channel_id.0 >> 40)
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(group(1), [2, 3]);
+        assert_eq!(group(2), [1, 3]);
+        assert_eq!(group(3), [1, 2]);
+        for lone in [4, 5, 6] {
+            assert!(group(lone).is_empty(), "{lone}");
+        }
+        assert_eq!(g.parallel_next(e(1, 1)), None);
+        assert_eq!(g.parallel_edges().len(), 3);
     }
 
     #[test]
