@@ -47,7 +47,7 @@ const OPT_ROUTING: DefaultStringConfigOption = ConfigOption::new_str_with_defaul
 const OPT_HALF_LIFE: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
     "rebalance-liquidity-half-life",
     cln_rebalance::core::liquidity::DEFAULT_HALF_LIFE_SECS as i64,
-    "Seconds after which half of what was learned about a channel's liquidity is forgotten",
+    "Seconds after which what was learned about a channel's liquidity counts half",
 );
 const OPT_PRIOR: DefaultStringConfigOption = ConfigOption::new_str_with_default(
     "rebalance-liquidity-prior",

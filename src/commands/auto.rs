@@ -174,9 +174,11 @@ fn halves(e: &RpcFailure) -> bool {
     !first_route_too_dear
 }
 
-/// How long a channel a job gave up on stays out of jobs: the liquidity model's half-life, over
-/// which what made it hopeless (routes, fees, balances) has likely changed.
-pub const REST_SECS: u64 = crate::core::liquidity::DEFAULT_HALF_LIFE_SECS;
+/// How long a channel a job gave up on stays out of jobs: six hours, over which what made it
+/// hopeless (routes, fees, balances) has likely changed. (It was the liquidity model's
+/// half-life until that became half an hour: a schedule every few minutes would fail the same
+/// channel again and again.)
+pub const REST_SECS: u64 = 6 * 3600;
 
 /// How long a finished move may take to settle on our channels before the job goes on.
 const SETTLE_WAIT: Duration = Duration::from_secs(10);
