@@ -37,7 +37,7 @@
 //! Usage: `cargo bench --bench sim -- [--seeds 11,12,13,14,15,16] [--dist bimodal|uniform] [--traffic 0.02]
 //! [--flaky 0.02] [--amounts 100000,1000000] [--rebalances 200] [--interval 60] [--hop-ms 1000]
 //! [--retry-for 60] [--maxfeeppm 1000] [--exemptfee 5000] [--half-life 1800]
-//! [--prior bimodal|uniform] [--depleted 0.04] [--risk-base 2000] [--risk-ppm 50]
+//! [--prior bimodal|uniform] [--depleted 0.04] [--risk-base 2000] [--risk-ppm 100]
 //! [--strategies fee,nomem,mem]
 //! [--graph-max-age 3600] [--us NODE_ID]`. Tune on [`TUNING_SEEDS`]; report on others.
 

@@ -105,29 +105,31 @@ pub struct ModelConfig {
 /// - A depleted share of 4% (what those small-amount failures measured; a bimodal world with
 ///   channel reserves has about that much mass at nothing): every unknown hop risks
 ///   `-log2 0.96` = 0.06 bits whatever the amount, so the search pays for hop count itself and
-///   the weight per bit can drop. At 2 sat + 50 ppm per bit (7 sat at 100k): 81.9% / 1.24 /
-///   1.16x; 0 sat + 50 ppm 80.1% / 1.28 / 1.12x; 5 sat + 50 ppm 81.2% / 1.25 / 1.22x; 10 sat +
-///   50 ppm 81.5% / 1.25 / 1.38x; 30 sat + 50 ppm 84.9% / 1.19 / 1.91x; 2 sat + 100 ppm 82.4%
-///   / 1.23 / 1.30x (but 1.67x at 1M sat, against 1.46x). Differences under a point of first
-///   attempt are noise between neighbouring settings; 2 sat + 50 ppm meets every target with
-///   the most room on the tightest. 6% depleted: 80.9% / 1.25 / 1.42x (2 sat + 100 ppm).
+///   the weight per bit can drop. At 2 sat + 100 ppm per bit (12 sat at 100k): 82.4% / 1.23 /
+///   1.30x; 2 sat + 50 ppm 81.9% / 1.24 / 1.16x; 2 sat + 75 ppm 80.7% / 1.25 / 1.22x; 0 sat +
+///   50 ppm 80.1% / 1.28 / 1.12x; 5 sat + 50 ppm 81.2% / 1.25 / 1.22x; 5 sat + 100 ppm 81.5% /
+///   1.25 / 1.38x; 15 sat + 50 ppm 82.8% / 1.23 / 1.52x; 30 sat + 50 ppm 84.9% / 1.19 / 1.91x.
+///   Differences under a point of first attempt are noise between neighbouring settings; 2
+///   sat + 100 ppm meets every target with the most room on the tightest (first attempt, 3%
+///   above it), and at 1M sat takes 2.03 attempts (2 sat + 50 ppm: 2.12) for a fee p90 of
+///   1.67x (1.46x). 6% depleted: 80.9% / 1.25 / 1.42x.
 /// - A fading weight on the learned bounds (the prior takes the rest), not narrowing bounds:
 ///   narrowing let a failure look worth retrying within minutes once the weight per bit was
-///   low (same depleted share and weight, 6 h: 78.8% / 1.30 / 1.18x, 1 h: 71.7% / 1.43).
+///   low (same depleted share, 2 sat + 50 ppm, 6 h: 78.8% / 1.30 / 1.18x, 1 h: 71.7% / 1.43).
 /// - Half an hour: in this world 45% of the channels are redrawn within half an hour (2% a
 ///   minute), and a weight (unlike narrowed bounds) keeps a failure in full until it fades (15 min: 81.2% / 1.27 / 1.21x, 1 h:
 ///   81.5% / 1.25 / 1.53x at 2 sat + 100 ppm).
 /// - Uniform, not bimodal, although the world is bimodal: the bimodal prior (three times the
 ///   risk near an edge) pays for capacity share where paying for hop count works better
-///   (79.3% / 1.27 / 1.21x with the same depleted share and weight, 78.0% without it).
-/// - At 1M sat the same defaults: 52.5% first attempt, 2.12 attempts, fee p90 1.46x (the old
-///   ones 52.3%, 2.14, 2.00x).
+///   (79.3% / 1.27 / 1.21x with the same depleted share at 2 sat + 50 ppm, 78.0% without it).
+/// - At 1M sat the defaults: 55.4% first attempt, 2.03 attempts, fee p90 1.67x (the old ones
+///   52.3%, 2.14, 2.00x).
 pub const DEFAULT_MODEL: ModelConfig = ModelConfig {
     half_life_secs: DEFAULT_HALF_LIFE_SECS,
     prior: Prior::Uniform,
     depleted_ppm: 40_000,
     risk_base_msat: 2_000,
-    risk_ppm: 50,
+    risk_ppm: 100,
 };
 
 impl Default for ModelConfig {
@@ -1449,7 +1451,7 @@ mod tests {
         let mut view = Beliefs::default();
         view.rebuild(&g, &l, 0, c);
         let risk = view.risk_msat(0, 0, 1, C).unwrap();
-        let per_bit = c.risk_base_msat as f64 + 50e-6;
+        let per_bit = c.risk_base_msat as f64 + c.risk_ppm as f64 * 1e-6;
         let bits = -(0.96f64).log2() + 1e-9 / std::f64::consts::LN_2;
         assert!((bits - 0.0589).abs() < 1e-4);
         assert_eq!(risk, (bits * per_bit).round() as u64, "{risk}");

@@ -504,7 +504,7 @@ pub(crate) mod tests {
         let p = find_path_with(&g, &q, &none, &beliefs, &mut s).unwrap();
         assert_eq!(names(&g, &p), ["a", "x", "d"]);
         // Known to hold at most 1% more than the amount: likely to fail (P = 1/101), and the
-        // risk cost (6.7 bits at 7 sat each) outweighs the 40 sat saved.
+        // risk cost (6.7 bits at 12 sat each) outweighs the 40 sat saved.
         let mut model = Liquidity::new();
         model.failed(
             x_to_d,
