@@ -665,7 +665,7 @@ impl GraphBuilder {
             .map(|(i, e)| (e.short_channel_id, e.direction, i as EdgeIdx))
             .collect();
         by_scid.sort_unstable();
-        let parallel = parallel_rings(&edges);
+        let parallel = parallel_rings(&edges, &in_start, &in_active_end);
         let mut node_ids = self.node_ids;
         node_ids.shrink_to_fit();
         Graph {
@@ -685,28 +685,37 @@ impl GraphBuilder {
     }
 }
 
-/// [`Graph::parallel`] of `edges`: groups of two or more active edges with the same source,
+/// [`Graph::parallel`] of `edges` (laid out by destination, the active edges into `v` at
+/// `in_start[v]..in_active_end[v]`): groups of two or more active edges with the same source,
 /// destination and fees, each group linked into a ring.
-fn parallel_rings(edges: &[Edge]) -> Vec<(EdgeIdx, EdgeIdx)> {
-    let key = |i: EdgeIdx| {
-        let e = &edges[i as usize];
+fn parallel_rings(
+    edges: &[Edge],
+    in_start: &[u32],
+    in_active_end: &[u32],
+) -> Vec<(EdgeIdx, EdgeIdx)> {
+    let key = |i: &EdgeIdx| {
+        let e = &edges[*i as usize];
         (
-            e.destination,
             e.source,
             e.policy.base_fee_millisatoshi,
             e.policy.fee_per_millionth,
         )
     };
-    let mut active: Vec<EdgeIdx> = (0..edges.len() as EdgeIdx)
-        .filter(|&i| edges[i as usize].active)
-        .collect();
-    // Edges are laid out by destination already: a stable sort keeps each group in index order.
-    active.sort_by_key(|&i| key(i));
     let mut rings = Vec::new();
-    for group in active.chunk_by(|&a, &b| key(a) == key(b)) {
-        if group.len() > 1 {
-            for (k, &e) in group.iter().enumerate() {
-                rings.push((e, group[(k + 1) % group.len()]));
+    let mut into = Vec::new();
+    for (&start, &end) in in_start.iter().zip(in_active_end) {
+        if end - start < 2 {
+            continue;
+        }
+        into.clear();
+        into.extend(start..end);
+        // Stable: each group stays in index order.
+        into.sort_by_key(key);
+        for group in into.chunk_by(|a, b| key(a) == key(b)) {
+            if group.len() > 1 {
+                for (k, &e) in group.iter().enumerate() {
+                    rings.push((e, group[(k + 1) % group.len()]));
+                }
             }
         }
     }
