@@ -8,7 +8,7 @@ use cln_rebalance::commands::rebalance::{Config, Rebalancer, Routing};
 use cln_rebalance::lightningd::Lightningd;
 use cln_rebalance::lightningd::store::LIQUIDITY_KEY;
 use cln_rebalance::params::{LiquidityParams, RebalanceParams};
-use common::{SimNode, demo_network, rebalancer};
+use common::{SimNode, demo_network, demo_network_file, network_from, rebalancer};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -216,9 +216,7 @@ async fn a_corrupt_or_foreign_saved_model_is_ignored() {
 #[tokio::test]
 async fn a_failure_teaches_the_parallel_channel_at_the_same_fees_too() {
     const PARALLEL: &str = "700107x1x0";
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("plugin-tests/standin/networks/demo.json");
-    let mut file: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut file = demo_network_file();
     let twin = file["channels"]
         .as_array()
         .unwrap()
@@ -231,9 +229,7 @@ async fn a_failure_teaches_the_parallel_channel_at_the_same_fees_too() {
     added["capacity_sat"] = json!(3_000_000);
     added["node1_msat"] = json!(1_500_000_000u64);
     file["channels"].as_array_mut().unwrap().push(added);
-    let mut net = cln_standin::simnet::Network::from_json_str(&file.to_string()).unwrap();
-    net.hooks.invoice_payment = true;
-    let (r, node) = rebalancer(net, Config::default());
+    let (r, node) = rebalancer(network_from(&file), Config::default());
     let alice = node.call("listnodes", json!({})).unwrap()["nodes"]
         .as_array()
         .unwrap()

@@ -1041,7 +1041,7 @@ impl<N: Lightningd> Rebalancer<N> {
             if let Some(e) = s.graph.edge_by_scid(h.short_channel_id, h.direction) {
                 // Forwarding is non-strict: the node had none of its parallel channels to the
                 // next peer at these fees able to carry it either.
-                for e in std::iter::once(e).chain(s.graph.parallel_to(e)) {
+                for e in s.graph.parallel_group(e) {
                     let edge = s.graph.edge(e);
                     let cd = ChanDir::new(edge.short_channel_id, edge.direction);
                     let asked = h.amount_msat.saturating_add(m.in_flight_msat(cd));
@@ -1497,7 +1497,7 @@ impl Plan {
                     .map(|h| h.amount_msat)
                     .unwrap_or(0);
                 // Its parallel channels at the same fees failed with it (non-strict forwarding).
-                for e in std::iter::once(e).chain(graph.parallel_to(e)) {
+                for e in graph.parallel_group(e) {
                     let limit = self.exclude.max_amount_msat.entry(e).or_insert(u64::MAX);
                     *limit = (*limit).min(carried);
                 }

@@ -464,6 +464,11 @@ impl Graph {
             .map(|i| self.parallel[i].1)
     }
 
+    /// `idx` and the other edges of its parallel group: what a failure of `idx` tells of.
+    pub fn parallel_group(&self, idx: EdgeIdx) -> impl Iterator<Item = EdgeIdx> + '_ {
+        std::iter::once(idx).chain(self.parallel_to(idx))
+    }
+
     /// The other edges of `idx`'s parallel group (see [`Graph::parallel_next`]).
     pub fn parallel_to(&self, idx: EdgeIdx) -> impl Iterator<Item = EdgeIdx> + '_ {
         let mut at = self.parallel_next(idx);
@@ -476,7 +481,8 @@ impl Graph {
     }
 
     /// Every `(edge, next)` of [`Graph::parallel_next`], sorted by edge.
-    pub fn parallel_edges(&self) -> &[(EdgeIdx, EdgeIdx)] {
+    #[cfg(test)]
+    pub(crate) fn parallel_edges(&self) -> &[(EdgeIdx, EdgeIdx)] {
         &self.parallel
     }
 

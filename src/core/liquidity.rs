@@ -201,7 +201,7 @@ impl Entry {
     }
 
     /// `P(L >= amount)` at `now`: the learned bounds with their weight, the prior with the
-    /// rest (not counting a remembered `failed_at`).
+    /// rest, times what a remembered `failed_at` leaves.
     #[inline]
     fn probability(
         &self,
@@ -210,9 +210,10 @@ impl Entry {
         capacity_msat: u64,
         now: u64,
     ) -> f64 {
+        let failed = recovered(config.half_life_secs, self.failed_at, now);
         if self.min_msat == 0 && self.max_msat == u64::MAX {
             // Only a `failed_at`: no bounds were learned.
-            return config.prior_probability(amount_msat, capacity_msat);
+            return config.prior_probability(amount_msat, capacity_msat) * failed;
         }
         let w = self.weight(now, config.half_life_secs);
         let learned = success_probability(
@@ -222,9 +223,9 @@ impl Entry {
             capacity_msat,
         );
         if w >= 1.0 {
-            return learned;
+            return learned * failed;
         }
-        w * learned + (1.0 - w) * config.prior_probability(amount_msat, capacity_msat)
+        (w * learned + (1.0 - w) * config.prior_probability(amount_msat, capacity_msat)) * failed
     }
 }
 
@@ -611,10 +612,7 @@ impl Liquidity {
         let flying = self.in_flight.get(&cd).copied().unwrap_or(0);
         let amount = amount_msat.saturating_add(flying);
         match self.entries.get(&cd) {
-            Some(e) => {
-                e.probability(config, amount, capacity_msat, now)
-                    * recovered(config.half_life_secs, e.failed_at, now)
-            }
+            Some(e) => e.probability(config, amount, capacity_msat, now),
             None => config.prior_probability(amount, capacity_msat),
         }
     }
@@ -1110,7 +1108,6 @@ impl Beliefs {
             let amount = amount_msat.saturating_add(k.in_flight_msat);
             k.entry
                 .probability(&self.config, amount, capacity_msat, self.now)
-                * recovered(self.config.half_life_secs, k.entry.failed_at, self.now)
         };
         risk_msat(&self.config, amount_msat, p * node)
     }

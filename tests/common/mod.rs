@@ -360,12 +360,23 @@ pub fn assert_clean(node: &SimNode) {
 }
 
 /// The demo network shipped with the stand-in.
-pub fn demo_network() -> Network {
+/// The stand-in's demo network file, to change before loading it.
+pub fn demo_network_file() -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("plugin-tests/standin/networks/demo.json");
-    let mut net = Network::from_file(&path).expect("demo network loads");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("demo network file"))
+        .expect("demo network JSON")
+}
+
+/// `file` (a network file's JSON) as a network model, its `invoice_payment` hook on.
+pub fn network_from(file: &Value) -> Network {
+    let mut net = Network::from_json_str(&file.to_string()).expect("network loads");
     net.hooks.invoice_payment = true; // the plugin registers it
     net
+}
+
+pub fn demo_network() -> Network {
+    network_from(&demo_network_file())
 }
 
 /// A rebalancer over `net`, with its `invoice_payment` hook wired as lightningd would call it.
