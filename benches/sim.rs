@@ -32,7 +32,9 @@
 //! across rebalances). Printed per strategy: feasible tasks, success among them within
 //! `retry_for`, attempts per success, share solved within 1 / 3 / 10 attempts, fee paid over
 //! the oracle's, simulated time per rebalance, route search time (`take_search_times`), the
-//! model's memory; then the targets of issue 9, and the model of the whole graph.
+//! model's memory; the first attempt per seed and how much it varies between nodes (each seed
+//! is another "us": a six-node mean is only as good as its standard error); then the targets
+//! of issue 9, and the model of the whole graph.
 //!
 //! Usage: `cargo bench --bench sim -- [--seeds 11,12,13,14,15,16] [--dist bimodal|uniform] [--traffic 0.02]
 //! [--flaky 0.02] [--amounts 100000,1000000] [--rebalances 200] [--interval 60] [--hop-ms 1000]
@@ -162,6 +164,8 @@ impl Args {
 /// One task's outcome.
 #[derive(Debug, Clone)]
 struct Outcome {
+    /// The world's seed (each seed is another "us").
+    seed: u64,
     oracle_fee_msat: Option<u64>,
     paid_fee_msat: Option<u64>,
     attempts: usize,
@@ -274,6 +278,7 @@ impl Runner {
         let first_failure = first_failure(&self.node.net.lock().unwrap(), first_payment);
         match result {
             Ok(v) => Outcome {
+                seed: world.config.seed,
                 oracle_fee_msat,
                 paid_fee_msat: v["fee_msat"].as_u64(),
                 attempts: v["attempts"].as_u64().unwrap_or(0) as usize,
@@ -282,6 +287,7 @@ impl Runner {
                 first_failure,
             },
             Err(e) => Outcome {
+                seed: world.config.seed,
                 oracle_fee_msat,
                 paid_fee_msat: None,
                 attempts: e
@@ -363,6 +369,8 @@ struct Row {
     att_max: usize,
     within: [f64; 3],
     first_attempt: f64,
+    /// Share of feasible tasks solved on the first attempt, per seed.
+    first_by_seed: Vec<(u64, f64)>,
     fee_p50: f64,
     fee_p90: f64,
     zero_oracle: usize,
@@ -378,6 +386,31 @@ struct Row {
     first_failures: BTreeMap<&'static str, usize>,
     /// Solved tasks that paid over 1.5x the oracle: on the first attempt, after a failure.
     dear: (usize, usize),
+}
+
+/// Per seed, the share of its feasible tasks solved on the first attempt.
+fn first_by_seed(feasible: &[&Outcome]) -> Vec<(u64, f64)> {
+    let mut by: BTreeMap<u64, (usize, usize)> = BTreeMap::new();
+    for o in feasible {
+        let e = by.entry(o.seed).or_default();
+        e.0 += 1;
+        if o.paid_fee_msat.is_some() && o.attempts <= 1 {
+            e.1 += 1;
+        }
+    }
+    by.into_iter().map(|(k, (n, f))| (k, pct(f, n))).collect()
+}
+
+/// The standard deviation of `v` between seeds (points), and the standard error of their
+/// mean: how far another set of as many nodes could land from this one.
+fn spread(v: &[f64]) -> (f64, f64) {
+    if v.len() < 2 {
+        return (f64::NAN, f64::NAN);
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    (sd, sd / n.sqrt())
 }
 
 fn row(s: &Stats) -> Row {
@@ -474,6 +507,7 @@ fn row(s: &Stats) -> Row {
         att_max: att.last().copied().unwrap_or(0),
         within,
         first_attempt: within[0],
+        first_by_seed: first_by_seed(&feasible),
         fee_p50: q(&ratios, 0.5),
         fee_p90: q(&ratios, 0.9),
         excess_msat,
@@ -597,6 +631,19 @@ fn print_table(amount_sat: u64, a: &Args, stats: &BTreeMap<Strategy, Stats>) {
             r.first_failures.values().sum::<usize>(),
             first.join(", ")
         );
+        let shares: Vec<f64> = r.first_by_seed.iter().map(|&(_, x)| x).collect();
+        let (sd, se) = spread(&shares);
+        println!(
+            "  {:<17} first attempt by seed: {}; between nodes sd {sd:.1} points, so the mean of \
+             {} nodes +-{se:.1}",
+            "",
+            r.first_by_seed
+                .iter()
+                .map(|(k, x)| format!("{k} {x:.1}%"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            shares.len()
+        );
     }
     if let Some(m) = rows.get(&Strategy::Memory) {
         let fee_search = rows.get(&Strategy::Fee).map(|f| f.search_p50);
@@ -623,7 +670,12 @@ fn print_table(amount_sat: u64, a: &Args, stats: &BTreeMap<Strategy, Stats>) {
                 true,
             ),
             (
-                format!("first attempt >= 80%: {:.1}%", m.first_attempt),
+                format!(
+                    "first attempt >= 80%: {:.1}% (+-{:.1} between sets of {} nodes)",
+                    m.first_attempt,
+                    spread(&m.first_by_seed.iter().map(|&(_, x)| x).collect::<Vec<_>>()).1,
+                    m.first_by_seed.len()
+                ),
                 m.first_attempt >= 80.0,
                 small,
             ),
