@@ -371,6 +371,9 @@ struct Row {
     first_attempt: f64,
     /// Share of feasible tasks solved on the first attempt, per seed.
     first_by_seed: Vec<(u64, f64)>,
+    /// Of those shares: the standard deviation between seeds and the standard error of their
+    /// mean (see [`spread`]).
+    first_spread: (f64, f64),
     fee_p50: f64,
     fee_p90: f64,
     zero_oracle: usize,
@@ -482,6 +485,7 @@ fn row(s: &Stats) -> Row {
     }
     let mut reasons: Vec<(usize, String)> = reasons.into_iter().map(|(k, v)| (v, k)).collect();
     reasons.sort_unstable_by(|a, b| b.cmp(a));
+    let first_by_seed = first_by_seed(&feasible);
     let q = |v: &[f64], p| {
         if v.is_empty() {
             f64::NAN
@@ -507,7 +511,8 @@ fn row(s: &Stats) -> Row {
         att_max: att.last().copied().unwrap_or(0),
         within,
         first_attempt: within[0],
-        first_by_seed: first_by_seed(&feasible),
+        first_spread: spread(&first_by_seed.iter().map(|&(_, x)| x).collect::<Vec<_>>()),
+        first_by_seed,
         fee_p50: q(&ratios, 0.5),
         fee_p90: q(&ratios, 0.9),
         excess_msat,
@@ -631,8 +636,7 @@ fn print_table(amount_sat: u64, a: &Args, stats: &BTreeMap<Strategy, Stats>) {
             r.first_failures.values().sum::<usize>(),
             first.join(", ")
         );
-        let shares: Vec<f64> = r.first_by_seed.iter().map(|&(_, x)| x).collect();
-        let (sd, se) = spread(&shares);
+        let (sd, se) = r.first_spread;
         println!(
             "  {:<17} first attempt by seed: {}; between nodes sd {sd:.1} points, so the mean of \
              {} nodes +-{se:.1}",
@@ -642,7 +646,7 @@ fn print_table(amount_sat: u64, a: &Args, stats: &BTreeMap<Strategy, Stats>) {
                 .map(|(k, x)| format!("{k} {x:.1}%"))
                 .collect::<Vec<_>>()
                 .join(", "),
-            shares.len()
+            r.first_by_seed.len()
         );
     }
     if let Some(m) = rows.get(&Strategy::Memory) {
@@ -673,7 +677,7 @@ fn print_table(amount_sat: u64, a: &Args, stats: &BTreeMap<Strategy, Stats>) {
                 format!(
                     "first attempt >= 80%: {:.1}% (+-{:.1} between sets of {} nodes)",
                     m.first_attempt,
-                    spread(&m.first_by_seed.iter().map(|&(_, x)| x).collect::<Vec<_>>()).1,
+                    m.first_spread.1,
                     m.first_by_seed.len()
                 ),
                 m.first_attempt >= 80.0,

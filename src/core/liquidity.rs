@@ -116,9 +116,9 @@ pub struct ModelConfig {
 /// - A fading weight on the learned bounds (the prior takes the rest), not narrowing bounds:
 ///   narrowing let a failure look worth retrying within minutes once the weight per bit was
 ///   low (same depleted share, 2 sat + 50 ppm, 6 h: 78.8% / 1.30 / 1.18x, 1 h: 71.7% / 1.43).
-/// - Half an hour: in this world 45% of the channels are redrawn within half an hour (2% a
-///   minute), and a weight (unlike narrowed bounds) keeps a failure in full until it fades (15 min: 81.2% / 1.27 / 1.21x, 1 h:
-///   81.5% / 1.25 / 1.53x at 2 sat + 100 ppm).
+/// - Half an hour: in this world 45% of the channels are redrawn within half an hour (2% a minute),
+///   and a weight (unlike narrowed bounds) keeps a failure in full until it fades (15 min: 81.2% /
+///   1.27 / 1.21x, 1 h: 81.5% / 1.25 / 1.53x at 2 sat + 100 ppm).
 /// - Uniform, not bimodal, although the world is bimodal: the bimodal prior (three times the
 ///   risk near an edge) pays for capacity share where paying for hop count works better
 ///   (79.3% / 1.27 / 1.21x with the same depleted share at 2 sat + 50 ppm, 78.0% without it).

@@ -359,7 +359,6 @@ pub fn assert_clean(node: &SimNode) {
     assert_eq!(node.pending_htlcs(), 0, "HTLCs left in flight");
 }
 
-/// The demo network shipped with the stand-in.
 /// The stand-in's demo network file, to change before loading it.
 pub fn demo_network_file() -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -375,6 +374,7 @@ pub fn network_from(file: &Value) -> Network {
     net
 }
 
+/// The demo network shipped with the stand-in.
 pub fn demo_network() -> Network {
     network_from(&demo_network_file())
 }
