@@ -135,6 +135,15 @@ pub struct ModelConfig {
 ///   first attempts is what a higher weight per bit buys for the same rise in fees; tying the two
 ///   directions of a channel as LDK does (`L < a` one way bounding the other way from below): 82.5%
 ///   / 1.23 / 1.30x, no change, since routes seldom cross a channel back the way a failure taught.
+/// - A weight per bit scaled to each task's fee level (2 sat + k times the fee of the least-fee
+///   route within the cap, found by a search first), tried 2026-12-02: the fee p90 comes from
+///   tasks whose cheapest route costs a few sat (the p90 of what is paid above the oracle is
+///   1.3 sat), where 12 sat per bit is dear. In one run with the defaults' 82.4% / 1.23 / 1.30x,
+///   k = 1: 82.8% / 1.25 / 1.14x, k = 2: 83.0% / 1.23 / 1.23x, k = 4: 83.5% / 1.23 / 1.40x; with
+///   the bimodal prior (2% depleted, k = 1) 79.8% / 1.28 / 1.22x. Lower fees at the same first
+///   attempt, about a point more first attempt at the same fees; not taken, because the extra
+///   search per route (p50 0.72 -> 0.99 ms) breaks the search-time target of 1.5x the fee-only
+///   search, and fees are within their targets already.
 /// - How much of a figure is the node: the first attempt per seed ranges from 72% to 93% on the
 ///   tuning seeds (sd 7.2 points between nodes), so the mean of six nodes carries about +-3 points;
 ///   differences between settings smaller than that were judged on the mean attempts and fees as
