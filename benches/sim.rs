@@ -176,6 +176,13 @@ struct Outcome {
     first_failure: Option<&'static str>,
 }
 
+impl Outcome {
+    /// The rebalance succeeded (within `retry_for`).
+    fn solved(&self) -> bool {
+        self.paid_fee_msat.is_some()
+    }
+}
+
 /// Why the first payment at or after `from` in `net.payments` failed: the next node was
 /// offline, the channel lacked liquidity, or something else; `None` if it did not fail.
 fn first_failure(net: &cln_standin::simnet::Network, from: usize) -> Option<&'static str> {
@@ -371,9 +378,6 @@ struct Row {
     first_attempt: f64,
     /// Share of feasible tasks solved on the first attempt, per seed.
     first_by_seed: Vec<(u64, f64)>,
-    /// Of those shares: the standard deviation between seeds and the standard error of their
-    /// mean (see [`spread`]).
-    first_spread: (f64, f64),
     fee_p50: f64,
     fee_p90: f64,
     zero_oracle: usize,
@@ -397,7 +401,7 @@ fn first_by_seed(feasible: &[&Outcome]) -> Vec<(u64, f64)> {
     for o in feasible {
         let e = by.entry(o.seed).or_default();
         e.0 += 1;
-        if o.paid_fee_msat.is_some() && o.attempts <= 1 {
+        if o.solved() && o.attempts <= 1 {
             e.1 += 1;
         }
     }
@@ -416,16 +420,27 @@ fn spread(v: &[f64]) -> (f64, f64) {
     (sd, sd / n.sqrt())
 }
 
+impl Row {
+    /// Of the first attempt per seed: the standard deviation between seeds and the standard
+    /// error of their mean (see [`spread`]).
+    fn first_spread(&self) -> (f64, f64) {
+        spread(
+            &self
+                .first_by_seed
+                .iter()
+                .map(|&(_, x)| x)
+                .collect::<Vec<_>>(),
+        )
+    }
+}
+
 fn row(s: &Stats) -> Row {
     let feasible: Vec<&Outcome> = s
         .outcomes
         .iter()
         .filter(|o| o.oracle_fee_msat.is_some())
         .collect();
-    let solved: Vec<&&Outcome> = feasible
-        .iter()
-        .filter(|o| o.paid_fee_msat.is_some())
-        .collect();
+    let solved: Vec<&&Outcome> = feasible.iter().filter(|o| o.solved()).collect();
     let mut att: Vec<usize> = solved.iter().map(|o| o.attempts).collect();
     att.sort_unstable();
     let within = [1, 3, 10].map(|k| pct(att.iter().filter(|&&x| x <= k).count(), feasible.len()));
@@ -500,7 +515,7 @@ fn row(s: &Stats) -> Row {
         success_infeasible: s
             .outcomes
             .iter()
-            .filter(|o| o.oracle_fee_msat.is_none() && o.paid_fee_msat.is_some())
+            .filter(|o| o.oracle_fee_msat.is_none() && o.solved())
             .count(),
         att_mean: att.iter().sum::<usize>() as f64 / att.len().max(1) as f64,
         att_p90: if att.is_empty() {
@@ -511,7 +526,6 @@ fn row(s: &Stats) -> Row {
         att_max: att.last().copied().unwrap_or(0),
         within,
         first_attempt: within[0],
-        first_spread: spread(&first_by_seed.iter().map(|&(_, x)| x).collect::<Vec<_>>()),
         first_by_seed,
         fee_p50: q(&ratios, 0.5),
         fee_p90: q(&ratios, 0.9),
@@ -636,7 +650,7 @@ fn print_table(amount_sat: u64, a: &Args, stats: &BTreeMap<Strategy, Stats>) {
             r.first_failures.values().sum::<usize>(),
             first.join(", ")
         );
-        let (sd, se) = r.first_spread;
+        let (sd, se) = r.first_spread();
         println!(
             "  {:<17} first attempt by seed: {}; between nodes sd {sd:.1} points, so the mean of \
              {} nodes +-{se:.1}",
@@ -677,7 +691,7 @@ fn print_table(amount_sat: u64, a: &Args, stats: &BTreeMap<Strategy, Stats>) {
                 format!(
                     "first attempt >= 80%: {:.1}% (+-{:.1} between sets of {} nodes)",
                     m.first_attempt,
-                    m.first_spread.1,
+                    m.first_spread().1,
                     m.first_by_seed.len()
                 ),
                 m.first_attempt >= 80.0,
