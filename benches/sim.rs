@@ -212,14 +212,21 @@ struct Stats {
     wall: Duration,
 }
 
-/// The start of a failure message, digits dropped, so like failures group together.
+/// The start of a failure message, each run of digits read as `N`, so like failures group
+/// together and still read as a sentence.
 fn reason(code: i32, message: &str) -> String {
     let words: Vec<&str> = message.split_whitespace().take(7).collect();
-    let text: String = words
-        .join(" ")
-        .chars()
-        .filter(|c| !c.is_ascii_digit())
-        .collect();
+    let mut text = String::new();
+    let mut in_digits = false;
+    for c in words.join(" ").chars() {
+        let digit = c.is_ascii_digit();
+        if !digit {
+            text.push(c);
+        } else if !in_digits {
+            text.push('N');
+        }
+        in_digits = digit;
+    }
     format!("{code}: {text}")
 }
 
