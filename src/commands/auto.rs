@@ -23,6 +23,7 @@
 //!    done, or `rebalancestop` asked; the reason is logged and kept for the report.
 
 use super::rebalance::{Extra, Rebalancer};
+use crate::core::amount::display_sat;
 use crate::core::graph::Scid;
 use crate::core::plan::{
     Admission, Budget, ChannelSettings, Move, OurChannel, PlanConfig, Settings, Spent,
@@ -35,7 +36,7 @@ use crate::params::RebalanceParams;
 use log::info;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -65,6 +66,50 @@ impl Default for AutoConfig {
             settings: Settings::default(),
         }
     }
+}
+
+/// What one job's loop keeps between moves (the module doc's steps).
+#[derive(Debug, Default)]
+struct JobState {
+    /// Set when a move the budget had cut found no route it could pay for.
+    exhausted: Option<String>,
+    /// Channels of the moves in flight (those given up on, by this job or an earlier one, are
+    /// the resting ones: see `rest`).
+    in_flight: HashSet<String>,
+    /// A sink's next, smaller amount after a failure (whatever the source), and how many of
+    /// its moves failed: a sink is given up after MAX_FAILURES_PER_CHANNEL, so a channel no
+    /// route can fill affordably costs a few tries, not one per source and amount.
+    sink_amount: HashMap<Scid, u64>,
+    sink_failures: HashMap<Scid, u32>,
+    /// Pairs whose first route already cost more than the cap (no smaller amount helps), and
+    /// how many moves from each source failed: a source whose peer routes dearly to everyone
+    /// is given up after MAX_FAILURES_PER_CHANNEL too, not paired with every sink.
+    avoid: HashSet<(Scid, Scid)>,
+    source_failures: HashMap<Scid, u32>,
+    /// Sinks whose move failed while other moves were in flight (they may have been in its
+    /// way): tried again, at the same amount, once one of those has ended.
+    deferred: HashSet<String>,
+    /// The fee caps of the moves in flight, msat.
+    reserved: u64,
+    /// Fees the job's completed moves paid, msat.
+    run_spent: u64,
+    /// Why the last move could not start or was given up, for the job's end.
+    last_reason: String,
+    /// Channels to fill given up on.
+    gave_up: u32,
+}
+
+/// A move that ended: the move, whether the budget cut its fee cap, and its answer.
+type Ended = (Move, bool, Result<Value, RpcFailure>);
+
+/// What the loop does next (steps 1 and 2).
+enum Step {
+    /// Start this move; whether the budget cut its fee cap.
+    Start(Move, bool),
+    /// The job ends, for this reason.
+    End(String),
+    /// Wait for a move in flight to end (or, with none, plan again shortly).
+    Wait,
 }
 
 /// Moves in flight at once by default: two keep a job moving while one waits on a slow hop,
@@ -373,127 +418,36 @@ impl<N: Lightningd> Rebalancer<N> {
         budget: Budget,
     ) -> String {
         let parallel = self.config.auto.parallel.max(1);
-        let cancel = job.cancel.clone();
-        // Each move with whether the budget cut its fee cap.
-        let mut tasks: JoinSet<(Move, bool, Result<Value, RpcFailure>)> = JoinSet::new();
-        // Set when a move the budget had cut found no route it could pay for.
-        let mut exhausted: Option<String> = None;
-        // Channels of the moves this job has in flight (those given up on, by this job or an
-        // earlier one, are the resting ones: see `rest`).
-        let mut in_flight: HashSet<String> = HashSet::new();
-        // A sink's next, smaller amount after a failure (whatever the source), and how many of
-        // its moves failed: a sink is given up after MAX_FAILURES_PER_CHANNEL, so a channel no
-        // route can fill affordably costs a few tries, not one per source and amount.
-        let mut sink_amount: HashMap<Scid, u64> = HashMap::new();
-        let mut sink_failures: HashMap<Scid, u32> = HashMap::new();
-        // Pairs whose first route already cost more than the cap (no smaller amount helps),
-        // and how many moves from each source failed: a source whose peer routes dearly to
-        // everyone is given up after MAX_FAILURES_PER_CHANNEL too, not paired with every sink.
-        let mut avoid: HashSet<(Scid, Scid)> = HashSet::new();
-        let mut source_failures: HashMap<Scid, u32> = HashMap::new();
-        // Sinks whose move failed while other moves were in flight (they may have been in its
-        // way): tried again, at the same amount, once one of those has ended.
-        let mut deferred: HashSet<String> = HashSet::new();
-        let reserved = AtomicU64::new(0);
-        let mut run_spent = 0u64;
-        let mut last_reason = String::new();
-        let mut gave_up = 0u32;
+        let mut tasks: JoinSet<Ended> = JoinSet::new();
+        let mut st = JobState::default();
         loop {
             let stop = job.stop.load(Ordering::SeqCst);
-            if stop || exhausted.is_some() {
+            if stop || st.exhausted.is_some() {
                 if stop {
-                    cancel.store(true, Ordering::SeqCst);
+                    job.cancel.store(true, Ordering::SeqCst);
                 }
                 while let Some(r) = tasks.join_next().await {
                     if let Ok((m, _, res)) = r {
-                        self.move_ended(job, &m, &res, &reserved, &mut run_spent);
+                        self.move_ended(job, &m, &res, &mut st);
                     }
                 }
-                return match exhausted {
+                return match st.exhausted {
                     Some(why) if !stop => why,
                     _ => "stopped by rebalancestop".into(),
                 };
             }
-            let mut started = false;
             if tasks.len() < parallel {
-                let mut left_out: HashSet<String> = self.busy_channels();
-                left_out.extend(in_flight.iter().cloned());
-                left_out.extend(self.resting_channels().into_keys());
-                left_out.extend(deferred.iter().cloned());
                 match self
-                    .current_plan(
-                        &config,
-                        &Budget::default(),
-                        &left_out,
-                        &avoid,
-                        run_spent,
-                        reserved.load(Ordering::SeqCst),
-                    )
+                    .next_move(&config, &budget, &mut st, tasks.is_empty())
                     .await
                 {
-                    Err(e) => last_reason = format!("could not plan: {}", e.message),
-                    Ok(p) => {
-                        if let Some(mut m) = p.moves.into_iter().next() {
-                            if let Some(&a) = sink_amount.get(&m.incoming) {
-                                let planned = m.amount_msat;
-                                m.amount_msat = planned.min(a);
-                                // Base fees do not shrink with the amount: scaling the cap
-                                // down keeps it within what the smaller move can earn.
-                                m.fee_cap_msat = scale(m.fee_cap_msat, m.amount_msat, planned);
-                            }
-                            let spent = Spent {
-                                run_msat: run_spent,
-                                last_24h_msat: self.fees_last_24h().await,
-                                reserved_msat: reserved.load(Ordering::SeqCst),
-                            };
-                            match budget.admit(m.fee_cap_msat, &spent) {
-                                Admission::Refused { reason } => {
-                                    if tasks.is_empty() {
-                                        return reason;
-                                    }
-                                    last_reason = reason;
-                                }
-                                // Cut by what moves in flight have reserved: wait for them
-                                // rather than start with a cap they may soon give back.
-                                Admission::Allowed { fee_cap_msat }
-                                    if fee_cap_msat < m.fee_cap_msat && !tasks.is_empty() => {}
-                                Admission::Allowed { fee_cap_msat } => {
-                                    let cut = fee_cap_msat < m.fee_cap_msat;
-                                    m.fee_cap_msat = fee_cap_msat;
-                                    reserved.fetch_add(fee_cap_msat, Ordering::SeqCst);
-                                    in_flight.insert(m.outgoing.to_string());
-                                    in_flight.insert(m.incoming.to_string());
-                                    job.progress.lock().expect("job lock").moves_in_flight += 1;
-                                    info!("rebalanceall job {}: {}", job.id, m.reason);
-                                    let extra = Extra {
-                                        fee_cap_msat: Some(fee_cap_msat),
-                                        job_id: job.id,
-                                        cancel: Some(cancel.clone()),
-                                    };
-                                    let params = move_params(&m, false);
-                                    let me = self.clone();
-                                    tasks.spawn(async move {
-                                        let r = me.rebalance_with(params, extra).await;
-                                        (m, cut, r)
-                                    });
-                                    started = true;
-                                }
-                            }
-                        } else if tasks.is_empty() {
-                            return if p.sinks.is_empty() && p.sources.is_empty() {
-                                "every channel is within target".into()
-                            } else if !last_reason.is_empty() {
-                                format!("nothing more can be done: {last_reason}")
-                            } else {
-                                "nothing more can be done: no move left that the channels can carry"
-                                    .into()
-                            };
-                        }
+                    Step::Start(m, cut) => {
+                        self.start_move(job, &mut tasks, &mut st, m, cut);
+                        continue;
                     }
+                    Step::End(why) => return why,
+                    Step::Wait => {}
                 }
-            }
-            if started {
-                continue;
             }
             if tasks.is_empty() {
                 // Planning failed with nothing in flight: try again shortly, unless stopped.
@@ -501,8 +455,8 @@ impl<N: Lightningd> Rebalancer<N> {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = job.stopped.notified() => {}
                 }
-                if !last_reason.is_empty() && last_reason.starts_with("could not plan") {
-                    return last_reason;
+                if st.last_reason.starts_with("could not plan") {
+                    return st.last_reason;
                 }
                 continue;
             }
@@ -510,76 +464,188 @@ impl<N: Lightningd> Rebalancer<N> {
                 r = tasks.join_next() => r,
                 _ = job.stopped.notified() => None,
             };
-            let Some(Ok((m, cut, res))) = ended else {
-                continue;
-            };
-            in_flight.remove(&m.outgoing.to_string());
-            in_flight.remove(&m.incoming.to_string());
-            self.move_ended(job, &m, &res, &reserved, &mut run_spent);
-            let others_in_flight = !tasks.is_empty();
-            if !others_in_flight || res.is_ok() {
-                deferred.clear();
+            if let Some(Ok(ended)) = ended {
+                let others_in_flight = !tasks.is_empty();
+                self.after_move(job, &config, &mut st, ended, others_in_flight)
+                    .await;
             }
-            match &res {
-                Ok(v) => {
-                    let hash = v["payment_hash"].as_str().unwrap_or_default().to_string();
-                    self.wait_settled(&hash).await;
-                    sink_failures.remove(&m.incoming);
-                    source_failures.remove(&m.outgoing);
-                }
-                // The budget cut its cap: what is left may still pay for a smaller move.
-                Err(e)
-                    if cut
-                        && e.code == error::PAY_ROUTE_TOO_EXPENSIVE
-                        && half_sat(m.amount_msat) >= config.min_amount_msat =>
-                {
-                    sink_amount.insert(m.incoming, half_sat(m.amount_msat));
-                }
-                Err(e) if cut && e.code == error::PAY_ROUTE_TOO_EXPENSIVE => {
-                    exhausted = Some(format!(
-                        "fee budget spent: {} spent in this run, and the {}msat left does not pay for moving {} into {} ({})",
-                        crate::core::amount::display_sat(run_spent),
-                        m.fee_cap_msat,
-                        crate::core::amount::display_sat(m.amount_msat),
-                        m.incoming,
-                        e.message
-                    ));
-                }
-                Err(e) => {
-                    let failures = sink_failures.entry(m.incoming).or_default();
-                    *failures += 1;
-                    let failures = *failures;
-                    let from_source = source_failures.entry(m.outgoing).or_default();
-                    *from_source += 1;
-                    if *from_source >= MAX_FAILURES_PER_CHANNEL {
-                        self.rest(job, m.outgoing, *from_source, "out of", &e.message);
-                    }
-                    let half = half_sat(m.amount_msat);
-                    let halves = halves(e);
-                    if e.code == error::INVALID_PARAMS
-                        || failures >= MAX_FAILURES_PER_CHANNEL
-                        || (halves && half < config.min_amount_msat)
-                    {
-                        self.rest(job, m.incoming, failures, "into", &e.message);
-                        gave_up += 1;
-                        last_reason = format!(
-                            "gave up on {gave_up} channel(s) to fill; the last, {}, after {} failed move(s), the last of {}: {}",
-                            m.incoming,
-                            failures,
-                            crate::core::amount::display_sat(m.amount_msat),
-                            e.message
-                        );
-                    } else if !halves {
-                        avoid.insert((m.outgoing, m.incoming));
-                    } else if others_in_flight {
-                        // The moves in flight may have been in its way: the same amount again
-                        // once one of them has ended.
-                        deferred.insert(m.incoming.to_string());
-                    } else {
-                        sink_amount.insert(m.incoming, half);
-                    }
-                }
+        }
+    }
+
+    /// Step 1 and 2 of the loop: plan, and the plan's first move if the budget admits it now.
+    /// `idle`: no move is in flight (then a refusal or an empty plan ends the job).
+    async fn next_move(
+        &self,
+        config: &PlanConfig,
+        budget: &Budget,
+        st: &mut JobState,
+        idle: bool,
+    ) -> Step {
+        let mut left_out: HashSet<String> = self.busy_channels();
+        left_out.extend(st.in_flight.iter().cloned());
+        left_out.extend(self.resting_channels().into_keys());
+        left_out.extend(st.deferred.iter().cloned());
+        let p = match self
+            .current_plan(
+                config,
+                &Budget::default(),
+                &left_out,
+                &st.avoid,
+                st.run_spent,
+                st.reserved,
+            )
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                st.last_reason = format!("could not plan: {}", e.message);
+                return Step::Wait;
             }
+        };
+        let Some(mut m) = p.moves.into_iter().next() else {
+            if !idle {
+                return Step::Wait;
+            }
+            return Step::End(if p.sinks.is_empty() && p.sources.is_empty() {
+                "every channel is within target".into()
+            } else if !st.last_reason.is_empty() {
+                format!("nothing more can be done: {}", st.last_reason)
+            } else {
+                "nothing more can be done: no move left that the channels can carry".into()
+            });
+        };
+        if let Some(&a) = st.sink_amount.get(&m.incoming) {
+            let planned = m.amount_msat;
+            m.amount_msat = planned.min(a);
+            // Base fees do not shrink with the amount: scaling the cap down keeps it within
+            // what the smaller move can earn.
+            m.fee_cap_msat = scale(m.fee_cap_msat, m.amount_msat, planned);
+        }
+        let spent = Spent {
+            run_msat: st.run_spent,
+            last_24h_msat: self.fees_last_24h().await,
+            reserved_msat: st.reserved,
+        };
+        match budget.admit(m.fee_cap_msat, &spent) {
+            Admission::Refused { reason } if idle => Step::End(reason),
+            Admission::Refused { reason } => {
+                st.last_reason = reason;
+                Step::Wait
+            }
+            // Cut by what moves in flight have reserved: wait for them rather than start with
+            // a cap they may soon give back.
+            Admission::Allowed { fee_cap_msat } if fee_cap_msat < m.fee_cap_msat && !idle => {
+                Step::Wait
+            }
+            Admission::Allowed { fee_cap_msat } => {
+                let cut = fee_cap_msat < m.fee_cap_msat;
+                m.fee_cap_msat = fee_cap_msat;
+                Step::Start(m, cut)
+            }
+        }
+    }
+
+    /// Starts `m` in the background with its fee cap reserved and its channels in flight;
+    /// `cut`: the budget cut its cap.
+    fn start_move(
+        self: &Arc<Self>,
+        job: &Arc<Job>,
+        tasks: &mut JoinSet<Ended>,
+        st: &mut JobState,
+        m: Move,
+        cut: bool,
+    ) {
+        st.reserved = st.reserved.saturating_add(m.fee_cap_msat);
+        st.in_flight.insert(m.outgoing.to_string());
+        st.in_flight.insert(m.incoming.to_string());
+        job.progress.lock().expect("job lock").moves_in_flight += 1;
+        info!("rebalanceall job {}: {}", job.id, m.reason);
+        let extra = Extra {
+            fee_cap_msat: Some(m.fee_cap_msat),
+            job_id: job.id,
+            cancel: Some(job.cancel.clone()),
+        };
+        let params = move_params(&m, false);
+        let me = self.clone();
+        tasks.spawn(async move {
+            let r = me.rebalance_with(params, extra).await;
+            (m, cut, r)
+        });
+    }
+
+    /// Step 3 of the loop: a move ended; what the job does next because of it.
+    async fn after_move(
+        &self,
+        job: &Job,
+        config: &PlanConfig,
+        st: &mut JobState,
+        (m, cut, res): Ended,
+        others_in_flight: bool,
+    ) {
+        st.in_flight.remove(&m.outgoing.to_string());
+        st.in_flight.remove(&m.incoming.to_string());
+        self.move_ended(job, &m, &res, st);
+        if !others_in_flight || res.is_ok() {
+            st.deferred.clear();
+        }
+        let e = match res {
+            Ok(v) => {
+                self.wait_settled(v["payment_hash"].as_str().unwrap_or_default())
+                    .await;
+                st.sink_failures.remove(&m.incoming);
+                st.source_failures.remove(&m.outgoing);
+                return;
+            }
+            Err(e) => e,
+        };
+        let half = half_sat(m.amount_msat);
+        if cut && e.code == error::PAY_ROUTE_TOO_EXPENSIVE {
+            // The budget cut its cap: what is left may still pay for a smaller move.
+            if half >= config.min_amount_msat {
+                st.sink_amount.insert(m.incoming, half);
+            } else {
+                st.exhausted = Some(format!(
+                    "fee budget spent: {} spent in this run, and the {}msat left does not pay for moving {} into {} ({})",
+                    display_sat(st.run_spent),
+                    m.fee_cap_msat,
+                    display_sat(m.amount_msat),
+                    m.incoming,
+                    e.message
+                ));
+            }
+            return;
+        }
+        let failures = st.sink_failures.entry(m.incoming).or_default();
+        *failures += 1;
+        let failures = *failures;
+        let from_source = st.source_failures.entry(m.outgoing).or_default();
+        *from_source += 1;
+        if *from_source >= MAX_FAILURES_PER_CHANNEL {
+            self.rest(job, m.outgoing, *from_source, "out of", &e.message);
+        }
+        let halves = halves(&e);
+        if e.code == error::INVALID_PARAMS
+            || failures >= MAX_FAILURES_PER_CHANNEL
+            || (halves && half < config.min_amount_msat)
+        {
+            self.rest(job, m.incoming, failures, "into", &e.message);
+            st.gave_up += 1;
+            st.last_reason = format!(
+                "gave up on {} channel(s) to fill; the last, {}, after {} failed move(s), the last of {}: {}",
+                st.gave_up,
+                m.incoming,
+                failures,
+                display_sat(m.amount_msat),
+                e.message
+            );
+        } else if !halves {
+            st.avoid.insert((m.outgoing, m.incoming));
+        } else if others_in_flight {
+            // The moves in flight may have been in its way: the same amount again once one of
+            // them has ended.
+            st.deferred.insert(m.incoming.to_string());
+        } else {
+            st.sink_amount.insert(m.incoming, half);
         }
     }
 
@@ -608,21 +674,14 @@ impl<N: Lightningd> Rebalancer<N> {
     }
 
     /// Books a finished move: the reservation goes, the fee is counted.
-    fn move_ended(
-        &self,
-        job: &Job,
-        m: &Move,
-        res: &Result<Value, RpcFailure>,
-        reserved: &AtomicU64,
-        run_spent: &mut u64,
-    ) {
-        reserved.fetch_sub(m.fee_cap_msat, Ordering::SeqCst);
+    fn move_ended(&self, job: &Job, m: &Move, res: &Result<Value, RpcFailure>, st: &mut JobState) {
+        st.reserved = st.reserved.saturating_sub(m.fee_cap_msat);
         let mut p = job.progress.lock().expect("job lock");
         p.moves_in_flight = p.moves_in_flight.saturating_sub(1);
         match res {
             Ok(v) => {
                 let fee = v["fee_msat"].as_u64().unwrap_or(0);
-                *run_spent = run_spent.saturating_add(fee);
+                st.run_spent = st.run_spent.saturating_add(fee);
                 p.moves_completed += 1;
                 p.moved_msat = p.moved_msat.saturating_add(m.amount_msat);
                 p.fee_msat = p.fee_msat.saturating_add(fee);
