@@ -306,6 +306,29 @@ pub fn plan_avoiding(
     avoid: &HashSet<(Scid, Scid)>,
 ) -> Plan {
     let mut out = Plan::default();
+    let (mut sources, mut sinks) = ends(channels, settings, config, &mut out);
+    let by_movable = |e: &End| (Reverse(e.movable_msat), e.chan.short_channel_id);
+    sources.sort_unstable_by_key(by_movable);
+    sinks.sort_unstable_by_key(by_movable);
+    pair(&sources, &sinks, config, avoid, &mut out);
+    out.sources
+        .sort_unstable_by_key(|i| (Reverse(i.distance_msat), i.short_channel_id));
+    out.sinks
+        .sort_unstable_by_key(|i| (i.distance_msat, i.short_channel_id));
+    // Stable: a channel skipped twice keeps its reasons in the order they arose.
+    out.skipped.sort_by_key(|s| s.0);
+    out
+}
+
+/// The first half of planning: each off-target channel listed in `out.sources` or
+/// `out.sinks` (how far off, how much may move), and returned as a source or sink to pair if
+/// it can take part, or put in `out.skipped` with why not.
+fn ends<'a>(
+    channels: &'a [OurChannel],
+    settings: &Settings,
+    config: &PlanConfig,
+    out: &mut Plan,
+) -> (Vec<End<'a>>, Vec<End<'a>>) {
     let mut sources: Vec<End> = Vec::new();
     let mut sinks: Vec<End> = Vec::new();
     let min = config.min_amount_msat;
@@ -405,11 +428,21 @@ pub fn plan_avoiding(
         }
     }
 
-    let by_movable = |e: &End| (Reverse(e.movable_msat), e.chan.short_channel_id);
-    sources.sort_unstable_by_key(by_movable);
-    sinks.sort_unstable_by_key(by_movable);
+    (sources, sinks)
+}
+
+/// The second half: each sink, most to move first, paired with the source that can move most
+/// and is not yet taken nor in `avoid` with it, into `out.moves` (or `out.skipped`, why not).
+fn pair(
+    sources: &[End],
+    sinks: &[End],
+    config: &PlanConfig,
+    avoid: &HashSet<(Scid, Scid)>,
+    out: &mut Plan,
+) {
+    let min = config.min_amount_msat;
     let mut taken = vec![false; sources.len()];
-    for dst in &sinks {
+    for dst in sinks {
         let incoming = dst.chan.short_channel_id;
         let free = |k: &usize| !taken[*k];
         let Some(k) = (0..sources.len())
@@ -487,13 +520,6 @@ pub fn plan_avoiding(
             ),
         });
     }
-    out.sources
-        .sort_unstable_by_key(|i| (Reverse(i.distance_msat), i.short_channel_id));
-    out.sinks
-        .sort_unstable_by_key(|i| (i.distance_msat, i.short_channel_id));
-    // Stable: a channel skipped twice keeps its reasons in the order they arose.
-    out.skipped.sort_by_key(|s| s.0);
-    out
 }
 
 impl Plan {
