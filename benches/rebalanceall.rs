@@ -8,7 +8,7 @@
 //! the snapshot's, so the economics rule (fee cap = `feeratio` x what we charge to forward the
 //! amount out through the incoming channel, at most `maxfeeppm`) works on real fee settings.
 //!
-//! The run: the real `Rebalancer::rebalanceall` in-process (`SimNode`, the plugin's
+//! The run: the real `State::rebalanceall` in-process (`SimNode`, the plugin's
 //! `Lightningd` trait over the network model), with the plugin's defaults for the planner
 //! (target 50%, min amount 100000sat, feeratio 0.5, maxfeeppm 1000) and for
 //! `rebalance-parallel` (2) unless flags say otherwise; a fresh liquidity model, as on a node's
@@ -36,13 +36,14 @@ mod mainnet;
 #[path = "../tests/support/sim.rs"]
 mod sim;
 
+use cln_rebalance::channels::our_channel;
 use cln_rebalance::clock::{Clock, ManualClock};
-use cln_rebalance::commands::auto::{AutoConfig, RebalanceallParams, our_channel};
-use cln_rebalance::commands::rebalance::Config;
+use cln_rebalance::config::{AutoConfig, Config};
 use cln_rebalance::core::amount::fee_msat;
 use cln_rebalance::core::history::Outcome;
 use cln_rebalance::core::plan::{Budget, Imbalance, OurChannel, PlanConfig, Settings, plan};
 use cln_rebalance::lightningd::Lightningd;
+use cln_rebalance::params::RebalanceallParams;
 use cln_standin::prng::SplitMix64;
 use common::SimNode;
 use sim::{Dist, Strategy, World, WorldConfig, parse_list, parse_one};

@@ -10,14 +10,14 @@
 //!
 //! The run: `--rebalances` sequential tasks per amount (`--amounts`, sat), each from an
 //! outbound-heavy channel that can pay the amount and fee cap to an inbound-heavy one whose
-//! peer can send it, through the real `Rebalancer` in-process (`SimNode`: the plugin's
+//! peer can send it, through the real `State` (the plugin's state and its rebalance algorithm) in-process (`SimNode`: the plugin's
 //! `Lightningd` trait over the network model), so balances along the route move after each
 //! success. Our own channels return to their initial balances before each task (our routing
 //! traffic unbalances them again), so every strategy gets the same tasks. Between two tasks:
 //! the clock moves `--interval` seconds; other traffic draws `--traffic` of all other channels
 //! anew; each of the flaky nodes (`--flaky` of the SCC's nodes, never us or our peers) is
 //! offline or online at even odds. Each attempt costs simulated time on a `ManualClock` given
-//! to `Rebalancer::with_clock`: `--hop-ms` for every hop its HTLC travelled, there and back,
+//! to `State::with_clock`: `--hop-ms` for every hop its HTLC travelled, there and back,
 //! so `retry_for` binds.
 //!
 //! The oracle knows the true balances: the plugin's own `find_path` on the snapshot's graph,
@@ -51,10 +51,11 @@ mod mainnet;
 mod sim;
 
 use cln_rebalance::clock::{Clock, ManualClock};
-use cln_rebalance::commands::rebalance::{Config, Rebalancer};
+use cln_rebalance::config::Config;
 use cln_rebalance::core::liquidity::{Beliefs, ChanDir, Liquidity, ModelConfig, Prior};
 use cln_rebalance::core::pathfind::Scratch;
 use cln_rebalance::params::RebalanceParams;
+use cln_rebalance::state::State;
 use cln_standin::prng::SplitMix64;
 use common::SimNode;
 use sim::{Dist, Strategy, Task, World, WorldConfig, parse_list, parse_one};
@@ -235,7 +236,7 @@ struct Runner {
     strategy: Strategy,
     clock: Arc<ManualClock>,
     node: SimNode,
-    r: Arc<Rebalancer<SimNode>>,
+    r: Arc<State<SimNode>>,
     /// The world's events between rebalances: the same seed for every strategy, consumed by
     /// the world only, so every strategy sees the same traffic and flaky nodes.
     events: SplitMix64,

@@ -4,12 +4,12 @@ use cln_plugin::options::{
     ConfigOption, DefaultIntegerConfigOption, DefaultStringConfigOption, StringArrayConfigOption,
 };
 use cln_plugin::{Builder, Plugin};
-use cln_rebalance::commands::auto::AutoConfig;
-use cln_rebalance::commands::rebalance::{Config, Rebalancer, Routing};
+use cln_rebalance::config::{AutoConfig, Config, Routing};
 use cln_rebalance::core::liquidity::{ModelConfig, Prior};
 use cln_rebalance::core::plan::{Budget, ChannelSettings, PlanConfig, Settings};
 use cln_rebalance::lightningd::ClnNode;
 use cln_rebalance::params;
+use cln_rebalance::rebalance::{arrival, cleanup};
 use serde_json::Value;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -106,7 +106,7 @@ const REBALANCE_DESCRIPTION: &str = "Move amount_msat of our liquidity out of ch
      max(exemptfee, amount x maxfeeppm / 1e6). Without amount_msat, moves what brings one channel to 50/50. \
      dryrun=true quotes the route and fee without paying.";
 
-type State = Arc<Rebalancer<ClnNode>>;
+type State = Arc<cln_rebalance::state::State<ClnNode>>;
 
 fn non_negative(name: &str, v: i64) -> Result<u64, String> {
     u64::try_from(v).map_err(|_| format!("{name} must be >= 0, got {v}"))
@@ -339,7 +339,10 @@ async fn main() -> Result<(), anyhow::Error> {
     };
     let conf = configured.configuration();
     let rpc_path = std::path::Path::new(&conf.lightning_dir).join(&conf.rpc_file);
-    let state: State = Arc::new(Rebalancer::new(ClnNode::new(rpc_path), config));
+    let state: State = Arc::new(cln_rebalance::state::State::new(
+        ClnNode::new(rpc_path),
+        config,
+    ));
     let plugin = configured.start(state.clone()).await?;
     // An earlier run stopped mid-rebalance may have left an unpaid invoice: remove it. What
     // earlier runs learned of liquidity comes back from the datastore.
@@ -350,7 +353,7 @@ async fn main() -> Result<(), anyhow::Error> {
     // before its invoice was deleted stayed out of the history until the next start).
     tokio::spawn(async move {
         state.load_history().await;
-        state.delete_stale_invoices().await;
+        cleanup::delete_stale_invoices(&state).await;
         state.reconcile_history().await;
         state.load_liquidity().await;
         state.run_schedule().await;
@@ -403,7 +406,7 @@ fn config_settings(
 ) -> Result<Settings, String> {
     let mut s = Settings::default();
     fn entry<'a>(s: &'a mut Settings, id: &str) -> Result<&'a mut ChannelSettings, String> {
-        if cln_rebalance::commands::channels::is_node_id(id) {
+        if cln_rebalance::channels::is_node_id(id) {
             Ok(s.peers.entry(id.to_ascii_lowercase()).or_default())
         } else {
             let scid = id
@@ -479,7 +482,7 @@ async fn settings(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow:
 }
 
 async fn invoice_payment(plugin: Plugin<State>, payload: Value) -> Result<Value, anyhow::Error> {
-    Ok(plugin.state().on_invoice_payment(&payload).await)
+    Ok(arrival::on_invoice_payment(plugin.state(), &payload).await)
 }
 
 async fn shutdown(plugin: Plugin<State>, _: Value) -> Result<(), anyhow::Error> {

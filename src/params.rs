@@ -44,6 +44,26 @@ pub struct BalancesParams {
     pub quote: bool,
 }
 
+/// What a `rebalanceall` call asks for; `None` = the configured value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RebalanceallParams {
+    pub min_amount_msat: Option<u64>,
+    pub feeratio_millionths: Option<u32>,
+    pub target_percent: Option<u8>,
+    pub budget_msat: Option<u64>,
+    pub dryrun: bool,
+}
+
+/// `rebalance-settings` as asked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SettingsParams {
+    /// A short_channel_id or a peer's node id.
+    pub id: Option<String>,
+    pub exclude: Option<bool>,
+    pub target_percent: Option<u8>,
+    pub clear: bool,
+}
+
 /// `rebalance-liquidity [short_channel_id] [reset]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiquidityParams {
@@ -256,12 +276,10 @@ pub fn ratio_millionths(map: &Map<String, Value>, name: &str) -> Result<Option<u
     Ok(Some(v))
 }
 
-pub fn rebalanceall(
-    params: &Value,
-) -> Result<crate::commands::auto::RebalanceallParams, RpcFailure> {
+pub fn rebalanceall(params: &Value) -> Result<RebalanceallParams, RpcFailure> {
     let map = named(params, &REBALANCEALL_PARAMS)?;
     let target = integer(&map, "target", 100)?.map(|t| t as u8);
-    Ok(crate::commands::auto::RebalanceallParams {
+    Ok(RebalanceallParams {
         min_amount_msat: amount(&map, "min_amount")?,
         feeratio_millionths: ratio_millionths(&map, "feeratio")?,
         target_percent: target,
@@ -282,9 +300,9 @@ pub fn rebalancereport(params: &Value) -> Result<Option<u64>, RpcFailure> {
     }
 }
 
-pub fn settings(params: &Value) -> Result<crate::commands::settings::SettingsParams, RpcFailure> {
+pub fn settings(params: &Value) -> Result<SettingsParams, RpcFailure> {
     let map = named(params, &SETTINGS_PARAMS)?;
-    let p = crate::commands::settings::SettingsParams {
+    let p = SettingsParams {
         id: string(&map, "id")?,
         exclude: boolean(&map, "exclude")?,
         target_percent: integer(&map, "target", 100)?.map(|t| t as u8),

@@ -5,11 +5,12 @@
 
 mod common;
 
-use cln_rebalance::commands::auto::{AutoConfig, RebalanceallParams};
-use cln_rebalance::commands::rebalance::{Config, Rebalancer};
+use cln_rebalance::config::{AutoConfig, Config};
 use cln_rebalance::core::history::{KEY_PREFIX, Outcome};
 use cln_rebalance::core::plan::{Budget, PlanConfig};
 use cln_rebalance::lightningd::Lightningd;
+use cln_rebalance::params::RebalanceallParams;
+use cln_rebalance::state::State;
 use cln_standin::simnet::Network;
 use common::{SimNode, assert_clean, rebalancer};
 use serde_json::json;
@@ -99,7 +100,7 @@ fn share(node: &SimNode, k: usize) -> f64 {
     node.to_us(&our_scid(k)) as f64 / (CAPACITY_SAT * 1000) as f64 * 100.0
 }
 
-async fn wait_job_end(r: &Rebalancer<SimNode>) -> String {
+async fn wait_job_end(r: &State<SimNode>) -> String {
     for _ in 0..600 {
         if let Some(why) = r.last_job().and_then(|j| j.ended()) {
             return why;
@@ -264,7 +265,7 @@ async fn a_budget_that_runs_out_stops_the_job() {
         per_run_msat: None,
         daily_msat: Some(spent),
     };
-    let r2 = Arc::new(Rebalancer::new(node.clone(), config(daily, 1)));
+    let r2 = Arc::new(State::new(node.clone(), config(daily, 1)));
     r2.load_history().await;
     let v = r2
         .rebalanceall(RebalanceallParams::default())
@@ -298,7 +299,7 @@ async fn history_and_report_survive_a_restart_and_reconcile_once() {
     let before = r.rebalancereport(None).await.unwrap();
     let n = r.history_entries().await.len();
     drop(r);
-    let r2 = Arc::new(Rebalancer::new(node.clone(), Config::default()));
+    let r2 = Arc::new(State::new(node.clone(), Config::default()));
     assert_eq!(r2.load_history().await, n);
     assert_eq!(r2.reconcile_history().await, 0, "everything was recorded");
     let after = r2.rebalancereport(None).await.unwrap();
@@ -317,12 +318,12 @@ async fn history_and_report_survive_a_restart_and_reconcile_once() {
         let key: Vec<&str> = d.key.iter().map(String::as_str).collect();
         node.deldatastore(&key).await.unwrap();
     }
-    let r3 = Arc::new(Rebalancer::new(node.clone(), Config::default()));
+    let r3 = Arc::new(State::new(node.clone(), Config::default()));
     assert_eq!(r3.load_history().await, 0);
     let completed = before["total_successful_rebalances"].as_u64().unwrap() as usize;
     assert_eq!(r3.reconcile_history().await, completed);
     assert_eq!(r3.reconcile_history().await, 0, "never twice");
-    let r4 = Arc::new(Rebalancer::new(node.clone(), Config::default()));
+    let r4 = Arc::new(State::new(node.clone(), Config::default()));
     assert_eq!(r4.load_history().await, completed);
     let again = r4.rebalancereport(None).await.unwrap();
     assert_eq!(

@@ -23,7 +23,7 @@ mod common;
 #[path = "support/routecheck.rs"]
 mod routecheck;
 
-use cln_rebalance::commands::rebalance::{Config as RebalanceConfig, Routing};
+use cln_rebalance::config::{Config as RebalanceConfig, Routing};
 use cln_rebalance::core::amount::{AmountError, MAX_MONEY_MSAT, fee_cap_msat, parse_amount};
 use cln_rebalance::core::graph::{EdgeIdx, Graph, GraphBuilder, NodeIdx, Policy, Scid};
 use cln_rebalance::core::history::{self, Outcome};

@@ -35,7 +35,10 @@ fn read_tree(dir: &Path) -> Tree {
             } else if p.extension().is_some_and(|e| e == "rs") {
                 let rel = p.strip_prefix(root).expect("under src/");
                 let rel = rel.to_string_lossy().replace('\\', "/");
-                out.insert(rel, std::fs::read_to_string(&p).expect("read a source file"));
+                out.insert(
+                    rel,
+                    std::fs::read_to_string(&p).expect("read a source file"),
+                );
             }
         }
     }
@@ -46,7 +49,11 @@ fn read_tree(dir: &Path) -> Tree {
 
 /// The module path a file defines: `core/graph.rs` -> [core, graph], `core/mod.rs` -> [core].
 fn module_of(file: &str) -> Vec<String> {
-    let mut segs: Vec<String> = file.trim_end_matches(".rs").split('/').map(String::from).collect();
+    let mut segs: Vec<String> = file
+        .trim_end_matches(".rs")
+        .split('/')
+        .map(String::from)
+        .collect();
     if matches!(segs.last().map(String::as_str), Some("mod" | "lib")) {
         segs.pop();
     }
@@ -117,7 +124,9 @@ fn code_of(text: &str) -> String {
                     continue;
                 }
                 j += 1;
-                let close: Vec<u8> = std::iter::once(b'"').chain(std::iter::repeat_n(b'#', hashes)).collect();
+                let close: Vec<u8> = std::iter::once(b'"')
+                    .chain(std::iter::repeat_n(b'#', hashes))
+                    .collect();
                 while j < b.len() && !b[j..].starts_with(&close) {
                     j += 1;
                 }
@@ -135,7 +144,10 @@ fn code_of(text: &str) -> String {
             b'\'' => {
                 // A char literal ('x', '\n', '\u{..}'), or a lifetime ('a): keep lifetimes.
                 let lit = if b.get(i + 1) == Some(&b'\\') {
-                    b[i + 2..].iter().position(|&c| c == b'\'').map(|p| i + 3 + p)
+                    b[i + 2..]
+                        .iter()
+                        .position(|&c| c == b'\'')
+                        .map(|p| i + 3 + p)
                 } else if b.get(i + 2) == Some(&b'\'') {
                     Some(i + 3)
                 } else {
@@ -422,16 +434,28 @@ fn violations(tree: &Tree) -> Vec<String> {
             if group.len() + 1 == c.len() {
                 format!("import circle: {}", c.join(" -> "))
             } else {
-                format!("import circle among {}: for one, {}", group.join(", "), c.join(" -> "))
+                format!(
+                    "import circle among {}: for one, {}",
+                    group.join(", "),
+                    c.join(" -> ")
+                )
             }
         })
         .collect();
-    let layer = |f: &str| f.split('/').next().unwrap_or_default().trim_end_matches(".rs").to_string();
+    let layer = |f: &str| {
+        f.split('/')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches(".rs")
+            .to_string()
+    };
     for (file, to) in &g {
         for t in to {
             let (from_layer, to_layer) = (layer(file), layer(t));
             if from_layer == "core" && to_layer != "core" {
-                out.push(format!("{file} (core) imports {t}: the core imports only the core"));
+                out.push(format!(
+                    "{file} (core) imports {t}: the core imports only the core"
+                ));
             }
             if matches!(from_layer.as_str(), "params" | "error" | "lightningd")
                 && matches!(to_layer.as_str(), "commands" | "rebalance" | "state")
@@ -443,7 +467,10 @@ fn violations(tree: &Tree) -> Vec<String> {
         }
     }
     for (file, text) in tree {
-        let before_tests = text.lines().take_while(|l| !l.starts_with("#[cfg(test)]")).count();
+        let before_tests = text
+            .lines()
+            .take_while(|l| !l.starts_with("#[cfg(test)]"))
+            .count();
         if before_tests > MAX_LINES {
             out.push(format!(
                 "{file} has {before_tests} lines before its tests (at most {MAX_LINES}): split it into named parts"
@@ -457,9 +484,17 @@ fn violations(tree: &Tree) -> Vec<String> {
 fn src_keeps_its_layers() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let tree = read_tree(&src);
-    assert!(tree.contains_key("lib.rs"), "no src/lib.rs under {}", src.display());
+    assert!(
+        tree.contains_key("lib.rs"),
+        "no src/lib.rs under {}",
+        src.display()
+    );
     let v = violations(&tree);
-    assert!(v.is_empty(), "the layout's rules are broken:\n  {}", v.join("\n  "));
+    assert!(
+        v.is_empty(),
+        "the layout's rules are broken:\n  {}",
+        v.join("\n  ")
+    );
 }
 
 #[cfg(test)]
@@ -467,7 +502,10 @@ mod checks {
     use super::*;
 
     fn tree(files: &[(&str, &str)]) -> Tree {
-        files.iter().map(|(f, t)| (f.to_string(), t.to_string())).collect()
+        files
+            .iter()
+            .map(|(f, t)| (f.to_string(), t.to_string()))
+            .collect()
     }
 
     #[test]
@@ -493,7 +531,10 @@ mod checks {
         .collect();
         assert_eq!(got, want);
         // super of a mod.rs is the crate root's child's parent.
-        assert_eq!(imports("state/mod.rs", "use super::clock::Clock;"), vec![vec!["clock".to_string(), "Clock".into()]]);
+        assert_eq!(
+            imports("state/mod.rs", "use super::clock::Clock;"),
+            vec![vec!["clock".to_string(), "Clock".into()]]
+        );
     }
 
     #[test]
@@ -505,7 +546,10 @@ mod checks {
             ("c.rs", "fn f() { crate::a::z(); }"),
         ]);
         let v = violations(&t);
-        assert_eq!(v, vec!["import circle: a.rs -> b.rs -> c.rs -> a.rs".to_string()]);
+        assert_eq!(
+            v,
+            vec!["import circle: a.rs -> b.rs -> c.rs -> a.rs".to_string()]
+        );
     }
 
     #[test]
@@ -515,7 +559,10 @@ mod checks {
             ("x/mod.rs", "mod types; pub use types::T; pub fn f() {}"),
             ("x/types.rs", "pub struct T; fn g() { super::f(); }"),
         ]);
-        assert_eq!(violations(&t), vec!["import circle: x/mod.rs -> x/types.rs -> x/mod.rs".to_string()]);
+        assert_eq!(
+            violations(&t),
+            vec!["import circle: x/mod.rs -> x/types.rs -> x/mod.rs".to_string()]
+        );
     }
 
     #[test]
@@ -532,9 +579,21 @@ mod checks {
         ]);
         let v = violations(&t);
         assert_eq!(v.len(), 4, "{v:#?}");
-        assert!(v.iter().any(|l| l.starts_with("core/graph.rs (core) imports lightningd/mod.rs")));
-        assert!(v.iter().any(|l| l.starts_with("lightningd/mod.rs (the edge) imports commands/auto.rs")));
-        assert!(v.iter().any(|l| l.starts_with("params.rs (the edge) imports state/mod.rs")));
-        assert!(v.iter().any(|l| l.starts_with("commands/auto.rs has 601 lines")));
+        assert!(
+            v.iter()
+                .any(|l| l.starts_with("core/graph.rs (core) imports lightningd/mod.rs"))
+        );
+        assert!(
+            v.iter()
+                .any(|l| l.starts_with("lightningd/mod.rs (the edge) imports commands/auto.rs"))
+        );
+        assert!(
+            v.iter()
+                .any(|l| l.starts_with("params.rs (the edge) imports state/mod.rs"))
+        );
+        assert!(
+            v.iter()
+                .any(|l| l.starts_with("commands/auto.rs has 601 lines"))
+        );
     }
 }

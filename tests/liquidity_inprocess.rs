@@ -4,10 +4,11 @@
 
 mod common;
 
-use cln_rebalance::commands::rebalance::{Config, Rebalancer, Routing};
+use cln_rebalance::config::{Config, Routing};
 use cln_rebalance::lightningd::Lightningd;
 use cln_rebalance::lightningd::store::LIQUIDITY_KEY;
 use cln_rebalance::params::{LiquidityParams, RebalanceParams};
+use cln_rebalance::state::State;
 use common::{SimNode, demo_network, demo_network_file, network_from, rebalancer};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -29,7 +30,7 @@ fn req(out: &str, inc: &str, amount_msat: u64) -> RebalanceParams {
 
 /// Drains the cheapest middle channel from alice to carol (their direct one), as
 /// `a_depleted_hop_forces_a_retry_on_another_route` does; returns its scid.
-async fn drain_cheapest(r: &Rebalancer<SimNode>, node: &SimNode) -> String {
+async fn drain_cheapest(r: &State<SimNode>, node: &SimNode) -> String {
     let mut p = req(ALICE_BIG, CAROL, 100_000_000);
     p.dryrun = true;
     let quote = r.rebalance(p).await.unwrap();
@@ -148,8 +149,8 @@ async fn the_model_shows_what_it_learned_and_forgets_on_reset() {
 }
 
 /// A second plugin process on the same node: a new Rebalancer over the same network.
-fn restarted(node: &SimNode) -> Arc<Rebalancer<SimNode>> {
-    Arc::new(Rebalancer::new(node.clone(), Config::default()))
+fn restarted(node: &SimNode) -> Arc<State<SimNode>> {
+    Arc::new(State::new(node.clone(), Config::default()))
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use cln_rebalance::commands::rebalance::Config;
+use cln_rebalance::config::Config;
 use cln_rebalance::params::RebalanceParams;
 use common::{assert_clean, demo_network, rebalancer};
 use serde_json::json;
@@ -256,7 +256,10 @@ async fn stale_invoices_from_an_earlier_run_are_deleted() {
         )
         .unwrap();
     }
-    assert_eq!(r.delete_stale_invoices().await, 1);
+    assert_eq!(
+        cln_rebalance::rebalance::cleanup::delete_stale_invoices(&r).await,
+        1
+    );
     let labels: Vec<_> = node
         .invoices()
         .iter()

@@ -9,14 +9,14 @@
 //! from `balances`, and a person gets `balances-table`, whose only member is the table (with
 //! `format-hint: simple`, lightning-cli prints it as is, as it does `help`).
 
-use super::auto::our_channel;
-use super::channels::{bar, our_percent};
-use super::rebalance::Rebalancer;
+use crate::channels::our_channel;
+use crate::channels::{bar, our_percent};
 use crate::core::history::{Entry, Outcome};
 use crate::core::plan::Plan;
 use crate::error::{self, RpcFailure};
 use crate::lightningd::{Lightningd, PeerChannel};
 use crate::params::BalancesParams;
+use crate::state::State;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write;
@@ -475,7 +475,7 @@ fn ago(secs: u64) -> String {
     }
 }
 
-impl<N: Lightningd> Rebalancer<N> {
+impl<N: Lightningd> State<N> {
     /// `balances`: every channel listpeerchannels knows, with what an operator decides with.
     pub async fn balances(&self, p: BalancesParams) -> Result<Value, RpcFailure> {
         Ok(self.balances_rows(&p).await?.1)
@@ -556,8 +556,8 @@ impl<N: Lightningd> Rebalancer<N> {
             {
                 let q = self
                     .rebalance_with(
-                        super::auto::move_params(m, true),
-                        super::rebalance::Extra {
+                        super::auto::plan::move_params(m, true),
+                        crate::rebalance::session::Extra {
                             fee_cap_msat: Some(m.fee_cap_msat),
                             ..Default::default()
                         },

@@ -1,14 +1,14 @@
 //! `rebalance-liquidity [short_channel_id] [reset]`: what the plugin believes about channels'
 //! liquidity (why a route was chosen), and a way to make it forget.
 
-use super::rebalance::Rebalancer;
 use crate::core::liquidity::ChanDir;
 use crate::error::RpcFailure;
 use crate::lightningd::Lightningd;
 use crate::params::LiquidityParams;
+use crate::state::State;
 use serde_json::{Value, json};
 
-impl<N: Lightningd> Rebalancer<N> {
+impl<N: Lightningd> State<N> {
     pub async fn liquidity_report(&self, p: LiquidityParams) -> Result<Value, RpcFailure> {
         if p.reset {
             let forgotten = self.reset_liquidity(p.short_channel_id).await;

@@ -2,16 +2,16 @@
 //! channel, the 24 h budget, and whether it paid back (forwarding fees from `listforwards`).
 //! The numbers are `core::report`'s; this gathers its inputs.
 
-use super::rebalance::Rebalancer;
 use crate::core::report::{self, Forward, ForwardStatus};
 use crate::error::{self, RpcFailure};
 use crate::lightningd::Lightningd;
+use crate::state::State;
 use serde_json::{Value, json};
 
 /// Reports cover this many days unless asked otherwise.
 pub const DEFAULT_REPORT_DAYS: u64 = 30;
 
-impl<N: Lightningd> Rebalancer<N> {
+impl<N: Lightningd> State<N> {
     pub async fn rebalancereport(&self, days: Option<u64>) -> Result<Value, RpcFailure> {
         let days = days.unwrap_or(DEFAULT_REPORT_DAYS);
         let forwards: Vec<Forward> = self

@@ -1,6 +1,8 @@
 //! [`ClnNode`]: the [`Lightningd`] trait over lightningd's RPC socket, one connection per call.
 
-use super::*;
+use super::api::{Lightningd, sendpay_route_json};
+use super::types::*;
+use crate::core::route::Hop;
 use cln_rpc::RpcError;
 use serde::Deserialize;
 use serde_json::{Value, json};

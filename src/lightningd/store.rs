@@ -1,6 +1,8 @@
 //! What the plugin keeps in lightningd's datastore: keys and encodings. Everything lives under
 //! the plugin's own first key element, `cln-rebalance`.
 
+use crate::core::history::NO_PAYMENT_HASH;
+
 /// The liquidity model (hex of [`crate::core::liquidity::Liquidity::encode`]).
 pub const LIQUIDITY_KEY: [&str; 2] = ["cln-rebalance", "liquidity"];
 
@@ -15,6 +17,14 @@ pub fn to_hex(bytes: &[u8]) -> String {
         s.push(DIGITS[(b & 15) as usize] as char);
     }
     s
+}
+
+/// A payment hash as hex -> bytes (all zero, the history's "no payment", if it is not one).
+pub fn hash_bytes(hex: &str) -> [u8; 32] {
+    from_hex(hex)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        .unwrap_or(NO_PAYMENT_HASH)
 }
 
 pub fn from_hex(s: &str) -> Result<Vec<u8>, String> {
@@ -36,6 +46,12 @@ pub fn from_hex(s: &str) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashes_from_hex() {
+        assert_eq!(hash_bytes("zz"), NO_PAYMENT_HASH);
+        assert_eq!(hash_bytes(&"ab".repeat(32))[0], 0xab);
+    }
 
     #[test]
     fn hex_round_trip() {

@@ -7,12 +7,13 @@
 #![allow(dead_code)]
 
 use cln_rebalance::clock::{Clock, ManualClock};
-use cln_rebalance::commands::rebalance::{Config, Rebalancer};
+use cln_rebalance::config::Config;
 use cln_rebalance::core::route::Hop;
 use cln_rebalance::lightningd::{
     DatastoreEntry, Forward, Getinfo, Invoice, InvoiceStatus, Lightningd, NodeInfo,
     PaymentComplete, PeerChannel, SendpayStatus, sendpay_route_json,
 };
+use cln_rebalance::state::State;
 use cln_rpc::RpcError;
 use cln_standin::simnet::pay::{PayStatus, WaitState};
 use cln_standin::simnet::{Event, Network};
@@ -380,7 +381,7 @@ pub fn demo_network() -> Network {
 }
 
 /// A rebalancer over `net`, with its `invoice_payment` hook wired as lightningd would call it.
-pub fn rebalancer(net: Network, config: Config) -> (Arc<Rebalancer<SimNode>>, SimNode) {
+pub fn rebalancer(net: Network, config: Config) -> (Arc<State<SimNode>>, SimNode) {
     let node = SimNode::new(net);
     let r = hooked(
         node.clone(),
@@ -391,14 +392,16 @@ pub fn rebalancer(net: Network, config: Config) -> (Arc<Rebalancer<SimNode>>, Si
 }
 
 /// A rebalancer over `node` on `clock`, its `invoice_payment` hook wired as lightningd would.
-pub fn hooked(node: SimNode, config: Config, clock: Arc<dyn Clock>) -> Arc<Rebalancer<SimNode>> {
-    let r = Arc::new(Rebalancer::with_clock(node.clone(), config, clock));
-    let weak: Weak<Rebalancer<SimNode>> = Arc::downgrade(&r);
+pub fn hooked(node: SimNode, config: Config, clock: Arc<dyn Clock>) -> Arc<State<SimNode>> {
+    let r = Arc::new(State::with_clock(node.clone(), config, clock));
+    let weak: Weak<State<SimNode>> = Arc::downgrade(&r);
     let hook: Hook = Arc::new(move |payload: Value| {
         let weak = weak.clone();
         Box::pin(async move {
             match weak.upgrade() {
-                Some(r) => r.on_invoice_payment(&payload).await,
+                Some(r) => {
+                    cln_rebalance::rebalance::arrival::on_invoice_payment(&r, &payload).await
+                }
                 None => json!({"result": "continue"}),
             }
         })

@@ -8,7 +8,7 @@
 #![allow(dead_code)] // not every includer uses every part
 
 use crate::mainnet;
-use cln_rebalance::commands::rebalance::{Config, Routing};
+use cln_rebalance::config::{Config, Routing};
 use cln_rebalance::core::amount::fee_cap_msat;
 use cln_rebalance::core::graph::{EdgeIdx, Graph, NodeIdx, Scid};
 use cln_rebalance::core::pathfind::{Exclusions, Query, Scratch, find_path};

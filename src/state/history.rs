@@ -3,37 +3,26 @@
 //! and reconciliation with lightningd's invoices (a rebalance that completed while the plugin
 //! was down is recorded once, never twice). The records themselves are `core::history`'s.
 
-use super::rebalance::{LABEL_PREFIX, Rebalancer};
-use crate::core::graph::Scid;
-use crate::core::history::{
-    self, DAY_SECS, Entry, History, KEY_PREFIX, NO_PAYMENT_HASH, Outcome, RetentionPolicy,
-};
-use crate::lightningd::Lightningd;
-use crate::lightningd::store;
+use super::inflight::{LABEL_PREFIX, label_channels};
+use crate::core::history::{self, DAY_SECS, Entry, History, KEY_PREFIX, Outcome, RetentionPolicy};
+use crate::lightningd::store::{self, hash_bytes};
+use crate::lightningd::{Lightningd, paying_attempt};
 use log::{info, warn};
 
-/// A payment hash as hex -> bytes (all zero if it is not one).
-pub fn hash_bytes(hex: &str) -> [u8; 32] {
-    store::from_hex(hex)
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-        .unwrap_or(NO_PAYMENT_HASH)
+/// Every rebalance recorded, in memory and in the datastore.
+#[derive(Default)]
+pub struct HistoryStore {
+    history: tokio::sync::Mutex<History>,
 }
 
-/// `rebalance-<out>-<in>-...`: the two channels a rebalance invoice's label names.
-fn label_channels(label: &str) -> Option<(Scid, Scid)> {
-    let mut parts = label.strip_prefix(LABEL_PREFIX)?.split('-');
-    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
-}
-
-impl<N: Lightningd> Rebalancer<N> {
+impl HistoryStore {
     /// Reads every day's records from the datastore (a corrupt day keeps what decoded before
     /// the damage, with a log line, and the damaged bytes are dropped from the datastore).
-    pub async fn load_history(&self) -> usize {
+    pub async fn load<N: Lightningd>(&self, node: &N) -> usize {
         // Held throughout: a rebalance ending meanwhile records (appends) after the load, so a
         // damaged day rewritten here cannot lose its record.
         let mut ours = self.history.lock().await;
-        let days = match self.node.listdatastore(&KEY_PREFIX).await {
+        let days = match node.listdatastore(&KEY_PREFIX).await {
             Ok(d) => d,
             Err(e) => {
                 warn!("history not loaded: listdatastore failed: {}", e.message);
@@ -72,10 +61,9 @@ impl<N: Lightningd> Rebalancer<N> {
                 let key: Vec<&str> = day.key.iter().map(String::as_str).collect();
                 let kept = &bytes[..err.offset];
                 let fixed = if kept.is_empty() {
-                    self.node.deldatastore(&key).await
+                    node.deldatastore(&key).await
                 } else {
-                    self.node
-                        .datastore(&key, &store::to_hex(kept), "create-or-replace")
+                    node.datastore(&key, &store::to_hex(kept), "create-or-replace")
                         .await
                 };
                 if let Err(e) = fixed {
@@ -98,15 +86,14 @@ impl<N: Lightningd> Rebalancer<N> {
 
     /// Records one rebalance: in memory, and appended to its day in the datastore (unless the
     /// same payment is recorded already). Applies retention when the history outgrows it.
-    pub async fn record_history(&self, e: Entry) {
+    pub async fn record<N: Lightningd>(&self, node: &N, e: Entry, now: u64) {
         let mut h = self.history.lock().await;
         if !h.record(e.clone()) {
             return;
         }
         let key = e.datastore_key();
         let key: Vec<&str> = key.iter().map(String::as_str).collect();
-        if let Err(err) = self
-            .node
+        if let Err(err) = node
             .datastore(&key, &store::to_hex(&e.encode()), "create-or-append")
             .await
         {
@@ -115,25 +102,19 @@ impl<N: Lightningd> Rebalancer<N> {
                 err.message
             );
         }
-        let r = history::retention(
-            &h.day_counts(),
-            self.now_secs(),
-            &RetentionPolicy::default(),
-        );
+        let r = history::retention(&h.day_counts(), now, &RetentionPolicy::default());
         if r.is_empty() {
             return;
         }
         for day in &r.delete_days {
-            let _ = self
-                .node
+            let _ = node
                 .deldatastore(&[KEY_PREFIX[0], KEY_PREFIX[1], day])
                 .await;
         }
         h.apply_retention(&r);
         if let Some((day, _)) = &r.trim {
             let bytes = h.encode_day(day);
-            let _ = self
-                .node
+            let _ = node
                 .datastore(
                     &[KEY_PREFIX[0], KEY_PREFIX[1], day],
                     &store::to_hex(&bytes),
@@ -145,8 +126,8 @@ impl<N: Lightningd> Rebalancer<N> {
 
     /// Paid `rebalance-` invoices the history does not know: rebalances that completed while
     /// the plugin was not there to record them. Each is recorded once. Returns how many.
-    pub async fn reconcile_history(&self) -> usize {
-        let Ok(invoices) = self.node.listinvoices(None).await else {
+    pub async fn reconcile<N: Lightningd>(&self, node: &N, now: u64) -> usize {
+        let Ok(invoices) = node.listinvoices(None).await else {
             return 0;
         };
         let mut added = 0;
@@ -161,30 +142,33 @@ impl<N: Lightningd> Rebalancer<N> {
             let Some((outgoing, incoming)) = label_channels(&inv.label) else {
                 continue;
             };
-            let sent = self
-                .node
+            let sent = node
                 .listsendpays(&inv.payment_hash)
                 .await
                 .unwrap_or_default();
-            let done = super::rebalance::paying_attempt(&sent);
+            let done = paying_attempt(&sent);
             let amount_msat = inv.amount_msat.or(done.map(|d| d.amount_msat)).unwrap_or(0);
             let fee_msat = done
                 .map(|d| d.amount_sent_msat.saturating_sub(d.amount_msat))
                 .unwrap_or(0);
-            let paid_at = inv.paid_at.unwrap_or_else(|| self.now_secs());
-            self.record_history(Entry {
-                started_at: paid_at,
-                outgoing,
-                incoming,
-                amount_msat,
-                fee_msat,
-                attempts: u32::from(done.is_some()),
-                outcome: Outcome::Complete,
-                duration_ms: 0,
-                job_id: 0,
-                payment_hash: hash,
-                error: "recorded after a restart: completed while the plugin was down".into(),
-            })
+            let paid_at = inv.paid_at.unwrap_or_else(|| now);
+            self.record(
+                node,
+                Entry {
+                    started_at: paid_at,
+                    outgoing,
+                    incoming,
+                    amount_msat,
+                    fee_msat,
+                    attempts: u32::from(done.is_some()),
+                    outcome: Outcome::Complete,
+                    duration_ms: 0,
+                    job_id: 0,
+                    payment_hash: hash,
+                    error: "recorded after a restart: completed while the plugin was down".into(),
+                },
+                now,
+            )
             .await;
             added += 1;
         }
@@ -197,48 +181,13 @@ impl<N: Lightningd> Rebalancer<N> {
     }
 
     /// Fees of rebalances started in the last 24 hours (the daily budget's window).
-    pub async fn fees_last_24h(&self) -> u64 {
-        let since = self.now_secs().saturating_sub(DAY_SECS);
+    pub async fn fees_last_24h(&self, now: u64) -> u64 {
+        let since = now.saturating_sub(DAY_SECS);
         self.history.lock().await.fees_since(since)
     }
 
     /// A copy of the history (for the report).
-    pub async fn history_entries(&self) -> Vec<Entry> {
+    pub async fn entries(&self) -> Vec<Entry> {
         self.history.lock().await.entries().to_vec()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn labels_name_their_channels() {
-        let (o, i) = label_channels("rebalance-103x1x0-105x2x1-18a-77-3").unwrap();
-        assert_eq!(
-            (o.to_string(), i.to_string()),
-            ("103x1x0".into(), "105x2x1".into())
-        );
-        assert!(label_channels("rebalance-x").is_none());
-        assert!(label_channels("other-1x1x1-2x2x2").is_none());
-        assert_eq!(hash_bytes("zz"), NO_PAYMENT_HASH);
-        assert_eq!(hash_bytes(&"ab".repeat(32))[0], 0xab);
-    }
-
-    #[test]
-    fn a_paid_invoice_costs_what_its_pending_attempt_sent() {
-        use crate::commands::rebalance::paying_attempt;
-        use crate::lightningd::SendpayStatus;
-        let s = |status: &str, sent| SendpayStatus {
-            status: status.into(),
-            amount_msat: 1000,
-            amount_sent_msat: sent,
-        };
-        // The outgoing peer has not settled our HTLC yet: the pending attempt is the one.
-        let sent = [s("failed", 1001), s("pending", 1003)];
-        assert_eq!(paying_attempt(&sent).unwrap().amount_sent_msat, 1003);
-        let sent = [s("pending", 1003), s("complete", 1002)];
-        assert_eq!(paying_attempt(&sent).unwrap().amount_sent_msat, 1002);
-        assert!(paying_attempt(&[s("failed", 1001)]).is_none());
     }
 }

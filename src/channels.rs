@@ -1,8 +1,10 @@
-//! Our own channels: bars and shares for the `balances` view, and turning an `outgoing`/`incoming` parameter (a
-//! short_channel_id or a peer's node id) into one of our channels. Pure: works on
-//! `listpeerchannels` entries the caller fetched.
+//! Our own channels as `listpeerchannels` shows them: bars and shares for the `balances` view,
+//! turning an `outgoing`/`incoming` parameter (a short_channel_id or a peer's node id) into one
+//! of our channels, whether it can take part, and the planner's view of it. Pure: works on
+//! entries the caller fetched.
 
 use crate::core::graph::Scid;
+use crate::core::plan::OurChannel;
 use crate::error::RpcFailure;
 use crate::lightningd::PeerChannel;
 
@@ -153,6 +155,33 @@ pub fn balancing_amount(outgoing: &PeerChannel, incoming: &PeerChannel) -> Resul
         ));
     }
     Ok(surplus.min(deficit))
+}
+
+/// The planner's view of one of our channels.
+pub fn our_channel(c: &PeerChannel) -> Option<OurChannel> {
+    let scid: Scid = c.short_channel_id.as_deref()?.parse().ok()?;
+    let sum = |dir: &str| {
+        c.htlcs
+            .iter()
+            .filter(|h| h.direction == dir)
+            .map(|h| h.amount_msat)
+            .fold(0u64, u64::saturating_add)
+    };
+    let local = c.updates.local.unwrap_or_default();
+    Some(OurChannel {
+        short_channel_id: scid,
+        peer_id: c.peer_id.clone(),
+        state_normal: c.state == "CHANNELD_NORMAL",
+        peer_connected: c.peer_connected,
+        to_us_msat: c.to_us_msat,
+        total_msat: c.total_msat,
+        spendable_msat: c.spendable_msat,
+        receivable_msat: c.receivable_msat,
+        htlcs_out_msat: sum("out"),
+        htlcs_in_msat: sum("in"),
+        fee_base_msat: local.fee_base_msat,
+        fee_proportional_millionths: local.fee_proportional_millionths,
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,92 @@
+//! The plugin's configuration, from its options: a rebalance's defaults, how routes are
+//! chosen, the liquidity model's settings, and automatic rebalancing's.
+
+use crate::core::liquidity::ModelConfig;
+use crate::core::plan::{Budget, PlanConfig, Settings};
+use std::time::Duration;
+
+/// How routes are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    /// The cheapest route by fee; failures rule out channels for the rest of the call.
+    FeeOnly,
+    /// Fee + a risk cost from the liquidity model's success probability.
+    Probabilistic,
+}
+
+impl std::str::FromStr for Routing {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fee" => Ok(Routing::FeeOnly),
+            "probabilistic" => Ok(Routing::Probabilistic),
+            other => Err(format!("unknown routing {other:?} (probabilistic or fee)")),
+        }
+    }
+}
+
+/// Defaults from the plugin's options.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub maxfeeppm: u64,
+    pub exemptfee_msat: u64,
+    pub retry_for_secs: u64,
+    /// Rebuild the graph from `listchannels` when it is older than this.
+    pub graph_max_age: Duration,
+    /// `min_final_cltv_expiry` we put on our invoice.
+    pub final_cltv: u32,
+    pub routing: Routing,
+    /// Keep what was learned across rebalances (and in the datastore). Off: each rebalance
+    /// starts from the prior (the simulation's "model without memory").
+    pub liquidity_memory: bool,
+    pub model: ModelConfig,
+    /// Automatic rebalancing: planner, budgets, parallelism, schedule, settings.
+    pub auto: AutoConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            maxfeeppm: 1000,
+            exemptfee_msat: 5000,
+            retry_for_secs: 60,
+            graph_max_age: Duration::from_secs(300),
+            final_cltv: 18,
+            routing: Routing::Probabilistic,
+            liquidity_memory: true,
+            model: ModelConfig::default(),
+            auto: AutoConfig::default(),
+        }
+    }
+}
+
+/// Moves in flight at once by default: two keep a job moving while one waits on a slow hop,
+/// without piling HTLCs onto the same few routes.
+pub const DEFAULT_PARALLEL: usize = 2;
+
+/// How automatic rebalancing runs, from the options (a `rebalanceall` call may override the
+/// plan's target, feeratio, minimum and the per-run budget).
+#[derive(Debug, Clone)]
+pub struct AutoConfig {
+    pub plan: PlanConfig,
+    pub budget: Budget,
+    /// Moves in flight at once.
+    pub parallel: usize,
+    /// Seconds between scheduled runs; 0 = no schedule.
+    pub interval_secs: u64,
+    /// Settings from the config file (`rebalance-exclude`, `rebalance-channel-target`); the
+    /// ones set with `rebalance-settings` (in the datastore) override them.
+    pub settings: Settings,
+}
+
+impl Default for AutoConfig {
+    fn default() -> Self {
+        AutoConfig {
+            plan: PlanConfig::default(),
+            budget: Budget::default(),
+            parallel: DEFAULT_PARALLEL,
+            interval_secs: 0,
+            settings: Settings::default(),
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The RPC surface the plugin needs from lightningd, as one trait.
+//!
+//! The rebalance algorithm sees lightningd only through [`Lightningd`]. `clnrpc::ClnNode` talks
+//! to the node's RPC socket; tests and benchmarks implement the trait over an in-memory network.
+
+use super::types::{
+    DatastoreEntry, Forward, Getinfo, Invoice, InvoiceStatus, NodeInfo, PaymentComplete,
+    PeerChannel, SendpayStatus,
+};
+use crate::core::route::Hop;
+use cln_rpc::RpcError;
+use serde_json::{Value, json};
+use std::future::Future;
+
+/// What the plugin asks of lightningd. Every call is independent: an implementation may use one
+/// connection per call, so a blocking `waitsendpay` never holds up `listpeerchannels`.
+pub trait Lightningd: Send + Sync + 'static {
+    fn getinfo(&self) -> impl Future<Output = Result<Getinfo, RpcError>> + Send;
+    fn listpeerchannels(&self) -> impl Future<Output = Result<Vec<PeerChannel>, RpcError>> + Send;
+    /// The raw JSON bytes of the `listchannels` result object (`{"channels":[...]}`), for the
+    /// graph's lean decode.
+    fn listchannels_json(&self) -> impl Future<Output = Result<Vec<u8>, RpcError>> + Send;
+    /// `listnodes id`: the gossip we have of one node (empty if none).
+    fn listnodes(&self, id: &str) -> impl Future<Output = Result<Vec<NodeInfo>, RpcError>> + Send;
+    fn invoice(
+        &self,
+        amount_msat: u64,
+        label: &str,
+        description: &str,
+        expiry: u64,
+        cltv: u32,
+    ) -> impl Future<Output = Result<Invoice, RpcError>> + Send;
+    /// `listinvoices`, all of them or the one with `label`.
+    fn listinvoices(
+        &self,
+        label: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<InvoiceStatus>, RpcError>> + Send;
+    /// `delinvoice label status`: deletes only if the invoice still has `status`.
+    fn delinvoice(
+        &self,
+        label: &str,
+        status: &str,
+    ) -> impl Future<Output = Result<(), RpcError>> + Send;
+    fn sendpay(
+        &self,
+        route: &[Hop],
+        payment_hash: &str,
+        payment_secret: &str,
+        label: &str,
+    ) -> impl Future<Output = Result<(), RpcError>> + Send;
+    fn waitsendpay(
+        &self,
+        payment_hash: &str,
+        timeout_secs: u64,
+    ) -> impl Future<Output = Result<PaymentComplete, RpcError>> + Send;
+    fn listsendpays(
+        &self,
+        payment_hash: &str,
+    ) -> impl Future<Output = Result<Vec<SendpayStatus>, RpcError>> + Send;
+    /// `datastore key hex mode`.
+    fn datastore(
+        &self,
+        key: &[&str],
+        hex: &str,
+        mode: &str,
+    ) -> impl Future<Output = Result<(), RpcError>> + Send;
+    /// `datastore key string mode`: a text value (settings an operator may read with
+    /// `listdatastore`).
+    fn datastore_string(
+        &self,
+        key: &[&str],
+        string: &str,
+        mode: &str,
+    ) -> impl Future<Output = Result<(), RpcError>> + Send;
+    /// `listdatastore key`: the entry at `key` and its children.
+    fn listdatastore(
+        &self,
+        key: &[&str],
+    ) -> impl Future<Output = Result<Vec<DatastoreEntry>, RpcError>> + Send;
+    /// `deldatastore key`.
+    fn deldatastore(&self, key: &[&str]) -> impl Future<Output = Result<(), RpcError>> + Send;
+    /// `listforwards status=settled`: the forwards that earned us fees.
+    fn listforwards_settled(&self) -> impl Future<Output = Result<Vec<Forward>, RpcError>> + Send;
+}
+
+/// `sendpay` route entries in the form every lightningd accepts.
+pub fn sendpay_route_json(route: &[Hop]) -> Value {
+    Value::Array(
+        route
+            .iter()
+            .map(|h| {
+                json!({
+                    "id": h.node_id,
+                    "channel": h.short_channel_id.to_string(),
+                    "direction": h.direction,
+                    "amount_msat": h.amount_msat,
+                    "delay": h.delay,
+                })
+            })
+            .collect(),
+    )
+}

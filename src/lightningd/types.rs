@@ -1,0 +1,216 @@
+//! lightningd's answers, decoded into lean structs with CLN's field names holding only what the
+//! plugin reads (defaults for optional fields, so a renamed or added field elsewhere in a
+//! response does not break the plugin; cln-rpc's typed model also validates every public key,
+//! which costs most of the time on a large `listchannels`), and the failure details of a payment.
+
+use serde::Deserialize;
+
+/// `getinfo`, the parts we use.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Getinfo {
+    pub id: String,
+}
+
+/// A channel's forwarding policy as `listpeerchannels` `updates.{local,remote}` gives it.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+pub struct ChannelUpdate {
+    #[serde(default)]
+    pub fee_base_msat: u64,
+    #[serde(default)]
+    pub fee_proportional_millionths: u32,
+    #[serde(default)]
+    pub cltv_expiry_delta: u32,
+    #[serde(default)]
+    pub htlc_minimum_msat: u64,
+    pub htlc_maximum_msat: Option<u64>,
+}
+
+/// `updates`: the peer's side (`remote`) for the last hop's fee, ours (`local`) for what
+/// liquidity moved into a channel can earn.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ChannelUpdates {
+    /// Our own policy: what we charge to forward out through this channel.
+    pub local: Option<ChannelUpdate>,
+    pub remote: Option<ChannelUpdate>,
+}
+
+/// One HTLC in `listpeerchannels` `htlcs[]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Htlc {
+    /// "in" or "out".
+    pub direction: String,
+    pub payment_hash: String,
+    #[serde(default)]
+    pub amount_msat: u64,
+}
+
+/// One `listforwards` entry, the parts the report reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Forward {
+    pub in_channel: String,
+    pub out_channel: Option<String>,
+    pub status: String,
+    #[serde(default)]
+    pub in_msat: u64,
+    pub out_msat: Option<u64>,
+    pub fee_msat: Option<u64>,
+    /// Seconds, with a fraction (lightningd prints nine decimals).
+    #[serde(default)]
+    pub received_time: f64,
+    pub resolved_time: Option<f64>,
+}
+
+/// One entry of `listpeerchannels`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PeerChannel {
+    pub peer_id: String,
+    #[serde(default)]
+    pub peer_connected: bool,
+    pub state: String,
+    pub short_channel_id: Option<String>,
+    #[serde(default)]
+    pub private: bool,
+    #[serde(default)]
+    pub to_us_msat: u64,
+    #[serde(default)]
+    pub total_msat: u64,
+    #[serde(default)]
+    pub spendable_msat: u64,
+    #[serde(default)]
+    pub receivable_msat: u64,
+    #[serde(default)]
+    pub our_reserve_msat: u64,
+    #[serde(default)]
+    pub their_reserve_msat: u64,
+    pub direction: Option<u8>,
+    #[serde(default)]
+    pub htlcs: Vec<Htlc>,
+    #[serde(default)]
+    pub updates: ChannelUpdates,
+    pub alias: Option<ChannelAliases>,
+}
+
+/// `listpeerchannels` `alias`: the scid aliases each side gave the channel.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ChannelAliases {
+    /// The alias the peer gave the channel: what it forwards over a private channel by.
+    pub remote: Option<String>,
+}
+
+/// `listnodes` entry, the parts we use.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NodeInfo {
+    pub nodeid: String,
+    pub alias: Option<String>,
+}
+
+/// A new invoice.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Invoice {
+    pub payment_hash: String,
+    pub payment_secret: String,
+}
+
+/// `listinvoices` entry, the parts we use.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InvoiceStatus {
+    pub label: String,
+    pub status: String,
+    pub payment_hash: String,
+    pub amount_msat: Option<u64>,
+    pub paid_at: Option<u64>,
+    /// When it was made (`expires_at` minus the expiry we gave), for reconciling.
+    pub expires_at: Option<u64>,
+}
+
+/// A completed payment (`waitsendpay` success).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PaymentComplete {
+    pub status: String,
+    #[serde(default)]
+    pub amount_msat: u64,
+    #[serde(default)]
+    pub amount_sent_msat: u64,
+}
+
+/// `listsendpays` entry, the parts we use.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SendpayStatus {
+    pub status: String,
+    #[serde(default)]
+    pub amount_msat: u64,
+    #[serde(default)]
+    pub amount_sent_msat: u64,
+}
+
+/// One `listdatastore` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct DatastoreEntry {
+    pub key: Vec<String>,
+    pub generation: Option<u64>,
+    pub hex: Option<String>,
+    pub string: Option<String>,
+}
+
+/// waitsendpay / sendpay failure details (`error.data`), which cln-rpc has no type for.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PayFailure {
+    pub erring_index: Option<u64>,
+    pub erring_node: Option<String>,
+    pub erring_channel: Option<String>,
+    pub erring_direction: Option<u8>,
+    pub failcode: Option<u32>,
+    pub failcodename: Option<String>,
+}
+
+/// The sendpay attempt that paid our invoice: the complete one, or else the pending one. Our
+/// invoice is paid, so that attempt's outgoing HTLC settles as soon as the outgoing peer can
+/// give us the preimage (it may be offline a while), and `amount_sent_msat` is what it costs
+/// us. There is at most one: no attempt starts while another is in flight.
+pub fn paying_attempt(sent: &[SendpayStatus]) -> Option<&SendpayStatus> {
+    sent.iter()
+        .find(|s| s.status == "complete")
+        .or_else(|| sent.iter().find(|s| s.status == "pending"))
+}
+
+/// BOLT 4 failure code flags and the codes the plugin tells apart.
+pub mod failcode {
+    pub const BADONION: u32 = 0x8000;
+    pub const PERM: u32 = 0x4000;
+    pub const NODE: u32 = 0x2000;
+    pub const UPDATE: u32 = 0x1000;
+    pub const TEMPORARY_CHANNEL_FAILURE: u32 = UPDATE | 7;
+    pub const CHANNEL_DISABLED: u32 = UPDATE | 20;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn peer_channel_tolerates_missing_fields() {
+        let c: PeerChannel = serde_json::from_value(json!({
+            "peer_id": "02aa", "state": "CHANNELD_AWAITING_LOCKIN", "extra_field": 5
+        }))
+        .unwrap();
+        assert_eq!(c.short_channel_id, None);
+        assert_eq!(c.to_us_msat, 0);
+        assert!(c.updates.remote.is_none());
+    }
+
+    #[test]
+    fn a_paid_invoice_costs_what_its_pending_attempt_sent() {
+        let s = |status: &str, sent| SendpayStatus {
+            status: status.into(),
+            amount_msat: 1000,
+            amount_sent_msat: sent,
+        };
+        // The outgoing peer has not settled our HTLC yet: the pending attempt is the one.
+        let sent = [s("failed", 1001), s("pending", 1003)];
+        assert_eq!(paying_attempt(&sent).unwrap().amount_sent_msat, 1003);
+        let sent = [s("pending", 1003), s("complete", 1002)];
+        assert_eq!(paying_attempt(&sent).unwrap().amount_sent_msat, 1002);
+        assert!(paying_attempt(&[s("failed", 1001)]).is_none());
+    }
+}

@@ -1,0 +1,61 @@
+//! What a rebalance answers: a dry run's quote, or a completed rebalance's result.
+
+use super::route::route_probability;
+use super::session::{Session, hops_json};
+use crate::core::amount::{display_sat, ppm};
+use crate::core::route::Hop;
+use crate::lightningd::Lightningd;
+use crate::state::State;
+use serde_json::{Value, json};
+
+/// The answer to a dry run: the route and its fee, nothing paid.
+pub fn quote<N: Lightningd>(st: &State<N>, s: &Session, hops: &[Hop], fee_msat: u64) -> Value {
+    let r = &s.req;
+    json!({
+        "status": "dryrun",
+        "outgoing_scid": r.out_scid,
+        "incoming_scid": r.inc_scid,
+        "amount_msat": r.amount_msat,
+        "fee_msat": fee_msat,
+        "fee_ppm": ppm(fee_msat, r.amount_msat),
+        "fee_cap_msat": s.cap_msat,
+        "hops": hops.len(),
+        "probability": round3(route_probability(st, s, hops)),
+        "route": hops_json(hops),
+        "message": format!("would rebalance {} from {} to {} for {fee_msat}msat ({} ppm) over {} hops; nothing paid",
+            display_sat(r.amount_msat), r.out_scid, r.inc_scid, ppm(fee_msat, r.amount_msat), hops.len()),
+    })
+}
+
+/// The answer to a completed rebalance.
+pub fn paid<N: Lightningd>(st: &State<N>, s: &Session, hops: &[Hop], fee_msat: u64) -> Value {
+    let r = &s.req;
+    let hash = s
+        .invoice
+        .as_ref()
+        .map(|i| i.payment_hash.as_str())
+        .unwrap_or_default();
+    json!({
+        "status": "complete",
+        "outgoing_scid": r.out_scid,
+        "incoming_scid": r.inc_scid,
+        "amount_msat": r.amount_msat,
+        "fee_msat": fee_msat,
+        // rebalance.py's names, for scripts that read them.
+        "sent": r.amount_msat.saturating_add(fee_msat),
+        "received": r.amount_msat,
+        "fee": fee_msat,
+        "fee_ppm": ppm(fee_msat, r.amount_msat),
+        "attempts": s.attempts.len(),
+        "hops": hops.len(),
+        "route": hops_json(hops),
+        "payment_hash": hash,
+        "duration_ms": st.now_ms().saturating_sub(s.started_ms),
+        "message": format!("rebalanced {} from {} to {} for {fee_msat}msat ({} ppm) in {} attempt(s)",
+            display_sat(r.amount_msat), r.out_scid, r.inc_scid, ppm(fee_msat, r.amount_msat), s.attempts.len()),
+    })
+}
+
+fn round3(p: f64) -> f64 {
+    (p * 1000.0).round() / 1000.0
+}

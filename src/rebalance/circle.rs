@@ -1,0 +1,218 @@
+//! One rebalance's circle: our first hop out to the outgoing peer and the incoming peer's last
+//! hop back to us (fixed), the search between the two peers with what failures ruled out, and
+//! the routes it yields as sendpay hops.
+
+use crate::core::graph::{Graph, Policy, Scid};
+use crate::core::pathfind::{Exclusions, HopCost, Query, Scratch, find_path_with};
+use crate::core::route::{Hop, HopSpec, MAX_HOPS, MAX_TOTAL_CLTV, build_route};
+use crate::error::RpcFailure;
+use crate::lightningd::PeerChannel;
+use crate::lightningd::types::PayFailure;
+use crate::lightningd::types::failcode::{BADONION, NODE, PERM, TEMPORARY_CHANNEL_FAILURE};
+
+/// One rebalance's fixed hops, amount and what its failures ruled out so far.
+pub struct Circle {
+    /// The incoming channel's real short_channel_id (the last hop may name it by alias).
+    pub incoming_scid: Scid,
+    first: HopSpec,
+    last: HopSpec,
+    amount_msat: u64,
+    final_cltv: u32,
+    query: Option<Query>,
+    exclude: Exclusions,
+    /// Both channels go to the same peer: the only route is straight through it, tried once.
+    same_peer: bool,
+    direct_failed: bool,
+}
+
+impl Circle {
+    pub fn new(
+        our_id: &str,
+        out: &PeerChannel,
+        inc: &PeerChannel,
+        amount_msat: u64,
+        final_cltv: u32,
+        graph: &Graph,
+    ) -> Result<Circle, RpcFailure> {
+        let out_scid: Scid = out
+            .short_channel_id
+            .as_deref()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| RpcFailure::param("outgoing", e))?;
+        let inc_scid: Scid = inc
+            .short_channel_id
+            .as_deref()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| RpcFailure::param("incoming", e))?;
+        let our_dir =
+            |c: &PeerChannel| c.direction.unwrap_or(u8::from(our_id > c.peer_id.as_str()));
+        // The incoming peer's policy for forwarding to us: from listpeerchannels, else gossip.
+        let remote = inc.updates.remote.map(|u| Policy {
+            base_fee_millisatoshi: u32::try_from(u.fee_base_msat).unwrap_or(u32::MAX),
+            fee_per_millionth: u.fee_proportional_millionths,
+            delay: u.cltv_expiry_delta,
+            htlc_minimum_msat: u.htlc_minimum_msat,
+            htlc_maximum_msat: u.htlc_maximum_msat.unwrap_or(inc.total_msat),
+        });
+        let their_dir = 1 - our_dir(inc);
+        let remote = remote
+            .or_else(|| graph.edge_by_scid(inc_scid, their_dir).map(|e| graph.edge(e).policy))
+            .ok_or_else(|| {
+                RpcFailure::param(
+                    "incoming",
+                    format!("the peer's fee policy for channel {inc_scid} is not known yet (no channel_update)"),
+                )
+            })?;
+        if amount_msat < remote.htlc_minimum_msat || amount_msat > remote.htlc_maximum_msat {
+            return Err(RpcFailure::param(
+                "amount_msat",
+                format!(
+                    "the incoming peer forwards between {}msat and {}msat on channel {inc_scid}",
+                    remote.htlc_minimum_msat, remote.htlc_maximum_msat
+                ),
+            ));
+        }
+        let first = HopSpec {
+            short_channel_id: out_scid,
+            direction: our_dir(out),
+            node_id: out.peer_id.clone(),
+            policy: remote, // ignored: our own hop is free
+        };
+        // lightningd will not forward over a private channel named by its real scid (it hides
+        // the channel from probing): the onion must name it by the alias the peer gave it.
+        let last_scid = match (&inc.alias, inc.private) {
+            (Some(a), true) => a
+                .remote
+                .as_deref()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(inc_scid),
+            _ => inc_scid,
+        };
+        let last = HopSpec {
+            short_channel_id: last_scid,
+            direction: their_dir,
+            node_id: our_id.to_string(),
+            policy: remote,
+        };
+        let deliver_msat = remote
+            .fee_msat(amount_msat)
+            .and_then(|f| amount_msat.checked_add(f))
+            .ok_or_else(|| RpcFailure::param("amount_msat", "too large"))?;
+        let deliver_delay = final_cltv.checked_add(remote.delay).ok_or_else(|| {
+            RpcFailure::param(
+                "incoming",
+                format!(
+                    "the peer's cltv_expiry_delta {} on channel {inc_scid} is impossible",
+                    remote.delay
+                ),
+            )
+        })?;
+        let mut exclude = Exclusions::default();
+        if let Some(us) = graph.node_idx(our_id) {
+            exclude.nodes.insert(us); // a circle never passes through us in the middle
+        }
+        let query = match (graph.node_idx(&out.peer_id), graph.node_idx(&inc.peer_id)) {
+            (Some(from), Some(to)) => Some(Query {
+                from,
+                to,
+                deliver_msat,
+                deliver_delay,
+                max_edges: (MAX_HOPS - 2) as u32,
+                max_delay: MAX_TOTAL_CLTV,
+                max_amount_msat: u64::MAX,
+            }),
+            _ => None,
+        };
+        Ok(Circle {
+            incoming_scid: inc_scid,
+            first,
+            last,
+            amount_msat,
+            final_cltv,
+            query,
+            exclude,
+            same_peer: out.peer_id == inc.peer_id,
+            direct_failed: false,
+        })
+    }
+
+    /// The best route not yet ruled out (by fee + `cost`'s extra), as sendpay hops; with
+    /// `max_fee_msat`, the best whose fee is within it.
+    pub fn next_route<C: HopCost>(
+        &self,
+        graph: &Graph,
+        cost: &C,
+        max_fee_msat: Option<u64>,
+        scratch: &mut Scratch,
+    ) -> Option<Vec<Hop>> {
+        let middle: Vec<HopSpec> = if self.same_peer {
+            if self.direct_failed {
+                return None;
+            }
+            Vec::new()
+        } else {
+            let mut query = self.query.clone()?;
+            if let Some(cap) = max_fee_msat {
+                // Our first hop is free: what `A` receives beyond the amount is the fee.
+                query.max_amount_msat = self.amount_msat.saturating_add(cap);
+            }
+            let path = find_path_with(graph, &query, &self.exclude, cost, scratch)?;
+            path.edges
+                .iter()
+                .map(|&i| HopSpec::from_edge(graph, i))
+                .collect()
+        };
+        let mut specs = Vec::with_capacity(middle.len() + 2);
+        specs.push(self.first.clone());
+        specs.extend(middle);
+        specs.push(self.last.clone());
+        build_route(&specs, self.amount_msat, self.final_cltv).ok()
+    }
+
+    /// Rules out what failed at hop `index` (the node at the end of hop `index` reported it).
+    pub fn learn(&mut self, graph: &Graph, f: &PayFailure, hops: &[Hop], index: usize) {
+        let failcode = f.failcode.unwrap_or(0);
+        let erring_node = f
+            .erring_node
+            .clone()
+            .or_else(|| hops.get(index.wrapping_sub(1)).map(|h| h.node_id.clone()));
+        let edge = f
+            .erring_channel
+            .as_deref()
+            .and_then(|s| s.parse::<Scid>().ok())
+            .and_then(|scid| {
+                let dir = f.erring_direction.or_else(|| {
+                    hops.iter()
+                        .find(|h| h.short_channel_id == scid)
+                        .map(|h| h.direction)
+                })?;
+                graph.edge_by_scid(scid, dir)
+            });
+        self.direct_failed = true;
+        let node_idx = erring_node.as_deref().and_then(|n| graph.node_idx(n));
+        match (failcode & (NODE | BADONION) != 0, edge) {
+            (true, _) | (false, None) => {
+                if let Some(n) = node_idx {
+                    self.exclude.nodes.insert(n);
+                }
+            }
+            (false, Some(e)) if failcode == TEMPORARY_CHANNEL_FAILURE && failcode & PERM == 0 => {
+                let carried = hops
+                    .iter()
+                    .find(|h| h.short_channel_id == graph.edge(e).short_channel_id)
+                    .map(|h| h.amount_msat)
+                    .unwrap_or(0);
+                // Its parallel channels at the same fees failed with it (non-strict forwarding).
+                for e in graph.parallel_group(e) {
+                    let limit = self.exclude.max_amount_msat.entry(e).or_insert(u64::MAX);
+                    *limit = (*limit).min(carried);
+                }
+            }
+            (false, Some(e)) => {
+                self.exclude.edges.insert(e);
+            }
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Step 5 of an attempt: what its outcome teaches. The liquidity model learns from every
+//! attempt (our own channels exactly, the hops of a settled route, a failure's hops before it
+//! and the erring channel or node); the circle rules out what failed for the rest of the call;
+//! a failure is classified as worth another route, or as a reason to stop.
+
+use super::session::{Attempt, Outcome, Session, middle};
+use crate::core::liquidity::ChanDir;
+use crate::core::route::Hop;
+use crate::error::{self, RpcFailure};
+use crate::lightningd::Lightningd;
+use crate::lightningd::types::PayFailure;
+use crate::lightningd::types::failcode::{
+    BADONION, CHANNEL_DISABLED, NODE, PERM, TEMPORARY_CHANNEL_FAILURE, UPDATE,
+};
+use crate::state::State;
+use serde_json::json;
+
+/// Our own channels are known exactly: what we can send, and what the peer can send us.
+pub fn learn_our_channels<N: Lightningd>(st: &State<N>, s: &Session) {
+    let now = st.now_secs();
+    let mut m = s.model(st);
+    for c in &s.req.ours {
+        let Some(scid) = c.short_channel_id.as_deref().and_then(|x| x.parse().ok()) else {
+            continue;
+        };
+        if c.state != "CHANNELD_NORMAL" {
+            continue;
+        }
+        let ours = c
+            .direction
+            .unwrap_or(u8::from(s.req.our_id.as_str() > c.peer_id.as_str()));
+        let cd = ChanDir::new(scid, ours);
+        m.exact(cd, c.spendable_msat, c.total_msat, now);
+        m.exact(cd.reverse(), c.receivable_msat, c.total_msat, now);
+    }
+}
+
+/// A success: every middle hop carried its amount, which now sits on the other side.
+pub fn learn_settled<N: Lightningd>(st: &State<N>, s: &Session, hops: &[Hop]) {
+    let now = st.now_secs();
+    let hl = st.config.model.half_life_secs;
+    let mut m = s.model(st);
+    for h in middle(hops) {
+        if let Some(e) = s.graph.edge_by_scid(h.short_channel_id, h.direction) {
+            let cap = s.graph.edge_capacity_msat(e);
+            m.settled(
+                ChanDir::new(h.short_channel_id, h.direction),
+                h.amount_msat,
+                cap,
+                now,
+                hl,
+            );
+        }
+    }
+}
+
+/// What a failure at hop `index` teaches the model: hops before it forwarded their amounts;
+/// the erring channel could not carry its own, or is disabled; or the node failed.
+///
+/// The bounds are on what a channel holds with our other attempts' HTLCs still in it (the
+/// model adds those when it prices a hop), so what they have in flight over a hop counts
+/// with what this attempt asked of it.
+fn learn_failed<N: Lightningd>(
+    st: &State<N>,
+    s: &Session,
+    f: &PayFailure,
+    hops: &[Hop],
+    index: usize,
+) {
+    let now = st.now_secs();
+    let hl = st.config.model.half_life_secs;
+    let failcode = f.failcode.unwrap_or(0);
+    let mut m = s.model(st);
+    let cap = |h: &Hop| {
+        s.graph
+            .edge_by_scid(h.short_channel_id, h.direction)
+            .map(|e| s.graph.edge_capacity_msat(e))
+    };
+    for h in hops.iter().take(index).skip(1) {
+        if let Some(c) = cap(h) {
+            let cd = ChanDir::new(h.short_channel_id, h.direction);
+            let asked = h.amount_msat.saturating_add(m.in_flight_msat(cd));
+            m.forwarded(cd, asked, c, now, hl);
+        }
+    }
+    let Some(h) = hops.get(index) else { return };
+    let cd = ChanDir::new(h.short_channel_id, h.direction);
+    if failcode & (NODE | BADONION) != 0 {
+        let node = f
+            .erring_node
+            .clone()
+            .or_else(|| hops.get(index.wrapping_sub(1)).map(|h| h.node_id.clone()));
+        if let Some(n) = node {
+            m.node_failed(&n, now);
+        }
+    } else if failcode == TEMPORARY_CHANNEL_FAILURE {
+        if let Some(e) = s.graph.edge_by_scid(h.short_channel_id, h.direction) {
+            // Forwarding is non-strict: the node had none of its parallel channels to the
+            // next peer at these fees able to carry it either.
+            for e in s.graph.parallel_group(e) {
+                let edge = s.graph.edge(e);
+                let cd = ChanDir::new(edge.short_channel_id, edge.direction);
+                let asked = h.amount_msat.saturating_add(m.in_flight_msat(cd));
+                m.failed(cd, asked, s.graph.edge_capacity_msat(e), now, hl);
+            }
+        }
+    } else if failcode == CHANNEL_DISABLED || failcode & PERM != 0 {
+        m.channel_failed(cd, now);
+    }
+}
+
+/// Classifies a sendpay/waitsendpay error: learn and retry, or stop with a plain reason.
+pub async fn failed<N: Lightningd>(
+    st: &State<N>,
+    s: &mut Session,
+    e: cln_rpc::RpcError,
+    hops: &[Hop],
+    attempt: &mut Attempt,
+) -> Outcome {
+    let f: PayFailure = e
+        .data
+        .clone()
+        .and_then(|d| serde_json::from_value(d).ok())
+        .unwrap_or_default();
+    let code = e.code.unwrap_or(-1);
+    let failcode = f.failcode.unwrap_or(0);
+    let name = f
+        .failcodename
+        .clone()
+        .unwrap_or_else(|| format!("failcode {failcode:#x}"));
+    let index = f.erring_index.map(|i| i as usize);
+    attempt.outcome = match (index, &f.erring_channel) {
+        (Some(i), Some(c)) => format!("{name} at hop {i} (channel {c})"),
+        (Some(i), None) => format!("{name} at hop {i}"),
+        _ => format!("error {code}: {}", e.message),
+    };
+    if code != error::PAY_TRY_OTHER_ROUTE && code != 203 {
+        return Outcome::Stop(RpcFailure::new(
+            error::PAY_STOPPED_RETRYING,
+            format!("payment failed ({code}): {}", e.message),
+        ));
+    }
+    let n = hops.len();
+    let out_scid = hops[0].short_channel_id.to_string();
+    let last_hop_scid = hops[n - 1].short_channel_id.to_string();
+    let inc_scid = s.circle.incoming_scid.to_string();
+    match index {
+        Some(0) => Outcome::Stop(RpcFailure::new(
+            error::PAY_STOPPED_RETRYING,
+            format!(
+                "our node could not send over outgoing channel {out_scid}: {name} ({})",
+                e.message
+            ),
+        )),
+        Some(i) if i >= n => {
+            let rejected = st.inflight.get(s.id).and_then(|r| r.rejected_arrival);
+            Outcome::Stop(match rejected {
+                Some(arrived) => RpcFailure::new(
+                    error::PAY_STOPPED_RETRYING,
+                    format!(
+                        "the payment came back over channel {arrived} instead of incoming channel {inc_scid} \
+                         (the peer chose another of its channels to us); it was refused, so nothing \
+                         moved and no fee was paid. Pick the channel the peer prefers, or give the \
+                         peer's other channels less spendable."
+                    ),
+                )
+                .with_data(json!({"arrived_on": arrived})),
+                None => RpcFailure::new(
+                    error::PAY_STOPPED_RETRYING,
+                    format!("our own node refused the returning payment: {name}"),
+                ),
+            })
+        }
+        Some(i)
+            if i == n - 1
+                && (f.erring_channel.as_deref() == Some(inc_scid.as_str())
+                    || f.erring_channel.as_deref() == Some(last_hop_scid.as_str())) =>
+        {
+            Outcome::Stop(RpcFailure::new(
+                error::PAY_STOPPED_RETRYING,
+                format!(
+                    "the incoming peer {} could not forward back to us over incoming channel {inc_scid}: {name}",
+                    hops[n - 2].node_id
+                ),
+            ))
+        }
+        Some(i) => {
+            if failcode & UPDATE != 0 && failcode != TEMPORARY_CHANNEL_FAILURE {
+                // A newer channel_update than our gossip: refresh the graph next time.
+                st.graph_cache.mark_stale().await;
+            }
+            s.circle.learn(&s.graph, &f, hops, i);
+            learn_failed(st, s, &f, hops, i);
+            Outcome::Retry
+        }
+        None => Outcome::Stop(RpcFailure::new(
+            error::PAY_STOPPED_RETRYING,
+            format!("payment failed without saying where: {}", e.message),
+        )),
+    }
+}

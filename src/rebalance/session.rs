@@ -1,0 +1,160 @@
+//! One rebalance in progress: the checked request, its circle, fee cap and deadline, the
+//! search state it uses, its invoice, and what each attempt did.
+
+use super::check::Checked;
+use super::circle::Circle;
+use crate::core::amount::{display_sat, ppm};
+use crate::core::graph::Graph;
+use crate::core::liquidity::{Beliefs, Liquidity};
+use crate::core::pathfind::Scratch;
+use crate::core::route::Hop;
+use crate::error::{self, RpcFailure};
+use crate::lightningd::Lightningd;
+use crate::state::State;
+use serde_json::{Value, json};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// What a caller inside the plugin (the automatic job) adds to a request.
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    /// This fee cap instead of the one `maxfeeppm`/`exemptfee` give.
+    pub fee_cap_msat: Option<u64>,
+    /// The job the rebalance belongs to, for the history (0 = manual).
+    pub job_id: u64,
+    /// Set: start no further attempt (`rebalancestop`).
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+/// What one attempt did, for the result and error `data`.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub route: Vec<String>,
+    pub fee_msat: u64,
+    pub outcome: String,
+}
+
+impl Attempt {
+    pub fn to_json(&self) -> Value {
+        json!({"route": self.route, "fee_msat": self.fee_msat, "outcome": self.outcome})
+    }
+}
+
+pub fn attempts_json(a: &[Attempt]) -> Value {
+    Value::Array(a.iter().map(Attempt::to_json).collect())
+}
+
+pub fn hops_json(hops: &[Hop]) -> Value {
+    Value::Array(
+        hops.iter()
+            .map(|h| {
+                json!({"short_channel_id": h.short_channel_id.to_string(), "direction": h.direction,
+                       "node_id": h.node_id, "amount_msat": h.amount_msat, "delay": h.delay})
+            })
+            .collect(),
+    )
+}
+
+/// How an attempt ended.
+pub enum Outcome {
+    Paid {
+        fee_msat: u64,
+    },
+    /// Try another route.
+    Retry,
+    /// Stop: retrying cannot help.
+    Stop(RpcFailure),
+    /// An HTLC is still in flight when time ran out.
+    StillInFlight,
+}
+
+/// The invoice a rebalance pays itself.
+#[derive(Debug, Clone)]
+pub struct OurInvoice {
+    pub label: String,
+    pub payment_hash: String,
+    pub payment_secret: String,
+}
+
+/// One rebalance in progress.
+pub struct Session {
+    /// Its entry in the registry of rebalances in flight.
+    pub id: u64,
+    pub req: Checked,
+    pub circle: Circle,
+    pub graph: Arc<Graph>,
+    pub cap_msat: u64,
+    pub maxfeeppm: u64,
+    pub exemptfee_msat: u64,
+    pub retry_for: u64,
+    pub deadline_ms: u64,
+    pub started_ms: u64,
+    pub attempts: Vec<Attempt>,
+    pub invoice: Option<OurInvoice>,
+    pub scratch: Scratch,
+    pub beliefs: Beliefs,
+    /// Without memory across rebalances, this rebalance's own model.
+    pub local_model: Option<Mutex<Liquidity>>,
+    pub last_sent: Vec<Hop>,
+    pub extra: Extra,
+}
+
+impl Session {
+    /// The model this session learns into: the shared one, or its own without memory.
+    pub fn model<'a, N: Lightningd>(&'a self, st: &'a State<N>) -> MutexGuard<'a, Liquidity> {
+        match &self.local_model {
+            Some(m) => m.lock().expect("local model lock"),
+            None => st.liquidity(),
+        }
+    }
+
+    /// Refuses a route above the fee cap, or one the outgoing channel cannot pay for, before
+    /// anything is paid.
+    pub fn check_route(&self, hops: &[Hop], fee_msat: u64) -> Result<(), RpcFailure> {
+        let (cap, amount) = (self.cap_msat, self.req.amount_msat);
+        if fee_msat > cap {
+            return Err(RpcFailure::new(
+                error::PAY_ROUTE_TOO_EXPENSIVE,
+                format!(
+                    "the cheapest route{} costs {fee_msat}msat ({} ppm), more than the fee cap of {cap}msat \
+                     ({})",
+                    if self.attempts.is_empty() { "" } else { " left" },
+                    ppm(fee_msat, amount),
+                    match self.extra.fee_cap_msat {
+                        // A rebalanceall move: the planner's economics and the budget set it.
+                        Some(_) => format!(
+                            "the job's cap for this move: feeratio x our fee out through {}, at most \
+                             maxfeeppm, within the fee budget",
+                            self.req.inc_scid
+                        ),
+                        None => format!(
+                            "max of exemptfee {}msat and maxfeeppm {} x amount",
+                            self.exemptfee_msat, self.maxfeeppm
+                        ),
+                    }
+                ),
+            )
+            .with_data(json!({"cheapest_fee_msat": fee_msat, "fee_cap_msat": cap,
+                              "route": hops_json(hops), "attempts": attempts_json(&self.attempts)})));
+        }
+        let spendable = self.req.out.spendable_msat;
+        if hops[0].amount_msat > spendable {
+            return Err(RpcFailure::param(
+                "outgoing",
+                format!(
+                    "channel {} can spend {}, not the {} this route needs with fees",
+                    self.req.out_scid,
+                    display_sat(spendable),
+                    display_sat(hops[0].amount_msat)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The hops between our own two: the ones the model knows nothing exact about.
+pub fn middle(hops: &[Hop]) -> impl Iterator<Item = &Hop> {
+    let n = hops.len();
+    hops.iter().take(n.saturating_sub(1)).skip(1)
+}
