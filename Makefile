@@ -12,7 +12,7 @@
 #                        (flags in JOB_ARGS, e.g. make bench-rebalanceall JOB_ARGS='--budgets none,500')
 #   make bench-memory    the plugin process's own peak memory loading the mainnet graph
 #   make fuzz    a longer property/fuzz run than make test's (tests/fuzz_core.rs)
-#   make lint    rustfmt and clippy, as CI runs them
+#   make lint    rustfmt, clippy and the layout's rules (tests/layers.rs), as CI runs them
 #
 # Needs only cargo (Rust 1.85+, with rustfmt and clippy for lint/test), python3 with venv, and
 # for test/bench the mainnet graphs in ../shared/data ($CLN_REBALANCE_MAINNET_DATA overrides;
@@ -71,9 +71,12 @@ $(VENV)/.done: plugin-tests/requirements.txt
 demo: build
 	target/release/standin-demo --plugin $(PLUGIN) --network plugin-tests/standin/networks/demo.json
 
+# tests/layers.rs: no import circle between files of src/, the core imports only the core, the
+# edge imports no commands/rebalance/state, no file over 600 lines before its tests.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --release --test layers -q
 
 test-rust:
 	$(CARGO) test --workspace --release

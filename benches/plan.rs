@@ -2,9 +2,10 @@
 //! numbers over 10,000 history entries and 50,000 forwards (target <= 50 ms), pure core only,
 //! seeded inputs, median and max of 21 runs.
 
+use cln_rebalance::core::budget::Budget;
 use cln_rebalance::core::graph::Scid;
 use cln_rebalance::core::history::{Entry, Outcome};
-use cln_rebalance::core::plan::{Budget, OurChannel, PlanConfig, Settings, plan};
+use cln_rebalance::core::plan::{OurChannel, PlanConfig, Settings, plan};
 use cln_rebalance::core::report::{Forward, ForwardStatus, report};
 use std::time::{Duration, Instant};
 

@@ -1,8 +1,9 @@
 //! The plugin's configuration, from its options: a rebalance's defaults, how routes are
 //! chosen, the liquidity model's settings, and automatic rebalancing's.
 
+use crate::core::budget::Budget;
 use crate::core::liquidity::ModelConfig;
-use crate::core::plan::{Budget, PlanConfig, Settings};
+use crate::core::plan::{PlanConfig, Settings};
 use std::time::Duration;
 
 /// How routes are chosen.

@@ -5,8 +5,9 @@ use cln_plugin::options::{
 };
 use cln_plugin::{Builder, Plugin};
 use cln_rebalance::config::{AutoConfig, Config, Routing};
+use cln_rebalance::core::budget::Budget;
 use cln_rebalance::core::liquidity::{ModelConfig, Prior};
-use cln_rebalance::core::plan::{Budget, ChannelSettings, PlanConfig, Settings};
+use cln_rebalance::core::plan::{ChannelSettings, PlanConfig, Settings};
 use cln_rebalance::lightningd::ClnNode;
 use cln_rebalance::params;
 use cln_rebalance::rebalance::{arrival, cleanup};

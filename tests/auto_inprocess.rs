@@ -6,8 +6,9 @@
 mod common;
 
 use cln_rebalance::config::{AutoConfig, Config};
+use cln_rebalance::core::budget::Budget;
 use cln_rebalance::core::history::{KEY_PREFIX, Outcome};
-use cln_rebalance::core::plan::{Budget, PlanConfig};
+use cln_rebalance::core::plan::PlanConfig;
 use cln_rebalance::lightningd::Lightningd;
 use cln_rebalance::params::RebalanceallParams;
 use cln_rebalance::state::State;

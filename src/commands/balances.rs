@@ -531,7 +531,7 @@ impl<N: Lightningd> State<N> {
         }
         let ours: Vec<_> = chans.iter().filter_map(our_channel).collect();
         let mut plan = crate::core::plan::plan(&ours, &settings, &config);
-        let spent = crate::core::plan::Spent {
+        let spent = crate::core::budget::Spent {
             run_msat: 0,
             last_24h_msat: self.fees_last_24h().await,
             reserved_msat: 0,

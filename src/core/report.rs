@@ -10,9 +10,9 @@
 //! rebalances earned: some of those forwards would have happened anyway.
 
 use crate::core::amount::{display_sat, ppm};
+use crate::core::budget::Budget;
 use crate::core::graph::Scid;
 use crate::core::history::{DAY_SECS, Entry, day_name};
-use crate::core::plan::Budget;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 

@@ -151,7 +151,7 @@ impl HistoryStore {
             let fee_msat = done
                 .map(|d| d.amount_sent_msat.saturating_sub(d.amount_msat))
                 .unwrap_or(0);
-            let paid_at = inv.paid_at.unwrap_or_else(|| now);
+            let paid_at = inv.paid_at.unwrap_or(now);
             self.record(
                 node,
                 Entry {

@@ -3,8 +3,9 @@
 
 use super::plan::move_params;
 use crate::core::amount::display_sat;
+use crate::core::budget::{Admission, Budget, Spent};
 use crate::core::graph::Scid;
-use crate::core::plan::{Admission, Budget, Move, PlanConfig, Spent};
+use crate::core::plan::{Move, PlanConfig};
 use crate::error::{self, RpcFailure};
 use crate::lightningd::Lightningd;
 use crate::rebalance::session::Extra;

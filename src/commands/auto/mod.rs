@@ -25,7 +25,8 @@
 mod job; // one job's loop: plan, admit, start, book, decide
 pub mod plan; // the plan for our channels now; a move's rebalance request
 
-use crate::core::plan::{Budget, PlanConfig};
+use crate::core::budget::Budget;
+use crate::core::plan::PlanConfig;
 use crate::error::{self, RpcFailure};
 use crate::lightningd::Lightningd;
 use crate::params::RebalanceallParams;

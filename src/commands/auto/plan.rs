@@ -3,8 +3,9 @@
 //! request a planned move makes.
 
 use crate::channels::our_channel;
+use crate::core::budget::{Budget, Spent};
 use crate::core::graph::Scid;
-use crate::core::plan::{Budget, Move, OurChannel, Plan, PlanConfig, Spent, plan_avoiding};
+use crate::core::plan::{Move, OurChannel, Plan, PlanConfig, plan_avoiding};
 use crate::error::{self, RpcFailure};
 use crate::lightningd::Lightningd;
 use crate::params::RebalanceParams;
