@@ -94,9 +94,10 @@ def test_rebalanceall_ring_stop_and_report_after_restart(node_factory):
     after = shares(l1)
     assert all(40.0 <= v <= 60.0 for v in after.values()), after
     assert report["total_successful_rebalances"] >= 2, report
-    assert report["total_rebalance_fee"] > 0
+    assert report["total_rebalance_fee_msat"] > 0
+    assert report["total_rebalance_fee"] == f"{report['total_rebalance_fee_msat']}msat"
     assert_no_unpaid_rebalance_invoice(l1)
-    fees_before = report["total_rebalance_fee"]
+    fees_before = report["total_rebalance_fee_msat"]
 
     # History and report survive a plugin restart.
     l1.rpc.plugin_stop(plugin)
@@ -132,7 +133,7 @@ def test_rebalanceall_ring_stop_and_report_after_restart(node_factory):
     text = cli(l1, "rebalancereport-table")
     assert "rebalance" in text.lower() and not text.lstrip().startswith("{"), text
     final = l1.rpc.call("rebalancereport")
-    assert final["total_rebalance_fee"] >= fees_before
+    assert final["total_rebalance_fee_msat"] >= fees_before
     assert isinstance(final["text"], str) and "rebalance" in final["text"].lower()
     e = realnet.rpc_error(l1.rpc.call, "rebalancereport", {"days": 0})
     assert e["code"] == -32602 and e["message"].startswith("days:"), e

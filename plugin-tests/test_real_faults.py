@@ -291,7 +291,7 @@ class Books:
         # ...and the plugin's own report of it (once its start-up has loaded the history).
         want = (len(done), sum(d[3] for d in done.values()))
         rep = wait_until(lambda: (lambda r: r if (r["total_successful_rebalances"],
-                                                  r["total_rebalance_fee"]) == want else None)(
+                                                  r["total_rebalance_fee_msat"]) == want else None)(
             node.rpc.call("rebalancereport")), 30, "rebalancereport to count {}".format(want))
         assert rep["total_successful_rebalances"] == len(done)
         return done

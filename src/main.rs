@@ -340,10 +340,14 @@ async fn main() -> Result<(), anyhow::Error> {
     };
     let conf = configured.configuration();
     let rpc_path = std::path::Path::new(&conf.lightning_dir).join(&conf.rpc_file);
-    let state: State = Arc::new(cln_rebalance::state::State::new(
-        ClnNode::new(rpc_path),
-        config,
-    ));
+    let node = ClnNode::new(rpc_path);
+    // An unsupported lightningd is told now, in the init answer, not by some call failing later.
+    if let Err(reason) = supported_lightningd(&node).await {
+        configured.disable(&reason).await?;
+        drain.wait().await;
+        return Ok(());
+    }
+    let state: State = Arc::new(cln_rebalance::state::State::new(node, config));
     let plugin = configured.start(state.clone()).await?;
     // An earlier run stopped mid-rebalance may have left an unpaid invoice: remove it. What
     // earlier runs learned of liquidity comes back from the datastore.
@@ -362,6 +366,17 @@ async fn main() -> Result<(), anyhow::Error> {
     plugin.join().await?;
     // cln-plugin returns from join() but the runtime would linger until stdin closes.
     std::process::exit(0);
+}
+
+/// Whether the lightningd we run in is a release the plugin supports (`getinfo`'s version,
+/// else the `LIGHTNINGD_VERSION` lightningd starts plugins with).
+async fn supported_lightningd(node: &ClnNode) -> Result<(), String> {
+    use cln_rebalance::lightningd::{Lightningd, version};
+    let reported = match node.getinfo().await {
+        Ok(info) if !info.version.is_empty() => info.version,
+        _ => std::env::var("LIGHTNINGD_VERSION").unwrap_or_default(),
+    };
+    version::check(&reported).map(|_| ())
 }
 
 async fn rebalance(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow::Error> {

@@ -153,7 +153,8 @@ async fn rebalanceall_brings_every_channel_within_target() {
     assert_eq!(fees, job.fee_msat);
     let report = r.rebalancereport(Some(1)).await.unwrap();
     assert_eq!(report["total_successful_rebalances"], job.moves_completed);
-    assert_eq!(report["total_rebalance_fee"], fees);
+    assert_eq!(report["total_rebalance_fee_msat"], fees);
+    assert_eq!(report["total_rebalance_fee"], format!("{fees}msat"));
     assert_eq!(report["rebalanceall_is_running"], false);
 }
 

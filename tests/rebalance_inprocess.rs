@@ -49,9 +49,11 @@ async fn moves_the_amount_and_pays_only_the_reported_fee() {
     assert_eq!(node.to_us(BOB), out0 - 100_000_000 - fee);
     assert_eq!(node.to_us(CAROL), in0 + 100_000_000);
     // rebalance.py's names mean the same.
-    assert_eq!(v["sent"], 100_000_000 + fee);
-    assert_eq!(v["received"], 100_000_000);
-    assert_eq!(v["fee"], fee);
+    assert_eq!(v["sent"], format!("{}msat", 100_000_000 + fee));
+    assert_eq!(v["received"], "100000000msat");
+    assert_eq!(v["fee"], format!("{fee}msat"));
+    assert_eq!(v["sent_msat"], 100_000_000 + fee);
+    assert_eq!(v["received_msat"], 100_000_000);
     let route = v["route"].as_array().unwrap();
     assert_eq!(route.first().unwrap()["short_channel_id"], BOB);
     assert_eq!(route.last().unwrap()["short_channel_id"], CAROL);
@@ -177,6 +179,56 @@ async fn a_held_htlc_is_never_paid_twice() {
         "released HTLC failed back"
     );
     assert_clean(&node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_lists_a_rebalance_while_its_htlc_is_held() {
+    let (r, node) = rebalancer(demo_network(), Config::default());
+    node.call("dev-hold", json!({"node": "carol"})).unwrap();
+    let mut p = req(BOB, CAROL, 20_000_000);
+    p.retry_for = Some(3);
+    let running = {
+        let r = r.clone();
+        tokio::spawn(async move { r.rebalance(p).await })
+    };
+    let mut listed = serde_json::Value::Null;
+    for _ in 0..200 {
+        let report = r.rebalancereport(None).await.unwrap();
+        if report["in_flight"][0]["htlcs_out"] == 1 {
+            listed = report;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let f = &listed["in_flight"][0];
+    assert_eq!(
+        listed["in_flight"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    assert_eq!(f["outgoing_scid"], BOB);
+    assert_eq!(f["incoming_scid"], CAROL);
+    assert_eq!(f["amount_msat"], 20_000_000);
+    assert_eq!(f["parts"], 1);
+    assert_eq!(f["attempts"], 0, "the first attempt has not ended");
+    assert_eq!(f["job_id"], 0);
+    assert!(f["payment_hash"].as_str().is_some_and(|h| h.len() == 64));
+    let text = listed["text"].as_str().unwrap();
+    assert!(text.contains("In flight now:"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{BOB} -> {CAROL} 20000sat: attempt 1, 1 part(s) and 1 HTLC(s) out"
+        )),
+        "{text}"
+    );
+    assert!(running.await.unwrap().is_err(), "held past retry_for");
+    node.call("dev-release", json!({"node": "carol"})).unwrap();
+    let after = r.rebalancereport(None).await.unwrap();
+    assert_eq!(
+        after["in_flight"],
+        json!([]),
+        "nothing in flight once it ended"
+    );
 }
 
 #[tokio::test]

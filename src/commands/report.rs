@@ -2,7 +2,7 @@
 //! channel, the 24 h budget, and whether it paid back (forwarding fees from `listforwards`).
 //! The numbers are `core::report`'s; this gathers its inputs.
 
-use crate::core::report::{self, Forward, ForwardStatus};
+use crate::core::report::{self, Forward, ForwardStatus, InFlight};
 use crate::error::{self, RpcFailure};
 use crate::lightningd::Lightningd;
 use crate::state::State;
@@ -57,10 +57,19 @@ impl<N: Lightningd> State<N> {
                 "planned": j.initial_plan["moves"].as_array().map_or(0, |m| m.len()),
             });
         }
+        let in_flight = self.in_flight_now().await;
+        v["in_flight"] = json!(in_flight.iter().map(InFlight::to_json).collect::<Vec<_>>());
         let mut resting: Vec<(String, (u64, String))> =
             self.resting_channels().into_iter().collect();
         resting.sort();
         let mut text = r.to_text();
+        if !in_flight.is_empty() {
+            text.push_str("\nIn flight now:\n");
+            for f in &in_flight {
+                text.push_str(&f.to_text());
+                text.push('\n');
+            }
+        }
         if !resting.is_empty() {
             text.push_str("\nLeft out of jobs for now:\n");
             for (scid, (until, why)) in &resting {
@@ -86,5 +95,38 @@ impl<N: Lightningd> State<N> {
             .unwrap_or_default()
             .trim_end_matches('\n');
         Ok(json!({"format-hint": "simple", "report": text}))
+    }
+
+    /// Every rebalance in flight now, manual or automatic, with its HTLCs on our channels.
+    async fn in_flight_now(&self) -> Vec<InFlight> {
+        let running = self.inflight.list();
+        if running.is_empty() {
+            return Vec::new();
+        }
+        let chans = self.node.listpeerchannels().await.unwrap_or_default();
+        let now_ms = self.now_ms();
+        running
+            .into_iter()
+            .map(|r| {
+                let htlcs_out = r.payment_hash.as_deref().map_or(0, |hash| {
+                    chans
+                        .iter()
+                        .flat_map(|c| &c.htlcs)
+                        .filter(|h| h.direction == "out" && h.payment_hash == hash)
+                        .count() as u32
+                });
+                InFlight {
+                    outgoing_scid: r.outgoing_scid,
+                    incoming_scid: r.incoming_scid,
+                    amount_msat: r.amount_msat,
+                    parts: r.parts_in_flight,
+                    attempts: r.attempts,
+                    htlcs_out,
+                    seconds: now_ms.saturating_sub(r.started_ms) / 1000,
+                    job_id: r.job_id,
+                    payment_hash: r.payment_hash,
+                }
+            })
+            .collect()
     }
 }

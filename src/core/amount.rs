@@ -128,6 +128,11 @@ pub fn display_sat(msat: u64) -> String {
     }
 }
 
+/// An amount as rebalance.py and pyln's `Millisatoshi` write it: `"500000000msat"`.
+pub fn msat_string(msat: u64) -> String {
+    format!("{msat}msat")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@
 //! channels we moved liquidity into, over the same period. That is an upper bound on what the
 //! rebalances earned: some of those forwards would have happened anyway.
 
-use crate::core::amount::{display_sat, ppm};
+use crate::core::amount::{display_sat, msat_string, ppm};
 use crate::core::budget::Budget;
 use crate::core::graph::Scid;
 use crate::core::history::{DAY_SECS, Entry, day_name};
@@ -185,6 +185,57 @@ pub struct Report {
     pub forward_fees_rebalanced_msat: u64,
 }
 
+/// A rebalance in flight now, as the report lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlight {
+    pub outgoing_scid: String,
+    pub incoming_scid: String,
+    pub amount_msat: u64,
+    /// Parts of the current attempt in flight, and attempts made so far.
+    pub parts: u32,
+    pub attempts: u32,
+    /// Our HTLCs of this payment on our channels now (outgoing ones).
+    pub htlcs_out: u32,
+    pub seconds: u64,
+    /// The job it belongs to (0 = a manual `rebalance`).
+    pub job_id: u64,
+    pub payment_hash: Option<String>,
+}
+
+impl InFlight {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "outgoing_scid": self.outgoing_scid,
+            "incoming_scid": self.incoming_scid,
+            "amount_msat": self.amount_msat,
+            "parts": self.parts,
+            "attempts": self.attempts,
+            "htlcs_out": self.htlcs_out,
+            "seconds": self.seconds,
+            "job_id": self.job_id,
+            "payment_hash": self.payment_hash,
+        })
+    }
+
+    /// One line of the report's text.
+    pub fn to_text(&self) -> String {
+        format!(
+            "  {} -> {} {}: attempt {}, {} part(s) and {} HTLC(s) out, {}s, {}",
+            self.outgoing_scid,
+            self.incoming_scid,
+            display_sat(self.amount_msat),
+            self.attempts + u32::from(self.parts > 0),
+            self.parts,
+            self.htlcs_out,
+            self.seconds,
+            match self.job_id {
+                0 => "manual".to_string(),
+                j => format!("job {j}"),
+            }
+        )
+    }
+}
+
 /// Builds the report over `[now - days * 86400, now]`. `history` may hold more (all of it is
 /// fine): the 24 h budget figure is taken from it whatever `days` is.
 pub fn report(
@@ -300,8 +351,11 @@ impl Report {
             "since": self.since,
             "total_successful_rebalances": self.total_successful_rebalances,
             "failed_rebalances": self.failed_rebalances,
-            "total_rebalanced_amount": self.total_rebalanced_amount_msat,
-            "total_rebalance_fee": self.total_rebalance_fee_msat,
+            // rebalance.py's form of its own names; ours in integer msat beside them.
+            "total_rebalanced_amount": msat_string(self.total_rebalanced_amount_msat),
+            "total_rebalance_fee": msat_string(self.total_rebalance_fee_msat),
+            "total_rebalanced_amount_msat": self.total_rebalanced_amount_msat,
+            "total_rebalance_fee_msat": self.total_rebalance_fee_msat,
             "average_rebalance_fee_ppm": self.average_rebalance_fee_ppm,
             "fees_last_24h_msat": self.fees_last_24h_msat,
             "forward_fees_msat": self.forward_fees_msat,
@@ -517,8 +571,10 @@ mod tests {
         let j = r.to_json();
         assert_eq!(j["rebalanceall_is_running"], false);
         assert_eq!(j["total_successful_rebalances"], 3);
-        assert_eq!(j["total_rebalanced_amount"], 600_000_000);
-        assert_eq!(j["total_rebalance_fee"], 260_000);
+        assert_eq!(j["total_rebalanced_amount"], "600000000msat");
+        assert_eq!(j["total_rebalance_fee"], "260000msat");
+        assert_eq!(j["total_rebalanced_amount_msat"], 600_000_000);
+        assert_eq!(j["total_rebalance_fee_msat"], 260_000);
         assert_eq!(j["average_rebalance_fee_ppm"], 433);
         assert_eq!(j["failed_rebalances"], 2);
         assert_eq!(j["forward_fees_msat"], 161_000);

@@ -5,6 +5,7 @@ pub mod api; // the trait: every call the plugin makes
 pub mod clnrpc; // the trait over lightningd's RPC socket
 pub mod store; // datastore keys and encodings
 pub mod types; // lean answers with CLN's field names; payment failure details
+pub mod version; // the lightningd releases the plugin runs on
 
 pub use api::{Lightningd, sendpay_route_json};
 pub use clnrpc::ClnNode;

@@ -9,6 +9,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 pub struct Getinfo {
     pub id: String,
+    /// `v26.06.6` and the like (see `version::parse`).
+    #[serde(default)]
+    pub version: String,
 }
 
 /// A channel's forwarding policy as `listpeerchannels` `updates.{local,remote}` gives it.

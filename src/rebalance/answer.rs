@@ -2,7 +2,7 @@
 
 use super::route::route_probability;
 use super::session::{Session, hops_json};
-use crate::core::amount::{display_sat, ppm};
+use crate::core::amount::{display_sat, msat_string, ppm};
 use crate::core::route::Hop;
 use crate::lightningd::Lightningd;
 use crate::state::State;
@@ -41,10 +41,12 @@ pub fn paid<N: Lightningd>(st: &State<N>, s: &Session, hops: &[Hop], fee_msat: u
         "incoming_scid": r.inc_scid,
         "amount_msat": r.amount_msat,
         "fee_msat": fee_msat,
-        // rebalance.py's names, for scripts that read them.
-        "sent": r.amount_msat.saturating_add(fee_msat),
-        "received": r.amount_msat,
-        "fee": fee_msat,
+        // rebalance.py's names in its form ("NNNmsat"), for scripts written for it.
+        "sent": msat_string(r.amount_msat.saturating_add(fee_msat)),
+        "received": msat_string(r.amount_msat),
+        "fee": msat_string(fee_msat),
+        "sent_msat": r.amount_msat.saturating_add(fee_msat),
+        "received_msat": r.amount_msat,
         "fee_ppm": ppm(fee_msat, r.amount_msat),
         "attempts": s.attempts.len(),
         "hops": hops.len(),

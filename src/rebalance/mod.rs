@@ -65,6 +65,7 @@ impl<N: Lightningd> State<N> {
             amount_msat: req.amount_msat,
             job_id: extra.job_id,
             started_ms,
+            dryrun: p.dryrun,
             ..Running::default()
         });
         let result = async {
@@ -202,6 +203,8 @@ async fn run<N: Lightningd>(
             attempt.outcome
         );
         s.attempts.push(attempt);
+        let attempts = s.attempts.len() as u32;
+        st.inflight.update(s.id, |r| r.attempts = attempts);
         match outcome {
             Outcome::Paid { fee_msat } => return Ok(answer::paid(st, s, &hops, fee_msat)),
             Outcome::Retry => continue,

@@ -73,6 +73,7 @@ pub async fn attempt<N: Lightningd>(
         return failed(st, s, e, hops, attempt).await;
     }
     mark_in_flight(st, s, hops, true);
+    st.inflight.update(s.id, |r| r.parts_in_flight = 1);
     let outcome = loop {
         let remaining = s
             .deadline_ms
@@ -101,11 +102,13 @@ pub async fn attempt<N: Lightningd>(
             }
             Err(e) => {
                 mark_in_flight(st, s, hops, false);
+                st.inflight.update(s.id, |r| r.parts_in_flight = 0);
                 return failed(st, s, e, hops, attempt).await;
             }
         }
     };
     mark_in_flight(st, s, hops, false);
+    st.inflight.update(s.id, |r| r.parts_in_flight = 0);
     if let Outcome::Paid { .. } = outcome {
         learn_settled(st, s, hops);
     }

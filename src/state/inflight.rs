@@ -24,6 +24,11 @@ pub struct Running {
     pub payment_hash: Option<String>,
     /// Set by the hook when it refused the payment because it arrived on another channel.
     pub rejected_arrival: Option<String>,
+    /// Attempts made so far, and parts of the current one in flight now.
+    pub attempts: u32,
+    pub parts_in_flight: u32,
+    /// A dry run: it pays nothing, but its channels count as busy while it quotes.
+    pub dryrun: bool,
 }
 
 /// The registry of rebalances in progress.
@@ -54,6 +59,18 @@ impl InFlight {
 
     pub fn get(&self, id: u64) -> Option<Running> {
         self.lock().get(&id).cloned()
+    }
+
+    /// Every rebalance in progress (dry runs left out), oldest first.
+    pub fn list(&self) -> Vec<Running> {
+        let mut v: Vec<Running> = self
+            .lock()
+            .values()
+            .filter(|r| !r.dryrun)
+            .cloned()
+            .collect();
+        v.sort_by_key(|r| r.started_ms);
+        v
     }
 
     /// The channels rebalances in progress use now.
