@@ -69,7 +69,7 @@ $(VENV)/.done: plugin-tests/requirements.txt
 	touch $@
 
 demo: build
-	target/release/standin-demo --plugin $(PLUGIN) --network plugin-tests/standin/networks/demo.json
+	target/release/standin-demo --plugin $(PLUGIN) --network plugin-tests/standin/networks/tour.json
 
 lint:
 	$(CARGO) fmt --all -- --check
