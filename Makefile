@@ -69,7 +69,7 @@ $(VENV)/.done: plugin-tests/requirements.txt
 	touch $@
 
 demo: build
-	target/release/standin-demo --plugin $(PLUGIN) --network plugin-tests/standin/networks/demo.json
+	target/release/standin-demo --plugin $(PLUGIN) --network plugin-tests/standin/networks/tour.json
 
 # tests/layers.rs: no import circle between files of src/, the core imports only the core, the
 # edge imports no commands/rebalance/state, no file over 600 lines before its tests.

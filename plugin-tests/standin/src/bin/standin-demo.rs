@@ -1,6 +1,7 @@
-//! `standin-demo` (`make demo`): starts the stand-in on networks/demo.json with the real plugin,
-//! then shows, as `lightning-cli` would print them: balances, a rebalance dry run, a rebalance,
-//! and balances again.
+//! `standin-demo` (`make demo`): the plugin at work on a small routing node, run on the stand-in
+//! (networks/tour.json) with the real plugin binary, shown as `lightning-cli` prints it: the
+//! balances table, a dry run, a rebalance, a `rebalanceall` job followed to its end, the report,
+//! and the table again.
 //!
 //! usage: standin-demo [--plugin PATH] [--network FILE] [--keep DIR]
 
@@ -8,8 +9,18 @@ use cln_standin::cli::{RpcClient, render_human, render_json};
 use cln_standin::daemon::{self, Config, NetworkSource};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-const DEMO_NETWORK: &str = include_str!("../../networks/demo.json");
+const DEMO_NETWORK: &str = include_str!("../../networks/tour.json");
+
+/// The first move the story makes by hand: a source and a sink of tour.json, joined by a
+/// three-hop circle (us -> alice -> carol -> us).
+const OUTGOING: &str = "800001x1x0";
+const INCOMING: &str = "800004x1x0";
+const AMOUNT: &str = "150000sat";
+
+/// How long the demo follows the job before it gives up on it.
+const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The plugin binary: given, or next to this one (target/<profile>/), building it with cargo
 /// first when run through `cargo run` and it is missing.
@@ -43,27 +54,57 @@ fn find_plugin(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(candidate)
 }
 
-fn show(rpc: &mut RpcClient, cmdline: &str, method: &str, params: Value, human: bool) -> bool {
+/// How a step prints its answer: as lightning-cli does by default (JSON), as it does a
+/// `format-hint: simple` result (the text alone), or some members through `jq '.a, .b'`.
+#[derive(Clone, Copy)]
+enum View<'a> {
+    Json,
+    Text,
+    Jq(&'a [&'a str]),
+}
+
+/// jq's default output: two-space indent (serde_json's pretty printer writes the same).
+fn render_jq(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+/// Runs one call and prints it under the command line that produces it; the answer, if any.
+fn show(
+    rpc: &mut RpcClient,
+    cmdline: &str,
+    method: &str,
+    params: Value,
+    view: View,
+) -> Option<Value> {
     println!("$ lightning-cli {cmdline}");
     match rpc.call(method, params) {
         Ok(Ok(v)) => {
-            if human {
-                print!("{}", render_human(&v));
-            } else {
-                println!("{}", render_json(&v));
+            match view {
+                View::Json => println!("{}", render_json(&v)),
+                View::Text => print!("{}", render_human(&v)),
+                View::Jq(members) => {
+                    for m in members {
+                        println!("{}", render_jq(&v[m]));
+                    }
+                }
             }
             println!();
-            true
+            Some(v)
         }
         Ok(Err(e)) => {
             println!("{}\n", render_json(&e.to_json()));
-            false
+            None
         }
         Err(e) => {
             println!("(no answer: {e})\n");
-            false
+            None
         }
     }
+}
+
+/// A step's heading: what the next command shows and why an operator runs it.
+fn say(text: &str) {
+    println!("# {text}");
 }
 
 fn main() {
@@ -104,12 +145,15 @@ fn run(
     };
     std::fs::create_dir_all(&dir)?;
     let dir = std::fs::canonicalize(&dir)?;
-    let network = match network {
-        Some(n) => std::fs::canonicalize(n)?,
+    let (network, name) = match network {
+        Some(n) => {
+            let name = n.display().to_string();
+            (std::fs::canonicalize(n)?, name)
+        }
         None => {
-            let p = dir.join("demo-network.json");
+            let p = dir.join("tour.json");
             std::fs::write(&p, DEMO_NETWORK)?;
-            p
+            (p, "networks/tour.json".to_string())
         }
     };
     let config = Config {
@@ -118,7 +162,7 @@ fn run(
         plugin: Some(plugin),
         plugin_opts: vec![],
         rpc_file: "lightning-rpc".into(),
-        shutdown_grace: std::time::Duration::from_secs(10),
+        shutdown_grace: Duration::from_secs(10),
         stderr_level: "broken".into(),
         datastore_file: None,
     };
@@ -127,30 +171,127 @@ fn run(
     let sock = shared.netdir.join("lightning-rpc");
     let ok = std::thread::spawn(move || {
         let mut rpc = RpcClient::new(&sock);
-        println!("(lightningd stand-in on networks/demo.json; log in {}/log)\n", dir.display());
-        let mut ok = show(&mut rpc, "-H balances", "balances", json!([]), true);
-        ok &= show(
-            &mut rpc,
-            "rebalance -k outgoing=800001x1x0 incoming=800004x1x0 amount_msat=300000sat dryrun=true",
-            "rebalance",
-            json!({"outgoing": "800001x1x0", "incoming": "800004x1x0",
-                   "amount_msat": "300000sat", "dryrun": true}),
-            false,
+        println!(
+            "(the plugin on a lightningd stand-in, {name}; its log: {}/log)\n",
+            dir.display()
         );
-        ok &= show(
-            &mut rpc,
-            "rebalance 800001x1x0 800004x1x0 300000sat",
-            "rebalance",
-            json!(["800001x1x0", "800004x1x0", "300000sat"]),
-            false,
-        );
-        ok &= show(&mut rpc, "-H balances", "balances", json!([]), true);
+        let ok = story(&mut rpc);
         let _ = rpc.call("stop", json!([]));
         ok
     })
     .join()
     .unwrap_or(false);
     rt.block_on(daemon::shutdown(&shared));
-    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    rt.shutdown_timeout(Duration::from_millis(100));
     Ok(ok)
+}
+
+/// The demo itself; false when a step failed.
+fn story(rpc: &mut RpcClient) -> bool {
+    say("Where our funds sit: sources hold too much of them, sinks too little.");
+    let mut ok = show(
+        rpc,
+        "balances-table",
+        "balances-table",
+        json!([]),
+        View::Text,
+    )
+    .is_some();
+
+    say("Price one move first: the route and its fee, nothing paid.");
+    ok &= show(
+        rpc,
+        &format!(
+            "rebalance -k outgoing={OUTGOING} incoming={INCOMING} amount_msat={AMOUNT} dryrun=true"
+        ),
+        "rebalance",
+        json!({"outgoing": OUTGOING, "incoming": INCOMING, "amount_msat": AMOUNT, "dryrun": true}),
+        View::Json,
+    )
+    .is_some_and(|v| v["status"] == "dryrun");
+
+    say("Make it.");
+    ok &= show(
+        rpc,
+        &format!("rebalance {OUTGOING} {INCOMING} {AMOUNT}"),
+        "rebalance",
+        json!([OUTGOING, INCOMING, AMOUNT]),
+        View::Json,
+    )
+    .is_some_and(|v| v["status"] == "complete");
+
+    say("Leave the rest to a job: it answers at once with its plan and runs in the background.");
+    let started = show(
+        rpc,
+        "rebalanceall | jq '.moves, .message'",
+        "rebalanceall",
+        json!([]),
+        View::Jq(&["moves", "message"]),
+    );
+    ok &= started.is_some_and(|v| v["status"] == "started");
+    ok &= follow_job(rpc);
+
+    say(
+        "What rebalancing did and cost (nobody routes through us in the demo, so nothing paid it back yet).",
+    );
+    ok &= show(
+        rpc,
+        "rebalancereport-table",
+        "rebalancereport-table",
+        json!([]),
+        View::Text,
+    )
+    .is_some();
+
+    say("Every channel near its target now.");
+    ok &= show(
+        rpc,
+        "balances-table",
+        "balances-table",
+        json!([]),
+        View::Text,
+    )
+    .is_some();
+    ok
+}
+
+/// Follows the job as an operator would, `rebalancereport`'s `last_job` until it is no longer
+/// running: shown at the first look and again whenever it changes. False if it did not end.
+fn follow_job(rpc: &mut RpcClient) -> bool {
+    let cmdline = "rebalancereport | jq .last_job";
+    say("Follow it until it has ended.");
+    let t0 = Instant::now();
+    let mut last = show(
+        rpc,
+        cmdline,
+        "rebalancereport",
+        json!([]),
+        View::Jq(&["last_job"]),
+    );
+    let mut polls = 0;
+    loop {
+        let Some(report) = &last else { return false };
+        if report["last_job"]["running"] == false {
+            return true;
+        }
+        if t0.elapsed() > JOB_TIMEOUT {
+            println!("(the job was still running after {JOB_TIMEOUT:?}: the demo gives up)\n");
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        polls += 1;
+        let now = match rpc.call("rebalancereport", json!([])) {
+            Ok(Ok(v)) => v,
+            _ => return false,
+        };
+        if now["last_job"] != report["last_job"] {
+            println!("# asked again every 250 ms; {} ms later:", polls * 250);
+            polls = 0;
+            println!(
+                "$ lightning-cli {cmdline}\n{}\n",
+                render_jq(&now["last_job"])
+            );
+        }
+        last = Some(now);
+    }
 }
