@@ -11,7 +11,7 @@
 #   make bench-rebalanceall  one rebalanceall over the mainnet simulation, per strategy and budget
 #                        (flags in JOB_ARGS, e.g. make bench-rebalanceall JOB_ARGS='--budgets none,500')
 #   make bench-memory    the plugin process's own peak memory loading the mainnet graph
-#   make fuzz    a longer property/fuzz run than make test's (tests/fuzz_core.rs)
+#   make fuzz    a longer property/fuzz run than make test's (tests/fuzz_core/)
 #   make lint    rustfmt, clippy and the layout's rules (tests/layers.rs), as CI runs them
 #
 # Needs only cargo (Rust 1.85+, with rustfmt and clippy for lint/test), python3 with venv, and
@@ -100,7 +100,7 @@ bench: bench-pathfind bench-plan bench-sim bench-rebalanceall bench-memory
 bench-pathfind:
 	$(CARGO) bench --bench pathfind
 
-# tests/fuzz_core.rs with FUZZ_SCALE times each target's CI budget, from FUZZ_SEED (a fresh one
+# tests/fuzz_core/ with FUZZ_SCALE times each target's CI budget, from FUZZ_SEED (a fresh one
 # by default: each target prints it), with overflow checks and debug assertions on (a build of
 # its own under target/fuzz, so the normal build is left alone).
 FUZZ_SCALE ?= 50

@@ -13,14 +13,19 @@ pub const BAR_WIDTH: usize = 20;
 
 /// A fixed-width bar of our share: `#` ours, `-` theirs, e.g. `[#####---------------]`.
 pub fn bar(to_us_msat: u64, total_msat: u64) -> String {
+    bar_of(to_us_msat, total_msat, BAR_WIDTH)
+}
+
+/// [`bar`] `width` characters wide (between the brackets).
+pub fn bar_of(to_us_msat: u64, total_msat: u64, width: usize) -> String {
     let ours = if total_msat == 0 {
         0
     } else {
-        ((to_us_msat as u128 * BAR_WIDTH as u128 + total_msat as u128 / 2) / total_msat as u128)
+        ((to_us_msat as u128 * width as u128 + total_msat as u128 / 2) / total_msat as u128)
             as usize
     };
-    let ours = ours.min(BAR_WIDTH);
-    format!("[{}{}]", "#".repeat(ours), "-".repeat(BAR_WIDTH - ours))
+    let ours = ours.min(width);
+    format!("[{}{}]", "#".repeat(ours), "-".repeat(width - ours))
 }
 
 /// Our share in percent with one decimal (display only; money stays in msat).

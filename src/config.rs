@@ -15,6 +15,16 @@ pub enum Routing {
     Probabilistic,
 }
 
+impl Routing {
+    /// The option's value for it (`rebalance-routing`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Routing::FeeOnly => "fee",
+            Routing::Probabilistic => "probabilistic",
+        }
+    }
+}
+
 impl std::str::FromStr for Routing {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -145,6 +145,16 @@ async fn rebalanceall_brings_every_channel_within_target() {
     let job = r.last_job().unwrap().progress();
     assert!(job.moves_completed >= 3, "{job:?}");
     assert_clean(&node);
+    // The report's text says how the job ended, not only that none runs.
+    let table = r.rebalancereport_table(None).await.unwrap();
+    let text = table["report"].as_str().unwrap();
+    assert!(
+        text.contains(&format!(
+            "rebalanceall: not running; job 1 ended: every channel is within target; {} complete, {} failed",
+            job.moves_completed, job.moves_failed
+        )),
+        "{text}"
+    );
     // Every move is in the history with the job's id and a fee within its cap.
     let history = r.history_entries().await;
     assert_eq!(history.len() as u32, job.moves_completed + job.moves_failed);

@@ -89,7 +89,7 @@ impl<N: Lightningd> State<N> {
             .collect();
         let (n_chans, n_nodes) = model.len();
         Ok(json!({
-            "routing": format!("{:?}", self.config.routing).to_lowercase(),
+            "routing": self.config.routing.name(),
             "prior": format!("{:?}", cfg.prior).to_lowercase(),
             "half_life_secs": cfg.half_life_secs,
             "depleted_share": cfg.depleted(),

@@ -2,6 +2,7 @@
 //! channel, the 24 h budget, and whether it paid back (forwarding fees from `listforwards`).
 //! The numbers are `core::report`'s; this gathers its inputs.
 
+use crate::core::amount::display_sat;
 use crate::core::report::{self, Forward, ForwardStatus, InFlight};
 use crate::error::{self, RpcFailure};
 use crate::lightningd::Lightningd;
@@ -48,6 +49,21 @@ impl<N: Lightningd> State<N> {
             self.now_secs(),
         );
         let mut v = r.to_json();
+        let mut text = r.to_text();
+        if let Some(j) = job.as_ref().filter(|j| !j.is_running()) {
+            // The text says only "not running" of a job that ended: say how it went.
+            let p = j.progress();
+            let line = format!(
+                "rebalanceall: not running; job {} ended: {}; {} complete, {} failed, {} moved for {} in fees",
+                j.id,
+                j.ended().unwrap_or_default(),
+                p.moves_completed,
+                p.moves_failed,
+                display_sat(p.moved_msat),
+                display_sat(p.fee_msat)
+            );
+            text = text.replacen("rebalanceall: not running", &line, 1);
+        }
         if let Some(j) = job {
             v["last_job"] = json!({
                 "job_id": j.id,
@@ -62,7 +78,6 @@ impl<N: Lightningd> State<N> {
         let mut resting: Vec<(String, (u64, String))> =
             self.resting_channels().into_iter().collect();
         resting.sort();
-        let mut text = r.to_text();
         if !in_flight.is_empty() {
             text.push_str("\nIn flight now:\n");
             for f in &in_flight {

@@ -22,7 +22,7 @@ pub fn quote<N: Lightningd>(st: &State<N>, s: &Session, hops: &[Hop], fee_msat: 
         "hops": hops.len(),
         "probability": round3(route_probability(st, s, hops)),
         "route": hops_json(hops),
-        "message": format!("would rebalance {} from {} to {} for {fee_msat}msat ({} ppm) over {} hops; nothing paid",
+        "message": format!("would move {} {} -> {} for {fee_msat}msat ({} ppm), {} hops; nothing paid",
             display_sat(r.amount_msat), r.out_scid, r.inc_scid, ppm(fee_msat, r.amount_msat), hops.len()),
     })
 }
