@@ -150,7 +150,7 @@ async fn rebalanceall_brings_every_channel_within_target() {
     let text = table["report"].as_str().unwrap();
     assert!(
         text.contains(&format!(
-            "rebalanceall: not running; job 1 ended: every channel is within target; {} complete, {} failed",
+            "rebalanceall: not running; job 1 ended: every channel is within target\n  it made {} move(s), {} failed",
             job.moves_completed, job.moves_failed
         )),
         "{text}"

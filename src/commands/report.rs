@@ -54,7 +54,7 @@ impl<N: Lightningd> State<N> {
             // The text says only "not running" of a job that ended: say how it went.
             let p = j.progress();
             let line = format!(
-                "rebalanceall: not running; job {} ended: {}; {} complete, {} failed, {} moved for {} in fees",
+                "rebalanceall: not running; job {} ended: {}\n  it made {} move(s), {} failed, {} moved for {} in fees",
                 j.id,
                 j.ended().unwrap_or_default(),
                 p.moves_completed,
