@@ -11,14 +11,15 @@
 //! - [`lightningd`]: the trait for lightningd's RPC surface, its types, the cln-rpc adapter.
 
 pub mod channels; // our channels: resolving a parameter, usability, the planner's view
-pub mod check; // lightningd's `check` for our commands, in front of cln-plugin
 pub mod clock; // the time, from the system or a simulation
 pub mod commands;
 pub mod config; // the plugin's configuration from its options
 pub mod core;
 pub mod error; // error kinds -> JSON-RPC codes and messages
+pub mod front; // in front of cln-plugin: `check`, request ids, notifications to the client
 pub mod lightningd;
 pub mod memory; // freed memory back to the system after a graph refresh
 pub mod params; // request params (positional or keyword) -> typed requests
+pub mod progress; // what a long command tells the person waiting while it works
 pub mod rebalance;
 pub mod state;

@@ -8,8 +8,11 @@ use cln_rebalance::config::{AutoConfig, Config, Routing};
 use cln_rebalance::core::budget::Budget;
 use cln_rebalance::core::liquidity::{ModelConfig, Prior};
 use cln_rebalance::core::plan::{ChannelSettings, PlanConfig, Settings};
+use cln_rebalance::front::notify::{self, Notifier};
 use cln_rebalance::lightningd::ClnNode;
 use cln_rebalance::params;
+use cln_rebalance::progress::Progress;
+use cln_rebalance::rebalance::session::Extra;
 use cln_rebalance::rebalance::{arrival, cleanup};
 use serde_json::Value;
 use std::pin::Pin;
@@ -107,7 +110,14 @@ const REBALANCE_DESCRIPTION: &str = "Move amount_msat of our liquidity out of ch
      max(exemptfee, amount x maxfeeppm / 1e6). Without amount_msat, moves what brings one channel to 50/50. \
      dryrun=true quotes the route and fee without paying.";
 
-type State = Arc<cln_rebalance::state::State<ClnNode>>;
+/// What every handler gets: the plugin's state, and where progress notifications go.
+#[derive(Clone)]
+struct App {
+    state: Arc<cln_rebalance::state::State<ClnNode>>,
+    notifier: Notifier,
+}
+
+type State = App;
 
 fn non_negative(name: &str, v: i64) -> Result<u64, String> {
     u64::try_from(v).map_err(|_| format!("{name} must be >= 0, got {v}"))
@@ -166,8 +176,12 @@ async fn main() -> Result<(), anyhow::Error> {
     let stdin = NoticeInput::new(tokio::io::stdin());
     let stdin_used = stdin.used.clone();
     // `check` is answered in front of cln-plugin, which cannot (see check.rs).
-    let (input, output, drain) =
-        cln_rebalance::check::wire(stdin, tokio::io::stdout(), params::check);
+    let front = cln_rebalance::front::Front {
+        checker: params::check,
+        reports_progress: |method| matches!(method, "rebalance" | "rebalanceall"),
+    };
+    let (input, output, drain, notifier) =
+        cln_rebalance::front::wire(stdin, tokio::io::stdout(), front);
     let configured = Builder::new(input, output)
         .option(OPT_MAXFEEPPM)
         .option(OPT_EXEMPTFEE)
@@ -211,10 +225,11 @@ async fn main() -> Result<(), anyhow::Error> {
         )
         .rpcmethod_from_builder(
             cln_plugin::RpcMethodBuilder::new("rebalanceall", rebalanceall)
-                .usage("[min_amount] [feeratio] [target] [budget] [dryrun]")
+                .usage("[min_amount] [feeratio] [target] [budget] [dryrun] [wait]")
                 .description("Plan moves that bring every channel toward target (rebalance-target, default 50%) and run them \
                      in the background, each paying at most feeratio x what we charge to forward it out through its \
-                     incoming channel, within the budgets. Answers at once with the plan; dryrun=true only plans."),
+                     incoming channel, within the budgets. Answers at once with the plan; dryrun=true only plans; wait=true follows \
+                     the job (a line per move, a bar over the plan) and answers when it has ended."),
         )
         .rpcmethod_from_builder(
             cln_plugin::RpcMethodBuilder::new("rebalancestop", rebalancestop)
@@ -347,8 +362,13 @@ async fn main() -> Result<(), anyhow::Error> {
         drain.wait().await;
         return Ok(());
     }
-    let state: State = Arc::new(cln_rebalance::state::State::new(node, config));
-    let plugin = configured.start(state.clone()).await?;
+    let state = Arc::new(cln_rebalance::state::State::new(node, config));
+    let plugin = configured
+        .start(App {
+            state: state.clone(),
+            notifier,
+        })
+        .await?;
     // An earlier run stopped mid-rebalance may have left an unpaid invoice: remove it. What
     // earlier runs learned of liquidity comes back from the datastore.
     // The history comes back too, and rebalances that completed while we were down are
@@ -380,16 +400,27 @@ async fn supported_lightningd(node: &ClnNode) -> Result<(), String> {
 }
 
 async fn rebalance(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow::Error> {
-    let state = plugin.state().clone();
+    let (id, params) = notify::unwrap(params);
+    let app = plugin.state();
+    let progress = id.map(|id| Arc::new(app.notifier.for_request(id)));
     let result = match params::rebalance(&params) {
-        Ok(p) => state.rebalance(p).await,
+        Ok(p) => {
+            let extra = Extra {
+                progress: progress.clone().map(|p| p as Arc<dyn Progress>),
+                ..Extra::default()
+            };
+            app.state.rebalance_with(p, extra).await
+        }
         Err(e) => Err(e),
     };
+    if let Some(p) = progress {
+        p.flush().await;
+    }
     result.map_err(anyhow::Error::new)
 }
 
 async fn balances(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow::Error> {
-    let state = plugin.state().clone();
+    let state = plugin.state().state.clone();
     let result = match params::balances(&params) {
         Ok(p) => state.balances(p).await,
         Err(e) => Err(e),
@@ -398,7 +429,7 @@ async fn balances(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow:
 }
 
 async fn balances_table(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow::Error> {
-    let state = plugin.state().clone();
+    let state = plugin.state().state.clone();
     let result = match params::balances(&params) {
         Ok(p) => state.balances_table(p).await,
         Err(e) => Err(e),
@@ -407,7 +438,7 @@ async fn balances_table(plugin: Plugin<State>, params: Value) -> Result<Value, a
 }
 
 async fn liquidity(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow::Error> {
-    let state = plugin.state().clone();
+    let state = plugin.state().state.clone();
     let result = match params::liquidity(&params) {
         Ok(p) => state.liquidity_report(p).await,
         Err(e) => Err(e),
@@ -450,16 +481,28 @@ fn config_settings(
 }
 
 async fn rebalanceall(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow::Error> {
-    let state = plugin.state().clone();
+    let (id, params) = notify::unwrap(params);
+    let app = plugin.state();
     let result = match params::rebalanceall(&params) {
-        Ok(p) => state.rebalanceall(p).await,
+        Ok(p) if p.wait => {
+            let progress = id.map(|id| Arc::new(app.notifier.for_request(id)));
+            let r = app
+                .state
+                .rebalanceall_wait(p, progress.clone().map(|p| p as Arc<dyn Progress>))
+                .await;
+            if let Some(p) = progress {
+                p.flush().await;
+            }
+            r
+        }
+        Ok(p) => app.state.rebalanceall(p).await,
         Err(e) => Err(e),
     };
     result.map_err(anyhow::Error::new)
 }
 
 async fn rebalancestop(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow::Error> {
-    let state = plugin.state().clone();
+    let state = plugin.state().state.clone();
     let result = match params::rebalancestop(&params) {
         Ok(()) => state.rebalancestop().await,
         Err(e) => Err(e),
@@ -468,7 +511,7 @@ async fn rebalancestop(plugin: Plugin<State>, params: Value) -> Result<Value, an
 }
 
 async fn rebalancereport(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow::Error> {
-    let state = plugin.state().clone();
+    let state = plugin.state().state.clone();
     let result = match params::rebalancereport(&params) {
         Ok(days) => state.rebalancereport(days).await,
         Err(e) => Err(e),
@@ -480,7 +523,7 @@ async fn rebalancereport_table(
     plugin: Plugin<State>,
     params: Value,
 ) -> Result<Value, anyhow::Error> {
-    let state = plugin.state().clone();
+    let state = plugin.state().state.clone();
     let result = match params::rebalancereport(&params) {
         Ok(days) => state.rebalancereport_table(days).await,
         Err(e) => Err(e),
@@ -489,7 +532,7 @@ async fn rebalancereport_table(
 }
 
 async fn settings(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow::Error> {
-    let state = plugin.state().clone();
+    let state = plugin.state().state.clone();
     let result = match params::settings(&params) {
         Ok(p) => state.rebalance_settings(p).await,
         Err(e) => Err(e),
@@ -498,7 +541,7 @@ async fn settings(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow:
 }
 
 async fn invoice_payment(plugin: Plugin<State>, payload: Value) -> Result<Value, anyhow::Error> {
-    Ok(arrival::on_invoice_payment(plugin.state(), &payload).await)
+    Ok(arrival::on_invoice_payment(&plugin.state().state, &payload).await)
 }
 
 async fn shutdown(plugin: Plugin<State>, _: Value) -> Result<(), anyhow::Error> {

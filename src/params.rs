@@ -17,7 +17,14 @@ pub const REBALANCE_PARAMS: [&str; 7] = [
 pub const BALANCES_PARAMS: [&str; 2] = ["id", "quote"];
 pub const LIQUIDITY_PARAMS: [&str; 2] = ["short_channel_id", "reset"];
 /// rebalance.py's two first (`min_amount`, `feeratio`), then ours.
-pub const REBALANCEALL_PARAMS: [&str; 5] = ["min_amount", "feeratio", "target", "budget", "dryrun"];
+pub const REBALANCEALL_PARAMS: [&str; 6] = [
+    "min_amount",
+    "feeratio",
+    "target",
+    "budget",
+    "dryrun",
+    "wait",
+];
 pub const REPORT_PARAMS: [&str; 1] = ["days"];
 pub const SETTINGS_PARAMS: [&str; 4] = ["id", "exclude", "target", "clear"];
 
@@ -52,6 +59,8 @@ pub struct RebalanceallParams {
     pub target_percent: Option<u8>,
     pub budget_msat: Option<u64>,
     pub dryrun: bool,
+    /// Answer when the job has ended (following it on the way), not at once.
+    pub wait: bool,
 }
 
 /// `rebalance-settings` as asked.
@@ -285,6 +294,7 @@ pub fn rebalanceall(params: &Value) -> Result<RebalanceallParams, RpcFailure> {
         target_percent: target,
         budget_msat: amount(&map, "budget")?,
         dryrun: boolean(&map, "dryrun")?.unwrap_or(false),
+        wait: boolean(&map, "wait")?.unwrap_or(false),
     })
 }
 
@@ -324,7 +334,7 @@ pub fn settings(params: &Value) -> Result<SettingsParams, RpcFailure> {
 }
 
 /// `check`: whether `command` would accept `params` (lightningd's `check`, answered by
-/// [`crate::check`]).
+/// [`crate::front::check`]).
 pub fn check(command: &str, params: &Value) -> Result<(), RpcFailure> {
     match command {
         "rebalance" => rebalance(params).map(|_| ()),

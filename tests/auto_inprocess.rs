@@ -355,3 +355,65 @@ async fn the_schedule_fires() {
     assert!(r.last_job().unwrap().progress().moves_completed >= 3);
     assert!((39.0..=61.0).contains(&share(&node, 1)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalanceall_wait_follows_the_job_to_its_end() {
+    let (r, node) = rebalancer(six_channel_network(), config(Budget::default(), 1));
+    let heard = Arc::new(cln_rebalance::progress::Collected::default());
+    let v = r
+        .rebalanceall_wait(
+            RebalanceallParams {
+                wait: true,
+                ..RebalanceallParams::default()
+            },
+            Some(heard.clone()),
+        )
+        .await
+        .unwrap();
+    // It answers once the job has ended, with what it did.
+    assert_eq!(v["status"], "ended", "{v}");
+    let job = r.last_job().unwrap();
+    assert!(!job.is_running());
+    let p = job.progress();
+    assert_eq!(v["job"]["moves_completed"], p.moves_completed);
+    assert!(p.moves_completed >= 3, "{p:?}");
+    assert!(
+        v["message"].as_str().unwrap().starts_with(&format!(
+            "rebalanceall job {} ended: every channel is within target; {} move(s) completed",
+            job.id, p.moves_completed
+        )),
+        "{v}"
+    );
+    // A line as each move starts and ends, and the job's end.
+    let lines = heard.lines.lock().unwrap().clone();
+    let started = lines
+        .iter()
+        .filter(|l| l.contains(": started (fee at most"))
+        .count();
+    let moved = lines.iter().filter(|l| l.contains(": moved for ")).count();
+    assert_eq!(moved as u32, p.moves_completed, "{lines:#?}");
+    assert_eq!(
+        started as u32,
+        p.moves_completed + p.moves_failed,
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines.last().unwrap(),
+        &format!("job {} ended: every channel is within target", job.id)
+    );
+    // A bar over the planned moves, a step per move ended, full only once the job has ended.
+    let mut bars = heard.bars.lock().unwrap().clone();
+    let (end_num, end_total) = bars.pop().unwrap();
+    assert_eq!(end_num + 1, end_total, "full at the end: {bars:?}");
+    assert_eq!(
+        bars.len() as u32,
+        p.moves_completed + p.moves_failed,
+        "{bars:?}"
+    );
+    assert!(bars.iter().all(|&(n, t)| t >= 2 && n + 1 < t), "{bars:?}");
+    assert!(
+        bars.windows(2).all(|w| w[0].0 <= w[1].0),
+        "the bar only moves on: {bars:?}"
+    );
+    assert_clean(&node);
+}

@@ -5,8 +5,11 @@ mod common;
 
 use cln_rebalance::config::Config;
 use cln_rebalance::params::RebalanceParams;
+use cln_rebalance::progress::Collected;
+use cln_rebalance::rebalance::session::Extra;
 use common::{assert_clean, demo_network, rebalancer};
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 
 const BOB: &str = "800003x1x0"; // we hold 1.2M of 1.5M sat
@@ -108,12 +111,35 @@ async fn a_depleted_hop_forces_a_retry_on_another_route() {
     );
     node.call("dev-drain", json!({"short_channel_id": scid, "node": from}))
         .unwrap();
+    let heard = Arc::new(Collected::default());
+    let extra = Extra {
+        progress: Some(heard.clone()),
+        ..Extra::default()
+    };
     let v = r
-        .rebalance(req(ALICE_BIG, CAROL, 100_000_000))
+        .rebalance_with(req(ALICE_BIG, CAROL, 100_000_000), extra)
         .await
         .unwrap();
     assert_eq!(v["status"], "complete");
     assert_eq!(v["attempts"], 2, "{v}");
+    // Whoever follows it hears each attempt, the failure and why, and the outcome.
+    let lines = heard.lines.lock().unwrap().clone();
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert!(
+        lines[0].starts_with(&format!("attempt 1: 3 hops via {scid}, fee ")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "attempt 1 failed: WIRE_TEMPORARY_CHANNEL_FAILURE at hop 1 (channel {scid})"
+        )) && lines[1].contains("a channel had too little liquidity for it; trying another route"),
+        "{lines:#?}"
+    );
+    assert!(lines[2].starts_with("attempt 2: "), "{lines:#?}");
+    assert_eq!(lines[3], v["message"], "{lines:#?}");
+    let bars = heard.bars.lock().unwrap().clone();
+    assert_eq!(bars.len(), 2, "a bar step per attempt");
+    assert!(bars.iter().all(|&(n, t)| t == 10 && n < t), "{bars:?}");
     assert_ne!(v["route"], quote["route"]);
     assert_eq!(
         node.sendpays()

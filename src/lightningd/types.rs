@@ -184,6 +184,30 @@ pub mod failcode {
     pub const UPDATE: u32 = 0x1000;
     pub const TEMPORARY_CHANNEL_FAILURE: u32 = UPDATE | 7;
     pub const CHANNEL_DISABLED: u32 = UPDATE | 20;
+    pub const INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS: u32 = PERM | 15;
+    pub const MPP_TIMEOUT: u32 = 23;
+
+    /// What a failure code means, in a person's words (BOLT 4).
+    pub fn words(code: u32) -> &'static str {
+        match code {
+            TEMPORARY_CHANNEL_FAILURE => "a channel had too little liquidity for it",
+            CHANNEL_DISABLED => "a channel is disabled",
+            0x400a => "the next node is unknown or its channel closed",
+            0x2002 | 0x6002 => "a node on the way failed",
+            0x4008 => "a channel on the way failed for good",
+            0x100b => "the amount is below a channel's minimum",
+            0x100c => "a node charges more than our gossip said",
+            0x100d | 0x100e | 0x0012 => {
+                "a delay did not fit (a new block, or a changed cltv delta)"
+            }
+            0x0015 => "the total delay is too long",
+            INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS => "our own node refused it",
+            MPP_TIMEOUT => "the other parts did not arrive in time",
+            c if c & BADONION != 0 => "a node could not read the onion",
+            c if c & NODE != 0 => "a node on the way failed",
+            _ => "it failed on the way",
+        }
+    }
 }
 
 #[cfg(test)]

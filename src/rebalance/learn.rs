@@ -10,7 +10,7 @@ use crate::error::{self, RpcFailure};
 use crate::lightningd::Lightningd;
 use crate::lightningd::types::PayFailure;
 use crate::lightningd::types::failcode::{
-    BADONION, CHANNEL_DISABLED, NODE, PERM, TEMPORARY_CHANNEL_FAILURE, UPDATE,
+    BADONION, CHANNEL_DISABLED, NODE, PERM, TEMPORARY_CHANNEL_FAILURE, UPDATE, words,
 };
 use crate::state::State;
 use serde_json::json;
@@ -130,8 +130,8 @@ pub async fn failed<N: Lightningd>(
         .unwrap_or_else(|| format!("failcode {failcode:#x}"));
     let index = f.erring_index.map(|i| i as usize);
     attempt.outcome = match (index, &f.erring_channel) {
-        (Some(i), Some(c)) => format!("{name} at hop {i} (channel {c})"),
-        (Some(i), None) => format!("{name} at hop {i}"),
+        (Some(i), Some(c)) => format!("{name} at hop {i} (channel {c}): {}", words(failcode)),
+        (Some(i), None) => format!("{name} at hop {i}: {}", words(failcode)),
         _ => format!("error {code}: {}", e.message),
     };
     if code != error::PAY_TRY_OTHER_ROUTE && code != 203 {

@@ -26,7 +26,7 @@ pub mod pay; // step 3: invoice, sendpay, waitsendpay
 pub mod route; // step 2: the best route not ruled out
 pub mod session; // one rebalance in progress
 
-use crate::core::amount::fee_cap_msat;
+use crate::core::amount::{fee_cap_msat, ppm};
 use crate::core::liquidity::Liquidity;
 use crate::core::route::route_fee_msat;
 use crate::error::{self, RpcFailure};
@@ -159,6 +159,18 @@ fn must_stop<N: Lightningd>(st: &State<N>, s: &Session) -> Option<RpcFailure> {
     )
 }
 
+/// A route in short for a person: the channels between our own two hops.
+fn via(hops: &[crate::core::route::Hop]) -> String {
+    let middle: Vec<String> = session::middle(hops)
+        .map(|h| h.short_channel_id.to_string())
+        .collect();
+    if middle.is_empty() {
+        String::new()
+    } else {
+        format!(" via {}", middle.join(" > "))
+    }
+}
+
 /// The attempt loop: route, check, pay, learn, until paid, stopped or out of time.
 async fn run<N: Lightningd>(
     st: &State<N>,
@@ -192,6 +204,14 @@ async fn run<N: Lightningd>(
             outcome: String::new(),
         };
         s.last_sent = hops.clone();
+        s.tell_time(st.now_ms());
+        s.tell(&format!(
+            "attempt {}: {} hops{}, fee {fee_msat}msat ({} ppm)",
+            s.attempts.len() + 1,
+            hops.len(),
+            via(&hops),
+            ppm(fee_msat, s.req.amount_msat)
+        ));
         let outcome = pay::attempt(st, s, &hops, &mut attempt).await;
         info!(
             "rebalance {} -> {} {}msat, attempt {} via {} for {fee_msat}msat: {}",
@@ -205,8 +225,20 @@ async fn run<N: Lightningd>(
         s.attempts.push(attempt);
         let attempts = s.attempts.len() as u32;
         st.inflight.update(s.id, |r| r.attempts = attempts);
+        match &outcome {
+            Outcome::Retry => s.tell(&format!(
+                "attempt {attempts} failed: {}; trying another route",
+                s.attempts.last().map_or("", |a| a.outcome.as_str())
+            )),
+            Outcome::Stop(f) => s.tell(&format!("attempt {attempts} failed: {}", f.message)),
+            Outcome::Paid { .. } | Outcome::StillInFlight => {}
+        }
         match outcome {
-            Outcome::Paid { fee_msat } => return Ok(answer::paid(st, s, &hops, fee_msat)),
+            Outcome::Paid { fee_msat } => {
+                let done = answer::paid(st, s, &hops, fee_msat);
+                s.tell(done["message"].as_str().unwrap_or("rebalanced"));
+                return Ok(done);
+            }
             Outcome::Retry => continue,
             Outcome::Stop(f) => {
                 let mut data = f.data.clone().unwrap_or_else(|| json!({}));

@@ -10,6 +10,7 @@ use crate::core::pathfind::Scratch;
 use crate::core::route::Hop;
 use crate::error::{self, RpcFailure};
 use crate::lightningd::Lightningd;
+use crate::progress::Progress;
 use crate::state::State;
 use serde_json::{Value, json};
 use std::sync::atomic::AtomicBool;
@@ -24,6 +25,8 @@ pub struct Extra {
     pub job_id: u64,
     /// Set: start no further attempt (`rebalancestop`).
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Who hears of each attempt as it goes (lightning-cli's `# ...` lines).
+    pub progress: Option<Arc<dyn Progress>>,
 }
 
 /// What one attempt did, for the result and error `data`.
@@ -100,6 +103,21 @@ pub struct Session {
 }
 
 impl Session {
+    /// Tells whoever follows this rebalance `text`.
+    pub fn tell(&self, text: &str) {
+        if let Some(p) = &self.extra.progress {
+            p.message(text);
+        }
+    }
+
+    /// Moves the bar over `retry_for` to `now_ms`.
+    pub fn tell_time(&self, now_ms: u64) {
+        if let Some(p) = &self.extra.progress {
+            let secs = now_ms.saturating_sub(self.started_ms) / 1000;
+            p.progress(secs as u32, self.retry_for.max(2) as u32);
+        }
+    }
+
     /// The model this session learns into: the shared one, or its own without memory.
     pub fn model<'a, N: Lightningd>(&'a self, st: &'a State<N>) -> MutexGuard<'a, Liquidity> {
         match &self.local_model {

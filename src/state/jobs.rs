@@ -2,6 +2,7 @@
 //! (left out of jobs for a while, with why).
 
 use crate::core::report::JobProgress;
+use crate::progress::Progress;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -29,10 +30,17 @@ pub struct Job {
     pub done: tokio::sync::watch::Sender<bool>,
     /// The moves planned when it started.
     pub initial_plan: Value,
+    /// Who follows it (`rebalanceall wait=true`): a line per move, a bar over the plan.
+    pub follower: Option<Arc<dyn Progress>>,
 }
 
 impl Job {
-    pub fn new(id: u64, started_at: u64, initial_plan: Value) -> Job {
+    pub fn new(
+        id: u64,
+        started_at: u64,
+        initial_plan: Value,
+        follower: Option<Arc<dyn Progress>>,
+    ) -> Job {
         Job {
             id,
             started_at,
@@ -47,7 +55,39 @@ impl Job {
             ended: Mutex::new(None),
             done: tokio::sync::watch::channel(false).0,
             initial_plan,
+            follower,
         }
+    }
+
+    /// Tells the follower, if any, `text`.
+    pub fn tell(&self, text: &str) {
+        if let Some(f) = &self.follower {
+            f.message(text);
+        }
+    }
+
+    /// Moves the follower's bar: moves ended of those planned (to its end once the job is).
+    pub fn tell_moves(&self) {
+        if let Some(f) = &self.follower {
+            let p = self.progress();
+            let planned = self.initial_plan["moves"].as_array().map_or(0, Vec::len) as u32;
+            let ended = p.moves_completed + p.moves_failed;
+            // A job may make more moves than it planned (retries, replans): the bar ends when
+            // the job does, not before.
+            let total = planned.max(ended + 1).max(2);
+            let num = if self.is_running() {
+                ended.min(total - 2)
+            } else {
+                total - 1
+            };
+            f.progress(num, total);
+        }
+    }
+
+    /// Waits until the job has ended.
+    pub async fn wait_ended(&self) {
+        let mut done = self.done.subscribe();
+        let _ = done.wait_for(|d| *d).await;
     }
 
     pub fn is_running(&self) -> bool {
@@ -62,9 +102,12 @@ impl Job {
         self.ended.lock().expect("job lock").clone()
     }
 
-    /// Marks the job ended, for `why`.
+    /// Marks the job ended, for `why`: the follower hears it before anyone waiting wakes.
     pub fn end(&self, why: String) {
+        let line = format!("job {} ended: {why}", self.id);
         *self.ended.lock().expect("job lock") = Some(why);
+        self.tell_moves();
+        self.tell(&line);
         self.done.send_replace(true);
     }
 
@@ -111,13 +154,14 @@ impl Jobs {
         started_at: u64,
         initial_plan: Value,
         last_recorded_id: u64,
+        follower: Option<Arc<dyn Progress>>,
     ) -> Result<Arc<Job>, Arc<Job>> {
         let mut slot = self.job.lock().expect("job lock");
         if let Some(j) = slot.as_ref().filter(|j| j.is_running()) {
             return Err(j.clone());
         }
         let id = slot.as_ref().map_or(0, |j| j.id).max(last_recorded_id) + 1;
-        let job = Arc::new(Job::new(id, started_at, initial_plan));
+        let job = Arc::new(Job::new(id, started_at, initial_plan, follower));
         *slot = Some(job.clone());
         Ok(job)
     }

@@ -488,6 +488,7 @@ pub(crate) fn fuzz_params_rebalanceall() {
             ("feeratio", Kind::Ratio, false),
             ("budget", Kind::Amount { nonzero: false }, false),
             ("dryrun", Kind::Flag, false),
+            ("wait", Kind::Flag, false),
         ],
         no_rules,
         params::rebalanceall,
@@ -500,6 +501,7 @@ pub(crate) fn fuzz_params_rebalanceall() {
             prop_assert_eq!(got.target_percent.map(u64::from), number(want, "target"));
             prop_assert_eq!(got.budget_msat, number(want, "budget"));
             prop_assert_eq!(got.dryrun, flag(want, "dryrun"));
+            prop_assert_eq!(got.wait, flag(want, "wait"));
             Ok(())
         },
     );

@@ -237,10 +237,18 @@ impl<N: Lightningd> State<N> {
         st.in_flight.insert(m.incoming.to_string());
         job.progress.lock().expect("job lock").moves_in_flight += 1;
         info!("rebalanceall job {}: {}", job.id, m.reason);
+        job.tell(&format!(
+            "{} -> {} {}: started (fee at most {}msat)",
+            m.outgoing,
+            m.incoming,
+            display_sat(m.amount_msat),
+            m.fee_cap_msat
+        ));
         let extra = Extra {
             fee_cap_msat: Some(m.fee_cap_msat),
             job_id: job.id,
             cancel: Some(job.cancel.clone()),
+            progress: None,
         };
         let params = move_params(&m, false);
         let me = self.clone();
@@ -364,6 +372,24 @@ impl<N: Lightningd> State<N> {
                 );
             }
         }
+        drop(p);
+        job.tell(&match res {
+            Ok(v) => format!(
+                "{} -> {} {}: moved for {}msat",
+                m.outgoing,
+                m.incoming,
+                display_sat(m.amount_msat),
+                v["fee_msat"].as_u64().unwrap_or(0)
+            ),
+            Err(e) => format!(
+                "{} -> {} {}: failed: {}",
+                m.outgoing,
+                m.incoming,
+                display_sat(m.amount_msat),
+                e.message
+            ),
+        });
+        job.tell_moves();
     }
 
     /// A completed rebalance's outgoing HTLC settles a moment after waitsendpay returns: wait

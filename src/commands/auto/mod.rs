@@ -30,6 +30,7 @@ use crate::core::plan::PlanConfig;
 use crate::error::{self, RpcFailure};
 use crate::lightningd::Lightningd;
 use crate::params::RebalanceallParams;
+use crate::progress::Progress;
 use crate::state::State;
 use crate::state::jobs::Job;
 use log::info;
@@ -44,6 +45,47 @@ impl<N: Lightningd> State<N> {
     pub async fn rebalanceall(
         self: &Arc<Self>,
         p: RebalanceallParams,
+    ) -> Result<Value, RpcFailure> {
+        self.start_rebalanceall(p, None).await
+    }
+
+    /// `rebalanceall wait=true`: starts the job, tells `follower` of each move as it goes and
+    /// of the plan's progress, and answers with what the job did once it has ended.
+    pub async fn rebalanceall_wait(
+        self: &Arc<Self>,
+        p: RebalanceallParams,
+        follower: Option<Arc<dyn Progress>>,
+    ) -> Result<Value, RpcFailure> {
+        let dryrun = p.dryrun;
+        let mut answer = self.start_rebalanceall(p, follower).await?;
+        if dryrun {
+            return Ok(answer);
+        }
+        let job = self
+            .last_job()
+            .filter(|j| Some(j.id) == answer["job_id"].as_u64())
+            .ok_or_else(|| RpcFailure::new(error::PLUGIN_ERROR, "the job started is gone"))?;
+        job.wait_ended().await;
+        let done = job.to_json();
+        let p = job.progress();
+        answer["status"] = json!("ended");
+        answer["job"] = done;
+        answer["message"] = json!(format!(
+            "rebalanceall job {} ended: {}; {} move(s) completed ({} for {}msat in fees), {} failed",
+            job.id,
+            job.ended().unwrap_or_default(),
+            p.moves_completed,
+            crate::core::amount::display_sat(p.moved_msat),
+            p.fee_msat,
+            p.moves_failed
+        ));
+        Ok(answer)
+    }
+
+    async fn start_rebalanceall(
+        self: &Arc<Self>,
+        p: RebalanceallParams,
+        follower: Option<Arc<dyn Progress>>,
     ) -> Result<Value, RpcFailure> {
         let (config, budget) = self.job_config(&p)?;
         if let Some(job) = self.running_job() {
@@ -86,7 +128,7 @@ impl<N: Lightningd> State<N> {
             .map(|e| e.job_id)
             .max()
             .unwrap_or(0);
-        let job = self.start_job(config, budget, answer.clone(), last_recorded)?;
+        let job = self.start_job(config, budget, answer.clone(), last_recorded, follower)?;
         answer["status"] = json!("started");
         answer["job_id"] = json!(job.id);
         answer["message"] = json!(format!(
@@ -124,10 +166,11 @@ impl<N: Lightningd> State<N> {
         budget: Budget,
         initial_plan: Value,
         last_recorded_id: u64,
+        follower: Option<Arc<dyn Progress>>,
     ) -> Result<Arc<Job>, RpcFailure> {
         let job = self
             .jobs
-            .begin(self.now_secs(), initial_plan, last_recorded_id)
+            .begin(self.now_secs(), initial_plan, last_recorded_id, follower)
             .map_err(|_| RpcFailure::new(error::PLUGIN_ERROR, "rebalanceall is already running"))?;
         let (me, j) = (self.clone(), job.clone());
         tokio::spawn(async move {

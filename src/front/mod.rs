@@ -1,18 +1,19 @@
-//! lightningd's `check` for our commands, which cln-plugin 0.7 cannot answer: a thin layer on
-//! the plugin's stdin/stdout. It adds `"cancheck": true` to the getmanifest answer and answers
-//! `check` requests itself (validating the params exactly as the command would, nothing run),
-//! passing every other message through unchanged. Without it lightningd logs UNUSUAL
-//! "Plugin does not support check command" on every `lightning-cli check` (and pyln-testing
-//! checks every call it makes).
+//! A thin layer on the plugin's stdin/stdout in front of cln-plugin, for what cln-plugin 0.7
+//! cannot do: it answers lightningd's `check` itself (and adds `"cancheck": true` to the
+//! manifest), and it hands the commands that report progress their request id, which
+//! lightningd needs on the `message` and `progress` notifications it forwards to the client.
+//! Every other message passes through unchanged.
 
+pub mod check; // answering `check` as the command would
+pub mod notify; // request ids in, `message` / `progress` notifications out
+
+use check::{Checker, answer_check};
+use notify::{Notifier, wrap};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio::sync::Mutex;
-
-/// Validates the params of `command` (`Ok` if the command would accept them).
-pub type Checker = fn(&str, &Value) -> Result<(), crate::error::RpcFailure>;
 
 /// Splits complete JSON messages off the front of `buf`; leaves an incomplete tail.
 fn take_messages(buf: &mut Vec<u8>) -> Vec<Box<RawValue>> {
@@ -41,36 +42,6 @@ fn take_messages(buf: &mut Vec<u8>) -> Vec<Box<RawValue>> {
     }
     buf.drain(..consumed);
     out
-}
-
-/// The params of a `check` request without the command's name: `(name, params)`.
-fn split_check(params: &Value) -> Option<(String, Value)> {
-    match params {
-        Value::Object(m) => {
-            let name = m.get("command_to_check")?.as_str()?.to_string();
-            let mut rest = m.clone();
-            rest.remove("command_to_check");
-            Some((name, Value::Object(rest)))
-        }
-        Value::Array(a) => {
-            let name = a.first()?.as_str()?.to_string();
-            Some((name, Value::Array(a[1..].to_vec())))
-        }
-        _ => None,
-    }
-}
-
-/// The answer to one `check` request.
-pub fn answer_check(request: &Value, checker: Checker) -> Value {
-    let id = request.get("id").cloned().unwrap_or(Value::Null);
-    let Some((name, params)) = request.get("params").and_then(split_check) else {
-        return json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32602,
-            "message": "command_to_check: missing"}});
-    };
-    match checker(&name, &params) {
-        Ok(()) => json!({"jsonrpc": "2.0", "id": id, "result": {"command_to_check": name}}),
-        Err(e) => json!({"jsonrpc": "2.0", "id": id, "error": e.to_json()}),
-    }
 }
 
 async fn write_message<W: AsyncWrite + Unpin>(out: &Mutex<W>, bytes: &[u8]) -> std::io::Result<()> {
@@ -135,9 +106,41 @@ impl AsyncWrite for Counted {
     }
 }
 
+/// What the layer does besides passing messages through: how to answer `check`, and which
+/// commands report progress (their params reach cln-plugin wrapped with their request id).
+#[derive(Clone, Copy)]
+pub struct Front {
+    pub checker: Checker,
+    pub reports_progress: fn(&str) -> bool,
+}
+
+/// A request from lightningd as the layer passes it to cln-plugin: `check` answered here (None),
+/// a command that reports progress with its params wrapped, anything else as it came.
+fn incoming(raw: &RawValue, front: Front) -> Result<Option<String>, String> {
+    let text = raw.get();
+    // Only requests are looked into; a quick test spares parsing every message twice.
+    if !text.contains("\"method\"") {
+        return Ok(Some(text.to_string()));
+    }
+    let Ok(mut v) = serde_json::from_str::<Value>(text) else {
+        return Ok(Some(text.to_string()));
+    };
+    let method = v.get("method").and_then(Value::as_str).unwrap_or_default();
+    if method == "check" {
+        return Err(answer_check(&v, front.checker).to_string());
+    }
+    if v.get("id").is_some() && (front.reports_progress)(method) {
+        let params = v["params"].take();
+        v["params"] = wrap(&v["id"], params);
+        return Ok(Some(v.to_string()));
+    }
+    Ok(Some(text.to_string()))
+}
+
 /// Puts the layer between lightningd (`input`, `output`) and cln-plugin: returns the streams
-/// to hand to cln-plugin's `Builder::new`, and a [`Drain`] to wait on before exiting.
-pub fn wire<R, W>(input: R, output: W, checker: Checker) -> (DuplexStream, Counted, Drain)
+/// to hand to cln-plugin's `Builder::new`, a [`Drain`] to wait on before exiting, and the
+/// [`Notifier`] the commands that report progress speak through.
+pub fn wire<R, W>(input: R, output: W, front: Front) -> (DuplexStream, Counted, Drain, Notifier)
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -163,21 +166,16 @@ where
             };
             buf.extend_from_slice(&chunk[..n]);
             for raw in take_messages(&mut buf) {
-                let is_check = serde_json::from_str::<Value>(raw.get())
-                    .ok()
-                    .filter(|v| v.get("method").and_then(Value::as_str) == Some("check"));
-                let sent = match is_check {
-                    Some(req) => {
-                        let answer = answer_check(&req, checker).to_string();
-                        write_message(&out, answer.as_bytes()).await
-                    }
-                    None => {
+                let sent = match incoming(&raw, front) {
+                    Err(answer) => write_message(&out, answer.as_bytes()).await,
+                    Ok(Some(message)) => {
                         async {
-                            to_plugin.write_all(raw.get().as_bytes()).await?;
+                            to_plugin.write_all(message.as_bytes()).await?;
                             to_plugin.write_all(b"\n\n").await
                         }
                         .await
                     }
+                    Ok(None) => Ok(()),
                 };
                 if sent.is_err() {
                     return;
@@ -186,6 +184,23 @@ where
         }
         // lightningd went away: cln-plugin sees its input close.
         drop(to_plugin);
+    });
+    // Notifications: written whole, between cln-plugin's messages.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let notes = output.clone();
+    tokio::spawn(async move {
+        while let Some(o) = rx.recv().await {
+            match o {
+                notify::Out::Message(bytes) => {
+                    if write_message(&notes, &bytes).await.is_err() {
+                        return;
+                    }
+                }
+                notify::Out::Flush(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
     });
     tokio::spawn(async move {
         let mut buf = Vec::with_capacity(1 << 16);
@@ -228,7 +243,7 @@ where
             }
         }
     });
-    (plugin_in, plugin_out, drain)
+    (plugin_in, plugin_out, drain, Notifier { tx })
 }
 
 #[cfg(test)]
@@ -246,6 +261,11 @@ mod tests {
         }
     }
 
+    const FRONT: Front = Front {
+        checker,
+        reports_progress: |m| m == "rebalance",
+    };
+
     #[test]
     fn messages_are_split_whole() {
         let mut buf = b"{\"a\":1}\n\n{\"b\":\"}\"}\n\n{\"c\":".to_vec();
@@ -258,35 +278,11 @@ mod tests {
         assert!(buf.iter().all(|b| b.is_ascii_whitespace()));
     }
 
-    #[test]
-    fn check_answers_like_the_command_would() {
-        let ok = answer_check(
-            &json!({"id": "x", "method": "check", "params": {"command_to_check": "rebalance",
-                "outgoing": "1x1x1", "incoming": "2x2x2"}}),
-            checker,
-        );
-        assert_eq!(ok["result"]["command_to_check"], "rebalance");
-        let bad = answer_check(
-            &json!({"id": 7, "method": "check", "params": ["rebalance", "1x1x1", "2x2x2", "lots"]}),
-            checker,
-        );
-        assert_eq!(bad["id"], 7);
-        assert_eq!(bad["error"]["code"], -32602);
-        assert!(
-            bad["error"]["message"]
-                .as_str()
-                .unwrap()
-                .starts_with("amount_msat:")
-        );
-        let none = answer_check(&json!({"id": 1, "method": "check", "params": {}}), checker);
-        assert_eq!(none["error"]["code"], -32602);
-    }
-
     #[tokio::test]
     async fn passes_everything_else_and_marks_the_manifest() {
         let (mut ld_in, input) = tokio::io::duplex(4096);
         let (output, mut ld_out) = tokio::io::duplex(4096);
-        let (mut plugin_in, mut plugin_out, drain) = wire(input, output, checker);
+        let (mut plugin_in, mut plugin_out, drain, _) = wire(input, output, FRONT);
         ld_in
             .write_all(
                 b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"getmanifest\",\"params\":{}}\n\n",
@@ -311,5 +307,38 @@ mod tests {
         }
         assert!(text.contains("\"cancheck\":true"), "{text}");
         drain.wait().await;
+    }
+
+    #[tokio::test]
+    async fn a_command_that_reports_progress_gets_its_id_and_its_notes_reach_lightningd() {
+        let (mut ld_in, input) = tokio::io::duplex(4096);
+        let (output, mut ld_out) = tokio::io::duplex(4096);
+        let (mut plugin_in, _plugin_out, _drain, notifier) = wire(input, output, FRONT);
+        ld_in
+            .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":\"cli:rebalance#5/cln:rebalance#2\",\"method\":\"rebalance\",\"params\":[\"1x1x1\",\"2x2x2\"]}\n\n{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"balances\",\"params\":{}}\n\n")
+            .await
+            .unwrap();
+        let mut got = vec![0u8; 4096];
+        let mut text = String::new();
+        while !text.contains("balances") {
+            let n = plugin_in.read(&mut got).await.unwrap();
+            text.push_str(&String::from_utf8_lossy(&got[..n]));
+        }
+        let mut buf = text.into_bytes();
+        let msgs = take_messages(&mut buf);
+        let rebalance: Value = serde_json::from_str(msgs[0].get()).unwrap();
+        let (id, params) = notify::unwrap(rebalance["params"].clone());
+        assert_eq!(id, Some(json!("cli:rebalance#5/cln:rebalance#2")));
+        assert_eq!(params, json!(["1x1x1", "2x2x2"]));
+        let balances: Value = serde_json::from_str(msgs[1].get()).unwrap();
+        assert_eq!(balances["params"], json!({}), "others pass as they came");
+        let p = notifier.for_request(id.unwrap());
+        crate::progress::Progress::message(&p, "attempt 1");
+        p.flush().await;
+        let n = ld_out.read(&mut got).await.unwrap();
+        let note: Value =
+            serde_json::from_slice(String::from_utf8_lossy(&got[..n]).trim().as_bytes()).unwrap();
+        assert_eq!(note["method"], "message");
+        assert_eq!(note["params"]["id"], "cli:rebalance#5/cln:rebalance#2");
     }
 }
