@@ -7,6 +7,7 @@ use cln_rebalance::core::graph::Scid;
 use cln_rebalance::core::history::{Entry, Outcome};
 use cln_rebalance::core::plan::{OurChannel, PlanConfig, Settings, plan};
 use cln_rebalance::core::report::{Forward, ForwardStatus, report};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 21;
@@ -100,7 +101,7 @@ fn main() {
     let budget = Budget::default();
     let mut n = 0;
     let (p50, max) = timed(|| {
-        n = report(&entries, &forwards, None, &budget, 90, now).to_json()["channels"]
+        n = report(&entries, &forwards, &HashMap::new(), None, &budget, 90, now).to_json()["channels"]
             .as_array()
             .map_or(0, |c| c.len())
     });

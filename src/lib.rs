@@ -19,6 +19,7 @@ pub mod error; // error kinds -> JSON-RPC codes and messages
 pub mod front; // in front of cln-plugin: `check`, request ids, notifications to the client
 pub mod lightningd;
 pub mod memory; // freed memory back to the system after a graph refresh
+pub mod options; // the plugin's options, registered and read into the config
 pub mod params; // request params (positional or keyword) -> typed requests
 pub mod progress; // what a long command tells the person waiting while it works
 pub mod rebalance;

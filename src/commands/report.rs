@@ -3,11 +3,14 @@
 //! The numbers are `core::report`'s; this gathers its inputs.
 
 use crate::core::amount::display_sat;
+use crate::core::economics::OurFee;
+use crate::core::graph::Scid;
 use crate::core::report::{self, Forward, ForwardStatus, InFlight};
 use crate::error::{self, RpcFailure};
-use crate::lightningd::Lightningd;
+use crate::lightningd::{Lightningd, PeerChannel};
 use crate::state::State;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 
 /// Reports cover this many days unless asked otherwise.
 pub const DEFAULT_REPORT_DAYS: u64 = 30;
@@ -35,6 +38,21 @@ impl<N: Lightningd> State<N> {
             })
             .collect();
         let history = self.history_entries().await;
+        // Our channels now: our fee on each (lost profit) and the HTLCs of rebalances in flight.
+        let chans = self.node.listpeerchannels().await.unwrap_or_default();
+        let our_fees: HashMap<Scid, OurFee> = chans
+            .iter()
+            .filter_map(|c| {
+                let local = c.updates.local?;
+                Some((
+                    c.short_channel_id.as_deref()?.parse().ok()?,
+                    OurFee {
+                        fee_base_msat: local.fee_base_msat,
+                        fee_proportional_millionths: local.fee_proportional_millionths,
+                    },
+                ))
+            })
+            .collect();
         let job = self.last_job();
         let progress = job
             .as_ref()
@@ -43,6 +61,7 @@ impl<N: Lightningd> State<N> {
         let r = report::report(
             &history,
             &forwards,
+            &our_fees,
             progress.as_ref(),
             &self.config.auto.budget,
             days,
@@ -73,7 +92,7 @@ impl<N: Lightningd> State<N> {
                 "planned": j.initial_plan["moves"].as_array().map_or(0, |m| m.len()),
             });
         }
-        let in_flight = self.in_flight_now().await;
+        let in_flight = self.in_flight_now(&chans);
         v["in_flight"] = json!(in_flight.iter().map(InFlight::to_json).collect::<Vec<_>>());
         let mut resting: Vec<(String, (u64, String))> =
             self.resting_channels().into_iter().collect();
@@ -113,12 +132,8 @@ impl<N: Lightningd> State<N> {
     }
 
     /// Every rebalance in flight now, manual or automatic, with its HTLCs on our channels.
-    async fn in_flight_now(&self) -> Vec<InFlight> {
+    fn in_flight_now(&self, chans: &[PeerChannel]) -> Vec<InFlight> {
         let running = self.inflight.list();
-        if running.is_empty() {
-            return Vec::new();
-        }
-        let chans = self.node.listpeerchannels().await.unwrap_or_default();
         let now_ms = self.now_ms();
         running
             .into_iter()

@@ -34,6 +34,7 @@
 
 use crate::core::amount::{MSAT_PER_SAT, display_sat};
 use crate::core::budget::{Admission, Budget, Spent};
+use crate::core::economics::{OurFee, fee_cap_msat};
 use crate::core::graph::Scid;
 use serde_json::{Value, json};
 use std::cmp::Reverse;
@@ -133,6 +134,9 @@ pub struct PlanConfig {
     pub feeratio_millionths: u32,
     /// Fee cap as parts per million of the amount, whatever the feeratio allows.
     pub maxfeeppm: u32,
+    /// Count what the source would have earned forwarding the liquidity that leaves it
+    /// (`core::economics`).
+    pub lost_profit: bool,
 }
 
 impl Default for PlanConfig {
@@ -143,6 +147,7 @@ impl Default for PlanConfig {
             max_amount_msat: None,
             feeratio_millionths: DEFAULT_FEERATIO_MILLIONTHS,
             maxfeeppm: DEFAULT_MAXFEEPPM,
+            lost_profit: false,
         }
     }
 }
@@ -164,28 +169,6 @@ impl PlanConfig {
         }
         Ok(())
     }
-}
-
-/// The most an automatic move of `amount_msat` into a channel may pay in fees:
-/// `min(feeratio * (fee_base_msat + ceil(amount * fee_proportional_millionths / 1e6)),
-/// amount * maxfeeppm / 1e6)`, rounded down, where the fee is what we charge to forward
-/// `amount` out through that (incoming) channel. 0 when the channel charges nothing.
-pub fn fee_cap_msat(
-    amount_msat: u64,
-    fee_base_msat: u64,
-    fee_proportional_millionths: u32,
-    feeratio_millionths: u32,
-    maxfeeppm: u32,
-) -> u64 {
-    let amount = amount_msat as u128;
-    // u64 x u32 fits in u128; only the feeratio product can overflow, and then by_ppm is smaller.
-    let forward_fee =
-        fee_base_msat as u128 + (amount * fee_proportional_millionths as u128).div_ceil(1_000_000);
-    let by_ratio = forward_fee
-        .checked_mul(feeratio_millionths as u128)
-        .map_or(u128::MAX, |x| x / 1_000_000);
-    let by_ppm = amount * maxfeeppm as u128 / 1_000_000;
-    u64::try_from(by_ratio.min(by_ppm)).unwrap_or(u64::MAX)
 }
 
 /// The largest `a` with `a + a * maxfeeppm / 1e6 <= spendable`: what a source can send and
@@ -433,7 +416,8 @@ fn ends<'a>(
 }
 
 /// The second half: each sink, most to move first, paired with the source that can move most
-/// and is not yet taken nor in `avoid` with it, into `out.moves` (or `out.skipped`, why not).
+/// and is not yet taken nor in `avoid` with it (with lost profit counted: the first such
+/// source the move can still pay for), into `out.moves` (or `out.skipped`, why not).
 fn pair(
     sources: &[End],
     sinks: &[End],
@@ -441,16 +425,15 @@ fn pair(
     avoid: &HashSet<(Scid, Scid)>,
     out: &mut Plan,
 ) {
-    let min = config.min_amount_msat;
     let mut taken = vec![false; sources.len()];
     for dst in sinks {
         let incoming = dst.chan.short_channel_id;
-        let free = |k: &usize| !taken[*k];
-        let Some(k) = (0..sources.len())
-            .filter(free)
-            .find(|&k| !avoid.contains(&(sources[k].chan.short_channel_id, incoming)))
-        else {
-            if (0..sources.len()).any(|k| free(&k)) {
+        let candidates: Vec<usize> = (0..sources.len())
+            .filter(|&k| !taken[k])
+            .filter(|&k| !avoid.contains(&(sources[k].chan.short_channel_id, incoming)))
+            .collect();
+        if candidates.is_empty() {
+            if taken.iter().any(|t| !t) {
                 out.skipped.push((
                     incoming,
                     format!(
@@ -461,65 +444,114 @@ fn pair(
                 continue;
             }
             break;
-        };
-        taken[k] = true;
-        let src = &sources[k];
-        let most = src
-            .movable_msat
-            .min(dst.movable_msat)
-            .min(config.max_amount_msat.unwrap_or(u64::MAX));
-        let amount = most / MSAT_PER_SAT * MSAT_PER_SAT;
-        if amount < min || amount == 0 {
-            out.skipped.push((
-                incoming,
-                format!(
-                    "a move from {} could carry only {}, below the min amount {}",
-                    src.chan.short_channel_id,
-                    display_sat(amount),
-                    display_sat(min)
-                ),
-            ));
-            continue;
         }
-        let cap = fee_cap_msat(
-            amount,
-            dst.chan.fee_base_msat,
-            dst.chan.fee_proportional_millionths,
-            config.feeratio_millionths,
-            config.maxfeeppm,
-        );
-        if cap == 0 {
-            out.skipped.push((
-                incoming,
-                format!(
-                    "the fee cap for {} from {} is 0msat (feeratio {}/1000000, maxfeeppm {}, \
-                     our fee out {}msat + {}ppm): it could not pay back",
-                    display_sat(amount),
-                    src.chan.short_channel_id,
-                    config.feeratio_millionths,
-                    config.maxfeeppm,
-                    dst.chan.fee_base_msat,
-                    dst.chan.fee_proportional_millionths
-                ),
-            ));
-            continue;
+        // The first candidate's refusal is the one told when none will do.
+        let mut first_refusal = None;
+        let mut chosen = None;
+        for &k in &candidates {
+            match priced(&sources[k], dst, config) {
+                Ok(m) => {
+                    chosen = Some((k, m));
+                    break;
+                }
+                Err(why) => {
+                    first_refusal.get_or_insert(why);
+                    // Without lost profit the source does not change the cap: one try is all.
+                    if !config.lost_profit {
+                        break;
+                    }
+                }
+            }
         }
-        out.moves.push(Move {
-            outgoing: src.chan.short_channel_id,
-            incoming,
-            amount_msat: amount,
-            fee_cap_msat: cap,
-            reason: format!(
-                "moves {} from {} ({}% ours, target {}%) to {} ({}%, target {}%)",
+        match chosen {
+            Some((k, m)) => {
+                taken[k] = true;
+                out.moves.push(m);
+            }
+            None => {
+                if !config.lost_profit {
+                    taken[candidates[0]] = true;
+                }
+                out.skipped
+                    .push((incoming, first_refusal.unwrap_or_default()));
+            }
+        }
+    }
+}
+
+/// The move from `src` into `dst`: as much as both can, within the planner's limits, and what it
+/// may pay; or why there is none.
+fn priced(src: &End, dst: &End, config: &PlanConfig) -> Result<Move, String> {
+    let min = config.min_amount_msat;
+    let incoming = dst.chan.short_channel_id;
+    let most = src
+        .movable_msat
+        .min(dst.movable_msat)
+        .min(config.max_amount_msat.unwrap_or(u64::MAX));
+    let amount = most / MSAT_PER_SAT * MSAT_PER_SAT;
+    if amount < min || amount == 0 {
+        return Err(format!(
+            "a move from {} could carry only {}, below the min amount {}",
+            src.chan.short_channel_id,
+            display_sat(amount),
+            display_sat(min)
+        ));
+    }
+    let (sink_fee, source_fee) = (our_fee(dst.chan), our_fee(src.chan));
+    let cap = fee_cap_msat(
+        amount,
+        sink_fee,
+        source_fee,
+        config.lost_profit,
+        config.feeratio_millionths,
+        config.maxfeeppm,
+    );
+    if cap == 0 {
+        let earns = sink_fee.earns_msat(amount);
+        let lost = source_fee.earns_msat(amount);
+        return Err(if config.lost_profit && earns > 0 {
+            format!(
+                "lost profit: {} out through {incoming} earns {earns}msat, but {} would earn                  {lost}msat forwarding it out (our fee there {}msat + {}ppm): moving it pays nothing back",
                 display_sat(amount),
                 src.chan.short_channel_id,
-                percent(src.chan.to_us_msat, src.chan.total_msat),
-                src.target_percent,
-                incoming,
-                percent(dst.chan.to_us_msat, dst.chan.total_msat),
-                dst.target_percent
-            ),
+                source_fee.fee_base_msat,
+                source_fee.fee_proportional_millionths
+            )
+        } else {
+            format!(
+                "the fee cap for {} from {} is 0msat (feeratio {}/1000000, maxfeeppm {}, \
+                 our fee out {}msat + {}ppm): it could not pay back",
+                display_sat(amount),
+                src.chan.short_channel_id,
+                config.feeratio_millionths,
+                config.maxfeeppm,
+                sink_fee.fee_base_msat,
+                sink_fee.fee_proportional_millionths
+            )
         });
+    }
+    Ok(Move {
+        outgoing: src.chan.short_channel_id,
+        incoming,
+        amount_msat: amount,
+        fee_cap_msat: cap,
+        reason: format!(
+            "moves {} from {} ({}% ours, target {}%) to {} ({}%, target {}%)",
+            display_sat(amount),
+            src.chan.short_channel_id,
+            percent(src.chan.to_us_msat, src.chan.total_msat),
+            src.target_percent,
+            incoming,
+            percent(dst.chan.to_us_msat, dst.chan.total_msat),
+            dst.target_percent
+        ),
+    })
+}
+
+fn our_fee(c: &OurChannel) -> OurFee {
+    OurFee {
+        fee_base_msat: c.fee_base_msat,
+        fee_proportional_millionths: c.fee_proportional_millionths,
     }
 }
 
@@ -623,6 +655,34 @@ mod tests {
 
     fn skipped(p: &Plan) -> Vec<u64> {
         p.skipped.iter().map(|s| s.0.block()).collect()
+    }
+
+    #[test]
+    fn lost_profit_pairs_a_sink_with_a_source_that_earns_less() {
+        // Channel 1 (the largest source) earns 1000 ppm out, as much as sink 6 does: with lost
+        // profit nothing is worth paying for that pair, so sink 6 takes source 2 (100 ppm).
+        let mut chans = six();
+        chans[0].fee_proportional_millionths = 1000;
+        chans[5].fee_proportional_millionths = 1000;
+        let before = plan(&chans, &Settings::default(), &PlanConfig::default());
+        assert_eq!(
+            pairs(&before)[0],
+            (1, 6, 400_000),
+            "without it the largest pair"
+        );
+        let config = PlanConfig {
+            lost_profit: true,
+            ..PlanConfig::default()
+        };
+        let p = plan(&chans, &Settings::default(), &config);
+        // 0.5 x ((1000 + 300000) - (1000 + 30000)) = 135000 for sink 6 from source 2.
+        assert_eq!(moves(&p)[0], (2, 6, 300_000, 135_000), "{p:?}");
+        // Sink 5 (100 ppm) cannot pay back against source 1 (1000 ppm) either, nor against 3:
+        // both earn as much or more. It is skipped, saying it is lost profit that rules it out.
+        assert!(!pairs(&p).iter().any(|m| m.1 == 5), "{p:?}");
+        let why = &p.skipped.iter().find(|s| s.0.block() == 5).unwrap().1;
+        assert!(why.starts_with("lost profit: "), "{why}");
+        assert!(why.contains("would earn"), "{why}");
     }
 
     #[test]
@@ -886,54 +946,6 @@ mod tests {
         c.htlcs_out_msat = 200_000 * SAT;
         let p = plan(&[c], &Settings::default(), &PlanConfig::default());
         assert!(p.sources.is_empty() && p.sinks.is_empty() && p.moves.is_empty());
-    }
-
-    #[test]
-    fn fee_caps() {
-        // feeratio part: 0.5 x (1000 + ceil(4e8 x 100 / 1e6)) = 20500; ppm part 4e8 x 1000/1e6.
-        assert_eq!(fee_cap_msat(400_000_000, 1000, 100, 500_000, 1000), 20_500);
-        assert_eq!(fee_cap_msat(400_000_000, 1000, 100, 500_000, 30), 12_000);
-        assert_eq!(fee_cap_msat(400_000_000, 0, 0, 500_000, 1000), 0);
-        assert_eq!(fee_cap_msat(1, 0, 1, 1_000_000, 1_000_000), 1); // rounds the fee up
-        assert_eq!(fee_cap_msat(3, 0, 1, 500_000, 1_000_000), 0); // and the cap down
-        assert_eq!(
-            fee_cap_msat(u64::MAX, u64::MAX, u32::MAX, u32::MAX, 1),
-            u64::MAX / 1_000_000
-        );
-        assert_eq!(
-            fee_cap_msat(u64::MAX, u64::MAX, u32::MAX, u32::MAX, u32::MAX),
-            u64::MAX
-        );
-
-        let config = PlanConfig {
-            maxfeeppm: 30,
-            ..Default::default()
-        };
-        let p = plan(&six(), &Settings::default(), &config);
-        assert_eq!(
-            moves(&p).iter().map(|m| m.3).collect::<Vec<_>>(),
-            vec![12_000, 9_000, 3_000]
-        );
-
-        // An incoming channel that charges nothing can never pay a rebalance back.
-        let mut chans = six();
-        chans[5].fee_base_msat = 0;
-        chans[5].fee_proportional_millionths = 0;
-        let p = plan(&chans, &Settings::default(), &PlanConfig::default());
-        assert_eq!(skipped(&p), vec![6]);
-        assert!(p.skipped[0].1.contains("we charge nothing"));
-        assert_eq!(pairs(&p), vec![(1, 5, 300_000), (2, 4, 100_000)]);
-        assert_eq!(p.sinks.len(), 3, "still listed as a sink");
-
-        // feeratio 0: every cap is 0, every move skipped with why.
-        let config = PlanConfig {
-            feeratio_millionths: 0,
-            ..Default::default()
-        };
-        let p = plan(&six(), &Settings::default(), &config);
-        assert!(p.moves.is_empty());
-        assert_eq!(skipped(&p), vec![4, 5, 6]);
-        assert!(p.skipped[0].1.contains("fee cap"), "{}", p.skipped[0].1);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 use crate::core::amount::{display_sat, msat_string, ppm};
 use crate::core::budget::Budget;
+use crate::core::economics::OurFee;
 use crate::core::graph::Scid;
 use crate::core::history::{DAY_SECS, Entry, day_name};
 use serde_json::{Value, json};
@@ -113,6 +114,9 @@ pub struct ChannelReport {
     pub fees_paid_msat: u64,
     /// What forwarding out through it earned in the period.
     pub forward_fees_msat: u64,
+    /// What the liquidity moved out of it would have earned forwarded out through it, at our
+    /// fee on it now (an estimate: lost profit, the other cost of a rebalance).
+    pub lost_profit_msat: u64,
 }
 
 impl ChannelReport {
@@ -126,6 +130,7 @@ impl ChannelReport {
             failed_rebalances: 0,
             fees_paid_msat: 0,
             forward_fees_msat: 0,
+            lost_profit_msat: 0,
         }
     }
 
@@ -144,6 +149,10 @@ impl ChannelReport {
             "fees_paid_msat": self.fees_paid_msat,
             "forward_fees_msat": self.forward_fees_msat,
             "net_msat": self.net_msat(),
+            "lost_profit_msat": self.lost_profit_msat,
+            "net_after_lost_profit_msat": self
+                .net_msat()
+                .saturating_sub(i64::try_from(self.lost_profit_msat).unwrap_or(i64::MAX)),
         })
     }
 }
@@ -238,9 +247,11 @@ impl InFlight {
 
 /// Builds the report over `[now - days * 86400, now]`. `history` may hold more (all of it is
 /// fine): the 24 h budget figure is taken from it whatever `days` is.
+/// `our_fees`: our fee on each channel now, for the lost-profit estimate (none: counted 0).
 pub fn report(
     history: &[Entry],
     forwards: &[Forward],
+    our_fees: &HashMap<Scid, OurFee>,
     job: Option<&JobProgress>,
     budget: &Budget,
     days: u64,
@@ -277,6 +288,10 @@ pub fn report(
             let out = row(&mut channels, e.outgoing);
             out.moved_out_msat = out.moved_out_msat.saturating_add(e.amount_msat);
             out.rebalances_out += 1;
+            let lost = our_fees.get(&e.outgoing).map_or(0, |f| {
+                u64::try_from(f.earns_msat(e.amount_msat)).unwrap_or(u64::MAX)
+            });
+            out.lost_profit_msat = out.lost_profit_msat.saturating_add(lost);
             let inc = row(&mut channels, e.incoming);
             inc.moved_in_msat = inc.moved_in_msat.saturating_add(e.amount_msat);
             inc.rebalances_in += 1;
@@ -429,25 +444,27 @@ impl Report {
         if !self.channels.is_empty() {
             lines.push(String::new());
             lines.push(format!(
-                "{:<18} {:>16} {:>16} {:>6} {:>14} {:>14} {:>14}",
+                "{:<18} {:>13} {:>13} {:>6} {:>13} {:>13} {:>13} {:>13}",
                 "short_channel_id",
                 "moved_in",
                 "moved_out",
                 "failed",
                 "fees_paid",
                 "forward_fees",
-                "net"
+                "net",
+                "lost_out"
             ));
             for c in &self.channels {
                 lines.push(format!(
-                    "{:<18} {:>16} {:>16} {:>6} {:>14} {:>14} {:>14}",
+                    "{:<18} {:>13} {:>13} {:>6} {:>13} {:>13} {:>13} {:>13}",
                     c.short_channel_id.to_string(),
                     display_sat(c.moved_in_msat),
                     display_sat(c.moved_out_msat),
                     c.failed_rebalances,
                     display_sat(c.fees_paid_msat),
                     display_sat(c.forward_fees_msat),
-                    signed_amount(c.net_msat())
+                    signed_amount(c.net_msat()),
+                    display_sat(c.lost_profit_msat)
                 ));
             }
         }
@@ -505,6 +522,48 @@ mod tests {
     }
 
     #[test]
+    fn lost_profit_is_what_the_liquidity_moved_out_would_have_earned() {
+        let history = vec![
+            rb(3600, 1, 2, 400_000, 20_000),
+            rb(1800, 1, 3, 100_000, 5_000),
+            failed(600, 1, 2),
+        ];
+        let fees: HashMap<Scid, OurFee> = [(
+            s(1),
+            OurFee {
+                fee_base_msat: 1000,
+                fee_proportional_millionths: 100,
+            },
+        )]
+        .into();
+        let r = report(&history, &[], &fees, None, &Budget::default(), 1, NOW);
+        let c1 = r
+            .channels
+            .iter()
+            .find(|c| c.short_channel_id == s(1))
+            .unwrap();
+        // (1000 + 40000) + (1000 + 10000): completed moves only.
+        assert_eq!(c1.lost_profit_msat, 52_000);
+        let j = r.to_json();
+        let j1 = j["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["short_channel_id"] == "1x1x0")
+            .unwrap();
+        assert_eq!(j1["lost_profit_msat"], 52_000);
+        assert_eq!(j1["net_after_lost_profit_msat"], -52_000);
+        // A channel whose fee is not known loses nothing by this count.
+        let c2 = r
+            .channels
+            .iter()
+            .find(|c| c.short_channel_id == s(2))
+            .unwrap();
+        assert_eq!(c2.lost_profit_msat, 0);
+        assert!(r.to_text().contains("lost_out"), "{}", r.to_text());
+    }
+
+    #[test]
     fn totals_channels_and_payback() {
         let day = DAY_SECS;
         let history = vec![
@@ -530,7 +589,7 @@ mod tests {
             per_run_msat: None,
             daily_msat: Some(100_000),
         };
-        let r = report(&history, &forwards, None, &budget, 30, NOW);
+        let r = report(&history, &forwards, &HashMap::new(), None, &budget, 30, NOW);
         assert_eq!(r.since, NOW - 30 * day);
         assert_eq!(r.total_successful_rebalances, 3);
         assert_eq!(r.failed_rebalances, 2);
@@ -601,8 +660,8 @@ mod tests {
         assert!(lines[7].starts_with("short_channel_id"));
         assert_eq!(lines.len(), 8 + 5);
         assert!(lines[9].starts_with("2x1x0"), "{}", lines[9]);
-        assert!(lines[9].ends_with("-80sat"), "{}", lines[9]);
-        assert!(lines.iter().all(|l| l.len() <= 110));
+        assert!(lines[9].ends_with("-80sat          0sat"), "{}", lines[9]);
+        assert!(lines.iter().all(|l| l.len() <= 120));
     }
 
     #[test]
@@ -621,7 +680,15 @@ mod tests {
             rb(10, 1, 2, 100_000, 20),
         ];
         let forwards = vec![fwd(5, 9, 2, 25, ForwardStatus::Settled)];
-        let r = report(&history, &forwards, Some(&job), &Budget::default(), 1, NOW);
+        let r = report(
+            &history,
+            &forwards,
+            &HashMap::new(),
+            Some(&job),
+            &Budget::default(),
+            1,
+            NOW,
+        );
         assert_eq!(r.total_successful_rebalances, 1);
         assert!(r.paid_back());
         assert_eq!(r.net_msat(), 5);
@@ -640,7 +707,7 @@ mod tests {
         assert!(text.contains("(net +5msat)"));
 
         // Nothing at all.
-        let empty = report(&[], &[], None, &Budget::default(), 7, NOW);
+        let empty = report(&[], &[], &HashMap::new(), None, &Budget::default(), 7, NOW);
         assert_eq!(empty.average_rebalance_fee_ppm, 0);
         assert!(empty.channels.is_empty());
         assert!(empty.paid_back());
@@ -687,7 +754,15 @@ mod tests {
             })
             .collect();
         let t = std::time::Instant::now();
-        let r = report(&history, &forwards, None, &Budget::default(), 90, NOW);
+        let r = report(
+            &history,
+            &forwards,
+            &HashMap::new(),
+            None,
+            &Budget::default(),
+            90,
+            NOW,
+        );
         let elapsed = t.elapsed();
         assert_eq!(r.total_successful_rebalances, 10_000);
         assert_eq!(r.channels.len(), 97 + 89);
