@@ -170,6 +170,11 @@ impl Shared {
                     self.call_hook("invoice_payment", payment, payload);
                 }
                 Event::DatastoreChanged => self.save_datastore(),
+                Event::Log {
+                    level,
+                    prefix,
+                    message,
+                } => self.log(level, &prefix, &message),
             }
         }
     }
