@@ -505,8 +505,12 @@ pub fn derived_hex32(tag: &str) -> String {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_askrene;
+#[cfg(test)]
 mod tests_datastore;
 #[cfg(test)]
 mod tests_forwards;
 #[cfg(test)]
 mod tests_mpp;
+#[cfg(test)]
+mod tests_probe;

@@ -17,6 +17,7 @@ mod receive;
 mod sendpay;
 
 pub use receive::{HtlcSet, MPP_TIMEOUT_SECS};
+pub use sendpay::{MAX_ROUTE_HOPS, ROUTING_INFO_SIZE, onion_payload_bytes};
 
 use super::params::{self, PAY_NO_SUCH_PAYMENT, RpcError, RpcResult};
 use super::wire::{self, failure_message};
