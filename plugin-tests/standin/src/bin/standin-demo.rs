@@ -4,7 +4,7 @@
 //!
 //! usage: standin-demo [--plugin PATH] [--network FILE] [--keep DIR]
 
-use cln_standin::cli::{RpcClient, render_human, render_json};
+use cln_standin::cli::{NotificationPrinter, RpcClient, render_human, render_json};
 use cln_standin::daemon::{self, Config, NetworkSource};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -43,9 +43,19 @@ fn find_plugin(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(candidate)
 }
 
+/// One call as `lightning-cli` shows it: the plugin's `message`/`progress` notifications
+/// (lightning-cli's default `-N info`) as they come, then the result.
 fn show(rpc: &mut RpcClient, cmdline: &str, method: &str, params: Value, human: bool) -> bool {
+    use std::io::Write;
     println!("$ lightning-cli {cmdline}");
-    match rpc.call(method, params) {
+    let mut printer = NotificationPrinter::new("info").expect("a lightning-cli level");
+    let mut print = |n: &Value| {
+        print!("{}", printer.render(n));
+        let _ = std::io::stdout().flush();
+    };
+    let answer = rpc.call_notified(method, params, Some(&mut print));
+    print!("{}", printer.finish());
+    match answer {
         Ok(Ok(v)) => {
             if human {
                 print!("{}", render_human(&v));
@@ -121,6 +131,8 @@ fn run(
         shutdown_grace: std::time::Duration::from_secs(10),
         stderr_level: "broken".into(),
         datastore_file: None,
+        version: cln_standin::simnet::DEFAULT_VERSION.into(),
+        askrene: true,
     };
     let rt = tokio::runtime::Runtime::new()?;
     let (shared, _server) = rt.block_on(daemon::start(config))?;

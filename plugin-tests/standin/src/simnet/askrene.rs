@@ -11,7 +11,7 @@
 //! every 60 s to one hour (plugins/xpay/xpay.c); the stand-in's own payments do not inform it.
 //! Tests that want what xpay would learn call `askrene-inform-channel layer=xpay` themselves.
 
-use super::params::{self, JSONRPC2_INVALID_PARAMS, RpcError, RpcResult};
+use super::params::{self, JSONRPC2_INVALID_PARAMS, RpcError, RpcResult, raw_text};
 use super::{Event, Network};
 use crate::sha256::{hex, unhex};
 use serde_json::{Map, Value, json};
@@ -38,7 +38,7 @@ const DSTORE_CHANNEL_CONSTRAINT: u16 = 3;
 /// What the askrene plugin holds.
 #[derive(Debug, Clone, Default)]
 pub struct Askrene {
-    /// In creation order.
+    /// In creation order (listed by name).
     pub layers: Vec<Layer>,
     /// When xpay next ages its layer (network time), once [`Network::start_xpay`] ran.
     pub xpay_next_age: Option<u64>,
@@ -210,17 +210,6 @@ fn scid_string(v: u64) -> String {
     format!("{}x{}x{}", v >> 40, (v >> 16) & 0xff_ffff, v & 0xffff)
 }
 
-/// `param_string`: the token's raw text (a string's without its quotes).
-fn raw_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => {
-            let q = serde_json::to_string(s).unwrap_or_default();
-            q[1..q.len() - 1].to_string()
-        }
-        other => other.to_string(),
-    }
-}
-
 /// `param_short_channel_id_dir`: `BxTxO/D`.
 fn parse_scidd(v: &Value) -> Result<(String, u8), RpcError> {
     let bad = || {
@@ -338,10 +327,12 @@ impl Network {
         let p = params::parse(p, &[("layer", false)])?;
         let only = self.known_layer(&p, "layer")?;
         let a = self.askrene.as_ref().expect("askrene is running");
-        let layers: Vec<Value> = (0..a.layers.len())
+        // askrene lists them in its hash table's order; by name here, so it is stable.
+        let mut order: Vec<usize> = (0..a.layers.len())
             .filter(|&i| only.is_none_or(|o| o == i))
-            .map(|i| a.layers[i].to_json())
             .collect();
+        order.sort_by(|&x, &y| a.layers[x].name.cmp(&a.layers[y].name));
+        let layers: Vec<Value> = order.iter().map(|&i| a.layers[i].to_json()).collect();
         Ok(json!({"layers": layers}))
     }
 
