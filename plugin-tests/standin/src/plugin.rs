@@ -375,6 +375,18 @@ fn handle_plugin_message(
     let Some(id) = msg.get("id") else {
         return handle_notification(msg, pending, declared, log, prefix);
     };
+    if let Some(m) = msg.get("method") {
+        // lightningd would take it as a response to nothing and drop it.
+        log.log(
+            "unusual",
+            prefix,
+            &format!(
+                "Plugin sent a request ({}) on stdout; lightningd only answers on its RPC socket",
+                raw_text(m)
+            ),
+        );
+        return Ok(());
+    }
     // plugin_response_handle: the answer to one of our requests.
     match pending.lock().expect("lock").remove(&id.to_string()) {
         Some(p) => {
