@@ -118,7 +118,7 @@ def standin_bins():
 class Standin:
     """One running lightningd-standin: `.rpc` is a pyln LightningRpc on its socket."""
 
-    def __init__(self, bins, network, plugin, options, allow_broken=False):
+    def __init__(self, bins, network, plugin, options, allow_broken=False, args=()):
         # Short directory: unix socket paths are limited to 108 bytes.
         self.dir = Path(tempfile.mkdtemp(prefix="standin-", dir="/tmp"))
         self.allow_broken = allow_broken
@@ -141,6 +141,7 @@ class Standin:
             cmd += ["--plugin", str(plugin)]
         for k, v in (options or {}).items():
             cmd += ["--plugin-opt", f"{k}={v}"]
+        cmd += list(args)
         self.log_path = self.dir / "log"
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.time() + 60
@@ -195,19 +196,20 @@ class Standin:
 
 @pytest.fixture
 def standin_factory(standin_bins):
-    """Starts stand-ins: `standin_factory(network="demo.json", plugin="rebalance", options={})`
+    """Starts stand-ins: `standin_factory(network="demo.json", plugin="rebalance", options={},
+    args=[...])` (args: more lightningd-standin flags, e.g. `--version-string`)
     where plugin is "rebalance" (the real binary), "testplugin", None, or a path (a `.py`
     one runs with sys.executable)."""
     started = []
 
-    def make(network="demo.json", plugin="rebalance", options=None, allow_broken=False):
+    def make(network="demo.json", plugin="rebalance", options=None, allow_broken=False, args=()):
         if plugin == "rebalance":
             if not standin_bins["plugin"].exists():
                 pytest.skip(f"{standin_bins['plugin']} is not built")
             plugin = standin_bins["plugin"]
         elif plugin == "testplugin":
             plugin = TESTPLUGIN
-        s = Standin(standin_bins, network, plugin, options, allow_broken)
+        s = Standin(standin_bins, network, plugin, options, allow_broken, args)
         started.append(s)
         return s
 

@@ -375,7 +375,10 @@ async fn rebalanceall_wait_follows_the_job_to_its_end() {
     let job = r.last_job().unwrap();
     assert!(!job.is_running());
     let p = job.progress();
-    assert_eq!(v["job"]["moves_completed"], p.moves_completed);
+    assert_eq!(v["moves_completed"], p.moves_completed);
+    assert_eq!(v["job_id"], job.id);
+    assert!(v["planned"].as_u64().unwrap() >= 1, "{v}");
+    assert_eq!(v["running"], false);
     assert!(p.moves_completed >= 3, "{p:?}");
     assert!(
         v["message"].as_str().unwrap().starts_with(&format!(

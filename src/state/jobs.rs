@@ -72,13 +72,14 @@ impl Job {
             let p = self.progress();
             let planned = self.initial_plan["moves"].as_array().map_or(0, Vec::len) as u32;
             let ended = p.moves_completed + p.moves_failed;
-            // A job may make more moves than it planned (retries, replans): the bar ends when
-            // the job does, not before.
-            let total = planned.max(ended + 1).max(2);
-            let num = if self.is_running() {
-                ended.min(total - 2)
+            // lightning-cli shows `num + 1` of `total` and ends the bar at `num + 1 == total`. A
+            // job may make more moves than it planned (retries, replans): the bar ends when the
+            // job does, not before.
+            let (num, total) = if self.is_running() {
+                (ended.saturating_sub(1), planned.max(ended + 1).max(2))
             } else {
-                total - 1
+                let total = planned.max(ended).max(2);
+                (total - 1, total)
             };
             f.progress(num, total);
         }

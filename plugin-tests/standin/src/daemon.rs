@@ -26,6 +26,11 @@ pub struct Config {
     /// Keep the datastore in this file (loaded at start, rewritten on every change), as
     /// lightningd keeps it in its database; `None`: it lives as long as the stand-in.
     pub datastore_file: Option<PathBuf>,
+    /// lightningd's version string: getinfo's `version`, the plugin's `LIGHTNINGD_VERSION`
+    /// (default [`crate::simnet::DEFAULT_VERSION`]).
+    pub version: String,
+    /// Run the askrene plugin (and xpay's layer); `false`: askrene's methods are unknown.
+    pub askrene: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -170,6 +175,11 @@ impl Shared {
                     self.call_hook("invoice_payment", payment, payload);
                 }
                 Event::DatastoreChanged => self.save_datastore(),
+                Event::Log {
+                    level,
+                    prefix,
+                    message,
+                } => self.log(level, &prefix, &message),
             }
         }
     }
@@ -293,6 +303,16 @@ pub async fn start(config: Config) -> Result<(Arc<Shared>, tokio::task::JoinHand
         ),
         None => None,
     };
+    network.config.version = config.version.clone();
+    // The built-in plugins the stand-in plays: askrene (layers kept in the datastore) and
+    // xpay's persistent layer.
+    let builtin_events = if config.askrene {
+        network.askrene_load_layers();
+        network.start_xpay()
+    } else {
+        network.askrene = None;
+        vec![]
+    };
     let topdir = std::fs::canonicalize(&config.lightning_dir)?;
     let netdir = topdir.join("regtest");
     std::fs::create_dir_all(&netdir)?;
@@ -325,9 +345,24 @@ pub async fn start(config: Config) -> Result<(Arc<Shared>, tokio::task::JoinHand
         datastore_write: Mutex::new(()),
     });
     let server = tokio::spawn(rpc::serve(listener, shared.clone()));
+    let mut events = builtin_events;
+    events.extend(shared.net.lock().expect("lock").take_events());
+    shared.handle_events(events);
+    tokio::spawn(tick(Arc::downgrade(&shared)));
 
     if let Some(path) = &plugin_path {
-        let host = Arc::new(PluginHost::start(path, &netdir, log.clone()).await?);
+        let host = Arc::new(PluginHost::start(path, &netdir, &config.version, log.clone()).await?);
+        if let Some(reason) = &host.manifest.disable {
+            // plugin_manifest_cb: killed at once, logged at info.
+            log.log(
+                "info",
+                &format!("plugin-{}", host.name),
+                &format!("Killing plugin: disabled itself: {reason}"),
+            );
+            host.shutdown(std::time::Duration::ZERO).await;
+            log_started(&shared);
+            return Ok((shared, server));
+        }
         let options = host.init_options(&config.plugin_opts)?;
         {
             let mut net = shared.net.lock().expect("lock");
@@ -358,13 +393,13 @@ pub async fn start(config: Config) -> Result<(Arc<Shared>, tokio::task::JoinHand
         .await
         .context("plugin timed out before replying to init")?;
         if let Some(reason) = resp["result"].get("disable") {
+            // plugin_config_cb: killed at once, logged at debug.
             log.log(
-                "info",
+                "debug",
                 &format!("plugin-{}", host.name),
                 &format!(
-                    "Disabling plugin {}: {}",
-                    host.name,
-                    reason.as_str().unwrap_or("")
+                    "Killing plugin: disabled itself at init: {}",
+                    crate::simnet::params::raw_text(reason)
                 ),
             );
             *shared.plugin.lock().expect("lock") = None;
@@ -377,7 +412,7 @@ pub async fn start(config: Config) -> Result<(Arc<Shared>, tokio::task::JoinHand
             let shared2 = shared.clone();
             tokio::spawn(async move {
                 watcher.wait_exit().await;
-                if shared2.plugin.lock().expect("lock").is_some() {
+                if shared2.plugin.lock().expect("lock").is_some() && !watcher.killed() {
                     shared2.log(
                         "unusual",
                         &format!("plugin-{}", watcher.name),
@@ -387,20 +422,42 @@ pub async fn start(config: Config) -> Result<(Arc<Shared>, tokio::task::JoinHand
             });
         }
     }
-    {
-        let net = shared.net.lock().expect("lock");
-        let us = &net.nodes[net.us];
-        log.log(
-            "info",
-            "lightningd",
-            &format!(
-                "Server started with public key {}, alias {} (color #{}) and lightningd \
-                 v26.06-standin",
-                us.id, us.alias, us.color
-            ),
-        );
-    }
+    log_started(&shared);
     Ok((shared, server))
+}
+
+fn log_started(shared: &Arc<Shared>) {
+    let net = shared.net.lock().expect("lock");
+    let us = &net.nodes[net.us];
+    shared.log(
+        "info",
+        "lightningd",
+        &format!(
+            "Server started with public key {}, alias {} (color #{}) and lightningd {}",
+            us.id, us.alias, us.color, net.config.version
+        ),
+    );
+}
+
+/// lightningd's timers on the wall clock: once a second, whatever is due in the network
+/// (HTLC sets past 70 s, xpay's aging) fires. Ends with the stand-in.
+async fn tick(shared: std::sync::Weak<Shared>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let events = {
+            let mut net = shared.net.lock().expect("lock");
+            let mut events = net.fire_timers();
+            events.extend(net.take_events());
+            events
+        };
+        if !events.is_empty() {
+            shared.handle_events(events);
+        }
+    }
 }
 
 /// lightningd's shutdown: plugin first, then the socket.

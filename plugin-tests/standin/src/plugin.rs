@@ -1,10 +1,11 @@
 //! The plugin side of lightningd (lightningd/plugin.c): starts the plugin binary with
 //! lightningd's cwd and environment, `getmanifest` and `init`, sends requests (forwarded user
 //! calls, hook calls) with lightningd-style string ids and routes the answers back, turns `log`
-//! notifications into log lines, sends notifications, and notices when the plugin goes away.
+//! notifications into log lines, hands `message`/`progress` notifications to the caller of the
+//! pending request they name, sends notifications, and notices when the plugin goes away.
 
 use crate::jsonrpc::{JsonReader, frame};
-use crate::simnet::params::PLUGIN_TERMINATED;
+use crate::simnet::params::{PLUGIN_TERMINATED, raw_text};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -34,6 +35,20 @@ pub fn lightningd_request_id(method: &str, prefix: Option<&str>) -> String {
     }
 }
 
+/// Where a forwarded request's `message`/`progress` notifications go: called with the method
+/// and the plugin's params (lightningd's `notify_cb`; the caller rewrites the id).
+pub type NotifySink = Arc<dyn Fn(&str, Value) + Send + Sync>;
+
+/// A request waiting for the plugin's answer.
+struct Pending {
+    answer: oneshot::Sender<Value>,
+    notify: Option<NotifySink>,
+}
+
+/// Requests by the JSON text of their id (lightningd's `pending_requests` is keyed by the
+/// token with its quotes, so `"5"` and `5` differ).
+type PendingMap = Arc<Mutex<HashMap<String, Pending>>>;
+
 /// A log line sink shared by the stand-in and the plugin.
 pub trait LogSink: Send + Sync {
     /// `level` is lightningd's name: debug, info, unusual, broken.
@@ -62,7 +77,11 @@ pub struct Manifest {
     pub rpcmethods: Vec<MethodSpec>,
     pub hooks: Vec<String>,
     pub subscriptions: Vec<String>,
+    /// Custom notification topics the plugin declared (`notifications[].method`).
+    pub notifications: Vec<String>,
     pub dynamic: bool,
+    /// `{"disable": reason}` in the getmanifest answer.
+    pub disable: Option<String>,
 }
 
 /// A running plugin.
@@ -72,15 +91,23 @@ pub struct PluginHost {
     pub name: String,
     pub manifest: Manifest,
     tx: mpsc::UnboundedSender<Vec<u8>>,
-    pending: Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>>,
+    pending: PendingMap,
     alive: Arc<AtomicBool>,
+    /// Set when the stand-in killed it (a protocol error), so its exit is not reported again.
+    killed: Arc<AtomicBool>,
     exited: watch::Receiver<bool>,
-    child: Mutex<Option<Child>>,
+    child: Arc<Mutex<Option<Child>>>,
 }
 
 impl PluginHost {
-    /// Starts the plugin and gets its manifest. `cwd` is lightningd's network directory.
-    pub async fn start(path: &Path, cwd: &Path, log: Arc<dyn LogSink>) -> Result<PluginHost> {
+    /// Starts the plugin and gets its manifest. `cwd` is lightningd's network directory,
+    /// `version` lightningd's (the plugin's `LIGHTNINGD_VERSION`).
+    pub async fn start(
+        path: &Path,
+        cwd: &Path,
+        version: &str,
+        log: Arc<dyn LogSink>,
+    ) -> Result<PluginHost> {
         let name = path
             .file_name()
             .map(|f| f.to_string_lossy().to_string())
@@ -88,7 +115,7 @@ impl PluginHost {
         let mut child = Command::new(path)
             .current_dir(cwd)
             .env("LIGHTNINGD_PLUGIN", "1")
-            .env("LIGHTNINGD_VERSION", "v26.06")
+            .env("LIGHTNINGD_VERSION", version)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
@@ -110,19 +137,38 @@ impl PluginHost {
                 }
             }
         });
-        let pending: Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>> = Arc::default();
+        let pending: PendingMap = Arc::default();
         let alive = Arc::new(AtomicBool::new(true));
+        let killed = Arc::new(AtomicBool::new(false));
+        let child = Arc::new(Mutex::new(Some(child)));
         let (exit_tx, exited) = watch::channel(false);
+        let notifications: Arc<Mutex<Vec<String>>> = Arc::default();
         {
             let pending = pending.clone();
             let alive = alive.clone();
+            let killed = killed.clone();
+            let child = child.clone();
+            let notifications = notifications.clone();
             let log = log.clone();
             let prefix = format!("plugin-{name}");
             tokio::spawn(async move {
                 let mut reader = JsonReader::new(stdout);
                 loop {
                     match reader.next().await {
-                        Ok(Some(msg)) => handle_plugin_message(&msg, &pending, &*log, &prefix),
+                        Ok(Some(msg)) => {
+                            let declared = notifications.lock().expect("lock").clone();
+                            if let Err(why) =
+                                handle_plugin_message(&msg, &pending, &declared, &*log, &prefix)
+                            {
+                                // plugin_kill: the plugin goes, its requests fail below.
+                                log.log("unusual", &prefix, &format!("Killing plugin: {why}"));
+                                killed.store(true, Ordering::SeqCst);
+                                if let Some(c) = child.lock().expect("lock").as_mut() {
+                                    let _ = c.start_kill();
+                                }
+                                break;
+                            }
+                        }
                         Ok(None) => break,
                         Err(e) => {
                             log.log("broken", &prefix, &format!("Bad JSON from plugin: {e}"));
@@ -132,10 +178,11 @@ impl PluginHost {
                 }
                 alive.store(false, Ordering::SeqCst);
                 // Every request still waiting gets lightningd's answer for a dead plugin.
-                let waiting: Vec<(String, oneshot::Sender<Value>)> =
+                let waiting: Vec<(String, Pending)> =
                     pending.lock().expect("lock").drain().collect();
-                for (id, tx) in waiting {
-                    let _ = tx.send(json!({"jsonrpc": "2.0", "id": id, "error": {
+                for (id, p) in waiting {
+                    let id: Value = serde_json::from_str(&id).unwrap_or(Value::Null);
+                    let _ = p.answer.send(json!({"jsonrpc": "2.0", "id": id, "error": {
                         "code": PLUGIN_TERMINATED,
                         "message": "Plugin terminated before replying to RPC call."}}));
                 }
@@ -149,8 +196,9 @@ impl PluginHost {
             tx,
             pending,
             alive,
+            killed,
             exited,
-            child: Mutex::new(Some(child)),
+            child,
         };
         let resp = tokio::time::timeout(
             std::time::Duration::from_secs(60),
@@ -167,6 +215,7 @@ impl PluginHost {
             .get("result")
             .ok_or_else(|| anyhow!("plugin {}: getmanifest failed: {resp}", host.name))?;
         host.manifest = parse_manifest(result)?;
+        *notifications.lock().expect("lock") = host.manifest.notifications.clone();
         Ok(host)
     }
 
@@ -174,20 +223,29 @@ impl PluginHost {
         self.alive.load(Ordering::SeqCst)
     }
 
+    /// Whether the stand-in killed it for a protocol error (already logged).
+    pub fn killed(&self) -> bool {
+        self.killed.load(Ordering::SeqCst)
+    }
+
     /// Sends a request and waits for the whole response object (`result` or `error`).
     pub async fn request(&self, method: &str, params: Value, prefix: Option<&str>) -> Value {
         let id = lightningd_request_id(method, prefix);
         let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        self.send_request(id, msg).await
+        self.send_request(id, msg, None).await
     }
 
-    async fn send_request(&self, id: String, msg: Value) -> Value {
+    async fn send_request(&self, id: String, msg: Value, notify: Option<NotifySink>) -> Value {
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().expect("lock").insert(id.clone(), tx);
+        let key = json!(id).to_string();
+        self.pending
+            .lock()
+            .expect("lock")
+            .insert(key.clone(), Pending { answer: tx, notify });
         let dead = json!({"jsonrpc": "2.0", "id": id, "error": {"code": PLUGIN_TERMINATED,
             "message": "Plugin terminated before replying to RPC call."}});
         if !self.alive() || self.tx.send(frame(&msg)).is_err() {
-            self.pending.lock().expect("lock").remove(&id);
+            self.pending.lock().expect("lock").remove(&key);
             return dead;
         }
         rx.await.unwrap_or(dead)
@@ -195,7 +253,9 @@ impl PluginHost {
 
     /// Forwards a user's request to the plugin as lightningd does: the same object with its id
     /// replaced by `"<original id>/cln:<method>#<n>"`; the answer comes back with the original id.
-    pub async fn forward(&self, request: &Value) -> Value {
+    /// `notify` gets the plugin's `message`/`progress` notifications for this request (`None`:
+    /// the caller did not enable notifications, they are dropped).
+    pub async fn forward(&self, request: &Value, notify: Option<NotifySink>) -> Value {
         let orig_id = request.get("id").cloned().unwrap_or(Value::Null);
         let method = request.get("method").and_then(Value::as_str).unwrap_or("");
         let prefix = match &orig_id {
@@ -205,7 +265,7 @@ impl PluginHost {
         let id = lightningd_request_id(method, Some(&prefix));
         let mut msg = request.clone();
         msg["id"] = json!(id);
-        let mut resp = self.send_request(id, msg).await;
+        let mut resp = self.send_request(id, msg, notify).await;
         resp["id"] = orig_id;
         resp
     }
@@ -304,72 +364,118 @@ impl PluginHost {
     }
 }
 
+/// One message from the plugin (`plugin_read_json`). `Err` is lightningd's reason to kill it.
 fn handle_plugin_message(
     msg: &Value,
-    pending: &Mutex<HashMap<String, oneshot::Sender<Value>>>,
+    pending: &Mutex<HashMap<String, Pending>>,
+    declared: &[String],
     log: &dyn LogSink,
     prefix: &str,
-) {
-    let method = msg.get("method").and_then(Value::as_str);
-    let id = msg.get("id");
-    match (method, id) {
-        (None, Some(id)) => {
-            let key = match id {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            match pending.lock().expect("lock").remove(&key) {
-                Some(tx) => {
-                    let _ = tx.send(msg.clone());
-                }
-                None => log.log(
-                    "broken",
-                    prefix,
-                    &format!("Plugin answered an unknown request id {id}"),
-                ),
-            }
+) -> Result<(), String> {
+    let Some(id) = msg.get("id") else {
+        return handle_notification(msg, pending, declared, log, prefix);
+    };
+    if let Some(m) = msg.get("method") {
+        // lightningd would take it as a response to nothing and drop it.
+        log.log(
+            "unusual",
+            prefix,
+            &format!(
+                "Plugin sent a request ({}) on stdout; lightningd only answers on its RPC socket",
+                raw_text(m)
+            ),
+        );
+        return Ok(());
+    }
+    // plugin_response_handle: the answer to one of our requests.
+    match pending.lock().expect("lock").remove(&id.to_string()) {
+        Some(p) => {
+            let _ = p.answer.send(msg.clone());
         }
-        (Some("log"), None) => {
-            let params = msg.get("params").cloned().unwrap_or(Value::Null);
-            let level = params
-                .get("level")
-                .and_then(Value::as_str)
-                .unwrap_or("info");
-            let level = match level.to_ascii_lowercase().as_str() {
-                "error" | "broken" => "broken",
-                "warn" | "unusual" => "unusual",
-                "debug" | "trace" => "debug",
-                "info" => "info",
-                other => {
-                    log.log("broken", prefix, &format!("Unknown log-level {other}"));
-                    "info"
-                }
+        None => log.log(
+            "broken",
+            prefix,
+            &format!("Plugin answered an unknown request id {id}"),
+        ),
+    }
+    Ok(())
+}
+
+/// `plugin_notification_handle`: a message without id.
+fn handle_notification(
+    msg: &Value,
+    pending: &Mutex<HashMap<String, Pending>>,
+    declared: &[String],
+    log: &dyn LogSink,
+    prefix: &str,
+) -> Result<(), String> {
+    let (Some(method), Some(params)) = (msg.get("method"), msg.get("params")) else {
+        return Err(format!(
+            "Malformed JSON-RPC notification missing \"method\" or \"params\": {msg}"
+        ));
+    };
+    match method.as_str().unwrap_or_default() {
+        "log" => {
+            let Some(text) = params.get("message").and_then(Value::as_str) else {
+                return Err(
+                    "Log notification from plugin doesn't have a string \"message\" field".into(),
+                );
             };
-            let text = params.get("message").and_then(Value::as_str).unwrap_or("");
+            let level = match params.get("level") {
+                None => "info",
+                Some(l) => match l.as_str().map(str::to_ascii_lowercase).as_deref() {
+                    Some("error" | "broken") => "broken",
+                    Some("warn" | "unusual") => "unusual",
+                    Some("debug" | "trace") => "debug",
+                    Some("info") => "info",
+                    _ => {
+                        return Err(format!(
+                            "Unknown log-level {l}, valid values are \"trace\", \"debug\", \
+                             \"info\", \"warn\", or \"error\"."
+                        ));
+                    }
+                },
+            };
             for line in text.split('\n') {
                 log.log(level, prefix, line);
             }
         }
-        (Some(_), None) => {
-            // message/progress and custom notifications: nobody to forward them to here.
+        // plugin_notify_handle: for the caller of the pending request named by params.id.
+        m @ ("message" | "progress") => {
+            let Some(id) = params.get("id") else {
+                return Err("JSON-RPC notify \"id\"-field is not present".into());
+            };
+            let sink = pending
+                .lock()
+                .expect("lock")
+                .get(&id.to_string())
+                .and_then(|p| p.notify.clone());
+            if let Some(sink) = sink {
+                sink(m, params.clone());
+            }
         }
-        (Some(m), Some(_)) => log.log(
+        m if declared.iter().any(|d| d == m) => {
+            // A declared custom topic: the stand-in's only plugin is its only subscriber.
+        }
+        m => log.log(
             "unusual",
             prefix,
             &format!(
-                "Plugin sent a request ({m}) on stdout; lightningd only answers on its RPC socket"
+                "Plugin attempted to send a notification to topic \"{m}\" it hasn't declared \
+                 in its manifest, not forwarding to subscribers."
             ),
         ),
-        (None, None) => log.log(
-            "broken",
-            prefix,
-            &format!("Malformed message from plugin: {msg}"),
-        ),
     }
+    Ok(())
 }
 
 fn parse_manifest(v: &Value) -> Result<Manifest> {
     let mut m = Manifest::default();
+    // A plugin can disable itself here, before anything else is read.
+    if let Some(d) = v.get("disable") {
+        m.disable = Some(raw_text(d));
+        return Ok(m);
+    }
     for o in v
         .get("options")
         .and_then(Value::as_array)
@@ -449,6 +555,19 @@ fn parse_manifest(v: &Value) -> Result<Manifest> {
             .as_str()
             .ok_or_else(|| anyhow!("subscription is not a string: {s}"))?;
         m.subscriptions.push(name.to_string());
+    }
+    // plugin_notifications_add: custom topics, each `{"method": name}`.
+    for (i, n) in v
+        .get("notifications")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let name = n.get("method").and_then(Value::as_str).ok_or_else(|| {
+            anyhow!("\"result.notifications[{i}].name\" missing or not a string.")
+        })?;
+        m.notifications.push(name.to_string());
     }
     m.dynamic = v.get("dynamic").and_then(Value::as_bool).unwrap_or(false);
     Ok(m)

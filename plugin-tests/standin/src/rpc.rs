@@ -1,11 +1,15 @@
 //! The JSON-RPC unix socket (lightningd/jsonrpc.c): many connections at once, many requests per
 //! connection handled concurrently (a blocking waitsendpay holds up nothing else), answers
 //! written as they complete. Dispatch: lightningd's own methods (served by the network model),
-//! waitsendpay (which waits here), help/stop/plugin/notifications, the dev- control methods,
-//! and the plugin's methods (forwarded).
+//! waitsendpay (which waits here), help/stop/plugin, the dev- control methods, askrene's, and
+//! the plugin's methods (forwarded). `notifications` is handled in the connection's order, as
+//! lightningd does: a request sent after `{"enable": true}` gets the plugin's `message` and
+//! `progress` notifications for it, with the id rewritten back to the caller's.
 
 use crate::daemon::Shared;
 use crate::jsonrpc::{JsonReader, frame, response};
+use crate::plugin::NotifySink;
+use crate::simnet::askrene::ASKRENE_METHODS;
 use crate::simnet::control::CONTROL_METHODS;
 use crate::simnet::params::{
     self, JSONRPC2_INVALID_REQUEST, JSONRPC2_METHOD_NOT_FOUND, LIGHTNINGD, PAY_IN_PROGRESS,
@@ -90,12 +94,19 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
                 }
             });
             let mut reader = JsonReader::new(rd);
+            // jcon->notifications_enabled: taken by each command as it is parsed.
+            let mut notifications = false;
             loop {
                 match reader.next().await {
+                    Ok(Some(req)) if req.get("method") == Some(&json!("notifications")) => {
+                        let r = notifications_cmd(&shared, &req, &mut notifications);
+                        let _ = tx.send((frame(&r), None));
+                    }
                     Ok(Some(req)) => {
                         let shared = shared.clone();
                         let tx = tx.clone();
-                        tokio::spawn(async move { handle(shared, req, tx).await });
+                        let notify = notifications;
+                        tokio::spawn(async move { handle(shared, req, tx, notify).await });
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -112,35 +123,83 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
     }
 }
 
-async fn handle(shared: Arc<Shared>, req: Value, tx: mpsc::UnboundedSender<Outgoing>) {
-    let id = req.get("id").cloned();
-    let Some(id) = id.filter(|i| i.is_string() || i.is_number()) else {
-        let r = json!({"jsonrpc": "2.0", "id": null, "error": {"code": JSONRPC2_INVALID_REQUEST,
-            "message": "No id"}});
-        let _ = tx.send((frame(&r), None));
-        return;
+/// A request's id, method and params, or the error response lightningd answers a malformed one
+/// with (with id null when the request has no usable id).
+fn check_request(req: &Value) -> Result<(Value, String, Value), Value> {
+    let invalid =
+        |id: &Value, msg: &str| response(id, Err(RpcError::new(JSONRPC2_INVALID_REQUEST, msg)));
+    let Some(id) = req.get("id").filter(|i| i.is_string() || i.is_number()) else {
+        return Err(invalid(&Value::Null, "No id"));
     };
-    let method = req
-        .get("method")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let params = req.get("params").cloned();
-    let result = if req.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        Err(RpcError::new(
-            JSONRPC2_INVALID_REQUEST,
-            "jsonrpc: \"2.0\" must be specified in the request",
-        ))
-    } else if req.get("method").is_none() {
-        Err(RpcError::new(JSONRPC2_INVALID_REQUEST, "No method"))
-    } else if params.is_none() {
-        Err(RpcError::new(JSONRPC2_INVALID_REQUEST, "No params"))
-    } else {
-        let params = params.unwrap_or(Value::Null);
+    let fail = |msg: &str| Err(invalid(id, msg));
+    if req.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return fail("jsonrpc: \"2.0\" must be specified in the request");
+    }
+    let Some(method) = req.get("method") else {
+        return fail("No method");
+    };
+    let Some(params) = req.get("params") else {
+        return fail("No params");
+    };
+    let method = method.as_str().unwrap_or("").to_string();
+    Ok((id.clone(), method, params.clone()))
+}
+
+/// `notifications enable`: switches this connection's notifications for the requests that
+/// follow it.
+fn notifications_cmd(shared: &Arc<Shared>, req: &Value, enabled: &mut bool) -> Value {
+    let (id, _, params) = match check_request(req) {
+        Ok(r) => r,
+        Err(answer) => return answer,
+    };
+    shared.log(
+        "debug",
+        "jsonrpc",
+        &format!("notifications {params} (id {id})"),
+    );
+    let result = params::parse(&params, &[("enable", true)]).and_then(|p| {
+        *enabled = p.bool("enable")?.expect("required");
+        Ok(json!({}))
+    });
+    response(&id, result)
+}
+
+/// Where the plugin's `message`/`progress` for this caller's request go (`plugin_notify_cb`):
+/// the same notification, its `params.id` replaced by the caller's id, on the caller's
+/// connection.
+fn notify_sink(tx: &mpsc::UnboundedSender<Outgoing>, caller_id: &Value) -> NotifySink {
+    let tx = tx.clone();
+    let caller_id = caller_id.clone();
+    Arc::new(move |method: &str, mut params: Value| {
+        // The id keeps its place among the params (lightningd rewrites it in place).
+        params["id"] = caller_id.clone();
+        let n = json!({"jsonrpc": "2.0", "method": method, "params": params});
+        let _ = tx.send((frame(&n), None));
+    })
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    req: Value,
+    tx: mpsc::UnboundedSender<Outgoing>,
+    send_notifications: bool,
+) {
+    let (id, method, params) = match check_request(&req) {
+        Ok(r) => r,
+        Err(answer) => {
+            let _ = tx.send((frame(&answer), None));
+            return;
+        }
+    };
+    let result = {
         let brief = {
             let s = params.to_string();
             if s.len() > 300 {
-                format!("{}...", &s[..300])
+                let cut = (0..=300)
+                    .rev()
+                    .find(|&i| s.is_char_boundary(i))
+                    .unwrap_or(0);
+                format!("{}...", &s[..cut])
             } else {
                 s
             }
@@ -163,7 +222,8 @@ async fn handle(shared: Arc<Shared>, req: Value, tx: mpsc::UnboundedSender<Outgo
         if let Some(plugin) = shared.plugin()
             && plugin.manifest.rpcmethods.iter().any(|m| m.name == method)
         {
-            let resp = plugin.forward(&req).await;
+            let sink = send_notifications.then(|| notify_sink(&tx, &id));
+            let resp = plugin.forward(&req, sink).await;
             let _ = tx.send((frame(&resp), None));
             return;
         }
@@ -203,10 +263,6 @@ async fn dispatch(shared: &Arc<Shared>, method: &str, params: &Value) -> Result<
     match method {
         "waitsendpay" => return waitsendpay(shared, params).await,
         "help" => return help(shared, params),
-        "notifications" => {
-            params::parse(params, &[("enable", true)])?;
-            return Ok(json!({}));
-        }
         "plugin" => return plugin_cmd(shared, params),
         _ => {}
     }
@@ -219,7 +275,12 @@ async fn dispatch(shared: &Arc<Shared>, method: &str, params: &Value) -> Result<
             shared.handle_events(events);
             Ok(v)
         }
-        Some(Err(e)) => Err(e),
+        Some(Err(e)) => {
+            // What happened behind an error answer (a BROKEN log line, a failure's notice).
+            let events = shared.net.lock().expect("lock").take_events();
+            shared.handle_events(events);
+            Err(e)
+        }
         None => Err(RpcError::new(
             JSONRPC2_METHOD_NOT_FOUND,
             format!("Unknown command '{method}'"),
@@ -253,9 +314,15 @@ async fn waitsendpay(shared: &Arc<Shared>, params: &Value) -> Result<Value, RpcE
 fn help(shared: &Arc<Shared>, params: &Value) -> Result<Value, RpcError> {
     let p = params::parse(params, &[("command", false)])?;
     let only = p.string("command")?;
+    let askrene: &[(&str, &str)] = if shared.net.lock().expect("lock").askrene.is_some() {
+        ASKRENE_METHODS
+    } else {
+        &[]
+    };
     let mut cmds: Vec<(String, String)> = BUILTIN
         .iter()
         .chain(CONTROL_METHODS)
+        .chain(askrene)
         .map(|(n, u)| (n.to_string(), u.to_string()))
         .collect();
     if let Some(plugin) = shared.plugin() {

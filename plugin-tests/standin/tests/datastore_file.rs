@@ -2,79 +2,30 @@
 //! lightningd's outlives a restart of lightningd (its test_datastore's `l1.restart()`).
 //! Runs the real binary and speaks JSON-RPC on its socket.
 
-use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-struct Standin {
-    child: Child,
-    sock: PathBuf,
-}
-
-impl Standin {
-    /// Started in `dir`, with `--datastore-file` relative to it.
-    fn start(dir: &Path, datastore: &str) -> Standin {
-        let network = Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/demo.json");
-        let child = Command::new(env!("CARGO_BIN_EXE_lightningd-standin"))
-            .arg("--network")
-            .arg(&network)
-            .arg("--lightning-dir")
-            .arg(dir)
-            .arg("--datastore-file")
-            .arg(datastore)
-            .args(["--log-stderr", "none"])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start lightningd-standin");
-        let sock = dir.join("regtest/lightning-rpc");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while UnixStream::connect(&sock).is_err() {
-            assert!(Instant::now() < deadline, "stand-in did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Standin { child, sock }
-    }
-
-    fn call(&self, method: &str, params: Value) -> Value {
-        let mut s = UnixStream::connect(&self.sock).expect("connect");
-        let req = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        s.write_all(req.to_string().as_bytes()).unwrap();
-        // One response object, then a blank line.
-        let mut text = String::new();
-        let mut rd = BufReader::new(s);
-        loop {
-            let mut line = String::new();
-            if rd.read_line(&mut line).unwrap() == 0 || line == "\n" {
-                break;
-            }
-            text.push_str(&line);
-        }
-        serde_json::from_str(&text).expect("a JSON response")
-    }
-
-    fn stop(mut self) {
-        self.call("stop", json!({}));
-        self.child.wait().unwrap();
-    }
-}
+use common::{Standin, test_dir};
+use serde_json::json;
 
 #[test]
 fn datastore_survives_a_restart() {
-    let dir = std::env::temp_dir().join(format!("standin-ds-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = test_dir("ds");
     // Relative to the caller's cwd (the stand-in then moves into its network dir).
     let file = dir.join("datastore.json");
+    let args = ["--datastore-file", "datastore.json"];
 
-    let a = Standin::start(&dir, "datastore.json");
+    // As on a real v26.06 node, xpay's persistent askrene layer is there from the start.
+    let a = Standin::start(&dir, &args, &[]);
     assert_eq!(
         a.call("listdatastore", json!({}))["result"],
-        json!({"datastore": []})
+        json!({"datastore": [{"key": ["askrene"]}]})
     );
+    a.ok("askrene-create-layer", json!(["mine", true]));
+    a.ok(
+        "askrene-inform-channel",
+        json!(["mine", "800001x1x0/0", 1000, "constrained"]),
+    );
+    let layers = a.ok("askrene-listlayers", json!([]));
     let r = a.call(
         "datastore",
         json!({"key": ["cln-rebalance", "job"], "string": "{\"every\": 60}"}),
@@ -91,7 +42,9 @@ fn datastore_survives_a_restart() {
     assert!(file.exists(), "written on change");
     a.stop();
 
-    let b = Standin::start(&dir, "datastore.json");
+    let b = Standin::start(&dir, &args, &[]);
+    // askrene finds its persistent layers again.
+    assert_eq!(b.ok("askrene-listlayers", json!([])), layers);
     assert_eq!(
         b.call("listdatastore", json!({"key": "cln-rebalance"}))["result"],
         before
@@ -103,11 +56,20 @@ fn datastore_survives_a_restart() {
         "00ff"
     );
     b.call("deldatastore", json!(["bin"]));
+    b.ok("askrene-remove-layer", json!(["mine"]));
     b.stop();
 
-    let c = Standin::start(&dir, "datastore.json");
+    let c = Standin::start(&dir, &args, &[]);
     let all = c.call("listdatastore", json!({}))["result"].clone();
-    assert_eq!(all, json!({"datastore": [{"key": ["cln-rebalance"]}]}));
+    assert_eq!(
+        all,
+        json!({"datastore": [{"key": ["askrene"]}, {"key": ["cln-rebalance"]}]})
+    );
+    assert_eq!(
+        c.ok("listdatastore", json!([["askrene", "layers"]]))["datastore"],
+        json!([{"key": ["askrene", "layers", "xpay"], "generation": 0, "hex": "",
+                "string": ""}])
+    );
     c.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }

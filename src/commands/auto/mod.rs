@@ -57,19 +57,20 @@ impl<N: Lightningd> State<N> {
         follower: Option<Arc<dyn Progress>>,
     ) -> Result<Value, RpcFailure> {
         let dryrun = p.dryrun;
-        let mut answer = self.start_rebalanceall(p, follower).await?;
+        let started = self.start_rebalanceall(p, follower).await?;
         if dryrun {
-            return Ok(answer);
+            return Ok(started);
         }
         let job = self
             .last_job()
-            .filter(|j| Some(j.id) == answer["job_id"].as_u64())
+            .filter(|j| Some(j.id) == started["job_id"].as_u64())
             .ok_or_else(|| RpcFailure::new(error::PLUGIN_ERROR, "the job started is gone"))?;
         job.wait_ended().await;
-        let done = job.to_json();
+        // The plan was told move by move: the answer is what the job did.
+        let mut answer = job.to_json();
         let p = job.progress();
         answer["status"] = json!("ended");
-        answer["job"] = done;
+        answer["planned"] = json!(started["moves"].as_array().map_or(0, Vec::len));
         answer["message"] = json!(format!(
             "rebalanceall job {} ended: {}; {} move(s) completed ({} for {}msat in fees), {} failed",
             job.id,

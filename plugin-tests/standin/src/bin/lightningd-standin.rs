@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 const USAGE: &str = "usage: lightningd-standin (--network FILE | --mainnet FILE.listchannels.json[.gz] \
 [--us NODE_ID] [--seed N]) --lightning-dir DIR [--plugin PATH] [--plugin-opt name=value ...] \
-[--rpc-file NAME] [--shutdown-grace SECS] [--log-stderr LEVEL] [--datastore-file PATH]";
+[--rpc-file NAME] [--shutdown-grace SECS] [--log-stderr LEVEL] [--datastore-file PATH] \
+[--version-string vXX.YY[.Z]] [--no-askrene]";
 
 fn main() {
     let mut network = None;
@@ -20,6 +21,8 @@ fn main() {
     let mut grace = 30u64;
     let mut stderr_level = "unusual".to_string();
     let mut datastore_file = None;
+    let mut version = cln_standin::simnet::DEFAULT_VERSION.to_string();
+    let mut askrene = true;
     let mut args = std::env::args().skip(1);
     let fail = |msg: &str| -> ! {
         eprintln!("lightningd-standin: {msg}\n{USAGE}");
@@ -62,6 +65,8 @@ fn main() {
             }
             "--log-stderr" => stderr_level = val(),
             "--datastore-file" => datastore_file = Some(PathBuf::from(val())),
+            "--version-string" => version = val(),
+            "--no-askrene" => askrene = false,
             "--help" | "-h" => {
                 println!("{USAGE}");
                 return;
@@ -83,6 +88,8 @@ fn main() {
         shutdown_grace: std::time::Duration::from_secs(grace),
         stderr_level,
         datastore_file,
+        version,
+        askrene,
     };
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     if let Err(e) = rt.block_on(daemon::run(config)) {

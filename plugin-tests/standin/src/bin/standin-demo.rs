@@ -5,11 +5,11 @@
 //!
 //! usage: standin-demo [--plugin PATH] [--network FILE] [--keep DIR]
 
-use cln_standin::cli::{RpcClient, render_human, render_json};
+use cln_standin::cli::{NotificationPrinter, RpcClient, render_human, render_json};
 use cln_standin::daemon::{self, Config, NetworkSource};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const DEMO_NETWORK: &str = include_str!("../../networks/tour.json");
 
@@ -18,9 +18,6 @@ const DEMO_NETWORK: &str = include_str!("../../networks/tour.json");
 const OUTGOING: &str = "800001x1x0";
 const INCOMING: &str = "800004x1x0";
 const AMOUNT: &str = "150000sat";
-
-/// How long the demo follows the job before it gives up on it.
-const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The plugin binary: given, or next to this one (target/<profile>/), building it with cargo
 /// first when run through `cargo run` and it is missing.
@@ -54,18 +51,12 @@ fn find_plugin(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(candidate)
 }
 
-/// How a step prints its answer: as lightning-cli does by default (JSON), as it does a
-/// `format-hint: simple` result (the text alone), or some members through `jq '.a, .b'`.
+/// How a step prints its answer: as lightning-cli does by default (JSON), or as it does a
+/// `format-hint: simple` result (the text alone).
 #[derive(Clone, Copy)]
-enum View<'a> {
+enum View {
     Json,
     Text,
-    Jq(&'a [&'a str]),
-}
-
-/// jq's default output: two-space indent (serde_json's pretty printer writes the same).
-fn render_jq(v: &Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
 /// Runs one call and prints it under the command line that produces it; the answer, if any.
@@ -76,17 +67,20 @@ fn show(
     params: Value,
     view: View,
 ) -> Option<Value> {
+    use std::io::Write;
     println!("$ lightning-cli {cmdline}");
-    match rpc.call(method, params) {
+    let mut printer = NotificationPrinter::new("info").expect("a lightning-cli level");
+    let mut print = |n: &Value| {
+        print!("{}", printer.render(n));
+        let _ = std::io::stdout().flush();
+    };
+    let answer = rpc.call_notified(method, params, Some(&mut print));
+    print!("{}", printer.finish());
+    match answer {
         Ok(Ok(v)) => {
             match view {
                 View::Json => println!("{}", render_json(&v)),
                 View::Text => print!("{}", render_human(&v)),
-                View::Jq(members) => {
-                    for m in members {
-                        println!("{}", render_jq(&v[m]));
-                    }
-                }
             }
             println!();
             Some(v)
@@ -165,6 +159,8 @@ fn run(
         shutdown_grace: Duration::from_secs(10),
         stderr_level: "broken".into(),
         datastore_file: None,
+        version: cln_standin::simnet::DEFAULT_VERSION.into(),
+        askrene: true,
     };
     let rt = tokio::runtime::Runtime::new()?;
     let (shared, _server) = rt.block_on(daemon::start(config))?;
@@ -220,16 +216,17 @@ fn story(rpc: &mut RpcClient) -> bool {
     )
     .is_some_and(|v| v["status"] == "complete");
 
-    say("Leave the rest to a job: it answers at once with its plan and runs in the background.");
-    let started = show(
-        rpc,
-        "rebalanceall | jq '.moves, .message'",
-        "rebalanceall",
-        json!([]),
-        View::Jq(&["moves", "message"]),
+    say(
+        "Leave the rest to a job; wait=true follows it, a line per move, and answers when it ends.",
     );
-    ok &= started.is_some_and(|v| v["status"] == "started");
-    ok &= follow_job(rpc);
+    ok &= show(
+        rpc,
+        "rebalanceall wait=true",
+        "rebalanceall",
+        json!({"wait": true}),
+        View::Json,
+    )
+    .is_some_and(|v| v["status"] == "ended");
 
     say(
         "What rebalancing did and cost (nobody routes through us in the demo, so nothing paid it back yet).",
@@ -253,45 +250,4 @@ fn story(rpc: &mut RpcClient) -> bool {
     )
     .is_some();
     ok
-}
-
-/// Follows the job as an operator would, `rebalancereport`'s `last_job` until it is no longer
-/// running: shown at the first look and again whenever it changes. False if it did not end.
-fn follow_job(rpc: &mut RpcClient) -> bool {
-    let cmdline = "rebalancereport | jq .last_job";
-    say("Follow it until it has ended.");
-    let t0 = Instant::now();
-    let mut last = show(
-        rpc,
-        cmdline,
-        "rebalancereport",
-        json!([]),
-        View::Jq(&["last_job"]),
-    );
-    let mut polls = 0;
-    loop {
-        let Some(report) = &last else { return false };
-        if report["last_job"]["running"] == false {
-            return true;
-        }
-        if t0.elapsed() > JOB_TIMEOUT {
-            println!("(the job was still running after {JOB_TIMEOUT:?}: the demo gives up)\n");
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-        polls += 1;
-        let now = match rpc.call("rebalancereport", json!([])) {
-            Ok(Ok(v)) => v,
-            _ => return false,
-        };
-        if now["last_job"] != report["last_job"] {
-            println!("# asked again every 250 ms; {} ms later:", polls * 250);
-            polls = 0;
-            println!(
-                "$ lightning-cli {cmdline}\n{}\n",
-                render_jq(&now["last_job"])
-            );
-        }
-        last = Some(now);
-    }
 }

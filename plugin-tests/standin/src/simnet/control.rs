@@ -29,6 +29,16 @@ pub const CONTROL_METHODS: &[(&str, &str)] = &[
     ),
 ];
 
+/// States of a channel that has gone to chain: an HTLC our node held in an HTLC set on it is
+/// lost to the set (see `drop_set_htlcs_on`).
+const CLOSED_STATES: &[&str] = &[
+    "AWAITING_UNILATERAL",
+    "FUNDING_SPEND_SEEN",
+    "ONCHAIN",
+    "CLOSINGD_COMPLETE",
+    "CLOSED",
+];
+
 fn policy_json(p: &Policy) -> Value {
     json!({
         "fee_base_msat": p.fee_base_msat,
@@ -168,13 +178,11 @@ impl Network {
                 json!({
                     "payment_hash": x.payment_hash,
                     "groupid": x.groupid,
-                    "status": match x.status {
-                        PayStatus::Pending => "pending",
-                        PayStatus::Complete => "complete",
-                        PayStatus::Failed => "failed",
-                    },
+                    "partid": x.partid,
+                    "status": x.status.as_str(),
                     "stage": format!("{:?}", x.stage).to_lowercase(),
                     "amount_msat": x.amount_msat,
+                    "total_msat": x.total_msat,
                     "amount_sent_msat": x.amount_sent_msat,
                     "route": x.route.iter().map(|h| json!({
                         "id": h.node_id, "channel": h.scid,
@@ -189,6 +197,23 @@ impl Network {
         let invoices: Vec<Value> = (0..self.invoices.len())
             .map(|i| self.invoice_json(i))
             .collect();
+        let htlc_sets: Vec<Value> = self
+            .htlc_sets
+            .iter()
+            .map(|s| {
+                json!({
+                    "payment_hash": s.payment_hash,
+                    "total_msat": s.total_msat,
+                    "so_far_msat": s.so_far_msat,
+                    "parts": s.parts.iter().map(|&p| json!({
+                        "groupid": self.payments[p].groupid,
+                        "partid": self.payments[p].partid,
+                        "amount_msat": self.payments[p].amount_msat,
+                    })).collect::<Vec<_>>(),
+                    "expires_at": s.deadline,
+                })
+            })
+            .collect();
         Ok(json!({
             "us": self.us_id(),
             "blockheight": self.blockheight,
@@ -197,6 +222,7 @@ impl Network {
             "channels": channels,
             "payments": payments,
             "invoices": invoices,
+            "htlc_sets": htlc_sets,
         }))
     }
 
@@ -386,8 +412,14 @@ impl Network {
             .channel_param(&p, "short_channel_id")?
             .expect("required");
         let state = p.string("state")?.expect("required");
+        // A channel gone to chain loses the HTLCs our node holds in an HTLC set on it.
+        let closed = CLOSED_STATES.contains(&state.as_str());
         self.channels[c].state = state;
-        Ok((self.channel_state_json(c), vec![Event::Changed]))
+        let mut events = vec![Event::Changed];
+        if closed {
+            events.extend(self.drop_set_htlcs_on(c));
+        }
+        Ok((self.channel_state_json(c), events))
     }
 
     fn dev_timetravel(&mut self, p: &Value) -> Result<(Value, Vec<Event>), RpcError> {
@@ -399,9 +431,11 @@ impl Network {
             *t += secs;
         }
         self.blockheight += blocks;
+        let mut events = vec![Event::Changed];
+        events.extend(self.fire_timers());
         Ok((
             json!({"now": self.now(), "blockheight": self.blockheight}),
-            vec![Event::Changed],
+            events,
         ))
     }
 }

@@ -7,7 +7,9 @@
 //! - `load`      network files (documented JSON) and mainnet `listchannels` graphs
 //! - `views`     getinfo, listpeerchannels, listchannels, listnodes
 //! - `invoices`  invoice, listinvoices, delinvoice, decode
-//! - `pay`       sendpay, waitsendpay, listsendpays and the hop-by-hop forwarding model
+//! - `pay`       sendpay, waitsendpay, listsendpays, the hop-by-hop forwarding model, and our
+//!   node as final node (hooks, HTLC sets of multi-part payments)
+//! - `askrene`   askrene's layers (listlayers, create, remove, inform-channel, age) and xpay's
 //! - `forwards`  listforwards, and dev-forward (a payment forwarded through our node)
 //! - `setchannel` setchannel: our side's fees and HTLC limits
 //! - `datastore` datastore, listdatastore, deldatastore, datastoreusage
@@ -15,6 +17,7 @@
 //! - `params`    lightningd's parameter parsing and error wording
 //! - `wire`      BOLT 4 failcodes
 
+pub mod askrene;
 pub mod control;
 pub mod datastore;
 pub mod forwards;
@@ -127,7 +130,12 @@ pub struct Config {
     pub max_accepted_htlcs: usize,
     /// Seed for preimages and anything else random.
     pub seed: u64,
+    /// lightningd's `version()`: getinfo's `version`, the plugin's `LIGHTNINGD_VERSION`.
+    pub version: String,
 }
+
+/// The lightningd release the stand-in plays.
+pub const DEFAULT_VERSION: &str = "v26.06.6";
 
 impl Default for Config {
     fn default() -> Self {
@@ -137,6 +145,7 @@ impl Default for Config {
             fee_rounding_ceil: true,
             max_accepted_htlcs: 483,
             seed: 1,
+            version: DEFAULT_VERSION.to_string(),
         }
     }
 }
@@ -170,6 +179,13 @@ pub enum Event {
     Changed,
     /// The datastore changed: persist it if the host keeps it in a file.
     DatastoreChanged,
+    /// A log line for lightningd's log (`level` debug/info/unusual/broken; `prefix` e.g.
+    /// `lightningd`, `plugin-askrene`).
+    Log {
+        level: &'static str,
+        prefix: String,
+        message: String,
+    },
 }
 
 /// A subsystem's `created` and `updated` wait indexes (lightningd/wait.c): each counts up from
@@ -217,6 +233,17 @@ pub struct Network {
     pub forwards: Vec<forwards::Forward>,
     /// lightningd's datastore (survives the plugin; `--datastore-file` keeps it across runs).
     pub datastore: datastore::Datastore,
+    /// Our node's HTLC sets (lightningd/htlc_set.c): the parts of a payment to us held until
+    /// they add up.
+    pub htlc_sets: Vec<pay::HtlcSet>,
+    /// The askrene plugin's state; `None` when lightningd runs without askrene.
+    pub askrene: Option<askrene::Askrene>,
+    /// Events not yet handed to the host (timers that fired, failures behind an error answer):
+    /// joined to the next successful [`Network::call`], or taken with [`Network::take_events`].
+    queued_events: Vec<Event>,
+    /// Every BROKEN line the model asked to log (also sent as [`Event::Log`]), so an
+    /// in-process host can fail a test on them as pyln-testing does on lightningd's log.
+    pub broken: Vec<String>,
 }
 
 impl Network {
@@ -243,6 +270,10 @@ impl Network {
             forward_index: WaitIndexes::default(),
             forwards: Vec::new(),
             datastore: datastore::Datastore::new(),
+            htlc_sets: Vec::new(),
+            askrene: Some(askrene::Askrene::default()),
+            queued_events: Vec::new(),
+            broken: Vec::new(),
         };
         n.us = n.add_node(us).expect("first node");
         n
@@ -379,13 +410,17 @@ impl Network {
     }
 
     /// The methods this model serves, as lightningd names them. `None` if it is not one of ours.
+    /// Timers that are due fire first; their events come with the answer (or, after an error,
+    /// stay queued for [`Network::take_events`]).
     pub fn call(
         &mut self,
         method: &str,
         params: &Value,
     ) -> Option<Result<(Value, Vec<Event>), RpcError>> {
+        let due = self.fire_timers();
+        self.queue_events(due);
         let no_events = |r: RpcResult| r.map(|v| (v, Vec::new()));
-        Some(match method {
+        let r = match method {
             "getinfo" => no_events(self.getinfo(params)),
             "listpeerchannels" => no_events(self.listpeerchannels(params)),
             "listpeers" => no_events(self.listpeers(params)),
@@ -404,9 +439,49 @@ impl Network {
             "listdatastore" => no_events(self.listdatastore(params)),
             "deldatastore" => self.deldatastore(params),
             "datastoreusage" => no_events(self.datastoreusage(params)),
-            _ if method.starts_with("dev-") => return self.control(method, params),
+            _ if method.starts_with("dev-") => self.control(method, params)?,
+            _ if method.starts_with("askrene-") => self.askrene_call(method, params)?,
             _ => return None,
-        })
+        };
+        Some(r.map(|(v, events)| {
+            let mut all = self.take_events();
+            all.extend(events);
+            (v, all)
+        }))
+    }
+
+    /// Runs every timer that is due at [`Network::now`]: HTLC sets past their 70 s
+    /// (mpp_timeout), xpay's aging of its layer. [`Network::call`] does this first; a host
+    /// whose clock moves while nobody calls (the daemon) calls it on a tick.
+    pub fn fire_timers(&mut self) -> Vec<Event> {
+        let mut events = self.fire_mpp_timeouts();
+        events.extend(self.fire_xpay_age());
+        events
+    }
+
+    /// Keeps events for the host to take later.
+    pub(crate) fn queue_events(&mut self, events: Vec<Event>) {
+        self.queued_events.extend(events);
+    }
+
+    /// The events queued since the last answer (after an error answer, or between calls).
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.queued_events)
+    }
+
+    /// A BROKEN line from lightningd itself.
+    pub(crate) fn log_broken(&mut self, message: String) {
+        self.log_broken_as("lightningd", message);
+    }
+
+    /// A BROKEN line with a log prefix (e.g. `plugin-askrene`).
+    pub(crate) fn log_broken_as(&mut self, prefix: &str, message: String) {
+        self.broken.push(format!("{prefix}: {message}"));
+        self.queued_events.push(Event::Log {
+            level: "broken",
+            prefix: prefix.to_string(),
+            message,
+        });
     }
 }
 
@@ -430,6 +505,12 @@ pub fn derived_hex32(tag: &str) -> String {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_askrene;
+#[cfg(test)]
 mod tests_datastore;
 #[cfg(test)]
 mod tests_forwards;
+#[cfg(test)]
+mod tests_mpp;
+#[cfg(test)]
+mod tests_probe;

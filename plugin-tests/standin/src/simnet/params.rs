@@ -234,6 +234,18 @@ impl Params {
     }
 }
 
+/// A token's raw text as lightningd's `json_strdup` / `param_string` take it: a string's text
+/// between its quotes (escapes as a JSON encoder writes them), anything else as written.
+pub fn raw_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => {
+            let q = serde_json::to_string(s).unwrap_or_default();
+            q[1..q.len() - 1].to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
 /// A JSON number, or a string of digits, as u64 (lightningd's json_to_u64 accepts both).
 pub fn number_u64(v: &Value) -> Option<u64> {
     match v {

@@ -43,7 +43,7 @@ impl Network {
             "num_inactive_channels": inactive,
             "address": [],
             "binding": [],
-            "version": "v26.06-standin",
+            "version": self.config.version,
             "blockheight": self.blockheight,
             "network": "regtest",
             "fees_collected_msat": self.fees_collected_msat(),
