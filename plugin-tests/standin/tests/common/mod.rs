@@ -49,11 +49,15 @@ impl Standin {
             assert!(Instant::now() < deadline, "stand-in did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Standin {
+        let s = Standin {
             child,
             dir: dir.to_path_buf(),
             sock,
-        }
+        };
+        // The socket answers before the plugin is initialized (as lightningd's does): its
+        // methods exist once the daemon says it has started.
+        s.wait_for_log("Server started with public key");
+        s
     }
 
     /// One request on a new connection; the whole response object.
