@@ -1,6 +1,7 @@
 //! The pure core: no I/O, no clock of its own. Everything here is a function of its arguments.
 
 pub mod amount; // msat arithmetic (checked) and CLN amount strings
+pub mod flow; // several paths and part amounts for one amount (min-cost flow)
 pub mod graph; // the public graph from listchannels, compact and indexed
 pub mod history; // every rebalance as a datastore record; retention; fees in a window
 pub mod liquidity; // what we know of each channel direction's liquidity; decay; P(success)
