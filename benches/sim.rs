@@ -288,6 +288,7 @@ impl Runner {
             exemptfee: Some(a.exemptfee_msat),
             retry_for: Some(a.retry_for),
             dryrun: false,
+            maxparts: None,
         }));
         let sim_ms = self.clock.now_ms() - t0;
         let first_failure = first_failure(&self.node.net.lock().unwrap(), first_payment);

@@ -47,6 +47,11 @@ pub struct Config {
     /// `min_final_cltv_expiry` we put on our invoice.
     pub final_cltv: u32,
     pub routing: Routing,
+    /// Most parts one rebalance is paid in (1: one route per attempt).
+    pub max_parts: usize,
+    /// Least a part delivers when there are several: below it an HTLC is not worth its risk
+    /// and its slot in the channels.
+    pub min_part_msat: u64,
     /// Keep what was learned across rebalances (and in the datastore). Off: each rebalance
     /// starts from the prior (the simulation's "model without memory").
     pub liquidity_memory: bool,
@@ -64,12 +69,19 @@ impl Default for Config {
             graph_max_age: Duration::from_secs(300),
             final_cltv: 18,
             routing: Routing::Probabilistic,
+            max_parts: DEFAULT_MAX_PARTS,
+            min_part_msat: DEFAULT_MIN_PART_MSAT,
             liquidity_memory: true,
             model: ModelConfig::default(),
             auto: AutoConfig::default(),
         }
     }
 }
+
+/// Parts one rebalance may be paid in by default (see `benches/README.md`, bench-sim).
+pub const DEFAULT_MAX_PARTS: usize = 4;
+/// The smallest part, 20,000 sat.
+pub const DEFAULT_MIN_PART_MSAT: u64 = 20_000_000;
 
 /// Moves in flight at once by default: two keep a job moving while one waits on a slow hop,
 /// without piling HTLCs onto the same few routes.

@@ -15,11 +15,12 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, ReadBuf};
 
 const REBALANCE_USAGE: &str =
-    "outgoing incoming [amount_msat] [maxfeeppm] [exemptfee] [retry_for] [dryrun]";
+    "outgoing incoming [amount_msat] [maxfeeppm] [exemptfee] [retry_for] [dryrun] [maxparts]";
 const REBALANCE_DESCRIPTION: &str = "Move amount_msat of our liquidity out of channel `outgoing` and back in through \
      channel `incoming` (short_channel_id or peer node id) by paying ourselves along a circle. Fee cap: \
      max(exemptfee, amount x maxfeeppm / 1e6). Without amount_msat, moves what brings one channel to 50/50. \
-     dryrun=true quotes the route and fee without paying.";
+     dryrun=true quotes the route (or parts) and fee without paying. maxparts: most parts to pay it in (paid in parts when \
+     cheaper or likelier than one route; 1: one route at a time).";
 
 /// What every handler gets: the plugin's state, and where progress notifications go.
 #[derive(Clone)]

@@ -97,6 +97,16 @@ pub const OPT_CHANNEL_TARGET: StringArrayConfigOption = ConfigOption::new_str_ar
     "ID:PERCENT: a short_channel_id's or peer's own target for automatic rebalancing (may be given several times)",
 );
 
+pub const OPT_MAX_PARTS: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
+    "rebalance-maxparts",
+    crate::config::DEFAULT_MAX_PARTS as i64,
+    "Most parts one rebalance is paid in (1: one route at a time); parts are used when they are cheaper or likelier than one route",
+);
+pub const OPT_MIN_PART: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
+    "rebalance-min-part",
+    crate::config::DEFAULT_MIN_PART_MSAT as i64,
+    "Smallest part of a rebalance paid in several, in msat",
+);
 pub const OPT_LOST_PROFIT: DefaultBooleanConfigOption = ConfigOption::new_bool_with_default(
     "rebalance-lost-profit",
     false,
@@ -127,6 +137,8 @@ where
         .option(OPT_EXCLUDE)
         .option(OPT_CHANNEL_TARGET)
         .option(OPT_LOST_PROFIT)
+        .option(OPT_MAX_PARTS)
+        .option(OPT_MIN_PART)
 }
 
 fn non_negative(name: &str, v: i64) -> Result<u64, String> {

@@ -5,7 +5,7 @@ use crate::core::amount::{AmountError, MAX_MONEY_MSAT, parse_amount};
 use crate::error::RpcFailure;
 use serde_json::{Map, Value};
 
-pub const REBALANCE_PARAMS: [&str; 7] = [
+pub const REBALANCE_PARAMS: [&str; 8] = [
     "outgoing",
     "incoming",
     "amount_msat",
@@ -13,7 +13,11 @@ pub const REBALANCE_PARAMS: [&str; 7] = [
     "exemptfee",
     "retry_for",
     "dryrun",
+    "maxparts",
 ];
+
+/// The most parts a rebalance may ask to be paid in.
+pub const MAX_PARTS: u64 = 16;
 pub const BALANCES_PARAMS: [&str; 2] = ["id", "quote"];
 pub const LIQUIDITY_PARAMS: [&str; 2] = ["short_channel_id", "reset"];
 /// rebalance.py's two first (`min_amount`, `feeratio`), then ours.
@@ -41,6 +45,8 @@ pub struct RebalanceParams {
     pub exemptfee: Option<u64>,
     pub retry_for: Option<u64>,
     pub dryrun: bool,
+    /// Most parts to pay it in (1: one route at a time).
+    pub maxparts: Option<u64>,
 }
 
 /// `balances [id]`: `id` filters by peer id or short_channel_id.
@@ -209,14 +215,22 @@ pub fn rebalance(params: &Value) -> Result<RebalanceParams, RpcFailure> {
     if retry_for == Some(0) {
         return Err(RpcFailure::param("retry_for", "must be at least 1 second"));
     }
+    let maxfeeppm = integer(&map, "maxfeeppm", 1_000_000)?;
+    let exemptfee = amount(&map, "exemptfee")?;
+    let dryrun = boolean(&map, "dryrun")?.unwrap_or(false);
+    let maxparts = integer(&map, "maxparts", MAX_PARTS)?;
+    if maxparts == Some(0) {
+        return Err(RpcFailure::param("maxparts", "must be at least 1"));
+    }
     Ok(RebalanceParams {
         outgoing,
         incoming,
         amount_msat,
-        maxfeeppm: integer(&map, "maxfeeppm", 1_000_000)?,
-        exemptfee: amount(&map, "exemptfee")?,
+        maxfeeppm,
+        exemptfee,
         retry_for,
-        dryrun: boolean(&map, "dryrun")?.unwrap_or(false),
+        dryrun,
+        maxparts,
     })
 }
 
@@ -450,6 +464,14 @@ mod tests {
                 "dryrun",
             ),
             (
+                json!({"outgoing": "1x1x0", "incoming": "2x1x0", "maxparts": 0}),
+                "maxparts",
+            ),
+            (
+                json!({"outgoing": "1x1x0", "incoming": "2x1x0", "maxparts": 17}),
+                "maxparts",
+            ),
+            (
                 json!({"outgoing": "1x1x0", "incoming": "2x1x0", "amount": 5}),
                 "amount",
             ),
@@ -465,7 +487,7 @@ mod tests {
                 e.message
             );
         }
-        let e = err(json!(["a", "b", 1, 1, 1, 1, true, "extra"]));
+        let e = err(json!(["a", "b", 1, 1, 1, 1, true, 2, "extra"]));
         assert!(e.message.contains("too many parameters"));
     }
 

@@ -11,7 +11,8 @@
 //! a re-export in a `mod.rs` is an import of that `mod.rs`: a child that imports what its
 //! `mod.rs` re-exports closes a circle, and must import the sibling that defines it instead.
 //! `main.rs` is the binary's root (it reaches the library by its crate name) and is only held
-//! to the length rule.
+//! to the length rule. A module of tests in a file of its own (`tests.rs`, `tests_*.rs`) is
+//! tests: held to none.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -303,12 +304,18 @@ fn imports(file: &str, text: &str) -> Vec<Vec<String>> {
     out
 }
 
+/// A file that holds only a module of tests (`#[cfg(test)] mod tests;` in its parent).
+fn is_tests(file: &str) -> bool {
+    let name = file.rsplit('/').next().unwrap_or(file);
+    name == "tests.rs" || name.starts_with("tests_")
+}
+
 /// File -> the files it imports (never itself).
 fn edges(tree: &Tree) -> BTreeMap<String, BTreeSet<String>> {
     let mut g = BTreeMap::new();
     for (file, text) in tree {
         let mut to = BTreeSet::new();
-        if file != "main.rs" {
+        if file != "main.rs" && !is_tests(file) {
             for p in imports(file, text) {
                 let target = file_of(tree, &p);
                 if &target != file {
@@ -466,7 +473,7 @@ fn violations(tree: &Tree) -> Vec<String> {
             }
         }
     }
-    for (file, text) in tree {
+    for (file, text) in tree.iter().filter(|(f, _)| !is_tests(f)) {
         let before_tests = text
             .lines()
             .take_while(|l| !l.starts_with("#[cfg(test)]"))

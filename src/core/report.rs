@@ -497,6 +497,7 @@ mod tests {
             job_id: 1,
             payment_hash: NO_PAYMENT_HASH,
             error: String::new(),
+            parts: 1,
         }
     }
 
@@ -504,6 +505,7 @@ mod tests {
         Entry {
             outcome: Outcome::Failed { code: 205 },
             error: "no route".into(),
+            parts: 1,
             ..rb(age_secs, out, inc, 100_000, 0)
         }
     }

@@ -26,9 +26,9 @@ pub mod pay; // step 3: invoice, sendpay, waitsendpay
 pub mod route; // step 2: the best route not ruled out
 pub mod session; // one rebalance in progress
 
-use crate::core::amount::{fee_cap_msat, ppm};
+use crate::core::amount::{display_sat, fee_cap_msat, ppm};
 use crate::core::liquidity::Liquidity;
-use crate::core::route::route_fee_msat;
+use crate::core::route::{Hop, route_fee_msat};
 use crate::error::{self, RpcFailure};
 use crate::lightningd::Lightningd;
 use crate::params::RebalanceParams;
@@ -38,7 +38,7 @@ use check::{Checked, check_request};
 use circle::Circle;
 use log::info;
 use serde_json::{Value, json};
-use session::{Attempt, Extra, Outcome, Session, attempts_json};
+use session::{Attempt, Extra, Outcome, Session, attempts_json, via};
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 
@@ -127,6 +127,14 @@ fn new_session<N: Lightningd>(
         beliefs,
         local_model,
         last_sent: Vec::new(),
+        paid_set: Vec::new(),
+        max_parts: p
+            .maxparts
+            .map_or(st.config.max_parts, |m| m as usize)
+            .max(1),
+        groupid: 0,
+        next_partid: 0,
+        flow: None,
     };
     learn::learn_our_channels(st, &s);
     Ok(s)
@@ -159,18 +167,6 @@ fn must_stop<N: Lightningd>(st: &State<N>, s: &Session) -> Option<RpcFailure> {
     )
 }
 
-/// A route in short for a person: the channels between our own two hops.
-fn via(hops: &[crate::core::route::Hop]) -> String {
-    let middle: Vec<String> = session::middle(hops)
-        .map(|h| h.short_channel_id.to_string())
-        .collect();
-    if middle.is_empty() {
-        String::new()
-    } else {
-        format!(" via {}", middle.join(" > "))
-    }
-}
-
 /// The attempt loop: route, check, pay, learn, until paid, stopped or out of time.
 async fn run<N: Lightningd>(
     st: &State<N>,
@@ -178,41 +174,66 @@ async fn run<N: Lightningd>(
     dryrun: bool,
 ) -> Result<Value, RpcFailure> {
     loop {
-        let hops = route::next_route(st, s)?;
-        let fee_msat = route_fee_msat(&hops);
-        s.check_route(&hops, fee_msat)?;
+        let amount = s.req.amount_msat;
+        let (cap, spendable) = (s.cap_msat, s.req.out.spendable_msat);
+        let set = route::next_set(st, s, amount, cap, spendable)?;
+        let fee_msat: u64 = set.iter().map(|h| route_fee_msat(h)).sum();
+        s.check_set(&set, fee_msat)?;
         if dryrun {
-            return Ok(answer::quote(st, s, &hops, fee_msat));
+            return Ok(answer::quote(st, s, &set, fee_msat));
         }
         if let Some(stop) = must_stop(st, s) {
             return Err(stop);
         }
         pay::ensure_invoice(st, s).await?;
-        // The route is built to end at us; refuse to send anything that does not.
-        if hops.last().map(|h| h.node_id.as_str()) != Some(s.req.our_id.as_str()) {
+        // Routes are built to end at us; refuse to send anything that does not.
+        if set
+            .iter()
+            .any(|hops| hops.last().map(|h| h.node_id.as_str()) != Some(s.req.our_id.as_str()))
+        {
             return Err(RpcFailure::new(
                 error::PLUGIN_ERROR,
                 "internal error: a route that does not end at our node; nothing was sent",
             ));
         }
-        let mut attempt = Attempt {
-            route: hops
-                .iter()
+        let scids = |hops: &Vec<Hop>| -> Vec<String> {
+            hops.iter()
                 .map(|h| h.short_channel_id.to_string())
-                .collect(),
+                .collect()
+        };
+        let mut attempt = Attempt {
+            route: scids(&set[0]),
             fee_msat,
             outcome: String::new(),
+            parts: set.iter().map(scids).collect(),
         };
-        s.last_sent = hops.clone();
+        s.last_sent = set[0].clone();
         s.tell_time(st.now_ms());
-        s.tell(&format!(
-            "attempt {}: {} hops{}, fee {fee_msat}msat ({} ppm)",
-            s.attempts.len() + 1,
-            hops.len(),
-            via(&hops),
-            ppm(fee_msat, s.req.amount_msat)
-        ));
-        let outcome = pay::attempt(st, s, &hops, &mut attempt).await;
+        s.tell(&match set.as_slice() {
+            [hops] => format!(
+                "attempt {}: {} hops{}, fee {fee_msat}msat ({} ppm)",
+                s.attempts.len() + 1,
+                hops.len(),
+                via(hops),
+                ppm(fee_msat, s.req.amount_msat)
+            ),
+            parts => format!(
+                "attempt {}: {} parts, fee {fee_msat}msat ({} ppm): {}",
+                s.attempts.len() + 1,
+                parts.len(),
+                ppm(fee_msat, s.req.amount_msat),
+                parts
+                    .iter()
+                    .map(|h| format!(
+                        "{}{}",
+                        display_sat(h.last().map_or(0, |l| l.amount_msat)),
+                        via(h)
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        });
+        let outcome = pay::attempt(st, s, set, &mut attempt).await;
         info!(
             "rebalance {} -> {} {}msat, attempt {} via {} for {fee_msat}msat: {}",
             s.req.out_scid,
@@ -235,7 +256,7 @@ async fn run<N: Lightningd>(
         }
         match outcome {
             Outcome::Paid { fee_msat } => {
-                let done = answer::paid(st, s, &hops, fee_msat);
+                let done = answer::paid(st, s, fee_msat);
                 s.tell(done["message"].as_str().unwrap_or("rebalanced"));
                 return Ok(done);
             }

@@ -1,0 +1,592 @@
+//! From paths to parts: the exact price of a set of parts (integer msat, each part's fees
+//! computed backward as `build_route` does, the combined amount on every shared channel, every
+//! limit), the amounts re-balanced between the parts on that price, and the choice among the
+//! sets proposed: the flow's (and it with fewer parts), each chunked round's, the single route.
+
+use super::candidates::{Found, PartSet, Subgraph, scale};
+use super::{Flow, FlowConfig, FlowCost, FlowRequest, NoFlow, Part};
+use crate::core::graph::{Graph, Policy};
+
+/// Reusable buffers: per arc of the subgraph, the combined amount of the set being priced.
+#[derive(Default)]
+pub(super) struct Buffers {
+    loads: Vec<u64>,
+    touched: Vec<u32>,
+}
+
+impl Buffers {
+    pub fn heap_bytes(&self) -> usize {
+        self.loads.capacity() * 8 + self.touched.capacity() * 4
+    }
+}
+
+/// What a set of parts costs, and by how much it breaks the limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Price {
+    /// msat beyond every limit other than the fee cap: capacities (combined), htlc limits,
+    /// `min_part_msat`, what `A` can be sent.
+    over: u64,
+    /// msat of fee beyond the cap.
+    fee_over: u64,
+    fee: u64,
+    /// The cost beyond fees at weight 1.
+    risk: u64,
+    /// fee + risk at the pass's weight: what is minimised.
+    cost: u64,
+}
+
+impl Price {
+    /// Less is better: first the limits, then the cost.
+    fn key(&self) -> (u64, u64) {
+        (self.over.saturating_add(self.fee_over), self.cost)
+    }
+
+    /// How good a starting point for re-balancing the amounts: the cost plus every msat
+    /// over a limit (re-balancing moves small excesses elsewhere at a fraction of that).
+    fn promise(&self) -> (u64, u64) {
+        let over = self.over.saturating_add(self.fee_over);
+        (self.cost.saturating_add(over), over)
+    }
+
+    fn feasible(&self) -> bool {
+        self.over == 0 && self.fee_over == 0
+    }
+}
+
+/// How far `x` is outside `lo..=hi`.
+fn outside(x: u64, lo: u64, hi: u64) -> u64 {
+    lo.saturating_sub(x).saturating_add(x.saturating_sub(hi))
+}
+
+/// Prices sets of parts over one subgraph.
+struct Pricer<'a, C> {
+    graph: &'a Graph,
+    req: &'a FlowRequest<'a>,
+    cost: &'a C,
+    alpha: f64,
+    sub: &'a Subgraph,
+    buf: &'a mut Buffers,
+}
+
+/// Passes over all pairs of parts at one step size, at most (a guard: each pass that changes
+/// anything lowers the price).
+const MAX_PASSES: usize = 8;
+
+impl<C: FlowCost> Pricer<'_, C> {
+    /// The exact price of `set`; the combined amounts stay in `buf.loads` for the arcs in
+    /// `buf.touched`.
+    fn price(&mut self, set: &[(u32, u64)]) -> Price {
+        let Buffers { loads, touched } = &mut *self.buf;
+        for &a in touched.iter() {
+            loads[a as usize] = 0;
+        }
+        touched.clear();
+        let req = self.req;
+        let (mut over, mut fee, mut source) = (0u64, 0u64, 0u64);
+        for &(p, amount) in set {
+            if set.len() > 1 {
+                over = over.saturating_add(req.min_part_msat.saturating_sub(amount));
+            }
+            let last = &req.last_hop;
+            over = over.saturating_add(outside(
+                amount,
+                last.htlc_minimum_msat,
+                last.htlc_maximum_msat,
+            ));
+            let Some(mut carried) = last.fee_msat(amount).and_then(|f| amount.checked_add(f))
+            else {
+                over = u64::MAX;
+                continue;
+            };
+            for &a in self.sub.paths[p as usize].arcs.iter().rev() {
+                let policy: &Policy = &self.graph.edge(self.sub.arcs[a as usize].edge).policy;
+                over = over.saturating_add(outside(
+                    carried,
+                    policy.htlc_minimum_msat,
+                    policy.htlc_maximum_msat,
+                ));
+                let load = &mut loads[a as usize];
+                if *load == 0 {
+                    touched.push(a);
+                }
+                *load = load.saturating_add(carried);
+                carried = policy
+                    .fee_msat(carried)
+                    .and_then(|f| carried.checked_add(f))
+                    .unwrap_or(u64::MAX);
+            }
+            fee = fee.saturating_add(carried.saturating_sub(amount));
+            source = source.saturating_add(carried);
+        }
+        over = over.saturating_add(source.saturating_sub(req.max_source_msat));
+        let mut risk = 0u64;
+        for &a in touched.iter() {
+            let arc = &self.sub.arcs[a as usize];
+            let load = loads[a as usize];
+            if load > arc.hard_msat {
+                over = over.saturating_add(load - arc.hard_msat);
+                continue;
+            }
+            match self.cost.cost_msat(self.graph, arc.edge, arc.source, load) {
+                Some(r) => risk = risk.saturating_add(r),
+                None => over = over.saturating_add(1),
+            }
+        }
+        Price {
+            over,
+            fee_over: fee.saturating_sub(req.max_fee_msat),
+            fee,
+            risk,
+            cost: fee.saturating_add(scale(risk, self.alpha)),
+        }
+    }
+
+    /// Moves amount between the parts of `set` while that lowers its price: every ordered
+    /// pair, in steps halving from a quarter of the amount down to `min_step`. The sum never
+    /// changes and no part reaches zero.
+    fn allocate(&mut self, set: &mut PartSet, min_step: u64) -> Price {
+        let mut now = self.price(set);
+        if set.len() < 2 {
+            return now;
+        }
+        let mut step = (self.req.amount_msat / 4).max(min_step);
+        while step >= min_step {
+            for _ in 0..MAX_PASSES {
+                let mut improved = false;
+                for i in 0..set.len() {
+                    for j in 0..set.len() {
+                        if i == j || set[i].1 <= step {
+                            continue;
+                        }
+                        set[i].1 -= step;
+                        set[j].1 += step;
+                        let p = self.price(set);
+                        if p.key() < now.key() {
+                            now = p;
+                            improved = true;
+                        } else {
+                            set[i].1 += step;
+                            set[j].1 -= step;
+                        }
+                    }
+                }
+                if !improved {
+                    break;
+                }
+            }
+            step /= 2;
+        }
+        // The buffers hold the last set priced, which may have been a rejected move.
+        self.price(set)
+    }
+}
+
+/// The largest first, then by path: one order for every run.
+fn sort_parts(set: &mut PartSet) {
+    set.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+}
+
+/// `set`'s amounts scaled to sum to `total` exactly (the remainder to the largest part), and
+/// parts left with nothing dropped.
+fn rescale(set: &mut PartSet, total: u64) {
+    let sum: u128 = set.iter().map(|&(_, a)| u128::from(a)).sum();
+    if sum == 0 || set.is_empty() {
+        set.clear();
+        return;
+    }
+    for part in set.iter_mut() {
+        part.1 = (u128::from(part.1) * u128::from(total) / sum) as u64;
+    }
+    let given: u64 = set.iter().map(|&(_, a)| a).sum();
+    set[0].1 += total - given;
+    set.retain(|&(_, a)| a > 0);
+}
+
+/// The most one part over path `p` can deliver: the least htlc maximum on it, the last hop's
+/// included.
+fn htlc_bound(sub: &Subgraph, graph: &Graph, req: &FlowRequest, p: u32) -> u64 {
+    sub.paths[p as usize]
+        .arcs
+        .iter()
+        .map(|&a| {
+            graph
+                .edge(sub.arcs[a as usize].edge)
+                .policy
+                .htlc_maximum_msat
+        })
+        .fold(req.last_hop.htlc_maximum_msat, u64::min)
+        .max(1)
+}
+
+/// A part over a path whose htlc maximum is below its amount, cut into equal parts that fit
+/// (at most `max_parts`).
+fn split_by_htlc(sub: &Subgraph, graph: &Graph, req: &FlowRequest, set: &PartSet) -> PartSet {
+    let mut out = Vec::with_capacity(set.len());
+    for &(p, amount) in set {
+        let n = amount
+            .div_ceil(htlc_bound(sub, graph, req, p))
+            .clamp(1, req.max_parts as u64);
+        for i in 0..n {
+            out.push((p, amount / n + u64::from(i < amount % n)));
+        }
+    }
+    out
+}
+
+/// Identical paths of a set merged into one part.
+fn merge(set: &PartSet) -> PartSet {
+    let mut out: PartSet = Vec::with_capacity(set.len());
+    for &(p, a) in set {
+        match out.iter_mut().find(|(q, _)| *q == p) {
+            Some(part) => part.1 += a,
+            None => out.push((p, a)),
+        }
+    }
+    out
+}
+
+/// One path the parts may use, and how many parts it may take (more than one only where an
+/// htlc maximum is below the amount).
+struct Slot {
+    path: u32,
+    most: usize,
+}
+
+/// The paths the parts are chosen among: the flow's by amount, then the searches' in the
+/// order found, `config.combine_paths` of them, and the single route always.
+fn pool(
+    sub: &Subgraph,
+    graph: &Graph,
+    req: &FlowRequest,
+    config: &FlowConfig,
+    found: &Found,
+    flow_paths: &PartSet,
+) -> Vec<Slot> {
+    let mut by_flow = merge(flow_paths);
+    sort_parts(&mut by_flow);
+    let searched = found
+        .single
+        .iter()
+        .copied()
+        .chain(found.chunked.iter().flatten().map(|&(p, _)| p))
+        .chain(found.largest.iter().flatten().map(|&(p, _)| p))
+        .map(|p| (p, 0));
+    let mut pool: Vec<Slot> = Vec::new();
+    for (path, _) in by_flow.into_iter().chain(searched) {
+        if pool.len() >= config.combine_paths.max(1) {
+            break;
+        }
+        if pool.iter().all(|s| s.path != path) {
+            pool.push(Slot { path, most: 1 });
+        }
+    }
+    if let Some(single) = found.single
+        && pool.iter().all(|s| s.path != single)
+    {
+        pool.push(Slot {
+            path: single,
+            most: 1,
+        });
+    }
+    let total = req.amount_msat;
+    for slot in &mut pool {
+        let bound = htlc_bound(sub, graph, req, slot.path);
+        if bound < total {
+            slot.most = (total.div_ceil(bound) as usize).min(req.max_parts);
+        }
+    }
+    pool
+}
+
+/// Every assignment of 1 to `max_parts` parts to the pool's paths, each handed to `each` as a
+/// set with first amounts: on a grid of `amount / tables[0].len()`, every part from its least
+/// allowed level, each further step to the part whose own price (alone, `tables`) rises least:
+/// the optimum of the separable approximation, what sharing channels and compounding fees are
+/// then re-balanced from.
+fn assignments(
+    pool: &[Slot],
+    tables: &[Vec<u64>],
+    req: &FlowRequest,
+    mut each: impl FnMut(&PartSet),
+) {
+    struct Walk<'a, F> {
+        pool: &'a [Slot],
+        tables: &'a [Vec<u64>],
+        req: &'a FlowRequest<'a>,
+        counts: Vec<usize>,
+        parts: Vec<usize>,
+        levels: Vec<usize>,
+        set: PartSet,
+        each: F,
+    }
+    impl<F: FnMut(&PartSet)> Walk<'_, F> {
+        fn go(&mut self, i: usize, left: usize) {
+            if i == self.pool.len() {
+                self.emit();
+                return;
+            }
+            for n in 0..=self.pool[i].most.min(left) {
+                self.counts.push(n);
+                self.go(i + 1, left - n);
+                self.counts.pop();
+            }
+        }
+
+        fn emit(&mut self) {
+            self.parts.clear();
+            for (i, &n) in self.counts.iter().enumerate() {
+                self.parts.extend(std::iter::repeat_n(i, n));
+            }
+            let k = self.parts.len();
+            if k == 0 {
+                return;
+            }
+            let grid = self.tables[0].len() - 1;
+            let total = self.req.amount_msat;
+            let unit = (total / grid as u64).max(1);
+            let least = if k > 1 {
+                (self.req.min_part_msat.div_ceil(unit) as usize).max(1)
+            } else {
+                grid
+            };
+            if least.saturating_mul(k) > grid {
+                return; // no split on the grid keeps the minimum part
+            }
+            self.levels.clear();
+            self.levels.resize(k, least);
+            for _ in least * k..grid {
+                let step = |j: usize, l: usize| {
+                    let t = &self.tables[self.parts[j]];
+                    t.get(l + 1).map_or(u64::MAX, |&up| up.saturating_sub(t[l]))
+                };
+                let j = (0..k)
+                    .min_by_key(|&j| (step(j, self.levels[j]), j))
+                    .expect("parts");
+                self.levels[j] += 1;
+            }
+            self.set.clear();
+            for (j, &l) in self.levels.iter().enumerate() {
+                self.set
+                    .push((self.pool[self.parts[j]].path, unit * l as u64));
+            }
+            let given: u64 = self.set.iter().map(|&(_, a)| a).sum();
+            self.set[0].1 += total.saturating_sub(given);
+            sort_parts(&mut self.set);
+            (self.each)(&self.set);
+        }
+    }
+    let mut walk = Walk {
+        pool,
+        tables,
+        req,
+        counts: Vec::with_capacity(pool.len()),
+        parts: Vec::with_capacity(req.max_parts),
+        levels: Vec::with_capacity(req.max_parts),
+        set: Vec::with_capacity(req.max_parts),
+        each: &mut each,
+    };
+    walk.go(0, req.max_parts);
+}
+
+/// The best `room` sets by price, best first (ties keep the order offered).
+struct Shortlist {
+    room: usize,
+    sets: Vec<((u64, u64), PartSet)>,
+}
+
+impl Shortlist {
+    fn offer(&mut self, key: (u64, u64), set: &PartSet) {
+        if self.sets.len() >= self.room && self.sets.last().is_some_and(|(k, _)| key >= *k) {
+            return;
+        }
+        if self.sets.iter().any(|(_, s)| s == set) {
+            return;
+        }
+        let at = self.sets.partition_point(|(k, _)| *k <= key);
+        self.sets.insert(at, (key, set.clone()));
+        self.sets.truncate(self.room);
+    }
+}
+
+/// The best set among those proposed, as a [`Flow`]: the single route as found; every
+/// assignment of parts to the pool's paths, and each search round's own set, priced at their
+/// first amounts; the best few of those with their amounts re-balanced.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn choose<C: FlowCost>(
+    graph: &Graph,
+    req: &FlowRequest,
+    cost: &C,
+    config: &FlowConfig,
+    alpha: f64,
+    sub: &Subgraph,
+    found: &Found,
+    flow_paths: &PartSet,
+    buf: &mut Buffers,
+) -> Result<Flow, NoFlow> {
+    buf.loads.clear();
+    buf.loads.resize(sub.arcs.len(), 0);
+    buf.touched.clear();
+    let total = req.amount_msat;
+    let min_step = (total >> config.alloc_depth.min(63)).max(1000).min(total);
+    let mut pricer = Pricer {
+        graph,
+        req,
+        cost,
+        alpha,
+        sub,
+        buf,
+    };
+    let mut best: Option<(Price, PartSet)> = None;
+    let mut least_fee_over_cap: Option<u64> = None;
+    let mut consider = |price: Price, set: &PartSet| {
+        if price.feasible() {
+            if best.as_ref().is_none_or(|(b, _)| price.key() < b.key()) {
+                best = Some((price, set.clone()));
+            }
+        } else if price.over == 0 {
+            least_fee_over_cap = Some(least_fee_over_cap.map_or(price.fee, |f| f.min(price.fee)));
+        }
+    };
+    if let Some(single) = found.single {
+        let set = vec![(single, total)];
+        consider(pricer.price(&set), &set);
+    }
+    if req.max_parts > 1 {
+        let mut shortlist = Shortlist {
+            room: config.allocations.max(1),
+            sets: Vec::new(),
+        };
+        let pool = pool(sub, graph, req, config, found, flow_paths);
+        // Each pool path's price alone at every step of the grid.
+        let grid = config.grid.max(2) as u64;
+        let unit = (total / grid).max(1);
+        let tables: Vec<Vec<u64>> = pool
+            .iter()
+            .map(|slot| {
+                (0..=grid)
+                    .map(|l| match l {
+                        0 => 0,
+                        l => pricer.price(&[(slot.path, unit * l)]).promise().0,
+                    })
+                    .collect()
+            })
+            .collect();
+        assignments(&pool, &tables, req, |set| {
+            let price = pricer.price(set);
+            shortlist.offer(price.promise(), set);
+        });
+        for proposed in found.chunked.iter().chain(found.largest.iter()) {
+            let mut set = split_by_htlc(sub, graph, req, &merge(proposed));
+            sort_parts(&mut set);
+            set.truncate(req.max_parts);
+            rescale(&mut set, total);
+            let price = pricer.price(&set);
+            shortlist.offer(price.promise(), &set);
+        }
+        for (_, mut set) in shortlist.sets {
+            let price = pricer.allocate(&mut set, min_step);
+            sort_parts(&mut set);
+            consider(price, &set);
+        }
+    }
+    match best {
+        Some((_, set)) => Ok(to_flow(&mut pricer, &set)),
+        None => Err(match least_fee_over_cap {
+            Some(fee_msat) => NoFlow::OverFeeCap { fee_msat },
+            None => NoFlow::Insufficient,
+        }),
+    }
+}
+
+/// `set` as parts with their exact amounts, fees, delays and probabilities.
+fn to_flow<C: FlowCost>(pricer: &mut Pricer<C>, set: &PartSet) -> Flow {
+    let price = pricer.price(set);
+    let Pricer {
+        graph,
+        req,
+        cost,
+        sub,
+        buf,
+        ..
+    } = pricer;
+    let chance = |a: u32| {
+        let arc = &sub.arcs[a as usize];
+        cost.probability(graph, arc.edge, arc.source, buf.loads[a as usize])
+    };
+    let mut parts: Vec<Part> = set
+        .iter()
+        .map(|&(p, amount)| {
+            let path = &sub.paths[p as usize];
+            let mut carried = amount + req.last_hop.fee_msat(amount).unwrap_or(0);
+            for &a in path.arcs.iter().rev() {
+                let policy = &graph.edge(sub.arcs[a as usize].edge).policy;
+                carried += policy.fee_msat(carried).unwrap_or(0);
+            }
+            Part {
+                edges: path
+                    .arcs
+                    .iter()
+                    .map(|&a| sub.arcs[a as usize].edge)
+                    .collect(),
+                amount_msat: amount,
+                fee_msat: carried - amount,
+                source_amount_msat: carried,
+                source_delay: path.delay,
+                probability: path.arcs.iter().map(|&a| chance(a)).product(),
+            }
+        })
+        .collect();
+    parts.sort_by(|a, b| {
+        b.amount_msat
+            .cmp(&a.amount_msat)
+            .then_with(|| a.edges.cmp(&b.edges))
+    });
+    Flow {
+        parts,
+        fee_msat: price.fee,
+        risk_msat: price.risk,
+        probability: buf.touched.iter().map(|&a| chance(a)).product(),
+    }
+}
+
+/// `A` is `B`: the amount goes straight back over the last hop, in as few equal parts as its
+/// htlc maximum allows.
+pub(super) fn direct(req: &FlowRequest) -> Result<Flow, NoFlow> {
+    let last = &req.last_hop;
+    let n = req.amount_msat.div_ceil(last.htlc_maximum_msat.max(1));
+    let too_small = n > 1 && req.amount_msat / n < req.min_part_msat;
+    if n > req.max_parts as u64 || too_small {
+        return Err(NoFlow::Insufficient);
+    }
+    let delay = req
+        .deliver_delay()
+        .ok_or_else(|| NoFlow::Invalid("delay overflow".into()))?;
+    let mut parts = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let amount = req.amount_msat / n + u64::from(i < req.amount_msat % n);
+        let fee = last
+            .fee_msat(amount)
+            .ok_or_else(|| NoFlow::Invalid("fee overflow".into()))?;
+        parts.push(Part {
+            edges: Vec::new(),
+            amount_msat: amount,
+            fee_msat: fee,
+            source_amount_msat: amount + fee,
+            source_delay: delay,
+            probability: 1.0,
+        });
+    }
+    let fee_msat: u64 = parts.iter().map(|p| p.fee_msat).sum();
+    if fee_msat > req.max_fee_msat {
+        return Err(NoFlow::OverFeeCap { fee_msat });
+    }
+    if parts.iter().map(|p| p.source_amount_msat).sum::<u64>() > req.max_source_msat {
+        return Err(NoFlow::Insufficient);
+    }
+    Ok(Flow {
+        parts,
+        fee_msat,
+        risk_msat: 0,
+        probability: 1.0,
+    })
+}

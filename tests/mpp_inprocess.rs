@@ -1,0 +1,227 @@
+//! Rebalances in several parts, in-process over the stand-in's network model: an amount no
+//! single route can carry moves in parts that all land; a part that fails is replaced while the
+//! others are held at our node; a set that cannot complete in time leaves nothing paid.
+//!
+//! The network: us with a big outbound-heavy channel to `a` and a big inbound-heavy one from
+//! `b`, and three disjoint paths `a -> x|y|z -> b`, each able to carry 1.5M sat: 2.5M sat needs
+//! two of them.
+
+mod common;
+
+use cln_rebalance::config::Config;
+use cln_rebalance::params::RebalanceParams;
+use cln_standin::simnet::Network;
+use common::{SimNode, assert_clean, rebalancer};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const OUT: &str = "800001x1x0";
+const INC: &str = "800002x1x0";
+const SAT: u64 = 1000;
+
+fn id(i: usize) -> String {
+    format!("02{:064x}", i + 1)
+}
+
+fn network() -> Network {
+    let names = ["us", "a", "b", "x", "y", "z"];
+    let nodes: Vec<Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| json!({"id": id(i), "alias": n}))
+        .collect();
+    let cheap =
+        json!({"fee_base_msat": 0, "fee_proportional_millionths": 10, "cltv_expiry_delta": 18});
+    let mut channels = vec![
+        json!({"short_channel_id": OUT, "node1": "us", "node2": "a", "capacity_sat": 10_000_000,
+               "node1_msat": 9_000_000 * SAT, "policy1": cheap, "policy2": cheap}),
+        json!({"short_channel_id": INC, "node1": "us", "node2": "b", "capacity_sat": 10_000_000,
+               "node1_msat": 1_000_000 * SAT, "policy1": cheap, "policy2": cheap}),
+    ];
+    for (k, mid) in ["x", "y", "z"].iter().enumerate() {
+        for (j, (from, to)) in [("a", *mid), (*mid, "b")].iter().enumerate() {
+            channels.push(json!({
+                "short_channel_id": format!("70000{}x1x{j}", k + 1),
+                "node1": from, "node2": to, "capacity_sat": 2_000_000,
+                "node1_msat": 1_500_000 * SAT, "policy1": cheap, "policy2": cheap,
+            }));
+        }
+    }
+    let text = json!({
+        "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
+        "nodes": nodes, "default_policy": cheap, "channels": channels,
+    })
+    .to_string();
+    let mut net = Network::from_json_str(&text).expect("network loads");
+    net.hooks.invoice_payment = true;
+    net
+}
+
+fn req(amount_msat: u64) -> RebalanceParams {
+    RebalanceParams {
+        outgoing: OUT.into(),
+        incoming: INC.into(),
+        amount_msat: Some(amount_msat),
+        maxfeeppm: Some(1000),
+        exemptfee: None,
+        retry_for: Some(30),
+        dryrun: false,
+        maxparts: None,
+    }
+}
+
+/// The channels of each part's route between our own two hops.
+fn middles(v: &Value) -> Vec<Vec<String>> {
+    v["parts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("parts: {v}"))
+        .iter()
+        .map(|p| {
+            let r = p["route"].as_array().unwrap();
+            r[1..r.len() - 1]
+                .iter()
+                .map(|h| h["short_channel_id"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// Our two channels' balances.
+fn ours(node: &SimNode) -> (u64, u64) {
+    (node.to_us(OUT), node.to_us(INC))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amount_no_single_route_carries_moves_in_parts() {
+    let (r, node) = rebalancer(network(), Config::default());
+    let amount = 2_500_000 * SAT;
+    // One route at a time cannot: no path carries 2.5M sat.
+    let mut single = req(amount);
+    single.maxparts = Some(1);
+    single.retry_for = Some(5);
+    let e = r.rebalance(single).await.unwrap_err();
+    assert!([205, 210].contains(&e.code), "{e}");
+    let before = ours(&node);
+    assert_clean(&node);
+    let v = r.rebalance(req(amount)).await.unwrap();
+    assert_eq!(v["status"], "complete", "{v}");
+    let parts = v["parts"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert!(parts.len() >= 2, "{v}");
+    let delivered: u64 = parts
+        .iter()
+        .map(|p| p["amount_msat"].as_u64().unwrap())
+        .sum();
+    assert_eq!(delivered, amount, "the parts add up to the amount");
+    let fee = v["fee_msat"].as_u64().unwrap();
+    let part_fees: u64 = parts.iter().map(|p| p["fee_msat"].as_u64().unwrap()).sum();
+    assert_eq!(fee, part_fees, "the fee is every part's");
+    assert!(fee <= amount / 1000, "within the 1000 ppm cap: {fee}");
+    // Disjoint paths, each at most 1.5M sat.
+    let m = middles(&v);
+    assert!(m.iter().all(|p| p.len() == 2), "{m:?}");
+    assert!(
+        parts
+            .iter()
+            .all(|p| p["amount_msat"].as_u64().unwrap() <= 1_500_000 * SAT)
+    );
+    // What moved is exactly the amount, and the fee.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(ours(&node), (before.0 - amount - fee, before.1 + amount));
+    assert_clean(&node);
+    // A dry run quotes the set it would pay.
+    let mut dry = req(amount);
+    dry.dryrun = true;
+    let q = r.rebalance(dry).await.unwrap();
+    assert_eq!(q["status"], "dryrun");
+    assert!(q["parts"].as_array().is_some_and(|p| p.len() >= 2), "{q}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_part_is_replaced_while_the_others_are_held() {
+    let (r, node) = rebalancer(network(), Config::default());
+    let amount = 2_500_000 * SAT;
+    let mut dry = req(amount);
+    dry.dryrun = true;
+    let q = r.rebalance(dry).await.unwrap();
+    let planned = middles(&q);
+    assert!(planned.len() >= 2, "{q}");
+    // Drain the last part's last channel on its sending side: that part fails there, and the
+    // other paths must carry what it was to deliver.
+    let drained = planned.last().unwrap();
+    let (mid, last) = (&drained[0], &drained[1]);
+    let holder = node
+        .call("listchannels", json!({"short_channel_id": last}))
+        .unwrap()["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["destination"] == id(2))
+        .unwrap()["source"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    node.call(
+        "dev-drain",
+        json!({"short_channel_id": last, "node": holder}),
+    )
+    .unwrap();
+    let before = ours(&node);
+    let v = r.rebalance(req(amount)).await.unwrap();
+    assert_eq!(v["status"], "complete", "{v}");
+    assert_eq!(
+        v["attempts"], 1,
+        "one try, its failed part replaced within it: {v}"
+    );
+    let paid = middles(&v);
+    assert!(
+        !paid.iter().any(|p| p.contains(last)),
+        "the drained channel carries no part: {paid:?} ({mid} {last})"
+    );
+    let fee = v["fee_msat"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(ours(&node), (before.0 - amount - fee, before.1 + amount));
+    // The part that failed was sent, and failed: lightningd's own record says so.
+    let sendpays = node.sendpays();
+    let failed = sendpays.iter().filter(|s| s["status"] == "failed").count();
+    let complete = sendpays
+        .iter()
+        .filter(|s| s["status"] == "complete")
+        .count();
+    assert!(failed >= 1, "{sendpays:?}");
+    assert_eq!(complete, paid.len(), "every part that paid is complete");
+    assert!(
+        sendpays
+            .iter()
+            .all(|s| s["groupid"] == sendpays[0]["groupid"]),
+        "replacements stay in the try's group"
+    );
+    assert_clean(&node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_that_cannot_complete_leaves_nothing_paid() {
+    let (r, node) = rebalancer(network(), Config::default());
+    let amount = 2_500_000 * SAT;
+    let before = ours(&node);
+    let state_before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    // Every part through x is held there: the set can never complete in time.
+    node.call("dev-hold", json!({"node": "x"})).unwrap();
+    let mut p = req(amount);
+    p.retry_for = Some(3);
+    let e = r.rebalance(p).await.unwrap_err();
+    assert_eq!(e.code, 210, "{e}");
+    // Our node's hold ends (70 s), and x lets go of what it held: everything fails back.
+    node.call("dev-timetravel", json!({"seconds": 71})).unwrap();
+    node.call("dev-release", json!({"node": "x"})).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    node.call("dev-state", json!({})).unwrap();
+    assert_eq!(ours(&node), before, "nothing moved, no fee paid");
+    let state_after = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    assert_eq!(state_before, state_after, "every channel as it was");
+    assert!(
+        node.sendpays().iter().all(|s| s["status"] == "failed"),
+        "{:?}",
+        node.sendpays()
+    );
+    assert_clean(&node);
+}
