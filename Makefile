@@ -11,6 +11,8 @@
 #   make bench-rebalanceall  one rebalanceall over the mainnet simulation, per strategy and budget
 #                        (flags in JOB_ARGS, e.g. make bench-rebalanceall JOB_ARGS='--budgets none,500')
 #   make bench-memory    the plugin process's own peak memory loading the mainnet graph
+#   make bench-flow      the multi-part solver on mainnet: time at 1M/2M/5M sat, one-round success
+#                        and fees against an oracle (flags in FLOW_ARGS, e.g. FLOW_ARGS='--seeds 1,2')
 #   make fuzz    a longer property/fuzz run than make test's (tests/fuzz_core.rs)
 #   make lint    rustfmt and clippy, as CI runs them
 #
@@ -27,7 +29,7 @@ PLUGIN := target/release/cln-rebalance
 # PATH's python3 during pytest: the stdlib only (plugin-tests/python_guard.py).
 GUARD := $(VENV)/guard-bin
 
-.PHONY: all build demo test test-rust test-e2e lint bench bench-pathfind bench-plan bench-sim bench-rebalanceall bench-memory fuzz clean
+.PHONY: all build demo test test-rust test-e2e lint bench bench-pathfind bench-plan bench-sim bench-rebalanceall bench-memory bench-flow fuzz clean
 
 # Python variables of the calling shell would leak other packages into the venv.
 unexport PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE
@@ -47,6 +49,7 @@ NEEDS_bench-sim := cargo data
 NEEDS_bench-plan := cargo
 NEEDS_bench-rebalanceall := cargo data
 NEEDS_bench-memory := cargo data
+NEEDS_bench-flow := cargo data
 NEEDS := $(sort $(foreach g,$(or $(MAKECMDGOALS),all),$(NEEDS_$(g))))
 ifneq ($(NEEDS),)
 MISSING := $(shell CARGO='$(CARGO)' PYTHON='$(PYTHON)' ALLOW_NO_DATA='$(ALLOW_NO_DATA)' \
@@ -92,7 +95,7 @@ test-e2e: build $(VENV)/.done
 
 test: lint test-rust test-e2e
 
-bench: bench-pathfind bench-plan bench-sim bench-rebalanceall bench-memory
+bench: bench-pathfind bench-plan bench-sim bench-rebalanceall bench-memory bench-flow
 
 bench-pathfind:
 	$(CARGO) bench --bench pathfind
@@ -118,6 +121,10 @@ bench-sim:
 JOB_ARGS ?=
 bench-rebalanceall:
 	$(CARGO) bench --bench rebalanceall -- $(JOB_ARGS)
+
+FLOW_ARGS ?=
+bench-flow:
+	$(CARGO) bench --bench flow -- $(FLOW_ARGS)
 
 # The plugin process's VmHWM loading and refreshing the 2026 mainnet graph on the stand-in.
 MAINNET_DATA := $(or $(CLN_REBALANCE_MAINNET_DATA),../shared/data)

@@ -127,7 +127,10 @@ impl<C: FlowCost> Pricer<'_, C> {
                 over = over.saturating_add(load - arc.hard_msat);
                 continue;
             }
-            match self.cost.cost_msat(self.graph, arc.edge, arc.source, load) {
+            match self
+                .cost
+                .cost_msat(self.graph, arc.edge, arc.source, load, req.amount_msat)
+            {
                 Some(r) => risk = risk.saturating_add(r),
                 None => over = over.saturating_add(1),
             }
