@@ -13,7 +13,7 @@
 #   make bench-memory    the plugin process's own peak memory loading the mainnet graph
 #   make bench-flow      the multi-part solver on mainnet: time at 1M/2M/5M sat, one-round success
 #                        and fees against an oracle (flags in FLOW_ARGS, e.g. FLOW_ARGS='--seeds 1,2')
-#   make fuzz    a longer property/fuzz run than make test's (tests/fuzz_core.rs)
+#   make fuzz    a longer property/fuzz run than make test's (tests/fuzz_core.rs, tests/fuzz_flow.rs)
 #   make lint    rustfmt and clippy, as CI runs them
 #
 # Needs only cargo (Rust 1.85+, with rustfmt and clippy for lint/test), python3 with venv, and
@@ -100,16 +100,16 @@ bench: bench-pathfind bench-plan bench-sim bench-rebalanceall bench-memory bench
 bench-pathfind:
 	$(CARGO) bench --bench pathfind
 
-# tests/fuzz_core.rs with FUZZ_SCALE times each target's CI budget, from FUZZ_SEED (a fresh one
-# by default: each target prints it), with overflow checks and debug assertions on (a build of
-# its own under target/fuzz, so the normal build is left alone).
+# tests/fuzz_core.rs and tests/fuzz_flow.rs with FUZZ_SCALE times each target's CI budget, from
+# FUZZ_SEED (a fresh one by default: each target prints it), with overflow checks and debug
+# assertions on (a build of its own under target/fuzz, so the normal build is left alone).
 FUZZ_SCALE ?= 50
 FUZZ_SEED ?=
 fuzz:
 	FUZZ_SCALE=$(FUZZ_SCALE) \
 	  PROPTEST_RNG_SEED=$(if $(FUZZ_SEED),$(FUZZ_SEED),$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')) \
 	  CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true \
-	  CARGO_TARGET_DIR=target/fuzz $(CARGO) test --release --test fuzz_core
+	  CARGO_TARGET_DIR=target/fuzz $(CARGO) test --release --test fuzz_core --test fuzz_flow
 
 bench-plan:
 	$(CARGO) bench --bench plan

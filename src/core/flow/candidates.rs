@@ -399,7 +399,14 @@ fn route_one<C: FlowCost>(
         alpha,
         whole: req.amount_msat,
     };
-    let Some(path) = find_path_with(graph, &query, req.exclude, &loaded, search) else {
+    // The whole amount on no loads is the single route: searched with the cost itself, as the
+    // rebalance searches it (the weight aside).
+    let found = if alone && amount == req.amount_msat && alpha == 1.0 {
+        find_path_with(graph, &query, req.exclude, cost, search)
+    } else {
+        find_path_with(graph, &query, req.exclude, &loaded, search)
+    };
+    let Some(path) = found else {
         if alone {
             sub.failed_alone = sub.failed_alone.min(amount);
         }
@@ -443,6 +450,11 @@ mod tests {
         }
         fn probability(&self, _: &Graph, _: EdgeIdx, _: NodeIdx, _: u64) -> f64 {
             1.0
+        }
+    }
+    impl HopCost for Caps {
+        fn extra_msat(&self, g: &Graph, idx: EdgeIdx, s: NodeIdx, amount: u64) -> Option<u64> {
+            self.cost_msat(g, idx, s, amount, amount)
         }
     }
 

@@ -64,7 +64,7 @@ mod tests;
 
 use crate::core::graph::{EdgeIdx, Graph, NodeIdx, Policy};
 use crate::core::liquidity::Beliefs;
-use crate::core::pathfind::{Exclusions, Scratch};
+use crate::core::pathfind::{Exclusions, HopCost, Scratch};
 use crate::core::route::{Hop, HopSpec, MAX_HOPS, MAX_TOTAL_CLTV, RouteError, build_route};
 use std::fmt;
 
@@ -208,8 +208,10 @@ impl fmt::Display for NoFlow {
 }
 
 /// What a channel direction costs the flow beyond its fee, and how much it can carry: the
-/// liquidity model's view ([`Beliefs`]) or the true balances ([`KnownBalances`]).
-pub trait FlowCost {
+/// liquidity model's view ([`Beliefs`]) or the true balances ([`KnownBalances`]). A
+/// [`HopCost`] too: the single route for the whole amount is searched with it exactly as the
+/// rebalance searches it.
+pub trait FlowCost: HopCost {
     /// The cost in msat of `amount_msat` in all (every part together) over edge `idx` out of
     /// node `source`, in a set that delivers `whole_msat`; `None` when the edge cannot carry
     /// that much. Non-decreasing in the amount, and `None` from some amount on if ever.
@@ -333,7 +335,14 @@ impl<F: Fn(EdgeIdx) -> u64> FlowCost for KnownBalances<F> {
     }
 }
 
-/// The solver's knobs. [`DEFAULT_FLOW`] was tuned on the simulation's seeds 1-6 (see
+impl<F: Fn(EdgeIdx) -> u64> HopCost for KnownBalances<F> {
+    #[inline(always)]
+    fn extra_msat(&self, _: &Graph, idx: EdgeIdx, _: NodeIdx, amount_msat: u64) -> Option<u64> {
+        (amount_msat <= (self.0)(idx)).then_some(0)
+    }
+}
+
+/// The solver's knobs. [`default_config`] was tuned on the simulation's seeds 1-6 (see
 /// `benches/flow.rs` and `benches/README.md`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlowConfig {
@@ -359,6 +368,12 @@ pub struct FlowConfig {
     pub grid: usize,
     /// Of those assignments, how many (the best priced) get their amounts re-balanced.
     pub allocations: usize,
+    /// What each part beyond the first costs on top of its fees and risk: `base + ppm x
+    /// amount` (of the whole amount). A set of parts fails in ways the cost does not see (more
+    /// nodes that may be offline, more HTLCs, the receiver's 70 s wait for all of them), so a
+    /// split must be cheaper by this much to be chosen.
+    pub part_penalty_base_msat: u64,
+    pub part_penalty_ppm: u64,
     /// Weights on the risk tried in turn until a set within the fee cap is found: 1 is the
     /// model's price; 0 is fees only (within what the model says can be carried).
     pub risk_weights: Vec<f64>,
@@ -375,6 +390,8 @@ pub fn default_config() -> FlowConfig {
         combine_paths: 4,
         grid: 16,
         allocations: 3,
+        part_penalty_base_msat: 0,
+        part_penalty_ppm: 0,
         risk_weights: vec![1.0, 0.0],
     }
 }
@@ -389,6 +406,8 @@ pub fn oracle_config() -> FlowConfig {
         always_largest_first: true,
         combine_paths: 6,
         allocations: 6,
+        part_penalty_base_msat: 0,
+        part_penalty_ppm: 0,
         risk_weights: vec![0.0],
         ..default_config()
     }
