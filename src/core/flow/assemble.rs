@@ -66,6 +66,8 @@ struct Pricer<'a, C> {
     alpha: f64,
     sub: &'a Subgraph,
     buf: &'a mut Buffers,
+    /// What each part beyond the first adds to the cost.
+    part_penalty: u64,
 }
 
 /// Passes over all pairs of parts at one step size, at most (a guard: each pass that changes
@@ -127,17 +129,23 @@ impl<C: FlowCost> Pricer<'_, C> {
                 over = over.saturating_add(load - arc.hard_msat);
                 continue;
             }
-            match self.cost.cost_msat(self.graph, arc.edge, arc.source, load) {
+            match self
+                .cost
+                .cost_msat(self.graph, arc.edge, arc.source, load, req.amount_msat)
+            {
                 Some(r) => risk = risk.saturating_add(r),
                 None => over = over.saturating_add(1),
             }
         }
+        let extra_parts = set.len().saturating_sub(1) as u64;
         Price {
             over,
             fee_over: fee.saturating_sub(req.max_fee_msat),
             fee,
             risk,
-            cost: fee.saturating_add(scale(risk, self.alpha)),
+            cost: fee
+                .saturating_add(scale(risk, self.alpha))
+                .saturating_add(self.part_penalty.saturating_mul(extra_parts)),
         }
     }
 
@@ -428,6 +436,9 @@ pub(super) fn choose<C: FlowCost>(
     buf.touched.clear();
     let total = req.amount_msat;
     let min_step = (total >> config.alloc_depth.min(63)).max(1000).min(total);
+    let part_penalty = config.part_penalty_base_msat.saturating_add(
+        (u128::from(total) * u128::from(config.part_penalty_ppm) / 1_000_000) as u64,
+    );
     let mut pricer = Pricer {
         graph,
         req,
@@ -435,6 +446,7 @@ pub(super) fn choose<C: FlowCost>(
         alpha,
         sub,
         buf,
+        part_penalty,
     };
     let mut best: Option<(Price, PartSet)> = None;
     let mut least_fee_over_cap: Option<u64> = None;

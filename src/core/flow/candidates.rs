@@ -39,6 +39,9 @@ pub(super) struct Found {
     pub chunked: Vec<PartSet>,
     /// The largest-first round's parts, when it ran and placed the whole amount.
     pub largest: Option<PartSet>,
+    /// When no single route is within the cap: the fee of the cheapest route for the whole
+    /// amount without one (`None` if there is none at all, or a single route was found).
+    pub uncapped_fee: Option<u64>,
 }
 
 /// The subgraph: the channel directions of every candidate path, indexed locally.
@@ -50,6 +53,11 @@ pub(super) struct Subgraph {
     /// Per arc: what the parts routed so far in the current round put on it.
     pub loads: Vec<u64>,
     pub paths: Vec<PathRec>,
+    /// Whether any load is non-zero (a round has placed a part).
+    loaded: bool,
+    /// The least amount a search on no loads found no path for: no larger one is searched
+    /// (a larger amount passes fewer edges and leaves less of the cap).
+    failed_alone: u64,
 }
 
 impl Subgraph {
@@ -65,6 +73,14 @@ impl Subgraph {
         self.arcs.clear();
         self.loads.clear();
         self.paths.clear();
+        self.loaded = false;
+        self.failed_alone = u64::MAX;
+    }
+
+    /// Every load back to zero (a new round).
+    fn unload(&mut self) {
+        self.loads.iter_mut().for_each(|l| *l = 0);
+        self.loaded = false;
     }
 
     /// The arc of `edge`, added if new.
@@ -129,6 +145,7 @@ impl Subgraph {
     /// Puts a part that `B` receives `deliver_msat` for on the loads of `path`'s arcs (what
     /// each carries, fees included, computed backward).
     fn load(&mut self, graph: &Graph, path: u32, deliver_msat: u64) {
+        self.loaded = true;
         let mut amount = deliver_msat;
         for &a in self.paths[path as usize].arcs.iter().rev() {
             let load = &mut self.loads[a as usize];
@@ -163,6 +180,8 @@ struct Loaded<'a, C> {
     cost: &'a C,
     sub: &'a Subgraph,
     alpha: f64,
+    /// What the whole set delivers (the cost's price per bit).
+    whole: u64,
 }
 
 impl<C: FlowCost> HopCost for Loaded<'_, C> {
@@ -176,7 +195,8 @@ impl<C: FlowCost> HopCost for Loaded<'_, C> {
     ) -> Option<u64> {
         let slot = self.sub.local[idx as usize];
         let extra = if slot == 0 {
-            self.cost.cost_msat(graph, idx, source, amount_msat)?
+            self.cost
+                .cost_msat(graph, idx, source, amount_msat, self.whole)?
         } else {
             let a = (slot - 1) as usize;
             let load = self.sub.loads[a];
@@ -184,10 +204,13 @@ impl<C: FlowCost> HopCost for Loaded<'_, C> {
             if total > self.sub.arcs[a].hard_msat {
                 return None;
             }
-            let after = self.cost.cost_msat(graph, idx, source, total)?;
+            let after = self.cost.cost_msat(graph, idx, source, total, self.whole)?;
             let before = match load {
                 0 => 0,
-                l => self.cost.cost_msat(graph, idx, source, l).unwrap_or(0),
+                l => self
+                    .cost
+                    .cost_msat(graph, idx, source, l, self.whole)
+                    .unwrap_or(0),
             };
             after.saturating_sub(before)
         };
@@ -220,6 +243,9 @@ pub(super) fn generate<C: FlowCost>(
     let single = route_chunks(graph, req, cost, alpha, &[req.amount_msat], sub, search);
     found.single = single.first().map(|&(p, _)| p);
     if req.max_parts < 2 {
+        if found.single.is_none() {
+            found.uncapped_fee = uncapped_fee(graph, req, cost, sub, search);
+        }
         return found;
     }
     for &n in &config.chunks {
@@ -234,10 +260,42 @@ pub(super) fn generate<C: FlowCost>(
             found.chunked.push(set);
         }
     }
-    if found.single.is_none() || config.always_largest_first {
+    if found.single.is_none() {
+        found.uncapped_fee = uncapped_fee(graph, req, cost, sub, search);
+    }
+    // Wide paths are worth looking for when capacity is what stopped the single route (not
+    // the cap: then a route exists, and over the cap; equal chunks look for cheaper ones).
+    let capacity_bound = found.single.is_none() && found.uncapped_fee.is_none();
+    if capacity_bound || config.always_largest_first {
         found.largest = route_largest_first(graph, req, cost, alpha, sub, search);
     }
     found
+}
+
+/// The fee (the last hop's included) of the cheapest route for the whole amount without a fee
+/// cap, within what `cost` says can be carried (nothing is added to `sub`); `None` if there is
+/// none.
+fn uncapped_fee<C: FlowCost>(
+    graph: &Graph,
+    req: &FlowRequest,
+    cost: &C,
+    sub: &mut Subgraph,
+    search: &mut Scratch,
+) -> Option<u64> {
+    sub.unload();
+    let amount = req.amount_msat;
+    let query = Query {
+        max_amount_msat: u64::MAX,
+        ..query(req, amount)?
+    };
+    let loaded = Loaded {
+        cost,
+        sub,
+        alpha: 0.0,
+        whole: amount,
+    };
+    let path = find_path_with(graph, &query, req.exclude, &loaded, search)?;
+    Some(path.source_amount_msat - amount)
 }
 
 /// Parts routed one after another, each the largest share of what is left that a path still
@@ -252,7 +310,7 @@ fn route_largest_first<C: FlowCost>(
     sub: &mut Subgraph,
     search: &mut Scratch,
 ) -> Option<PartSet> {
-    sub.loads.iter_mut().for_each(|l| *l = 0);
+    sub.unload();
     let mut left = req.amount_msat;
     let mut set = Vec::with_capacity(req.max_parts);
     for i in 0..req.max_parts {
@@ -293,7 +351,7 @@ fn route_chunks<C: FlowCost>(
     sub: &mut Subgraph,
     search: &mut Scratch,
 ) -> PartSet {
-    sub.loads.iter_mut().for_each(|l| *l = 0);
+    sub.unload();
     let mut set = Vec::with_capacity(amounts.len());
     for &amount in amounts {
         let Some(p) = route_one(graph, req, cost, alpha, amount, sub, search) else {
@@ -302,6 +360,21 @@ fn route_chunks<C: FlowCost>(
         set.push((p, amount));
     }
     set
+}
+
+/// The search for one part of `amount` as the rebalance asks for one route: what `B` must
+/// receive for it, and what `A` may be asked for at most (the amount plus the cap: for a part
+/// a loose bound, the whole set's fee is checked exactly later).
+fn query(req: &FlowRequest, amount: u64) -> Option<Query> {
+    Some(Query {
+        from: req.from,
+        to: req.to,
+        deliver_msat: amount.checked_add(req.last_hop.fee_msat(amount)?)?,
+        deliver_delay: req.deliver_delay()?,
+        max_edges: req.edge_cap(),
+        max_delay: req.delay_cap(),
+        max_amount_msat: amount.saturating_add(req.max_fee_msat),
+    })
 }
 
 /// One part of `amount` routed on the current loads, its path added to `sub` and its amounts to
@@ -315,22 +388,32 @@ fn route_one<C: FlowCost>(
     sub: &mut Subgraph,
     search: &mut Scratch,
 ) -> Option<u32> {
-    let deliver_msat = amount.checked_add(req.last_hop.fee_msat(amount)?)?;
-    let query = Query {
-        from: req.from,
-        to: req.to,
-        deliver_msat,
-        deliver_delay: req.deliver_delay()?,
-        max_edges: req.edge_cap(),
-        max_delay: req.delay_cap(),
-        // As the rebalance asks for one route: the amount plus the cap (for a part a loose
-        // bound; the whole set's fee is checked exactly later).
-        max_amount_msat: amount.saturating_add(req.max_fee_msat),
+    let alone = !sub.loaded;
+    if alone && amount >= sub.failed_alone {
+        return None;
+    }
+    let query = query(req, amount)?;
+    let loaded = Loaded {
+        cost,
+        sub,
+        alpha,
+        whole: req.amount_msat,
     };
-    let loaded = Loaded { cost, sub, alpha };
-    let path = find_path_with(graph, &query, req.exclude, &loaded, search)?;
+    // The whole amount on no loads is the single route: searched with the cost itself, as the
+    // rebalance searches it (the weight aside).
+    let found = if alone && amount == req.amount_msat && alpha == 1.0 {
+        find_path_with(graph, &query, req.exclude, cost, search)
+    } else {
+        find_path_with(graph, &query, req.exclude, &loaded, search)
+    };
+    let Some(path) = found else {
+        if alone {
+            sub.failed_alone = sub.failed_alone.min(amount);
+        }
+        return None;
+    };
     let id = sub.add_path(graph, req, cost, &path.edges, path.source_delay);
-    sub.load(graph, id, deliver_msat);
+    sub.load(graph, id, query.deliver_msat);
     Some(id)
 }
 
@@ -354,12 +437,24 @@ mod tests {
     /// Capacity per edge: 600k sat on the x way, plenty on the y way.
     struct Caps;
     impl FlowCost for Caps {
-        fn cost_msat(&self, g: &Graph, idx: EdgeIdx, _: NodeIdx, amount: u64) -> Option<u64> {
+        fn cost_msat(
+            &self,
+            g: &Graph,
+            idx: EdgeIdx,
+            _: NodeIdx,
+            amount: u64,
+            _: u64,
+        ) -> Option<u64> {
             let via_x = [1u64, 2].contains(&g.edge(idx).short_channel_id.block());
             (amount <= if via_x { 600_000_000 } else { u64::MAX }).then_some(0)
         }
         fn probability(&self, _: &Graph, _: EdgeIdx, _: NodeIdx, _: u64) -> f64 {
             1.0
+        }
+    }
+    impl HopCost for Caps {
+        fn extra_msat(&self, g: &Graph, idx: EdgeIdx, s: NodeIdx, amount: u64) -> Option<u64> {
+            self.cost_msat(g, idx, s, amount, amount)
         }
     }
 

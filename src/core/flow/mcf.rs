@@ -146,7 +146,7 @@ impl Mcf {
                 if x == 0 || self.hull.last().is_some_and(|&(px, _)| px >= x) {
                     continue;
                 }
-                let Some(c) = cost.cost_msat(graph, arc.edge, arc.source, x) else {
+                let Some(c) = cost.cost_msat(graph, arc.edge, arc.source, x, total) else {
                     break;
                 };
                 let y = scale(c, alpha) as f64;

@@ -64,7 +64,7 @@ mod tests;
 
 use crate::core::graph::{EdgeIdx, Graph, NodeIdx, Policy};
 use crate::core::liquidity::Beliefs;
-use crate::core::pathfind::{Exclusions, Scratch};
+use crate::core::pathfind::{Exclusions, HopCost, Scratch};
 use crate::core::route::{Hop, HopSpec, MAX_HOPS, MAX_TOTAL_CLTV, RouteError, build_route};
 use std::fmt;
 
@@ -208,29 +208,33 @@ impl fmt::Display for NoFlow {
 }
 
 /// What a channel direction costs the flow beyond its fee, and how much it can carry: the
-/// liquidity model's view ([`Beliefs`]) or the true balances ([`KnownBalances`]).
-pub trait FlowCost {
+/// liquidity model's view ([`Beliefs`]) or the true balances ([`KnownBalances`]). A
+/// [`HopCost`] too: the single route for the whole amount is searched with it exactly as the
+/// rebalance searches it.
+pub trait FlowCost: HopCost {
     /// The cost in msat of `amount_msat` in all (every part together) over edge `idx` out of
-    /// node `source`, or `None` when it cannot carry that much. Non-decreasing in the amount,
-    /// and `None` from some amount on if ever.
+    /// node `source`, in a set that delivers `whole_msat`; `None` when the edge cannot carry
+    /// that much. Non-decreasing in the amount, and `None` from some amount on if ever.
     fn cost_msat(
         &self,
         graph: &Graph,
         idx: EdgeIdx,
         source: NodeIdx,
         amount_msat: u64,
+        whole_msat: u64,
     ) -> Option<u64>;
 
     /// The most, up to `up_to_msat`, edge `idx` can carry in all: the largest amount
     /// [`FlowCost::cost_msat`] prices (a binary search on it unless overridden).
     fn carries_msat(&self, graph: &Graph, idx: EdgeIdx, source: NodeIdx, up_to_msat: u64) -> u64 {
-        if self.cost_msat(graph, idx, source, up_to_msat).is_some() {
+        let carries = |a: u64| self.cost_msat(graph, idx, source, a, up_to_msat).is_some();
+        if carries(up_to_msat) {
             return up_to_msat;
         }
         let (mut lo, mut hi) = (0u64, up_to_msat); // lo carries (0 always does), hi does not
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;
-            if self.cost_msat(graph, idx, source, mid).is_some() {
+            if carries(mid) {
                 lo = mid;
             } else {
                 hi = mid;
@@ -244,7 +248,18 @@ pub trait FlowCost {
     fn probability(&self, graph: &Graph, idx: EdgeIdx, source: NodeIdx, amount_msat: u64) -> f64;
 }
 
+/// The model's price per bit of `-log2 P` for `amount_msat` at stake.
+fn per_bit(beliefs: &Beliefs, amount_msat: u64) -> f64 {
+    beliefs.config.risk_base_msat as f64
+        + amount_msat as f64 * beliefs.config.risk_ppm as f64 * 1e-6
+}
+
 impl FlowCost for Beliefs {
+    /// The model's bits for `amount_msat` on the channel, at the price per bit of the whole
+    /// amount: the set succeeds in one round only if every channel carries what every part
+    /// puts on it, and what a failed round costs is the whole rebalance, so every bit of the
+    /// set is priced alike (see the module doc). For a one-part set (`amount` about `whole`)
+    /// this is what the single route search pays.
     #[inline(always)]
     fn cost_msat(
         &self,
@@ -252,22 +267,34 @@ impl FlowCost for Beliefs {
         idx: EdgeIdx,
         source: NodeIdx,
         amount_msat: u64,
+        whole_msat: u64,
     ) -> Option<u64> {
         if amount_msat == 0 {
             return Some(0);
         }
-        self.risk_msat(idx, source, amount_msat, graph.edge_capacity_msat(idx))
+        let risk = self.risk_msat(idx, source, amount_msat, graph.edge_capacity_msat(idx))?;
+        if amount_msat == whole_msat {
+            return Some(risk);
+        }
+        let at = per_bit(self, amount_msat);
+        if at <= 0.0 {
+            return Some(risk);
+        }
+        Some((risk as f64 * per_bit(self, whole_msat) / at).round() as u64)
     }
 
     /// From the risk: `bits = risk / (risk_base + amount x risk_ppm)`, `P = 2^-bits`. The risk
     /// is rounded to the msat, so this is within `0.5 / risk_base` bits of the model's P (the
     /// view keeps no other public accessor); 1 when the price per bit is zero.
     fn probability(&self, graph: &Graph, idx: EdgeIdx, source: NodeIdx, amount_msat: u64) -> f64 {
-        let Some(risk) = self.cost_msat(graph, idx, source, amount_msat) else {
+        if amount_msat == 0 {
+            return 1.0;
+        }
+        let Some(risk) = self.risk_msat(idx, source, amount_msat, graph.edge_capacity_msat(idx))
+        else {
             return 0.0;
         };
-        let per_bit = self.config.risk_base_msat as f64
-            + amount_msat as f64 * self.config.risk_ppm as f64 * 1e-6;
+        let per_bit = per_bit(self, amount_msat);
         if per_bit <= 0.0 {
             return 1.0;
         }
@@ -278,7 +305,7 @@ impl FlowCost for Beliefs {
 /// Fee only: no cost beyond fees, no limit but the htlc maximum (the `fee` routing strategy).
 impl FlowCost for crate::core::pathfind::FeeOnly {
     #[inline(always)]
-    fn cost_msat(&self, _: &Graph, _: EdgeIdx, _: NodeIdx, _: u64) -> Option<u64> {
+    fn cost_msat(&self, _: &Graph, _: EdgeIdx, _: NodeIdx, _: u64, _: u64) -> Option<u64> {
         Some(0)
     }
 
@@ -300,7 +327,14 @@ pub struct KnownBalances<F>(pub F);
 
 impl<F: Fn(EdgeIdx) -> u64> FlowCost for KnownBalances<F> {
     #[inline(always)]
-    fn cost_msat(&self, _: &Graph, idx: EdgeIdx, _: NodeIdx, amount_msat: u64) -> Option<u64> {
+    fn cost_msat(
+        &self,
+        _: &Graph,
+        idx: EdgeIdx,
+        _: NodeIdx,
+        amount_msat: u64,
+        _: u64,
+    ) -> Option<u64> {
         (amount_msat <= (self.0)(idx)).then_some(0)
     }
 
@@ -317,7 +351,14 @@ impl<F: Fn(EdgeIdx) -> u64> FlowCost for KnownBalances<F> {
     }
 }
 
-/// The solver's knobs. [`DEFAULT_FLOW`] was tuned on the simulation's seeds 1-6 (see
+impl<F: Fn(EdgeIdx) -> u64> HopCost for KnownBalances<F> {
+    #[inline(always)]
+    fn extra_msat(&self, _: &Graph, idx: EdgeIdx, _: NodeIdx, amount_msat: u64) -> Option<u64> {
+        (amount_msat <= (self.0)(idx)).then_some(0)
+    }
+}
+
+/// The solver's knobs. [`default_config`] was tuned on the simulation's seeds 1-6 (see
 /// `benches/flow.rs` and `benches/README.md`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlowConfig {
@@ -343,6 +384,12 @@ pub struct FlowConfig {
     pub grid: usize,
     /// Of those assignments, how many (the best priced) get their amounts re-balanced.
     pub allocations: usize,
+    /// What each part beyond the first costs on top of its fees and risk: `base + ppm x
+    /// amount` (of the whole amount). A set of parts fails in ways the cost does not see (more
+    /// nodes that may be offline, more HTLCs, the receiver's 70 s wait for all of them), so a
+    /// split must be cheaper by this much to be chosen.
+    pub part_penalty_base_msat: u64,
+    pub part_penalty_ppm: u64,
     /// Weights on the risk tried in turn until a set within the fee cap is found: 1 is the
     /// model's price; 0 is fees only (within what the model says can be carried).
     pub risk_weights: Vec<f64>,
@@ -359,7 +406,9 @@ pub fn default_config() -> FlowConfig {
         combine_paths: 4,
         grid: 16,
         allocations: 3,
-        risk_weights: vec![1.0, 0.25, 0.0],
+        part_penalty_base_msat: 0,
+        part_penalty_ppm: 0,
+        risk_weights: vec![1.0, 0.0],
     }
 }
 
@@ -373,6 +422,8 @@ pub fn oracle_config() -> FlowConfig {
         always_largest_first: true,
         combine_paths: 6,
         allocations: 6,
+        part_penalty_base_msat: 0,
+        part_penalty_ppm: 0,
         risk_weights: vec![0.0],
         ..default_config()
     }
@@ -435,35 +486,13 @@ pub fn solve_with<C: FlowCost>(
         };
         match solve_at(graph, req, cost, config, alpha, scratch) {
             Ok(flow) => return Ok(flow),
-            // The risk weight changes which paths are preferred, never which are refused: no
-            // path within the cap is none at any weight. Whether any is beyond the cap says
-            // which refusal it is.
-            Err(NoFlow::NoPath) => return Err(over_cap(graph, req, cost, config, scratch)),
-            Err(e) => why = more_telling(why, e),
+            // Only sets over the cap are worth weighing the risk less for: the weight changes
+            // which paths are preferred, never which are refused.
+            Err(Fail::Sets(e @ NoFlow::OverFeeCap { .. })) => why = more_telling(why, e),
+            Err(Fail::Sets(e) | Fail::NoPathWithinCap(e)) => return Err(more_telling(why, e)),
         }
     }
     Err(why)
-}
-
-/// Why no path was found within the cap: the cheapest set found without one (fees only) if
-/// any, else no path at all.
-fn over_cap<C: FlowCost>(
-    graph: &Graph,
-    req: &FlowRequest,
-    cost: &C,
-    config: &FlowConfig,
-    scratch: &mut FlowScratch,
-) -> NoFlow {
-    let uncapped = FlowRequest {
-        max_fee_msat: u64::MAX,
-        ..req.clone()
-    };
-    match solve_at(graph, &uncapped, cost, config, 0.0, scratch) {
-        Ok(flow) => NoFlow::OverFeeCap {
-            fee_msat: flow.fee_msat,
-        },
-        Err(_) => NoFlow::NoPath,
-    }
 }
 
 /// Of two reasons, the one that says more: a fee over the cap (the least such fee) before
@@ -480,6 +509,14 @@ fn more_telling(a: NoFlow, b: NoFlow) -> NoFlow {
     }
 }
 
+/// Why a pass found no set.
+enum Fail {
+    /// The searches found no path for any part within the cap.
+    NoPathWithinCap(NoFlow),
+    /// Paths were found; no set of them keeps every limit.
+    Sets(NoFlow),
+}
+
 /// One pass at risk weight `alpha`: candidates, flow, parts.
 fn solve_at<C: FlowCost>(
     graph: &Graph,
@@ -488,7 +525,7 @@ fn solve_at<C: FlowCost>(
     config: &FlowConfig,
     alpha: f64,
     scratch: &mut FlowScratch,
-) -> Result<Flow, NoFlow> {
+) -> Result<Flow, Fail> {
     let FlowScratch {
         search,
         sub,
@@ -497,7 +534,12 @@ fn solve_at<C: FlowCost>(
     } = scratch;
     let found = candidates::generate(graph, req, cost, config, alpha, sub, search);
     if sub.paths.is_empty() {
-        return Err(NoFlow::NoPath);
+        // Not even one part within the cap: over it (the cheapest route says by how much), or
+        // no path at all.
+        return Err(Fail::NoPathWithinCap(match found.uncapped_fee {
+            Some(fee_msat) => NoFlow::OverFeeCap { fee_msat },
+            None => NoFlow::NoPath,
+        }));
     }
     let flow_paths = if req.max_parts > 1 {
         mcf.run(graph, req, cost, config, alpha, sub)
@@ -515,6 +557,7 @@ fn solve_at<C: FlowCost>(
         &flow_paths,
         assemble,
     )
+    .map_err(Fail::Sets)
 }
 
 /// Refuses what no set can meet, saying why.
