@@ -49,6 +49,9 @@ pub struct Config {
     pub routing: Routing,
     /// Most parts one rebalance is paid in (1: one route per attempt).
     pub max_parts: usize,
+    /// What one `rebalance-probe` (or `amount_msat=max`) may spend: probes, and seconds.
+    pub probe_max_probes: u32,
+    pub probe_max_secs: u64,
     /// Least a part delivers when there are several: below it an HTLC is not worth its risk
     /// and its slot in the channels.
     pub min_part_msat: u64,
@@ -71,6 +74,8 @@ impl Default for Config {
             routing: Routing::Probabilistic,
             max_parts: DEFAULT_MAX_PARTS,
             min_part_msat: DEFAULT_MIN_PART_MSAT,
+            probe_max_probes: 20,
+            probe_max_secs: 60,
             liquidity_memory: true,
             model: ModelConfig::default(),
             auto: AutoConfig::default(),

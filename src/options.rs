@@ -107,6 +107,16 @@ pub const OPT_MIN_PART: DefaultIntegerConfigOption = ConfigOption::new_i64_with_
     crate::config::DEFAULT_MIN_PART_MSAT as i64,
     "Smallest part of a rebalance paid in several, in msat",
 );
+pub const OPT_PROBE_MAX: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
+    "rebalance-probe-max",
+    20,
+    "Most probes one rebalance-probe (or rebalance amount_msat=max) sends",
+);
+pub const OPT_PROBE_SECONDS: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
+    "rebalance-probe-seconds",
+    60,
+    "Most seconds one rebalance-probe (or rebalance amount_msat=max) probes for",
+);
 pub const OPT_LOST_PROFIT: DefaultBooleanConfigOption = ConfigOption::new_bool_with_default(
     "rebalance-lost-profit",
     false,
@@ -139,6 +149,8 @@ where
         .option(OPT_LOST_PROFIT)
         .option(OPT_MAX_PARTS)
         .option(OPT_MIN_PART)
+        .option(OPT_PROBE_MAX)
+        .option(OPT_PROBE_SECONDS)
 }
 
 fn non_negative(name: &str, v: i64) -> Result<u64, String> {

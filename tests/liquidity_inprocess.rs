@@ -27,6 +27,7 @@ fn req(out: &str, inc: &str, amount_msat: u64) -> RebalanceParams {
         retry_for: Some(10),
         dryrun: false,
         maxparts: Some(1),
+        amount_max: false,
     }
 }
 

@@ -1,6 +1,8 @@
-//! Rebalances in several parts, in-process over the stand-in's network model: an amount no
-//! single route can carry moves in parts that all land; a part that fails is replaced while the
-//! others are held at our node; a set that cannot complete in time leaves nothing paid.
+//! Rebalances in several parts, and probes, in-process over the stand-in's network model: an
+//! amount no single route can carry moves in parts that all land; a part that fails is replaced
+//! while the others are held at our node; a set that cannot complete in time leaves nothing
+//! paid; a probe finds the most that can move (never more) and pays nothing; `amount_msat=max`
+//! moves it; one probe at a time goes out through a channel of ours.
 //!
 //! The network: us with a big outbound-heavy channel to `a` and a big inbound-heavy one from
 //! `b`, and three disjoint paths `a -> x|y|z -> b`, each able to carry 1.5M sat: 2.5M sat needs
@@ -67,6 +69,7 @@ fn req(amount_msat: u64) -> RebalanceParams {
         retry_for: Some(30),
         dryrun: false,
         maxparts: None,
+        amount_max: false,
     }
 }
 
@@ -224,4 +227,139 @@ async fn a_set_that_cannot_complete_leaves_nothing_paid() {
         node.sendpays()
     );
     assert_clean(&node);
+}
+
+fn probe(amount_msat: Option<u64>) -> cln_rebalance::params::ProbeParams {
+    cln_rebalance::params::ProbeParams {
+        outgoing: OUT.into(),
+        incoming: INC.into(),
+        amount_msat,
+        maxfeeppm: Some(1000),
+        exemptfee: None,
+        maxparts: None,
+    }
+}
+
+/// Everything as it was: balances, no invoice, no HTLC, nothing paid.
+fn untouched(node: &SimNode, before: &Value) {
+    let now = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    assert_eq!(&now, before, "no channel moved");
+    assert!(node.invoices().is_empty(), "{:?}", node.invoices());
+    assert!(
+        node.sendpays().iter().all(|s| s["status"] == "failed"),
+        "every probe failed, as it must: {:?}",
+        node.sendpays()
+    );
+    assert_clean(node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_finds_the_most_that_can_move_and_pays_nothing() {
+    let (r, node) = rebalancer(network(), Config::default());
+    let before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    let v = r.rebalance_probe(probe(None), None).await.unwrap();
+    let max = v["max_msat"].as_u64().unwrap();
+    // Three paths of 1.5M sat each, less their fees on the way: 4.5M sat at most.
+    let true_max = 4_500_000 * SAT;
+    assert!(max <= true_max, "never more than can move: {v}");
+    assert!(max * 10 >= true_max * 9, "within 10% of it: {v}");
+    assert!(v["probes"].as_u64().unwrap() <= 20, "{v}");
+    let delivered: u64 = v["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["amount_msat"].as_u64().unwrap())
+        .sum();
+    assert_eq!(delivered, max, "the parts carry it: {v}");
+    assert!(v["fee_msat"].as_u64().unwrap() <= v["fee_cap_msat"].as_u64().unwrap());
+    untouched(&node, &before);
+    // What the probes proved is in the model: a channel of a part is known to carry its amount.
+    let m = r
+        .liquidity_report(cln_rebalance::params::LiquidityParams {
+            short_channel_id: Some("700001x1x0".parse().unwrap()),
+            reset: false,
+        })
+        .await
+        .unwrap();
+    let learned = m["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["learned_min_msat"].as_u64())
+        .max()
+        .unwrap_or(0);
+    assert!(learned > 0, "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_with_an_amount_says_whether_it_can_move() {
+    let (r, node) = rebalancer(network(), Config::default());
+    let before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    let yes = r
+        .rebalance_probe(probe(Some(2_500_000 * SAT)), None)
+        .await
+        .unwrap();
+    assert_eq!(yes["feasible"], true, "{yes}");
+    assert_eq!(yes["amount_msat"], 2_500_000 * SAT);
+    let no = r
+        .rebalance_probe(probe(Some(6_000_000 * SAT)), None)
+        .await
+        .unwrap();
+    assert_eq!(no["feasible"], false, "{no}");
+    untouched(&node, &before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalance_amount_max_moves_what_the_probe_found() {
+    let (r, node) = rebalancer(network(), Config::default());
+    let before = ours(&node);
+    let mut p = req(0);
+    p.amount_msat = None;
+    p.amount_max = true;
+    let v = r.rebalance(p).await.unwrap();
+    assert_eq!(v["status"], "complete", "{v}");
+    let moved = v["amount_msat"].as_u64().unwrap();
+    assert!(moved > 4_000_000 * SAT && moved <= 4_500_000 * SAT, "{v}");
+    let fee = v["fee_msat"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(ours(&node), (before.0 - moved - fee, before.1 + moved));
+    assert_clean(&node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_probe_at_a_time_on_a_channel_of_ours() {
+    let (r, node) = rebalancer(network(), Config::default());
+    // Held on every path, the first probe stays in flight while a second is asked for.
+    for n in ["x", "y", "z"] {
+        node.call("dev-hold", json!({"node": n})).unwrap();
+    }
+    let first = {
+        let r = r.clone();
+        tokio::spawn(async move { r.rebalance_probe(probe(Some(1_000_000 * SAT)), None).await })
+    };
+    let mut second = None;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if node.pending_htlcs() > 0 {
+            second = Some(r.rebalance_probe(probe(Some(1_000_000 * SAT)), None).await);
+            break;
+        }
+    }
+    let e = second.expect("the first probe went out").unwrap_err();
+    assert!(
+        e.message
+            .contains("a probe is already running out through channel"),
+        "{e}"
+    );
+    for n in ["x", "y", "z"] {
+        node.call("dev-release", json!({"node": n})).unwrap();
+    }
+    let done = first.await.unwrap().unwrap();
+    assert_eq!(done["feasible"], true, "{done}");
+    // Once it has ended, the channel takes a probe again.
+    assert!(
+        r.rebalance_probe(probe(Some(SAT * 1000)), None)
+            .await
+            .is_ok()
+    );
 }

@@ -28,6 +28,7 @@ fn req(out: &str, inc: &str, amount_msat: u64) -> RebalanceParams {
         retry_for: Some(10),
         dryrun: false,
         maxparts: None,
+        amount_max: false,
     }
 }
 

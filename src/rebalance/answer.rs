@@ -1,10 +1,12 @@
 //! What a rebalance answers: a dry run's quote, or a completed rebalance's result.
 
+use super::probe::{Found, ProbeSummary};
 use super::route::route_probability;
 use super::session::{Session, hops_json, parts_json};
 use crate::core::amount::{display_sat, msat_string, ppm};
 use crate::core::route::Hop;
 use crate::lightningd::Lightningd;
+use crate::params::ProbeParams;
 use crate::state::State;
 use serde_json::{Value, json};
 
@@ -90,4 +92,68 @@ pub fn paid<N: Lightningd>(st: &State<N>, s: &Session, fee_msat: u64) -> Value {
 
 fn round3(p: f64) -> f64 {
     (p * 1000.0).round() / 1000.0
+}
+
+/// The answer to `rebalance-probe`: the most that can move (or whether the amount asked can),
+/// over which routes at what fee, and what finding it took. Nothing was paid.
+pub fn probed(s: &ProbeSummary, p: &ProbeParams, f: &Found, took_ms: u64) -> Value {
+    let mut v = json!({
+        "outgoing_scid": s.out_scid,
+        "incoming_scid": s.inc_scid,
+        "fee_msat": f.fee_msat,
+        "fee_ppm": ppm(f.fee_msat, f.amount_msat),
+        "fee_cap_msat": s.cap_msat,
+        "probes": f.probes,
+        "probes_reached_us": f.carried,
+        "duration_ms": took_ms,
+    });
+    match p.amount_msat {
+        Some(a) => {
+            v["amount_msat"] = json!(a);
+            v["feasible"] = json!(f.amount_msat == a);
+            v["message"] = json!(if f.amount_msat == a {
+                format!(
+                    "{} can move from {} to {} now for {}msat over {}; {} probe(s), nothing paid",
+                    display_sat(a),
+                    s.out_scid,
+                    s.inc_scid,
+                    f.fee_msat,
+                    shape(&f.set),
+                    f.probes
+                )
+            } else {
+                format!(
+                    "{} did not move from {} to {} in {} probe(s): no route or set carried it within the fee cap; nothing paid",
+                    display_sat(a),
+                    s.out_scid,
+                    s.inc_scid,
+                    f.probes
+                )
+            });
+        }
+        None => {
+            v["max_msat"] = json!(f.amount_msat);
+            v["message"] = json!(if f.amount_msat > 0 {
+                format!(
+                    "up to {} can move from {} to {} now, for {}msat over {}; {} probe(s), nothing paid",
+                    display_sat(f.amount_msat),
+                    s.out_scid,
+                    s.inc_scid,
+                    f.fee_msat,
+                    shape(&f.set),
+                    f.probes
+                )
+            } else {
+                format!(
+                    "nothing was found to move from {} to {} within the fee cap in {} probe(s); nothing paid",
+                    s.out_scid, s.inc_scid, f.probes
+                )
+            });
+        }
+    }
+    if !f.set.is_empty() {
+        v["route"] = hops_json(&f.set[0]);
+        v["parts"] = parts_json(&f.set);
+    }
+    v
 }

@@ -172,6 +172,40 @@ impl Circle {
         build_route(&specs, self.amount_msat, self.final_cltv).ok()
     }
 
+    /// The same circle for another amount, what failures ruled out kept (probing tries
+    /// several amounts around the same channels).
+    pub fn with_amount(&self, amount_msat: u64) -> Result<Circle, RpcFailure> {
+        let remote = self.last.policy;
+        if amount_msat < remote.htlc_minimum_msat || amount_msat > remote.htlc_maximum_msat {
+            return Err(RpcFailure::param(
+                "amount_msat",
+                format!(
+                    "the incoming peer forwards between {}msat and {}msat on channel {}",
+                    remote.htlc_minimum_msat, remote.htlc_maximum_msat, self.incoming_scid
+                ),
+            ));
+        }
+        let deliver_msat = remote
+            .fee_msat(amount_msat)
+            .and_then(|f| amount_msat.checked_add(f))
+            .ok_or_else(|| RpcFailure::param("amount_msat", "too large"))?;
+        let mut c = Circle {
+            incoming_scid: self.incoming_scid,
+            first: self.first.clone(),
+            last: self.last.clone(),
+            amount_msat,
+            final_cltv: self.final_cltv,
+            query: self.query.clone(),
+            exclude: self.exclude.clone(),
+            same_peer: self.same_peer,
+            direct_failed: self.direct_failed,
+        };
+        if let Some(q) = c.query.as_mut() {
+            q.deliver_msat = deliver_msat;
+        }
+        Ok(c)
+    }
+
     /// Whether the two channels go to one peer (the only route is straight through it).
     pub fn same_peer(&self) -> bool {
         self.same_peer

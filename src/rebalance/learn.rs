@@ -54,6 +54,12 @@ pub fn learn_settled<N: Lightningd>(st: &State<N>, s: &Session, hops: &[Hop]) {
     }
 }
 
+/// A probe that reached us: every middle hop carried its amount (a success teaches less than
+/// a payment's: nothing moved, so nothing changes sides).
+pub fn learn_carried<N: Lightningd>(st: &State<N>, s: &Session, hops: &[Hop]) {
+    learn_failed(st, s, &PayFailure::default(), hops, hops.len());
+}
+
 /// What a failure at hop `index` teaches the model: hops before it forwarded their amounts;
 /// the erring channel could not carry its own, or is disabled; or the node failed.
 ///

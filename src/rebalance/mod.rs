@@ -23,20 +23,23 @@ pub mod circle; // the fixed first and last hops and the search between them
 pub mod cleanup; // step 5: no invoice left, model saved, history recorded
 pub mod learn; // step 4: the model and the circle learn; retry or stop
 pub mod pay; // step 3: invoice, sendpay, waitsendpay
+pub mod probe; // how much can move now, found with probes that pay nothing
 pub mod route; // step 2: the best route not ruled out
 pub mod session; // one rebalance in progress
 
+use crate::core::amount::MSAT_PER_SAT;
 use crate::core::amount::{display_sat, fee_cap_msat, ppm};
 use crate::core::liquidity::Liquidity;
 use crate::core::route::{Hop, route_fee_msat};
 use crate::error::{self, RpcFailure};
 use crate::lightningd::Lightningd;
-use crate::params::RebalanceParams;
+use crate::params::{ProbeParams, RebalanceParams};
 use crate::state::State;
 use crate::state::inflight::Running;
 use check::{Checked, check_request};
 use circle::Circle;
 use log::info;
+use probe::{Found, ProbeBudget, ProbeSummary};
 use serde_json::{Value, json};
 use session::{Attempt, Extra, Outcome, Session, attempts_json, via};
 use std::sync::Mutex;
@@ -54,9 +57,27 @@ impl<N: Lightningd> State<N> {
     /// `rebalance` with what the automatic job adds (a fee cap, its id, a stop signal).
     pub async fn rebalance_with(
         &self,
-        p: RebalanceParams,
+        mut p: RebalanceParams,
         extra: Extra,
     ) -> Result<Value, RpcFailure> {
+        if p.amount_max {
+            // The most that can move now, found by probing first; then that, as asked.
+            let found = self
+                .probe_found(&probe_params(&p), extra.progress.clone())
+                .await?;
+            if found.1.amount_msat == 0 {
+                return Err(RpcFailure::new(
+                    error::PAY_ROUTE_NOT_FOUND,
+                    format!(
+                        "amount_msat=max: probes found nothing that moves from {} to {} within the fee cap \
+                         ({} probes)",
+                        p.outgoing, p.incoming, found.1.probes
+                    ),
+                ));
+            }
+            p.amount_msat = Some(found.1.amount_msat);
+            p.amount_max = false;
+        }
         let started_ms = self.now_ms();
         let req = check_request(&self.node, &p).await?;
         let id = self.inflight.start(Running {
@@ -81,6 +102,111 @@ impl<N: Lightningd> State<N> {
         };
         self.inflight.end(id);
         out
+    }
+}
+
+/// The probe a `rebalance amount_msat=max` runs first.
+fn probe_params(p: &RebalanceParams) -> ProbeParams {
+    ProbeParams {
+        outgoing: p.outgoing.clone(),
+        incoming: p.incoming.clone(),
+        amount_msat: None,
+        maxfeeppm: p.maxfeeppm,
+        exemptfee: p.exemptfee,
+        maxparts: p.maxparts,
+    }
+}
+
+impl<N: Lightningd> State<N> {
+    /// `rebalance-probe`: without an amount, the most that can move now from `outgoing` to
+    /// `incoming` within the fee cap; with one, whether it can. Nothing is paid.
+    pub async fn rebalance_probe(
+        &self,
+        p: ProbeParams,
+        progress: Option<std::sync::Arc<dyn crate::progress::Progress>>,
+    ) -> Result<Value, RpcFailure> {
+        let (s, found, took_ms) = self.probe_found(&p, progress).await?;
+        Ok(answer::probed(&s, &p, &found, took_ms))
+    }
+
+    /// Runs the probes `p` asks for; the session (its request, as checked) and what was found.
+    async fn probe_found(
+        &self,
+        p: &ProbeParams,
+        progress: Option<std::sync::Arc<dyn crate::progress::Progress>>,
+    ) -> Result<(ProbeSummary, Found, u64), RpcFailure> {
+        let started_ms = self.now_ms();
+        let budget = ProbeBudget {
+            probes: self.config.probe_max_probes,
+            secs: self.config.probe_max_secs,
+        };
+        // The channels, checked as a rebalance checks them (for the smallest amount: how much
+        // can move is the question).
+        let rp = RebalanceParams {
+            outgoing: p.outgoing.clone(),
+            incoming: p.incoming.clone(),
+            amount_msat: Some(p.amount_msat.unwrap_or(MSAT_PER_SAT)),
+            maxfeeppm: p.maxfeeppm,
+            exemptfee: p.exemptfee,
+            retry_for: Some(budget.secs.max(1)),
+            dryrun: true,
+            maxparts: p.maxparts,
+            amount_max: false,
+        };
+        let mut req = check_request(&self.node, &rp).await?;
+        let maxfeeppm = rp.maxfeeppm.unwrap_or(self.config.maxfeeppm);
+        // At most what the outgoing channel can send with the most fee the cap allows, and
+        // what the incoming one can receive.
+        let upper =
+            (req.out.spendable_msat as u128 * 1_000_000 / (1_000_000 + maxfeeppm as u128)) as u64;
+        let upper = upper.min(req.inc.receivable_msat) / MSAT_PER_SAT * MSAT_PER_SAT;
+        if p.amount_msat.is_none() {
+            req.amount_msat = upper.max(MSAT_PER_SAT);
+        }
+        let out_scid = req.out_scid.clone();
+        if !self.inflight.start_probe(&out_scid) {
+            return Err(RpcFailure::new(
+                error::PLUGIN_ERROR,
+                format!("a probe is already running out through channel {out_scid}: one at a time"),
+            ));
+        }
+        let id = self.inflight.start(Running {
+            outgoing_scid: req.out_scid.clone(),
+            incoming_scid: req.inc_scid.clone(),
+            amount_msat: req.amount_msat,
+            started_ms,
+            dryrun: true,
+            ..Running::default()
+        });
+        let result = async {
+            let graph = self.graph().await?;
+            let extra = Extra {
+                progress,
+                ..Extra::default()
+            };
+            let mut s = new_session(self, id, &rp, req, graph, started_ms, extra)?;
+            let found = match p.amount_msat {
+                Some(a) => probe::probe_amount(self, &mut s, a, budget).await,
+                None => probe::probe_max(self, &mut s, upper, budget).await,
+            };
+            Ok::<_, RpcFailure>((s, found))
+        }
+        .await;
+        self.inflight.end(id);
+        self.inflight.end_probe(&out_scid);
+        let (s, found) = result?;
+        self.save_liquidity().await;
+        let summary = ProbeSummary {
+            out_scid: s.req.out_scid.clone(),
+            inc_scid: s.req.inc_scid.clone(),
+            cap_msat: fee_cap_msat(
+                found.as_ref().map_or(0, |f| f.amount_msat),
+                s.maxfeeppm,
+                s.exemptfee_msat,
+            ),
+        };
+        self.model.give_view((s.beliefs, s.scratch));
+        Ok((summary, found?, self.now_ms().saturating_sub(started_ms)))
     }
 }
 

@@ -157,6 +157,9 @@ impl SimNode {
         match r {
             Ok((v, events)) => {
                 self.handle(events);
+                // Any call may have moved a payment on (a release, a timer that fired): the
+                // waiters look again.
+                self.changed.send_modify(|v| *v += 1);
                 Ok(v)
             }
             Err(e) => Err(to_rpc(e)),

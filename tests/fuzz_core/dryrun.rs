@@ -220,6 +220,7 @@ pub(crate) fn fuzz_rebalance_dryrun_random_networks() {
                 dryrun: true,
                 // The mirror here is the single route search.
                 maxparts: Some(1),
+                amount_max: false,
             };
             let result = rt.block_on(r.rebalance(req));
             let ours_json = |scid: &str| {

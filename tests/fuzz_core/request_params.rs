@@ -426,6 +426,7 @@ pub(crate) fn fuzz_params_rebalance() {
                 retry_for: number(want, "retry_for"),
                 dryrun: flag(want, "dryrun"),
                 maxparts: number(want, "maxparts"),
+                amount_max: false,
             };
             prop_assert_eq!(got, &expected);
             Ok(())

@@ -57,5 +57,6 @@ pub fn move_params(m: &Move, dryrun: bool) -> RebalanceParams {
         retry_for: None,
         dryrun,
         maxparts: None,
+        amount_max: false,
     }
 }
