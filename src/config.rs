@@ -105,6 +105,9 @@ pub struct AutoConfig {
     /// Settings from the config file (`rebalance-exclude`, `rebalance-channel-target`); the
     /// ones set with `rebalance-settings` (in the datastore) override them.
     pub settings: Settings,
+    /// Size each move by what can move now (the model, probes where it is unsure) instead of
+    /// trying the planned amount and halving on failure.
+    pub sized_moves: bool,
 }
 
 impl Default for AutoConfig {
@@ -115,6 +118,7 @@ impl Default for AutoConfig {
             parallel: DEFAULT_PARALLEL,
             interval_secs: 0,
             settings: Settings::default(),
+            sized_moves: true,
         }
     }
 }

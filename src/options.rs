@@ -117,6 +117,11 @@ pub const OPT_PROBE_SECONDS: DefaultIntegerConfigOption = ConfigOption::new_i64_
     60,
     "Most seconds one rebalance-probe (or rebalance amount_msat=max) probes for",
 );
+pub const OPT_SIZED_MOVES: DefaultBooleanConfigOption = ConfigOption::new_bool_with_default(
+    "rebalance-sized-moves",
+    true,
+    "rebalanceall sizes each move by what can move now (the liquidity model, and probes where it is unsure) instead of trying the planned amount and halving",
+);
 pub const OPT_LOST_PROFIT: DefaultBooleanConfigOption = ConfigOption::new_bool_with_default(
     "rebalance-lost-profit",
     false,
@@ -151,6 +156,7 @@ where
         .option(OPT_MIN_PART)
         .option(OPT_PROBE_MAX)
         .option(OPT_PROBE_SECONDS)
+        .option(OPT_SIZED_MOVES)
 }
 
 fn non_negative(name: &str, v: i64) -> Result<u64, String> {
@@ -221,6 +227,7 @@ where
             c.option(&OPT_EXCLUDE).map_err(|e| e.to_string())?,
             c.option(&OPT_CHANNEL_TARGET).map_err(|e| e.to_string())?,
         )?,
+        sized_moves: c.option(&OPT_SIZED_MOVES).map_err(|e| e.to_string())?,
     };
     Ok(Config {
         auto,

@@ -363,3 +363,51 @@ async fn one_probe_at_a_time_on_a_channel_of_ours() {
             .is_ok()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalanceall_sizes_a_move_by_what_can_move_instead_of_halving() {
+    use cln_rebalance::params::RebalanceallParams;
+    // One of the three paths is drained (the model does not know): 3M sat can move, not the
+    // 4M sat the planner wants to bring both channels to 50%.
+    let job_of = |sized: bool| async move {
+        let mut config = Config::default();
+        config.auto.sized_moves = sized;
+        config.auto.parallel = 1;
+        // A set that cannot complete holds its parts at our node until they time out: keep a
+        // move's wait for them short.
+        config.retry_for_secs = 3;
+        let (r, node) = rebalancer(network(), config);
+        node.call(
+            "dev-drain",
+            json!({"short_channel_id": "700002x1x1", "node": id(4)}),
+        )
+        .unwrap();
+        // What filling INC earns pays for the move (0.5 x 1000 ppm, above the routes' fees).
+        node.call("setchannel", json!({"id": INC, "feeppm": 1000}))
+            .unwrap();
+        let v = r
+            .rebalanceall_wait(RebalanceallParams::default(), None)
+            .await
+            .unwrap();
+        assert_eq!(v["status"], "ended", "{v}");
+        // Held parts of a set that could not complete fail back when our node's hold ends.
+        node.call("dev-timetravel", json!({"seconds": 71})).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_clean(&node);
+        let job = r.last_job().unwrap().progress();
+        (job, v)
+    };
+    let (sized, v) = job_of(true).await;
+    assert!(sized.probes > 0, "{v}");
+    assert_eq!(sized.moves_failed, 0, "sized, no move fails: {v}");
+    assert!(sized.moved_msat >= 2_900_000 * SAT, "{v}");
+    let (halving, w) = job_of(false).await;
+    assert!(
+        halving.moves_failed >= 1,
+        "planned whole, the first move fails: {w}"
+    );
+    assert!(
+        sized.moved_msat + 100_000 * SAT >= halving.moved_msat,
+        "as much moved: {v} against {w}"
+    );
+}

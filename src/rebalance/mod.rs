@@ -62,8 +62,15 @@ impl<N: Lightningd> State<N> {
     ) -> Result<Value, RpcFailure> {
         if p.amount_max {
             // The most that can move now, found by probing first; then that, as asked.
+            let budget = self.probe_budget();
             let found = self
-                .probe_found(&probe_params(&p), extra.progress.clone())
+                .probe_found(
+                    &probe_params(&p),
+                    None,
+                    None,
+                    budget,
+                    extra.progress.clone(),
+                )
                 .await?;
             if found.1.amount_msat == 0 {
                 return Err(RpcFailure::new(
@@ -105,6 +112,9 @@ impl<N: Lightningd> State<N> {
     }
 }
 
+/// Probes a job may send to size one move.
+const SIZING_PROBES: u32 = 8;
+
 /// The probe a `rebalance amount_msat=max` runs first.
 fn probe_params(p: &RebalanceParams) -> ProbeParams {
     ProbeParams {
@@ -125,21 +135,58 @@ impl<N: Lightningd> State<N> {
         p: ProbeParams,
         progress: Option<std::sync::Arc<dyn crate::progress::Progress>>,
     ) -> Result<Value, RpcFailure> {
-        let (s, found, took_ms) = self.probe_found(&p, progress).await?;
+        let budget = self.probe_budget();
+        let (s, found, took_ms) = self.probe_found(&p, None, None, budget, progress).await?;
         Ok(answer::probed(&s, &p, &found, took_ms))
     }
 
-    /// Runs the probes `p` asks for; the session (its request, as checked) and what was found.
+    /// What one probing call may spend, from the options.
+    fn probe_budget(&self) -> ProbeBudget {
+        ProbeBudget {
+            probes: self.config.probe_max_probes,
+            secs: self.config.probe_max_secs,
+        }
+    }
+
+    /// How much of an automatic move of `planned_msat` (fee cap `cap_msat`) can go now: all of
+    /// it when the model is sure enough it moves, else what probes find (never more than
+    /// planned), the cap scaled to the amount. The probes sent come with it.
+    pub async fn size_move(
+        &self,
+        outgoing: &str,
+        incoming: &str,
+        planned_msat: u64,
+        cap_msat: u64,
+    ) -> Result<Found, RpcFailure> {
+        let p = ProbeParams {
+            outgoing: outgoing.to_string(),
+            incoming: incoming.to_string(),
+            amount_msat: None,
+            maxfeeppm: None,
+            exemptfee: None,
+            maxparts: None,
+        };
+        let budget = ProbeBudget {
+            probes: SIZING_PROBES.min(self.config.probe_max_probes),
+            secs: self.config.probe_max_secs,
+        };
+        self.probe_found(&p, Some(planned_msat), Some(cap_msat), budget, None)
+            .await
+            .map(|(_, found, _)| found)
+    }
+
+    /// Runs the probes `p` asks for (the most that can move, up to `upper` when given; or
+    /// whether `p`'s amount can), with `cap` for the upper amount when given (else the fee cap
+    /// options and `p` say); the session's summary and what was found.
     async fn probe_found(
         &self,
         p: &ProbeParams,
+        upper: Option<u64>,
+        cap: Option<u64>,
+        budget: ProbeBudget,
         progress: Option<std::sync::Arc<dyn crate::progress::Progress>>,
     ) -> Result<(ProbeSummary, Found, u64), RpcFailure> {
         let started_ms = self.now_ms();
-        let budget = ProbeBudget {
-            probes: self.config.probe_max_probes,
-            secs: self.config.probe_max_secs,
-        };
         // The channels, checked as a rebalance checks them (for the smallest amount: how much
         // can move is the question).
         let rp = RebalanceParams {
@@ -153,13 +200,18 @@ impl<N: Lightningd> State<N> {
             maxparts: p.maxparts,
             amount_max: false,
         };
+        let upper_asked = upper;
         let mut req = check_request(&self.node, &rp).await?;
         let maxfeeppm = rp.maxfeeppm.unwrap_or(self.config.maxfeeppm);
         // At most what the outgoing channel can send with the most fee the cap allows, and
         // what the incoming one can receive.
         let upper =
             (req.out.spendable_msat as u128 * 1_000_000 / (1_000_000 + maxfeeppm as u128)) as u64;
-        let upper = upper.min(req.inc.receivable_msat) / MSAT_PER_SAT * MSAT_PER_SAT;
+        let upper = upper
+            .min(req.inc.receivable_msat)
+            .min(upper_asked.unwrap_or(u64::MAX))
+            / MSAT_PER_SAT
+            * MSAT_PER_SAT;
         if p.amount_msat.is_none() {
             req.amount_msat = upper.max(MSAT_PER_SAT);
         }
@@ -182,11 +234,17 @@ impl<N: Lightningd> State<N> {
             let graph = self.graph().await?;
             let extra = Extra {
                 progress,
+                fee_cap_msat: cap,
                 ..Extra::default()
             };
             let mut s = new_session(self, id, &rp, req, graph, started_ms, extra)?;
             let found = match p.amount_msat {
                 Some(a) => probe::probe_amount(self, &mut s, a, budget).await,
+                // Sizing a move: when the model is sure it goes whole, no probe is needed.
+                None if cap.is_some() && probe::sure(self, &mut s, upper) => Ok(Found {
+                    amount_msat: upper,
+                    ..Found::default()
+                }),
                 None => probe::probe_max(self, &mut s, upper, budget).await,
             };
             Ok::<_, RpcFailure>((s, found))
@@ -233,7 +291,8 @@ fn new_session<N: Lightningd>(
     )?;
     let local_model = (!st.config.liquidity_memory).then(|| Mutex::new(Liquidity::new()));
     let (beliefs, scratch) = st.model.take_view();
-    let s = Session {
+    let planned_msat = req.amount_msat;
+    let mut s = Session {
         id,
         cap_msat: extra
             .fee_cap_msat
@@ -261,7 +320,9 @@ fn new_session<N: Lightningd>(
         groupid: 0,
         next_partid: 0,
         flow: None,
+        planned_msat: 0,
     };
+    s.planned_msat = planned_msat;
     learn::learn_our_channels(st, &s);
     Ok(s)
 }

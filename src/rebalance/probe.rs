@@ -14,7 +14,7 @@
 use super::learn::{failed, learn_carried};
 use super::route::next_set;
 use super::session::{Attempt, Outcome, Session, via};
-use crate::core::amount::{MSAT_PER_SAT, display_sat, fee_cap_msat};
+use crate::core::amount::{MSAT_PER_SAT, display_sat};
 use crate::core::flow::{self, FlowScratch};
 use crate::core::graph::EdgeIdx;
 use crate::core::route::{Hop, route_fee_msat};
@@ -192,7 +192,7 @@ fn plan<N: Lightningd>(
     s: &mut Session,
     amount_msat: u64,
 ) -> Result<Vec<Vec<Hop>>, RpcFailure> {
-    s.cap_msat = fee_cap_msat(amount_msat, s.maxfeeppm, s.exemptfee_msat);
+    s.cap_msat = s.cap_for(amount_msat, s.planned_msat);
     s.circle = s.circle.with_amount(amount_msat)?;
     s.req.amount_msat = amount_msat;
     let (cap, spendable) = (s.cap_msat, s.req.out.spendable_msat);
@@ -286,6 +286,23 @@ pub async fn probe_max<N: Lightningd>(
     Ok(found)
 }
 
+/// The model's estimate that a set moves `amount_msat` in one round, above which a move is
+/// sent without probing first.
+const SURE: f64 = 0.9;
+
+/// Whether the model is sure enough that `amount_msat` moves now (the set it would plan moves
+/// in one round with probability at least [`SURE`]).
+pub fn sure<N: Lightningd>(st: &State<N>, s: &mut Session, amount_msat: u64) -> bool {
+    let Ok(set) = plan(st, s, amount_msat) else {
+        return false;
+    };
+    let p: f64 = set
+        .iter()
+        .map(|h| super::route::route_probability(st, s, h))
+        .product();
+    p >= SURE
+}
+
 /// `lo < x <= hi` halfway between, in whole satoshis.
 fn halfway(lo: u64, hi: u64) -> u64 {
     let mid = lo + (hi - lo) / 2;
@@ -310,16 +327,15 @@ fn combine(
         upper_msat,
         s.max_parts,
         min_part_msat.min(lo),
-        fee_cap_msat(upper_msat, s.maxfeeppm, s.exemptfee_msat),
+        s.cap_for(upper_msat, s.planned_msat),
         s.req.out.spendable_msat,
     )?;
     let mut scratch = FlowScratch::default();
-    let (maxfeeppm, exempt) = (s.maxfeeppm, s.exemptfee_msat);
     let flow = flow::max_flow_within_cap(
         &s.graph,
         &req,
         |e| proven.get(&e).copied().unwrap_or(0),
-        |a| fee_cap_msat(a, maxfeeppm, exempt),
+        |a| s.cap_for(a, s.planned_msat),
         1000 * MSAT_PER_SAT,
         &mut scratch,
     )?;

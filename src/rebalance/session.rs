@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// What a caller inside the plugin (the automatic job) adds to a request.
 #[derive(Debug, Clone, Default)]
 pub struct Extra {
-    /// This fee cap instead of the one `maxfeeppm`/`exemptfee` give.
+    /// This fee cap instead of the one `maxfeeppm`/`exemptfee` give (for the request's amount;
+    /// probing scales it to the amounts it tries).
     pub fee_cap_msat: Option<u64>,
     /// The job the rebalance belongs to, for the history (0 = manual).
     pub job_id: u64,
@@ -146,9 +147,25 @@ pub struct Session {
     pub next_partid: u64,
     /// The flow's scratch, made when a set is first planned.
     pub flow: Option<FlowScratch>,
+    /// The amount asked for when the session began (probing tries others).
+    pub planned_msat: u64,
 }
 
 impl Session {
+    /// The fee cap for `amount_msat`: the caller's cap scaled from the amount it was given for
+    /// (`planned_msat`), or `max(exemptfee, amount x maxfeeppm)`.
+    pub fn cap_for(&self, amount_msat: u64, planned_msat: u64) -> u64 {
+        match self.extra.fee_cap_msat {
+            Some(cap) if planned_msat > 0 => {
+                (cap as u128 * amount_msat as u128 / planned_msat as u128) as u64
+            }
+            Some(cap) => cap,
+            None => {
+                crate::core::amount::fee_cap_msat(amount_msat, self.maxfeeppm, self.exemptfee_msat)
+            }
+        }
+    }
+
     /// Tells whoever follows this rebalance `text`.
     pub fn tell(&self, text: &str) {
         if let Some(p) = &self.extra.progress {
