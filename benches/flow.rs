@@ -25,7 +25,8 @@
 //! Usage: `cargo bench --bench flow -- [--seeds 11,12,13,14,15,16] [--amounts 1000000,2000000,5000000]
 //! [--tasks 60] [--passes 3] [--max-parts 4] [--min-part-share 0.1] [--min-part 100000000]
 //! [--chunks 2,4] [--segments 8] [--ref-parts 2] [--combine 4] [--grid 16] [--allocations 3]
-//! [--alloc-depth 10] [--no-learned]`. Tune on seeds 1-6; the report is seeds 11-16.
+//! [--alloc-depth 10] [--penalty-base 0] [--penalty-ppm 0] [--prior uniform|bimodal]
+//! [--no-learned]`. Tune on seeds 1-6; the report is seeds 11-16.
 
 #[path = "../tests/support/flowsim.rs"]
 mod flowsim;
@@ -61,6 +62,7 @@ struct Args {
     min_part_msat: u64,
     config: FlowConfig,
     learned: bool,
+    model: ModelConfig,
 }
 
 impl Args {
@@ -75,6 +77,7 @@ impl Args {
             min_part_msat: 100_000_000,
             config: default_config(),
             learned: true,
+            model: ModelConfig::default(),
         };
         let mut it = std::env::args().skip(1).filter(|x| x != "--bench");
         while let Some(flag) = it.next() {
@@ -94,6 +97,9 @@ impl Args {
                 "--grid" => a.config.grid = parse_one(&val()?)?,
                 "--allocations" => a.config.allocations = parse_one(&val()?)?,
                 "--alloc-depth" => a.config.alloc_depth = parse_one(&val()?)?,
+                "--penalty-base" => a.config.part_penalty_base_msat = parse_one(&val()?)?,
+                "--penalty-ppm" => a.config.part_penalty_ppm = parse_one(&val()?)?,
+                "--prior" => a.model.prior = val()?.parse()?,
                 "--no-learned" => a.learned = false,
                 "-h" | "--help" => return Err("see the //! doc of benches/flow.rs".into()),
                 other => return Err(format!("unknown flag {other:?}")),
@@ -124,6 +130,11 @@ struct Outcome {
     oracle_single: bool,
     plans: [[Plan; 2]; 2],
     times: [[Duration; 2]; 2],
+    /// Per view: the solver's plan is not the single route.
+    differs: [bool; 2],
+    /// Per view: what the solver minimised, for its plan and for the single route (fee plus
+    /// the cost of every channel at the whole amount's rate, plus the part penalty).
+    objective: [Option<(u64, u64)>; 2],
 }
 
 fn main() {
@@ -196,7 +207,7 @@ fn run(
 ) -> Result<(Vec<Outcome>, usize), String> {
     let tasks = world.tasks(amount_msat, MAXFEEPPM, EXEMPTFEE_MSAT, args.tasks)?;
     let g = &world.graph;
-    let model_config = ModelConfig::default();
+    let model_config = args.model;
     let mut net = world.net.clone();
     let mut rng = SplitMix64::new(seed ^ amount_msat ^ 0xF10E);
     let mut now = START_SECS;
@@ -259,6 +270,9 @@ fn run(
             }
             o.times[v][0] = median(runs);
             let flow = flow.expect("a pass").ok();
+            let solver_edges: Option<Vec<Vec<u32>>> = flow
+                .as_ref()
+                .map(|f| f.parts.iter().map(|p| p.edges.clone()).collect());
             o.plans[v][0] = judge(g, &req, &truth, flow.as_ref());
             if v == 1
                 && let Some(f) = &flow
@@ -308,11 +322,40 @@ fn run(
                 }
             });
             let single = single.filter(|f| f.parts[0].source_amount_msat <= req.max_source_msat);
+            o.differs[v] = solver_edges != single.as_ref().map(|f| vec![f.parts[0].edges.clone()]);
+            if let (Some(f), Some(s)) = (&flow, &single) {
+                let penalty = (args.config.part_penalty_base_msat
+                    + amount_msat / 1_000_000 * args.config.part_penalty_ppm)
+                    * (f.parts.len() as u64 - 1);
+                let single_cost = s.fee_msat + whole_rate_risk(g, &req, view, &s.parts[0].edges);
+                o.objective[v] = Some((f.cost_msat() + penalty, single_cost));
+            }
             o.plans[v][1] = judge(g, &req, &truth, single.as_ref());
         }
         out.push(o);
     }
     Ok((out, scratch.heap_bytes()))
+}
+
+/// The single route's cost beyond fees as the solver prices it: every hop at the whole
+/// amount's rate.
+fn whole_rate_risk(
+    g: &cln_rebalance::core::graph::Graph,
+    req: &FlowRequest,
+    view: &Beliefs,
+    edges: &[u32],
+) -> u64 {
+    use cln_rebalance::core::flow::FlowCost;
+    let mut carried = req.amount_msat + req.last_hop.fee_msat(req.amount_msat).expect("fee");
+    let mut risk = 0;
+    for &e in edges.iter().rev() {
+        let edge = g.edge(e);
+        risk += view
+            .cost_msat(g, e, edge.source, carried, req.amount_msat)
+            .unwrap_or(0);
+        carried += edge.policy.fee_msat(carried).expect("fee");
+    }
+    risk
 }
 
 fn judge(
@@ -397,6 +440,61 @@ fn report(args: &Args, all: &[(u64, Outcome)]) {
                 share(2),
                 share(3),
                 pct(found.iter().filter(|&&p| p >= 4).count(), found.len()),
+            );
+        }
+    }
+    println!(
+        "\nwhere the solver's plan is not the single route: tasks, and how many got through with \
+         the solver only / the single route only"
+    );
+    for &sat in &args.amounts_sat {
+        let os: Vec<&Outcome> = all
+            .iter()
+            .filter(|(s, _)| *s == sat)
+            .map(|(_, o)| o)
+            .collect();
+        for &(v, name) in views {
+            let differ: Vec<&&Outcome> = os.iter().filter(|o| o.differs[v]).collect();
+            println!(
+                "  {:>5}k sat {:>8} {:>5} differ: {:>4} solver only, {:>4} single only",
+                sat / 1000,
+                name,
+                differ.len(),
+                differ
+                    .iter()
+                    .filter(|o| o.plans[v][0].through && !o.plans[v][1].through)
+                    .count(),
+                differ
+                    .iter()
+                    .filter(|o| !o.plans[v][0].through && o.plans[v][1].through)
+                    .count(),
+            );
+        }
+    }
+    println!(
+        "\nthe solver's objective (fee + risk + part penalty) against the single route's: \
+         mean saving, share of tasks it saves on"
+    );
+    for &sat in &args.amounts_sat {
+        let os: Vec<&Outcome> = all
+            .iter()
+            .filter(|(s, _)| *s == sat)
+            .map(|(_, o)| o)
+            .collect();
+        for &(v, name) in views {
+            let pairs: Vec<(u64, u64)> = os.iter().filter_map(|o| o.objective[v]).collect();
+            let saved: f64 = pairs
+                .iter()
+                .map(|&(f, s)| (s as f64 - f as f64) / s.max(1) as f64)
+                .sum::<f64>()
+                / pairs.len().max(1) as f64;
+            println!(
+                "  {:>5}k sat {:>8} {:>6.2}% saved, on {:>5.1}% of {} tasks",
+                sat / 1000,
+                name,
+                100.0 * saved,
+                pct(pairs.iter().filter(|&&(f, s)| f < s).count(), pairs.len()),
+                pairs.len()
             );
         }
     }

@@ -602,3 +602,103 @@ pub(super) fn direct(req: &FlowRequest) -> Result<Flow, NoFlow> {
         probability: 1.0,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::flow::default_config;
+    use crate::core::flow::mcf::tests::{Square, request, two_ways};
+    use crate::core::pathfind::Exclusions;
+
+    #[test]
+    fn rescale_sums_exactly_and_drops_empty_parts() {
+        let mut set = vec![(0, 3), (1, 3), (2, 0), (3, 1)];
+        rescale(&mut set, 1_000_000);
+        assert_eq!(set.iter().map(|&(_, a)| a).sum::<u64>(), 1_000_000);
+        assert_eq!(set.len(), 3);
+        assert_eq!(set[1], (1, 428_571));
+        let mut none = vec![(0, 0)];
+        rescale(&mut none, 5);
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn the_shortlist_keeps_the_best_once_each() {
+        let mut s = Shortlist {
+            room: 2,
+            sets: Vec::new(),
+        };
+        for (key, p) in [
+            ((5, 0), 1),
+            ((3, 0), 2),
+            ((3, 0), 2),
+            ((4, 0), 3),
+            ((9, 0), 4),
+        ] {
+            s.offer(key, &vec![(p, 1)]);
+        }
+        let kept: Vec<u32> = s.sets.iter().map(|(_, set)| set[0].0).collect();
+        assert_eq!(kept, [2, 3]);
+    }
+
+    #[test]
+    fn allocation_finds_the_even_split_of_a_convex_cost() {
+        // x^2 on each way, no fees: the best split is half and half; from 90/10 the pairwise
+        // moves get there to within the smallest step.
+        let none = Exclusions::default();
+        let cost = Square { cap: u64::MAX };
+        let (g, sub) = two_ways(&cost, &none);
+        let req = request(&g, &none);
+        let mut buf = Buffers::default();
+        buf.loads.resize(sub.arcs.len(), 0);
+        let mut pricer = Pricer {
+            graph: &g,
+            req: &req,
+            cost: &cost,
+            alpha: 1.0,
+            sub: &sub,
+            buf: &mut buf,
+            part_penalty: 0,
+        };
+        let mut set = vec![(0, 900_000_000), (1, 100_000_000)];
+        let before = pricer.price(&set);
+        let min_step = 1_000_000;
+        let after = pricer.allocate(&mut set, min_step);
+        assert!(after.cost < before.cost);
+        assert_eq!(set[0].1 + set[1].1, 1_000_000_000);
+        assert!(set[0].1.abs_diff(500_000_000) < min_step, "{set:?}");
+        // Over a capacity the limit comes first: 300k sat out of `a` each way cannot carry 1M.
+        let tight = Square { cap: 300_000_000 };
+        let (g, sub) = two_ways(&tight, &none);
+        let mut pricer = Pricer {
+            graph: &g,
+            req: &req,
+            cost: &tight,
+            alpha: 1.0,
+            sub: &sub,
+            buf: &mut buf,
+            part_penalty: 0,
+        };
+        assert!(!pricer.allocate(&mut set, min_step).feasible());
+    }
+
+    #[test]
+    fn htlc_maxima_split_a_path_and_bound_its_parts() {
+        let none = Exclusions::default();
+        let cost = Square { cap: u64::MAX };
+        let (g, sub) = two_ways(&cost, &none);
+        let mut req = request(&g, &none);
+        req.last_hop.htlc_maximum_msat = 400_000_000;
+        let set = split_by_htlc(&sub, &g, &req, &vec![(0, 1_000_000_000)]);
+        assert_eq!(set, [(0, 333_333_334), (0, 333_333_333), (0, 333_333_333)]);
+        assert_eq!(htlc_bound(&sub, &g, &req, 0), 400_000_000);
+        // The pool lets a path take as many parts as that needs, and no more than max_parts.
+        let found = Found {
+            single: Some(0),
+            ..Found::default()
+        };
+        let pool = pool(&sub, &g, &req, &default_config(), &found, &vec![(1, 5)]);
+        let slots: Vec<(u32, usize)> = pool.iter().map(|s| (s.path, s.most)).collect();
+        assert_eq!(slots, [(1, 3), (0, 3)]);
+    }
+}

@@ -6,7 +6,7 @@
 
 use super::*;
 use crate::core::graph::{GraphBuilder, Scid};
-use crate::core::liquidity::{ChanDir, Liquidity, ModelConfig};
+use crate::core::liquidity::{Beliefs, ChanDir, Liquidity, ModelConfig};
 use crate::core::pathfind::tests::{chan, policy};
 use crate::core::pathfind::{Query, find_path_with};
 use std::collections::BTreeMap;
@@ -156,20 +156,22 @@ fn simple_paths(g: &Graph, req: &FlowRequest) -> Vec<Vec<EdgeIdx>> {
 /// A set of parts as paths of graph edges and amounts.
 type OwnedSet = Vec<(Vec<EdgeIdx>, u64)>;
 
-/// The least fee + cost over every set of up to `req.max_parts` (at most 3) paths, repeats
-/// allowed, with amounts on a grid of `amount / grid` (the last part takes the rounding).
+/// The least fee + cost + `penalty` per part beyond the first over every set of up to
+/// `req.max_parts` (at most 3) paths, repeats allowed, with amounts on a grid of
+/// `amount / grid` (the last part takes the rounding).
 fn brute_force<C: FlowCost>(
     g: &Graph,
     req: &FlowRequest,
     cost: &C,
     grid: u64,
+    penalty: u64,
 ) -> Option<(u64, OwnedSet)> {
     let paths = simple_paths(g, req);
     let unit = req.amount_msat / grid;
     let mut best: Option<(u64, OwnedSet)> = None;
     let mut try_set = |set: &[(&[EdgeIdx], u64)]| {
         if let Some((fee, risk)) = exact(g, req, cost, set) {
-            let c = fee + risk;
+            let c = fee + risk + penalty * (set.len() as u64 - 1);
             if best.as_ref().is_none_or(|b| c < b.0) {
                 best = Some((c, set.iter().map(|&(p, a)| (p.to_vec(), a)).collect()));
             }
@@ -354,10 +356,12 @@ impl Case {
     }
 }
 
-/// How far the solver may be above the brute force's grid optimum: 3% of the cost plus 1 sat.
-/// The grid is coarse (tenths), so the solver is often below it; above it by more than this
-/// on none of the cases, and feasible whenever the brute force found a feasible set.
-const TOLERANCE: f64 = 0.03;
+/// How far the solver may be above the brute force's grid optimum: 2% of the cost plus 1 sat.
+/// The grid is coarse (tenths), so the solver is often below it. Measured on these seeds (400
+/// cases each, about 300 with a feasible set): worst 0.0% with the model, 0.4% with the model
+/// and no part penalty, 0.04% with true balances; the median is 0 in each. The solver is
+/// feasible whenever the brute force found a feasible set.
+const TOLERANCE: f64 = 0.02;
 const TOLERANCE_MSAT: u64 = 1000;
 
 /// Which cost the comparison prices with.
@@ -379,11 +383,13 @@ fn compare_one<C: FlowCost>(
     scratch: &mut FlowScratch,
 ) -> Option<(u64, u64)> {
     let req = case.request();
-    let bf = brute_force(&case.g, &req, cost, 10);
+    let penalty =
+        config.part_penalty_base_msat + req.amount_msat / 1_000_000 * config.part_penalty_ppm;
+    let bf = brute_force(&case.g, &req, cost, 10, penalty);
     let got = solve_with(&case.g, &req, cost, config, scratch);
     match (bf.map(|b| (b.0, b)), got) {
         (Some((opt, bf)), Ok(flow)) => {
-            let c = check(&case.g, &req, cost, &flow);
+            let c = check(&case.g, &req, cost, &flow) + penalty * (flow.parts.len() as u64 - 1);
             if c as f64 > opt as f64 * (1.0 + TOLERANCE) + TOLERANCE_MSAT as f64 {
                 eprintln!(
                     "{name} seed {seed}: solver {c} vs brute force {opt} ({flow:?}) bf {bf:?}"
@@ -437,12 +443,24 @@ fn against_brute_force(name: &str, cases: u64, which: Which, config: &FlowConfig
 
 #[test]
 fn within_tolerance_of_brute_force_with_the_model() {
-    against_brute_force("model", 600, Which::Model, &default_config());
+    against_brute_force("model", 400, Which::Model, &default_config());
+}
+
+#[test]
+fn within_tolerance_of_brute_force_with_the_model_and_no_part_penalty() {
+    // Splits are chosen far more often without the penalty: the machinery that builds them
+    // (flow, pool, amounts) is what this compares.
+    let config = FlowConfig {
+        part_penalty_base_msat: 0,
+        part_penalty_ppm: 0,
+        ..default_config()
+    };
+    against_brute_force("model, no penalty", 400, Which::Model, &config);
 }
 
 #[test]
 fn within_tolerance_of_brute_force_with_true_balances() {
-    against_brute_force("oracle", 600, Which::Oracle, &oracle_config());
+    against_brute_force("oracle", 400, Which::Oracle, &oracle_config());
 }
 
 /// The request `Plan` would make between `a` and `b` of `g`, B's last hop free and open.
@@ -628,10 +646,10 @@ fn splits_when_one_route_cannot_carry() {
 
 #[test]
 fn splits_when_likelier_though_one_route_fits() {
-    // 5M sat over 10M-sat channels nothing is known of: one route takes half of each
-    // channel (P about 1/2 a hop); two halves on disjoint ways are each far likelier, for two
-    // more base fees (none here) and the last hop's base fee again.
-    let g = two_ways(10_000_000);
+    // 5M sat over 6M-sat channels nothing is known of: one route takes 5/6 of each channel
+    // (P about 0.16 a hop); two halves on disjoint ways are each far likelier (0.56 a hop),
+    // for the last hop's base fee again and the part penalty.
+    let g = two_ways(6_000_000);
     let none = Exclusions::default();
     let req = FlowRequest {
         max_fee_msat: 5_000 * SAT,
