@@ -528,11 +528,13 @@ fn to_flow<C: FlowCost>(pricer: &mut Pricer<C>, set: &PartSet) -> Flow {
     let mut parts: Vec<Part> = set
         .iter()
         .map(|&(p, amount)| {
+            // A set that priced feasible has every amount within u64 (else it would not be).
             let path = &sub.paths[p as usize];
-            let mut carried = amount + req.last_hop.fee_msat(amount).unwrap_or(0);
+            let fee = |policy: &Policy, a: u64| policy.fee_msat(a).unwrap_or(u64::MAX);
+            let mut carried = amount.saturating_add(fee(&req.last_hop, amount));
             for &a in path.arcs.iter().rev() {
                 let policy = &graph.edge(sub.arcs[a as usize].edge).policy;
-                carried += policy.fee_msat(carried).unwrap_or(0);
+                carried = carried.saturating_add(fee(policy, carried));
             }
             Part {
                 edges: path
@@ -579,20 +581,28 @@ pub(super) fn direct(req: &FlowRequest) -> Result<Flow, NoFlow> {
         let fee = last
             .fee_msat(amount)
             .ok_or_else(|| NoFlow::Invalid("fee overflow".into()))?;
+        let source = amount
+            .checked_add(fee)
+            .ok_or_else(|| NoFlow::Invalid("fee overflow".into()))?;
         parts.push(Part {
             edges: Vec::new(),
             amount_msat: amount,
             fee_msat: fee,
-            source_amount_msat: amount + fee,
+            source_amount_msat: source,
             source_delay: delay,
             probability: 1.0,
         });
     }
-    let fee_msat: u64 = parts.iter().map(|p| p.fee_msat).sum();
+    let fee_msat = parts
+        .iter()
+        .fold(0u64, |sum, p| sum.saturating_add(p.fee_msat));
     if fee_msat > req.max_fee_msat {
         return Err(NoFlow::OverFeeCap { fee_msat });
     }
-    if parts.iter().map(|p| p.source_amount_msat).sum::<u64>() > req.max_source_msat {
+    let sent = parts
+        .iter()
+        .fold(0u64, |sum, p| sum.saturating_add(p.source_amount_msat));
+    if sent > req.max_source_msat {
         return Err(NoFlow::Insufficient);
     }
     Ok(Flow {

@@ -85,6 +85,11 @@ use crate::core::pathfind::{Exclusions, Scratch};
 use crate::core::route::{Hop, HopSpec, MAX_HOPS, MAX_TOTAL_CLTV, RouteError, build_route};
 use std::fmt;
 
+/// Most parts a set may have, whatever `max_parts` asks: every assignment of parts to paths is
+/// priced, so their number must stay small (lightningd holds a set's parts for 70 s; 16 parts
+/// of a rebalance would each be a tiny HTLC).
+pub const MAX_PARTS: usize = 16;
+
 /// One rebalance as the flow sees it: what `Plan` builds a single `Query` from.
 #[derive(Debug, Clone)]
 pub struct FlowRequest<'a> {
@@ -98,7 +103,7 @@ pub struct FlowRequest<'a> {
     pub last_hop: Policy,
     /// The CLTV delay the payment must arrive at us with.
     pub final_delay: u32,
-    /// Most parts (1: one route).
+    /// Most parts (1: one route; at most [`MAX_PARTS`] are ever returned).
     pub max_parts: usize,
     /// Least a part may deliver when there are several.
     pub min_part_msat: u64,
@@ -261,6 +266,10 @@ pub fn solve_with<C: FlowCost>(
     config: &FlowConfig,
     scratch: &mut FlowScratch,
 ) -> Result<Flow, NoFlow> {
+    let req = &FlowRequest {
+        max_parts: req.max_parts.min(MAX_PARTS),
+        ..req.clone()
+    };
     check_request(graph, req)?;
     if req.from == req.to {
         return assemble::direct(req);
