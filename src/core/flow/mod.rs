@@ -91,6 +91,25 @@ use std::fmt;
 pub const MAX_PARTS: usize = 16;
 
 /// One rebalance as the flow sees it: what `Plan` builds a single `Query` from.
+///
+/// From a rebalance's `Plan` (src/commands/rebalance.rs) and session:
+/// ```text
+/// FlowRequest {
+///     from: query.from, to: query.to,           // the peers' graph nodes
+///     amount_msat: plan.amount_msat,
+///     last_hop: plan.last.policy,                // B's policy toward us (`remote`)
+///     final_delay: plan.final_cltv,
+///     max_parts, min_part_msat,                  // e.g. flow::suggested_parts(amount)
+///     max_fee_msat: session.cap_msat,
+///     max_source_msat: req.out.spendable_msat,   // what check_route compares hops[0] with
+///     exclude: &plan.exclude,                    // us, and what failed so far
+///     max_edges: query.max_edges, max_delay: query.max_delay,
+/// }
+/// ```
+/// then for each part `part.hops(graph, &plan.first, &plan.last, plan.final_cltv)` are its
+/// `sendpay` hops (each part with its own `partid`, all with the set's total as `amount_msat`).
+/// With the model's view (`Beliefs`, rebuilt before each call as today) and `max_parts: 1`
+/// the answer is the route `Plan::next_route` finds.
 #[derive(Debug, Clone)]
 pub struct FlowRequest<'a> {
     /// The outgoing peer `A`: where every part's path starts (our own first hop is free).
@@ -284,8 +303,15 @@ pub fn solve_with<C: FlowCost>(
         match solve_at(graph, req, cost, config, alpha, scratch) {
             Ok(flow) => return Ok(flow),
             // Only sets over the cap are worth weighing the risk less for: the weight changes
-            // which paths are preferred, never which are refused.
+            // which paths are preferred, never which are refused. And a route within the cap
+            // the risk-weighed search missed (it keeps one label a node: the likelier one may
+            // be over the cap where a cheaper one is not), as `Plan` falls back to fees only.
             Err(Fail::Sets(e @ NoFlow::OverFeeCap { .. })) => why = more_telling(why, e),
+            Err(Fail::NoPathWithinCap(NoFlow::OverFeeCap { fee_msat }))
+                if fee_msat <= req.max_fee_msat =>
+            {
+                why = more_telling(why, NoFlow::Insufficient)
+            }
             Err(Fail::Sets(e) | Fail::NoPathWithinCap(e)) => return Err(more_telling(why, e)),
         }
     }

@@ -865,3 +865,38 @@ fn the_most_that_moves_within_the_cap() {
     // Nothing moves when a way is shut and the other closed.
     assert!(max_flow_within_cap(&g, &req, |_| 0, cap, SAT, &mut scratch).is_none());
 }
+
+#[test]
+fn a_route_within_the_cap_the_risk_weighed_search_misses_is_still_found() {
+    // From m two ways to d: straight (200 sat in fees, a roomy channel) or via y (free, over
+    // a 1.02M-sat channel the model finds risky for 1M sat). The search keeps one label at m,
+    // the likelier straight one; a -> m adds 150 sat, and the 300-sat cap then refuses it at
+    // a, where the way via y (150 sat in all) would fit. Like `Plan`, which falls back to a
+    // fee-only search, the solver finds that way.
+    let mut b = GraphBuilder::default();
+    let mut add = |x: &str, y: &str, block: u64, capacity_sat: u64, ppm: u32| {
+        let scid = Scid(block << 40);
+        let p = policy(0, ppm, 10);
+        b.add(x, y, scid, u8::from(x > y), true, capacity_sat * SAT, p);
+        b.add(y, x, scid, u8::from(y > x), true, capacity_sat * SAT, p);
+    };
+    add("a", "m", 1, 100_000_000, 150);
+    add("m", "d", 2, 100_000_000, 200);
+    add("m", "y", 3, 1_020_000, 0);
+    add("y", "d", 4, 100_000_000, 0);
+    let g = b.build();
+    let none = Exclusions::default();
+    let req = FlowRequest {
+        max_parts: 1,
+        max_fee_msat: 300 * SAT,
+        last_hop: policy(0, 0, 40),
+        ..plain(&g, "a", "d", 1_000_000 * SAT, &none)
+    };
+    let beliefs = view(&g, &Liquidity::new());
+    let missed = single_search(&g, &req, &beliefs);
+    assert!(missed.is_none(), "the capped search misses it: {missed:?}");
+    let flow = solve(&g, &req, &beliefs, &mut FlowScratch::default()).unwrap();
+    assert_eq!(names(&g, &flow.parts[0]), ["a", "m", "y", "d"]);
+    assert_eq!(flow.fee_msat, 150 * SAT);
+    check(&g, &req, &beliefs, &flow);
+}
