@@ -19,6 +19,8 @@
 //!   (every hop of every part carries what all parts put on it, every node online), among the
 //!   tasks the oracle can do at all (its cheapest set within the cap, `core::flow::cheapest_set`
 //!   on the true balances, offline nodes excluded), and how many it can do in one route;
+//! - the oracle: its time, and where it cannot do the whole amount, the most that moves within
+//!   the cap (`core::flow::max_flow_within_cap`);
 //! - fee: the plan's fee over the oracle's cheapest set's, p50 / p90, over the tasks where both
 //!   exist, and over those where the plan got through.
 //!
@@ -35,8 +37,10 @@ mod mainnet;
 #[path = "../tests/support/sim.rs"]
 mod sim;
 
+use cln_rebalance::core::amount::fee_cap_msat;
 use cln_rebalance::core::flow::{
-    Flow, FlowConfig, FlowRequest, FlowScratch, cheapest_set, default_config, solve_with,
+    Flow, FlowConfig, FlowRequest, FlowScratch, cheapest_set, default_config, max_flow_within_cap,
+    solve_with,
 };
 use cln_rebalance::core::liquidity::{Beliefs, Liquidity, ModelConfig};
 use cln_rebalance::core::pathfind::{Exclusions, Query, Scratch, find_path_with};
@@ -132,6 +136,10 @@ struct Outcome {
     times: [[Duration; 2]; 2],
     /// Per view: the solver's plan is not the single route.
     differs: [bool; 2],
+    /// The oracle's time for its cheapest set.
+    oracle_time: Duration,
+    /// When the oracle cannot do the whole amount: the most it can move within the cap.
+    most_msat: Option<u64>,
     /// Per view: what the solver minimised, for its plan and for the single route (fee plus
     /// the cost of every channel at the whole amount's rate, plus the part penalty).
     objective: [Option<(u64, u64)>; 2],
@@ -246,9 +254,26 @@ fn run(
         let oracle_ex = truth.exclusions(world.us_idx);
         let oracle_req = request(&oracle_ex).expect("same task");
         let capacity = |e: u32| truth.forwardable[e as usize];
+        let t = Instant::now();
         o.oracle_fee_msat = cheapest_set(g, &oracle_req, capacity, &mut oracle_scratch)
             .ok()
             .map(|f| f.fee_msat);
+        o.oracle_time = t.elapsed();
+        if o.oracle_fee_msat.is_none() {
+            let cap = |a: u64| fee_cap_msat(a, MAXFEEPPM, EXEMPTFEE_MSAT);
+            let most = max_flow_within_cap(
+                g,
+                &FlowRequest {
+                    min_part_msat: 0,
+                    ..oracle_req.clone()
+                },
+                capacity,
+                cap,
+                amount_msat / 100,
+                &mut oracle_scratch,
+            );
+            o.most_msat = Some(most.map_or(0, |f| f.parts.iter().map(|p| p.amount_msat).sum()));
+        }
         let one = FlowRequest {
             max_parts: 1,
             ..oracle_req.clone()
@@ -534,6 +559,46 @@ fn report(args: &Args, all: &[(u64, Outcome)]) {
                 ),
             );
         }
+    }
+    println!(
+        "\nthe oracle: time of its cheapest set p50 / p99; where it cannot do the whole amount, \
+         the most that moves within the cap (max_flow_within_cap, no least part), share of the \
+         amount p10 / p50 / p90"
+    );
+    for &sat in &args.amounts_sat {
+        let os: Vec<&Outcome> = all
+            .iter()
+            .filter(|(s, _)| *s == sat)
+            .map(|(_, o)| o)
+            .collect();
+        if os.is_empty() {
+            continue;
+        }
+        let mut t: Vec<Duration> = os.iter().map(|o| o.oracle_time).collect();
+        t.sort();
+        let mut shares: Vec<f64> = os
+            .iter()
+            .filter_map(|o| o.most_msat)
+            .map(|m| m as f64 / (sat * 1000) as f64)
+            .collect();
+        shares.sort_by(f64::total_cmp);
+        let q = |x: f64| {
+            if shares.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{:.0}%", 100.0 * mainnet::quantile(&shares, x))
+            }
+        };
+        println!(
+            "  {:>5}k sat  {:>6.1} / {:>6.1} ms; {} tasks: {} / {} / {}",
+            sat / 1000,
+            ms(mainnet::quantile(&t, 0.5)),
+            ms(mainnet::quantile(&t, 0.99)),
+            shares.len(),
+            q(0.1),
+            q(0.5),
+            q(0.9)
+        );
     }
     println!(
         "\nfee over the oracle's cheapest set: p50 / p90 (all plans found; plans that got through)"

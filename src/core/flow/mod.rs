@@ -208,7 +208,8 @@ pub struct Flow {
 }
 
 impl Flow {
-    /// Fee + risk: what the solver minimised.
+    /// Fee + risk: what the solver minimised (with, for a set of several parts, the part
+    /// penalty of [`FlowConfig`]).
     pub fn cost_msat(&self) -> u64 {
         self.fee_msat.saturating_add(self.risk_msat)
     }

@@ -26,7 +26,8 @@ pub fn cheapest_set(
 /// `capacity(edge)`, within the fee cap `fee_cap(amount)` (for the plugin,
 /// `max(exemptfee, maxfeeppm x amount)`), in at most `req.max_parts` parts: a binary search on
 /// the amount between 1 msat and `req.amount_msat`, to within `resolution_msat`, each step a
-/// [`cheapest_set`] (`req.max_fee_msat` is replaced by `fee_cap` of each amount tried). `None`
+/// [`cheapest_set`] (`req.max_fee_msat` is replaced by `fee_cap` of each amount tried, the rest
+/// of `req`, `min_part_msat` included, applies as given). `None`
 /// when not even `min(req.amount_msat, resolution_msat)` can move. Feasibility is nearly, not
 /// strictly, monotone in the amount (parts and base fees), so this is the largest amount found
 /// feasible, a lower bound of the true maximum.
