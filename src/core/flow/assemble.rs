@@ -1,7 +1,8 @@
 //! From paths to parts: the exact price of a set of parts (integer msat, each part's fees
 //! computed backward as `build_route` does, the combined amount on every shared channel, every
 //! limit), the amounts re-balanced between the parts on that price, and the choice among the
-//! sets proposed: the flow's (and it with fewer parts), each chunked round's, the single route.
+//! sets proposed: every assignment of parts to a small pool of paths (the flow's, then the
+//! searches'), each search round's own set, and the single route.
 
 use super::candidates::{Found, PartSet, Subgraph, scale};
 use super::{Flow, FlowConfig, FlowCost, FlowRequest, NoFlow, Part};
@@ -86,6 +87,10 @@ impl<C: FlowCost> Pricer<'_, C> {
         let req = self.req;
         let (mut over, mut fee, mut source) = (0u64, 0u64, 0u64);
         for &(p, amount) in set {
+            if amount == 0 {
+                over = over.saturating_add(1); // never proposed: a part carries something
+                continue;
+            }
             if set.len() > 1 {
                 over = over.saturating_add(req.min_part_msat.saturating_sub(amount));
             }
