@@ -24,13 +24,15 @@ pub fn cheapest_set(
 
 /// The most that can move from `A` to `B` when every channel direction forwards exactly
 /// `capacity(edge)`, within the fee cap `fee_cap(amount)` (for the plugin,
-/// `max(exemptfee, maxfeeppm x amount)`), in at most `req.max_parts` parts: a binary search on
-/// the amount between 1 msat and `req.amount_msat`, to within `resolution_msat`, each step a
-/// [`cheapest_set`] (`req.max_fee_msat` is replaced by `fee_cap` of each amount tried, the rest
-/// of `req`, `min_part_msat` included, applies as given). `None`
-/// when not even `min(req.amount_msat, resolution_msat)` can move. Feasibility is nearly, not
-/// strictly, monotone in the amount (parts and base fees), so this is the largest amount found
-/// feasible, a lower bound of the true maximum.
+/// `max(exemptfee, maxfeeppm x amount)`), in at most `req.max_parts` parts, each step a
+/// [`cheapest_set`] (`req.max_fee_msat` is replaced by `fee_cap` of each amount tried; the rest
+/// of `req`, `min_part_msat` included, applies as given). Feasibility is not monotone in the
+/// amount: capacity stops large amounts, and base fees against the cap's floor can stop small
+/// ones. So: `req.amount_msat` itself, else the first of `7/8, 6/8, ..., 1/8, 1/16, 1/32, ...`
+/// of it (down to `resolution_msat`) that moves, then a binary search up to the amount tried
+/// before it, to within `resolution_msat`. `None` when none moves. The largest amount found
+/// feasible: a lower bound of the true maximum, and within `resolution_msat` of it where
+/// feasibility is an interval.
 pub fn max_flow_within_cap(
     graph: &Graph,
     req: &FlowRequest,
@@ -48,12 +50,30 @@ pub fn max_flow_within_cap(
         };
         cheapest_set(graph, &r, &capacity, scratch).ok()
     };
-    if let Some(all) = try_amount(req.amount_msat, scratch) {
+    let total = req.amount_msat;
+    if let Some(all) = try_amount(total, scratch) {
         return Some(all);
     }
-    let mut lo = req.amount_msat.min(resolution);
-    let mut best = try_amount(lo, scratch)?;
-    let mut hi = req.amount_msat; // does not move
+    // From the top down: 7/8, 6/8, ..., 1/8, then 1/16, 1/32, ... while over the resolution;
+    // the first that moves, and the one tried before it, bound the search.
+    let mut grid: Vec<u64> = (1..8)
+        .rev()
+        .map(|k| (u128::from(total) * k / 8) as u64)
+        .collect();
+    let mut below = total / 16;
+    while below >= resolution && below > 0 {
+        grid.push(below);
+        below /= 2;
+    }
+    let (mut lo, mut hi, mut best) = (0, total, None);
+    for amount in grid {
+        if let Some(f) = try_amount(amount, scratch) {
+            (lo, best) = (amount, Some(f));
+            break;
+        }
+        hi = amount;
+    }
+    let mut best = best?;
     while hi - lo > resolution {
         let mid = lo + (hi - lo) / 2;
         match try_amount(mid, scratch) {

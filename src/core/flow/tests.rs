@@ -864,6 +864,34 @@ fn the_most_that_moves_within_the_cap() {
     assert!(cheapest_set(&g, &over, capacity, &mut scratch).is_err());
     // Nothing moves when a way is shut and the other closed.
     assert!(max_flow_within_cap(&g, &req, |_| 0, cap, SAT, &mut scratch).is_none());
+    // Base fees of 10 sat a hop: below 20k sat the cap's floor (5 sat, then 1000 ppm) is less
+    // than the fees, so small amounts cannot move while larger ones can, up to what the x way
+    // carries (the y way is shut): found from above.
+    let mut b = GraphBuilder::default();
+    chan(&mut b, "a", "x", 1, policy(10_000, 0, 10));
+    chan(&mut b, "x", "d", 2, policy(10_000, 0, 10));
+    let g = b.build();
+    let req = FlowRequest {
+        last_hop: policy(0, 0, 40),
+        ..req.clone()
+    };
+    let req = FlowRequest {
+        from: g.node_idx("a").unwrap(),
+        to: g.node_idx("d").unwrap(),
+        ..req
+    };
+    let small = FlowRequest {
+        amount_msat: 10_000 * SAT,
+        max_fee_msat: cap(10_000 * SAT),
+        ..req.clone()
+    };
+    assert!(matches!(
+        cheapest_set(&g, &small, |_| 600_000 * SAT, &mut scratch),
+        Err(NoFlow::OverFeeCap { .. })
+    ));
+    let most = max_flow_within_cap(&g, &req, |_| 600_000 * SAT, cap, SAT, &mut scratch).unwrap();
+    let moved: u64 = most.parts.iter().map(|p| p.amount_msat).sum();
+    assert!(moved <= 600_000 * SAT && moved > 598_000 * SAT, "{moved}");
 }
 
 #[test]
