@@ -410,6 +410,11 @@ fn compare_one<C: FlowCost>(
     }
 }
 
+/// Random graphs each comparison runs: the figures in [`TOLERANCE`] are from a release build
+/// (`make test` runs one); a debug build (`cargo test` without `--release`) runs 25, the
+/// brute force being slow unoptimised.
+const CASES: u64 = if cfg!(debug_assertions) { 25 } else { 400 };
+
 fn against_brute_force(name: &str, cases: u64, which: Which, config: &FlowConfig) {
     let mut scratch = FlowScratch::default();
     let (mut below, mut ratios) = (0, Vec::new());
@@ -435,15 +440,17 @@ fn against_brute_force(name: &str, cases: u64, which: Which, config: &FlowConfig
         ratios.get(ratios.len() / 2).copied().unwrap_or(1.0),
         ratios.last().copied().unwrap_or(1.0),
     );
+    // Most random requests can be met (about 3 in 4 with the model, 2 in 3 with true
+    // balances): a generator that made them impossible would compare nothing.
     assert!(
-        ratios.len() * 2 > cases as usize,
-        "{name}: most cases are feasible"
+        ratios.len() * 5 >= cases as usize * 2,
+        "{name}: too few feasible cases to compare"
     );
 }
 
 #[test]
 fn within_tolerance_of_brute_force_with_the_model() {
-    against_brute_force("model", 400, Which::Model, &default_config());
+    against_brute_force("model", CASES, Which::Model, &default_config());
 }
 
 #[test]
@@ -455,12 +462,12 @@ fn within_tolerance_of_brute_force_with_the_model_and_no_part_penalty() {
         part_penalty_ppm: 0,
         ..default_config()
     };
-    against_brute_force("model, no penalty", 400, Which::Model, &config);
+    against_brute_force("model, no penalty", CASES, Which::Model, &config);
 }
 
 #[test]
 fn within_tolerance_of_brute_force_with_true_balances() {
-    against_brute_force("oracle", 400, Which::Oracle, &oracle_config());
+    against_brute_force("oracle", CASES, Which::Oracle, &oracle_config());
 }
 
 /// The request `Plan` would make between `a` and `b` of `g`, B's last hop free and open.
