@@ -19,13 +19,16 @@
 //!   (every hop of every part carries what all parts put on it, every node online), among the
 //!   tasks the oracle can do at all (its cheapest set within the cap, `core::flow::cheapest_set`
 //!   on the true balances, offline nodes excluded), and how many it can do in one route;
+//! - the oracle: its time, and where it cannot do the whole amount, the most that moves within
+//!   the cap (`core::flow::max_flow_within_cap`);
 //! - fee: the plan's fee over the oracle's cheapest set's, p50 / p90, over the tasks where both
 //!   exist, and over those where the plan got through.
 //!
 //! Usage: `cargo bench --bench flow -- [--seeds 11,12,13,14,15,16] [--amounts 1000000,2000000,5000000]
 //! [--tasks 60] [--passes 3] [--max-parts 4] [--min-part-share 0.1] [--min-part 100000000]
 //! [--chunks 2,4] [--segments 8] [--ref-parts 2] [--combine 4] [--grid 16] [--allocations 3]
-//! [--alloc-depth 10] [--no-learned]`. Tune on seeds 1-6; the report is seeds 11-16.
+//! [--alloc-depth 10] [--penalty-base 0] [--penalty-ppm 0] [--prior uniform|bimodal]
+//! [--no-learned]`. Tune on seeds 1-6; the report is seeds 11-16.
 
 #[path = "../tests/support/flowsim.rs"]
 mod flowsim;
@@ -34,8 +37,10 @@ mod mainnet;
 #[path = "../tests/support/sim.rs"]
 mod sim;
 
+use cln_rebalance::core::amount::fee_cap_msat;
 use cln_rebalance::core::flow::{
-    Flow, FlowConfig, FlowRequest, FlowScratch, cheapest_set, default_config, solve_with,
+    Flow, FlowConfig, FlowRequest, FlowScratch, cheapest_set, default_config, max_flow_within_cap,
+    solve_with,
 };
 use cln_rebalance::core::liquidity::{Beliefs, Liquidity, ModelConfig};
 use cln_rebalance::core::pathfind::{Exclusions, Query, Scratch, find_path_with};
@@ -61,6 +66,7 @@ struct Args {
     min_part_msat: u64,
     config: FlowConfig,
     learned: bool,
+    model: ModelConfig,
 }
 
 impl Args {
@@ -75,6 +81,7 @@ impl Args {
             min_part_msat: 100_000_000,
             config: default_config(),
             learned: true,
+            model: ModelConfig::default(),
         };
         let mut it = std::env::args().skip(1).filter(|x| x != "--bench");
         while let Some(flag) = it.next() {
@@ -94,6 +101,9 @@ impl Args {
                 "--grid" => a.config.grid = parse_one(&val()?)?,
                 "--allocations" => a.config.allocations = parse_one(&val()?)?,
                 "--alloc-depth" => a.config.alloc_depth = parse_one(&val()?)?,
+                "--penalty-base" => a.config.part_penalty_base_msat = parse_one(&val()?)?,
+                "--penalty-ppm" => a.config.part_penalty_ppm = parse_one(&val()?)?,
+                "--prior" => a.model.prior = val()?.parse()?,
                 "--no-learned" => a.learned = false,
                 "-h" | "--help" => return Err("see the //! doc of benches/flow.rs".into()),
                 other => return Err(format!("unknown flag {other:?}")),
@@ -124,6 +134,15 @@ struct Outcome {
     oracle_single: bool,
     plans: [[Plan; 2]; 2],
     times: [[Duration; 2]; 2],
+    /// Per view: the solver's plan is not the single route.
+    differs: [bool; 2],
+    /// The oracle's time for its cheapest set.
+    oracle_time: Duration,
+    /// When the oracle cannot do the whole amount: the most it can move within the cap.
+    most_msat: Option<u64>,
+    /// Per view: what the solver minimised, for its plan and for the single route (fee plus
+    /// the cost of every channel at the whole amount's rate, plus the part penalty).
+    objective: [Option<(u64, u64)>; 2],
 }
 
 fn main() {
@@ -196,7 +215,7 @@ fn run(
 ) -> Result<(Vec<Outcome>, usize), String> {
     let tasks = world.tasks(amount_msat, MAXFEEPPM, EXEMPTFEE_MSAT, args.tasks)?;
     let g = &world.graph;
-    let model_config = ModelConfig::default();
+    let model_config = args.model;
     let mut net = world.net.clone();
     let mut rng = SplitMix64::new(seed ^ amount_msat ^ 0xF10E);
     let mut now = START_SECS;
@@ -235,9 +254,26 @@ fn run(
         let oracle_ex = truth.exclusions(world.us_idx);
         let oracle_req = request(&oracle_ex).expect("same task");
         let capacity = |e: u32| truth.forwardable[e as usize];
+        let t = Instant::now();
         o.oracle_fee_msat = cheapest_set(g, &oracle_req, capacity, &mut oracle_scratch)
             .ok()
             .map(|f| f.fee_msat);
+        o.oracle_time = t.elapsed();
+        if o.oracle_fee_msat.is_none() {
+            let cap = |a: u64| fee_cap_msat(a, MAXFEEPPM, EXEMPTFEE_MSAT);
+            let most = max_flow_within_cap(
+                g,
+                &FlowRequest {
+                    min_part_msat: 0,
+                    ..oracle_req.clone()
+                },
+                capacity,
+                cap,
+                amount_msat / 100,
+                &mut oracle_scratch,
+            );
+            o.most_msat = Some(most.map_or(0, |f| f.parts.iter().map(|p| p.amount_msat).sum()));
+        }
         let one = FlowRequest {
             max_parts: 1,
             ..oracle_req.clone()
@@ -259,6 +295,9 @@ fn run(
             }
             o.times[v][0] = median(runs);
             let flow = flow.expect("a pass").ok();
+            let solver_edges: Option<Vec<Vec<u32>>> = flow
+                .as_ref()
+                .map(|f| f.parts.iter().map(|p| p.edges.clone()).collect());
             o.plans[v][0] = judge(g, &req, &truth, flow.as_ref());
             if v == 1
                 && let Some(f) = &flow
@@ -308,11 +347,40 @@ fn run(
                 }
             });
             let single = single.filter(|f| f.parts[0].source_amount_msat <= req.max_source_msat);
+            o.differs[v] = solver_edges != single.as_ref().map(|f| vec![f.parts[0].edges.clone()]);
+            if let (Some(f), Some(s)) = (&flow, &single) {
+                let penalty = (args.config.part_penalty_base_msat
+                    + amount_msat / 1_000_000 * args.config.part_penalty_ppm)
+                    * (f.parts.len() as u64 - 1);
+                let single_cost = s.fee_msat + whole_rate_risk(g, &req, view, &s.parts[0].edges);
+                o.objective[v] = Some((f.cost_msat() + penalty, single_cost));
+            }
             o.plans[v][1] = judge(g, &req, &truth, single.as_ref());
         }
         out.push(o);
     }
     Ok((out, scratch.heap_bytes()))
+}
+
+/// The single route's cost beyond fees as the solver prices it: every hop at the whole
+/// amount's rate.
+fn whole_rate_risk(
+    g: &cln_rebalance::core::graph::Graph,
+    req: &FlowRequest,
+    view: &Beliefs,
+    edges: &[u32],
+) -> u64 {
+    use cln_rebalance::core::flow::FlowCost;
+    let mut carried = req.amount_msat + req.last_hop.fee_msat(req.amount_msat).expect("fee");
+    let mut risk = 0;
+    for &e in edges.iter().rev() {
+        let edge = g.edge(e);
+        risk += view
+            .cost_msat(g, e, edge.source, carried, req.amount_msat)
+            .unwrap_or(0);
+        carried += edge.policy.fee_msat(carried).expect("fee");
+    }
+    risk
 }
 
 fn judge(
@@ -400,6 +468,61 @@ fn report(args: &Args, all: &[(u64, Outcome)]) {
             );
         }
     }
+    println!(
+        "\nwhere the solver's plan is not the single route: tasks, and how many got through with \
+         the solver only / the single route only"
+    );
+    for &sat in &args.amounts_sat {
+        let os: Vec<&Outcome> = all
+            .iter()
+            .filter(|(s, _)| *s == sat)
+            .map(|(_, o)| o)
+            .collect();
+        for &(v, name) in views {
+            let differ: Vec<&&Outcome> = os.iter().filter(|o| o.differs[v]).collect();
+            println!(
+                "  {:>5}k sat {:>8} {:>5} differ: {:>4} solver only, {:>4} single only",
+                sat / 1000,
+                name,
+                differ.len(),
+                differ
+                    .iter()
+                    .filter(|o| o.plans[v][0].through && !o.plans[v][1].through)
+                    .count(),
+                differ
+                    .iter()
+                    .filter(|o| !o.plans[v][0].through && o.plans[v][1].through)
+                    .count(),
+            );
+        }
+    }
+    println!(
+        "\nthe solver's objective (fee + risk + part penalty) against the single route's: \
+         mean saving, share of tasks it saves on"
+    );
+    for &sat in &args.amounts_sat {
+        let os: Vec<&Outcome> = all
+            .iter()
+            .filter(|(s, _)| *s == sat)
+            .map(|(_, o)| o)
+            .collect();
+        for &(v, name) in views {
+            let pairs: Vec<(u64, u64)> = os.iter().filter_map(|o| o.objective[v]).collect();
+            let saved: f64 = pairs
+                .iter()
+                .map(|&(f, s)| (s as f64 - f as f64) / s.max(1) as f64)
+                .sum::<f64>()
+                / pairs.len().max(1) as f64;
+            println!(
+                "  {:>5}k sat {:>8} {:>6.2}% saved, on {:>5.1}% of {} tasks",
+                sat / 1000,
+                name,
+                100.0 * saved,
+                pct(pairs.iter().filter(|&&(f, s)| f < s).count(), pairs.len()),
+                pairs.len()
+            );
+        }
+    }
     println!("\none round under the true balances, % of the tasks the oracle can do");
     println!(
         "  {:>9} {:>6} {:>8} {:>12} {:>8} {:>8} {:>8} {:>8}",
@@ -436,6 +559,46 @@ fn report(args: &Args, all: &[(u64, Outcome)]) {
                 ),
             );
         }
+    }
+    println!(
+        "\nthe oracle: time of its cheapest set p50 / p99; where it cannot do the whole amount, \
+         the most that moves within the cap (max_flow_within_cap, no least part), share of the \
+         amount p10 / p50 / p90"
+    );
+    for &sat in &args.amounts_sat {
+        let os: Vec<&Outcome> = all
+            .iter()
+            .filter(|(s, _)| *s == sat)
+            .map(|(_, o)| o)
+            .collect();
+        if os.is_empty() {
+            continue;
+        }
+        let mut t: Vec<Duration> = os.iter().map(|o| o.oracle_time).collect();
+        t.sort();
+        let mut shares: Vec<f64> = os
+            .iter()
+            .filter_map(|o| o.most_msat)
+            .map(|m| m as f64 / (sat * 1000) as f64)
+            .collect();
+        shares.sort_by(f64::total_cmp);
+        let q = |x: f64| {
+            if shares.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{:.0}%", 100.0 * mainnet::quantile(&shares, x))
+            }
+        };
+        println!(
+            "  {:>5}k sat  {:>6.1} / {:>6.1} ms; {} tasks: {} / {} / {}",
+            sat / 1000,
+            ms(mainnet::quantile(&t, 0.5)),
+            ms(mainnet::quantile(&t, 0.99)),
+            shares.len(),
+            q(0.1),
+            q(0.5),
+            q(0.9)
+        );
     }
     println!(
         "\nfee over the oracle's cheapest set: p50 / p90 (all plans found; plans that got through)"

@@ -1,7 +1,8 @@
 //! From paths to parts: the exact price of a set of parts (integer msat, each part's fees
 //! computed backward as `build_route` does, the combined amount on every shared channel, every
 //! limit), the amounts re-balanced between the parts on that price, and the choice among the
-//! sets proposed: the flow's (and it with fewer parts), each chunked round's, the single route.
+//! sets proposed: every assignment of parts to a small pool of paths (the flow's, then the
+//! searches'), each search round's own set, and the single route.
 
 use super::candidates::{Found, PartSet, Subgraph, scale};
 use super::{Flow, FlowConfig, FlowCost, FlowRequest, NoFlow, Part};
@@ -86,6 +87,10 @@ impl<C: FlowCost> Pricer<'_, C> {
         let req = self.req;
         let (mut over, mut fee, mut source) = (0u64, 0u64, 0u64);
         for &(p, amount) in set {
+            if amount == 0 {
+                over = over.saturating_add(1); // never proposed: a part carries something
+                continue;
+            }
             if set.len() > 1 {
                 over = over.saturating_add(req.min_part_msat.saturating_sub(amount));
             }
@@ -528,11 +533,13 @@ fn to_flow<C: FlowCost>(pricer: &mut Pricer<C>, set: &PartSet) -> Flow {
     let mut parts: Vec<Part> = set
         .iter()
         .map(|&(p, amount)| {
+            // A set that priced feasible has every amount within u64 (else it would not be).
             let path = &sub.paths[p as usize];
-            let mut carried = amount + req.last_hop.fee_msat(amount).unwrap_or(0);
+            let fee = |policy: &Policy, a: u64| policy.fee_msat(a).unwrap_or(u64::MAX);
+            let mut carried = amount.saturating_add(fee(&req.last_hop, amount));
             for &a in path.arcs.iter().rev() {
                 let policy = &graph.edge(sub.arcs[a as usize].edge).policy;
-                carried += policy.fee_msat(carried).unwrap_or(0);
+                carried = carried.saturating_add(fee(policy, carried));
             }
             Part {
                 edges: path
@@ -579,20 +586,28 @@ pub(super) fn direct(req: &FlowRequest) -> Result<Flow, NoFlow> {
         let fee = last
             .fee_msat(amount)
             .ok_or_else(|| NoFlow::Invalid("fee overflow".into()))?;
+        let source = amount
+            .checked_add(fee)
+            .ok_or_else(|| NoFlow::Invalid("fee overflow".into()))?;
         parts.push(Part {
             edges: Vec::new(),
             amount_msat: amount,
             fee_msat: fee,
-            source_amount_msat: amount + fee,
+            source_amount_msat: source,
             source_delay: delay,
             probability: 1.0,
         });
     }
-    let fee_msat: u64 = parts.iter().map(|p| p.fee_msat).sum();
+    let fee_msat = parts
+        .iter()
+        .fold(0u64, |sum, p| sum.saturating_add(p.fee_msat));
     if fee_msat > req.max_fee_msat {
         return Err(NoFlow::OverFeeCap { fee_msat });
     }
-    if parts.iter().map(|p| p.source_amount_msat).sum::<u64>() > req.max_source_msat {
+    let sent = parts
+        .iter()
+        .fold(0u64, |sum, p| sum.saturating_add(p.source_amount_msat));
+    if sent > req.max_source_msat {
         return Err(NoFlow::Insufficient);
     }
     Ok(Flow {
@@ -601,4 +616,104 @@ pub(super) fn direct(req: &FlowRequest) -> Result<Flow, NoFlow> {
         risk_msat: 0,
         probability: 1.0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::flow::default_config;
+    use crate::core::flow::mcf::tests::{Square, request, two_ways};
+    use crate::core::pathfind::Exclusions;
+
+    #[test]
+    fn rescale_sums_exactly_and_drops_empty_parts() {
+        let mut set = vec![(0, 3), (1, 3), (2, 0), (3, 1)];
+        rescale(&mut set, 1_000_000);
+        assert_eq!(set.iter().map(|&(_, a)| a).sum::<u64>(), 1_000_000);
+        assert_eq!(set.len(), 3);
+        assert_eq!(set[1], (1, 428_571));
+        let mut none = vec![(0, 0)];
+        rescale(&mut none, 5);
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn the_shortlist_keeps_the_best_once_each() {
+        let mut s = Shortlist {
+            room: 2,
+            sets: Vec::new(),
+        };
+        for (key, p) in [
+            ((5, 0), 1),
+            ((3, 0), 2),
+            ((3, 0), 2),
+            ((4, 0), 3),
+            ((9, 0), 4),
+        ] {
+            s.offer(key, &vec![(p, 1)]);
+        }
+        let kept: Vec<u32> = s.sets.iter().map(|(_, set)| set[0].0).collect();
+        assert_eq!(kept, [2, 3]);
+    }
+
+    #[test]
+    fn allocation_finds_the_even_split_of_a_convex_cost() {
+        // x^2 on each way, no fees: the best split is half and half; from 90/10 the pairwise
+        // moves get there to within the smallest step.
+        let none = Exclusions::default();
+        let cost = Square { cap: u64::MAX };
+        let (g, sub) = two_ways(&cost, &none);
+        let req = request(&g, &none);
+        let mut buf = Buffers::default();
+        buf.loads.resize(sub.arcs.len(), 0);
+        let mut pricer = Pricer {
+            graph: &g,
+            req: &req,
+            cost: &cost,
+            alpha: 1.0,
+            sub: &sub,
+            buf: &mut buf,
+            part_penalty: 0,
+        };
+        let mut set = vec![(0, 900_000_000), (1, 100_000_000)];
+        let before = pricer.price(&set);
+        let min_step = 1_000_000;
+        let after = pricer.allocate(&mut set, min_step);
+        assert!(after.cost < before.cost);
+        assert_eq!(set[0].1 + set[1].1, 1_000_000_000);
+        assert!(set[0].1.abs_diff(500_000_000) < min_step, "{set:?}");
+        // Over a capacity the limit comes first: 300k sat out of `a` each way cannot carry 1M.
+        let tight = Square { cap: 300_000_000 };
+        let (g, sub) = two_ways(&tight, &none);
+        let mut pricer = Pricer {
+            graph: &g,
+            req: &req,
+            cost: &tight,
+            alpha: 1.0,
+            sub: &sub,
+            buf: &mut buf,
+            part_penalty: 0,
+        };
+        assert!(!pricer.allocate(&mut set, min_step).feasible());
+    }
+
+    #[test]
+    fn htlc_maxima_split_a_path_and_bound_its_parts() {
+        let none = Exclusions::default();
+        let cost = Square { cap: u64::MAX };
+        let (g, sub) = two_ways(&cost, &none);
+        let mut req = request(&g, &none);
+        req.last_hop.htlc_maximum_msat = 400_000_000;
+        let set = split_by_htlc(&sub, &g, &req, &vec![(0, 1_000_000_000)]);
+        assert_eq!(set, [(0, 333_333_334), (0, 333_333_333), (0, 333_333_333)]);
+        assert_eq!(htlc_bound(&sub, &g, &req, 0), 400_000_000);
+        // The pool lets a path take as many parts as that needs, and no more than max_parts.
+        let found = Found {
+            single: Some(0),
+            ..Found::default()
+        };
+        let pool = pool(&sub, &g, &req, &default_config(), &found, &vec![(1, 5)]);
+        let slots: Vec<(u32, usize)> = pool.iter().map(|s| (s.path, s.most)).collect();
+        assert_eq!(slots, [(1, 3), (0, 3)]);
+    }
 }

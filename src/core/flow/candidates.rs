@@ -77,6 +77,12 @@ impl Subgraph {
         self.failed_alone = u64::MAX;
     }
 
+    /// Empty, for `graph` (tests of the parts that build on a subgraph).
+    #[cfg(test)]
+    pub fn reset_for_test(&mut self, graph: &Graph) {
+        self.reset(graph);
+    }
+
     /// Every load back to zero (a new round).
     fn unload(&mut self) {
         self.loads.iter_mut().for_each(|l| *l = 0);

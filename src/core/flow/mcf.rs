@@ -433,3 +433,186 @@ fn valid_path(graph: &Graph, req: &FlowRequest, sub: &mut Subgraph, arcs: &[u32]
         delay,
     }))
 }
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::core::flow::candidates::Arc;
+    use crate::core::flow::{FlowCost, default_config};
+    use crate::core::graph::{EdgeIdx, GraphBuilder};
+    use crate::core::pathfind::tests::{chan, policy};
+    use crate::core::pathfind::{Exclusions, HopCost};
+
+    /// A convex cost, `amount^2 / 10^9` msat, on every edge; capacity `cap` on edges out of `a`.
+    pub(in crate::core::flow) struct Square {
+        pub cap: u64,
+    }
+    impl FlowCost for Square {
+        fn cost_msat(&self, g: &Graph, idx: EdgeIdx, _: NodeIdx, x: u64, _: u64) -> Option<u64> {
+            let limit = if g.node_id(g.edge(idx).source) == "a" {
+                self.cap
+            } else {
+                u64::MAX
+            };
+            (x <= limit).then(|| ((x as u128 * x as u128) / 1_000_000_000) as u64)
+        }
+        fn probability(&self, _: &Graph, _: EdgeIdx, _: NodeIdx, _: u64) -> f64 {
+            1.0
+        }
+    }
+    impl HopCost for Square {
+        fn extra_msat(&self, g: &Graph, i: EdgeIdx, s: NodeIdx, x: u64) -> Option<u64> {
+            self.cost_msat(g, i, s, x, x)
+        }
+    }
+
+    /// `a -> x -> d` and `a -> y -> d`, free of fees, as a subgraph of both paths.
+    pub(in crate::core::flow) fn two_ways(cost: &Square, none: &Exclusions) -> (Graph, Subgraph) {
+        let mut b = GraphBuilder::default();
+        chan(&mut b, "a", "x", 1, policy(0, 0, 10));
+        chan(&mut b, "x", "d", 2, policy(0, 0, 10));
+        chan(&mut b, "a", "y", 3, policy(0, 0, 10));
+        chan(&mut b, "y", "d", 4, policy(0, 0, 10));
+        let g = b.build();
+        let mut sub = Subgraph::default();
+        let edge = |s: &str, d: &str| {
+            g.edges_into(g.node_idx(d).unwrap())
+                .find(|(_, e)| g.node_id(e.source) == s)
+                .unwrap()
+                .0
+        };
+        let req = request(&g, none);
+        sub.reset_for_test(&g);
+        for (p, q) in [("x", "x"), ("y", "y")] {
+            let edges = [edge("a", p), edge(q, "d")];
+            sub.add_path(&g, &req, cost, &edges, 0);
+        }
+        (g, sub)
+    }
+
+    pub(in crate::core::flow) fn request<'a>(g: &Graph, none: &'a Exclusions) -> FlowRequest<'a> {
+        FlowRequest {
+            from: g.node_idx("a").unwrap(),
+            to: g.node_idx("d").unwrap(),
+            amount_msat: 1_000_000_000,
+            last_hop: policy(0, 0, 6),
+            final_delay: 18,
+            max_parts: 4,
+            min_part_msat: 1,
+            max_fee_msat: 0,
+            max_source_msat: u64::MAX,
+            exclude: none,
+            max_edges: 18,
+            max_delay: 2016,
+        }
+    }
+
+    fn amounts(sub: &Subgraph, g: &Graph, set: &PartSet) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = set
+            .iter()
+            .map(|&(p, a)| {
+                let first = sub.arcs[sub.paths[p as usize].arcs[0] as usize];
+                (g.node_id(first.destination).to_string(), a)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_convex_cost_spreads_the_flow_evenly() {
+        let none = Exclusions::default();
+        let cost = Square { cap: u64::MAX };
+        let (g, mut sub) = two_ways(&cost, &none);
+        let req = request(&g, &none);
+        let set = Mcf::default().run(&g, &req, &cost, &default_config(), 1.0, &mut sub);
+        // x^2 on each way: half and half (the breakpoints fall on it).
+        assert_eq!(
+            amounts(&sub, &g, &set),
+            [("x".into(), 500_000_000), ("y".into(), 500_000_000)]
+        );
+    }
+
+    #[test]
+    fn capacity_bounds_the_flow() {
+        let none = Exclusions::default();
+        // 300k sat out of a each way is too little for 1M: the flow sends what it can.
+        let cost = Square { cap: 300_000_000 };
+        let (g, mut sub) = two_ways(&cost, &none);
+        let req = request(&g, &none);
+        let set = Mcf::default().run(&g, &req, &cost, &default_config(), 1.0, &mut sub);
+        assert_eq!(
+            amounts(&sub, &g, &set),
+            [("x".into(), 300_000_000), ("y".into(), 300_000_000)]
+        );
+        // 700k sat each way: all of it, evenly.
+        let cost = Square { cap: 700_000_000 };
+        let (g, mut sub) = two_ways(&cost, &none);
+        let set = Mcf::default().run(&g, &req, &cost, &default_config(), 1.0, &mut sub);
+        let total: u64 = set.iter().map(|&(_, a)| a).sum();
+        assert_eq!(total, 1_000_000_000);
+        assert!(set.iter().all(|&(_, a)| a <= 700_000_000));
+    }
+
+    #[test]
+    fn decomposition_cancels_cycles_and_keeps_the_paths() {
+        // a -> x -> d, a -> y -> d, and x -> y -> x carrying a cycle: the paths come out with
+        // their amounts and the cycle is dropped.
+        let none = Exclusions::default();
+        let cost = Square { cap: u64::MAX };
+        let mut b = GraphBuilder::default();
+        chan(&mut b, "a", "x", 1, policy(0, 0, 10));
+        chan(&mut b, "x", "d", 2, policy(0, 0, 10));
+        chan(&mut b, "a", "y", 3, policy(0, 0, 10));
+        chan(&mut b, "y", "d", 4, policy(0, 0, 10));
+        chan(&mut b, "x", "y", 5, policy(0, 0, 10));
+        let g = b.build();
+        let req = request(&g, &none);
+        let mut sub = Subgraph::default();
+        sub.reset_for_test(&g);
+        let edge = |s: &str, d: &str| -> EdgeIdx {
+            g.edges_into(g.node_idx(d).unwrap())
+                .find(|(_, e)| g.node_id(e.source) == s)
+                .unwrap()
+                .0
+        };
+        for path in [
+            vec![edge("a", "x"), edge("x", "d")],
+            vec![edge("a", "y"), edge("y", "d")],
+            vec![edge("a", "x"), edge("x", "y"), edge("y", "d")],
+            vec![edge("a", "y"), edge("y", "x"), edge("x", "d")],
+        ] {
+            sub.add_path(&g, &req, &cost, &path, 0);
+        }
+        let mut mcf = Mcf::default();
+        mcf.build(&g, &req, &cost, &default_config(), 1.0, &sub);
+        let arc = |s: &str, d: &str| {
+            sub.arcs
+                .iter()
+                .position(|a: &Arc| a.edge == edge(s, d))
+                .unwrap()
+        };
+        // 600 via x, 400 via y, and 50 round x -> y -> x.
+        for (s, d, f) in [
+            ("a", "x", 600),
+            ("x", "d", 600),
+            ("a", "y", 400),
+            ("y", "d", 400),
+            ("x", "y", 50),
+            ("y", "x", 50),
+        ] {
+            mcf.flow[arc(s, d)] = f;
+        }
+        let (s, t) = (mcf.local(req.from).unwrap(), mcf.local(req.to).unwrap());
+        let set = mcf.decompose(&g, &req, &mut sub, s, t);
+        let total: u64 = set.iter().map(|&(_, a)| a).sum();
+        assert_eq!(total, 1000);
+        for &(p, _) in &set {
+            assert_eq!(
+                sub.paths[p as usize].arcs.len(),
+                2,
+                "no path through the cycle"
+            );
+        }
+    }
+}

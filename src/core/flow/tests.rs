@@ -6,7 +6,7 @@
 
 use super::*;
 use crate::core::graph::{GraphBuilder, Scid};
-use crate::core::liquidity::{ChanDir, Liquidity, ModelConfig};
+use crate::core::liquidity::{Beliefs, ChanDir, Liquidity, ModelConfig};
 use crate::core::pathfind::tests::{chan, policy};
 use crate::core::pathfind::{Query, find_path_with};
 use std::collections::BTreeMap;
@@ -156,20 +156,22 @@ fn simple_paths(g: &Graph, req: &FlowRequest) -> Vec<Vec<EdgeIdx>> {
 /// A set of parts as paths of graph edges and amounts.
 type OwnedSet = Vec<(Vec<EdgeIdx>, u64)>;
 
-/// The least fee + cost over every set of up to `req.max_parts` (at most 3) paths, repeats
-/// allowed, with amounts on a grid of `amount / grid` (the last part takes the rounding).
+/// The least fee + cost + `penalty` per part beyond the first over every set of up to
+/// `req.max_parts` (at most 3) paths, repeats allowed, with amounts on a grid of
+/// `amount / grid` (the last part takes the rounding).
 fn brute_force<C: FlowCost>(
     g: &Graph,
     req: &FlowRequest,
     cost: &C,
     grid: u64,
+    penalty: u64,
 ) -> Option<(u64, OwnedSet)> {
     let paths = simple_paths(g, req);
     let unit = req.amount_msat / grid;
     let mut best: Option<(u64, OwnedSet)> = None;
     let mut try_set = |set: &[(&[EdgeIdx], u64)]| {
         if let Some((fee, risk)) = exact(g, req, cost, set) {
-            let c = fee + risk;
+            let c = fee + risk + penalty * (set.len() as u64 - 1);
             if best.as_ref().is_none_or(|b| c < b.0) {
                 best = Some((c, set.iter().map(|&(p, a)| (p.to_vec(), a)).collect()));
             }
@@ -354,10 +356,12 @@ impl Case {
     }
 }
 
-/// How far the solver may be above the brute force's grid optimum: 3% of the cost plus 1 sat.
-/// The grid is coarse (tenths), so the solver is often below it; above it by more than this
-/// on none of the cases, and feasible whenever the brute force found a feasible set.
-const TOLERANCE: f64 = 0.03;
+/// How far the solver may be above the brute force's grid optimum: 2% of the cost plus 1 sat.
+/// The grid is coarse (tenths), so the solver is often below it. Measured on these seeds (400
+/// cases each, about 300 with a feasible set): worst 0.0% with the model, 0.4% with the model
+/// and no part penalty, 0.04% with true balances; the median is 0 in each. The solver is
+/// feasible whenever the brute force found a feasible set.
+const TOLERANCE: f64 = 0.02;
 const TOLERANCE_MSAT: u64 = 1000;
 
 /// Which cost the comparison prices with.
@@ -379,11 +383,13 @@ fn compare_one<C: FlowCost>(
     scratch: &mut FlowScratch,
 ) -> Option<(u64, u64)> {
     let req = case.request();
-    let bf = brute_force(&case.g, &req, cost, 10);
+    let penalty =
+        config.part_penalty_base_msat + req.amount_msat / 1_000_000 * config.part_penalty_ppm;
+    let bf = brute_force(&case.g, &req, cost, 10, penalty);
     let got = solve_with(&case.g, &req, cost, config, scratch);
     match (bf.map(|b| (b.0, b)), got) {
         (Some((opt, bf)), Ok(flow)) => {
-            let c = check(&case.g, &req, cost, &flow);
+            let c = check(&case.g, &req, cost, &flow) + penalty * (flow.parts.len() as u64 - 1);
             if c as f64 > opt as f64 * (1.0 + TOLERANCE) + TOLERANCE_MSAT as f64 {
                 eprintln!(
                     "{name} seed {seed}: solver {c} vs brute force {opt} ({flow:?}) bf {bf:?}"
@@ -403,6 +409,11 @@ fn compare_one<C: FlowCost>(
         (None, Err(_)) => None,
     }
 }
+
+/// Random graphs each comparison runs: the figures in [`TOLERANCE`] are from a release build
+/// (`make test` runs one); a debug build (`cargo test` without `--release`) runs 25, the
+/// brute force being slow unoptimised.
+const CASES: u64 = if cfg!(debug_assertions) { 25 } else { 400 };
 
 fn against_brute_force(name: &str, cases: u64, which: Which, config: &FlowConfig) {
     let mut scratch = FlowScratch::default();
@@ -429,20 +440,34 @@ fn against_brute_force(name: &str, cases: u64, which: Which, config: &FlowConfig
         ratios.get(ratios.len() / 2).copied().unwrap_or(1.0),
         ratios.last().copied().unwrap_or(1.0),
     );
+    // Most random requests can be met (about 3 in 4 with the model, 2 in 3 with true
+    // balances): a generator that made them impossible would compare nothing.
     assert!(
-        ratios.len() * 2 > cases as usize,
-        "{name}: most cases are feasible"
+        ratios.len() * 5 >= cases as usize * 2,
+        "{name}: too few feasible cases to compare"
     );
 }
 
 #[test]
 fn within_tolerance_of_brute_force_with_the_model() {
-    against_brute_force("model", 600, Which::Model, &default_config());
+    against_brute_force("model", CASES, Which::Model, &default_config());
+}
+
+#[test]
+fn within_tolerance_of_brute_force_with_the_model_and_no_part_penalty() {
+    // Splits are chosen far more often without the penalty: the machinery that builds them
+    // (flow, pool, amounts) is what this compares.
+    let config = FlowConfig {
+        part_penalty_base_msat: 0,
+        part_penalty_ppm: 0,
+        ..default_config()
+    };
+    against_brute_force("model, no penalty", CASES, Which::Model, &config);
 }
 
 #[test]
 fn within_tolerance_of_brute_force_with_true_balances() {
-    against_brute_force("oracle", 600, Which::Oracle, &oracle_config());
+    against_brute_force("oracle", CASES, Which::Oracle, &oracle_config());
 }
 
 /// The request `Plan` would make between `a` and `b` of `g`, B's last hop free and open.
@@ -628,10 +653,10 @@ fn splits_when_one_route_cannot_carry() {
 
 #[test]
 fn splits_when_likelier_though_one_route_fits() {
-    // 5M sat over 10M-sat channels nothing is known of: one route takes half of each
-    // channel (P about 1/2 a hop); two halves on disjoint ways are each far likelier, for two
-    // more base fees (none here) and the last hop's base fee again.
-    let g = two_ways(10_000_000);
+    // 5M sat over 6M-sat channels nothing is known of: one route takes 5/6 of each channel
+    // (P about 0.16 a hop); two halves on disjoint ways are each far likelier (0.56 a hop),
+    // for the last hop's base fee again and the part penalty.
+    let g = two_ways(6_000_000);
     let none = Exclusions::default();
     let req = FlowRequest {
         max_fee_msat: 5_000 * SAT,
@@ -846,4 +871,67 @@ fn the_most_that_moves_within_the_cap() {
     assert!(cheapest_set(&g, &over, capacity, &mut scratch).is_err());
     // Nothing moves when a way is shut and the other closed.
     assert!(max_flow_within_cap(&g, &req, |_| 0, cap, SAT, &mut scratch).is_none());
+    // Base fees of 10 sat a hop: below 20k sat the cap's floor (5 sat, then 1000 ppm) is less
+    // than the fees, so small amounts cannot move while larger ones can, up to what the x way
+    // carries (the y way is shut): found from above.
+    let mut b = GraphBuilder::default();
+    chan(&mut b, "a", "x", 1, policy(10_000, 0, 10));
+    chan(&mut b, "x", "d", 2, policy(10_000, 0, 10));
+    let g = b.build();
+    let req = FlowRequest {
+        last_hop: policy(0, 0, 40),
+        ..req.clone()
+    };
+    let req = FlowRequest {
+        from: g.node_idx("a").unwrap(),
+        to: g.node_idx("d").unwrap(),
+        ..req
+    };
+    let small = FlowRequest {
+        amount_msat: 10_000 * SAT,
+        max_fee_msat: cap(10_000 * SAT),
+        ..req.clone()
+    };
+    assert!(matches!(
+        cheapest_set(&g, &small, |_| 600_000 * SAT, &mut scratch),
+        Err(NoFlow::OverFeeCap { .. })
+    ));
+    let most = max_flow_within_cap(&g, &req, |_| 600_000 * SAT, cap, SAT, &mut scratch).unwrap();
+    let moved: u64 = most.parts.iter().map(|p| p.amount_msat).sum();
+    assert!(moved <= 600_000 * SAT && moved > 598_000 * SAT, "{moved}");
+}
+
+#[test]
+fn a_route_within_the_cap_the_risk_weighed_search_misses_is_still_found() {
+    // From m two ways to d: straight (200 sat in fees, a roomy channel) or via y (free, over
+    // a 1.02M-sat channel the model finds risky for 1M sat). The search keeps one label at m,
+    // the likelier straight one; a -> m adds 150 sat, and the 300-sat cap then refuses it at
+    // a, where the way via y (150 sat in all) would fit. Like `Plan`, which falls back to a
+    // fee-only search, the solver finds that way.
+    let mut b = GraphBuilder::default();
+    let mut add = |x: &str, y: &str, block: u64, capacity_sat: u64, ppm: u32| {
+        let scid = Scid(block << 40);
+        let p = policy(0, ppm, 10);
+        b.add(x, y, scid, u8::from(x > y), true, capacity_sat * SAT, p);
+        b.add(y, x, scid, u8::from(y > x), true, capacity_sat * SAT, p);
+    };
+    add("a", "m", 1, 100_000_000, 150);
+    add("m", "d", 2, 100_000_000, 200);
+    add("m", "y", 3, 1_020_000, 0);
+    add("y", "d", 4, 100_000_000, 0);
+    let g = b.build();
+    let none = Exclusions::default();
+    let req = FlowRequest {
+        max_parts: 1,
+        max_fee_msat: 300 * SAT,
+        last_hop: policy(0, 0, 40),
+        ..plain(&g, "a", "d", 1_000_000 * SAT, &none)
+    };
+    let beliefs = view(&g, &Liquidity::new());
+    let missed = single_search(&g, &req, &beliefs);
+    assert!(missed.is_none(), "the capped search misses it: {missed:?}");
+    let flow = solve(&g, &req, &beliefs, &mut FlowScratch::default()).unwrap();
+    assert_eq!(names(&g, &flow.parts[0]), ["a", "m", "y", "d"]);
+    assert_eq!(flow.fee_msat, 150 * SAT);
+    check(&g, &req, &beliefs, &flow);
 }
