@@ -367,7 +367,7 @@ async fn one_probe_at_a_time_on_a_channel_of_ours() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebalanceall_sizes_a_move_by_what_can_move_instead_of_halving() {
     use cln_rebalance::params::RebalanceallParams;
-    // One of the three paths is drained (the model does not know): 3M sat can move, not the
+    // One of the three paths is drained (the model does not know): under 3M sat can move, not the
     // 4M sat the planner wants to bring both channels to 50%.
     let job_of = |sized: bool| async move {
         let mut config = Config::default();
@@ -400,7 +400,9 @@ async fn rebalanceall_sizes_a_move_by_what_can_move_instead_of_halving() {
     let (sized, v) = job_of(true).await;
     assert!(sized.probes > 0, "{v}");
     assert_eq!(sized.moves_failed, 0, "sized, no move fails: {v}");
-    assert!(sized.moved_msat >= 2_900_000 * SAT, "{v}");
+    // Two paths of 1.5M sat less their reserves: about 2.96M sat can move; sized moves stay a
+    // little below what the probes found, and the rest is below the job's min amount.
+    assert!(sized.moved_msat >= 2_800_000 * SAT, "{v}");
     let (halving, w) = job_of(false).await;
     assert!(
         halving.moves_failed >= 1,

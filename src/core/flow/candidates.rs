@@ -2,7 +2,9 @@
 //! then for equal chunks routed one after another, each priced on what the chunks before it
 //! already put on the edges; and the small subgraph those paths make up.
 
-use super::{FlowConfig, FlowCost, FlowRequest};
+use super::config::FlowConfig;
+use super::cost::FlowCost;
+use super::types::FlowRequest;
 use crate::core::graph::{EdgeIdx, Graph, NodeIdx};
 use crate::core::pathfind::{HopCost, Query, Scratch, find_path_with};
 
@@ -484,7 +486,7 @@ mod tests {
         };
         let config = FlowConfig {
             chunks: vec![2],
-            ..super::super::default_config()
+            ..crate::core::flow::default_config()
         };
         let mut sub = Subgraph::default();
         let found = generate(

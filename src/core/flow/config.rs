@@ -72,7 +72,7 @@ pub fn default_config() -> FlowConfig {
     }
 }
 
-/// The oracle's knobs ([`cheapest_set`](super::cheapest_set)): fees only, and more effort than the plugin can
+/// The oracle's knobs ([`cheapest_set`](super::oracle::cheapest_set)): fees only, and more effort than the plugin can
 /// spend on every rebalance (it runs offline), since with hard capacities cheap paths that
 /// carry only a little are worth finding: smaller chunks, the largest-first round, more paths
 /// combined and more sets re-balanced.

@@ -9,7 +9,9 @@
 //! segment arcs of Pickhardt & Richter, kept implicit (an arc's flow says which segment is next).
 
 use super::candidates::{PartSet, PathRec, Subgraph, scale};
-use super::{FlowConfig, FlowCost, FlowRequest};
+use super::config::FlowConfig;
+use super::cost::FlowCost;
+use super::types::FlowRequest;
 use crate::core::graph::{Graph, NodeIdx};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

@@ -1,7 +1,10 @@
 //! What an oracle that knows the true balances would do: the cheapest set of parts for an
 //! amount, and the most that can move within the fee cap (for the simulation's benchmarks).
 
-use super::{Flow, FlowRequest, FlowScratch, KnownBalances, NoFlow, oracle_config, solve_with};
+use super::config::oracle_config;
+use super::cost::KnownBalances;
+use super::solve::{FlowScratch, solve_with};
+use super::types::{Flow, FlowRequest, NoFlow};
 use crate::core::graph::{EdgeIdx, Graph};
 
 /// The cheapest set (fees only) that delivers `req.amount_msat` within `req.max_fee_msat`

@@ -5,10 +5,12 @@
 //! hop by hop (BOLT 7's fee backward, combined amounts per channel direction, every limit).
 
 use super::*;
-use crate::core::graph::{GraphBuilder, Scid};
+use crate::core::graph::{EdgeIdx, Graph, GraphBuilder, NodeIdx, Policy, Scid};
 use crate::core::liquidity::{Beliefs, ChanDir, Liquidity, ModelConfig};
+use crate::core::pathfind::Exclusions;
 use crate::core::pathfind::tests::{chan, policy};
 use crate::core::pathfind::{Query, find_path_with};
+use crate::core::route::HopSpec;
 use std::collections::BTreeMap;
 
 /// SplitMix64, so every case is the same on every machine.
