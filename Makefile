@@ -11,7 +11,9 @@
 #   make bench-rebalanceall  one rebalanceall over the mainnet simulation, per strategy and budget
 #                        (flags in JOB_ARGS, e.g. make bench-rebalanceall JOB_ARGS='--budgets none,500')
 #   make bench-memory    the plugin process's own peak memory loading the mainnet graph
-#   make fuzz    a longer property/fuzz run than make test's (tests/fuzz_core/)
+#   make bench-flow      the multi-part solver on mainnet: time at 1M/2M/5M sat, one-round success
+#                        and fees against an oracle (flags in FLOW_ARGS, e.g. FLOW_ARGS='--seeds 1,2')
+#   make fuzz    a longer property/fuzz run than make test's (tests/fuzz_core/, tests/fuzz_flow.rs)
 #   make lint    rustfmt, clippy and the layout's rules (tests/layers.rs), as CI runs them
 #
 # Needs only cargo (Rust 1.85+, with rustfmt and clippy for lint/test), python3 with venv, and
@@ -27,7 +29,7 @@ PLUGIN := target/release/cln-rebalance
 # PATH's python3 during pytest: the stdlib only (plugin-tests/python_guard.py).
 GUARD := $(VENV)/guard-bin
 
-.PHONY: all build demo test test-rust test-e2e lint bench bench-pathfind bench-plan bench-sim bench-rebalanceall bench-memory fuzz clean
+.PHONY: all build demo test test-rust test-e2e lint bench bench-pathfind bench-plan bench-sim bench-rebalanceall bench-memory bench-flow fuzz clean
 
 # Python variables of the calling shell would leak other packages into the venv.
 unexport PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE
@@ -47,6 +49,7 @@ NEEDS_bench-sim := cargo data
 NEEDS_bench-plan := cargo
 NEEDS_bench-rebalanceall := cargo data
 NEEDS_bench-memory := cargo data
+NEEDS_bench-flow := cargo data
 NEEDS := $(sort $(foreach g,$(or $(MAKECMDGOALS),all),$(NEEDS_$(g))))
 ifneq ($(NEEDS),)
 MISSING := $(shell CARGO='$(CARGO)' PYTHON='$(PYTHON)' ALLOW_NO_DATA='$(ALLOW_NO_DATA)' \
@@ -95,21 +98,21 @@ test-e2e: build $(VENV)/.done
 
 test: lint test-rust test-e2e
 
-bench: bench-pathfind bench-plan bench-sim bench-rebalanceall bench-memory
+bench: bench-pathfind bench-plan bench-sim bench-rebalanceall bench-memory bench-flow
 
 bench-pathfind:
 	$(CARGO) bench --bench pathfind
 
-# tests/fuzz_core/ with FUZZ_SCALE times each target's CI budget, from FUZZ_SEED (a fresh one
-# by default: each target prints it), with overflow checks and debug assertions on (a build of
-# its own under target/fuzz, so the normal build is left alone).
+# tests/fuzz_core/ and tests/fuzz_flow.rs with FUZZ_SCALE times each target's CI budget, from
+# FUZZ_SEED (a fresh one by default: each target prints it), with overflow checks and debug
+# assertions on (a build of its own under target/fuzz, so the normal build is left alone).
 FUZZ_SCALE ?= 50
 FUZZ_SEED ?=
 fuzz:
 	FUZZ_SCALE=$(FUZZ_SCALE) \
 	  PROPTEST_RNG_SEED=$(if $(FUZZ_SEED),$(FUZZ_SEED),$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')) \
 	  CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true \
-	  CARGO_TARGET_DIR=target/fuzz $(CARGO) test --release --test fuzz_core
+	  CARGO_TARGET_DIR=target/fuzz $(CARGO) test --release --test fuzz_core --test fuzz_flow
 
 bench-plan:
 	$(CARGO) bench --bench plan
@@ -121,6 +124,10 @@ bench-sim:
 JOB_ARGS ?=
 bench-rebalanceall:
 	$(CARGO) bench --bench rebalanceall -- $(JOB_ARGS)
+
+FLOW_ARGS ?=
+bench-flow:
+	$(CARGO) bench --bench flow -- $(FLOW_ARGS)
 
 # The plugin process's VmHWM loading and refreshing the 2026 mainnet graph on the stand-in.
 MAINNET_DATA := $(or $(CLN_REBALANCE_MAINNET_DATA),../shared/data)

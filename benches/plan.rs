@@ -84,6 +84,7 @@ fn main() {
             job_id: rng.next() % 50,
             payment_hash: [(i % 251) as u8; 32],
             error: String::new(),
+            parts: 1,
         })
         .collect();
     let forwards: Vec<Forward> = (0..50_000u64)

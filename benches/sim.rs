@@ -288,6 +288,8 @@ impl Runner {
             exemptfee: Some(a.exemptfee_msat),
             retry_for: Some(a.retry_for),
             dryrun: false,
+            maxparts: None,
+            amount_max: false,
         }));
         let sim_ms = self.clock.now_ms() - t0;
         let first_failure = first_failure(&self.node.net.lock().unwrap(), first_payment);

@@ -44,7 +44,11 @@ def cli(node, *args):
         capture_output=True, text=True, timeout=60,
     )
     assert out.returncode == 0, (args, out.returncode, out.stdout, out.stderr)
-    return out.stdout if "-H" in args else json.loads(out.stdout)
+    if "-H" in args:
+        return out.stdout
+    # lightning-cli prints the plugin's progress notifications first (`# ...` lines, a bar).
+    answer = [ln for ln in out.stdout.splitlines() if not ln.lstrip("\r").startswith("#")]
+    return json.loads("\n".join(answer))
 
 
 def check_balances(node):

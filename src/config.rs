@@ -47,6 +47,14 @@ pub struct Config {
     /// `min_final_cltv_expiry` we put on our invoice.
     pub final_cltv: u32,
     pub routing: Routing,
+    /// Most parts one rebalance is paid in (1: one route per attempt).
+    pub max_parts: usize,
+    /// What one `rebalance-probe` (or `amount_msat=max`) may spend: probes, and seconds.
+    pub probe_max_probes: u32,
+    pub probe_max_secs: u64,
+    /// Least a part delivers when there are several: below it an HTLC is not worth its risk
+    /// and its slot in the channels.
+    pub min_part_msat: u64,
     /// Keep what was learned across rebalances (and in the datastore). Off: each rebalance
     /// starts from the prior (the simulation's "model without memory").
     pub liquidity_memory: bool,
@@ -64,12 +72,21 @@ impl Default for Config {
             graph_max_age: Duration::from_secs(300),
             final_cltv: 18,
             routing: Routing::Probabilistic,
+            max_parts: DEFAULT_MAX_PARTS,
+            min_part_msat: DEFAULT_MIN_PART_MSAT,
+            probe_max_probes: 20,
+            probe_max_secs: 60,
             liquidity_memory: true,
             model: ModelConfig::default(),
             auto: AutoConfig::default(),
         }
     }
 }
+
+/// Parts one rebalance may be paid in by default (see `benches/README.md`, bench-sim).
+pub const DEFAULT_MAX_PARTS: usize = 4;
+/// The smallest part, 20,000 sat.
+pub const DEFAULT_MIN_PART_MSAT: u64 = 20_000_000;
 
 /// Moves in flight at once by default: two keep a job moving while one waits on a slow hop,
 /// without piling HTLCs onto the same few routes.
@@ -88,6 +105,9 @@ pub struct AutoConfig {
     /// Settings from the config file (`rebalance-exclude`, `rebalance-channel-target`); the
     /// ones set with `rebalance-settings` (in the datastore) override them.
     pub settings: Settings,
+    /// Size each move by what can move now (the model, probes where it is unsure) instead of
+    /// trying the planned amount and halving on failure.
+    pub sized_moves: bool,
 }
 
 impl Default for AutoConfig {
@@ -98,6 +118,7 @@ impl Default for AutoConfig {
             parallel: DEFAULT_PARALLEL,
             interval_secs: 0,
             settings: Settings::default(),
+            sized_moves: true,
         }
     }
 }

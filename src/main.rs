@@ -15,11 +15,12 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, ReadBuf};
 
 const REBALANCE_USAGE: &str =
-    "outgoing incoming [amount_msat] [maxfeeppm] [exemptfee] [retry_for] [dryrun]";
-const REBALANCE_DESCRIPTION: &str = "Move amount_msat of our liquidity out of channel `outgoing` and back in through \
+    "outgoing incoming [amount_msat] [maxfeeppm] [exemptfee] [retry_for] [dryrun] [maxparts]";
+const REBALANCE_DESCRIPTION: &str = "Move amount_msat (or `max`: the most probes find can move now) of our liquidity out of channel `outgoing` and back in through \
      channel `incoming` (short_channel_id or peer node id) by paying ourselves along a circle. Fee cap: \
      max(exemptfee, amount x maxfeeppm / 1e6). Without amount_msat, moves what brings one channel to 50/50. \
-     dryrun=true quotes the route and fee without paying.";
+     dryrun=true quotes the route (or parts) and fee without paying. maxparts: most parts to pay it in (paid in parts when \
+     cheaper or likelier than one route; 1: one route at a time).";
 
 /// What every handler gets: the plugin's state, and where progress notifications go.
 #[derive(Clone)]
@@ -85,7 +86,9 @@ async fn main() -> Result<(), anyhow::Error> {
     // `check` is answered in front of cln-plugin, which cannot (see check.rs).
     let front = cln_rebalance::front::Front {
         checker: params::check,
-        reports_progress: |method| matches!(method, "rebalance" | "rebalanceall"),
+        reports_progress: |method| {
+            matches!(method, "rebalance" | "rebalanceall" | "rebalance-probe")
+        },
     };
     let (input, output, drain, notifier) =
         cln_rebalance::front::wire(stdin, tokio::io::stdout(), front);
@@ -94,6 +97,14 @@ async fn main() -> Result<(), anyhow::Error> {
             cln_plugin::RpcMethodBuilder::new("rebalance", rebalance)
                 .usage(REBALANCE_USAGE)
                 .description(REBALANCE_DESCRIPTION),
+        )
+        .rpcmethod_from_builder(
+            cln_plugin::RpcMethodBuilder::new("rebalance-probe", probe)
+                .usage("outgoing incoming [amount_msat] [maxfeeppm] [exemptfee] [maxparts]")
+                .description("How much can move now from `outgoing` to `incoming` within the fee cap (without amount_msat), \
+                     or whether amount_msat can, and over which route(s) at what fee: found with probes that can never be \
+                     paid (a random payment hash); nothing is paid, every probe teaches the model. `rebalance ... \
+                     amount_msat=max` moves what it finds."),
         )
         .rpcmethod_from_builder(
             cln_plugin::RpcMethodBuilder::new("balances", balances)
@@ -227,6 +238,24 @@ async fn rebalance(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow
                 ..Extra::default()
             };
             app.state.rebalance_with(p, extra).await
+        }
+        Err(e) => Err(e),
+    };
+    if let Some(p) = progress {
+        p.flush().await;
+    }
+    result.map_err(anyhow::Error::new)
+}
+
+async fn probe(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow::Error> {
+    let (id, params) = notify::unwrap(params);
+    let app = plugin.state();
+    let progress = id.map(|id| Arc::new(app.notifier.for_request(id)));
+    let result = match params::probe(&params) {
+        Ok(p) => {
+            app.state
+                .rebalance_probe(p, progress.clone().map(|p| p as Arc<dyn Progress>))
+                .await
         }
         Err(e) => Err(e),
     };

@@ -97,6 +97,31 @@ pub const OPT_CHANNEL_TARGET: StringArrayConfigOption = ConfigOption::new_str_ar
     "ID:PERCENT: a short_channel_id's or peer's own target for automatic rebalancing (may be given several times)",
 );
 
+pub const OPT_MAX_PARTS: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
+    "rebalance-maxparts",
+    crate::config::DEFAULT_MAX_PARTS as i64,
+    "Most parts one rebalance is paid in (1: one route at a time); parts are used when they are cheaper or likelier than one route",
+);
+pub const OPT_MIN_PART: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
+    "rebalance-min-part",
+    crate::config::DEFAULT_MIN_PART_MSAT as i64,
+    "Smallest part of a rebalance paid in several, in msat",
+);
+pub const OPT_PROBE_MAX: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
+    "rebalance-probe-max",
+    20,
+    "Most probes one rebalance-probe (or rebalance amount_msat=max) sends",
+);
+pub const OPT_PROBE_SECONDS: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
+    "rebalance-probe-seconds",
+    60,
+    "Most seconds one rebalance-probe (or rebalance amount_msat=max) probes for",
+);
+pub const OPT_SIZED_MOVES: DefaultBooleanConfigOption = ConfigOption::new_bool_with_default(
+    "rebalance-sized-moves",
+    true,
+    "rebalanceall sizes each move by what can move now (the liquidity model, and probes where it is unsure) instead of trying the planned amount and halving",
+);
 pub const OPT_LOST_PROFIT: DefaultBooleanConfigOption = ConfigOption::new_bool_with_default(
     "rebalance-lost-profit",
     false,
@@ -127,6 +152,11 @@ where
         .option(OPT_EXCLUDE)
         .option(OPT_CHANNEL_TARGET)
         .option(OPT_LOST_PROFIT)
+        .option(OPT_MAX_PARTS)
+        .option(OPT_MIN_PART)
+        .option(OPT_PROBE_MAX)
+        .option(OPT_PROBE_SECONDS)
+        .option(OPT_SIZED_MOVES)
 }
 
 fn non_negative(name: &str, v: i64) -> Result<u64, String> {
@@ -197,6 +227,7 @@ where
             c.option(&OPT_EXCLUDE).map_err(|e| e.to_string())?,
             c.option(&OPT_CHANNEL_TARGET).map_err(|e| e.to_string())?,
         )?,
+        sized_moves: c.option(&OPT_SIZED_MOVES).map_err(|e| e.to_string())?,
     };
     Ok(Config {
         auto,

@@ -5,7 +5,7 @@ use crate::core::amount::{AmountError, MAX_MONEY_MSAT, parse_amount};
 use crate::error::RpcFailure;
 use serde_json::{Map, Value};
 
-pub const REBALANCE_PARAMS: [&str; 7] = [
+pub const REBALANCE_PARAMS: [&str; 8] = [
     "outgoing",
     "incoming",
     "amount_msat",
@@ -13,8 +13,20 @@ pub const REBALANCE_PARAMS: [&str; 7] = [
     "exemptfee",
     "retry_for",
     "dryrun",
+    "maxparts",
 ];
+
+/// The most parts a rebalance may ask to be paid in.
+pub const MAX_PARTS: u64 = 16;
 pub const BALANCES_PARAMS: [&str; 2] = ["id", "quote"];
+pub const PROBE_PARAMS: [&str; 6] = [
+    "outgoing",
+    "incoming",
+    "amount_msat",
+    "maxfeeppm",
+    "exemptfee",
+    "maxparts",
+];
 pub const LIQUIDITY_PARAMS: [&str; 2] = ["short_channel_id", "reset"];
 /// rebalance.py's two first (`min_amount`, `feeratio`), then ours.
 pub const REBALANCEALL_PARAMS: [&str; 6] = [
@@ -41,6 +53,22 @@ pub struct RebalanceParams {
     pub exemptfee: Option<u64>,
     pub retry_for: Option<u64>,
     pub dryrun: bool,
+    /// Most parts to pay it in (1: one route at a time).
+    pub maxparts: Option<u64>,
+    /// `amount_msat=max`: the most that can move now, found by probing first.
+    pub amount_max: bool,
+}
+
+/// `rebalance-probe` as asked: without an amount, the most that can move; with one, whether it
+/// can.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeParams {
+    pub outgoing: String,
+    pub incoming: String,
+    pub amount_msat: Option<u64>,
+    pub maxfeeppm: Option<u64>,
+    pub exemptfee: Option<u64>,
+    pub maxparts: Option<u64>,
 }
 
 /// `balances [id]`: `id` filters by peer id or short_channel_id.
@@ -196,7 +224,13 @@ fn boolean(map: &Map<String, Value>, name: &str) -> Result<Option<bool>, RpcFail
 }
 
 pub fn rebalance(params: &Value) -> Result<RebalanceParams, RpcFailure> {
-    let map = named(params, &REBALANCE_PARAMS)?;
+    let mut map = named(params, &REBALANCE_PARAMS)?;
+    let amount_max = map
+        .get("amount_msat")
+        .is_some_and(|v| v.as_str().is_some_and(|s| s.trim() == "max"));
+    if amount_max {
+        map.remove("amount_msat");
+    }
     let outgoing = string(&map, "outgoing")?
         .ok_or_else(|| RpcFailure::param("outgoing", "missing required parameter"))?;
     let incoming = string(&map, "incoming")?
@@ -209,14 +243,49 @@ pub fn rebalance(params: &Value) -> Result<RebalanceParams, RpcFailure> {
     if retry_for == Some(0) {
         return Err(RpcFailure::param("retry_for", "must be at least 1 second"));
     }
+    let maxfeeppm = integer(&map, "maxfeeppm", 1_000_000)?;
+    let exemptfee = amount(&map, "exemptfee")?;
+    let dryrun = boolean(&map, "dryrun")?.unwrap_or(false);
+    let maxparts = integer(&map, "maxparts", MAX_PARTS)?;
+    if maxparts == Some(0) {
+        return Err(RpcFailure::param("maxparts", "must be at least 1"));
+    }
     Ok(RebalanceParams {
         outgoing,
         incoming,
         amount_msat,
-        maxfeeppm: integer(&map, "maxfeeppm", 1_000_000)?,
-        exemptfee: amount(&map, "exemptfee")?,
+        maxfeeppm,
+        exemptfee,
         retry_for,
-        dryrun: boolean(&map, "dryrun")?.unwrap_or(false),
+        dryrun,
+        maxparts,
+        amount_max,
+    })
+}
+
+pub fn probe(params: &Value) -> Result<ProbeParams, RpcFailure> {
+    let map = named(params, &PROBE_PARAMS)?;
+    let outgoing = string(&map, "outgoing")?
+        .ok_or_else(|| RpcFailure::param("outgoing", "missing required parameter"))?;
+    let incoming = string(&map, "incoming")?
+        .ok_or_else(|| RpcFailure::param("incoming", "missing required parameter"))?;
+    let amount_msat = amount(&map, "amount_msat")?;
+    if amount_msat == Some(0) {
+        return Err(RpcFailure::param("amount_msat", "must be more than 0"));
+    }
+    let maxfeeppm = integer(&map, "maxfeeppm", 1_000_000)?;
+    let exemptfee = amount(&map, "exemptfee")?;
+    let maxparts = integer(&map, "maxparts", MAX_PARTS)?;
+    if maxparts == Some(0) {
+        return Err(RpcFailure::param("maxparts", "must be at least 1"));
+    }
+    Ok(ProbeParams {
+        outgoing,
+        incoming,
+        amount_msat,
+        maxfeeppm,
+        exemptfee,
+        maxparts,
     })
 }
 
@@ -338,6 +407,7 @@ pub fn settings(params: &Value) -> Result<SettingsParams, RpcFailure> {
 pub fn check(command: &str, params: &Value) -> Result<(), RpcFailure> {
     match command {
         "rebalance" => rebalance(params).map(|_| ()),
+        "rebalance-probe" => probe(params).map(|_| ()),
         "balances" | "balances-table" => balances(params).map(|_| ()),
         "rebalance-liquidity" => liquidity(params).map(|_| ()),
         "rebalanceall" => rebalanceall(params).map(|_| ()),
@@ -450,6 +520,14 @@ mod tests {
                 "dryrun",
             ),
             (
+                json!({"outgoing": "1x1x0", "incoming": "2x1x0", "maxparts": 0}),
+                "maxparts",
+            ),
+            (
+                json!({"outgoing": "1x1x0", "incoming": "2x1x0", "maxparts": 17}),
+                "maxparts",
+            ),
+            (
                 json!({"outgoing": "1x1x0", "incoming": "2x1x0", "amount": 5}),
                 "amount",
             ),
@@ -465,8 +543,35 @@ mod tests {
                 e.message
             );
         }
-        let e = err(json!(["a", "b", 1, 1, 1, 1, true, "extra"]));
+        let e = err(json!(["a", "b", 1, 1, 1, 1, true, 2, "extra"]));
         assert!(e.message.contains("too many parameters"));
+    }
+
+    #[test]
+    fn probe_params_and_amount_max() {
+        let p = probe(&json!(["1x1x0", "2x1x0"])).unwrap();
+        assert_eq!((p.amount_msat, p.maxparts), (None, None));
+        let p = probe(&json!({"outgoing": "1x1x0", "incoming": "2x1x0",
+            "amount_msat": "50000sat", "maxparts": 2}))
+        .unwrap();
+        assert_eq!((p.amount_msat, p.maxparts), (Some(50_000_000), Some(2)));
+        for (bad, name) in [
+            (json!(["1x1x0"]), "incoming"),
+            (json!(["1x1x0", "2x1x0", 0]), "amount_msat"),
+            (json!(["1x1x0", "2x1x0", "max"]), "amount_msat"),
+            (json!(["1x1x0", "2x1x0", 5, 10, 10, 0]), "maxparts"),
+        ] {
+            let e = probe(&bad).unwrap_err();
+            assert!(
+                e.message.starts_with(&format!("{name}: ")),
+                "{bad}: {}",
+                e.message
+            );
+        }
+        let r = rebalance(&json!({"outgoing": "1x1x0", "incoming": "2x1x0", "amount_msat": "max"}))
+            .unwrap();
+        assert!(r.amount_max && r.amount_msat.is_none());
+        assert!(!rebalance(&json!(["1x1x0", "2x1x0", 5])).unwrap().amount_max);
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! a re-export in a `mod.rs` is an import of that `mod.rs`: a child that imports what its
 //! `mod.rs` re-exports closes a circle, and must import the sibling that defines it instead.
 //! `main.rs` is the binary's root (it reaches the library by its crate name) and is only held
-//! to the length rule.
+//! to the length rule. A module of tests in a file of its own (`tests.rs`, `tests_*.rs`) is
+//! tests: held to none.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -73,10 +74,36 @@ fn file_of(tree: &Tree, path: &[String]) -> String {
     "lib.rs".into()
 }
 
-/// `text` with comments and string/char literals blanked out, and cut at the first
-/// `#[cfg(test)]` (the tests may reach anywhere).
+/// Where a file's own tests start: the first `#[cfg(test)]` over an inline module
+/// (`mod tests {`), not one over a declaration of tests kept in a file of their own
+/// (`mod tests;`, code that goes on after it).
+fn tests_start(text: &str) -> Option<usize> {
+    let mut at = 0;
+    while let Some(i) = text[at..].find("#[cfg(test)]") {
+        let start = at + i;
+        let after = text[start + "#[cfg(test)]".len()..].trim_start();
+        let decl = after.split('{').next().unwrap_or_default();
+        if after.contains('{') && !decl.contains(';') && decl.contains("mod ") {
+            return Some(start);
+        }
+        at = start + 1;
+    }
+    None
+}
+
+/// Lines before a file's own tests.
+fn lines_before_tests(text: &str) -> usize {
+    let code = match tests_start(text) {
+        Some(i) => &text[..i],
+        None => text,
+    };
+    code.lines().count()
+}
+
+/// `text` with comments and string/char literals blanked out, and cut where its own tests
+/// start (the tests may reach anywhere).
 fn code_of(text: &str) -> String {
-    let text = match text.find("#[cfg(test)]") {
+    let text = match tests_start(text) {
         Some(i) => &text[..i],
         None => text,
     };
@@ -303,12 +330,18 @@ fn imports(file: &str, text: &str) -> Vec<Vec<String>> {
     out
 }
 
+/// A file that holds only a module of tests (`#[cfg(test)] mod tests;` in its parent).
+fn is_tests(file: &str) -> bool {
+    let name = file.rsplit('/').next().unwrap_or(file);
+    name == "tests.rs" || name.starts_with("tests_")
+}
+
 /// File -> the files it imports (never itself).
 fn edges(tree: &Tree) -> BTreeMap<String, BTreeSet<String>> {
     let mut g = BTreeMap::new();
     for (file, text) in tree {
         let mut to = BTreeSet::new();
-        if file != "main.rs" {
+        if file != "main.rs" && !is_tests(file) {
             for p in imports(file, text) {
                 let target = file_of(tree, &p);
                 if &target != file {
@@ -466,11 +499,8 @@ fn violations(tree: &Tree) -> Vec<String> {
             }
         }
     }
-    for (file, text) in tree {
-        let before_tests = text
-            .lines()
-            .take_while(|l| !l.starts_with("#[cfg(test)]"))
-            .count();
+    for (file, text) in tree.iter().filter(|(f, _)| !is_tests(f)) {
+        let before_tests = lines_before_tests(text);
         if before_tests > MAX_LINES {
             out.push(format!(
                 "{file} has {before_tests} lines before its tests (at most {MAX_LINES}): split it into named parts"
@@ -534,6 +564,30 @@ mod checks {
         assert_eq!(
             imports("state/mod.rs", "use super::clock::Clock;"),
             vec![vec!["clock".to_string(), "Clock".into()]]
+        );
+    }
+
+    #[test]
+    fn tests_in_a_file_of_their_own_do_not_hide_the_code_after_them() {
+        let t = tree(&[
+            ("lib.rs", "pub mod x;"),
+            (
+                "x/mod.rs",
+                "mod a;\n#[cfg(test)]\nmod tests;\npub struct S(a::T);",
+            ),
+            ("x/a.rs", "pub struct T; fn f(_: super::S) {}"),
+        ]);
+        assert_eq!(
+            violations(&t),
+            vec!["import circle: x/a.rs -> x/mod.rs -> x/a.rs".to_string()]
+        );
+        assert_eq!(
+            lines_before_tests("fn a() {}\n#[cfg(test)]\nmod tests;\nfn b() {}\n"),
+            4
+        );
+        assert_eq!(
+            lines_before_tests("fn a() {}\n#[cfg(test)]\nmod tests {\n}\n"),
+            1
         );
     }
 

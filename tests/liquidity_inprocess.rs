@@ -16,6 +16,7 @@ use std::sync::Arc;
 const ALICE_BIG: &str = "800002x1x0"; // we hold 1.5M of 2M sat
 const CAROL: &str = "800004x1x0"; // we hold 100k of 1M sat
 
+/// One route at a time: these tests read what a single route's failure teaches.
 fn req(out: &str, inc: &str, amount_msat: u64) -> RebalanceParams {
     RebalanceParams {
         outgoing: out.into(),
@@ -25,6 +26,8 @@ fn req(out: &str, inc: &str, amount_msat: u64) -> RebalanceParams {
         exemptfee: None,
         retry_for: Some(10),
         dryrun: false,
+        maxparts: Some(1),
+        amount_max: false,
     }
 }
 

@@ -27,6 +27,8 @@ fn req(out: &str, inc: &str, amount_msat: u64) -> RebalanceParams {
         exemptfee: None,
         retry_for: Some(10),
         dryrun: false,
+        maxparts: None,
+        amount_max: false,
     }
 }
 
@@ -99,7 +101,12 @@ async fn fee_cap_too_low_is_206_and_nothing_is_paid() {
 async fn a_depleted_hop_forces_a_retry_on_another_route() {
     let (r, node) = rebalancer(demo_network(), Config::default());
     // alice's cheapest way to carol is their direct channel; the other goes via erin and frank.
-    let mut p = req(ALICE_BIG, CAROL, 100_000_000);
+    // One route at a time: the retry on another route is what this is about.
+    let single = |mut p: RebalanceParams| {
+        p.maxparts = Some(1);
+        p
+    };
+    let mut p = single(req(ALICE_BIG, CAROL, 100_000_000));
     p.dryrun = true;
     let quote = r.rebalance(p).await.unwrap();
     assert_eq!(quote["hops"], 3, "{quote}");
@@ -117,7 +124,7 @@ async fn a_depleted_hop_forces_a_retry_on_another_route() {
         ..Extra::default()
     };
     let v = r
-        .rebalance_with(req(ALICE_BIG, CAROL, 100_000_000), extra)
+        .rebalance_with(single(req(ALICE_BIG, CAROL, 100_000_000)), extra)
         .await
         .unwrap();
     assert_eq!(v["status"], "complete");
@@ -392,6 +399,7 @@ async fn a_private_incoming_channel_is_named_by_the_peers_alias() {
         &node,
         inv["payment_hash"].as_str().unwrap(),
         5,
+        None,
     )
     .await
     .unwrap_err();

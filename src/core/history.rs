@@ -14,6 +14,7 @@
 //! body: started_at u64 | outgoing u64 | incoming u64 | amount_msat u64 | fee_msat u64
 //!       | attempts u32 | outcome u8 (0 complete, 1 failed) | code i32 (0 when complete)
 //!       | duration_ms u64 | job_id u64 | payment_hash [32] | error_len u8 | error (UTF-8)
+//!       [| parts u8, appended later: the parts it was paid in; absent means 1]
 //! ```
 //! The checksum is 32-bit FNV-1a over version, body_len and body. The length prefix makes each
 //! record self-delimiting: a reader skips records of a version it does not know (and counts
@@ -75,6 +76,8 @@ pub struct Entry {
     pub payment_hash: [u8; 32],
     /// Why it failed, short; at most [`MAX_ERROR_BYTES`] are stored.
     pub error: String,
+    /// The parts it was paid in (1: one route; for a failed one, of its last try).
+    pub parts: u8,
 }
 
 /// Cuts `s` to at most [`MAX_ERROR_BYTES`] bytes at a character boundary.
@@ -112,7 +115,7 @@ impl Entry {
     /// Appends this entry's record to `out` (the error message cut to [`MAX_ERROR_BYTES`]).
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         let error = bounded_error(&self.error).as_bytes();
-        let body_len = BODY_FIXED_BYTES + error.len();
+        let body_len = BODY_FIXED_BYTES + error.len() + 1;
         let start = out.len();
         out.reserve(FRAME_BYTES + body_len);
         out.extend_from_slice(&RECORD_MAGIC);
@@ -139,6 +142,7 @@ impl Entry {
         out.extend_from_slice(&self.payment_hash);
         out.push(error.len() as u8);
         out.extend_from_slice(error);
+        out.push(self.parts);
         let sum = checksum(&out[start + 2..]);
         out.extend_from_slice(&sum.to_be_bytes());
     }
@@ -277,6 +281,8 @@ fn decode_record(b: &[u8]) -> Result<(Option<Entry>, usize), String> {
     let error = std::str::from_utf8(error)
         .map_err(|_| "error message is not UTF-8".to_string())?
         .to_string();
+    // Appended after the error: records written before it was are of one part.
+    let parts = body.get(BODY_FIXED_BYTES + error_len).copied().unwrap_or(1);
     let entry = Entry {
         started_at: u64_at(0),
         outgoing: Scid(u64_at(8)),
@@ -289,6 +295,7 @@ fn decode_record(b: &[u8]) -> Result<(Option<Entry>, usize), String> {
         job_id: u64_at(57),
         payment_hash,
         error,
+        parts,
     };
     Ok((Some(entry), len))
 }
@@ -600,6 +607,7 @@ mod tests {
             job_id: 7,
             payment_hash: hash(n),
             error: String::new(),
+            parts: 1,
         }
     }
 
@@ -609,6 +617,7 @@ mod tests {
             outcome: Outcome::Failed { code: 205 },
             job_id: 0,
             error: error.into(),
+            parts: 1,
             ..entry(started_at, 0, n)
         }
     }
@@ -662,6 +671,7 @@ mod tests {
             Entry {
                 outcome: Outcome::Failed { code: -1 },
                 error: long.clone(),
+                parts: 1,
                 started_at: u64::MAX,
                 duration_ms: u64::MAX,
                 job_id: u64::MAX,
@@ -675,7 +685,11 @@ mod tests {
             assert_eq!(&r[..3], b"RH\x01");
             day.extend_from_slice(&r);
         }
-        assert_eq!(entries[0].encode().len(), FRAME_BYTES + BODY_FIXED_BYTES);
+        // The fixed body, no error, and the parts byte appended after it.
+        assert_eq!(
+            entries[0].encode().len(),
+            FRAME_BYTES + BODY_FIXED_BYTES + 1
+        );
         let d = decode_day(&day);
         assert_eq!(d.error, None);
         assert_eq!(d.newer_versions, 0);
@@ -685,6 +699,7 @@ mod tests {
             d.entries[2],
             Entry {
                 error: "é".repeat(100),
+                parts: 1,
                 ..entries[2].clone()
             }
         );

@@ -3,6 +3,7 @@
 pub mod amount; // msat arithmetic (checked) and CLN amount strings
 pub mod budget; // fee budgets per run and per 24 hours; admitting a move
 pub mod economics; // what a move may pay: a share of what it earns, less what the source loses
+pub mod flow; // several paths and part amounts for one amount (min-cost flow)
 pub mod graph; // the public graph from listchannels, compact and indexed
 pub mod history; // every rebalance as a datastore record; retention; fees in a window
 pub mod liquidity; // what we know of each channel direction's liquidity; decay; P(success)

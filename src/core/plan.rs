@@ -1187,6 +1187,7 @@ mod tests {
                                 job_id: 1,
                                 payment_hash,
                                 error: String::new(),
+                                parts: 1,
                             }));
                         }
                         _ => now += rng.below(4 * 3600),

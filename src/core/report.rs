@@ -82,6 +82,9 @@ pub struct JobProgress {
     pub moves_in_flight: u32,
     pub moved_msat: u64,
     pub fee_msat: u64,
+    /// Probes sent to size its moves, and moves they found could not go (nothing was sent).
+    pub probes: u32,
+    pub moves_sized_out: u32,
 }
 
 impl JobProgress {
@@ -94,6 +97,8 @@ impl JobProgress {
             "moves_in_flight": self.moves_in_flight,
             "moved_msat": self.moved_msat,
             "fee_msat": self.fee_msat,
+            "probes": self.probes,
+            "moves_sized_out": self.moves_sized_out,
         })
     }
 }
@@ -497,6 +502,7 @@ mod tests {
             job_id: 1,
             payment_hash: NO_PAYMENT_HASH,
             error: String::new(),
+            parts: 1,
         }
     }
 
@@ -504,6 +510,7 @@ mod tests {
         Entry {
             outcome: Outcome::Failed { code: 205 },
             error: "no route".into(),
+            parts: 1,
             ..rb(age_secs, out, inc, 100_000, 0)
         }
     }
@@ -674,6 +681,8 @@ mod tests {
             moves_in_flight: 1,
             moved_msat: 200_000 * SAT,
             fee_msat: 1_500,
+            probes: 0,
+            moves_sized_out: 0,
         };
         let history = vec![
             rb(2 * DAY_SECS, 1, 2, 100_000, 10),

@@ -41,17 +41,22 @@ pub trait Lightningd: Send + Sync + 'static {
         label: &str,
         status: &str,
     ) -> impl Future<Output = Result<(), RpcError>> + Send;
+    /// `sendpay`: the whole payment over `route`, or with `part` one part of it (`partid`,
+    /// `groupid`, and the total every part names as `amount_msat`).
     fn sendpay(
         &self,
         route: &[Hop],
         payment_hash: &str,
         payment_secret: &str,
         label: &str,
+        part: Option<Part>,
     ) -> impl Future<Output = Result<(), RpcError>> + Send;
+    /// `waitsendpay`: for the payment, or with `part` for that part of it.
     fn waitsendpay(
         &self,
         payment_hash: &str,
         timeout_secs: u64,
+        part: Option<Part>,
     ) -> impl Future<Output = Result<PaymentComplete, RpcError>> + Send;
     fn listsendpays(
         &self,
@@ -81,6 +86,27 @@ pub trait Lightningd: Send + Sync + 'static {
     fn deldatastore(&self, key: &[&str]) -> impl Future<Output = Result<(), RpcError>> + Send;
     /// `listforwards status=settled`: the forwards that earned us fees.
     fn listforwards_settled(&self) -> impl Future<Output = Result<Vec<Forward>, RpcError>> + Send;
+}
+
+/// One part of a payment in several parts (lightningd/pay.c): every part of one try shares the
+/// `groupid` and names the whole payment's total; a part that replaces a failed one takes a new
+/// `partid`; a new try takes a new `groupid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    pub partid: u64,
+    pub groupid: u64,
+    pub total_msat: u64,
+}
+
+/// The `sendpay`/`waitsendpay` parameters a part adds.
+pub fn part_params(params: &mut Value, part: Option<Part>, with_total: bool) {
+    if let Some(p) = part {
+        params["partid"] = json!(p.partid);
+        params["groupid"] = json!(p.groupid);
+        if with_total {
+            params["amount_msat"] = json!(p.total_msat);
+        }
+    }
 }
 
 /// `sendpay` route entries in the form every lightningd accepts.

@@ -1,6 +1,6 @@
 //! [`ClnNode`]: the [`Lightningd`] trait over lightningd's RPC socket, one connection per call.
 
-use super::api::{Lightningd, sendpay_route_json};
+use super::api::{Lightningd, Part, part_params, sendpay_route_json};
 use super::types::*;
 use crate::core::route::Hop;
 use cln_rpc::RpcError;
@@ -271,14 +271,12 @@ impl Lightningd for ClnNode {
         payment_hash: &str,
         payment_secret: &str,
         label: &str,
+        part: Option<Part>,
     ) -> Result<(), RpcError> {
-        let _: Value = self
-            .call(
-                "sendpay",
-                json!({"route": sendpay_route_json(route), "payment_hash": payment_hash,
-                       "payment_secret": payment_secret, "label": label}),
-            )
-            .await?;
+        let mut params = json!({"route": sendpay_route_json(route), "payment_hash": payment_hash,
+                                "payment_secret": payment_secret, "label": label});
+        part_params(&mut params, part, true);
+        let _: Value = self.call("sendpay", params).await?;
         Ok(())
     }
 
@@ -286,12 +284,12 @@ impl Lightningd for ClnNode {
         &self,
         payment_hash: &str,
         timeout_secs: u64,
+        part: Option<Part>,
     ) -> Result<PaymentComplete, RpcError> {
+        let mut params = json!({"payment_hash": payment_hash, "timeout": timeout_secs});
+        part_params(&mut params, part, false);
         // The socket call itself must not outlive lightningd's own timeout by much.
-        let call = self.call(
-            "waitsendpay",
-            json!({"payment_hash": payment_hash, "timeout": timeout_secs}),
-        );
+        let call = self.call("waitsendpay", params);
         match tokio::time::timeout(Duration::from_secs(timeout_secs + 30), call).await {
             Ok(r) => r,
             Err(_) => Err(RpcError {

@@ -7,6 +7,6 @@ pub mod store; // datastore keys and encodings
 pub mod types; // lean answers with CLN's field names; payment failure details
 pub mod version; // the lightningd releases the plugin runs on
 
-pub use api::{Lightningd, sendpay_route_json};
+pub use api::{Lightningd, Part, part_params, sendpay_route_json};
 pub use clnrpc::ClnNode;
 pub use types::*;

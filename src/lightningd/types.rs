@@ -144,6 +144,11 @@ pub struct SendpayStatus {
     pub amount_msat: u64,
     #[serde(default)]
     pub amount_sent_msat: u64,
+    /// The try (all its parts share it) and the part within it (0 for a payment sent whole).
+    #[serde(default)]
+    pub groupid: u64,
+    #[serde(default)]
+    pub partid: u64,
 }
 
 /// One `listdatastore` entry.
@@ -166,14 +171,26 @@ pub struct PayFailure {
     pub failcodename: Option<String>,
 }
 
-/// The sendpay attempt that paid our invoice: the complete one, or else the pending one. Our
-/// invoice is paid, so that attempt's outgoing HTLC settles as soon as the outgoing peer can
-/// give us the preimage (it may be offline a while), and `amount_sent_msat` is what it costs
-/// us. There is at most one: no attempt starts while another is in flight.
-pub fn paying_attempt(sent: &[SendpayStatus]) -> Option<&SendpayStatus> {
-    sent.iter()
+/// What the try that paid our invoice delivered and sent: its parts' `amount_msat` and
+/// `amount_sent_msat` summed (one part when it was sent whole). The try is the one with a
+/// complete part, or else the one with pending parts: our invoice is paid, so their outgoing
+/// HTLCs settle as soon as the outgoing peer can give us the preimage (it may be offline a
+/// while). There is at most one: no try starts while another is in flight.
+pub fn paying_attempt(sent: &[SendpayStatus]) -> Option<(u64, u64)> {
+    let group = sent
+        .iter()
         .find(|s| s.status == "complete")
-        .or_else(|| sent.iter().find(|s| s.status == "pending"))
+        .or_else(|| sent.iter().find(|s| s.status == "pending"))?
+        .groupid;
+    let parts = sent
+        .iter()
+        .filter(|s| s.groupid == group && (s.status == "complete" || s.status == "pending"));
+    Some(parts.fold((0u64, 0u64), |(a, b), s| {
+        (
+            a.saturating_add(s.amount_msat),
+            b.saturating_add(s.amount_sent_msat),
+        )
+    }))
 }
 
 /// BOLT 4 failure code flags and the codes the plugin tells apart.
@@ -228,16 +245,26 @@ mod tests {
 
     #[test]
     fn a_paid_invoice_costs_what_its_pending_attempt_sent() {
-        let s = |status: &str, sent| SendpayStatus {
+        let s = |status: &str, sent, groupid, partid| SendpayStatus {
             status: status.into(),
             amount_msat: 1000,
             amount_sent_msat: sent,
+            groupid,
+            partid,
         };
         // The outgoing peer has not settled our HTLC yet: the pending attempt is the one.
-        let sent = [s("failed", 1001), s("pending", 1003)];
-        assert_eq!(paying_attempt(&sent).unwrap().amount_sent_msat, 1003);
-        let sent = [s("pending", 1003), s("complete", 1002)];
-        assert_eq!(paying_attempt(&sent).unwrap().amount_sent_msat, 1002);
-        assert!(paying_attempt(&[s("failed", 1001)]).is_none());
+        let sent = [s("failed", 1001, 1, 0), s("pending", 1003, 2, 0)];
+        assert_eq!(paying_attempt(&sent), Some((1000, 1003)));
+        let sent = [s("failed", 1003, 1, 0), s("complete", 1002, 2, 0)];
+        assert_eq!(paying_attempt(&sent), Some((1000, 1002)));
+        assert!(paying_attempt(&[s("failed", 1001, 1, 0)]).is_none());
+        // Paid in parts: every part of the try that paid, not the failed one it replaced.
+        let sent = [
+            s("complete", 1004, 7, 1),
+            s("failed", 1009, 7, 2),
+            s("complete", 1003, 7, 3),
+            s("failed", 1001, 6, 1),
+        ];
+        assert_eq!(paying_attempt(&sent), Some((2000, 2007)));
     }
 }

@@ -1,6 +1,9 @@
 //! The arrival check, lightningd's `invoice_payment` hook: a rebalance payment that came back
 //! over any channel but the one chosen as incoming is refused, so no fee is paid for a
-//! rebalance that did not happen. Every other invoice is answered `continue` at once.
+//! rebalance that did not happen. Paid in parts, the hook fires once for the whole set (every
+//! part held at our node, grouped by payment hash whatever channel it came over): every part
+//! must have come over the incoming channel, or the whole set is refused. Every other invoice
+//! is answered `continue` at once.
 
 use crate::lightningd::{Lightningd, PeerChannel};
 use crate::state::State;
@@ -20,7 +23,7 @@ pub async fn on_invoice_payment<N: Lightningd>(st: &State<N>, payload: &Value) -
     };
     let hash = expected.payment_hash.unwrap_or_default();
     let arrived = match st.node.listpeerchannels().await {
-        Ok(chans) => arrival_channel(&chans, &hash),
+        Ok(chans) => arrival_channel(&chans, &hash, &expected.incoming_scid),
         Err(e) => {
             warn!(
                 "refusing payment for {label}: cannot check its arrival channel: {}",
@@ -43,14 +46,58 @@ pub async fn on_invoice_payment<N: Lightningd>(st: &State<N>, payload: &Value) -
     }
 }
 
-/// Which channel (scid) the incoming HTLC for `payment_hash` sits on.
-fn arrival_channel(chans: &[PeerChannel], payment_hash: &str) -> Option<String> {
-    chans
+/// Where the incoming HTLCs for `payment_hash` sit: `incoming` if every one of them is on it,
+/// else the first other channel one came over (`None` when there is none at all).
+fn arrival_channel(chans: &[PeerChannel], payment_hash: &str, incoming: &str) -> Option<String> {
+    let mut on: Vec<&str> = chans
         .iter()
-        .find(|c| {
+        .filter(|c| {
             c.htlcs
                 .iter()
                 .any(|h| h.direction == "in" && h.payment_hash == payment_hash)
         })
-        .and_then(|c| c.short_channel_id.clone())
+        .filter_map(|c| c.short_channel_id.as_deref())
+        .collect();
+    on.sort_by_key(|scid| *scid == incoming);
+    on.first().map(|s| s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lightningd::Htlc;
+
+    fn chan(scid: &str, hashes: &[&str]) -> PeerChannel {
+        serde_json::from_value(serde_json::json!({
+            "peer_id": "02aa", "state": "CHANNELD_NORMAL", "short_channel_id": scid,
+        }))
+        .map(|mut c: PeerChannel| {
+            c.htlcs = hashes
+                .iter()
+                .map(|h| Htlc {
+                    direction: "in".into(),
+                    payment_hash: h.to_string(),
+                    amount_msat: 1,
+                })
+                .collect();
+            c
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn every_part_must_have_come_over_the_incoming_channel() {
+        let one = [chan("1x1x1", &["h"]), chan("2x2x2", &[])];
+        assert_eq!(
+            arrival_channel(&one, "h", "1x1x1").as_deref(),
+            Some("1x1x1")
+        );
+        // Two parts over the incoming channel, one over a sibling: the sibling is named.
+        let split = [chan("1x1x1", &["h", "h"]), chan("2x2x2", &["h"])];
+        assert_eq!(
+            arrival_channel(&split, "h", "1x1x1").as_deref(),
+            Some("2x2x2")
+        );
+        assert_eq!(arrival_channel(&split, "x", "1x1x1"), None);
+    }
 }

@@ -2,6 +2,7 @@
 //! hop back to us (fixed), the search between the two peers with what failures ruled out, and
 //! the routes it yields as sendpay hops.
 
+use crate::core::flow::{Flow, FlowRequest};
 use crate::core::graph::{Graph, Policy, Scid};
 use crate::core::pathfind::{Exclusions, HopCost, Query, Scratch, find_path_with};
 use crate::core::route::{Hop, HopSpec, MAX_HOPS, MAX_TOTAL_CLTV, build_route};
@@ -169,6 +170,82 @@ impl Circle {
         specs.extend(middle);
         specs.push(self.last.clone());
         build_route(&specs, self.amount_msat, self.final_cltv).ok()
+    }
+
+    /// The same circle for another amount, what failures ruled out kept (probing tries
+    /// several amounts around the same channels).
+    pub fn with_amount(&self, amount_msat: u64) -> Result<Circle, RpcFailure> {
+        let remote = self.last.policy;
+        if amount_msat < remote.htlc_minimum_msat || amount_msat > remote.htlc_maximum_msat {
+            return Err(RpcFailure::param(
+                "amount_msat",
+                format!(
+                    "the incoming peer forwards between {}msat and {}msat on channel {}",
+                    remote.htlc_minimum_msat, remote.htlc_maximum_msat, self.incoming_scid
+                ),
+            ));
+        }
+        let deliver_msat = remote
+            .fee_msat(amount_msat)
+            .and_then(|f| amount_msat.checked_add(f))
+            .ok_or_else(|| RpcFailure::param("amount_msat", "too large"))?;
+        let mut c = Circle {
+            incoming_scid: self.incoming_scid,
+            first: self.first.clone(),
+            last: self.last.clone(),
+            amount_msat,
+            final_cltv: self.final_cltv,
+            query: self.query.clone(),
+            exclude: self.exclude.clone(),
+            same_peer: self.same_peer,
+            direct_failed: self.direct_failed,
+        };
+        if let Some(q) = c.query.as_mut() {
+            q.deliver_msat = deliver_msat;
+        }
+        Ok(c)
+    }
+
+    /// Whether the two channels go to one peer (the only route is straight through it).
+    pub fn same_peer(&self) -> bool {
+        self.same_peer
+    }
+
+    /// The flow's request for `amount_msat` in up to `max_parts` parts of at least
+    /// `min_part_msat`, all of them paying at most `max_fee_msat` and `A` sent at most
+    /// `max_source_msat` in all, around what failures ruled out. `None`: a peer is not in the
+    /// public graph.
+    pub fn flow_request(
+        &self,
+        amount_msat: u64,
+        max_parts: usize,
+        min_part_msat: u64,
+        max_fee_msat: u64,
+        max_source_msat: u64,
+    ) -> Option<FlowRequest<'_>> {
+        let q = self.query.as_ref()?;
+        Some(FlowRequest {
+            from: q.from,
+            to: q.to,
+            amount_msat,
+            last_hop: self.last.policy,
+            final_delay: self.final_cltv,
+            max_parts,
+            min_part_msat,
+            max_fee_msat,
+            max_source_msat,
+            exclude: &self.exclude,
+            max_edges: q.max_edges,
+            max_delay: q.max_delay,
+        })
+    }
+
+    /// The flow's parts as sendpay hops, our own two added; `None` if one cannot be built.
+    pub fn set_hops(&self, graph: &Graph, flow: &Flow) -> Option<Vec<Vec<Hop>>> {
+        flow.parts
+            .iter()
+            .map(|p| p.hops(graph, &self.first, &self.last, self.final_cltv).ok())
+            .collect()
     }
 
     /// Rules out what failed at hop `index` (the node at the end of hop `index` reported it).

@@ -39,10 +39,7 @@ async fn cleanup<N: Lightningd>(
     match status.as_deref() {
         Some("paid") => {
             let sent = node.listsendpays(hash).await.unwrap_or_default();
-            let done = paying_attempt(&sent);
-            let fee = done
-                .map(|s| s.amount_sent_msat.saturating_sub(s.amount_msat))
-                .unwrap_or(0);
+            let fee = paying_attempt(&sent).map_or(0, |(amount, sent)| sent.saturating_sub(amount));
             info!("{label}: paid after all, as we stopped waiting");
             Ok(
                 json!({"status": "complete", "amount_msat": amount_msat, "fee_msat": fee,
@@ -143,6 +140,11 @@ fn history_entry<N: Lightningd>(
             .map(|i| hash_bytes(&i.payment_hash))
             .unwrap_or(history::NO_PAYMENT_HASH),
         error,
+        parts: match result {
+            Ok(_) if !s.paid_set.is_empty() => s.paid_set.len(),
+            _ => s.attempts.last().map_or(1, |a| a.parts.len().max(1)),
+        }
+        .min(u8::MAX as usize) as u8,
     }
 }
 

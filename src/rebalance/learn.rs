@@ -10,7 +10,7 @@ use crate::error::{self, RpcFailure};
 use crate::lightningd::Lightningd;
 use crate::lightningd::types::PayFailure;
 use crate::lightningd::types::failcode::{
-    BADONION, CHANNEL_DISABLED, NODE, PERM, TEMPORARY_CHANNEL_FAILURE, UPDATE, words,
+    BADONION, CHANNEL_DISABLED, MPP_TIMEOUT, NODE, PERM, TEMPORARY_CHANNEL_FAILURE, UPDATE, words,
 };
 use crate::state::State;
 use serde_json::json;
@@ -52,6 +52,12 @@ pub fn learn_settled<N: Lightningd>(st: &State<N>, s: &Session, hops: &[Hop]) {
             );
         }
     }
+}
+
+/// A probe that reached us: every middle hop carried its amount (a success teaches less than
+/// a payment's: nothing moved, so nothing changes sides).
+pub fn learn_carried<N: Lightningd>(st: &State<N>, s: &Session, hops: &[Hop]) {
+    learn_failed(st, s, &PayFailure::default(), hops, hops.len());
 }
 
 /// What a failure at hop `index` teaches the model: hops before it forwarded their amounts;
@@ -152,6 +158,12 @@ pub async fn failed<N: Lightningd>(
                 e.message
             ),
         )),
+        Some(i) if i >= n && failcode == MPP_TIMEOUT => {
+            // The other parts did not arrive in time: this one got through, every hop of it
+            // carried its amount. Nothing rules a channel out; the set is tried anew.
+            learn_failed(st, s, &f, hops, n);
+            Outcome::Retry
+        }
         Some(i) if i >= n => {
             let rejected = st.inflight.get(s.id).and_then(|r| r.rejected_arrival);
             Outcome::Stop(match rejected {

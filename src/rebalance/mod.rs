@@ -23,22 +23,25 @@ pub mod circle; // the fixed first and last hops and the search between them
 pub mod cleanup; // step 5: no invoice left, model saved, history recorded
 pub mod learn; // step 4: the model and the circle learn; retry or stop
 pub mod pay; // step 3: invoice, sendpay, waitsendpay
+pub mod probe; // how much can move now, found with probes that pay nothing
 pub mod route; // step 2: the best route not ruled out
 pub mod session; // one rebalance in progress
 
-use crate::core::amount::{fee_cap_msat, ppm};
+use crate::core::amount::MSAT_PER_SAT;
+use crate::core::amount::{display_sat, fee_cap_msat, ppm};
 use crate::core::liquidity::Liquidity;
-use crate::core::route::route_fee_msat;
+use crate::core::route::{Hop, route_fee_msat};
 use crate::error::{self, RpcFailure};
 use crate::lightningd::Lightningd;
-use crate::params::RebalanceParams;
+use crate::params::{ProbeParams, RebalanceParams};
 use crate::state::State;
 use crate::state::inflight::Running;
 use check::{Checked, check_request};
 use circle::Circle;
 use log::info;
+use probe::{Found, ProbeBudget, ProbeSummary};
 use serde_json::{Value, json};
-use session::{Attempt, Extra, Outcome, Session, attempts_json};
+use session::{Attempt, Extra, Outcome, Session, attempts_json, via};
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 
@@ -54,9 +57,34 @@ impl<N: Lightningd> State<N> {
     /// `rebalance` with what the automatic job adds (a fee cap, its id, a stop signal).
     pub async fn rebalance_with(
         &self,
-        p: RebalanceParams,
+        mut p: RebalanceParams,
         extra: Extra,
     ) -> Result<Value, RpcFailure> {
+        if p.amount_max {
+            // The most that can move now, found by probing first; then that, as asked.
+            let budget = self.probe_budget();
+            let found = self
+                .probe_found(
+                    &probe_params(&p),
+                    None,
+                    None,
+                    budget,
+                    extra.progress.clone(),
+                )
+                .await?;
+            if found.1.amount_msat == 0 {
+                return Err(RpcFailure::new(
+                    error::PAY_ROUTE_NOT_FOUND,
+                    format!(
+                        "amount_msat=max: probes found nothing that moves from {} to {} within the fee cap \
+                         ({} probes)",
+                        p.outgoing, p.incoming, found.1.probes
+                    ),
+                ));
+            }
+            p.amount_msat = Some(found.1.amount_msat);
+            p.amount_max = false;
+        }
         let started_ms = self.now_ms();
         let req = check_request(&self.node, &p).await?;
         let id = self.inflight.start(Running {
@@ -84,6 +112,162 @@ impl<N: Lightningd> State<N> {
     }
 }
 
+/// Probes a job may send to size one move.
+const SIZING_PROBES: u32 = 8;
+
+/// The probe a `rebalance amount_msat=max` runs first.
+fn probe_params(p: &RebalanceParams) -> ProbeParams {
+    ProbeParams {
+        outgoing: p.outgoing.clone(),
+        incoming: p.incoming.clone(),
+        amount_msat: None,
+        maxfeeppm: p.maxfeeppm,
+        exemptfee: p.exemptfee,
+        maxparts: p.maxparts,
+    }
+}
+
+impl<N: Lightningd> State<N> {
+    /// `rebalance-probe`: without an amount, the most that can move now from `outgoing` to
+    /// `incoming` within the fee cap; with one, whether it can. Nothing is paid.
+    pub async fn rebalance_probe(
+        &self,
+        p: ProbeParams,
+        progress: Option<std::sync::Arc<dyn crate::progress::Progress>>,
+    ) -> Result<Value, RpcFailure> {
+        let budget = self.probe_budget();
+        let (s, found, took_ms) = self.probe_found(&p, None, None, budget, progress).await?;
+        Ok(answer::probed(&s, &p, &found, took_ms))
+    }
+
+    /// What one probing call may spend, from the options.
+    fn probe_budget(&self) -> ProbeBudget {
+        ProbeBudget {
+            probes: self.config.probe_max_probes,
+            secs: self.config.probe_max_secs,
+        }
+    }
+
+    /// How much of an automatic move of `planned_msat` (fee cap `cap_msat`) can go now: all of
+    /// it when the model is sure enough it moves, else what probes find (never more than
+    /// planned), the cap scaled to the amount. The probes sent come with it.
+    pub async fn size_move(
+        &self,
+        outgoing: &str,
+        incoming: &str,
+        planned_msat: u64,
+        cap_msat: u64,
+    ) -> Result<Found, RpcFailure> {
+        let p = ProbeParams {
+            outgoing: outgoing.to_string(),
+            incoming: incoming.to_string(),
+            amount_msat: None,
+            maxfeeppm: None,
+            exemptfee: None,
+            maxparts: None,
+        };
+        let budget = ProbeBudget {
+            probes: SIZING_PROBES.min(self.config.probe_max_probes),
+            secs: self.config.probe_max_secs,
+        };
+        self.probe_found(&p, Some(planned_msat), Some(cap_msat), budget, None)
+            .await
+            .map(|(_, found, _)| found)
+    }
+
+    /// Runs the probes `p` asks for (the most that can move, up to `upper` when given; or
+    /// whether `p`'s amount can), with `cap` for the upper amount when given (else the fee cap
+    /// options and `p` say); the session's summary and what was found.
+    async fn probe_found(
+        &self,
+        p: &ProbeParams,
+        upper: Option<u64>,
+        cap: Option<u64>,
+        budget: ProbeBudget,
+        progress: Option<std::sync::Arc<dyn crate::progress::Progress>>,
+    ) -> Result<(ProbeSummary, Found, u64), RpcFailure> {
+        let started_ms = self.now_ms();
+        // The channels, checked as a rebalance checks them (for the smallest amount: how much
+        // can move is the question).
+        let rp = RebalanceParams {
+            outgoing: p.outgoing.clone(),
+            incoming: p.incoming.clone(),
+            amount_msat: Some(p.amount_msat.unwrap_or(MSAT_PER_SAT)),
+            maxfeeppm: p.maxfeeppm,
+            exemptfee: p.exemptfee,
+            retry_for: Some(budget.secs.max(1)),
+            dryrun: true,
+            maxparts: p.maxparts,
+            amount_max: false,
+        };
+        let upper_asked = upper;
+        let mut req = check_request(&self.node, &rp).await?;
+        let maxfeeppm = rp.maxfeeppm.unwrap_or(self.config.maxfeeppm);
+        // At most what the outgoing channel can send with the most fee the cap allows, and
+        // what the incoming one can receive.
+        let upper =
+            (req.out.spendable_msat as u128 * 1_000_000 / (1_000_000 + maxfeeppm as u128)) as u64;
+        let upper = upper
+            .min(req.inc.receivable_msat)
+            .min(upper_asked.unwrap_or(u64::MAX))
+            / MSAT_PER_SAT
+            * MSAT_PER_SAT;
+        if p.amount_msat.is_none() {
+            req.amount_msat = upper.max(MSAT_PER_SAT);
+        }
+        let out_scid = req.out_scid.clone();
+        if !self.inflight.start_probe(&out_scid) {
+            return Err(RpcFailure::new(
+                error::PLUGIN_ERROR,
+                format!("a probe is already running out through channel {out_scid}: one at a time"),
+            ));
+        }
+        let id = self.inflight.start(Running {
+            outgoing_scid: req.out_scid.clone(),
+            incoming_scid: req.inc_scid.clone(),
+            amount_msat: req.amount_msat,
+            started_ms,
+            dryrun: true,
+            ..Running::default()
+        });
+        let result = async {
+            let graph = self.graph().await?;
+            let extra = Extra {
+                progress,
+                fee_cap_msat: cap,
+                ..Extra::default()
+            };
+            let mut s = new_session(self, id, &rp, req, graph, started_ms, extra)?;
+            let found = match p.amount_msat {
+                Some(a) => probe::probe_amount(self, &mut s, a, budget).await,
+                // Sizing a move: when the model is sure it goes whole, no probe is needed.
+                None if cap.is_some() && probe::sure(self, &mut s, upper) => Ok(Found {
+                    amount_msat: upper,
+                    ..Found::default()
+                }),
+                None => probe::probe_max(self, &mut s, upper, budget).await,
+            };
+            Ok::<_, RpcFailure>((s, found))
+        }
+        .await;
+        self.inflight.end(id);
+        self.inflight.end_probe(&out_scid);
+        let (s, found) = result?;
+        self.save_liquidity().await;
+        let summary = ProbeSummary {
+            out_scid: s.req.out_scid.clone(),
+            inc_scid: s.req.inc_scid.clone(),
+            cap_msat: fee_cap_msat(
+                found.as_ref().map_or(0, |f| f.amount_msat),
+                s.maxfeeppm,
+                s.exemptfee_msat,
+            ),
+        };
+        self.model.give_view((s.beliefs, s.scratch));
+        Ok((summary, found?, self.now_ms().saturating_sub(started_ms)))
+    }
+}
+
 /// A session for a checked request: the fee cap, the deadline, the fixed hops.
 fn new_session<N: Lightningd>(
     st: &State<N>,
@@ -107,7 +291,8 @@ fn new_session<N: Lightningd>(
     )?;
     let local_model = (!st.config.liquidity_memory).then(|| Mutex::new(Liquidity::new()));
     let (beliefs, scratch) = st.model.take_view();
-    let s = Session {
+    let planned_msat = req.amount_msat;
+    let mut s = Session {
         id,
         cap_msat: extra
             .fee_cap_msat
@@ -127,7 +312,17 @@ fn new_session<N: Lightningd>(
         beliefs,
         local_model,
         last_sent: Vec::new(),
+        paid_set: Vec::new(),
+        max_parts: p
+            .maxparts
+            .map_or(st.config.max_parts, |m| m as usize)
+            .max(1),
+        groupid: 0,
+        next_partid: 0,
+        flow: None,
+        planned_msat: 0,
     };
+    s.planned_msat = planned_msat;
     learn::learn_our_channels(st, &s);
     Ok(s)
 }
@@ -159,18 +354,6 @@ fn must_stop<N: Lightningd>(st: &State<N>, s: &Session) -> Option<RpcFailure> {
     )
 }
 
-/// A route in short for a person: the channels between our own two hops.
-fn via(hops: &[crate::core::route::Hop]) -> String {
-    let middle: Vec<String> = session::middle(hops)
-        .map(|h| h.short_channel_id.to_string())
-        .collect();
-    if middle.is_empty() {
-        String::new()
-    } else {
-        format!(" via {}", middle.join(" > "))
-    }
-}
-
 /// The attempt loop: route, check, pay, learn, until paid, stopped or out of time.
 async fn run<N: Lightningd>(
     st: &State<N>,
@@ -178,41 +361,66 @@ async fn run<N: Lightningd>(
     dryrun: bool,
 ) -> Result<Value, RpcFailure> {
     loop {
-        let hops = route::next_route(st, s)?;
-        let fee_msat = route_fee_msat(&hops);
-        s.check_route(&hops, fee_msat)?;
+        let amount = s.req.amount_msat;
+        let (cap, spendable) = (s.cap_msat, s.req.out.spendable_msat);
+        let set = route::next_set(st, s, amount, cap, spendable)?;
+        let fee_msat: u64 = set.iter().map(|h| route_fee_msat(h)).sum();
+        s.check_set(&set, fee_msat)?;
         if dryrun {
-            return Ok(answer::quote(st, s, &hops, fee_msat));
+            return Ok(answer::quote(st, s, &set, fee_msat));
         }
         if let Some(stop) = must_stop(st, s) {
             return Err(stop);
         }
         pay::ensure_invoice(st, s).await?;
-        // The route is built to end at us; refuse to send anything that does not.
-        if hops.last().map(|h| h.node_id.as_str()) != Some(s.req.our_id.as_str()) {
+        // Routes are built to end at us; refuse to send anything that does not.
+        if set
+            .iter()
+            .any(|hops| hops.last().map(|h| h.node_id.as_str()) != Some(s.req.our_id.as_str()))
+        {
             return Err(RpcFailure::new(
                 error::PLUGIN_ERROR,
                 "internal error: a route that does not end at our node; nothing was sent",
             ));
         }
-        let mut attempt = Attempt {
-            route: hops
-                .iter()
+        let scids = |hops: &Vec<Hop>| -> Vec<String> {
+            hops.iter()
                 .map(|h| h.short_channel_id.to_string())
-                .collect(),
+                .collect()
+        };
+        let mut attempt = Attempt {
+            route: scids(&set[0]),
             fee_msat,
             outcome: String::new(),
+            parts: set.iter().map(scids).collect(),
         };
-        s.last_sent = hops.clone();
+        s.last_sent = set[0].clone();
         s.tell_time(st.now_ms());
-        s.tell(&format!(
-            "attempt {}: {} hops{}, fee {fee_msat}msat ({} ppm)",
-            s.attempts.len() + 1,
-            hops.len(),
-            via(&hops),
-            ppm(fee_msat, s.req.amount_msat)
-        ));
-        let outcome = pay::attempt(st, s, &hops, &mut attempt).await;
+        s.tell(&match set.as_slice() {
+            [hops] => format!(
+                "attempt {}: {} hops{}, fee {fee_msat}msat ({} ppm)",
+                s.attempts.len() + 1,
+                hops.len(),
+                via(hops),
+                ppm(fee_msat, s.req.amount_msat)
+            ),
+            parts => format!(
+                "attempt {}: {} parts, fee {fee_msat}msat ({} ppm): {}",
+                s.attempts.len() + 1,
+                parts.len(),
+                ppm(fee_msat, s.req.amount_msat),
+                parts
+                    .iter()
+                    .map(|h| format!(
+                        "{}{}",
+                        display_sat(h.last().map_or(0, |l| l.amount_msat)),
+                        via(h)
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        });
+        let outcome = pay::attempt(st, s, set, &mut attempt).await;
         info!(
             "rebalance {} -> {} {}msat, attempt {} via {} for {fee_msat}msat: {}",
             s.req.out_scid,
@@ -235,7 +443,7 @@ async fn run<N: Lightningd>(
         }
         match outcome {
             Outcome::Paid { fee_msat } => {
-                let done = answer::paid(st, s, &hops, fee_msat);
+                let done = answer::paid(st, s, fee_msat);
                 s.tell(done["message"].as_str().unwrap_or("rebalanced"));
                 return Ok(done);
             }

@@ -1,14 +1,33 @@
 //! Steps 3 and 4 of an attempt: our invoice (made once, on the first attempt, and registered
-//! for the arrival check), then sendpay along the route and waitsendpay until it settles,
-//! fails, or time runs out.
+//! for the arrival check), then the set of routes paid. One route is sent whole, as a plain
+//! `sendpay`, and waited for. Several are sent together as the parts of one try (one `groupid`,
+//! each its `partid`, each naming the total); our node holds the parts that arrive until they
+//! add up to the total. A part that fails teaches the model, and a replacement for what it was
+//! to deliver goes out on another route while the others are held, within lightningd's 70 s
+//! hold; past that, or with nothing to replace it, the held parts fail back (`mpp_timeout`) and
+//! nothing is paid.
 
 use super::learn::{failed, learn_settled};
-use super::session::{Attempt, OurInvoice, Outcome, Session, middle};
+use super::route::next_set;
+use super::session::{Attempt, OurInvoice, Outcome, Session, middle, via};
 use crate::core::liquidity::ChanDir;
-use crate::core::route::Hop;
+use crate::core::route::{Hop, route_fee_msat};
 use crate::error::{self, RpcFailure};
-use crate::lightningd::Lightningd;
+use crate::lightningd::{Lightningd, Part, PaymentComplete};
 use crate::state::State;
+use cln_rpc::RpcError;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+/// Seconds lightningd (the receiver, us) holds parts for the rest to arrive (htlc_set.c).
+pub const HOLD_SECS: u64 = 70;
+/// A replacement part goes out only this long after its try started: it must reach us before
+/// the first part's hold ends, and a route's hops take their time.
+const REPLACE_WITHIN_SECS: u64 = 45;
+/// Where our explicit `groupid`s start: above any lightningd gives a whole payment itself
+/// (the highest for the hash, plus one), so the two never meet.
+const GROUPID_BASE: u64 = 1 << 32;
 
 /// Creates the invoice on the first attempt (and registers it for the hook).
 pub async fn ensure_invoice<N: Lightningd>(
@@ -56,8 +75,21 @@ fn mark_in_flight<N: Lightningd>(st: &State<N>, s: &Session, hops: &[Hop], add: 
     }
 }
 
-/// One sendpay + waitsendpay. Learns from the outcome.
+/// Pays `set`: one route whole, or several as the parts of one try.
 pub async fn attempt<N: Lightningd>(
+    st: &State<N>,
+    s: &mut Session,
+    set: Vec<Vec<Hop>>,
+    attempt: &mut Attempt,
+) -> Outcome {
+    match <[Vec<Hop>; 1]>::try_from(set) {
+        Ok([hops]) => whole(st, s, &hops, attempt).await,
+        Err(set) => parts(st, s, set, attempt).await,
+    }
+}
+
+/// One sendpay + waitsendpay for the whole amount. Learns from the outcome.
+async fn whole<N: Lightningd>(
     st: &State<N>,
     s: &mut Session,
     hops: &[Hop],
@@ -67,7 +99,7 @@ pub async fn attempt<N: Lightningd>(
     let hash = &inv.payment_hash;
     if let Err(e) = st
         .node
-        .sendpay(hops, hash, &inv.payment_secret, &inv.label)
+        .sendpay(hops, hash, &inv.payment_secret, &inv.label, None)
         .await
     {
         return failed(st, s, e, hops, attempt).await;
@@ -75,24 +107,13 @@ pub async fn attempt<N: Lightningd>(
     mark_in_flight(st, s, hops, true);
     st.inflight.update(s.id, |r| r.parts_in_flight = 1);
     let outcome = loop {
-        let remaining = s
-            .deadline_ms
-            .saturating_sub(st.now_ms())
-            .div_ceil(1000)
-            .max(1);
-        match st.node.waitsendpay(hash, remaining).await {
+        match st.node.waitsendpay(hash, remaining_secs(st, s), None).await {
             Ok(done) if done.status == "complete" => {
                 let fee = done.amount_sent_msat.saturating_sub(done.amount_msat);
                 attempt.outcome = "complete".into();
                 break Outcome::Paid { fee_msat: fee };
             }
-            Ok(other) => {
-                attempt.outcome = format!("unexpected status {}", other.status);
-                break Outcome::Stop(RpcFailure::new(
-                    error::PLUGIN_ERROR,
-                    format!("waitsendpay answered status {}", other.status),
-                ));
-            }
+            Ok(other) => break unexpected(attempt, &other),
             Err(e) if e.code == Some(error::PAY_IN_PROGRESS) => {
                 // Still in flight: never start another attempt that could pay twice.
                 if st.now_ms() >= s.deadline_ms {
@@ -111,6 +132,269 @@ pub async fn attempt<N: Lightningd>(
     st.inflight.update(s.id, |r| r.parts_in_flight = 0);
     if let Outcome::Paid { .. } = outcome {
         learn_settled(st, s, hops);
+        s.paid_set = vec![hops.to_vec()];
     }
     outcome
+}
+
+/// Seconds left to wait: to the deadline, at least one.
+fn remaining_secs<N: Lightningd>(st: &State<N>, s: &Session) -> u64 {
+    s.deadline_ms
+        .saturating_sub(st.now_ms())
+        .div_ceil(1000)
+        .max(1)
+}
+
+fn unexpected(attempt: &mut Attempt, other: &PaymentComplete) -> Outcome {
+    attempt.outcome = format!("unexpected status {}", other.status);
+    Outcome::Stop(RpcFailure::new(
+        error::PLUGIN_ERROR,
+        format!("waitsendpay answered status {}", other.status),
+    ))
+}
+
+/// A part sent and not yet answered.
+struct Out {
+    part: Part,
+    hops: Vec<Hop>,
+}
+
+/// The parts of one try: sent together, waited for together, a failed one replaced while the
+/// others are held; the set pays or fails back whole.
+async fn parts<N: Lightningd>(
+    st: &State<N>,
+    s: &mut Session,
+    set: Vec<Vec<Hop>>,
+    attempt: &mut Attempt,
+) -> Outcome {
+    let inv = s.invoice.clone().expect("invoice made before an attempt");
+    s.groupid = GROUPID_BASE + s.attempts.len() as u64 + 1;
+    let groupid = s.groupid;
+    let started_ms = st.now_ms();
+    let mut out: Vec<Out> = Vec::new();
+    // What failed parts were to deliver, not yet replaced.
+    let mut missing_msat = 0u64;
+    // Set when no part may be sent any more: why the try ends once the held parts are back.
+    let mut ending: Option<Outcome> = None;
+    let mut outcomes: Vec<String> = Vec::new();
+    send(
+        st,
+        s,
+        &inv,
+        groupid,
+        set,
+        &mut out,
+        &mut missing_msat,
+        &mut ending,
+        &mut outcomes,
+    )
+    .await;
+    let paid = loop {
+        if missing_msat > 0 && ending.is_none() {
+            match replacement(st, s, &out, missing_msat, started_ms) {
+                Ok(more) => {
+                    s.tell(&format!(
+                        "{} part(s) replace {}msat: {}",
+                        more.len(),
+                        missing_msat,
+                        more.iter()
+                            .map(|h| via(h).trim_start().to_string())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ));
+                    missing_msat = 0;
+                    send(
+                        st,
+                        s,
+                        &inv,
+                        groupid,
+                        more,
+                        &mut out,
+                        &mut missing_msat,
+                        &mut ending,
+                        &mut outcomes,
+                    )
+                    .await;
+                    continue;
+                }
+                // The held parts fail back (mpp_timeout): a new try may follow.
+                Err(why) => ending = Some(why),
+            }
+        }
+        if out.is_empty() {
+            break None;
+        }
+        st.inflight
+            .update(s.id, |r| r.parts_in_flight = out.len() as u32);
+        let (i, result) = wait_any(&st.node, &inv.payment_hash, &out, remaining_secs(st, s)).await;
+        match result {
+            Ok(done) if done.status == "complete" => break Some((i, done)),
+            Ok(other) => {
+                ending = Some(unexpected(attempt, &other));
+                let p = out.swap_remove(i);
+                mark_in_flight(st, s, &p.hops, false);
+            }
+            Err(e) if e.code == Some(error::PAY_IN_PROGRESS) => {
+                if st.now_ms() >= s.deadline_ms {
+                    // The invoice is deleted next: the held parts can only fail back.
+                    attempt.outcome = "parts still in flight when time ran out".into();
+                    return Outcome::StillInFlight;
+                }
+            }
+            Err(e) => {
+                let p = out.swap_remove(i);
+                mark_in_flight(st, s, &p.hops, false);
+                let mut one = Attempt::default();
+                match failed(st, s, e, &p.hops, &mut one).await {
+                    Outcome::Retry => missing_msat += delivered(&p.hops),
+                    other => {
+                        ending.get_or_insert(other);
+                    }
+                }
+                outcomes.push(format!("part {}: {}", p.part.partid, one.outcome));
+            }
+        }
+    };
+    st.inflight.update(s.id, |r| r.parts_in_flight = 0);
+    let Some((i, first)) = paid else {
+        attempt.outcome = outcomes.join("; ");
+        // Every part failed: another try, unless a failure said to stop.
+        return ending.unwrap_or(Outcome::Retry);
+    };
+    // The set is paid: every part held at our node settles with it.
+    let done = out.swap_remove(i);
+    let mut fee = first.amount_sent_msat.saturating_sub(first.amount_msat);
+    mark_in_flight(st, s, &done.hops, false);
+    learn_settled(st, s, &done.hops);
+    s.paid_set = vec![done.hops.clone()];
+    for p in out {
+        if let Ok(d) = st
+            .node
+            .waitsendpay(&inv.payment_hash, remaining_secs(st, s), Some(p.part))
+            .await
+        {
+            fee = fee.saturating_add(d.amount_sent_msat.saturating_sub(d.amount_msat));
+        } else {
+            // Our invoice is paid, so this part's HTLC settles too: count its fee as sent.
+            fee = fee.saturating_add(route_fee_msat(&p.hops));
+        }
+        mark_in_flight(st, s, &p.hops, false);
+        learn_settled(st, s, &p.hops);
+        s.paid_set.push(p.hops);
+    }
+    attempt.outcome = "complete".into();
+    Outcome::Paid { fee_msat: fee }
+}
+
+/// Sends each route of `set` as a new part of try `groupid`; a part sendpay refuses is learned
+/// from at once (its amount goes missing, or the try ends).
+#[allow(clippy::too_many_arguments)]
+async fn send<N: Lightningd>(
+    st: &State<N>,
+    s: &mut Session,
+    inv: &OurInvoice,
+    groupid: u64,
+    set: Vec<Vec<Hop>>,
+    out: &mut Vec<Out>,
+    missing_msat: &mut u64,
+    ending: &mut Option<Outcome>,
+    outcomes: &mut Vec<String>,
+) {
+    for hops in set {
+        s.next_partid += 1;
+        let part = Part {
+            partid: s.next_partid,
+            groupid,
+            total_msat: s.req.amount_msat,
+        };
+        s.last_sent = hops.clone();
+        match st
+            .node
+            .sendpay(
+                &hops,
+                &inv.payment_hash,
+                &inv.payment_secret,
+                &inv.label,
+                Some(part),
+            )
+            .await
+        {
+            Ok(()) => {
+                mark_in_flight(st, s, &hops, true);
+                out.push(Out { part, hops });
+            }
+            Err(e) => {
+                let mut one = Attempt::default();
+                match failed(st, s, e, &hops, &mut one).await {
+                    Outcome::Retry => *missing_msat += delivered(&hops),
+                    other => {
+                        ending.get_or_insert(other);
+                    }
+                }
+                outcomes.push(format!("part {}: {}", part.partid, one.outcome));
+            }
+        }
+    }
+}
+
+/// What a part delivers to us.
+fn delivered(hops: &[Hop]) -> u64 {
+    hops.last().map_or(0, |h| h.amount_msat)
+}
+
+/// Parts for `missing_msat` while the others are held: within what the fee cap and our outgoing
+/// channel leave after the parts out, and only early enough to arrive before the hold ends.
+fn replacement<N: Lightningd>(
+    st: &State<N>,
+    s: &mut Session,
+    out: &[Out],
+    missing_msat: u64,
+    started_ms: u64,
+) -> Result<Vec<Vec<Hop>>, Outcome> {
+    let too_late = st.now_ms().saturating_sub(started_ms) > REPLACE_WITHIN_SECS * 1000
+        || st.now_ms() >= s.deadline_ms
+        || s.extra
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst));
+    if too_late {
+        return Err(Outcome::Retry);
+    }
+    let fees_out: u64 = out.iter().map(|p| route_fee_msat(&p.hops)).sum();
+    let sent_out: u64 = out.iter().map(|p| p.hops[0].amount_msat).sum();
+    let fee_left = s.cap_msat.saturating_sub(fees_out);
+    let source_left = s.req.out.spendable_msat.saturating_sub(sent_out);
+    match next_set(st, s, missing_msat, fee_left, source_left) {
+        Ok(set) => Ok(set),
+        Err(e) => {
+            s.tell(&format!(
+                "no replacement for {missing_msat}msat: {}; the held parts fail back",
+                e.message
+            ));
+            Err(Outcome::Retry)
+        }
+    }
+}
+
+/// Waits for the first of `parts` to be answered: its index and the answer.
+async fn wait_any<N: Lightningd>(
+    node: &N,
+    payment_hash: &str,
+    parts: &[Out],
+    timeout_secs: u64,
+) -> (usize, Result<PaymentComplete, RpcError>) {
+    type Wait<'a> = Pin<Box<dyn Future<Output = Result<PaymentComplete, RpcError>> + Send + 'a>>;
+    let mut waits: Vec<Wait<'_>> = parts
+        .iter()
+        .map(|p| Box::pin(node.waitsendpay(payment_hash, timeout_secs, Some(p.part))) as Wait<'_>)
+        .collect();
+    std::future::poll_fn(|cx| {
+        for (i, w) in waits.iter_mut().enumerate() {
+            if let Poll::Ready(r) = w.as_mut().poll(cx) {
+                return Poll::Ready((i, r));
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }

@@ -4,6 +4,7 @@
 use super::session::{Session, attempts_json};
 use crate::config::Routing;
 use crate::core::amount::display_sat;
+use crate::core::flow::{self, FlowScratch, NoFlow};
 use crate::core::liquidity::ChanDir;
 use crate::core::pathfind::FeeOnly;
 use crate::core::route::Hop;
@@ -13,17 +14,101 @@ use crate::state::State;
 use serde_json::json;
 use std::time::Instant;
 
-/// The best route not yet ruled out, or why there is none.
-pub fn next_route<N: Lightningd>(st: &State<N>, s: &mut Session) -> Result<Vec<Hop>, RpcFailure> {
-    // The search time counts the view's rebuild: it is part of every probabilistic search.
+/// The best set of parts for `amount_msat` (the whole amount, or what a failed part left
+/// missing) not yet ruled out, within `max_fee_msat` and `max_source_msat` sent in all: one
+/// route when the request allows one part, or the circle is straight through one peer, or when
+/// one route is the best plan; or why there is none.
+pub fn next_set<N: Lightningd>(
+    st: &State<N>,
+    s: &mut Session,
+    amount_msat: u64,
+    max_fee_msat: u64,
+    max_source_msat: u64,
+) -> Result<Vec<Vec<Hop>>, RpcFailure> {
+    if s.max_parts <= 1 || s.circle.same_peer() {
+        return next_route(st, s).map(|hops| vec![hops]);
+    }
     let started = Instant::now();
+    refresh_view(st, s);
+    let Some(req) = s.circle.flow_request(
+        amount_msat,
+        s.max_parts,
+        st.config.min_part_msat.min(amount_msat),
+        max_fee_msat,
+        max_source_msat,
+    ) else {
+        return Err(no_route(s));
+    };
+    let scratch = s.flow.get_or_insert_with(FlowScratch::default);
+    let flow = match st.config.routing {
+        Routing::FeeOnly => flow::solve(&s.graph, &req, &FeeOnly, scratch),
+        Routing::Probabilistic => flow::solve(&s.graph, &req, &s.beliefs, scratch),
+    };
+    st.model.record_search_time(started.elapsed());
+    match flow {
+        Ok(f) => s
+            .circle
+            .set_hops(&s.graph, &f)
+            .ok_or_else(|| RpcFailure::new(error::PLUGIN_ERROR, "a part's route could not be built")),
+        Err(NoFlow::OverFeeCap { fee_msat }) => Err(RpcFailure::new(
+            error::PAY_ROUTE_TOO_EXPENSIVE,
+            format!(
+                "the cheapest set of parts{} costs {fee_msat}msat, more than the fee cap of {max_fee_msat}msat",
+                if s.attempts.is_empty() { "" } else { " left" }
+            ),
+        )
+        .with_data(json!({"cheapest_fee_msat": fee_msat, "fee_cap_msat": max_fee_msat,
+                          "attempts": attempts_json(&s.attempts)}))),
+        Err(NoFlow::NoPath) => Err(no_route(s)),
+        Err(e @ (NoFlow::Insufficient | NoFlow::Invalid(_))) => Err(RpcFailure::new(
+            error::PAY_ROUTE_NOT_FOUND,
+            format!(
+                "no set of at most {} parts carries {} from {} back to {}: {e}",
+                s.max_parts,
+                display_sat(amount_msat),
+                s.req.out.peer_id,
+                s.req.inc.peer_id
+            ),
+        )
+        .with_data(json!({"attempts": attempts_json(&s.attempts)}))),
+    }
+}
+
+/// The search's view of the model, brought up to date: other rebalances learn meanwhile.
+fn refresh_view<N: Lightningd>(st: &State<N>, s: &mut Session) {
     if st.config.routing == Routing::Probabilistic {
         let now = st.now_secs();
-        // The view is rebuilt before every search: other rebalances learn meanwhile.
         let mut beliefs = std::mem::take(&mut s.beliefs);
         beliefs.rebuild(&s.graph, &s.model(st), now, st.config.model);
         s.beliefs = beliefs;
     }
+}
+
+/// No route at all, or none left after failures.
+fn no_route(s: &Session) -> RpcFailure {
+    let why = if s.attempts.is_empty() {
+        format!(
+            "no route from {} back to {} for {} (checked {} channel directions)",
+            s.req.out.peer_id,
+            s.req.inc.peer_id,
+            display_sat(s.req.amount_msat),
+            s.graph.edge_count()
+        )
+    } else {
+        format!(
+            "no more routes after {} failed attempt(s)",
+            s.attempts.len()
+        )
+    };
+    RpcFailure::new(error::PAY_ROUTE_NOT_FOUND, why)
+        .with_data(json!({"attempts": attempts_json(&s.attempts)}))
+}
+
+/// The best route not yet ruled out, or why there is none.
+pub fn next_route<N: Lightningd>(st: &State<N>, s: &mut Session) -> Result<Vec<Hop>, RpcFailure> {
+    // The search time counts the view's rebuild: it is part of every probabilistic search.
+    let started = Instant::now();
+    refresh_view(st, s);
     let route = match st.config.routing {
         Routing::FeeOnly => s
             .circle
@@ -42,24 +127,7 @@ pub fn next_route<N: Lightningd>(st: &State<N>, s: &mut Session) -> Result<Vec<H
             }),
     };
     st.model.record_search_time(started.elapsed());
-    route.ok_or_else(|| {
-        let why = if s.attempts.is_empty() {
-            format!(
-                "no route from {} back to {} for {} (checked {} channel directions)",
-                s.req.out.peer_id,
-                s.req.inc.peer_id,
-                display_sat(s.req.amount_msat),
-                s.graph.edge_count()
-            )
-        } else {
-            format!(
-                "no more routes after {} failed attempt(s)",
-                s.attempts.len()
-            )
-        };
-        RpcFailure::new(error::PAY_ROUTE_NOT_FOUND, why)
-            .with_data(json!({"attempts": attempts_json(&s.attempts)}))
-    })
+    route.ok_or_else(|| no_route(s))
 }
 
 /// The model's estimate that `hops` succeeds now (our own two hops are certain).

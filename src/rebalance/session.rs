@@ -4,6 +4,7 @@
 use super::check::Checked;
 use super::circle::Circle;
 use crate::core::amount::{display_sat, ppm};
+use crate::core::flow::FlowScratch;
 use crate::core::graph::Graph;
 use crate::core::liquidity::{Beliefs, Liquidity};
 use crate::core::pathfind::Scratch;
@@ -19,7 +20,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// What a caller inside the plugin (the automatic job) adds to a request.
 #[derive(Debug, Clone, Default)]
 pub struct Extra {
-    /// This fee cap instead of the one `maxfeeppm`/`exemptfee` give.
+    /// This fee cap instead of the one `maxfeeppm`/`exemptfee` give (for the request's amount;
+    /// probing scales it to the amounts it tries).
     pub fee_cap_msat: Option<u64>,
     /// The job the rebalance belongs to, for the history (0 = manual).
     pub job_id: u64,
@@ -30,16 +32,36 @@ pub struct Extra {
 }
 
 /// What one attempt did, for the result and error `data`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Attempt {
+    /// The route (of the first part, when there were several).
     pub route: Vec<String>,
     pub fee_msat: u64,
     pub outcome: String,
+    /// Every part's route, when the attempt was paid in several.
+    pub parts: Vec<Vec<String>>,
 }
 
 impl Attempt {
     pub fn to_json(&self) -> Value {
-        json!({"route": self.route, "fee_msat": self.fee_msat, "outcome": self.outcome})
+        let mut v =
+            json!({"route": self.route, "fee_msat": self.fee_msat, "outcome": self.outcome});
+        if self.parts.len() > 1 {
+            v["parts"] = json!(self.parts);
+        }
+        v
+    }
+}
+
+/// A route in short for a person: the channels between our own two hops.
+pub fn via(hops: &[Hop]) -> String {
+    let middle: Vec<String> = middle(hops)
+        .map(|h| h.short_channel_id.to_string())
+        .collect();
+    if middle.is_empty() {
+        String::new()
+    } else {
+        format!(" via {}", middle.join(" > "))
     }
 }
 
@@ -53,6 +75,22 @@ pub fn hops_json(hops: &[Hop]) -> Value {
             .map(|h| {
                 json!({"short_channel_id": h.short_channel_id.to_string(), "direction": h.direction,
                        "node_id": h.node_id, "amount_msat": h.amount_msat, "delay": h.delay})
+            })
+            .collect(),
+    )
+}
+
+/// A set's parts for results: each one's route, what it delivers, its fee.
+pub fn parts_json(set: &[Vec<Hop>]) -> Value {
+    Value::Array(
+        set.iter()
+            .map(|hops| {
+                json!({
+                    "amount_msat": hops.last().map_or(0, |h| h.amount_msat),
+                    "fee_msat": crate::core::route::route_fee_msat(hops),
+                    "hops": hops.len(),
+                    "route": hops_json(hops),
+                })
             })
             .collect(),
     )
@@ -99,10 +137,35 @@ pub struct Session {
     /// Without memory across rebalances, this rebalance's own model.
     pub local_model: Option<Mutex<Liquidity>>,
     pub last_sent: Vec<Hop>,
+    /// The routes of the parts that paid (one when paid whole).
+    pub paid_set: Vec<Vec<Hop>>,
     pub extra: Extra,
+    /// Most parts a set may have (the request's `maxparts`, else the option).
+    pub max_parts: usize,
+    /// The try being paid (every part of it shares this `groupid`), and the last part's id.
+    pub groupid: u64,
+    pub next_partid: u64,
+    /// The flow's scratch, made when a set is first planned.
+    pub flow: Option<FlowScratch>,
+    /// The amount asked for when the session began (probing tries others).
+    pub planned_msat: u64,
 }
 
 impl Session {
+    /// The fee cap for `amount_msat`: the caller's cap scaled from the amount it was given for
+    /// (`planned_msat`), or `max(exemptfee, amount x maxfeeppm)`.
+    pub fn cap_for(&self, amount_msat: u64, planned_msat: u64) -> u64 {
+        match self.extra.fee_cap_msat {
+            Some(cap) if planned_msat > 0 => {
+                (cap as u128 * amount_msat as u128 / planned_msat as u128) as u64
+            }
+            Some(cap) => cap,
+            None => {
+                crate::core::amount::fee_cap_msat(amount_msat, self.maxfeeppm, self.exemptfee_msat)
+            }
+        }
+    }
+
     /// Tells whoever follows this rebalance `text`.
     pub fn tell(&self, text: &str) {
         if let Some(p) = &self.extra.progress {
@@ -124,6 +187,43 @@ impl Session {
             Some(m) => m.lock().expect("local model lock"),
             None => st.liquidity(),
         }
+    }
+
+    /// Refuses a set whose fees together are above the fee cap, or one the outgoing channel
+    /// cannot pay for in all, before anything is paid.
+    pub fn check_set(&self, set: &[Vec<Hop>], fee_msat: u64) -> Result<(), RpcFailure> {
+        if let [hops] = set {
+            return self.check_route(hops, fee_msat);
+        }
+        let first_hops: u64 = set
+            .iter()
+            .map(|h| h[0].amount_msat)
+            .fold(0, u64::saturating_add);
+        let cap = self.cap_msat;
+        if fee_msat > cap {
+            return Err(RpcFailure::new(
+                error::PAY_ROUTE_TOO_EXPENSIVE,
+                format!(
+                    "the cheapest set of {} parts costs {fee_msat}msat ({} ppm), more than the fee cap of {cap}msat",
+                    set.len(),
+                    ppm(fee_msat, self.req.amount_msat)
+                ),
+            )
+            .with_data(json!({"cheapest_fee_msat": fee_msat, "fee_cap_msat": cap,
+                              "parts": parts_json(set), "attempts": attempts_json(&self.attempts)})));
+        }
+        if first_hops > self.req.out.spendable_msat {
+            return Err(RpcFailure::param(
+                "outgoing",
+                format!(
+                    "channel {} can spend {}, not the {} these parts need with fees",
+                    self.req.out_scid,
+                    display_sat(self.req.out.spendable_msat),
+                    display_sat(first_hops)
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Refuses a route above the fee cap, or one the outgoing channel cannot pay for, before

@@ -6,7 +6,7 @@
 use super::inflight::{LABEL_PREFIX, label_channels};
 use crate::core::history::{self, DAY_SECS, Entry, History, KEY_PREFIX, Outcome, RetentionPolicy};
 use crate::lightningd::store::{self, hash_bytes};
-use crate::lightningd::{Lightningd, paying_attempt};
+use crate::lightningd::{Lightningd, SendpayStatus, paying_attempt};
 use log::{info, warn};
 
 /// Every rebalance recorded, in memory and in the datastore.
@@ -147,10 +147,8 @@ impl HistoryStore {
                 .await
                 .unwrap_or_default();
             let done = paying_attempt(&sent);
-            let amount_msat = inv.amount_msat.or(done.map(|d| d.amount_msat)).unwrap_or(0);
-            let fee_msat = done
-                .map(|d| d.amount_sent_msat.saturating_sub(d.amount_msat))
-                .unwrap_or(0);
+            let amount_msat = inv.amount_msat.or(done.map(|d| d.0)).unwrap_or(0);
+            let fee_msat = done.map_or(0, |(amount, sent)| sent.saturating_sub(amount));
             let paid_at = inv.paid_at.unwrap_or(now);
             self.record(
                 node,
@@ -166,6 +164,7 @@ impl HistoryStore {
                     job_id: 0,
                     payment_hash: hash,
                     error: "recorded after a restart: completed while the plugin was down".into(),
+                    parts: paying_parts(&sent),
                 },
                 now,
             )
@@ -190,4 +189,17 @@ impl HistoryStore {
     pub async fn entries(&self) -> Vec<Entry> {
         self.history.lock().await.entries().to_vec()
     }
+}
+
+/// How many parts the try that paid had (1 for one sent whole).
+fn paying_parts(sent: &[SendpayStatus]) -> u8 {
+    let group = sent
+        .iter()
+        .find(|s| s.status == "complete")
+        .map(|s| s.groupid);
+    let n = sent
+        .iter()
+        .filter(|s| Some(s.groupid) == group && s.status == "complete")
+        .count();
+    n.clamp(1, u8::MAX as usize) as u8
 }

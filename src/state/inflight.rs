@@ -36,6 +36,8 @@ pub struct Running {
 pub struct InFlight {
     next_id: AtomicU64,
     running: Mutex<BTreeMap<u64, Running>>,
+    /// Our channels a probe goes out through now: one probe at a time on each.
+    probing: Mutex<HashSet<String>>,
 }
 
 impl InFlight {
@@ -71,6 +73,18 @@ impl InFlight {
             .collect();
         v.sort_by_key(|r| r.started_ms);
         v
+    }
+
+    /// Claims `scid` for a probe; false if one already goes out through it.
+    pub fn start_probe(&self, scid: &str) -> bool {
+        self.probing
+            .lock()
+            .expect("probing lock")
+            .insert(scid.to_string())
+    }
+
+    pub fn end_probe(&self, scid: &str) {
+        self.probing.lock().expect("probing lock").remove(scid);
     }
 
     /// The channels rebalances in progress use now.

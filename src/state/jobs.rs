@@ -71,7 +71,7 @@ impl Job {
         if let Some(f) = &self.follower {
             let p = self.progress();
             let planned = self.initial_plan["moves"].as_array().map_or(0, Vec::len) as u32;
-            let ended = p.moves_completed + p.moves_failed;
+            let ended = p.moves_completed + p.moves_failed + p.moves_sized_out;
             // lightning-cli shows `num + 1` of `total` and ends the bar at `num + 1 == total`. A
             // job may make more moves than it planned (retries, replans): the bar ends when the
             // job does, not before.
@@ -124,6 +124,8 @@ impl Job {
             "moves_in_flight": p.moves_in_flight,
             "moved_msat": p.moved_msat,
             "fee_msat": p.fee_msat,
+            "probes": p.probes,
+            "moves_sized_out": p.moves_sized_out,
         })
     }
 }

@@ -10,14 +10,15 @@ use cln_rebalance::clock::{Clock, ManualClock};
 use cln_rebalance::config::Config;
 use cln_rebalance::core::route::Hop;
 use cln_rebalance::lightningd::{
-    DatastoreEntry, Forward, Getinfo, Invoice, InvoiceStatus, Lightningd, NodeInfo,
-    PaymentComplete, PeerChannel, SendpayStatus, sendpay_route_json,
+    DatastoreEntry, Forward, Getinfo, Invoice, InvoiceStatus, Lightningd, NodeInfo, Part,
+    PaymentComplete, PeerChannel, SendpayStatus, part_params, sendpay_route_json,
 };
 use cln_rebalance::state::State;
 use cln_rpc::RpcError;
 use cln_standin::simnet::pay::{PayStatus, WaitState};
 use cln_standin::simnet::{Event, Network};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
@@ -45,10 +46,15 @@ pub struct SimNode {
 struct HopClock {
     clock: Arc<ManualClock>,
     ms_per_hop: u64,
+    /// When each payment part in flight was sent, ms.
+    sent_at: Arc<Mutex<HashMap<PartKey, u64>>>,
     /// Called with the network after each advance, with the clock's time in ms: the world
     /// moving on while a rebalance runs (see [`SimNode::with_world_events`]).
     tick: Option<Tick>,
 }
+
+/// A payment part: `(payment_hash, partid, groupid)`.
+type PartKey = (String, u64, u64);
 
 /// What happens in the world as simulated time passes: `(network, now_ms)`.
 pub type Tick = Arc<dyn Fn(&mut Network, u64) + Send + Sync>;
@@ -80,6 +86,7 @@ impl SimNode {
         self.hop_clock = Some(HopClock {
             clock,
             ms_per_hop,
+            sent_at: Arc::default(),
             tick: None,
         });
         self
@@ -96,22 +103,35 @@ impl SimNode {
         self
     }
 
-    /// The time the HTLC of the latest payment for `payment_hash` spent travelling.
-    fn travel(&self, payment_hash: &str) {
+    /// The time the HTLC of the payment (or `part`) for `payment_hash` spent travelling: it
+    /// travelled from when it was sent, so parts sent together travel at once (the clock moves
+    /// to the end of the slowest, not by their sum).
+    fn travel(&self, payment_hash: &str, part: Option<Part>) {
         let Some(hc) = &self.hop_clock else { return };
-        let hops = {
+        let (hops, key) = {
             let net = self.net.lock().unwrap();
-            net.payments
-                .iter()
-                .rev()
-                .find(|p| p.payment_hash == payment_hash)
-                .map_or(0, |p| match p.status {
-                    PayStatus::Complete => p.route.len(),
-                    PayStatus::Failed => p.failure.as_ref().map_or(0, |f| f.erring_index),
-                    PayStatus::Pending => 0,
-                })
+            let found = net.payments.iter().rev().find(|p| {
+                p.payment_hash == payment_hash
+                    && part.is_none_or(|x| x.partid == p.partid && x.groupid == p.groupid)
+            });
+            let hops = found.map_or(0, |p| match p.status {
+                PayStatus::Complete => p.route.len(),
+                PayStatus::Failed => p.failure.as_ref().map_or(0, |f| f.erring_index),
+                PayStatus::Pending => 0,
+            });
+            (
+                hops,
+                found.map(|p| (p.payment_hash.clone(), p.partid, p.groupid)),
+            )
         };
-        hc.clock.advance_ms(2 * hops as u64 * hc.ms_per_hop);
+        let sent_at = key
+            .and_then(|k| hc.sent_at.lock().unwrap().remove(&k))
+            .unwrap_or_else(|| hc.clock.now_ms());
+        let arrives = sent_at + 2 * hops as u64 * hc.ms_per_hop;
+        let now = hc.clock.now_ms();
+        if arrives > now {
+            hc.clock.advance_ms(arrives - now);
+        }
         if let Some(tick) = &hc.tick {
             tick(&mut self.net.lock().unwrap(), hc.clock.now_ms());
         }
@@ -137,6 +157,9 @@ impl SimNode {
         match r {
             Ok((v, events)) => {
                 self.handle(events);
+                // Any call may have moved a payment on (a release, a timer that fired): the
+                // waiters look again.
+                self.changed.send_modify(|v| *v += 1);
                 Ok(v)
             }
             Err(e) => Err(to_rpc(e)),
@@ -273,29 +296,40 @@ impl Lightningd for SimNode {
         payment_hash: &str,
         payment_secret: &str,
         label: &str,
+        part: Option<Part>,
     ) -> Result<(), RpcError> {
-        self.call(
-            "sendpay",
-            json!({"route": sendpay_route_json(route), "payment_hash": payment_hash,
-                   "payment_secret": payment_secret, "label": label}),
-        )
-        .map(|_| ())
+        let mut params = json!({"route": sendpay_route_json(route), "payment_hash": payment_hash,
+                                "payment_secret": payment_secret, "label": label});
+        part_params(&mut params, part, true);
+        let sent = self.call("sendpay", params)?;
+        if let Some(hc) = &self.hop_clock {
+            let key = (
+                payment_hash.to_string(),
+                sent["partid"].as_u64().unwrap_or(0),
+                sent["groupid"].as_u64().unwrap_or(0),
+            );
+            hc.sent_at.lock().unwrap().insert(key, hc.clock.now_ms());
+        }
+        Ok(())
     }
     async fn waitsendpay(
         &self,
         payment_hash: &str,
         timeout_secs: u64,
+        part: Option<Part>,
     ) -> Result<PaymentComplete, RpcError> {
         let mut changed = self.changed.subscribe();
+        let mut params = json!({"payment_hash": payment_hash, "timeout": timeout_secs});
+        part_params(&mut params, part, false);
         let (state, _) = self
             .net
             .lock()
             .unwrap()
-            .waitsendpay_check(&json!({"payment_hash": payment_hash, "timeout": timeout_secs}))
+            .waitsendpay_check(&params)
             .map_err(to_rpc)?;
         let pid = match state {
             WaitState::Done(r) => {
-                self.travel(payment_hash);
+                self.travel(payment_hash, part);
                 return r.map_err(to_rpc).and_then(decode);
             }
             WaitState::Pending(pid) => pid,
@@ -314,7 +348,7 @@ impl Lightningd for SimNode {
             }
             let state = self.net.lock().unwrap().wait_state(pid, true);
             if let WaitState::Done(r) = state {
-                self.travel(payment_hash);
+                self.travel(payment_hash, part);
                 return r.map_err(to_rpc).and_then(decode);
             }
         }

@@ -407,6 +407,7 @@ pub(crate) fn history_entry() -> BoxedStrategy<history::Entry> {
                     job_id,
                     payment_hash,
                     error,
+                    parts: 1,
                 }
             },
         )
@@ -538,6 +539,8 @@ impl RawRecord {
             job_id: f.9,
             payment_hash: f.10,
             error,
+            // The byte after the error, appended to version 1 later: one part when absent.
+            parts: body_error.get(error_len).copied().unwrap_or(1),
         }))
     }
 }
@@ -640,6 +643,7 @@ pub(crate) fn fuzz_history_round_trip_and_mutations() {
                 .iter()
                 .map(|e| history::Entry {
                     error: history::bounded_error(&e.error).to_string(),
+                    parts: 1,
                     ..e.clone()
                 })
                 .collect();

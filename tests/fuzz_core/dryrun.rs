@@ -218,6 +218,9 @@ pub(crate) fn fuzz_rebalance_dryrun_random_networks() {
                 exemptfee: d.exemptfee,
                 retry_for: Some(1),
                 dryrun: true,
+                // The mirror here is the single route search.
+                maxparts: Some(1),
+                amount_max: false,
             };
             let result = rt.block_on(r.rebalance(req));
             let ours_json = |scid: &str| {

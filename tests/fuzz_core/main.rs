@@ -57,8 +57,8 @@ use cln_rebalance::core::route::{
 use cln_rebalance::error::RpcFailure;
 use cln_rebalance::lightningd::store;
 use cln_rebalance::params::{
-    self, BALANCES_PARAMS, LIQUIDITY_PARAMS, MAX_RETRY_FOR, REBALANCE_PARAMS, REBALANCEALL_PARAMS,
-    REPORT_PARAMS, RebalanceParams, SETTINGS_PARAMS,
+    self, BALANCES_PARAMS, LIQUIDITY_PARAMS, MAX_PARTS, MAX_RETRY_FOR, REBALANCE_PARAMS,
+    REBALANCEALL_PARAMS, REPORT_PARAMS, RebalanceParams, SETTINGS_PARAMS,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{

@@ -398,6 +398,14 @@ pub(crate) const REBALANCE_ORDER: &[(&str, Kind, bool)] = &[
     ),
     ("exemptfee", Kind::Amount { nonzero: false }, false),
     ("dryrun", Kind::Flag, false),
+    (
+        "maxparts",
+        Kind::Whole {
+            max: MAX_PARTS,
+            nonzero: true,
+        },
+        false,
+    ),
 ];
 
 #[test]
@@ -417,6 +425,8 @@ pub(crate) fn fuzz_params_rebalance() {
                 exemptfee: number(want, "exemptfee"),
                 retry_for: number(want, "retry_for"),
                 dryrun: flag(want, "dryrun"),
+                maxparts: number(want, "maxparts"),
+                amount_max: false,
             };
             prop_assert_eq!(got, &expected);
             Ok(())

@@ -2,7 +2,7 @@
 //! move, start it, and when one ends book it and decide what the job does because of it.
 
 use super::plan::move_params;
-use crate::core::amount::display_sat;
+use crate::core::amount::{MSAT_PER_SAT, display_sat};
 use crate::core::budget::{Admission, Budget, Spent};
 use crate::core::graph::Scid;
 use crate::core::plan::{Move, PlanConfig};
@@ -119,7 +119,7 @@ impl<N: Lightningd> State<N> {
                     .await
                 {
                     Step::Start(m, cut) => {
-                        self.start_move(job, &mut tasks, &mut st, m, cut);
+                        self.start_move(job, &mut tasks, &mut st, m, cut, config.min_amount_msat);
                         continue;
                     }
                     Step::End(why) => return why,
@@ -231,6 +231,7 @@ impl<N: Lightningd> State<N> {
         st: &mut JobState,
         m: Move,
         cut: bool,
+        min_amount_msat: u64,
     ) {
         st.reserved = st.reserved.saturating_add(m.fee_cap_msat);
         st.in_flight.insert(m.outgoing.to_string());
@@ -250,12 +251,74 @@ impl<N: Lightningd> State<N> {
             cancel: Some(job.cancel.clone()),
             progress: None,
         };
-        let params = move_params(&m, false);
         let me = self.clone();
+        let job = job.clone();
+        let sized = self.config.auto.sized_moves;
         tasks.spawn(async move {
+            let mut params = move_params(&m, false);
+            let mut extra = extra;
+            if sized {
+                match me.sized(&job, &m, min_amount_msat).await {
+                    Ok(Some(amount)) => {
+                        // Base fees do not shrink with the amount: the cap scales down with it.
+                        extra.fee_cap_msat = Some(scale(m.fee_cap_msat, amount, m.amount_msat));
+                        params.amount_msat = Some(amount);
+                    }
+                    Ok(None) => {}
+                    Err(e) => return (m, cut, Err(e)),
+                }
+            }
             let r = me.rebalance_with(params, extra).await;
             (m, cut, r)
         });
+    }
+
+    /// What of move `m` can go now: `Some(amount)` when probes found less than planned (at
+    /// least the minimum), `None` for all of it, or why nothing will (below the minimum:
+    /// `data.sized`, so the job does not halve what probing already searched).
+    async fn sized(
+        &self,
+        job: &Job,
+        m: &Move,
+        min_amount_msat: u64,
+    ) -> Result<Option<u64>, RpcFailure> {
+        let found = self
+            .size_move(
+                &m.outgoing.to_string(),
+                &m.incoming.to_string(),
+                m.amount_msat,
+                m.fee_cap_msat,
+            )
+            .await?;
+        job.progress.lock().expect("job lock").probes += found.probes;
+        let amount = found.amount_msat / MSAT_PER_SAT * MSAT_PER_SAT;
+        // All of it; or nothing even planned within the cap (no probe sent): the move itself
+        // says why, as it would without sizing.
+        if amount >= m.amount_msat || found.probes == 0 {
+            return Ok(None);
+        }
+        if amount < min_amount_msat {
+            return Err(RpcFailure::new(
+                error::PAY_ROUTE_NOT_FOUND,
+                format!(
+                    "probes found {} that can move from {} into {} now, below the min amount {} ({} probe(s))",
+                    display_sat(amount),
+                    m.outgoing,
+                    m.incoming,
+                    display_sat(min_amount_msat),
+                    found.probes
+                ),
+            )
+            .with_data(serde_json::json!({"sized": true, "probes": found.probes})));
+        }
+        job.tell(&format!(
+            "{} -> {}: probes found {} can move now, of the {} planned",
+            m.outgoing,
+            m.incoming,
+            display_sat(amount),
+            display_sat(m.amount_msat)
+        ));
+        Ok(Some(amount))
     }
 
     /// Step 3 of the loop: a move ended; what the job does next because of it.
@@ -309,7 +372,10 @@ impl<N: Lightningd> State<N> {
             self.rest(job, m.outgoing, *from_source, "out of", &e.message);
         }
         let halves = halves(&e);
+        // Probing already searched the amounts below the planned one: nothing to halve.
+        let sized_out = e.data.as_ref().is_some_and(|d| d["sized"] == true);
         if e.code == error::INVALID_PARAMS
+            || sized_out
             || failures >= MAX_FAILURES_PER_CHANNEL
             || (halves && half < config.min_amount_msat)
         {
@@ -357,11 +423,21 @@ impl<N: Lightningd> State<N> {
                 let fee = v["fee_msat"].as_u64().unwrap_or(0);
                 st.run_spent = st.run_spent.saturating_add(fee);
                 p.moves_completed += 1;
-                p.moved_msat = p.moved_msat.saturating_add(m.amount_msat);
+                // What moved: the planned amount, or what sizing found could.
+                let moved = v["amount_msat"].as_u64().unwrap_or(m.amount_msat);
+                p.moved_msat = p.moved_msat.saturating_add(moved);
                 p.fee_msat = p.fee_msat.saturating_add(fee);
                 info!(
                     "rebalanceall job {}: moved {}msat {} -> {} for {fee}msat",
                     job.id, m.amount_msat, m.outgoing, m.incoming
+                );
+            }
+            // Probes found it could not go: nothing was sent, so no move failed.
+            Err(e) if e.data.as_ref().is_some_and(|d| d["sized"] == true) => {
+                p.moves_sized_out += 1;
+                info!(
+                    "rebalanceall job {}: {} -> {} not started: {}",
+                    job.id, m.outgoing, m.incoming, e.message
                 );
             }
             Err(e) => {

@@ -56,5 +56,7 @@ pub fn move_params(m: &Move, dryrun: bool) -> RebalanceParams {
         exemptfee: None,
         retry_for: None,
         dryrun,
+        maxparts: None,
+        amount_max: false,
     }
 }

@@ -1,0 +1,347 @@
+//! Probing: how much can move now from `outgoing` to `incoming` within the fee cap, or whether
+//! a given amount can, found with HTLCs that can never be paid. A probe is a route (a part of a
+//! set) sent with a random payment hash: our node knows no invoice for it and fails it at once
+//! (`incorrect_or_unknown_payment_details` from the route's end), so reaching us proves every
+//! hop carried its amount, and a failure on the way reads as an attempt's would. Every probe
+//! teaches the model; nothing is paid, no invoice is made.
+//!
+//! The most that can move is searched by halving between what probes proved and what they (or
+//! the planner) ruled out; the answer is the largest set of parts the proven amounts can carry
+//! together within the cap (a flow over the channels at what probes proved they carry), so it
+//! is never more than the probes showed can move. One probe at a time: never more than one
+//! probe of ours in flight on a channel of ours.
+
+use super::learn::{failed, learn_carried};
+use super::route::next_set;
+use super::session::{Attempt, Outcome, Session, via};
+use crate::core::amount::{MSAT_PER_SAT, display_sat};
+use crate::core::flow::{self, FlowScratch};
+use crate::core::graph::EdgeIdx;
+use crate::core::route::{Hop, route_fee_msat};
+use crate::error::{self, RpcFailure};
+use crate::lightningd::Lightningd;
+use crate::lightningd::types::PayFailure;
+use crate::lightningd::types::failcode::INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS;
+use crate::state::State;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+
+/// How much probing one call may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeBudget {
+    /// Probes (routes sent) at most.
+    pub probes: u32,
+    /// Seconds at most.
+    pub secs: u64,
+}
+
+/// What probing found.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    /// The amount proven to move (all of it for a given amount that can; 0 when none).
+    pub amount_msat: u64,
+    /// The parts that move it (their routes), and what they pay together.
+    pub set: Vec<Vec<Hop>>,
+    pub fee_msat: u64,
+    /// Probes sent, and how many reached us.
+    pub probes: u32,
+    pub carried: u32,
+}
+
+/// What a probe's answer says of its request.
+pub struct ProbeSummary {
+    pub out_scid: String,
+    pub inc_scid: String,
+    /// The fee cap at the amount found.
+    pub cap_msat: u64,
+}
+
+/// How one probe ended.
+enum Probe {
+    /// It reached us: every hop carried its amount.
+    Carried,
+    /// It failed on the way (learned from): another route may do.
+    Failed,
+    /// Probing must stop (a failure on our own channels, a probe stuck in flight, ...).
+    Stop(RpcFailure),
+}
+
+/// A payment hash no invoice of ours has (hex): random, so it can never be paid.
+fn random_hash() -> String {
+    let mut out = String::with_capacity(64);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    for i in 0..4u64 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(seed ^ i);
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out
+}
+
+/// Sends one probe along `hops` and waits for it; learns from how it ended.
+async fn probe<N: Lightningd>(st: &State<N>, s: &mut Session, hops: &[Hop]) -> Probe {
+    let hash = random_hash();
+    let secret = random_hash();
+    if let Err(e) = st
+        .node
+        .sendpay(hops, &hash, &secret, "cln-rebalance probe", None)
+        .await
+    {
+        return classify(st, s, e, hops).await;
+    }
+    let wait = s
+        .deadline_ms
+        .saturating_sub(st.now_ms())
+        .div_ceil(1000)
+        .clamp(1, 60);
+    match st.node.waitsendpay(&hash, wait, None).await {
+        Ok(_) => Probe::Stop(RpcFailure::new(
+            error::PLUGIN_ERROR,
+            "a probe was paid: lightningd knows an invoice for a random payment hash",
+        )),
+        Err(e) if e.code == Some(error::PAY_IN_PROGRESS) => Probe::Stop(RpcFailure::new(
+            error::PAY_STOPPED_RETRYING,
+            "a probe is still in flight (held on the way): probing stops; it can only fail back",
+        )),
+        Err(e) => classify(st, s, e, hops).await,
+    }
+}
+
+/// A probe's failure: from our own node at the route's end it carried; elsewhere learn.
+async fn classify<N: Lightningd>(
+    st: &State<N>,
+    s: &mut Session,
+    e: cln_rpc::RpcError,
+    hops: &[Hop],
+) -> Probe {
+    let f: PayFailure = e
+        .data
+        .clone()
+        .and_then(|d| serde_json::from_value(d).ok())
+        .unwrap_or_default();
+    if f.erring_index == Some(hops.len() as u64)
+        && f.failcode == Some(INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS)
+    {
+        learn_carried(st, s, hops);
+        return Probe::Carried;
+    }
+    let mut one = Attempt::default();
+    match failed(st, s, e, hops, &mut one).await {
+        Outcome::Retry => Probe::Failed,
+        Outcome::Stop(f) => Probe::Stop(f),
+        Outcome::Paid { .. } | Outcome::StillInFlight => Probe::Stop(RpcFailure::new(
+            error::PLUGIN_ERROR,
+            "unexpected outcome of a probe",
+        )),
+    }
+}
+
+/// Probes every route of `set`, one after the other; notes what each proved in `proven`.
+/// `Ok(true)` when all reached us.
+async fn probe_set<N: Lightningd>(
+    st: &State<N>,
+    s: &mut Session,
+    set: &[Vec<Hop>],
+    proven: &mut HashMap<EdgeIdx, u64>,
+    found: &mut Found,
+    budget: ProbeBudget,
+) -> Result<bool, RpcFailure> {
+    for hops in set {
+        if found.probes >= budget.probes || st.now_ms() >= s.deadline_ms {
+            return Ok(false);
+        }
+        found.probes += 1;
+        let outcome = probe(st, s, hops).await;
+        s.tell(&format!(
+            "probe {}: {} over {} hops{}: {}",
+            found.probes,
+            display_sat(hops.last().map_or(0, |h| h.amount_msat)),
+            hops.len(),
+            via(hops),
+            match &outcome {
+                Probe::Carried => "reached us".to_string(),
+                Probe::Failed => format!(
+                    "failed: {}",
+                    s.attempts.last().map_or("", |a| a.outcome.as_str())
+                ),
+                Probe::Stop(e) => e.message.clone(),
+            }
+        ));
+        match outcome {
+            Probe::Carried => {
+                found.carried += 1;
+                for h in &hops[1..hops.len() - 1] {
+                    if let Some(e) = s.graph.edge_by_scid(h.short_channel_id, h.direction) {
+                        let p = proven.entry(e).or_default();
+                        *p = (*p).max(h.amount_msat);
+                    }
+                }
+            }
+            Probe::Failed => return Ok(false),
+            Probe::Stop(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// Plans the set for `amount_msat` within its fee cap (and what `A` can be sent).
+fn plan<N: Lightningd>(
+    st: &State<N>,
+    s: &mut Session,
+    amount_msat: u64,
+) -> Result<Vec<Vec<Hop>>, RpcFailure> {
+    s.cap_msat = s.cap_for(amount_msat, s.planned_msat);
+    s.circle = s.circle.with_amount(amount_msat)?;
+    s.req.amount_msat = amount_msat;
+    let (cap, spendable) = (s.cap_msat, s.req.out.spendable_msat);
+    let set = next_set(st, s, amount_msat, cap, spendable)?;
+    let fee: u64 = set.iter().map(|h| route_fee_msat(h)).sum();
+    s.check_set(&set, fee)?;
+    Ok(set)
+}
+
+/// Whether `amount_msat` can move now: a set planned and probed, replanned around what failed
+/// while the budget lasts.
+pub async fn probe_amount<N: Lightningd>(
+    st: &State<N>,
+    s: &mut Session,
+    amount_msat: u64,
+    budget: ProbeBudget,
+) -> Result<Found, RpcFailure> {
+    let mut found = Found::default();
+    let mut proven = HashMap::new();
+    while found.probes < budget.probes && st.now_ms() < s.deadline_ms {
+        let set = match plan(st, s, amount_msat) {
+            Ok(set) => set,
+            Err(e) if e.code == error::INVALID_PARAMS => return Err(e),
+            // Nothing left that could carry it within the cap: it cannot move now.
+            Err(_) => break,
+        };
+        if probe_set(st, s, &set, &mut proven, &mut found, budget).await? {
+            found.fee_msat = set.iter().map(|h| route_fee_msat(h)).sum();
+            found.amount_msat = amount_msat;
+            found.set = set;
+            break;
+        }
+    }
+    Ok(found)
+}
+
+/// The most that can move now, within `upper_msat` and the fee cap at each amount.
+pub async fn probe_max<N: Lightningd>(
+    st: &State<N>,
+    s: &mut Session,
+    upper_msat: u64,
+    budget: ProbeBudget,
+) -> Result<Found, RpcFailure> {
+    let mut found = Found::default();
+    let mut proven: HashMap<EdgeIdx, u64> = HashMap::new();
+    // Amounts: `lo` proven to move, `hi` ruled out (or the upper bound, untried).
+    let (mut lo, mut hi) = (0u64, upper_msat);
+    let mut amount = upper_msat;
+    let mut failures_here = 0;
+    // Close enough: within 1/32 of what is proven (and never finer than 1,000 sat).
+    let close = |lo: u64, hi: u64| hi.saturating_sub(lo) <= (lo / 32).max(1000 * MSAT_PER_SAT);
+    while found.probes < budget.probes && st.now_ms() < s.deadline_ms && !close(lo, hi) {
+        let set = match plan(st, s, amount) {
+            Ok(set) => set,
+            // No set within the cap for this amount (or none at all): less, then.
+            Err(e) if e.code == error::INVALID_PARAMS => return Err(e),
+            Err(_) => {
+                hi = amount;
+                amount = halfway(lo, hi);
+                failures_here = 0;
+                continue;
+            }
+        };
+        if probe_set(st, s, &set, &mut proven, &mut found, budget).await? {
+            lo = amount;
+            found.amount_msat = amount;
+            found.fee_msat = set.iter().map(|h| route_fee_msat(h)).sum();
+            found.set = set;
+            if lo >= hi {
+                break;
+            }
+            amount = halfway(lo, hi);
+            failures_here = 0;
+        } else {
+            // One failure teaches; a second at the same amount says it is too much for now.
+            failures_here += 1;
+            if failures_here >= 2 {
+                hi = amount;
+                amount = halfway(lo, hi);
+                failures_here = 0;
+            }
+        }
+    }
+    // What the proven amounts carry together: at least what one set proved, sometimes more
+    // (parts of different rounds combined), never more than probes showed.
+    if let Some(more) = combine(s, &proven, lo, upper_msat, st.config.min_part_msat) {
+        found.amount_msat = more.0;
+        found.fee_msat = more.1.iter().map(|h| route_fee_msat(h)).sum();
+        found.set = more.1;
+    }
+    Ok(found)
+}
+
+/// The model's estimate that a set moves `amount_msat` in one round, above which a move is
+/// sent without probing first.
+const SURE: f64 = 0.9;
+
+/// Whether the model is sure enough that `amount_msat` moves now (the set it would plan moves
+/// in one round with probability at least [`SURE`]).
+pub fn sure<N: Lightningd>(st: &State<N>, s: &mut Session, amount_msat: u64) -> bool {
+    let Ok(set) = plan(st, s, amount_msat) else {
+        return false;
+    };
+    let p: f64 = set
+        .iter()
+        .map(|h| super::route::route_probability(st, s, h))
+        .product();
+    p >= SURE
+}
+
+/// `lo < x <= hi` halfway between, in whole satoshis.
+fn halfway(lo: u64, hi: u64) -> u64 {
+    let mid = lo + (hi - lo) / 2;
+    (mid / MSAT_PER_SAT * MSAT_PER_SAT)
+        .max(lo + MSAT_PER_SAT)
+        .min(hi)
+}
+
+/// The largest set, between `lo` and `upper_msat`, the channels carry at what probes proved
+/// (our own two hops aside: the request checked them), within the fee cap at its amount.
+fn combine(
+    s: &Session,
+    proven: &HashMap<EdgeIdx, u64>,
+    lo: u64,
+    upper_msat: u64,
+    min_part_msat: u64,
+) -> Option<(u64, Vec<Vec<Hop>>)> {
+    if proven.is_empty() || lo == 0 {
+        return None;
+    }
+    let req = s.circle.flow_request(
+        upper_msat,
+        s.max_parts,
+        min_part_msat.min(lo),
+        s.cap_for(upper_msat, s.planned_msat),
+        s.req.out.spendable_msat,
+    )?;
+    let mut scratch = FlowScratch::default();
+    let flow = flow::max_flow_within_cap(
+        &s.graph,
+        &req,
+        |e| proven.get(&e).copied().unwrap_or(0),
+        |a| s.cap_for(a, s.planned_msat),
+        1000 * MSAT_PER_SAT,
+        &mut scratch,
+    )?;
+    let amount: u64 = flow.parts.iter().map(|p| p.amount_msat).sum();
+    if amount <= lo {
+        return None;
+    }
+    Some((amount, s.circle.set_hops(&s.graph, &flow)?))
+}
