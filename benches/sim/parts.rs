@@ -77,11 +77,12 @@ pub struct PayLog {
     /// Replacement parts: sent into a try after it started.
     pub replacements: usize,
     /// The first try: parts sent as it started, replacement parts, whether it paid, and why
-    /// each of its parts that failed failed, in the order they were sent.
+    /// each of its parts that failed failed (and whether it was a replacement), in the order
+    /// they were sent.
     pub first_sent: usize,
     pub first_replacements: usize,
     pub first_paid: bool,
-    pub first_failures: Vec<Cause>,
+    pub first_failures: Vec<(bool, Cause)>,
 }
 
 impl PayLog {
@@ -117,7 +118,10 @@ impl PayLog {
                 log.first_sent = parts.len() - replacements;
                 log.first_replacements = replacements;
                 log.first_paid = paid > 0;
-                log.first_failures = parts.iter().filter_map(|p| Cause::of(net, p)).collect();
+                log.first_failures = parts
+                    .iter()
+                    .filter_map(|p| Some((p.created_at > start, Cause::of(net, p)?)))
+                    .collect();
             }
         }
         log
@@ -126,11 +130,10 @@ impl PayLog {
     /// Why the first try failed: its first part to fail for a reason of its own (a held
     /// part's timeout is the consequence of another's failure).
     fn first_cause(&self) -> Option<Cause> {
-        self.first_failures
-            .iter()
-            .copied()
+        let causes = || self.first_failures.iter().map(|&(_, c)| c);
+        causes()
             .find(|&c| c != Cause::HeldTimeout)
-            .or_else(|| self.first_failures.first().copied())
+            .or_else(|| causes().next())
     }
 }
 
@@ -195,6 +198,12 @@ struct Row {
     failed_held_timeout: usize,
     /// First tries that paid thanks to a replacement.
     saved_by_replacement: usize,
+    /// Over every flow-feasible task's first try: the parts sent as it started and the
+    /// replacement parts, and of each, how many failed, by cause.
+    first_parts: (usize, usize),
+    part_failures: [BTreeMap<Cause, usize>; 2],
+    /// Per seed, the share of its flow-feasible tasks solved by the first try.
+    first_by_seed: Vec<(u64, f64)>,
     /// Solved tasks over the oracle, by cause: count, fee ratio p50 and p90, msat above p90.
     fee_causes: BTreeMap<FeeCause, (usize, f64, f64, u64)>,
 }
@@ -240,11 +249,30 @@ fn row(s: &Stats) -> Row {
             failed_with_replacements += 1;
             replacement_parts += o.pay.first_replacements;
         }
-        if o.pay.first_failures.contains(&Cause::HeldTimeout) {
+        if o.pay
+            .first_failures
+            .iter()
+            .any(|&(_, c)| c == Cause::HeldTimeout)
+        {
             failed_held_timeout += 1;
         }
     }
     // Tasks with no payment at all (refused before sending) count under "other" above.
+    let mut part_failures: [BTreeMap<Cause, usize>; 2] = Default::default();
+    let mut first_parts = (0, 0);
+    let mut by_seed: BTreeMap<u64, (usize, usize)> = BTreeMap::new();
+    for o in &feasible {
+        first_parts.0 += o.pay.first_sent;
+        first_parts.1 += o.pay.first_replacements;
+        for &(replacement, c) in &o.pay.first_failures {
+            *part_failures[usize::from(replacement)]
+                .entry(c)
+                .or_default() += 1;
+        }
+        let e = by_seed.entry(o.seed).or_default();
+        e.0 += 1;
+        e.1 += usize::from(o.pay.first_paid);
+    }
     let mut by_cause: BTreeMap<FeeCause, Vec<(f64, u64)>> = BTreeMap::new();
     for o in &solved {
         if let (Some(r), Some(paid), Some(best)) = (ratio(o), o.paid_fee_msat, o.oracle.fee_msat())
@@ -323,6 +351,12 @@ fn row(s: &Stats) -> Row {
             .filter(|o| o.pay.first_paid && o.pay.first_replacements > 0)
             .count(),
         fee_causes,
+        first_parts,
+        part_failures,
+        first_by_seed: by_seed
+            .into_iter()
+            .map(|(k, (n, f))| (k, pct(f, n)))
+            .collect(),
     }
 }
 
@@ -461,6 +495,32 @@ pub fn print_parts(amount_sat: u64, a: &Args, stats: &BTreeMap<Strategy, Stats>)
             r.replacement_parts,
             r.failed_held_timeout,
             r.saved_by_replacement
+        );
+        let failed = |m: &BTreeMap<Cause, usize>| {
+            let v: Vec<String> = m.iter().map(|(c, n)| format!("{} {n}", c.name())).collect();
+            format!(
+                "{} failed ({})",
+                m.values().sum::<usize>(),
+                if v.is_empty() {
+                    "-".into()
+                } else {
+                    v.join(", ")
+                }
+            )
+        };
+        println!(
+            "  {:<17} first tries' parts: {} sent as the try started, {}; {} replacements, {}; first \
+             try by seed: {}",
+            "",
+            r.first_parts.0,
+            failed(&r.part_failures[0]),
+            r.first_parts.1,
+            failed(&r.part_failures[1]),
+            r.first_by_seed
+                .iter()
+                .map(|(k, x)| format!("{k} {x:.1}%"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let fees: Vec<String> = r
             .fee_causes
