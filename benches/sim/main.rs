@@ -27,7 +27,8 @@
 //! them: a task is feasible for one route if that route is within the fee cap (`--maxfeeppm`,
 //! `--exemptfee`). The flow oracle: `flow::cheapest_set` with `KnownBalances` of what each
 //! channel direction can forward with all parts together (its spendable; each part's htlc
-//! limits checked part by part), the plugin's part limits (`--maxparts`, `--min-part`), 20 hops
+//! limits checked part by part), the plugin's default part limits (`--oracle-maxparts`,
+//! `--oracle-min-part`: held fixed while `mpp`'s are tuned), 20 hops
 //! and the same cap: a task is feasible for the flow if it finds a set or the route oracle a
 //! route; its fee is the least of the two; and where neither is found, `max_flow_within_cap`
 //! says how much could move within the cap (to 1% of the amount).
@@ -54,7 +55,8 @@
 //! [--flaky 0.02] [--amounts 100000,1000000,2000000,5000000] [--rebalances 200] [--interval 60]
 //! [--hop-ms 1000] [--retry-for 60] [--maxfeeppm 1000] [--exemptfee 5000] [--half-life 1800]
 //! [--prior bimodal|uniform] [--depleted 0.04] [--risk-base 2000] [--risk-ppm 100]
-//! [--strategies fee,nomem,mem,mpp] [--maxparts 4] [--min-part 20000] (sat) [--no-max-flow]
+//! [--strategies fee,nomem,mem,mpp] [--maxparts 4] [--min-part 20000] (sat)
+//! [--oracle-maxparts 4] [--oracle-min-part 20000] (sat) [--no-max-flow]
 //! [--graph-max-age 3600] [--us NODE_ID]`. Tune on [`TUNING_SEEDS`]; report on others.
 
 #[path = "../../tests/common/mod.rs"]
@@ -106,8 +108,11 @@ struct Args {
     exemptfee_msat: u64,
     model: ModelConfig,
     strategies: Vec<Strategy>,
-    /// The `mpp` strategy's parts (and the flow oracle's): the plugin's defaults unless set.
+    /// The `mpp` strategy's parts: the plugin's defaults unless set.
     parts: PartLimits,
+    /// The flow oracle's: the plugin's defaults unless set (not `mpp`'s, so that tuning
+    /// those does not move what counts as feasible).
+    oracle_parts: PartLimits,
     /// Ask the flow oracle how much could move when a task is infeasible (a binary search of
     /// sets: slow).
     max_flow: bool,
@@ -137,6 +142,10 @@ impl Default for Args {
                 Strategy::Parts,
             ],
             parts: PartLimits {
+                max_parts: Config::default().max_parts,
+                min_part_msat: Config::default().min_part_msat,
+            },
+            oracle_parts: PartLimits {
                 max_parts: Config::default().max_parts,
                 min_part_msat: Config::default().min_part_msat,
             },
@@ -182,6 +191,12 @@ impl Args {
                 "--strategies" => a.strategies = parse_list(&val()?)?,
                 "--maxparts" => a.parts.max_parts = parse_one::<usize>(&val()?)?.max(1),
                 "--min-part" => a.parts.min_part_msat = parse_one::<u64>(&val()?)? * 1000,
+                "--oracle-maxparts" => {
+                    a.oracle_parts.max_parts = parse_one::<usize>(&val()?)?.max(1);
+                }
+                "--oracle-min-part" => {
+                    a.oracle_parts.min_part_msat = parse_one::<u64>(&val()?)? * 1000;
+                }
                 "--no-max-flow" => a.max_flow = false,
                 "--graph-max-age" => a.graph_max_age_secs = parse_one(&val()?)?,
                 "--us" => a.us = Some(val()?),
@@ -329,7 +344,7 @@ impl Runner {
                 t,
                 a.maxfeeppm,
                 a.exemptfee_msat,
-                a.parts,
+                a.oracle_parts,
                 self.max_flow,
             )
         };
@@ -524,9 +539,11 @@ fn main() {
         a.model.risk_ppm
     );
     println!(
-        "parts (strategy mpp and the flow oracle): at most {}, each at least {} sat",
+        "parts: strategy mpp at most {}, each at least {} sat; the flow oracle at most {}, each at least {} sat",
         a.parts.max_parts,
-        a.parts.min_part_msat / 1000
+        a.parts.min_part_msat / 1000,
+        a.oracle_parts.max_parts,
+        a.oracle_parts.min_part_msat / 1000
     );
     let mut all: BTreeMap<u64, BTreeMap<Strategy, Stats>> = BTreeMap::new();
     let mut last_world = None;

@@ -412,8 +412,8 @@ fn print_oracle(s: &Stats) {
 pub fn print_parts(amount_sat: u64, a: &Args, stats: &BTreeMap<Strategy, Stats>) {
     println!(
         "\n== {amount_sat} sat against the flow oracle (at most {} parts of at least {} sat, 20 hops)",
-        a.parts.max_parts,
-        a.parts.min_part_msat / 1000
+        a.oracle_parts.max_parts,
+        a.oracle_parts.min_part_msat / 1000
     );
     let oracle_view = stats
         .iter()
