@@ -461,7 +461,8 @@ fn main() {
          through their incoming channels earns; att: payment attempts, in all and per completed move; \
          off tgt: our channels off target before->after; deficit: what the sinks lack, thousand sat, \
          before->after; closed: deficit closed over the most the planner could move at the start; \
-         budget: share of the per-run budget spent)"
+         budget: share of the per-run budget spent; oracle job: the informed job, its fail the pairs it \
+         found no set for)"
     );
     // Per budget and strategy (`None`: the informed job), every seed's run.
     let mut pooled: Vec<(Option<u64>, Option<Strategy>, Vec<JobRun>)> = Vec::new();
