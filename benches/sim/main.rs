@@ -232,6 +232,9 @@ struct Outcome {
     first_failure: Option<&'static str>,
     /// What its payments did, from the network model's list of them.
     pay: PayLog,
+    /// HTLCs left on any channel of the network when it ended (none, unless a part is
+    /// still held somewhere).
+    htlcs_left: usize,
 }
 
 impl Outcome {
@@ -362,11 +365,12 @@ impl Runner {
             maxparts: None,
         }));
         let sim_ms = self.clock.now_ms() - t0;
-        let (first_failure, pay) = {
+        let (first_failure, pay, htlcs_left) = {
             let net = self.node.net.lock().unwrap();
             (
                 first_failure(&net, first_payment),
                 PayLog::of(&net, first_payment),
+                net.channels.iter().map(|c| c.htlcs.len()).sum(),
             )
         };
         match result {
@@ -381,6 +385,7 @@ impl Runner {
                 why: None,
                 first_failure,
                 pay,
+                htlcs_left,
             },
             Err(e) => Outcome {
                 seed: world.config.seed,
@@ -397,6 +402,7 @@ impl Runner {
                 why: Some(reason(e.code, &e.message)),
                 first_failure,
                 pay,
+                htlcs_left,
             },
         }
     }

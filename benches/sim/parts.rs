@@ -204,6 +204,8 @@ struct Row {
     part_failures: [BTreeMap<Cause, usize>; 2],
     /// Per seed, the share of its flow-feasible tasks solved by the first try.
     first_by_seed: Vec<(u64, f64)>,
+    /// Tasks after which HTLCs were left in the network, and the most left.
+    htlcs_left: (usize, usize),
     /// Solved tasks over the oracle, by cause: count, fee ratio p50 and p90, msat above p90.
     fee_causes: BTreeMap<FeeCause, (usize, f64, f64, u64)>,
 }
@@ -353,6 +355,10 @@ fn row(s: &Stats) -> Row {
         fee_causes,
         first_parts,
         part_failures,
+        htlcs_left: (
+            s.outcomes.iter().filter(|o| o.htlcs_left > 0).count(),
+            s.outcomes.iter().map(|o| o.htlcs_left).max().unwrap_or(0),
+        ),
         first_by_seed: by_seed
             .into_iter()
             .map(|(k, (n, f))| (k, pct(f, n)))
@@ -522,6 +528,12 @@ pub fn print_parts(amount_sat: u64, a: &Args, stats: &BTreeMap<Strategy, Stats>)
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        if r.htlcs_left.0 > 0 {
+            println!(
+                "  {:<17} HTLCs left in the network after {} tasks (at most {})",
+                "", r.htlcs_left.0, r.htlcs_left.1
+            );
+        }
         let fees: Vec<String> = r
             .fee_causes
             .iter()
