@@ -137,6 +137,41 @@ impl SimNode {
         }
     }
 
+    /// With the hop clock, payment `pid`'s answer if it has one now; or, when it is a part held
+    /// at our node in a set still short of its total, its answer once the clock has moved to
+    /// the end of the set's hold (lightningd then fails the set with mpp_timeout): nothing else
+    /// would move the clock while the caller waits. `None`: pending for another reason.
+    fn wait_out_hold(&self, pid: usize) -> Option<cln_standin::simnet::RpcResult> {
+        let hc = self.hop_clock.as_ref()?;
+        let hold_ends = {
+            let net = self.net.lock().unwrap();
+            if let WaitState::Done(r) = net.wait_state(pid, true) {
+                return Some(r);
+            }
+            net.htlc_sets
+                .iter()
+                .find(|s| s.parts.contains(&pid))
+                .and_then(|s| s.deadline)?
+        };
+        let now = hc.clock.now_ms();
+        if hold_ends * 1000 > now {
+            hc.clock.advance_ms(hold_ends * 1000 - now);
+        }
+        let events = {
+            let mut net = self.net.lock().unwrap();
+            net.fixed_time = Some(hc.clock.now_secs());
+            net.fire_timers()
+        };
+        self.handle(events);
+        if let Some(tick) = &hc.tick {
+            tick(&mut self.net.lock().unwrap(), hc.clock.now_ms());
+        }
+        match self.net.lock().unwrap().wait_state(pid, true) {
+            WaitState::Done(r) => Some(r),
+            WaitState::Pending(_) => None,
+        }
+    }
+
     /// A method served by the model (lightningd's or a dev- control method).
     pub fn call(&self, method: &str, params: Value) -> Result<Value, RpcError> {
         let r = {
@@ -334,6 +369,15 @@ impl Lightningd for SimNode {
             }
             WaitState::Pending(pid) => pid,
         };
+        if self.hop_clock.is_some() {
+            // Every other wait of the caller looks first (a part already answered is taken
+            // before the clock moves); then a part held at our node waits out its set's hold.
+            tokio::task::yield_now().await;
+            if let Some(r) = self.wait_out_hold(pid) {
+                self.travel(payment_hash, part);
+                return r.map_err(to_rpc).and_then(decode);
+            }
+        }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_secs);
         loop {
             if tokio::time::timeout_at(deadline, changed.changed())

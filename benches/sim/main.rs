@@ -1,7 +1,7 @@
 //! `make bench-sim`: how many attempts a circular rebalance needs on mainnet, and what it costs
 //! against the cheapest route the true balances allow, for each routing strategy.
 //!
-//! The world (`tests/support/sim.rs`): the 2026-02-03 mainnet graph as the stand-in's network
+//! The world (`tests/support/sim/`): the 2026-02-03 mainnet graph as the stand-in's network
 //! model, every channel's balance hidden and drawn from a seeded distribution (`--dist`:
 //! `bimodal` = a quarter of channels in [0, 10%] of the capacity, a quarter in [90, 100%], half
 //! uniform, as the stand-in's loader draws them; or `uniform`). "Us" is a seeded pick among
@@ -20,45 +20,65 @@
 //! to `State::with_clock`: `--hop-ms` for every hop its HTLC travelled, there and back,
 //! so `retry_for` binds.
 //!
-//! The oracle knows the true balances: the plugin's own `find_path` on the snapshot's graph,
-//! each channel direction limited to what it can really forward (reserve, HTLCs, htlc limits,
-//! the network model's non-strict forwarding), offline nodes excluded, our own first and last
-//! hops added as the plugin adds them. A task is feasible if the oracle's route is within the
-//! fee cap (`--maxfeeppm`, `--exemptfee`).
+//! The oracles know the true balances (`tests/support/sim/oracle.rs`). The route oracle: the
+//! plugin's own `find_path` on the snapshot's graph, each channel direction limited to what it
+//! can really forward in one HTLC (reserve, HTLCs, htlc limits, the network model's non-strict
+//! forwarding), offline nodes excluded, our own first and last hops added as the plugin adds
+//! them: a task is feasible for one route if that route is within the fee cap (`--maxfeeppm`,
+//! `--exemptfee`). The flow oracle: `flow::cheapest_set` with `KnownBalances` of what each
+//! channel direction can forward with all parts together (its spendable; each part's htlc
+//! limits checked part by part), the plugin's default part limits (`--oracle-maxparts`,
+//! `--oracle-min-part`: held fixed while `mpp`'s are tuned), 20 hops
+//! and the same cap: a task is feasible for the flow if it finds a set or the route oracle a
+//! route; its fee is the least of the two; and where neither is found, `max_flow_within_cap`
+//! says how much could move within the cap (to 1% of the amount).
 //!
 //! Strategies, each on its own copy of the same world with the same tasks, traffic and flaky
 //! nodes: `fee` (the cheapest route by fee, failures ruled out for the call), `nomem` (the
 //! liquidity model, each rebalance starting from the prior), `mem` (the model, remembering
-//! across rebalances). Printed per strategy: feasible tasks, success among them within
-//! `retry_for`, attempts per success, share solved within 1 / 3 / 10 attempts, fee paid over
-//! the oracle's, simulated time per rebalance, route search time (`take_search_times`), the
-//! model's memory; the first attempt per seed and how much it varies between nodes (each seed
-//! is another "us": a six-node mean is only as good as its standard error); then the targets
-//! of issue 9, and the model of the whole graph.
+//! across rebalances), each one route per attempt (`maxparts` 1); `mpp` (the model with
+//! memory, paying in up to `--maxparts` parts of at least `--min-part`, the plugin's defaults).
+//!
+//! Printed per amount, two tables. The first, against the route oracle: feasible tasks,
+//! success among them within `retry_for`, attempts per success, share solved within 1 / 3 / 10
+//! attempts, fee paid over the oracle's, simulated time per rebalance, route search time
+//! (`take_search_times`), the model's memory; the first attempt per seed and how much it
+//! varies between nodes (each seed is another "us": a six-node mean is only as good as its
+//! standard error); then the targets of issue 9. The second, against the flow oracle
+//! (`parts.rs`): tasks feasible for one route and for the flow, success among the
+//! flow-feasible and on the first try, HTLCs sent per success (replacement parts included),
+//! tries (groupids) and parts of the paying set, fee over the oracle's cheapest set, simulated
+//! time, solver time; why first tries failed and why fees are above the oracle's; then the
+//! targets of multi-part rebalancing for `mpp`. Last, the model of the whole graph.
 //!
 //! Usage: `cargo bench --bench sim -- [--seeds 11,12,13,14,15,16] [--dist bimodal|uniform] [--traffic 0.02]
-//! [--flaky 0.02] [--amounts 100000,1000000] [--rebalances 200] [--interval 60] [--hop-ms 1000]
-//! [--retry-for 60] [--maxfeeppm 1000] [--exemptfee 5000] [--half-life 1800]
+//! [--flaky 0.02] [--amounts 100000,1000000,2000000,5000000] [--rebalances 200] [--interval 60]
+//! [--hop-ms 1000] [--retry-for 60] [--maxfeeppm 1000] [--exemptfee 5000] [--half-life 1800]
 //! [--prior bimodal|uniform] [--depleted 0.04] [--risk-base 2000] [--risk-ppm 100]
-//! [--strategies fee,nomem,mem]
+//! [--strategies fee,nomem,mem,mpp] [--maxparts 4] [--min-part 20000] (sat)
+//! [--oracle-maxparts 4] [--oracle-min-part 20000] (sat) [--no-max-flow]
 //! [--graph-max-age 3600] [--us NODE_ID]`. Tune on [`TUNING_SEEDS`]; report on others.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../../tests/common/mod.rs"]
 mod common;
-#[path = "../tests/support/mainnet.rs"]
+#[path = "../../tests/support/mainnet.rs"]
 mod mainnet;
-#[path = "../tests/support/sim.rs"]
+mod parts; // the flow oracle's table: parts, rounds, HTLCs, fee over the cheapest set
+#[path = "../../tests/support/sim/mod.rs"]
 mod sim;
+mod table; // the first table: attempts and fees against the cheapest route
 
 use cln_rebalance::clock::{Clock, ManualClock};
 use cln_rebalance::config::Config;
 use cln_rebalance::core::liquidity::{Beliefs, ChanDir, Liquidity, ModelConfig, Prior};
-use cln_rebalance::core::pathfind::Scratch;
 use cln_rebalance::params::RebalanceParams;
 use cln_rebalance::state::State;
 use cln_standin::prng::SplitMix64;
 use common::SimNode;
-use sim::{Dist, Strategy, Task, World, WorldConfig, parse_list, parse_one};
+use parts::PayLog;
+use sim::{
+    Dist, Oracle, PartLimits, Strategy, Task, TaskOracle, World, WorldConfig, parse_list, parse_one,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -88,6 +108,14 @@ struct Args {
     exemptfee_msat: u64,
     model: ModelConfig,
     strategies: Vec<Strategy>,
+    /// The `mpp` strategy's parts: the plugin's defaults unless set.
+    parts: PartLimits,
+    /// The flow oracle's: the plugin's defaults unless set (not `mpp`'s, so that tuning
+    /// those does not move what counts as feasible).
+    oracle_parts: PartLimits,
+    /// Ask the flow oracle how much could move when a task is infeasible (a binary search of
+    /// sets: slow).
+    max_flow: bool,
     graph_max_age_secs: u64,
     us: Option<String>,
 }
@@ -99,7 +127,7 @@ impl Default for Args {
             dist: Dist::Bimodal,
             traffic: 0.02,
             flaky: 0.02,
-            amounts_sat: vec![100_000, 1_000_000],
+            amounts_sat: vec![100_000, 1_000_000, 2_000_000, 5_000_000],
             rebalances: 200,
             interval_secs: 60,
             hop_ms: 1000,
@@ -107,7 +135,21 @@ impl Default for Args {
             maxfeeppm: 1000,
             exemptfee_msat: 5000,
             model: ModelConfig::default(),
-            strategies: vec![Strategy::Fee, Strategy::NoMemory, Strategy::Memory],
+            strategies: vec![
+                Strategy::Fee,
+                Strategy::NoMemory,
+                Strategy::Memory,
+                Strategy::Parts,
+            ],
+            parts: PartLimits {
+                max_parts: Config::default().max_parts,
+                min_part_msat: Config::default().min_part_msat,
+            },
+            oracle_parts: PartLimits {
+                max_parts: Config::default().max_parts,
+                min_part_msat: Config::default().min_part_msat,
+            },
+            max_flow: true,
             // The snapshot's gossip does not change in this world (offline nodes' channels show
             // as inactive in a fresh listchannels); refreshed hourly rather than every 5 minutes
             // as the plugin does, to keep the run short.
@@ -147,6 +189,15 @@ impl Args {
                 "--risk-base" => a.model.risk_base_msat = parse_one(&val()?)?,
                 "--risk-ppm" => a.model.risk_ppm = parse_one(&val()?)?,
                 "--strategies" => a.strategies = parse_list(&val()?)?,
+                "--maxparts" => a.parts.max_parts = parse_one::<usize>(&val()?)?.max(1),
+                "--min-part" => a.parts.min_part_msat = parse_one::<u64>(&val()?)? * 1000,
+                "--oracle-maxparts" => {
+                    a.oracle_parts.max_parts = parse_one::<usize>(&val()?)?.max(1);
+                }
+                "--oracle-min-part" => {
+                    a.oracle_parts.min_part_msat = parse_one::<u64>(&val()?)? * 1000;
+                }
+                "--no-max-flow" => a.max_flow = false,
                 "--graph-max-age" => a.graph_max_age_secs = parse_one(&val()?)?,
                 "--us" => a.us = Some(val()?),
                 "-h" | "--help" => {
@@ -167,7 +218,11 @@ impl Args {
 struct Outcome {
     /// The world's seed (each seed is another "us").
     seed: u64,
+    amount_msat: u64,
+    /// The oracle's cheapest route within the cap (the first table's "feasible").
     oracle_fee_msat: Option<u64>,
+    /// The oracles' view: one route, the cheapest set, the most that moves.
+    oracle: TaskOracle,
     paid_fee_msat: Option<u64>,
     attempts: usize,
     sim_ms: u64,
@@ -175,6 +230,11 @@ struct Outcome {
     why: Option<String>,
     /// Why its first attempt failed, if it did (see [`first_failure`]).
     first_failure: Option<&'static str>,
+    /// What its payments did, from the network model's list of them.
+    pay: PayLog,
+    /// HTLCs left on any channel of the network when it ended (none, unless a part is
+    /// still held somewhere).
+    htlcs_left: usize,
 }
 
 impl Outcome {
@@ -240,11 +300,14 @@ struct Runner {
     /// The world's events between rebalances: the same seed for every strategy, consumed by
     /// the world only, so every strategy sees the same traffic and flaky nodes.
     events: SplitMix64,
-    scratch: Scratch,
+    oracle: Oracle,
+    /// Whether this runner's oracle also finds how much could move when a task is
+    /// infeasible (one runner per run does: the figure is the world's, not the strategy's).
+    max_flow: bool,
 }
 
 impl Runner {
-    fn new(world: &World, strategy: Strategy, a: &Args) -> Runner {
+    fn new(world: &World, strategy: Strategy, a: &Args, max_flow: bool) -> Runner {
         let clock = Arc::new(ManualClock::new(START_MS));
         let node = SimNode::new(world.net.clone()).with_hop_clock(clock.clone(), a.hop_ms);
         let config = strategy.config(Config {
@@ -253,6 +316,8 @@ impl Runner {
             retry_for_secs: a.retry_for,
             graph_max_age: Duration::from_secs(a.graph_max_age_secs),
             model: a.model,
+            max_parts: a.parts.max_parts,
+            min_part_msat: a.parts.min_part_msat,
             ..Config::default()
         });
         let r = common::hooked(node.clone(), config, clock.clone());
@@ -262,7 +327,8 @@ impl Runner {
             node,
             r,
             events: SplitMix64::new(world.config.seed ^ 0xE7E7_5EED),
-            scratch: Scratch::default(),
+            oracle: Oracle::default(),
+            max_flow,
         }
     }
 
@@ -275,9 +341,17 @@ impl Runner {
                 world.between(&mut net, &mut self.events);
             }
             world.restore_ours(&mut net);
-            world.oracle(&net, t, a.maxfeeppm, a.exemptfee_msat, &mut self.scratch)
+            self.oracle.task(
+                world,
+                &net,
+                t,
+                a.maxfeeppm,
+                a.exemptfee_msat,
+                a.oracle_parts,
+                self.max_flow,
+            )
         };
-        let oracle_fee_msat = oracle.map(|o| o.fee_msat);
+        let oracle_fee_msat = oracle.route.map(|o| o.fee_msat);
         let first_payment = self.node.net.lock().unwrap().payments.len();
         let t0 = self.clock.now_ms();
         let result = rt.block_on(self.r.rebalance(RebalanceParams {
@@ -292,20 +366,33 @@ impl Runner {
             amount_max: false,
         }));
         let sim_ms = self.clock.now_ms() - t0;
-        let first_failure = first_failure(&self.node.net.lock().unwrap(), first_payment);
+        let (first_failure, pay, htlcs_left) = {
+            let net = self.node.net.lock().unwrap();
+            (
+                first_failure(&net, first_payment),
+                PayLog::of(&net, first_payment),
+                net.channels.iter().map(|c| c.htlcs.len()).sum(),
+            )
+        };
         match result {
             Ok(v) => Outcome {
                 seed: world.config.seed,
+                amount_msat: t.amount_msat,
                 oracle_fee_msat,
+                oracle,
                 paid_fee_msat: v["fee_msat"].as_u64(),
                 attempts: v["attempts"].as_u64().unwrap_or(0) as usize,
                 sim_ms,
                 why: None,
                 first_failure,
+                pay,
+                htlcs_left,
             },
             Err(e) => Outcome {
                 seed: world.config.seed,
+                amount_msat: t.amount_msat,
                 oracle_fee_msat,
+                oracle,
                 paid_fee_msat: None,
                 attempts: e
                     .data
@@ -315,6 +402,8 @@ impl Runner {
                 sim_ms,
                 why: Some(reason(e.code, &e.message)),
                 first_failure,
+                pay,
+                htlcs_left,
             },
         }
     }
@@ -341,7 +430,13 @@ fn run(world: &World, tasks: &[Task], a: &Args, stats: &mut BTreeMap<Strategy, S
     let mut runners: Vec<Runner> = a
         .strategies
         .iter()
-        .map(|&k| Runner::new(world, k, a))
+        .enumerate()
+        .map(|(i, &k)| {
+            // The flow oracle's most-that-moves: the parts strategy's runner, else the first.
+            let max_flow =
+                a.max_flow && (k.parts() || (i == 0 && !a.strategies.iter().any(|s| s.parts())));
+            Runner::new(world, k, a, max_flow)
+        })
         .collect();
     for (i, t) in tasks.iter().enumerate() {
         for runner in &mut runners {
@@ -372,377 +467,6 @@ fn ms(d: Duration) -> f64 {
 
 fn kib(b: usize) -> f64 {
     b as f64 / 1024.0
-}
-
-/// The figures of one strategy at one amount.
-struct Row {
-    tasks: usize,
-    feasible: usize,
-    success: usize,
-    /// Solved although the oracle found no route (its search is a heuristic in corner cases).
-    success_infeasible: usize,
-    att_mean: f64,
-    att_p90: usize,
-    att_max: usize,
-    within: [f64; 3],
-    first_attempt: f64,
-    /// Share of feasible tasks solved on the first attempt, per seed.
-    first_by_seed: Vec<(u64, f64)>,
-    fee_p50: f64,
-    fee_p90: f64,
-    zero_oracle: usize,
-    /// Fee paid above the oracle's, msat, p50 and p90 (the ratio alone overstates cheap routes).
-    excess_msat: (u64, u64),
-    sim_mean: f64,
-    sim_p90: f64,
-    search_p50: Duration,
-    search_p99: Duration,
-    model: (usize, usize),
-    reasons: Vec<(usize, String)>,
-    /// Feasible tasks whose first attempt failed, by why.
-    first_failures: BTreeMap<&'static str, usize>,
-    /// Solved tasks that paid over 1.5x the oracle: on the first attempt, after a failure.
-    dear: (usize, usize),
-}
-
-/// Per seed, the share of its feasible tasks solved on the first attempt.
-fn first_by_seed(feasible: &[&Outcome]) -> Vec<(u64, f64)> {
-    let mut by: BTreeMap<u64, (usize, usize)> = BTreeMap::new();
-    for o in feasible {
-        let e = by.entry(o.seed).or_default();
-        e.0 += 1;
-        if o.solved() && o.attempts <= 1 {
-            e.1 += 1;
-        }
-    }
-    by.into_iter().map(|(k, (n, f))| (k, pct(f, n))).collect()
-}
-
-/// The standard deviation of `v` between seeds (points), and the standard error of their
-/// mean: how far another set of as many nodes could land from this one.
-fn spread(v: &[f64]) -> (f64, f64) {
-    if v.len() < 2 {
-        return (f64::NAN, f64::NAN);
-    }
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
-    (sd, sd / n.sqrt())
-}
-
-impl Row {
-    /// Of the first attempt per seed: the standard deviation between seeds and the standard
-    /// error of their mean (see [`spread`]).
-    fn first_spread(&self) -> (f64, f64) {
-        spread(
-            &self
-                .first_by_seed
-                .iter()
-                .map(|&(_, x)| x)
-                .collect::<Vec<_>>(),
-        )
-    }
-}
-
-fn row(s: &Stats) -> Row {
-    let feasible: Vec<&Outcome> = s
-        .outcomes
-        .iter()
-        .filter(|o| o.oracle_fee_msat.is_some())
-        .collect();
-    let solved: Vec<&&Outcome> = feasible.iter().filter(|o| o.solved()).collect();
-    let mut att: Vec<usize> = solved.iter().map(|o| o.attempts).collect();
-    att.sort_unstable();
-    let within = [1, 3, 10].map(|k| pct(att.iter().filter(|&&x| x <= k).count(), feasible.len()));
-    let mut ratios: Vec<f64> = solved
-        .iter()
-        .filter_map(|o| {
-            let (paid, best) = (o.paid_fee_msat?, o.oracle_fee_msat?);
-            (best > 0).then(|| paid as f64 / best as f64)
-        })
-        .collect();
-    ratios.sort_unstable_by(|a, b| a.total_cmp(b));
-    // Tasks paying more than 1.5x the oracle (what fee p90 counts against), by whether the
-    // first attempt solved them (the risk cost chose a dearer route) or a later one did.
-    let mut dear = (0, 0);
-    for o in &solved {
-        if let (Some(paid), Some(best)) = (o.paid_fee_msat, o.oracle_fee_msat)
-            && best > 0
-            && paid as f64 > 1.5 * best as f64
-        {
-            if o.attempts <= 1 {
-                dear.0 += 1;
-            } else {
-                dear.1 += 1;
-            }
-        }
-    }
-    let mut excess: Vec<u64> = solved
-        .iter()
-        .filter_map(|o| Some(o.paid_fee_msat?.saturating_sub(o.oracle_fee_msat?)))
-        .collect();
-    excess.sort_unstable();
-    let excess_msat = if excess.is_empty() {
-        (0, 0)
-    } else {
-        (
-            mainnet::quantile(&excess, 0.5),
-            mainnet::quantile(&excess, 0.9),
-        )
-    };
-    let zero_oracle = solved
-        .iter()
-        .filter(|o| o.oracle_fee_msat == Some(0))
-        .count();
-    let mut sim: Vec<u64> = s.outcomes.iter().map(|o| o.sim_ms).collect();
-    sim.sort_unstable();
-    let mut search = s.search.clone();
-    search.sort_unstable();
-    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
-    for o in &feasible {
-        if let Some(w) = &o.why {
-            *reasons.entry(w.clone()).or_default() += 1;
-        }
-    }
-    let mut first_failures = BTreeMap::new();
-    for w in feasible.iter().filter_map(|o| o.first_failure) {
-        *first_failures.entry(w).or_default() += 1;
-    }
-    let mut reasons: Vec<(usize, String)> = reasons.into_iter().map(|(k, v)| (v, k)).collect();
-    reasons.sort_unstable_by(|a, b| b.cmp(a));
-    let first_by_seed = first_by_seed(&feasible);
-    let q = |v: &[f64], p| {
-        if v.is_empty() {
-            f64::NAN
-        } else {
-            mainnet::quantile(v, p)
-        }
-    };
-    Row {
-        tasks: s.outcomes.len(),
-        feasible: feasible.len(),
-        success: solved.len(),
-        success_infeasible: s
-            .outcomes
-            .iter()
-            .filter(|o| o.oracle_fee_msat.is_none() && o.solved())
-            .count(),
-        att_mean: att.iter().sum::<usize>() as f64 / att.len().max(1) as f64,
-        att_p90: if att.is_empty() {
-            0
-        } else {
-            mainnet::quantile(&att, 0.9)
-        },
-        att_max: att.last().copied().unwrap_or(0),
-        within,
-        first_attempt: within[0],
-        first_by_seed,
-        fee_p50: q(&ratios, 0.5),
-        fee_p90: q(&ratios, 0.9),
-        excess_msat,
-        zero_oracle,
-        sim_mean: sim.iter().sum::<u64>() as f64 / 1000.0 / sim.len().max(1) as f64,
-        sim_p90: if sim.is_empty() {
-            0.0
-        } else {
-            mainnet::quantile(&sim, 0.9) as f64 / 1000.0
-        },
-        search_p50: if search.is_empty() {
-            Duration::ZERO
-        } else {
-            mainnet::quantile(&search, 0.5)
-        },
-        search_p99: if search.is_empty() {
-            Duration::ZERO
-        } else {
-            mainnet::quantile(&search, 0.99)
-        },
-        model: s
-            .model_bytes
-            .iter()
-            .copied()
-            .max_by_key(|m| m.0 + m.1)
-            .unwrap_or((0, 0)),
-        reasons,
-        first_failures,
-        dear,
-    }
-}
-
-fn print_table(amount_sat: u64, a: &Args, stats: &BTreeMap<Strategy, Stats>) {
-    println!(
-        "\n== {} sat: {} rebalances per seed, seeds {}",
-        amount_sat,
-        a.rebalances,
-        join(&a.seeds)
-    );
-    println!(
-        "  {:<17} {:>9} {:>8} | {:>5} {:>3} {:>3} | {:>6} {:>6} {:>6} | {:>6} {:>6} | {:>6} {:>6} | {:>7} {:>7} | {:>9}",
-        "strategy",
-        "feasible",
-        "success",
-        "att",
-        "p90",
-        "max",
-        "in 1",
-        "in 3",
-        "in 10",
-        "fee50",
-        "fee90",
-        "sim s",
-        "p90",
-        "srch50",
-        "srch99",
-        "model KiB"
-    );
-    let rows: BTreeMap<Strategy, Row> = stats.iter().map(|(k, s)| (*k, row(s))).collect();
-    for (k, r) in &rows {
-        println!(
-            "  {:<17} {:>4}/{:<4} {:>7.1}% | {:>5.2} {:>3} {:>3} | {:>5.1}% {:>5.1}% {:>5.1}% | {:>5.3}x {:>5.3}x | {:>6.1} {:>6.1} | {:>7.3} {:>7.3} | {:>4.0}+{:<4.0}",
-            k.name(),
-            r.feasible,
-            r.tasks,
-            pct(r.success, r.feasible),
-            r.att_mean,
-            r.att_p90,
-            r.att_max,
-            r.within[0],
-            r.within[1],
-            r.within[2],
-            r.fee_p50,
-            r.fee_p90,
-            r.sim_mean,
-            r.sim_p90,
-            ms(r.search_p50),
-            ms(r.search_p99),
-            kib(r.model.0),
-            kib(r.model.1),
-        );
-    }
-    println!(
-        "  (att: attempts per success, mean/p90/max; in k: share of feasible tasks solved within k attempts; \
-         fee50/90: fee paid over the oracle's, p50/p90; sim s: simulated seconds per rebalance, mean/p90; \
-         srch: route search ms, p50/p99; model: Liquidity::heap_bytes + search view, KiB)"
-    );
-    for (k, r) in &rows {
-        let top: Vec<String> = r
-            .reasons
-            .iter()
-            .take(3)
-            .map(|(n, w)| format!("{n}x \"{w}\""))
-            .collect();
-        println!(
-            "  {:<17} wall {:>5.1} s; solved though the oracle found nothing: {}; oracle fee 0: {}; \
-             feasible but failed: {}",
-            k.name(),
-            stats[k].wall.as_secs_f64(),
-            r.success_infeasible,
-            r.zero_oracle,
-            if top.is_empty() {
-                "none".to_string()
-            } else {
-                top.join(", ")
-            }
-        );
-        let first: Vec<String> = r
-            .first_failures
-            .iter()
-            .map(|(w, n)| format!("{w} {n}"))
-            .collect();
-        println!(
-            "  {:<17} fee above the oracle's p50 {:.1} sat, p90 {:.1} sat; over 1.5x the oracle's: {} \
-             solved on the first attempt, {} later; first attempt failed on {} feasible tasks: {}",
-            "",
-            r.excess_msat.0 as f64 / 1000.0,
-            r.excess_msat.1 as f64 / 1000.0,
-            r.dear.0,
-            r.dear.1,
-            r.first_failures.values().sum::<usize>(),
-            first.join(", ")
-        );
-        let (sd, se) = r.first_spread();
-        println!(
-            "  {:<17} first attempt by seed: {}; between nodes sd {sd:.1} points, so the mean of \
-             {} nodes +-{se:.1}",
-            "",
-            r.first_by_seed
-                .iter()
-                .map(|(k, x)| format!("{k} {x:.1}%"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            r.first_by_seed.len()
-        );
-    }
-    if let Some(m) = rows.get(&Strategy::Memory) {
-        let fee_search = rows.get(&Strategy::Fee).map(|f| f.search_p50);
-        // Issue 9's targets are for 100k sat; at 1M sat only the attempts have one. The rest
-        // is shown at 1M too, marked as the 100k figure it would have to meet.
-        let small = amount_sat <= 100_000;
-        let tag = |ok: bool, target: bool| match (ok, target) {
-            (true, true) => "MET   ",
-            (false, true) => "MISSED",
-            (true, false) => "(ok)  ",
-            (false, false) => "(over)",
-        };
-        let success = pct(m.success, m.feasible);
-        let att_target = if small { 1.3 } else { 2.5 };
-        let mut checks = vec![
-            (
-                format!("success among feasible >= 98%: {success:.1}%"),
-                success >= 98.0,
-                small,
-            ),
-            (
-                format!("mean attempts <= {att_target}: {:.2}", m.att_mean),
-                m.att_mean <= att_target,
-                true,
-            ),
-            (
-                format!(
-                    "first attempt >= 80%: {:.1}% (+-{:.1} between sets of {} nodes)",
-                    m.first_attempt,
-                    m.first_spread().1,
-                    m.first_by_seed.len()
-                ),
-                m.first_attempt >= 80.0,
-                small,
-            ),
-            (
-                format!("fee p50 <= 1.10x oracle: {:.3}x", m.fee_p50),
-                m.fee_p50 <= 1.10,
-                small,
-            ),
-            (
-                format!("fee p90 <= 1.5x oracle: {:.3}x", m.fee_p90),
-                m.fee_p90 <= 1.5,
-                small,
-            ),
-        ];
-        if let Some(f) = fee_search {
-            let x = m.search_p50.as_secs_f64() / f.as_secs_f64().max(1e-12);
-            checks.push((
-                format!("search p50 <= 1.5x fee-only: {x:.2}x"),
-                x <= 1.5,
-                small,
-            ));
-        }
-        let world_kind = if a.dist == Dist::Bimodal && a.traffic > 0.0 {
-            ""
-        } else {
-            " (the targets are for the bimodal world with traffic)"
-        };
-        println!(
-            "  targets, model with memory{world_kind}{}:",
-            if small {
-                ""
-            } else {
-                " (at 1M sat only the attempts; the rest in brackets against the 100k targets)"
-            }
-        );
-        for (what, ok, target) in checks {
-            println!("    {} {what}", tag(ok, target));
-        }
-    }
 }
 
 fn join(v: &[u64]) -> String {
@@ -821,6 +545,13 @@ fn main() {
         a.model.risk_base_msat,
         a.model.risk_ppm
     );
+    println!(
+        "parts: strategy mpp at most {}, each at least {} sat; the flow oracle at most {}, each at least {} sat",
+        a.parts.max_parts,
+        a.parts.min_part_msat / 1000,
+        a.oracle_parts.max_parts,
+        a.oracle_parts.min_part_msat / 1000
+    );
     let mut all: BTreeMap<u64, BTreeMap<Strategy, Stats>> = BTreeMap::new();
     let mut last_world = None;
     for &seed in &a.seeds {
@@ -857,12 +588,20 @@ fn main() {
                     continue;
                 }
             };
+            let started = Instant::now();
             run(&world, &tasks, &a, all.entry(sat).or_default());
+            println!(
+                "  {sat} sat: {} tasks x {} strategies in {:.0} s",
+                tasks.len(),
+                a.strategies.len(),
+                started.elapsed().as_secs_f64()
+            );
         }
         last_world = Some(world);
     }
     for (sat, stats) in &all {
-        print_table(*sat, &a, stats);
+        table::print_table(*sat, &a, stats);
+        parts::print_parts(*sat, &a, stats);
     }
     if let Some(w) = &last_world {
         whole_graph_model(w, a.model);
