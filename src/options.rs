@@ -113,6 +113,17 @@ pub const OPT_LOST_PROFIT: DefaultBooleanConfigOption = ConfigOption::new_bool_w
     "Automatic rebalancing counts what the source channel would have earned forwarding the liquidity that leaves it: a move pays at most feeratio x (what the incoming channel earns forwarding it out - what the outgoing one would have)",
 );
 
+pub const OPT_ASKRENE_READ: DefaultBooleanConfigOption = ConfigOption::new_bool_with_default(
+    "rebalance-askrene-read",
+    true,
+    "Learn from lightningd's own payments: fold what xpay learned (askrene's xpay layer) into the liquidity model",
+);
+pub const OPT_ASKRENE_PUBLISH: DefaultBooleanConfigOption = ConfigOption::new_bool_with_default(
+    "rebalance-askrene-publish",
+    true,
+    "Publish what rebalancing learns into askrene's persistent layer cln-rebalance (set xpay-user-layer=cln-rebalance for payments to use it)",
+);
+
 /// Registers every option with cln-plugin.
 pub fn register<S, I, O>(b: Builder<S, I, O>) -> Builder<S, I, O>
 where
@@ -139,6 +150,8 @@ where
         .option(OPT_LOST_PROFIT)
         .option(OPT_MAX_PARTS)
         .option(OPT_MIN_PART)
+        .option(OPT_ASKRENE_READ)
+        .option(OPT_ASKRENE_PUBLISH)
 }
 
 fn non_negative(name: &str, v: i64) -> Result<u64, String> {
@@ -217,6 +230,8 @@ where
         retry_for_secs,
         graph_max_age: Duration::from_secs(read(&OPT_GRAPH_MAX_AGE)?),
         routing,
+        askrene_read: c.option(&OPT_ASKRENE_READ).map_err(|e| e.to_string())?,
+        askrene_publish: c.option(&OPT_ASKRENE_PUBLISH).map_err(|e| e.to_string())?,
         model: ModelConfig {
             half_life_secs,
             prior,

@@ -118,9 +118,12 @@ impl Strategy {
             Strategy::NoMemory => (Routing::Probabilistic, false),
             Strategy::Memory => (Routing::Probabilistic, true),
         };
+        // Nobody pays through xpay in the simulation: it measures routing alone.
         Config {
             routing,
             liquidity_memory,
+            askrene_read: false,
+            askrene_publish: false,
             ..base
         }
     }
