@@ -116,13 +116,11 @@ impl<N: Lightningd> State<N> {
             return;
         }
         let hl = self.config.model.half_life_secs;
-        let held = match publish {
-            true => {
-                self.askrene
-                    .open_our_layer(&self.node, self.now_secs(), hl)
-                    .await
-            }
-            false => None,
+        let held = if publish {
+            let now = self.now_secs();
+            self.askrene.open_our_layer(&self.node, now, hl).await
+        } else {
+            None
         };
         let folded = self.read_xpay_layer().await;
         if !self.askrene.usable() {
@@ -131,13 +129,15 @@ impl<N: Lightningd> State<N> {
         let mut what = Vec::new();
         if read && self.askrene.known_available() {
             what.push(format!(
-                "learning from lightningd's payments (askrene layer {}: {folded} constraint(s)                  learned now)",
+                "learning from lightningd's payments (askrene layer {}: {folded} constraint(s) \
+                 learned now)",
                 askrene::XPAY_LAYER
             ));
         }
         if let Some(n) = held {
             what.push(format!(
-                "publishing what rebalancing learns into askrene layer {} ({n} constraint(s)                  in it; xpay-user-layer={} makes payments use it)",
+                "publishing what rebalancing learns into askrene layer {} ({n} constraint(s) in \
+                 it; xpay-user-layer={} makes payments use it)",
                 askrene::OUR_LAYER,
                 askrene::OUR_LAYER
             ));
