@@ -1,7 +1,7 @@
 //! `make bench-flow`: the multi-part solver (`core::flow`) on the 2026 mainnet graph: its time,
 //! and how its plans would fare against the true balances of the simulation's world.
 //!
-//! The world is `tests/support/sim.rs`'s (hidden balances drawn bimodal, "us" a seeded routing
+//! The world is `tests/support/sim/`'s (hidden balances drawn bimodal, "us" a seeded routing
 //! node with half its channels outbound-heavy and half inbound-heavy, 2% of the channels
 //! redrawn and the flaky nodes drawn anew before each task). For each seed and amount,
 //! `--tasks` circular tasks from an outbound-heavy channel of ours to an inbound-heavy one,
@@ -34,7 +34,7 @@
 mod flowsim;
 #[path = "../tests/support/mainnet.rs"]
 mod mainnet;
-#[path = "../tests/support/sim.rs"]
+#[path = "../tests/support/sim/mod.rs"]
 mod sim;
 
 use cln_rebalance::core::amount::fee_cap_msat;

@@ -59,6 +59,10 @@ pub struct Config {
     /// starts from the prior (the simulation's "model without memory").
     pub liquidity_memory: bool,
     pub model: ModelConfig,
+    /// Fold what lightningd's payments learned (askrene's `xpay` layer) into the model.
+    pub askrene_read: bool,
+    /// Publish what the model learns into askrene's `cln-rebalance` layer.
+    pub askrene_publish: bool,
     /// Automatic rebalancing: planner, budgets, parallelism, schedule, settings.
     pub auto: AutoConfig,
 }
@@ -78,6 +82,8 @@ impl Default for Config {
             probe_max_secs: 60,
             liquidity_memory: true,
             model: ModelConfig::default(),
+            askrene_read: true,
+            askrene_publish: true,
             auto: AutoConfig::default(),
         }
     }

@@ -200,7 +200,8 @@ async fn main() -> Result<(), anyhow::Error> {
     // An earlier run stopped mid-rebalance may have left an unpaid invoice: remove it. What
     // earlier runs learned of liquidity comes back from the datastore.
     // The history comes back too, and rebalances that completed while we were down are
-    // recorded once. Then the schedule, if any.
+    // recorded once. Then askrene: our layer made, what lightningd's payments learned read, the
+    // layer aged from then on. Then the schedule, if any.
     // Stale invoices go before the reconcile: one paid in between is then recorded at once
     // (the other way round, a payment landing after the reconcile read the invoices but
     // before its invoice was deleted stayed out of the history until the next start).
@@ -209,6 +210,8 @@ async fn main() -> Result<(), anyhow::Error> {
         cleanup::delete_stale_invoices(&state).await;
         state.reconcile_history().await;
         state.load_liquidity().await;
+        state.start_askrene().await;
+        tokio::spawn(state.clone().keep_askrene_layer_aged());
         state.run_schedule().await;
     });
     plugin.join().await?;

@@ -128,6 +128,17 @@ pub const OPT_LOST_PROFIT: DefaultBooleanConfigOption = ConfigOption::new_bool_w
     "Automatic rebalancing counts what the source channel would have earned forwarding the liquidity that leaves it: a move pays at most feeratio x (what the incoming channel earns forwarding it out - what the outgoing one would have)",
 );
 
+pub const OPT_ASKRENE_READ: DefaultBooleanConfigOption = ConfigOption::new_bool_with_default(
+    "rebalance-askrene-read",
+    true,
+    "Learn from lightningd's own payments: fold what xpay learned (askrene's xpay layer) into the liquidity model",
+);
+pub const OPT_ASKRENE_PUBLISH: DefaultBooleanConfigOption = ConfigOption::new_bool_with_default(
+    "rebalance-askrene-publish",
+    true,
+    "Publish what rebalancing learns into askrene's persistent layer cln-rebalance (set xpay-user-layer=cln-rebalance for payments to use it)",
+);
+
 /// Registers every option with cln-plugin.
 pub fn register<S, I, O>(b: Builder<S, I, O>) -> Builder<S, I, O>
 where
@@ -157,6 +168,8 @@ where
         .option(OPT_PROBE_MAX)
         .option(OPT_PROBE_SECONDS)
         .option(OPT_SIZED_MOVES)
+        .option(OPT_ASKRENE_READ)
+        .option(OPT_ASKRENE_PUBLISH)
 }
 
 fn non_negative(name: &str, v: i64) -> Result<u64, String> {
@@ -236,6 +249,8 @@ where
         retry_for_secs,
         graph_max_age: Duration::from_secs(read(&OPT_GRAPH_MAX_AGE)?),
         routing,
+        askrene_read: c.option(&OPT_ASKRENE_READ).map_err(|e| e.to_string())?,
+        askrene_publish: c.option(&OPT_ASKRENE_PUBLISH).map_err(|e| e.to_string())?,
         model: ModelConfig {
             half_life_secs,
             prior,

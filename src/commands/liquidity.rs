@@ -21,6 +21,8 @@ impl<N: Lightningd> State<N> {
                 "message": format!("forgot what was learned about {what} ({forgotten} entries)"),
             }));
         }
+        // What lightningd's own payments learned since the last read shows too.
+        self.read_xpay_layer().await;
         let graph = self.graph().await?;
         let now = self.now_secs();
         let cfg = self.config.model;

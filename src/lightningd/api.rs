@@ -4,8 +4,8 @@
 //! to the node's RPC socket; tests and benchmarks implement the trait over an in-memory network.
 
 use super::types::{
-    DatastoreEntry, Forward, Getinfo, Invoice, InvoiceStatus, NodeInfo, PaymentComplete,
-    PeerChannel, SendpayStatus,
+    AskreneConstraint, AskreneInform, DatastoreEntry, Forward, Getinfo, Invoice, InvoiceStatus,
+    NodeInfo, PaymentComplete, PeerChannel, SendpayStatus,
 };
 use crate::core::route::Hop;
 use cln_rpc::RpcError;
@@ -86,6 +86,34 @@ pub trait Lightningd: Send + Sync + 'static {
     fn deldatastore(&self, key: &[&str]) -> impl Future<Output = Result<(), RpcError>> + Send;
     /// `listforwards status=settled`: the forwards that earned us fees.
     fn listforwards_settled(&self) -> impl Future<Output = Result<Vec<Forward>, RpcError>> + Send;
+    /// `askrene-listlayers layer`: the layer's constraints. A lightningd without askrene
+    /// answers "Unknown command" (see `types::is_unknown_command`), a missing layer "Unknown
+    /// layer" (`types::is_unknown_layer`).
+    fn askrene_listlayers(
+        &self,
+        layer: &str,
+    ) -> impl Future<Output = Result<Vec<AskreneConstraint>, RpcError>> + Send;
+    /// `askrene-create-layer layer persistent`: a persistent layer that exists is kept as it is.
+    fn askrene_create_layer(
+        &self,
+        layer: &str,
+        persistent: bool,
+    ) -> impl Future<Output = Result<(), RpcError>> + Send;
+    /// `askrene-inform-channel layer short_channel_id_dir amount_msat inform`.
+    fn askrene_inform_channel(
+        &self,
+        layer: &str,
+        short_channel_id_dir: &str,
+        amount_msat: u64,
+        inform: AskreneInform,
+    ) -> impl Future<Output = Result<(), RpcError>> + Send;
+    /// `askrene-age layer cutoff`: drops the layer's constraints older than `cutoff` (unix
+    /// seconds); returns how many went.
+    fn askrene_age(
+        &self,
+        layer: &str,
+        cutoff: u64,
+    ) -> impl Future<Output = Result<u64, RpcError>> + Send;
 }
 
 /// One part of a payment in several parts (lightningd/pay.c): every part of one try shares the

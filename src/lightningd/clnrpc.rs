@@ -351,6 +351,50 @@ impl Lightningd for ClnNode {
         let _: Value = self.call("deldatastore", json!({"key": key})).await?;
         Ok(())
     }
+
+    async fn askrene_listlayers(&self, layer: &str) -> Result<Vec<AskreneConstraint>, RpcError> {
+        let mut v: Value = self
+            .call("askrene-listlayers", json!({"layer": layer}))
+            .await?;
+        match v["layers"].get_mut(0) {
+            Some(l) => take_list(l.take(), "constraints"),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn askrene_create_layer(&self, layer: &str, persistent: bool) -> Result<(), RpcError> {
+        let _: Value = self
+            .call(
+                "askrene-create-layer",
+                json!({"layer": layer, "persistent": persistent}),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn askrene_inform_channel(
+        &self,
+        layer: &str,
+        short_channel_id_dir: &str,
+        amount_msat: u64,
+        inform: AskreneInform,
+    ) -> Result<(), RpcError> {
+        let _: Value = self
+            .call(
+                "askrene-inform-channel",
+                json!({"layer": layer, "short_channel_id_dir": short_channel_id_dir,
+                       "amount_msat": amount_msat, "inform": inform.name()}),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn askrene_age(&self, layer: &str, cutoff: u64) -> Result<u64, RpcError> {
+        let v: Value = self
+            .call("askrene-age", json!({"layer": layer, "cutoff": cutoff}))
+            .await?;
+        Ok(v["num_removed"].as_u64().unwrap_or(0))
+    }
 }
 
 #[cfg(test)]

@@ -160,6 +160,54 @@ pub struct DatastoreEntry {
     pub string: Option<String>,
 }
 
+/// One constraint of an askrene layer (`askrene-listlayers` `constraints[]`, plugins/askrene
+/// layer.c `json_add_constraint`): what a payer learned of one channel direction, and when.
+/// `maximum_msat`: it could not carry more; `minimum_msat`: it carried at least that.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct AskreneConstraint {
+    /// `123x4x5/1`.
+    pub short_channel_id_dir: String,
+    /// Unix seconds, askrene's clock.
+    pub timestamp: u64,
+    pub minimum_msat: Option<u64>,
+    pub maximum_msat: Option<u64>,
+}
+
+/// `askrene-inform-channel`'s `inform`: what one payment attempt saw of a channel direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AskreneInform {
+    /// It could not carry `amount_msat`: askrene records maximum = amount - 1 msat (plus what
+    /// askrene has reserved on it).
+    Constrained,
+    /// It carried `amount_msat`: askrene records minimum = amount.
+    Unconstrained,
+}
+
+impl AskreneInform {
+    /// The parameter's value.
+    pub fn name(self) -> &'static str {
+        match self {
+            AskreneInform::Constrained => "constrained",
+            AskreneInform::Unconstrained => "unconstrained",
+        }
+    }
+}
+
+/// lightningd's answer to a method nobody serves (`JSONRPC2_METHOD_NOT_FOUND`): a lightningd
+/// without the askrene plugin answers every `askrene-*` call with it.
+pub const METHOD_NOT_FOUND: i32 = -32601;
+
+/// Whether lightningd answered "Unknown command".
+pub fn is_unknown_command(e: &cln_rpc::RpcError) -> bool {
+    e.code == Some(METHOD_NOT_FOUND)
+}
+
+/// Whether askrene answered that the layer named does not exist (-32602 `layer: Unknown
+/// layer: ...`, `param_known_layer`).
+pub fn is_unknown_layer(e: &cln_rpc::RpcError) -> bool {
+    e.code == Some(-32602) && e.message.contains("Unknown layer")
+}
+
 /// waitsendpay / sendpay failure details (`error.data`), which cln-rpc has no type for.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct PayFailure {
@@ -241,6 +289,32 @@ mod tests {
         assert_eq!(c.short_channel_id, None);
         assert_eq!(c.to_us_msat, 0);
         assert!(c.updates.remote.is_none());
+    }
+
+    #[test]
+    fn askrene_constraints_decode_with_either_bound() {
+        let v = json!({"layers": [{"layer": "xpay", "persistent": true, "constraints": [
+            {"short_channel_id_dir": "103x1x0/1", "timestamp": 1700000000, "maximum_msat": 4999},
+            {"short_channel_id_dir": "103x1x0/0", "timestamp": 1700000001, "minimum_msat": 7000}
+        ], "biases": []}]});
+        let c: Vec<AskreneConstraint> =
+            serde_json::from_value(v["layers"][0]["constraints"].clone()).unwrap();
+        assert_eq!(c[0].maximum_msat, Some(4999));
+        assert_eq!(c[0].minimum_msat, None);
+        assert_eq!(c[1].minimum_msat, Some(7000));
+        assert_eq!(c[1].short_channel_id_dir, "103x1x0/0");
+        let unknown = cln_rpc::RpcError {
+            code: Some(-32601),
+            message: "Unknown command 'askrene-listlayers'".into(),
+            data: None,
+        };
+        assert!(is_unknown_command(&unknown) && !is_unknown_layer(&unknown));
+        let no_layer = cln_rpc::RpcError {
+            code: Some(-32602),
+            message: "layer: Unknown layer: invalid token '\"xpay\"'".into(),
+            data: None,
+        };
+        assert!(is_unknown_layer(&no_layer) && !is_unknown_command(&no_layer));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Step 6 of a rebalance, whatever happened: no unpaid invoice left behind (and a payment that
-//! landed just as we stopped waiting reported as the success it is), the model saved, the
-//! search state kept for the next rebalance, the history recording it. Also the start-up
+//! landed just as we stopped waiting reported as the success it is), the model saved and what
+//! it learned published for lightningd's payer (askrene), the search state kept for the next
+//! rebalance, the history recording it. Also the start-up
 //! clean-up of invoices an earlier run left.
 
 use super::session::{Session, hops_json};
@@ -72,6 +73,7 @@ pub async fn finish<N: Lightningd>(
 ) -> Result<Value, RpcFailure> {
     if !s.attempts.is_empty() {
         st.save_liquidity().await;
+        st.publish_learned(&s.req.our_id, &s.graph).await;
     }
     let result = match &s.invoice {
         None => result,

@@ -97,6 +97,8 @@ impl<N: Lightningd> State<N> {
             ..Running::default()
         });
         let result = async {
+            // What lightningd's own payments learned since the last rebalance.
+            self.read_xpay_layer().await;
             let graph = self.graph().await?;
             let mut s = new_session(self, id, &p, req, graph, started_ms, extra)?;
             let result = run(self, &mut s, p.dryrun).await;

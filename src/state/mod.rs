@@ -1,9 +1,10 @@
 //! What the plugin keeps between calls, shared by every command: the node and the
 //! configuration, the clock, the cached graph, the liquidity model and its persistence, the
-//! rebalances in flight, the history, the automatic job. Each part is a file of its own that
+//! rebalances in flight, the history, the automatic job, what is shared with askrene. Each part is a file of its own that
 //! knows nothing of the others; [`State`] holds them and passes each the node and the time.
 //! The commands, the rebalance algorithm included, are clients of it.
 
+pub mod askrene; // xpay's layer read into the model, ours published; askrene missing
 pub mod graph; // the cached channel graph and its refresh
 pub mod history; // every rebalance in the datastore; reconciling after a restart
 pub mod inflight; // the rebalances running now, their channels and invoices
@@ -19,10 +20,12 @@ use crate::core::liquidity::Liquidity;
 use crate::core::plan::Settings;
 use crate::error::RpcFailure;
 use crate::lightningd::Lightningd;
+use askrene::Askrene;
 use graph::GraphCache;
 use history::HistoryStore;
 use inflight::InFlight;
 use jobs::Jobs;
+use log::info;
 use model::ModelStore;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, MutexGuard};
@@ -38,6 +41,7 @@ pub struct State<N: Lightningd> {
     pub inflight: InFlight,
     pub history: HistoryStore,
     pub jobs: Jobs,
+    pub askrene: Askrene,
 }
 
 impl<N: Lightningd> State<N> {
@@ -55,6 +59,7 @@ impl<N: Lightningd> State<N> {
             inflight: InFlight::default(),
             history: HistoryStore::default(),
             jobs: Jobs::default(),
+            askrene: Askrene::default(),
         }
     }
 
@@ -100,6 +105,101 @@ impl<N: Lightningd> State<N> {
             self.model
                 .save(&self.node, self.now_secs(), &self.config.model)
                 .await;
+        }
+    }
+
+    /// At start (after the saved model is loaded): our askrene layer made (when publishing)
+    /// and xpay's read. A lightningd without askrene is logged once, here.
+    pub async fn start_askrene(&self) {
+        let (read, publish) = (self.config.askrene_read, self.config.askrene_publish);
+        if !read && !publish {
+            return;
+        }
+        let hl = self.config.model.half_life_secs;
+        let held = if publish {
+            let now = self.now_secs();
+            self.askrene.open_our_layer(&self.node, now, hl).await
+        } else {
+            None
+        };
+        let folded = self.read_xpay_layer().await;
+        if !self.askrene.usable() {
+            return;
+        }
+        let mut what = Vec::new();
+        if read && self.askrene.known_available() {
+            what.push(format!(
+                "learning from lightningd's payments (askrene layer {}: {folded} constraint(s) \
+                 learned now)",
+                askrene::XPAY_LAYER
+            ));
+        }
+        if let Some(n) = held {
+            what.push(format!(
+                "publishing what rebalancing learns into askrene layer {} ({n} constraint(s) in \
+                 it; xpay-user-layer={} makes payments use it)",
+                askrene::OUR_LAYER,
+                askrene::OUR_LAYER
+            ));
+        }
+        if !what.is_empty() {
+            info!("{}", what.join("; "));
+        }
+    }
+
+    /// What lightningd's payments learned since the last read (xpay's askrene layer), folded
+    /// into the shared model at its timestamps. Returns how many constraints were learned.
+    pub async fn read_xpay_layer(&self) -> usize {
+        if !self.config.askrene_read || !self.config.liquidity_memory {
+            return 0;
+        }
+        let new = self.askrene.read_new(&self.node).await;
+        if new.is_empty() {
+            return 0;
+        }
+        let Ok(graph) = self.graph().await else {
+            return 0;
+        };
+        let (now, hl) = (self.now_secs(), self.config.model.half_life_secs);
+        let mut model = self.liquidity();
+        let publishing = self.config.askrene_publish;
+        let n = self
+            .askrene
+            .fold(&new, &mut model, &graph, (now, hl), publishing);
+        if n > 0 {
+            log::debug!(
+                "learned {n} constraint(s) from askrene's {} layer",
+                askrene::XPAY_LAYER
+            );
+        }
+        n
+    }
+
+    /// What the shared model learned since the last publish, into our askrene layer (see
+    /// [`Askrene::publish`]). Returns how many constraints were sent.
+    pub async fn publish_learned(&self, our_id: &str, graph: &Graph) -> usize {
+        if !self.config.askrene_publish || !self.config.liquidity_memory {
+            return 0;
+        }
+        let (now, hl) = (self.now_secs(), self.config.model.half_life_secs);
+        self.askrene
+            .publish(&self.node, graph, our_id, now, hl, |since| {
+                self.liquidity().learned_since(since)
+            })
+            .await
+    }
+
+    /// Ages our askrene layer every so often (so a layer nobody publishes into any more still
+    /// loses what has grown old), for the plugin's life. Returns at once when not publishing.
+    pub async fn keep_askrene_layer_aged(self: Arc<Self>) {
+        if !self.config.askrene_publish {
+            return;
+        }
+        let every = askrene::age_every_secs(self.config.model.half_life_secs);
+        while self.askrene.usable() {
+            tokio::time::sleep(Duration::from_secs(every)).await;
+            let hl = self.config.model.half_life_secs;
+            self.askrene.age(&self.node, self.now_secs(), hl).await;
         }
     }
 

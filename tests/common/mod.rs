@@ -10,8 +10,9 @@ use cln_rebalance::clock::{Clock, ManualClock};
 use cln_rebalance::config::Config;
 use cln_rebalance::core::route::Hop;
 use cln_rebalance::lightningd::{
-    DatastoreEntry, Forward, Getinfo, Invoice, InvoiceStatus, Lightningd, NodeInfo, Part,
-    PaymentComplete, PeerChannel, SendpayStatus, part_params, sendpay_route_json,
+    AskreneConstraint, AskreneInform, DatastoreEntry, Forward, Getinfo, Invoice, InvoiceStatus,
+    Lightningd, NodeInfo, Part, PaymentComplete, PeerChannel, SendpayStatus, part_params,
+    sendpay_route_json,
 };
 use cln_rebalance::state::State;
 use cln_rpc::RpcError;
@@ -36,6 +37,9 @@ pub struct SimNode {
     pub release_before_delinvoice: Arc<Mutex<Option<String>>>,
     /// How many times the plugin asked for the whole graph.
     pub listchannels_calls: Arc<std::sync::atomic::AtomicUsize>,
+    /// Every method called through [`SimNode::call`], in order (the plugin's calls and the
+    /// test's own).
+    pub calls: Arc<Mutex<Vec<String>>>,
     /// When set, the network's time is this clock's, and each payment advances it.
     hop_clock: Option<HopClock>,
 }
@@ -76,6 +80,7 @@ impl SimNode {
             hook: Arc::new(Mutex::new(None)),
             release_before_delinvoice: Arc::new(Mutex::new(None)),
             listchannels_calls: Arc::default(),
+            calls: Arc::default(),
             hop_clock: None,
         }
     }
@@ -174,6 +179,7 @@ impl SimNode {
 
     /// A method served by the model (lightningd's or a dev- control method).
     pub fn call(&self, method: &str, params: Value) -> Result<Value, RpcError> {
+        self.calls.lock().unwrap().push(method.to_string());
         let r = {
             let mut net = self.net.lock().unwrap();
             if let Some(hc) = &self.hop_clock {
@@ -424,6 +430,38 @@ impl Lightningd for SimNode {
     }
     async fn deldatastore(&self, key: &[&str]) -> Result<(), RpcError> {
         self.call("deldatastore", json!({"key": key})).map(|_| ())
+    }
+    async fn askrene_listlayers(&self, layer: &str) -> Result<Vec<AskreneConstraint>, RpcError> {
+        let mut v = self.call("askrene-listlayers", json!({"layer": layer}))?;
+        match v["layers"].get_mut(0) {
+            Some(l) => decode(l["constraints"].take()),
+            None => Ok(Vec::new()),
+        }
+    }
+    async fn askrene_create_layer(&self, layer: &str, persistent: bool) -> Result<(), RpcError> {
+        self.call(
+            "askrene-create-layer",
+            json!({"layer": layer, "persistent": persistent}),
+        )
+        .map(|_| ())
+    }
+    async fn askrene_inform_channel(
+        &self,
+        layer: &str,
+        short_channel_id_dir: &str,
+        amount_msat: u64,
+        inform: AskreneInform,
+    ) -> Result<(), RpcError> {
+        self.call(
+            "askrene-inform-channel",
+            json!({"layer": layer, "short_channel_id_dir": short_channel_id_dir,
+                   "amount_msat": amount_msat, "inform": inform.name()}),
+        )
+        .map(|_| ())
+    }
+    async fn askrene_age(&self, layer: &str, cutoff: u64) -> Result<u64, RpcError> {
+        let v = self.call("askrene-age", json!({"layer": layer, "cutoff": cutoff}))?;
+        Ok(v["num_removed"].as_u64().unwrap_or(0))
     }
 }
 

@@ -99,6 +99,8 @@ impl<N: Lightningd> State<N> {
             )
             .with_data(job.to_json()));
         }
+        // What lightningd's own payments learned since the last read.
+        self.read_xpay_layer().await;
         let resting = self.resting_channels();
         let mut left_out = self.busy_channels();
         left_out.extend(resting.keys().cloned());

@@ -299,6 +299,52 @@ impl Liquidity {
         });
     }
 
+    /// What another payer saw of `cd` at `at` (unix seconds; lightningd's own payments,
+    /// through askrene): it carried at least `min_msat`, or could not carry more than
+    /// `max_msat`. Learned as an attempt of ours at `at` would have been, so it counts as old
+    /// as it is; not at all when the model learned something of `cd` after `at`. Returns
+    /// whether it was learned.
+    pub fn observed(
+        &mut self,
+        cd: ChanDir,
+        min_msat: Option<u64>,
+        max_msat: Option<u64>,
+        capacity_msat: u64,
+        at: u64,
+        half_life: u64,
+    ) -> bool {
+        let newer = self.entries.get(&cd).is_some_and(|e| e.updated > at);
+        let min = min_msat.filter(|&m| m > 0);
+        let above_max = max_msat.and_then(|m| m.checked_add(1));
+        if newer || (min.is_none() && above_max.is_none()) {
+            return false;
+        }
+        if let Some(m) = min {
+            self.forwarded(cd, m, capacity_msat, at, half_life);
+        }
+        if let Some(a) = above_max {
+            self.failed(cd, a, capacity_msat, at, half_life);
+        }
+        true
+    }
+
+    /// The channel directions whose bounds were set at or after `since` (unix seconds), newest
+    /// first: `(channel direction, min, max, updated)` as stored (max `None`: only the
+    /// capacity bounds it).
+    pub fn learned_since(&self, since: u64) -> Vec<(ChanDir, u64, Option<u64>, u64)> {
+        let mut v: Vec<_> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.updated >= since && e.updated > 0)
+            .map(|(cd, e)| {
+                let max = (e.max_msat != u64::MAX).then_some(e.max_msat);
+                (*cd, e.min_msat, max, e.updated)
+            })
+            .collect();
+        v.sort_unstable_by(|a, b| b.3.cmp(&a.3).then(a.0.cmp(&b.0)));
+        v
+    }
+
     /// Exactly what `cd` can send now (our own channels, from listpeerchannels).
     pub fn exact(&mut self, cd: ChanDir, amount_msat: u64, capacity_msat: u64, now: u64) {
         let e = self.entries.entry(cd).or_insert(Entry::UNKNOWN);

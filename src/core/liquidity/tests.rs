@@ -295,6 +295,55 @@ fn learned_bounds_lose_weight_with_the_half_life() {
 }
 
 #[test]
+fn another_payers_observation_counts_as_old_as_it_is() {
+    let mut l = Liquidity::new();
+    // Seen an hour ago: it could not carry more than 5M; it counts half now.
+    assert!(l.observed(cd(1), None, Some(5_000_000), C, 10_000, H));
+    let max5 = Bounds {
+        min_msat: 0,
+        max_msat: 5_000_000,
+    };
+    assert_eq!(l.bounds(cd(1), C, 10_000 + H, H), (max5, 0.5));
+    // A minimum seen later narrows it from below, as our own forward would.
+    assert!(l.observed(cd(1), Some(2_000_000), None, C, 10_500, H));
+    assert_eq!(
+        l.bounds(cd(1), C, 10_500, H).0,
+        Bounds {
+            min_msat: 2_000_000,
+            max_msat: 5_000_000
+        }
+    );
+    // Something older than what the model knows is not learned.
+    assert!(!l.observed(cd(1), None, Some(1_000), C, 9_000, H));
+    assert_eq!(l.bounds(cd(1), C, 10_500, H).0.max_msat, 5_000_000);
+    // Nothing to learn: no bound, or a maximum of u64::MAX.
+    assert!(!l.observed(cd(2), None, None, C, 10_000, H));
+    assert!(!l.observed(cd(2), Some(0), Some(u64::MAX), C, 10_000, H));
+    assert_eq!(l.len().0, 1);
+    // A drained channel: maximum 0.
+    assert!(l.observed(cd(3), None, Some(0), C, 11_000, H));
+    assert_eq!(l.bounds(cd(3), C, 11_000, H).0.max_msat, 0);
+}
+
+#[test]
+fn learned_since_lists_the_newest_first() {
+    let mut l = Liquidity::new();
+    l.failed(cd(1), 5_000_001, C, 100, H);
+    l.forwarded(cd(2), 7_000_000, C, 300, H);
+    l.failed(cd(3), 9_000_001, C, 200, H);
+    l.channel_failed(cd(4), 400); // no bounds learned: not listed
+    assert_eq!(
+        l.learned_since(200),
+        vec![
+            (cd(2), 7_000_000, Some(C), 300),
+            (cd(3), 0, Some(9_000_000), 200)
+        ]
+    );
+    assert_eq!(l.learned_since(0).len(), 3);
+    assert!(l.learned_since(301).is_empty());
+}
+
+#[test]
 fn the_prior_takes_a_share_for_depleted_channels() {
     let c = ModelConfig {
         prior: Prior::Uniform,

@@ -134,9 +134,12 @@ impl Strategy {
             Strategy::NoMemory => (Routing::Probabilistic, false),
             Strategy::Memory | Strategy::Parts => (Routing::Probabilistic, true),
         };
+        // Nobody pays through xpay in the simulation: it measures routing alone.
         Config {
             routing,
             liquidity_memory,
+            askrene_read: false,
+            askrene_publish: false,
             max_parts: if self.parts() { base.max_parts } else { 1 },
             ..base
         }
