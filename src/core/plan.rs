@@ -511,7 +511,7 @@ fn priced(src: &End, dst: &End, config: &PlanConfig) -> Result<Move, String> {
         let lost = source_fee.earns_msat(amount);
         return Err(if config.lost_profit && earns > 0 {
             format!(
-                "lost profit: {} out through {incoming} earns {earns}msat, but {} would earn                  {lost}msat forwarding it out (our fee there {}msat + {}ppm): moving it pays nothing back",
+                "lost profit: {} out through {incoming} earns {earns}msat, but {} would earn {lost}msat forwarding it out (our fee there {}msat + {}ppm): moving it pays nothing back",
                 display_sat(amount),
                 src.chan.short_channel_id,
                 source_fee.fee_base_msat,
@@ -683,6 +683,7 @@ mod tests {
         let why = &p.skipped.iter().find(|s| s.0.block() == 5).unwrap().1;
         assert!(why.starts_with("lost profit: "), "{why}");
         assert!(why.contains("would earn"), "{why}");
+        assert!(!why.contains("  "), "one line, no gaps: {why}");
     }
 
     #[test]
