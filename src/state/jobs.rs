@@ -74,9 +74,14 @@ impl Job {
             let ended = p.moves_completed + p.moves_failed + p.moves_sized_out;
             // lightning-cli shows `num + 1` of `total` and ends the bar at `num + 1 == total`. A
             // job may make more moves than it planned (retries, replans): the bar ends when the
-            // job does, not before.
+            // job does, not before, so once the planned moves have ended it waits there (a bar
+            // whose total grew would read "2/3" and then "2/2").
+            let total = planned.max(2);
             let (num, total) = if self.is_running() {
-                (ended.saturating_sub(1), planned.max(ended + 1).max(2))
+                if ended >= total {
+                    return;
+                }
+                (ended.saturating_sub(1), total)
             } else {
                 let total = planned.max(ended).max(2);
                 (total - 1, total)
