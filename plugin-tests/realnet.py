@@ -71,6 +71,18 @@ SKIP_REASON = skip_reason()
 requires_lightningd = pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
 
 
+def lightningd_version():
+    """(major, minor) of the lightningd on PATH (`lightningd --version`: v26.06.6), or None."""
+    import re
+    import subprocess
+    exe = shutil.which("lightningd")
+    if exe is None:
+        return None
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+    m = re.match(r"v?(\d+)\.(\d+)", out.strip())
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
 def plugin_binary():
     """Path of the plugin to load: $CLN_REBALANCE_BIN, else the newest cargo build of it."""
     env = os.environ.get("CLN_REBALANCE_BIN")
@@ -210,29 +222,39 @@ def push(src, dst, amount_msat):
 # ---- rebalance results ----------------------------------------------------------------------
 
 def check_route_math(node, res, me):
-    """The route the plugin reported is consistent hop by hop with the gossip fee policies
-    (fees rounded up, delays added), starts on the outgoing channel, ends at us on the incoming
-    one; returns the fee this implies."""
-    route = res["route"]
-    assert len(route) == res["hops"]
-    assert route[0]["short_channel_id"] == res["outgoing_scid"]
+    """Every route the plugin reported (the one `route`, or each of the `parts` when paid in
+    several) is consistent hop by hop with the gossip fee policies (fees rounded up, delays
+    added), starts on the outgoing channel, ends at us on the incoming one; the parts deliver
+    the amount together. Returns the fee this implies."""
+    parts = res.get("parts") or [{"route": res["route"], "hops": res["hops"],
+                                  "amount_msat": res["amount_msat"], "fee_msat": res["fee_msat"]}]
+    assert res["route"] == parts[0]["route"] and res["hops"] == len(parts[0]["route"]), res
     # The last hop may name a private channel by the alias the peer knows it by.
     inc = [c for c in channels(node) if c.get("short_channel_id") == res["incoming_scid"]][0]
-    assert route[-1]["short_channel_id"] in (res["incoming_scid"], inc.get("alias", {}).get("remote"))
-    assert route[-1]["node_id"] == me
-    assert int(route[-1]["amount_msat"]) == int(res["amount_msat"])
-    ids = [h["node_id"] for h in route]
-    assert me not in ids[:-1], "route passes through us: {}".format(ids)
-    for i in range(len(route) - 1, 0, -1):
-        hop, prev = route[i], route[i - 1]
-        pol = policy(node, hop["short_channel_id"], prev["node_id"])
-        assert pol["destination"] == hop["node_id"]
-        assert int(hop["direction"]) == int(pol["direction"])
-        amt = int(hop["amount_msat"])
-        fee = int(pol["base_fee_millisatoshi"]) + math.ceil(amt * int(pol["fee_per_millionth"]) / 10**6)
-        assert int(prev["amount_msat"]) == amt + fee, "hop {} fee: {} vs {}+{}".format(i, prev, amt, fee)
-        assert int(prev["delay"]) == int(hop["delay"]) + int(pol["delay"]), "hop {} delay".format(i)
-    fee = int(route[0]["amount_msat"]) - int(res["amount_msat"])
+    delivered = fee = 0
+    for part in parts:
+        route = part["route"]
+        assert len(route) == part["hops"]
+        assert route[0]["short_channel_id"] == res["outgoing_scid"]
+        assert route[-1]["short_channel_id"] in (res["incoming_scid"], inc.get("alias", {}).get("remote"))
+        assert route[-1]["node_id"] == me
+        assert int(route[-1]["amount_msat"]) == int(part["amount_msat"])
+        ids = [h["node_id"] for h in route]
+        assert me not in ids[:-1], "route passes through us: {}".format(ids)
+        for i in range(len(route) - 1, 0, -1):
+            hop, prev = route[i], route[i - 1]
+            pol = policy(node, hop["short_channel_id"], prev["node_id"])
+            assert pol["destination"] == hop["node_id"]
+            assert int(hop["direction"]) == int(pol["direction"])
+            amt = int(hop["amount_msat"])
+            hop_fee = int(pol["base_fee_millisatoshi"]) + math.ceil(amt * int(pol["fee_per_millionth"]) / 10**6)
+            assert int(prev["amount_msat"]) == amt + hop_fee, "hop {} fee: {} vs {}+{}".format(i, prev, amt, hop_fee)
+            assert int(prev["delay"]) == int(hop["delay"]) + int(pol["delay"]), "hop {} delay".format(i)
+        part_fee = int(route[0]["amount_msat"]) - int(route[-1]["amount_msat"])
+        assert int(part["fee_msat"]) == part_fee, part
+        delivered += int(route[-1]["amount_msat"])
+        fee += part_fee
+    assert delivered == int(res["amount_msat"]), (delivered, res)
     assert int(res["fee_msat"]) == fee
     assert abs(float(res["fee_ppm"]) - fee * 10**6 / int(res["amount_msat"])) <= 1
     return fee

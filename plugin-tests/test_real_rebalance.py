@@ -162,7 +162,7 @@ def test_triangle(node_factory):
         e = rpc_error(l1.rpc.call, "rebalance", params)
         assert e["code"] == -32602, (params, e)
         assert e["message"].startswith(name + ": "), (params, e)
-    e = rpc_error(l1.rpc.call, "rebalance", [out_scid, in_scid, amt, 1000, 5000, 60, False, "extra"])
+    e = rpc_error(l1.rpc.call, "rebalance", [out_scid, in_scid, amt, 1000, 5000, 60, False, 4, "extra"])
     assert e["code"] == -32602 and "too many" in e["message"], e
     check_nothing_paid(l1, before, pays_before)
     assert rebalance_invoices(l1) == []

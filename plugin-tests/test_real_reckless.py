@@ -202,6 +202,11 @@ def clean_clone():
 
 @requires_reckless
 def test_reckless_install_from_a_clean_clone(node_factory, clean_clone):
+    v = realnet.lightningd_version()
+    if v is not None and v < (26, 6):
+        # v25.05's recklessrpc answers "reckless returned invalid character in json output"
+        # where v26.06's says "reckless process hung": the README documents v26.06's reckless.
+        pytest.skip("reckless as documented is v26.06's; this lightningd is v{}.{:02}".format(*v))
     clone, head = clean_clone
     l1 = node_factory.get_node(start=False)
     l1.daemon.env = build_env(l1.daemon.env)  # lightning-cli reckless runs under lightningd's env
