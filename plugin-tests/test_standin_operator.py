@@ -163,7 +163,7 @@ def test_the_report_lists_a_rebalance_in_flight(standin):
     assert s.rpc.call("rebalancereport")["in_flight"] == []
 
 
-@pytest.mark.parametrize("version,active", [("v25.05.1", False), ("v26.06.6", True)])
+@pytest.mark.parametrize("version,active", [("v24.11.2", False), ("v26.06.6", True)])
 def test_an_unsupported_lightningd_disables_the_plugin_at_start(standin_factory, version, active):
     s = standin_factory(args=["--version-string", version])
     assert s.rpc.getinfo()["version"] == version
@@ -174,5 +174,5 @@ def test_an_unsupported_lightningd_disables_the_plugin_at_start(standin_factory,
     if active:
         assert "disabled itself" not in log
     else:
-        assert ("disabled itself at init: lightningd v25.05.1 is older than v25.09.0, the oldest "
+        assert ("disabled itself at init: lightningd v24.11.2 is older than v25.02.0, the oldest "
                 "release cln-rebalance supports") in log, log
