@@ -9,7 +9,8 @@
 //! the planner) ruled out; the answer is the largest set of parts the proven amounts can carry
 //! together within the cap (a flow over the channels at what probes proved they carry), so it
 //! is never more than the probes showed can move. One probe at a time: never more than one
-//! probe of ours in flight on a channel of ours.
+//! probe of ours in flight on a channel of ours. Background probing's probes also count
+//! against the hourly budget and stop as soon as anything else runs.
 
 use super::learn::{failed, learn_carried};
 use super::route::next_set;
@@ -152,6 +153,10 @@ async fn probe_set<N: Lightningd>(
         if found.probes >= budget.probes || st.now_ms() >= s.deadline_ms {
             return Ok(false);
         }
+        if s.extra.background {
+            background_may_send(st)?;
+            st.background.record(st.now_secs());
+        }
         found.probes += 1;
         let outcome = probe(st, s, hops).await;
         s.tell(&format!(
@@ -184,6 +189,23 @@ async fn probe_set<N: Lightningd>(
         }
     }
     Ok(true)
+}
+
+/// Whether background probing may send one more probe now: no other rebalance, probe or job
+/// runs, and the hour's budget is not spent (an error says which).
+fn background_may_send<N: Lightningd>(st: &State<N>) -> Result<(), RpcFailure> {
+    let why = if st.inflight.foreground_running() || st.running_job().is_some() {
+        "background probing yields: a rebalance, a probe or a job runs"
+    } else if st
+        .background
+        .remaining(st.now_secs(), st.config.probe_per_hour)
+        == 0
+    {
+        "background probing: the hour's probes are spent"
+    } else {
+        return Ok(());
+    };
+    Err(RpcFailure::new(error::PAY_STOPPED_RETRYING, why))
 }
 
 /// Plans the set for `amount_msat` within its fee cap (and what `A` can be sent).

@@ -29,6 +29,9 @@ pub struct Running {
     pub parts_in_flight: u32,
     /// A dry run: it pays nothing, but its channels count as busy while it quotes.
     pub dryrun: bool,
+    /// Background probing: it yields to any other rebalance or probe at once, so its channels
+    /// do not count as busy.
+    pub background: bool,
 }
 
 /// The registry of rebalances in progress.
@@ -87,10 +90,16 @@ impl InFlight {
         self.probing.lock().expect("probing lock").remove(scid);
     }
 
-    /// The channels rebalances in progress use now.
+    /// Whether a rebalance or a probe other than background probing runs now.
+    pub fn foreground_running(&self) -> bool {
+        self.lock().values().any(|r| !r.background)
+    }
+
+    /// The channels rebalances in progress use now (background probing's left out: it yields).
     pub fn busy_channels(&self) -> HashSet<String> {
         self.lock()
             .values()
+            .filter(|r| !r.background)
             .flat_map(|r| [r.outgoing_scid.clone(), r.incoming_scid.clone()])
             .collect()
     }
