@@ -124,7 +124,17 @@ fn fits(world: &World, net: &Network, v: &Value) -> bool {
             *used.entry(e).or_default() += h["amount_msat"].as_u64().unwrap_or(u64::MAX);
         }
     }
-    used.iter().all(|(&e, &amt)| amt <= caps[e as usize])
+    let ok = used.iter().all(|(&e, &amt)| amt <= caps[e as usize]);
+    if !ok && std::env::var_os("PROBE_DEBUG").is_some() {
+        for (&e, &amt) in &used {
+            let edge = world.graph.edge(e);
+            eprintln!(
+                "  UNFIT edge {} dir {} used {amt} cap {}",
+                edge.short_channel_id, edge.direction, caps[e as usize]
+            );
+        }
+    }
+    ok
 }
 
 /// Table (a) for one seed: every task's channels probed without an amount.
@@ -142,6 +152,8 @@ fn probe_max_on(world: &World, tasks: &[Task], a: &Args, rt: &Runtime, out: &mut
             true_max(world, &net, t, a, &mut scratch)
         };
         let t0 = runner.clock.now_ms();
+        let debug = std::env::var_os("PROBE_DEBUG").is_some();
+        let lines = std::sync::Arc::new(cln_rebalance::progress::Collected::default());
         let v = rt.block_on(runner.r.rebalance_probe(
             ProbeParams {
                 outgoing: t.out_scid.clone(),
@@ -151,13 +163,16 @@ fn probe_max_on(world: &World, tasks: &[Task], a: &Args, rt: &Runtime, out: &mut
                 exemptfee: Some(a.exemptfee_msat),
                 maxparts: None,
             },
-            None,
+            debug.then(|| lines.clone() as std::sync::Arc<dyn cln_rebalance::progress::Progress>),
         ));
         let sim_ms = runner.clock.now_ms() - t0;
         let v = v.unwrap_or_default();
         let found = v["max_msat"].as_u64().unwrap_or(0);
         let fit = found == 0 || fits(world, &runner.node.net.lock().unwrap(), &v);
-        if std::env::var_os("PROBE_DEBUG").is_some() {
+        if debug {
+            for l in lines.lines.lock().unwrap().iter() {
+                eprintln!("    {l}");
+            }
             eprintln!(
                 "task {i}: found {} true {truth} probes {} sim {} s parts {} recv {}",
                 found,

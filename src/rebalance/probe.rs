@@ -47,7 +47,21 @@ pub struct Found {
     /// Probes sent, and how many reached us.
     pub probes: u32,
     pub carried: u32,
+    /// The longest a probe took so far per hop of its route (ms): a probe is not started when
+    /// less time is left than that for its hops.
+    pub ms_per_hop: u64,
 }
+
+impl Found {
+    /// Whether time is left for a probe of `hops` hops (at the slowest pace seen so far)
+    /// before the session's deadline: one started later would overrun the budget's seconds.
+    fn time_left(&self, hops: usize, now_ms: u64, deadline_ms: u64) -> bool {
+        now_ms.saturating_add(self.ms_per_hop.saturating_mul(hops as u64)) < deadline_ms
+    }
+}
+
+/// The fewest hops a probe has: out to a peer, one channel on, back in.
+const MIN_HOPS: usize = 3;
 
 /// What a probe's answer says of its request.
 pub struct ProbeSummary {
@@ -150,7 +164,8 @@ async fn probe_set<N: Lightningd>(
     budget: ProbeBudget,
 ) -> Result<bool, RpcFailure> {
     for hops in set {
-        if found.probes >= budget.probes || st.now_ms() >= s.deadline_ms {
+        if found.probes >= budget.probes || !found.time_left(hops.len(), st.now_ms(), s.deadline_ms)
+        {
             return Ok(false);
         }
         if s.extra.background {
@@ -158,7 +173,10 @@ async fn probe_set<N: Lightningd>(
             st.background.record(st.now_secs());
         }
         found.probes += 1;
+        let sent_ms = st.now_ms();
         let outcome = probe(st, s, hops).await;
+        let took_ms = st.now_ms().saturating_sub(sent_ms);
+        found.ms_per_hop = found.ms_per_hop.max(took_ms / hops.len().max(1) as u64);
         s.tell(&format!(
             "probe {}: {} over {} hops{}: {}",
             found.probes,
@@ -234,17 +252,30 @@ pub async fn probe_amount<N: Lightningd>(
 ) -> Result<Found, RpcFailure> {
     let mut found = Found::default();
     let mut proven = HashMap::new();
-    while found.probes < budget.probes && st.now_ms() < s.deadline_ms {
+    while found.probes < budget.probes && found.time_left(MIN_HOPS, st.now_ms(), s.deadline_ms) {
         let set = match plan(st, s, amount_msat) {
             Ok(set) => set,
             Err(e) if e.code == error::INVALID_PARAMS => return Err(e),
             // Nothing left that could carry it within the cap: it cannot move now.
             Err(_) => break,
         };
-        if probe_set(st, s, &set, &mut proven, &mut found, budget).await? {
+        let carried = probe_set(st, s, &set, &mut proven, &mut found, budget).await?;
+        if carried && proven_together(s, &set, &proven) {
             found.fee_msat = set.iter().map(|h| route_fee_msat(h)).sum();
             found.amount_msat = amount_msat;
             found.set = set;
+            break;
+        }
+        if carried {
+            // Each part carried alone, but parts share a channel beyond what one probe
+            // proved: the amount moves if what was proven carries it together; probing the
+            // same set again would prove no more.
+            let min_part = st.config.min_part_msat;
+            if let Some((a, set)) = combine(s, &proven, amount_msat - 1, amount_msat, min_part) {
+                found.fee_msat = set.iter().map(|h| route_fee_msat(h)).sum();
+                found.amount_msat = a;
+                found.set = set;
+            }
             break;
         }
     }
@@ -266,7 +297,10 @@ pub async fn probe_max<N: Lightningd>(
     let mut failures_here = 0;
     // Close enough: within 1/32 of what is proven (and never finer than 1,000 sat).
     let close = |lo: u64, hi: u64| hi.saturating_sub(lo) <= (lo / 32).max(1000 * MSAT_PER_SAT);
-    while found.probes < budget.probes && st.now_ms() < s.deadline_ms && !close(lo, hi) {
+    while found.probes < budget.probes
+        && found.time_left(MIN_HOPS, st.now_ms(), s.deadline_ms)
+        && !close(lo, hi)
+    {
         let set = match plan(st, s, amount) {
             Ok(set) => set,
             // No set within the cap for this amount (or none at all): less, then.
@@ -278,7 +312,9 @@ pub async fn probe_max<N: Lightningd>(
                 continue;
             }
         };
-        if probe_set(st, s, &set, &mut proven, &mut found, budget).await? {
+        if probe_set(st, s, &set, &mut proven, &mut found, budget).await?
+            && proven_together(s, &set, &proven)
+        {
             lo = amount;
             found.amount_msat = amount;
             found.fee_msat = set.iter().map(|h| route_fee_msat(h)).sum();
@@ -325,6 +361,25 @@ pub fn sure<N: Lightningd>(st: &State<N>, s: &mut Session, amount_msat: u64) -> 
     p >= SURE
 }
 
+/// Whether every channel direction of `set` (between our two hops) carries no more with all
+/// parts together than one probe proved it carries. Parts leave through the same channel of
+/// ours, so they are probed one after another: two parts over one channel each reaching us
+/// prove each, not their sum.
+fn proven_together(s: &Session, set: &[Vec<Hop>], proven: &HashMap<EdgeIdx, u64>) -> bool {
+    let mut used: HashMap<EdgeIdx, u64> = HashMap::new();
+    for hops in set {
+        for h in &hops[1..hops.len().saturating_sub(1).max(1)] {
+            let Some(e) = s.graph.edge_by_scid(h.short_channel_id, h.direction) else {
+                return false;
+            };
+            let u = used.entry(e).or_default();
+            *u = u.saturating_add(h.amount_msat);
+        }
+    }
+    used.iter()
+        .all(|(e, &u)| proven.get(e).is_some_and(|&p| u <= p))
+}
+
 /// `lo < x <= hi` halfway between, in whole satoshis.
 fn halfway(lo: u64, hi: u64) -> u64 {
     let mid = lo + (hi - lo) / 2;
@@ -333,7 +388,7 @@ fn halfway(lo: u64, hi: u64) -> u64 {
         .min(hi)
 }
 
-/// The largest set, between `lo` and `upper_msat`, the channels carry at what probes proved
+/// The largest set, above `lo` and up to `upper_msat`, the channels carry at what probes proved
 /// (our own two hops aside: the request checked them), within the fee cap at its amount.
 fn combine(
     s: &Session,
@@ -342,13 +397,13 @@ fn combine(
     upper_msat: u64,
     min_part_msat: u64,
 ) -> Option<(u64, Vec<Vec<Hop>>)> {
-    if proven.is_empty() || lo == 0 {
+    if proven.is_empty() {
         return None;
     }
     let req = s.circle.flow_request(
         upper_msat,
         s.max_parts,
-        min_part_msat.min(lo),
+        min_part_msat.min(lo.max(1000 * MSAT_PER_SAT)),
         s.cap_for(upper_msat, s.planned_msat),
         s.req.out.spendable_msat,
     )?;
