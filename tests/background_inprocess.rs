@@ -1,6 +1,7 @@
 //! Background probing in-process over the stand-in's network model: off by default it sends
 //! nothing; on, idle time sends probes along the routes the planned moves would take and the
-//! model learns; nothing while a rebalance runs; the hourly budget and the locked limit hold;
+//! model learns; nothing while a rebalance runs, and a probe asked for waits out the one in
+//! flight while background probing gives way; the hourly budget and the locked limit hold;
 //! nothing is left behind (no HTLC, no invoice, no balance moved).
 
 mod common;
@@ -265,5 +266,64 @@ async fn nothing_while_a_rebalance_runs() {
     assert!(r.background_idle());
     let after = r.probe_planned_moves().await;
     assert!(after.probes > 0, "{after:?}");
+    assert_clean(&node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_asked_for_waits_out_the_background_probe_and_background_probing_yields() {
+    let (r, node, _clock) = setup(on(60, 5_000_000 * SAT));
+    for n in ["peer1", "peer2", "peer3", "peer4"] {
+        node.call("dev-hold", json!({"node": n})).unwrap();
+    }
+    let background = {
+        let r = r.clone();
+        tokio::spawn(async move { r.probe_planned_moves().await })
+    };
+    let mut out = None;
+    for _ in 0..300 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if node.pending_htlcs() > 0 {
+            out = payments(&node).first().map(|p| {
+                let route = p["route"].as_array().unwrap();
+                let scid = |h: &Value| h["channel"].as_str().unwrap().to_string();
+                (scid(&route[0]), scid(route.last().unwrap()))
+            });
+            break;
+        }
+    }
+    let (outgoing, incoming) = out.expect("a background probe went out");
+    // Asked for on the very channel the background probe holds: it waits, then runs.
+    let asked = {
+        let r = r.clone();
+        tokio::spawn(async move {
+            r.rebalance_probe(
+                cln_rebalance::params::ProbeParams {
+                    outgoing,
+                    incoming,
+                    amount_msat: Some(100_000 * SAT),
+                    maxfeeppm: Some(1000),
+                    exemptfee: None,
+                    maxparts: None,
+                },
+                None,
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !r.background_idle(),
+        "the probe asked for counts as running"
+    );
+    for n in ["peer1", "peer2", "peer3", "peer4"] {
+        node.call("dev-release", json!({"node": n})).unwrap();
+    }
+    let round = background.await.unwrap();
+    let v = asked.await.unwrap().expect("the probe asked for ran");
+    assert!(v["probes"].as_u64().unwrap() > 0, "{v}");
+    // Background probing sent its one probe in flight, then gave way.
+    assert_eq!(round.probes, 1, "{round:?}");
+    assert!(round.stopped.is_some(), "{round:?}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
     assert_clean(&node);
 }

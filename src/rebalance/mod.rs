@@ -248,13 +248,9 @@ impl<N: Lightningd> State<N> {
             req.amount_msat = upper.max(MSAT_PER_SAT);
         }
         let out_scid = req.out_scid.clone();
-        if !self.inflight.start_probe(&out_scid) {
-            return Err(RpcFailure::new(
-                error::PLUGIN_ERROR,
-                format!("a probe is already running out through channel {out_scid}: one at a time"),
-            ));
-        }
-        let id = self.inflight.start(Running {
+        // Background probing gives way: it stops before its next probe once this call is
+        // registered, so wait out the probe it has in flight.
+        let claim = Running {
             outgoing_scid: req.out_scid.clone(),
             incoming_scid: req.inc_scid.clone(),
             amount_msat: req.amount_msat,
@@ -262,7 +258,21 @@ impl<N: Lightningd> State<N> {
             dryrun: true,
             background,
             ..Running::default()
-        });
+        };
+        let id = self.inflight.start(claim);
+        // At most the budget's seconds, in steps of 50 ms of real time.
+        let mut steps = budget.secs.max(1).saturating_mul(20);
+        while !background && steps > 0 && self.inflight.background_probe_on(&out_scid) {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            steps -= 1;
+        }
+        if !self.inflight.start_probe(&out_scid, background) {
+            self.inflight.end(id);
+            return Err(RpcFailure::new(
+                error::PLUGIN_ERROR,
+                format!("a probe is already running out through channel {out_scid}: one at a time"),
+            ));
+        }
         let result = async {
             let graph = self.graph().await?;
             let extra = Extra {

@@ -40,7 +40,9 @@ pub struct InFlight {
     next_id: AtomicU64,
     running: Mutex<BTreeMap<u64, Running>>,
     /// Our channels a probe goes out through now: one probe at a time on each.
-    probing: Mutex<HashSet<String>>,
+    /// Our channels a probe goes out through now: one probe at a time on each (and whether
+    /// it is background probing's, which gives way).
+    probing: Mutex<BTreeMap<String, bool>>,
 }
 
 impl InFlight {
@@ -78,12 +80,26 @@ impl InFlight {
         v
     }
 
-    /// Claims `scid` for a probe; false if one already goes out through it.
-    pub fn start_probe(&self, scid: &str) -> bool {
+    /// Claims `scid` for a probe (`background`: background probing's); false if one already
+    /// goes out through it.
+    pub fn start_probe(&self, scid: &str, background: bool) -> bool {
+        let mut p = self.probing.lock().expect("probing lock");
+        if p.contains_key(scid) {
+            return false;
+        }
+        p.insert(scid.to_string(), background);
+        true
+    }
+
+    /// Whether background probing holds `scid` now (it ends within one probe once anything
+    /// else runs).
+    pub fn background_probe_on(&self, scid: &str) -> bool {
         self.probing
             .lock()
             .expect("probing lock")
-            .insert(scid.to_string())
+            .get(scid)
+            .copied()
+            .unwrap_or(false)
     }
 
     pub fn end_probe(&self, scid: &str) {
