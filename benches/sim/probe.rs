@@ -46,6 +46,8 @@ struct Answer {
     /// or the answer where it fits the true balances and is more.
     true_msat: u64,
     oracle_msat: u64,
+    /// The incoming peer's htlc maximum on our channel (see [`inc_htlc_max`]).
+    htlc_max_msat: u64,
     /// The answer's set fits the true balances.
     fits: bool,
     probes: u64,
@@ -97,6 +99,13 @@ fn true_max(world: &World, net: &Network, t: &Task, a: &Args, scratch: &mut Flow
     );
     most.map_or(0, |f| delivered(&f))
         .min(receivable(net, t.in_chan))
+}
+
+/// The incoming peer's htlc maximum on our channel: a rebalance (so a probe's answer) moves
+/// no more in one call.
+fn inc_htlc_max(net: &Network, c: usize) -> u64 {
+    let ours = net.side_of(c, net.us).expect("our channel");
+    net.channels[c].policy[1 - ours].htlc_maximum_msat
 }
 
 /// Whether the answer's parts fit the true balances: their amounts summed per channel direction
@@ -166,6 +175,9 @@ fn probe_max_on(world: &World, tasks: &[Task], a: &Args, rt: &Runtime, out: &mut
             debug.then(|| lines.clone() as std::sync::Arc<dyn cln_rebalance::progress::Progress>),
         ));
         let sim_ms = runner.clock.now_ms() - t0;
+        if debug && let Err(e) = &v {
+            eprintln!("task {i}: ERROR {} {}", e.code, e.message);
+        }
         let v = v.unwrap_or_default();
         let found = v["max_msat"].as_u64().unwrap_or(0);
         let fit = found == 0 || fits(world, &runner.node.net.lock().unwrap(), &v);
@@ -189,6 +201,7 @@ fn probe_max_on(world: &World, tasks: &[Task], a: &Args, rt: &Runtime, out: &mut
             // 0.5%, parts of at least the smallest part) may find a little less.
             true_msat: if fit { truth.max(found) } else { truth },
             oracle_msat: truth,
+            htlc_max_msat: inc_htlc_max(&runner.node.net.lock().unwrap(), t.in_chan),
             fits: fit,
             probes: v["probes"].as_u64().unwrap_or(0),
             sim_ms,
@@ -300,6 +313,15 @@ fn print_max(answers: &[Answer], a: &Args) {
         .iter()
         .map(|x| x.found_msat as f64 / x.true_msat as f64)
         .collect();
+    // Against the most one rebalance may move (the truth within the incoming htlc maximum).
+    let mut within: Vec<f64> = movable
+        .iter()
+        .map(|x| x.found_msat as f64 / x.true_msat.min(x.htlc_max_msat).max(1) as f64)
+        .collect();
+    let capped = movable
+        .iter()
+        .filter(|x| x.true_msat > x.htlc_max_msat)
+        .count();
     let above = answers
         .iter()
         .filter(|x| x.found_msat > x.oracle_msat)
@@ -326,6 +348,14 @@ fn print_max(answers: &[Answer], a: &Args) {
         p50 * 100.0,
         mean(&ratios) * 100.0,
         pct(ratios.iter().filter(|&&r| r >= 0.9).count(), ratios.len())
+    );
+    println!(
+        "  against the truth within the incoming peer's htlc maximum (what one rebalance may move; \
+         it binds in {} answers): p10 {:.1}% p50 {:.1}%; >= 90% in {:.0}%",
+        capped,
+        quantile(&mut within, 0.1) * 100.0,
+        quantile(&mut within, 0.5) * 100.0,
+        pct(within.iter().filter(|&&r| r >= 0.9).count(), within.len())
     );
     println!(
         "  above the oracle's figure {} ({:.1}%, each checked: its set fits); sets that do not fit the true \

@@ -239,8 +239,18 @@ impl<N: Lightningd> State<N> {
         // what the incoming one can receive.
         let upper =
             (req.out.spendable_msat as u128 * 1_000_000 / (1_000_000 + maxfeeppm as u128)) as u64;
+        // A rebalance's amount is within the incoming peer's htlc limits on our channel (the
+        // circle checks it), so the most is too.
+        let inc_htlc_max = req
+            .inc
+            .updates
+            .remote
+            .as_ref()
+            .and_then(|u| u.htlc_maximum_msat)
+            .unwrap_or(u64::MAX);
         let upper = upper
             .min(req.inc.receivable_msat)
+            .min(inc_htlc_max)
             .min(upper_asked.unwrap_or(u64::MAX))
             / MSAT_PER_SAT
             * MSAT_PER_SAT;
