@@ -76,8 +76,8 @@ enum Probe {
     /// It reached us: every hop carried its amount.
     Carried,
     /// It failed on the way (learned from): another route may do. How many hops it went
-    /// before the one that failed it.
-    Failed(usize),
+    /// before the one that failed it, and why it failed.
+    Failed(usize, String),
     /// Probing must stop (a failure on our own channels, a probe stuck in flight, ...).
     Stop(RpcFailure),
 }
@@ -148,7 +148,7 @@ async fn classify<N: Lightningd>(
         .erring_index
         .map_or(hops.len(), |i| (i as usize).clamp(1, hops.len()));
     match failed(st, s, e, hops, &mut one).await {
-        Outcome::Retry => Probe::Failed(went),
+        Outcome::Retry => Probe::Failed(went, one.outcome),
         Outcome::Stop(f) => Probe::Stop(f),
         Outcome::Paid { .. } | Outcome::StillInFlight => Probe::Stop(RpcFailure::new(
             error::PLUGIN_ERROR,
@@ -180,8 +180,8 @@ async fn probe_set<N: Lightningd>(
         let sent_ms = st.now_ms();
         let outcome = probe(st, s, hops).await;
         // The pace over the hops it went (to the failing one and back, or round to us).
-        let went = match outcome {
-            Probe::Failed(went) => went,
+        let went = match &outcome {
+            Probe::Failed(went, _) => *went,
             _ => hops.len(),
         };
         let took_ms = st.now_ms().saturating_sub(sent_ms);
@@ -194,10 +194,7 @@ async fn probe_set<N: Lightningd>(
             via(hops),
             match &outcome {
                 Probe::Carried => "reached us".to_string(),
-                Probe::Failed(_) => format!(
-                    "failed: {}",
-                    s.attempts.last().map_or("", |a| a.outcome.as_str())
-                ),
+                Probe::Failed(_, why) => format!("failed: {why}"),
                 Probe::Stop(e) => e.message.clone(),
             }
         ));
@@ -211,7 +208,7 @@ async fn probe_set<N: Lightningd>(
                     }
                 }
             }
-            Probe::Failed(_) => return Ok(false),
+            Probe::Failed(..) => return Ok(false),
             Probe::Stop(e) => return Err(e),
         }
     }
