@@ -52,6 +52,10 @@ pub struct Config {
     /// What one `rebalance-probe` (or `amount_msat=max`) may spend: probes, and seconds.
     pub probe_max_probes: u32,
     pub probe_max_secs: u64,
+    /// Background probing: probes per hour at most (0: off, the default), and the most msat
+    /// one background probe may lock (they go one at a time).
+    pub probe_per_hour: u32,
+    pub probe_max_locked_msat: u64,
     /// Least a part delivers when there are several: below it an HTLC is not worth its risk
     /// and its slot in the channels.
     pub min_part_msat: u64,
@@ -80,6 +84,8 @@ impl Default for Config {
             min_part_msat: DEFAULT_MIN_PART_MSAT,
             probe_max_probes: 20,
             probe_max_secs: 60,
+            probe_per_hour: 0,
+            probe_max_locked_msat: DEFAULT_PROBE_MAX_LOCKED_MSAT,
             liquidity_memory: true,
             model: ModelConfig::default(),
             askrene_read: true,
@@ -93,6 +99,13 @@ impl Default for Config {
 pub const DEFAULT_MAX_PARTS: usize = 4;
 /// The smallest part, 20,000 sat.
 pub const DEFAULT_MIN_PART_MSAT: u64 = 20_000_000;
+
+/// The most one background probe locks by default, 5,000,000 sat: a probe holds its amount
+/// for the seconds its HTLC takes to go round and fail back at us, one at a time, so this is
+/// what forwards through our channels may find missing for those seconds. It is large enough
+/// to probe the moves a job plans on most nodes whole (a probe smaller than the move proves
+/// less of it) and small against the channels that have moves worth planning.
+pub const DEFAULT_PROBE_MAX_LOCKED_MSAT: u64 = 5_000_000_000;
 
 /// Moves in flight at once by default: two keep a job moving while one waits on a slow hop,
 /// without piling HTLCs onto the same few routes.

@@ -201,7 +201,7 @@ async fn main() -> Result<(), anyhow::Error> {
     // earlier runs learned of liquidity comes back from the datastore.
     // The history comes back too, and rebalances that completed while we were down are
     // recorded once. Then askrene: our layer made, what lightningd's payments learned read, the
-    // layer aged from then on. Then the schedule, if any.
+    // layer aged from then on. Background probing, if on. Then the schedule, if any.
     // Stale invoices go before the reconcile: one paid in between is then recorded at once
     // (the other way round, a payment landing after the reconcile read the invoices but
     // before its invoice was deleted stayed out of the history until the next start).
@@ -212,6 +212,7 @@ async fn main() -> Result<(), anyhow::Error> {
         state.load_liquidity().await;
         state.start_askrene().await;
         tokio::spawn(state.clone().keep_askrene_layer_aged());
+        tokio::spawn(state.clone().run_background_probing());
         state.run_schedule().await;
     });
     plugin.join().await?;

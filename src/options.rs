@@ -117,6 +117,16 @@ pub const OPT_PROBE_SECONDS: DefaultIntegerConfigOption = ConfigOption::new_i64_
     60,
     "Most seconds one rebalance-probe (or rebalance amount_msat=max) probes for",
 );
+pub const OPT_PROBE_PER_HOUR: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
+    "rebalance-probe-per-hour",
+    0,
+    "Background probing: while no rebalance runs, probe the routes the next planned moves would take, at most this many probes an hour (0: off)",
+);
+pub const OPT_PROBE_MAX_LOCKED: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
+    "rebalance-probe-max-locked",
+    crate::config::DEFAULT_PROBE_MAX_LOCKED_MSAT as i64,
+    "Background probing: the most msat one probe locks (one probe at a time); a larger move is probed at less",
+);
 pub const OPT_SIZED_MOVES: DefaultBooleanConfigOption = ConfigOption::new_bool_with_default(
     "rebalance-sized-moves",
     true,
@@ -167,6 +177,8 @@ where
         .option(OPT_MIN_PART)
         .option(OPT_PROBE_MAX)
         .option(OPT_PROBE_SECONDS)
+        .option(OPT_PROBE_PER_HOUR)
+        .option(OPT_PROBE_MAX_LOCKED)
         .option(OPT_SIZED_MOVES)
         .option(OPT_ASKRENE_READ)
         .option(OPT_ASKRENE_PUBLISH)
@@ -251,6 +263,10 @@ where
         routing,
         askrene_read: c.option(&OPT_ASKRENE_READ).map_err(|e| e.to_string())?,
         askrene_publish: c.option(&OPT_ASKRENE_PUBLISH).map_err(|e| e.to_string())?,
+        probe_max_probes: u32::try_from(read(&OPT_PROBE_MAX)?).unwrap_or(u32::MAX),
+        probe_max_secs: read(&OPT_PROBE_SECONDS)?,
+        probe_per_hour: u32::try_from(read(&OPT_PROBE_PER_HOUR)?).unwrap_or(u32::MAX),
+        probe_max_locked_msat: read(&OPT_PROBE_MAX_LOCKED)?,
         model: ModelConfig {
             half_life_secs,
             prior,

@@ -2,7 +2,8 @@
 //! amount no single route can carry moves in parts that all land; a part that fails is replaced
 //! while the others are held at our node; a set that cannot complete in time leaves nothing
 //! paid; a probe finds the most that can move (never more) and pays nothing; `amount_msat=max`
-//! moves it; one probe at a time goes out through a channel of ours.
+//! moves it; one probe at a time goes out through a channel of ours; parts probed one after
+//! another over one channel prove each, not their sum (a network of its own).
 //!
 //! The network: us with a big outbound-heavy channel to `a` and a big inbound-heavy one from
 //! `b`, and three disjoint paths `a -> x|y|z -> b`, each able to carry 1.5M sat: 2.5M sat needs
@@ -412,4 +413,49 @@ async fn rebalanceall_sizes_a_move_by_what_can_move_instead_of_halving() {
         sized.moved_msat + 100_000 * SAT >= halving.moved_msat,
         "as much moved: {v} against {w}"
     );
+}
+
+/// Us, peers a and b; one route out through a, over a -> b (700,000 sat on a's side, at most
+/// 500,000 sat an HTLC), back in from b: 1M sat needs two parts over that one channel.
+fn one_narrow_channel() -> Network {
+    let cheap =
+        json!({"fee_base_msat": 0, "fee_proportional_millionths": 10, "cltv_expiry_delta": 18});
+    let narrow = json!({"fee_base_msat": 0, "fee_proportional_millionths": 10,
+                        "cltv_expiry_delta": 18, "htlc_maximum_msat": 500_000 * SAT});
+    let text = json!({
+        "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
+        "nodes": [{"id": id(0), "alias": "us"}, {"id": id(1), "alias": "a"}, {"id": id(2), "alias": "b"}],
+        "default_policy": cheap,
+        "channels": [
+            {"short_channel_id": OUT, "node1": "us", "node2": "a", "capacity_sat": 3_000_000,
+             "node1_msat": 2_700_000 * SAT, "policy1": cheap, "policy2": cheap},
+            {"short_channel_id": "700009x1x0", "node1": "a", "node2": "b", "capacity_sat": 2_000_000,
+             "node1_msat": 700_000 * SAT, "policy1": narrow, "policy2": cheap},
+            {"short_channel_id": INC, "node1": "b", "node2": "us", "capacity_sat": 3_000_000,
+             "node1_msat": 2_700_000 * SAT, "policy1": cheap, "policy2": cheap},
+        ],
+    })
+    .to_string();
+    let mut net = Network::from_json_str(&text).expect("network loads");
+    net.hooks.invoice_payment = true;
+    net
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_probed_one_by_one_over_one_channel_do_not_prove_their_sum() {
+    let (r, node) = rebalancer(one_narrow_channel(), Config::default());
+    let before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    // Each 500,000 sat part reaches us alone; both together would need 1M sat on a -> b.
+    let v = r
+        .rebalance_probe(probe(Some(1_000_000 * SAT)), None)
+        .await
+        .unwrap();
+    assert_eq!(v["feasible"], false, "{v}");
+    let most = r.rebalance_probe(probe(None), None).await.unwrap();
+    let max = most["max_msat"].as_u64().unwrap();
+    assert!(
+        max > 0 && max <= 700_000 * SAT,
+        "never more than a -> b holds: {most}"
+    );
+    untouched(&node, &before);
 }

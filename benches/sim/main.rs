@@ -57,13 +57,16 @@
 //! [--prior bimodal|uniform] [--depleted 0.04] [--risk-base 2000] [--risk-ppm 100]
 //! [--strategies fee,nomem,mem,mpp] [--maxparts 4] [--min-part 20000] (sat)
 //! [--oracle-maxparts 4] [--oracle-min-part 20000] (sat) [--no-max-flow]
-//! [--graph-max-age 3600] [--us NODE_ID]`. Tune on [`TUNING_SEEDS`]; report on others.
+//! [--graph-max-age 3600] [--us NODE_ID] [--probe [--probe-per-hour 60]]` (`--probe`: the
+//! probing tables of `probe.rs` instead, on the first amount's tasks). Tune on
+//! [`TUNING_SEEDS`]; report on others.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
 #[path = "../../tests/support/mainnet.rs"]
 mod mainnet;
 mod parts; // the flow oracle's table: parts, rounds, HTLCs, fee over the cheapest set
+mod probe; // `--probe`: rebalance-probe against the true maximum; background probing's first tries
 #[path = "../../tests/support/sim/mod.rs"]
 mod sim;
 mod table; // the first table: attempts and fees against the cheapest route
@@ -118,6 +121,9 @@ struct Args {
     max_flow: bool,
     graph_max_age_secs: u64,
     us: Option<String>,
+    /// `--probe`: the probing tables (`probe.rs`) instead of the strategies'.
+    probe: bool,
+    probe_per_hour: u32,
 }
 
 impl Default for Args {
@@ -155,6 +161,8 @@ impl Default for Args {
             // as the plugin does, to keep the run short.
             graph_max_age_secs: 3600,
             us: None,
+            probe: false,
+            probe_per_hour: probe::PER_HOUR,
         }
     }
 }
@@ -200,6 +208,8 @@ impl Args {
                 "--no-max-flow" => a.max_flow = false,
                 "--graph-max-age" => a.graph_max_age_secs = parse_one(&val()?)?,
                 "--us" => a.us = Some(val()?),
+                "--probe" => a.probe = true,
+                "--probe-per-hour" => a.probe_per_hour = parse_one(&val()?)?,
                 "-h" | "--help" => {
                     return Err("see the //! doc of benches/sim.rs for the flags".into());
                 }
@@ -511,6 +521,10 @@ fn main() {
         }
     };
     if !sim::bench_header("simulation bench") {
+        return;
+    }
+    if a.probe {
+        probe::bench(&a);
         return;
     }
     let tuning = a.seeds.iter().any(|s| TUNING_SEEDS.contains(s));

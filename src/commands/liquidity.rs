@@ -100,6 +100,12 @@ impl<N: Lightningd> State<N> {
             "model_bytes": model.heap_bytes(),
             "channels": channels,
             "failed_nodes": nodes,
+            "background_probing": {
+                "probes_per_hour": self.config.probe_per_hour,
+                "max_locked_msat": self.config.probe_max_locked_msat,
+                "probes_last_hour": self.background.last_hour(now),
+                "probes_since_start": self.background.total(),
+            },
         }))
     }
 }

@@ -9,5 +9,6 @@ pub mod history; // every rebalance as a datastore record; retention; fees in a 
 pub mod liquidity; // what we know of each channel direction's liquidity; decay; P(success)
 pub mod pathfind; // search over the graph with a cost (fee only, or fee + risk)
 pub mod plan; // which channels to move, how much, at what fee cap; the fee budget
+pub mod probing; // background probing: the planned moves probed, the hourly budget
 pub mod report; // rebalancereport: totals, per channel, budget used, did it pay back
 pub mod route; // a path -> sendpay hops, amounts and delays computed backward

@@ -70,6 +70,7 @@ impl<N: Lightningd> State<N> {
                     None,
                     budget,
                     extra.progress.clone(),
+                    false,
                 )
                 .await?;
             if found.1.amount_msat == 0 {
@@ -138,7 +139,9 @@ impl<N: Lightningd> State<N> {
         progress: Option<std::sync::Arc<dyn crate::progress::Progress>>,
     ) -> Result<Value, RpcFailure> {
         let budget = self.probe_budget();
-        let (s, found, took_ms) = self.probe_found(&p, None, None, budget, progress).await?;
+        let (s, found, took_ms) = self
+            .probe_found(&p, None, None, budget, progress, false)
+            .await?;
         Ok(answer::probed(&s, &p, &found, took_ms))
     }
 
@@ -172,14 +175,40 @@ impl<N: Lightningd> State<N> {
             probes: SIZING_PROBES.min(self.config.probe_max_probes),
             secs: self.config.probe_max_secs,
         };
-        self.probe_found(&p, Some(planned_msat), Some(cap_msat), budget, None)
+        self.probe_found(&p, Some(planned_msat), Some(cap_msat), budget, None, false)
+            .await
+            .map(|(_, found, _)| found)
+    }
+
+    /// Background probing of one planned move: whether `amount_msat` can move now from
+    /// `outgoing` to `incoming` within `cap_msat`, probed only when the model is unsure (every
+    /// probe counted against the hourly budget); stops at once when a rebalance, a probe or a
+    /// job starts (an error then). What was found, the probes sent with it.
+    pub async fn probe_in_background(
+        &self,
+        outgoing: &str,
+        incoming: &str,
+        amount_msat: u64,
+        cap_msat: u64,
+        budget: ProbeBudget,
+    ) -> Result<Found, RpcFailure> {
+        let p = ProbeParams {
+            outgoing: outgoing.to_string(),
+            incoming: incoming.to_string(),
+            amount_msat: Some(amount_msat),
+            maxfeeppm: None,
+            exemptfee: None,
+            maxparts: None,
+        };
+        self.probe_found(&p, None, Some(cap_msat), budget, None, true)
             .await
             .map(|(_, found, _)| found)
     }
 
     /// Runs the probes `p` asks for (the most that can move, up to `upper` when given; or
     /// whether `p`'s amount can), with `cap` for the upper amount when given (else the fee cap
-    /// options and `p` say); the session's summary and what was found.
+    /// options and `p` say); the session's summary and what was found. `background`: see
+    /// [`Extra::background`]; its channels do not count as busy.
     async fn probe_found(
         &self,
         p: &ProbeParams,
@@ -187,6 +216,7 @@ impl<N: Lightningd> State<N> {
         cap: Option<u64>,
         budget: ProbeBudget,
         progress: Option<std::sync::Arc<dyn crate::progress::Progress>>,
+        background: bool,
     ) -> Result<(ProbeSummary, Found, u64), RpcFailure> {
         let started_ms = self.now_ms();
         // The channels, checked as a rebalance checks them (for the smallest amount: how much
@@ -209,8 +239,18 @@ impl<N: Lightningd> State<N> {
         // what the incoming one can receive.
         let upper =
             (req.out.spendable_msat as u128 * 1_000_000 / (1_000_000 + maxfeeppm as u128)) as u64;
+        // A rebalance's amount is within the incoming peer's htlc limits on our channel (the
+        // circle checks it), so the most is too.
+        let inc_htlc_max = req
+            .inc
+            .updates
+            .remote
+            .as_ref()
+            .and_then(|u| u.htlc_maximum_msat)
+            .unwrap_or(u64::MAX);
         let upper = upper
             .min(req.inc.receivable_msat)
+            .min(inc_htlc_max)
             .min(upper_asked.unwrap_or(u64::MAX))
             / MSAT_PER_SAT
             * MSAT_PER_SAT;
@@ -218,29 +258,43 @@ impl<N: Lightningd> State<N> {
             req.amount_msat = upper.max(MSAT_PER_SAT);
         }
         let out_scid = req.out_scid.clone();
-        if !self.inflight.start_probe(&out_scid) {
-            return Err(RpcFailure::new(
-                error::PLUGIN_ERROR,
-                format!("a probe is already running out through channel {out_scid}: one at a time"),
-            ));
-        }
-        let id = self.inflight.start(Running {
+        // Background probing gives way: it stops before its next probe once this call is
+        // registered, so wait out the probe it has in flight.
+        let claim = Running {
             outgoing_scid: req.out_scid.clone(),
             incoming_scid: req.inc_scid.clone(),
             amount_msat: req.amount_msat,
             started_ms,
             dryrun: true,
+            background,
             ..Running::default()
-        });
+        };
+        let id = self.inflight.start(claim);
+        // At most the budget's seconds, in steps of 50 ms of real time.
+        let mut steps = budget.secs.max(1).saturating_mul(20);
+        while !background && steps > 0 && self.inflight.background_probe_on(&out_scid) {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            steps -= 1;
+        }
+        if !self.inflight.start_probe(&out_scid, background) {
+            self.inflight.end(id);
+            return Err(RpcFailure::new(
+                error::PLUGIN_ERROR,
+                format!("a probe is already running out through channel {out_scid}: one at a time"),
+            ));
+        }
         let result = async {
             let graph = self.graph().await?;
             let extra = Extra {
                 progress,
                 fee_cap_msat: cap,
+                background,
                 ..Extra::default()
             };
             let mut s = new_session(self, id, &rp, req, graph, started_ms, extra)?;
             let found = match p.amount_msat {
+                // Background probing: what the model is sure of needs no probe.
+                Some(a) if background && probe::sure(self, &mut s, a) => Ok(Found::default()),
                 Some(a) => probe::probe_amount(self, &mut s, a, budget).await,
                 // Sizing a move: when the model is sure it goes whole, no probe is needed.
                 None if cap.is_some() && probe::sure(self, &mut s, upper) => Ok(Found {

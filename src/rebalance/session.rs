@@ -29,6 +29,9 @@ pub struct Extra {
     pub cancel: Option<Arc<AtomicBool>>,
     /// Who hears of each attempt as it goes (lightning-cli's `# ...` lines).
     pub progress: Option<Arc<dyn Progress>>,
+    /// Background probing: each probe counts against the hourly budget, and probing stops as
+    /// soon as a rebalance, a probe or a job starts.
+    pub background: bool,
 }
 
 /// What one attempt did, for the result and error `data`.

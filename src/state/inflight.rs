@@ -29,6 +29,9 @@ pub struct Running {
     pub parts_in_flight: u32,
     /// A dry run: it pays nothing, but its channels count as busy while it quotes.
     pub dryrun: bool,
+    /// Background probing: it yields to any other rebalance or probe at once, so its channels
+    /// do not count as busy.
+    pub background: bool,
 }
 
 /// The registry of rebalances in progress.
@@ -37,7 +40,9 @@ pub struct InFlight {
     next_id: AtomicU64,
     running: Mutex<BTreeMap<u64, Running>>,
     /// Our channels a probe goes out through now: one probe at a time on each.
-    probing: Mutex<HashSet<String>>,
+    /// Our channels a probe goes out through now: one probe at a time on each (and whether
+    /// it is background probing's, which gives way).
+    probing: Mutex<BTreeMap<String, bool>>,
 }
 
 impl InFlight {
@@ -75,22 +80,42 @@ impl InFlight {
         v
     }
 
-    /// Claims `scid` for a probe; false if one already goes out through it.
-    pub fn start_probe(&self, scid: &str) -> bool {
+    /// Claims `scid` for a probe (`background`: background probing's); false if one already
+    /// goes out through it.
+    pub fn start_probe(&self, scid: &str, background: bool) -> bool {
+        let mut p = self.probing.lock().expect("probing lock");
+        if p.contains_key(scid) {
+            return false;
+        }
+        p.insert(scid.to_string(), background);
+        true
+    }
+
+    /// Whether background probing holds `scid` now (it ends within one probe once anything
+    /// else runs).
+    pub fn background_probe_on(&self, scid: &str) -> bool {
         self.probing
             .lock()
             .expect("probing lock")
-            .insert(scid.to_string())
+            .get(scid)
+            .copied()
+            .unwrap_or(false)
     }
 
     pub fn end_probe(&self, scid: &str) {
         self.probing.lock().expect("probing lock").remove(scid);
     }
 
-    /// The channels rebalances in progress use now.
+    /// Whether a rebalance or a probe other than background probing runs now.
+    pub fn foreground_running(&self) -> bool {
+        self.lock().values().any(|r| !r.background)
+    }
+
+    /// The channels rebalances in progress use now (background probing's left out: it yields).
     pub fn busy_channels(&self) -> HashSet<String> {
         self.lock()
             .values()
+            .filter(|r| !r.background)
             .flat_map(|r| [r.outgoing_scid.clone(), r.incoming_scid.clone()])
             .collect()
     }

@@ -10,6 +10,7 @@ pub mod history; // every rebalance in the datastore; reconciling after a restar
 pub mod inflight; // the rebalances running now, their channels and invoices
 pub mod jobs; // the automatic job, and channels jobs gave up on
 pub mod model; // the liquidity model, its persistence, the kept search state
+pub mod probing; // background probing's hourly window and count
 pub mod settings; // per-channel settings saved in the datastore, and those in force
 
 use crate::clock::{Clock, SystemClock};
@@ -27,6 +28,7 @@ use inflight::InFlight;
 use jobs::Jobs;
 use log::info;
 use model::ModelStore;
+use probing::BackgroundProbes;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
@@ -42,6 +44,8 @@ pub struct State<N: Lightningd> {
     pub history: HistoryStore,
     pub jobs: Jobs,
     pub askrene: Askrene,
+    /// What background probing has sent (its hourly budget).
+    pub background: BackgroundProbes,
 }
 
 impl<N: Lightningd> State<N> {
@@ -60,6 +64,7 @@ impl<N: Lightningd> State<N> {
             history: HistoryStore::default(),
             jobs: Jobs::default(),
             askrene: Askrene::default(),
+            background: BackgroundProbes::default(),
         }
     }
 

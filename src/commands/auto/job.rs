@@ -250,6 +250,7 @@ impl<N: Lightningd> State<N> {
             job_id: job.id,
             cancel: Some(job.cancel.clone()),
             progress: None,
+            background: false,
         };
         let me = self.clone();
         let job = job.clone();

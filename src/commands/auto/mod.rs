@@ -22,6 +22,7 @@
 //! 4. it ends when every channel is within target, the budget is spent, nothing more can be
 //!    done, or `rebalancestop` asked; the reason is logged and kept for the report.
 
+pub mod background; // background probing: the next planned moves' routes, while idle
 mod job; // one job's loop: plan, admit, start, book, decide
 pub mod plan; // the plan for our channels now; a move's rebalance request
 
