@@ -25,16 +25,20 @@
 //! never exceeds the budget, and no invoice or HTLC is left behind.
 //!
 //! Beside the strategies (`fee`, `nomem`, `mem` one route per attempt; `mpp` in up to
-//! `--maxparts` parts of at least `--min-part`), the informed job (`oracle.rs`): what a job that
-//! knew the true balances closes of the sinks' deficit under the same planner, economics and
-//! budget, paying each move with the flow oracle's cheapest set of parts; and each strategy's
-//! deficit closed against it (target: at least 80%).
+//! `--maxparts` parts of at least `--min-part`), each with sized moves (the plugin's default:
+//! probes size a move before it goes), the strategies of `--halving` once more with sized moves
+//! off (a failed move halved and tried again, as before issue 23), and the informed job
+//! (`oracle.rs`): what a job that knew the true balances closes of the sinks' deficit under the
+//! same planner, economics and budget, paying each move with the flow oracle's cheapest set of
+//! parts; and each job's deficit closed against it (target: at least 80%), and sized against
+//! halving (targets: failed moves halved, no less deficit closed). HTLCs count every `sendpay`
+//! the job made, parts, replacements and probes alike (the informed job's: its parts).
 //!
 //! Usage: `cargo bench --bench rebalanceall -- [--seeds 11,12] [--dist bimodal|uniform]
 //! [--traffic 0.02] [--flaky 0.02] [--interval 60] [--hop-ms 1000] [--retry-for 60]
 //! [--budgets none,500] (sat per run) [--parallel 2] [--target 50] [--feeratio 0.5]
-//! [--strategies fee,nomem,mem,mpp] [--maxparts 4] [--min-part 20000] (sat) [--no-oracle]
-//! [--us NODE_ID] [--show-failures]`.
+//! [--strategies fee,nomem,mem,mpp] [--halving mpp|none] [--maxparts 4] [--min-part 20000] (sat)
+//! [--no-oracle] [--us NODE_ID] [--show-failures]`.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -43,6 +47,7 @@ mod mainnet;
 mod oracle; // the informed job: what a job knowing the true balances closes
 #[path = "../../tests/support/sim/mod.rs"]
 mod sim;
+mod table; // the rows: a job's figures, against the informed job, sized against halving
 
 use cln_rebalance::channels::our_channel;
 use cln_rebalance::clock::{Clock, ManualClock};
@@ -58,6 +63,9 @@ use common::SimNode;
 use sim::{Dist, PartLimits, Strategy, World, WorldConfig, parse_list, parse_one};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use table::{
+    ORACLE_NAME, budget_name, header, print_against_oracle, print_row, print_sized_vs_halving, sat,
+};
 
 /// Seeds of the default run; the liquidity model's defaults were tuned on 1-6 (`benches/sim.rs`).
 const REPORT_SEEDS: [u64; 2] = [11, 12];
@@ -80,6 +88,8 @@ struct Args {
     parallel: usize,
     plan: PlanConfig,
     strategies: Vec<Strategy>,
+    /// Strategies run a second time with sized moves off (halving what fails).
+    halving: Vec<Strategy>,
     /// The `mpp` strategy's parts, and the informed job's: the plugin's defaults unless set.
     parts: PartLimits,
     /// Run the informed job too (`--no-oracle`: not).
@@ -108,6 +118,8 @@ impl Default for Args {
                 Strategy::Memory,
                 Strategy::Parts,
             ],
+            // The plugin's default strategy (the model with memory, in parts).
+            halving: vec![Strategy::Parts],
             parts: PartLimits {
                 max_parts: Config::default().max_parts,
                 min_part_msat: Config::default().min_part_msat,
@@ -152,6 +164,12 @@ impl Args {
                     a.plan.feeratio_millionths = (parse_one::<f64>(&val()?)? * 1e6).round() as u32;
                 }
                 "--strategies" => a.strategies = parse_list(&val()?)?,
+                "--halving" => {
+                    a.halving = match val()?.as_str() {
+                        "none" => Vec::new(),
+                        v => parse_list(v)?,
+                    };
+                }
                 "--maxparts" => a.parts.max_parts = parse_one::<usize>(&val()?)?.max(1),
                 "--min-part" => a.parts.min_part_msat = parse_one::<u64>(&val()?)? * 1000,
                 "--no-oracle" => a.oracle = false,
@@ -200,11 +218,19 @@ struct JobRun {
     after: Standing,
     completed: u32,
     failed: u32,
+    /// Of the failed moves, those that sent an HTLC (the others were refused before any:
+    /// no route within the cap).
+    failed_sent: u32,
     moved_msat: u64,
     fee_msat: u64,
     /// What one forward of each moved amount out through its incoming channel earns at our fee.
     earns_msat: u64,
     attempts: u64,
+    /// Every `sendpay` of the job: parts, replacements and probes.
+    htlcs: u64,
+    /// Probes sent to size moves, and moves they found could not go (nothing paid was sent).
+    probes: u64,
+    sized_out: u32,
     sim_ms: u64,
     wall: Duration,
     ended: String,
@@ -227,8 +253,38 @@ async fn our_channels(node: &SimNode) -> Vec<OurChannel> {
         .collect()
 }
 
-/// One `rebalanceall` with `strategy` and `budget` on a fresh copy of `world`.
-fn run_job(world: &Arc<World>, strategy: Strategy, budget: Option<u64>, a: &Args) -> JobRun {
+/// What ran a job: a strategy with sized moves on or off, or the informed job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Ours { strategy: Strategy, sized: bool },
+    Oracle,
+}
+
+impl Kind {
+    fn name(self) -> String {
+        match self {
+            Kind::Ours {
+                strategy,
+                sized: true,
+            } => strategy.name().to_string(),
+            Kind::Ours {
+                strategy,
+                sized: false,
+            } => format!("{}, halving", strategy.name()),
+            Kind::Oracle => ORACLE_NAME.to_string(),
+        }
+    }
+}
+
+/// One `rebalanceall` with `strategy`, sized moves on or off and `budget` on a fresh copy of
+/// `world`.
+fn run_job(
+    world: &Arc<World>,
+    strategy: Strategy,
+    sized: bool,
+    budget: Option<u64>,
+    a: &Args,
+) -> JobRun {
     let clock = Arc::new(ManualClock::new(START_MS));
     // The world moves on every `interval` of simulated time, as in the sim bench between two
     // rebalances; the same seed for every strategy (which attempts see which event differs).
@@ -258,6 +314,7 @@ fn run_job(world: &Arc<World>, strategy: Strategy, budget: Option<u64>, a: &Args
                 daily_msat: None,
             },
             parallel: a.parallel,
+            sized_moves: sized,
             ..AutoConfig::default()
         },
         ..Config::default()
@@ -268,6 +325,7 @@ fn run_job(world: &Arc<World>, strategy: Strategy, budget: Option<u64>, a: &Args
         .build()
         .expect("tokio runtime");
     let started = Instant::now();
+    let sendpays_before = node.net.lock().unwrap().sendpay_index.created;
     let mut out = rt.block_on(async {
         let before = standing(&our_channels(&node).await, &a.plan);
         r.rebalanceall(RebalanceallParams::default())
@@ -293,6 +351,7 @@ fn run_job(world: &Arc<World>, strategy: Strategy, budget: Option<u64>, a: &Args
     });
     out.wall = started.elapsed();
     out.sim_ms = clock.now_ms() - START_MS;
+    out.htlcs = node.net.lock().unwrap().sendpay_index.created - sendpays_before;
     let chans = rt.block_on(our_channels(&node));
     let fee_of = |scid| {
         chans
@@ -311,6 +370,7 @@ fn run_job(world: &Arc<World>, strategy: Strategy, budget: Option<u64>, a: &Args
             out.earns_msat = out.earns_msat.saturating_add(earns.unwrap_or(u64::MAX));
         } else {
             out.failed += 1;
+            out.failed_sent += u32::from(e.attempts > 0);
             if a.show_failures {
                 println!(
                     "    failed: {} -> {} {} sat, {} attempt(s): {:?} {}",
@@ -325,6 +385,8 @@ fn run_job(world: &Arc<World>, strategy: Strategy, budget: Option<u64>, a: &Args
         }
     }
     let p = r.last_job().expect("a job ran").progress();
+    out.probes = u64::from(p.probes);
+    out.sized_out = p.moves_sized_out;
     assert_eq!(
         (p.moves_completed, p.fee_msat),
         (out.completed, out.fee_msat),
@@ -333,97 +395,6 @@ fn run_job(world: &Arc<World>, strategy: Strategy, budget: Option<u64>, a: &Args
     // Nothing left behind: no unpaid invoice, no HTLC on any channel.
     common::assert_clean(&node);
     out
-}
-
-fn sat(msat: u64) -> f64 {
-    msat as f64 / 1000.0
-}
-
-fn ratio(n: u64, d: u64) -> f64 {
-    if d == 0 {
-        f64::NAN
-    } else {
-        n as f64 / d as f64
-    }
-}
-
-fn budget_name(b: Option<u64>) -> String {
-    b.map_or("no budget".into(), |m| format!("budget {:.0} sat", sat(m)))
-}
-
-fn header() {
-    println!(
-        "  {:<17} {:>7} {:>10} {:>9} {:>5} {:>6} | {:>5} {:>5} | {:>9} {:>13} {:>6} | {:>7} {:>6} {:>6} | ended",
-        "strategy",
-        "ok/fail",
-        "moved sat",
-        "fee sat",
-        "ppm",
-        "f/earn",
-        "att",
-        "/move",
-        "off tgt",
-        "deficit sat",
-        "closed",
-        "budget",
-        "sim s",
-        "wall s",
-    );
-}
-
-fn print_row(name: &str, j: &JobRun) {
-    let budget = j.budget_msat.map_or("-".to_string(), |b| {
-        format!("{:.0}%", 100.0 * ratio(j.fee_msat, b))
-    });
-    println!(
-        "  {:<17} {:>3}/{:<3} {:>10.0} {:>9.1} {:>5.0} {:>6.3} | {:>5} {:>5.2} | {:>4}->{:<3} {:>6.0}->{:<6.0} {:>5.1}% | {:>7} {:>6.0} {:>6.1} | {}",
-        name,
-        j.completed,
-        j.failed,
-        sat(j.moved_msat),
-        sat(j.fee_msat),
-        1e6 * ratio(j.fee_msat, j.moved_msat),
-        ratio(j.fee_msat, j.earns_msat),
-        j.attempts,
-        ratio(j.attempts, u64::from(j.completed)),
-        j.before.off_target,
-        j.after.off_target,
-        sat(j.before.deficit_msat) / 1000.0,
-        sat(j.after.deficit_msat) / 1000.0,
-        100.0 * ratio(j.closed_msat(), j.before.movable_msat),
-        budget,
-        j.sim_ms as f64 / 1000.0,
-        j.wall.as_secs_f64(),
-        j.ended
-    );
-}
-
-/// The informed job's row name.
-const ORACLE_NAME: &str = "oracle job";
-
-/// Each strategy's deficit closed against the informed job's (the last of `runs`, if any);
-/// with `target`, against issue 22's target (ours closes at least 80% of the oracle's).
-fn print_against_oracle(runs: &[(Option<Strategy>, JobRun)], target: bool) {
-    let Some((_, o)) = runs.iter().find(|(k, _)| k.is_none()) else {
-        return;
-    };
-    let oracle_closed = o.closed_msat();
-    for (k, j) in runs {
-        let Some(k) = k else { continue };
-        let share = 100.0 * ratio(j.closed_msat(), oracle_closed);
-        let verdict = match (target, share >= 80.0) {
-            (false, _) => "",
-            (true, true) => "MET    ",
-            (true, false) => "MISSED ",
-        };
-        println!(
-            "    {verdict}{}: closed {:.0} of the oracle job's {:.0} thousand sat of deficit: {share:.1}%{}",
-            k.name(),
-            sat(j.closed_msat()) / 1000.0,
-            sat(oracle_closed) / 1000.0,
-            if target { " (target >= 80%)" } else { "" }
-        );
-    }
 }
 
 fn main() {
@@ -457,15 +428,31 @@ fn main() {
         a.parallel
     );
     println!(
-        "(ok/fail: moves completed/failed; f/earn: fee over what one forward of the moved amounts out \
-         through their incoming channels earns; att: payment attempts, in all and per completed move; \
+        "(ok/fail: moves completed/failed; f/sent: failed moves that sent an HTLC (the others: no route \
+         within the cap); s/out: moves probes found could not go, nothing paid sent; \
+         f/earn: fee over what one forward of the moved amounts out through their incoming channels \
+         earns; att: payment attempts, in all and per completed move; HTLCs: every sendpay, parts, \
+         replacements and probes; probes: of those, sent to size moves; \
          off tgt: our channels off target before->after; deficit: what the sinks lack, thousand sat, \
          before->after; closed: deficit closed over the most the planner could move at the start; \
          budget: share of the per-run budget spent; oracle job: the informed job, its fail the pairs it \
          found no set for)"
     );
-    // Per budget and strategy (`None`: the informed job), every seed's run.
-    let mut pooled: Vec<(Option<u64>, Option<Strategy>, Vec<JobRun>)> = Vec::new();
+    // Per budget and kind of job, every seed's run.
+    let mut pooled: Vec<(Option<u64>, Kind, Vec<JobRun>)> = Vec::new();
+    let kinds: Vec<Kind> = a
+        .strategies
+        .iter()
+        .map(|&strategy| Kind::Ours {
+            strategy,
+            sized: true,
+        })
+        .chain(a.halving.iter().map(|&strategy| Kind::Ours {
+            strategy,
+            sized: false,
+        }))
+        .chain(a.oracle.then_some(Kind::Oracle))
+        .collect();
     let mut over_budget = 0;
     for &seed in &a.seeds {
         let t = Instant::now();
@@ -493,18 +480,17 @@ fn main() {
         for &budget in &a.budgets {
             println!("  -- {}", budget_name(budget));
             header();
-            let mut runs: Vec<(Option<Strategy>, JobRun)> = Vec::new();
-            for &k in &a.strategies {
-                let j = run_job(&world, k, budget, &a);
-                print_row(k.name(), &j);
-                runs.push((Some(k), j));
-            }
-            if a.oracle {
-                let j = oracle::oracle_job(&world, budget, a.parts, &a);
-                print_row(ORACLE_NAME, &j);
-                runs.push((None, j));
+            let mut runs: Vec<(Kind, JobRun)> = Vec::new();
+            for &k in &kinds {
+                let j = match k {
+                    Kind::Ours { strategy, sized } => run_job(&world, strategy, sized, budget, &a),
+                    Kind::Oracle => oracle::oracle_job(&world, budget, a.parts, &a),
+                };
+                print_row(&k.name(), &j);
+                runs.push((k, j));
             }
             print_against_oracle(&runs, false);
+            print_sized_vs_halving(&runs, false);
             for (k, j) in runs {
                 if budget.is_some_and(|b| j.fee_msat > b) {
                     over_budget += 1;
@@ -521,7 +507,7 @@ fn main() {
         for &budget in &a.budgets {
             println!("  -- {}", budget_name(budget));
             header();
-            let mut totals: Vec<(Option<Strategy>, JobRun)> = Vec::new();
+            let mut totals: Vec<(Kind, JobRun)> = Vec::new();
             for (_, k, runs) in pooled.iter().filter(|(b, _, _)| *b == budget) {
                 let mut t = JobRun {
                     budget_msat: budget.map(|b| b * runs.len() as u64),
@@ -531,10 +517,14 @@ fn main() {
                 for j in runs {
                     t.completed += j.completed;
                     t.failed += j.failed;
+                    t.failed_sent += j.failed_sent;
                     t.moved_msat += j.moved_msat;
                     t.fee_msat += j.fee_msat;
                     t.earns_msat += j.earns_msat;
                     t.attempts += j.attempts;
+                    t.htlcs += j.htlcs;
+                    t.probes += j.probes;
+                    t.sized_out += j.sized_out;
                     t.sim_ms += j.sim_ms;
                     t.wall += j.wall;
                     for (into, from) in [(&mut t.before, &j.before), (&mut t.after, &j.after)] {
@@ -543,10 +533,11 @@ fn main() {
                         into.movable_msat += from.movable_msat;
                     }
                 }
-                print_row(k.map_or(ORACLE_NAME, Strategy::name), &t);
+                print_row(&k.name(), &t);
                 totals.push((*k, t));
             }
             print_against_oracle(&totals, true);
+            print_sized_vs_halving(&totals, true);
         }
     }
     println!(

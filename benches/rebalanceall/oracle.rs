@@ -139,6 +139,7 @@ pub fn oracle_job(world: &World, budget: Option<u64>, limits: PartLimits, a: &Ar
         );
         out.earns_msat = out.earns_msat.saturating_add(earns.unwrap_or(u64::MAX));
         out.attempts += flow.parts.len() as u64;
+        out.htlcs += flow.parts.len() as u64;
     }
     if budget
         .per_run_msat
