@@ -251,6 +251,13 @@ async fn parts<N: Lightningd>(
                         ending.get_or_insert(other);
                     }
                 }
+                // The client sees where and why a part failed, as it does for a whole attempt.
+                s.tell(&format!(
+                    "part {} ({}msat) failed: {}",
+                    p.part.partid,
+                    delivered(&p.hops),
+                    one.outcome
+                ));
                 outcomes.push(format!("part {}: {}", p.part.partid, one.outcome));
             }
         }

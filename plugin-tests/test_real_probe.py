@@ -1,0 +1,114 @@
+"""`rebalance-probe` on real lightningd (issue 23): the most that can move around a ring whose
+middle channel is drained to a known amount, found with probes that can never be paid, and
+`rebalance ... amount_msat=max` moving what it finds.
+
+Ring l1 -> l2 -> l3 -> l4 -> l1 (1M sat each, every channel on its opener's side); l2 pays l3
+until its side of l2 -> l3 holds about 300k sat: that is the ring's bottleneck (gossip says
+1M sat). The bottleneck is lightningd's own figure: l2's `spendable_msat` on that channel.
+See realnet.py for how the suite skips without lightningd.
+"""
+
+import pytest
+
+pytest.register_assert_rewrite("realnet")
+import realnet  # noqa: E402
+from realnet import (  # noqa: E402
+    chan, check_complete, push, scid_between, sendpays, snapshot, wait_graph, wait_settled,
+)
+
+pytestmark = realnet.requires_lightningd
+if realnet.SKIP_REASON is None:
+    from pyln.testing.fixtures import *  # noqa: F401,F403  (node_factory, bitcoind, ...)
+
+pytest_plugins = ["realnet"]
+
+SAT = 1000  # msat
+BOTTLENECK_SAT = 300_000
+
+
+def cap_of(amount, maxfeeppm=1000, exemptfee=5000):
+    return max(exemptfee, amount * maxfeeppm // 10**6)
+
+
+def probe(node, params):
+    return node.rpc.call("rebalance-probe", params)
+
+
+def nothing_left(node, nodes, before, pays_before, invoices_before):
+    """A probe left nothing: every node's balances as before, no HTLC anywhere, no new
+    invoice, no sendpay of ours that succeeded or is still pending."""
+    wait_settled(*nodes)
+    for n in nodes:
+        assert snapshot(n) == before[n], "{} moved".format(n.info["id"][:8])
+    assert node.rpc.listinvoices()["invoices"] == invoices_before
+    old = {(p["payment_hash"], p.get("groupid"), p.get("partid")) for p in pays_before}
+    new = [p for p in sendpays(node) if (p["payment_hash"], p.get("groupid"), p.get("partid")) not in old]
+    assert new, "no probe was sent"
+    assert all(p["status"] == "failed" for p in new), new
+    return new
+
+
+def test_probe_finds_the_bottleneck_and_max_moves_it(node_factory):
+    plugin = str(realnet.plugin_binary())
+    nodes = node_factory.get_nodes(4, opts=[{"plugin": plugin}, {}, {}, {}])
+    l1, l2, l3, l4 = nodes
+    node_factory.join_nodes([l1, l2, l3, l4, l1], wait_for_announce=True)
+    out_scid, mid, in_scid = scid_between(l1, l2), scid_between(l2, l3), scid_between(l1, l4)
+    wait_graph(l1, 4)
+    push(l2, l3, int(chan(l2, mid)["spendable_msat"]) - BOTTLENECK_SAT * SAT)
+    wait_settled(*nodes)
+    bottleneck = int(chan(l2, mid)["spendable_msat"])
+    assert abs(bottleneck - BOTTLENECK_SAT * SAT) < 10_000 * SAT, bottleneck
+    # Nothing else on the ring is as tight.
+    for n, s in ((l1, out_scid), (l3, scid_between(l3, l4)), (l4, in_scid)):
+        assert int(chan(n, s)["spendable_msat"]) > 2 * bottleneck
+
+    before = {n: snapshot(n) for n in nodes}
+    pays_before = sendpays(l1)
+    invoices_before = l1.rpc.listinvoices()["invoices"]
+
+    # The most that can move: within 5% below the bottleneck, never above.
+    r = probe(l1, {"outgoing": out_scid, "incoming": in_scid})
+    found = int(r["max_msat"])
+    assert found <= bottleneck, (found, bottleneck, r)
+    assert found >= bottleneck * 95 // 100, (found, bottleneck, r)
+    assert r["outgoing_scid"] == out_scid and r["incoming_scid"] == in_scid, r
+    assert [h["node_id"] for h in r["route"]] == [n.info["id"] for n in (l2, l3, l4, l1)], r
+    assert 0 < int(r["fee_msat"]) <= cap_of(found), r
+    assert 1 <= r["probes"] <= 20 and r["probes_reached_us"] >= 1, r
+    assert r["message"].endswith("nothing paid"), r
+    print("probe: bottleneck {} msat, found {} msat ({:.2f}%) in {} probes, {} ms".format(
+        bottleneck, found, 100 * found / bottleneck, r["probes"], r["duration_ms"]))
+    probes = nothing_left(l1, nodes, before, pays_before, invoices_before)
+    assert len(probes) == r["probes"], (len(probes), r)
+
+    # With an amount: what it found can move; 20% over the bottleneck cannot.
+    pays_before = sendpays(l1)
+    ok = probe(l1, {"outgoing": out_scid, "incoming": in_scid, "amount_msat": found})
+    assert ok["feasible"] is True and int(ok["amount_msat"]) == found, ok
+    no = probe(l1, {"outgoing": out_scid, "incoming": in_scid, "amount_msat": bottleneck * 6 // 5})
+    assert no["feasible"] is False, no
+    assert "nothing paid" in no["message"], no
+    nothing_left(l1, nodes, before, pays_before, invoices_before)
+
+    # amount_msat=max moves what a probe finds: really, and within the same bounds.
+    r = l1.rpc.call("rebalance", {"outgoing": out_scid, "incoming": in_scid, "amount_msat": "max"})
+    moved = int(r["amount_msat"])
+    assert bottleneck * 95 // 100 <= moved <= bottleneck, (moved, bottleneck, r)
+    check_complete(l1, r, before[l1], out_scid, in_scid, moved, cap=cap_of(moved))
+    print("amount_msat=max: moved {} msat ({:.2f}% of the bottleneck) for {} msat".format(
+        moved, 100 * moved / bottleneck, r["fee_msat"]))
+    wait_settled(*nodes)
+    # The channel is drained now: what is left on l2's side bounds the next answer.
+    left = int(chan(l2, mid)["spendable_msat"])
+    assert left < bottleneck * 5 // 100, left
+    before = {n: snapshot(n) for n in nodes}
+    pays_before = sendpays(l1)
+    invoices_before = l1.rpc.listinvoices()["invoices"]
+    r = probe(l1, {"outgoing": out_scid, "incoming": in_scid})
+    assert int(r["max_msat"]) <= left, (r, left)
+    wait_settled(*nodes)
+    for n in nodes:
+        assert snapshot(n) == before[n]
+    assert l1.rpc.listinvoices()["invoices"] == invoices_before
+    assert all(p["status"] == "failed" for p in sendpays(l1) if p not in pays_before)
