@@ -2,7 +2,8 @@
 (a subprocess, not pyln's RPC): the `#` lines and progress bar of a rebalance that retries once,
 `rebalanceall wait=true` followed to its end, the rebalances in flight in `rebalancereport`
 while an HTLC is held, rebalance.py's formats, and the version check on a lightningd older
-than the plugin supports (v25.05.1 from /opt/lnbuild, or $CLN_REBALANCE_OLD_LIGHTNINGD).
+than the plugin supports ($CLN_REBALANCE_OLD_LIGHTNINGD: a release before v25.02; the stand-in's
+test_standin_operator.py checks the same with a faked version).
 See realnet.py for how the suite skips without lightningd.
 """
 
@@ -33,7 +34,7 @@ pytest_plugins = ["realnet"]
 SAT = 1000  # msat
 BAR = re.compile(r"^# +(?:Stage \d+/\d+ )?(\d+)/(\d+) \|[= ]{60}\|$")
 # A lightningd release below the plugin's floor (src/lightningd/version.rs OLDEST_SUPPORTED).
-OLD_LIGHTNINGD = os.environ.get("CLN_REBALANCE_OLD_LIGHTNINGD", "/opt/lnbuild/v25.05.1/bin/lightningd")
+OLD_LIGHTNINGD = os.environ.get("CLN_REBALANCE_OLD_LIGHTNINGD", "")
 
 
 def lightning_cli():
@@ -235,24 +236,25 @@ def test_rebalanceall_wait_to_its_end(node_factory):
 
 
 def test_older_lightningd_disables_the_plugin_at_init(node_factory):
-    """lightningd v25.05.1 is below the plugin's floor (v25.09.0): the plugin says so in one
+    """A lightningd below the plugin's floor (v25.02.0): the plugin says so in one
     log line and disables itself in its init answer; its commands are not there and the node
     runs on."""
     old = Path(OLD_LIGHTNINGD)
-    if not (old.is_file() and os.access(old, os.X_OK)):
-        pytest.skip("no lightningd older than v25.09.0 at {} (set CLN_REBALANCE_OLD_LIGHTNINGD to one "
-                    "to run the version check on it)".format(old))
+    if not OLD_LIGHTNINGD or not (old.is_file() and os.access(old, os.X_OK)):
+        pytest.skip("no lightningd older than v25.02.0 given (set CLN_REBALANCE_OLD_LIGHTNINGD to one, "
+                    "e.g. a v24.11 build, to run the version check on it; v25.02.2 and newer are "
+                    "supported)")
     version = subprocess.run([str(old), "--version"], capture_output=True, text=True).stdout.strip()
-    if not re.match(r"^v2[0-5]\.0[1-8]", version) and not re.match(r"^v(1\d|2[0-4])\.", version):
-        pytest.skip("{} is {}, not older than v25.09".format(old, version))
+    if not re.match(r"^v(1\d|2[0-4])\.", version):
+        pytest.skip("{} is {}, not older than v25.02".format(old, version))
     plugin = str(realnet.plugin_binary())
     l1 = node_factory.get_node(options={"plugin": plugin}, executable=str(old))
     assert l1.rpc.getinfo()["version"] == version
-    why = ("disabled itself at init: lightningd {} is older than v25.09.0, the oldest release "
+    why = ("disabled itself at init: lightningd {} is older than v25.02.0, the oldest release "
            "cln-rebalance supports".format(version))
     wait_until(lambda: l1.daemon.is_in_log(re.escape(why)), 30, "the disable line")
     l1.daemon.logs_catchup()
-    lines = [ln for ln in l1.daemon.logs if "older than v25.09.0" in ln]
+    lines = [ln for ln in l1.daemon.logs if "older than v25.02.0" in ln]
     assert len(lines) == 1, lines
     assert "cln-rebalance" in lines[0], lines
     active = [p["name"] for p in l1.rpc.plugin("list")["plugins"] if p.get("active")]
