@@ -137,7 +137,9 @@ impl Default for AutoConfig {
             parallel: DEFAULT_PARALLEL,
             interval_secs: 0,
             settings: Settings::default(),
-            sized_moves: true,
+            // Off: on the simulation sized moves closed less of the deficit than halving
+            // (79.5% against 83.0% of the oracle job, seeds 11-12) with more HTLCs (probes).
+            sized_moves: false,
         }
     }
 }
