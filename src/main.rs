@@ -185,11 +185,25 @@ async fn main() -> Result<(), anyhow::Error> {
     let rpc_path = std::path::Path::new(&conf.lightning_dir).join(&conf.rpc_file);
     let node = ClnNode::new(rpc_path);
     // An unsupported lightningd is told now, in the init answer, not by some call failing later.
-    if let Err(reason) = supported_lightningd(&node).await {
-        configured.disable(&reason).await?;
-        drain.wait().await;
-        return Ok(());
-    }
+    let lightningd_version = match supported_lightningd(&node).await {
+        Ok(v) => v,
+        Err(reason) => {
+            configured.disable(&reason).await?;
+            drain.wait().await;
+            return Ok(());
+        }
+    };
+    // One line saying it runs, and with what: the first thing an operator looks for in the log.
+    log::info!(
+        "cln-rebalance {} initialized on lightningd {lightningd_version}: maxfeeppm {}, \
+         exemptfee {}msat, retry_for {}s, maxparts {}, background probes {}/hour",
+        env!("CARGO_PKG_VERSION"),
+        config.maxfeeppm,
+        config.exemptfee_msat,
+        config.retry_for_secs,
+        config.max_parts,
+        config.probe_per_hour
+    );
     let state = Arc::new(cln_rebalance::state::State::new(node, config));
     let plugin = configured
         .start(App {
@@ -222,13 +236,13 @@ async fn main() -> Result<(), anyhow::Error> {
 
 /// Whether the lightningd we run in is a release the plugin supports (`getinfo`'s version,
 /// else the `LIGHTNINGD_VERSION` lightningd starts plugins with).
-async fn supported_lightningd(node: &ClnNode) -> Result<(), String> {
+async fn supported_lightningd(node: &ClnNode) -> Result<String, String> {
     use cln_rebalance::lightningd::{Lightningd, version};
     let reported = match node.getinfo().await {
         Ok(info) if !info.version.is_empty() => info.version,
         _ => std::env::var("LIGHTNINGD_VERSION").unwrap_or_default(),
     };
-    version::check(&reported).map(|_| ())
+    version::check(&reported).map(|_| reported)
 }
 
 async fn rebalance(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow::Error> {
