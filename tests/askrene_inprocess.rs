@@ -75,6 +75,22 @@ fn network_with_xpay() -> cln_standin::simnet::Network {
     net
 }
 
+/// Drains `scid` at `alice`'s side and tells askrene what xpay would after a 50k sat payment
+/// failed there.
+fn drained_as_xpay_learned(node: &SimNode, scid: &str, dir: u64, alice: &str) {
+    node.call(
+        "dev-drain",
+        json!({"short_channel_id": scid, "node": alice}),
+    )
+    .unwrap();
+    node.call(
+        "askrene-inform-channel",
+        json!({"layer": XPAY_LAYER, "short_channel_id_dir": format!("{scid}/{dir}"),
+               "amount_msat": 50_000_000, "inform": "constrained"}),
+    )
+    .unwrap();
+}
+
 /// The middle channel the cheapest route from alice to carol takes, and its direction:
 /// `(scid, direction, alice's id)`.
 async fn cheapest_middle(r: &State<SimNode>) -> (String, u64, String) {
@@ -131,18 +147,7 @@ async fn what_a_payment_learned_is_folded_and_routed_around() {
     let (r, node) = rebalancer(network_with_xpay(), Config::default());
     r.start_askrene().await;
     let (scid, dir, alice) = cheapest_middle(&r).await;
-    node.call(
-        "dev-drain",
-        json!({"short_channel_id": scid, "node": alice}),
-    )
-    .unwrap();
-    // What xpay tells askrene after a 50k sat payment failed there.
-    node.call(
-        "askrene-inform-channel",
-        json!({"layer": XPAY_LAYER, "short_channel_id_dir": format!("{scid}/{dir}"),
-               "amount_msat": 50_000_000, "inform": "constrained"}),
-    )
-    .unwrap();
+    drained_as_xpay_learned(&node, &scid, dir, &alice);
     let c = learned(&r, &scid, dir).await;
     assert_eq!(c["learned_max_msat"], 49_999_999, "{c}");
     assert_eq!(c["max_msat"], 49_999_999, "{c}");
@@ -166,17 +171,7 @@ async fn with_reading_off_the_payments_lesson_is_not_used() {
     let (r, node) = rebalancer(network_with_xpay(), config);
     r.start_askrene().await;
     let (scid, dir, alice) = cheapest_middle(&r).await;
-    node.call(
-        "dev-drain",
-        json!({"short_channel_id": scid, "node": alice}),
-    )
-    .unwrap();
-    node.call(
-        "askrene-inform-channel",
-        json!({"layer": XPAY_LAYER, "short_channel_id_dir": format!("{scid}/{dir}"),
-               "amount_msat": 50_000_000, "inform": "constrained"}),
-    )
-    .unwrap();
+    drained_as_xpay_learned(&node, &scid, dir, &alice);
     assert_eq!(learned(&r, &scid, dir).await["learned"], false);
     let done = r
         .rebalance(req(ALICE_BIG, CAROL, 100_000_000))
