@@ -168,6 +168,17 @@ impl Default for Args {
 }
 
 impl Args {
+    /// The world of `seed` these arguments describe.
+    fn world(&self, seed: u64) -> WorldConfig {
+        WorldConfig {
+            seed,
+            dist: self.dist,
+            traffic: self.traffic,
+            flaky: self.flaky,
+            us: self.us.clone(),
+        }
+    }
+
     fn parse() -> Result<Args, String> {
         let mut a = Args::default();
         let mut it = std::env::args().skip(1).filter(|x| x != "--bench");
@@ -570,13 +581,7 @@ fn main() {
     let mut last_world = None;
     for &seed in &a.seeds {
         let t = Instant::now();
-        let world = match World::load(WorldConfig {
-            seed,
-            dist: a.dist,
-            traffic: a.traffic,
-            flaky: a.flaky,
-            us: a.us.clone(),
-        }) {
+        let world = match World::load(a.world(seed)) {
             Ok(w) => w,
             Err(e) => {
                 println!("SKIP seed {seed}: {e}");

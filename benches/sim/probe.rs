@@ -20,7 +20,7 @@
 //! the set sent first), success, HTLCs per success counting the probes sent for it, probes per
 //! task.
 
-use super::sim::{PartLimits, Strategy, Task, World, WorldConfig, delivered};
+use super::sim::{PartLimits, Strategy, Task, World, delivered};
 use super::{Args, Outcome, Runner, START_MS, TUNING_SEEDS, join, pct};
 use cln_rebalance::clock::Clock;
 use cln_rebalance::config::Config;
@@ -256,13 +256,7 @@ pub fn bench(a: &Args) {
     let mut answers = Vec::new();
     let mut paid: [Vec<Paid>; 2] = [Vec::new(), Vec::new()];
     for &seed in &a.seeds {
-        let world = match World::load(WorldConfig {
-            seed,
-            dist: a.dist,
-            traffic: a.traffic,
-            flaky: a.flaky,
-            us: a.us.clone(),
-        }) {
+        let world = match World::load(a.world(seed)) {
             Ok(w) => w,
             Err(e) => {
                 println!("SKIP seed {seed}: {e}");
