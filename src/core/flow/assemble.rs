@@ -302,9 +302,20 @@ pub(super) fn choose<C: FlowCost>(
                     .collect()
             })
             .collect();
+        // The promise lets a set a little over a limit into the shortlist (re-balancing
+        // usually moves the excess to another part), but where every part is already at an
+        // htlc maximum nothing can move and such sets may fill it: the best set within every
+        // limit at its first amounts is re-balanced too, whatever its promise.
+        let mut within: Option<((u64, u64), PartSet)> = None;
+        let mut offer = |price: Price, set: &PartSet, shortlist: &mut Shortlist| {
+            shortlist.offer(price.promise(), set);
+            if price.feasible() && within.as_ref().is_none_or(|(k, _)| price.key() < *k) {
+                within = Some((price.key(), set.clone()));
+            }
+        };
         assignments(&pool, &tables, req, |set| {
             let price = pricer.price(set);
-            shortlist.offer(price.promise(), set);
+            offer(price, set, &mut shortlist);
         });
         for proposed in found.chunked.iter().chain(found.largest.iter()) {
             let mut set = split_by_htlc(sub, graph, req, &merge(proposed));
@@ -312,7 +323,12 @@ pub(super) fn choose<C: FlowCost>(
             set.truncate(req.max_parts);
             rescale(&mut set, total);
             let price = pricer.price(&set);
-            shortlist.offer(price.promise(), &set);
+            offer(price, &set, &mut shortlist);
+        }
+        if let Some((key, set)) = within
+            && shortlist.sets.iter().all(|(_, s)| *s != set)
+        {
+            shortlist.sets.push((key, set));
         }
         for (_, mut set) in shortlist.sets {
             let price = pricer.allocate(&mut set, min_step);

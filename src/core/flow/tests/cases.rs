@@ -252,6 +252,50 @@ fn an_htlc_maximum_below_the_amount_splits_one_path() {
 }
 
 #[test]
+fn parts_at_the_last_hops_htlc_maximum_go_over_different_ways() {
+    // Three equal ways of 1M-sat channels; the incoming peer forwards at most 500k sat an
+    // HTLC, so 1M sat is two parts of exactly its maximum. Two on one way would be 1M sat and
+    // fees over a 1M-sat channel: the parts sit at the maximum and re-balancing cannot move
+    // that excess, yet such sets looked cheapest at first (the model prices no risk past the
+    // capacity), one per way, and crowded the within-limits sets out of the shortlist.
+    let mut b = GraphBuilder::default();
+    for (k, mid) in ["x", "y", "z"].into_iter().enumerate() {
+        for (j, (from, to)) in [("a", mid), (mid, "d")].into_iter().enumerate() {
+            let scid = Scid(((2 * k + j + 1) as u64) << 40);
+            let p = policy(0, 100, 10);
+            b.add(
+                from,
+                to,
+                scid,
+                u8::from(from > to),
+                true,
+                1_000_000 * SAT,
+                p,
+            );
+            b.add(
+                to,
+                from,
+                scid,
+                u8::from(to > from),
+                true,
+                1_000_000 * SAT,
+                p,
+            );
+        }
+    }
+    let g = b.build();
+    let none = Exclusions::default();
+    let mut req = plain(&g, "a", "d", 1_000_000 * SAT, &none);
+    req.last_hop.htlc_maximum_msat = 500_000 * SAT;
+    let beliefs = view(&g, &Liquidity::new());
+    let flow = solve(&g, &req, &beliefs, &mut FlowScratch::default()).unwrap();
+    assert_eq!(flow.parts.len(), 2);
+    assert_ne!(names(&g, &flow.parts[0]), names(&g, &flow.parts[1]));
+    assert!(flow.parts.iter().all(|p| p.amount_msat == 500_000 * SAT));
+    check(&g, &req, &beliefs, &flow);
+}
+
+#[test]
 fn limits_of_the_request_hold() {
     let g = two_ways(10_000_000);
     let none = Exclusions::default();
