@@ -27,6 +27,16 @@ fn id(i: usize) -> String {
 }
 
 fn network() -> Network {
+    load(network_json())
+}
+
+fn load(v: Value) -> Network {
+    let mut net = Network::from_json_str(&v.to_string()).expect("network loads");
+    net.hooks.invoice_payment = true;
+    net
+}
+
+fn network_json() -> Value {
     let names = ["us", "a", "b", "x", "y", "z"];
     let nodes: Vec<Value> = names
         .iter()
@@ -50,14 +60,10 @@ fn network() -> Network {
             }));
         }
     }
-    let text = json!({
+    json!({
         "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
         "nodes": nodes, "default_policy": cheap, "channels": channels,
     })
-    .to_string();
-    let mut net = Network::from_json_str(&text).expect("network loads");
-    net.hooks.invoice_payment = true;
-    net
 }
 
 fn req(amount_msat: u64) -> RebalanceParams {
@@ -413,6 +419,65 @@ async fn rebalanceall_sizes_a_move_by_what_can_move_instead_of_halving() {
         sized.moved_msat + 100_000 * SAT >= halving.moved_msat,
         "as much moved: {v} against {w}"
     );
+}
+
+/// The network with `b` forwarding at most 1M sat an HTLC to us over the incoming channel.
+fn network_inc_htlc_max_1m() -> Network {
+    let mut v = network_json();
+    v["channels"][1]["policy2"]["htlc_maximum_msat"] = json!(1_000_000 * SAT);
+    load(v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_carry_more_than_the_incoming_peers_htlc_maximum() {
+    let (r, node) = rebalancer(network_inc_htlc_max_1m(), Config::default());
+    let amount = 2_500_000 * SAT;
+    // One route is one HTLC, refused up front: nothing sent.
+    let mut single = req(amount);
+    single.maxparts = Some(1);
+    let e = r.rebalance(single).await.unwrap_err();
+    assert_eq!(e.code, -32602, "{e}");
+    assert!(
+        e.message.contains("amount_msat") && e.message.contains("1000000000msat"),
+        "{e}"
+    );
+    assert!(node.sendpays().is_empty(), "{:?}", node.sendpays());
+    // More than 4 parts of 1M sat cannot arrive either, and says so.
+    let e = r.rebalance(req(4_500_000 * SAT)).await.unwrap_err();
+    assert_eq!(e.code, -32602, "{e}");
+    assert!(e.message.contains("in 4 parts"), "{e}");
+    // In parts of at most 1M sat each it moves.
+    let before = ours(&node);
+    let v = r.rebalance(req(amount)).await.unwrap();
+    assert_eq!(v["status"], "complete", "{v}");
+    let parts = v["parts"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert!(parts.len() >= 3, "{v}");
+    assert!(
+        parts
+            .iter()
+            .all(|p| p["amount_msat"].as_u64().unwrap() <= 1_000_000 * SAT),
+        "{v}"
+    );
+    let fee = v["fee_msat"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(ours(&node), (before.0 - amount - fee, before.1 + amount));
+    assert_clean(&node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_looks_past_the_incoming_peers_htlc_maximum() {
+    let (r, node) = rebalancer(network_inc_htlc_max_1m(), Config::default());
+    let before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    let v = r.rebalance_probe(probe(None), None).await.unwrap();
+    let max = v["max_msat"].as_u64().unwrap();
+    // Three paths of 1.5M sat in 4 parts of at most 1M sat each: one path takes two parts,
+    // so 3.5M sat at most (less fees on the way). Before the probe looked past the htlc
+    // maximum it answered at most 1M sat; two parts over one path are never proven together
+    // (probed one after another), so the answer may stop at three parts' worth.
+    assert!(max <= 3_500_000 * SAT, "never more than can move: {v}");
+    assert!(max > 2_000_000 * SAT, "three parts' worth at least: {v}");
+    assert!(v["parts"].as_array().is_some_and(|p| p.len() >= 3), "{v}");
+    untouched(&node, &before);
 }
 
 /// Us, peers a and b; one route out through a, over a -> b (700,000 sat on a's side, at most

@@ -24,6 +24,37 @@ pub struct Circle {
     /// Both channels go to the same peer: the only route is straight through it, tried once.
     same_peer: bool,
     direct_failed: bool,
+    /// Most HTLCs the amount may arrive in over the last hop (1 for one route).
+    max_parts: usize,
+}
+
+/// The incoming peer forwards each HTLC within its `htlc_minimum_msat` and `htlc_maximum_msat`
+/// on our channel: one route carries at most the maximum, a set of `max_parts` parts up to that
+/// many times it (the flow keeps every part within it).
+fn check_htlc_limits(
+    remote: &Policy,
+    amount_msat: u64,
+    max_parts: usize,
+    inc_scid: Scid,
+) -> Result<(), RpcFailure> {
+    let most = remote
+        .htlc_maximum_msat
+        .saturating_mul(u64::try_from(max_parts).unwrap_or(u64::MAX));
+    if amount_msat >= remote.htlc_minimum_msat && amount_msat <= most {
+        return Ok(());
+    }
+    let parts = if max_parts > 1 && amount_msat > remote.htlc_maximum_msat {
+        format!(" (at most {most}msat in {max_parts} parts)")
+    } else {
+        String::new()
+    };
+    Err(RpcFailure::param(
+        "amount_msat",
+        format!(
+            "the incoming peer forwards between {}msat and {}msat on channel {inc_scid}{parts}",
+            remote.htlc_minimum_msat, remote.htlc_maximum_msat
+        ),
+    ))
 }
 
 impl Circle {
@@ -32,6 +63,7 @@ impl Circle {
         out: &PeerChannel,
         inc: &PeerChannel,
         amount_msat: u64,
+        max_parts: usize,
         final_cltv: u32,
         graph: &Graph,
     ) -> Result<Circle, RpcFailure> {
@@ -66,15 +98,10 @@ impl Circle {
                     format!("the peer's fee policy for channel {inc_scid} is not known yet (no channel_update)"),
                 )
             })?;
-        if amount_msat < remote.htlc_minimum_msat || amount_msat > remote.htlc_maximum_msat {
-            return Err(RpcFailure::param(
-                "amount_msat",
-                format!(
-                    "the incoming peer forwards between {}msat and {}msat on channel {inc_scid}",
-                    remote.htlc_minimum_msat, remote.htlc_maximum_msat
-                ),
-            ));
-        }
+        let same_peer = out.peer_id == inc.peer_id;
+        // Straight through one peer is one route: one HTLC.
+        let max_parts = if same_peer { 1 } else { max_parts.max(1) };
+        check_htlc_limits(&remote, amount_msat, max_parts, inc_scid)?;
         let first = HopSpec {
             short_channel_id: out_scid,
             direction: our_dir(out),
@@ -134,8 +161,9 @@ impl Circle {
             final_cltv,
             query,
             exclude,
-            same_peer: out.peer_id == inc.peer_id,
+            same_peer,
             direct_failed: false,
+            max_parts,
         })
     }
 
@@ -176,15 +204,7 @@ impl Circle {
     /// several amounts around the same channels).
     pub fn with_amount(&self, amount_msat: u64) -> Result<Circle, RpcFailure> {
         let remote = self.last.policy;
-        if amount_msat < remote.htlc_minimum_msat || amount_msat > remote.htlc_maximum_msat {
-            return Err(RpcFailure::param(
-                "amount_msat",
-                format!(
-                    "the incoming peer forwards between {}msat and {}msat on channel {}",
-                    remote.htlc_minimum_msat, remote.htlc_maximum_msat, self.incoming_scid
-                ),
-            ));
-        }
+        check_htlc_limits(&remote, amount_msat, self.max_parts, self.incoming_scid)?;
         let deliver_msat = remote
             .fee_msat(amount_msat)
             .and_then(|f| amount_msat.checked_add(f))
@@ -199,6 +219,7 @@ impl Circle {
             exclude: self.exclude.clone(),
             same_peer: self.same_peer,
             direct_failed: self.direct_failed,
+            max_parts: self.max_parts,
         };
         if let Some(q) = c.query.as_mut() {
             q.deliver_msat = deliver_msat;

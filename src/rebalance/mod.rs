@@ -239,15 +239,23 @@ impl<N: Lightningd> State<N> {
         // what the incoming one can receive.
         let upper =
             (req.out.spendable_msat as u128 * 1_000_000 / (1_000_000 + maxfeeppm as u128)) as u64;
-        // A rebalance's amount is within the incoming peer's htlc limits on our channel (the
-        // circle checks it), so the most is too.
+        // A rebalance's amount is within the incoming peer's htlc limits on our channel, in
+        // each of its parts (the circle checks it), so the most is too.
+        let parts = if req.out.peer_id == req.inc.peer_id {
+            1
+        } else {
+            rp.maxparts
+                .map_or(self.config.max_parts, |m| m as usize)
+                .max(1)
+        };
         let inc_htlc_max = req
             .inc
             .updates
             .remote
             .as_ref()
             .and_then(|u| u.htlc_maximum_msat)
-            .unwrap_or(u64::MAX);
+            .unwrap_or(u64::MAX)
+            .saturating_mul(u64::try_from(parts).unwrap_or(u64::MAX));
         let upper = upper
             .min(req.inc.receivable_msat)
             .min(inc_htlc_max)
@@ -337,11 +345,16 @@ fn new_session<N: Lightningd>(
     let maxfeeppm = p.maxfeeppm.unwrap_or(st.config.maxfeeppm);
     let exemptfee_msat = p.exemptfee.unwrap_or(st.config.exemptfee_msat);
     let retry_for = p.retry_for.unwrap_or(st.config.retry_for_secs);
+    let max_parts = p
+        .maxparts
+        .map_or(st.config.max_parts, |m| m as usize)
+        .max(1);
     let circle = Circle::new(
         &req.our_id,
         &req.out,
         &req.inc,
         req.amount_msat,
+        max_parts,
         st.config.final_cltv + FINAL_CLTV_MARGIN,
         &graph,
     )?;
@@ -369,10 +382,7 @@ fn new_session<N: Lightningd>(
         local_model,
         last_sent: Vec::new(),
         paid_set: Vec::new(),
-        max_parts: p
-            .maxparts
-            .map_or(st.config.max_parts, |m| m as usize)
-            .max(1),
+        max_parts,
         groupid: 0,
         next_partid: 0,
         flow: None,
