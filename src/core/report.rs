@@ -205,7 +205,7 @@ pub struct InFlight {
     pub outgoing_scid: String,
     pub incoming_scid: String,
     pub amount_msat: u64,
-    /// Parts of the current attempt in flight, and attempts made so far.
+    /// Parts of the current attempt in flight, and attempts that have ended.
     pub parts: u32,
     pub attempts: u32,
     /// Our HTLCs of this payment on our channels now (outgoing ones).
@@ -217,13 +217,19 @@ pub struct InFlight {
 }
 
 impl InFlight {
+    /// Attempts made, the one with parts in flight now included (what the text calls
+    /// "attempt N").
+    fn attempts_made(&self) -> u32 {
+        self.attempts + u32::from(self.parts > 0)
+    }
+
     pub fn to_json(&self) -> Value {
         json!({
             "outgoing_scid": self.outgoing_scid,
             "incoming_scid": self.incoming_scid,
             "amount_msat": self.amount_msat,
             "parts": self.parts,
-            "attempts": self.attempts,
+            "attempts": self.attempts_made(),
             "htlcs_out": self.htlcs_out,
             "seconds": self.seconds,
             "job_id": self.job_id,
@@ -238,7 +244,7 @@ impl InFlight {
             self.outgoing_scid,
             self.incoming_scid,
             display_sat(self.amount_msat),
-            self.attempts + u32::from(self.parts > 0),
+            self.attempts_made(),
             self.parts,
             self.htlcs_out,
             self.seconds,
