@@ -11,6 +11,8 @@
 //! printing `fuzz <target>: ...` to stderr; `PROPTEST_CASES`, `PROPTEST_RNG_SEED` and
 //! `FUZZ_SCALE=N` (N times each target's budget) for longer runs.
 
+#[path = "support/fuzzrun.rs"]
+mod fuzzrun;
 #[path = "support/routecheck.rs"]
 mod routecheck;
 
@@ -21,49 +23,26 @@ use cln_rebalance::core::graph::{EdgeIdx, Graph, GraphBuilder, Policy, Scid};
 use cln_rebalance::core::liquidity::{Beliefs, ChanDir, Liquidity, ModelConfig};
 use cln_rebalance::core::pathfind::{Exclusions, Query, Scratch, find_path_with};
 use cln_rebalance::core::route::{HopSpec, MAX_HOPS, MAX_TOTAL_CLTV, build_route};
+use fuzzrun::Tally;
 use proptest::prelude::*;
-use proptest::test_runner::{
-    Config, FileFailurePersistence, RngSeed, TestCaseError, TestError, TestRunner,
-};
+use proptest::test_runner::TestCaseError;
 use routecheck::{check_hops, spec_fee};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::time::Instant;
 
 const SEED: u64 = 0x0F10_2026;
 
-/// Counts of what a target's cases exercised, printed with the case count.
-#[derive(Default)]
-struct Tally(RefCell<BTreeMap<&'static str, u64>>);
-
-impl Tally {
-    fn add(&self, what: &'static str) {
-        *self.0.borrow_mut().entry(what).or_default() += 1;
-    }
-    fn get(&self, what: &'static str) -> u64 {
-        self.0.borrow().get(what).copied().unwrap_or(0)
-    }
-    /// The cases exercised what the target is about: sets of one part and of several.
-    fn assert_exercised(&self, cases: u64) {
-        let (one, several) = (self.get("one part"), self.get("several parts"));
-        assert!(
-            one * 10 >= cases && several * 20 >= cases,
-            "too few sets to say much: {one} of one part, {several} of several in {cases} cases"
-        );
-    }
-    fn summary(&self) -> String {
-        let parts: Vec<String> = self
-            .0
-            .borrow()
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
-        format!(" ({})", parts.join(", "))
-    }
+/// The cases exercised what the target is about: sets of one part and of several.
+fn assert_exercised(tally: &Tally, cases: u64) {
+    let (one, several) = (tally.get("one part"), tally.get("several parts"));
+    assert!(
+        one * 10 >= cases && several * 20 >= cases,
+        "too few sets to say much: {one} of one part, {several} of several in {cases} cases"
+    );
 }
 
-/// Runs `test` on `ci_cases` values of `strategy` (or `$PROPTEST_CASES`), seeded per target.
+/// Runs `test` on `ci_cases` values of `strategy` (or `$PROPTEST_CASES`), seeded per target;
+/// the runs made.
 fn fuzz<S: Strategy + 'static>(
     name: &'static str,
     ci_cases: u32,
@@ -71,49 +50,12 @@ fn fuzz<S: Strategy + 'static>(
     tally: &Tally,
     test: impl Fn(S::Value) -> Result<(), TestCaseError>,
 ) -> u64 {
-    let mut config = Config::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        let scale = std::env::var("FUZZ_SCALE")
-            .ok()
-            .and_then(|s| s.parse::<u32>().ok())
-            .unwrap_or(1);
-        config.cases = ci_cases.saturating_mul(scale.max(1));
-    }
-    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
-        let salt = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        config.rng_seed = RngSeed::Fixed(SEED ^ salt);
-    }
-    config.source_file = Some(file!());
-    config.test_name = Some(name);
-    config.failure_persistence = Some(Box::new(FileFailurePersistence::WithSource(
-        "proptest-regressions",
-    )));
-    config.max_shrink_iters = 2048;
-    let (cases, seed) = (config.cases, config.rng_seed);
-    let runs = Cell::new(0u64);
-    let started = Instant::now();
-    let strategy = strategy.boxed();
-    let result = TestRunner::new(config).run(&strategy, |v| {
-        runs.set(runs.get() + 1);
-        test(v)
-    });
-    let line = format!(
-        "fuzz {name}: {cases} cases, {} runs, seed {seed}, {:.2}s{}\n",
-        runs.get(),
-        started.elapsed().as_secs_f64(),
-        tally.summary()
-    );
-    let _ = std::io::stderr().write_all(line.as_bytes());
-    match result {
-        Ok(()) => {}
-        Err(TestError::Fail(why, value)) => {
-            panic!("fuzz {name}: {why}\nminimal failing input: {value:#?}")
-        }
-        Err(e) => panic!("fuzz {name}: {e}"),
-    }
-    runs.get()
+    let runner = fuzzrun::Runner {
+        seed: SEED,
+        source_file: file!(),
+        max_shrink_iters: 2048,
+    };
+    runner.fuzz(name, ci_cases, strategy, tally, test)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -580,7 +522,7 @@ fn fuzz_flow_with_the_model() {
         let solved = |s: &mut FlowScratch| solve(&g, &req, &view, s);
         properties(&g, &req, &view, &solved, &mut scratch.borrow_mut(), &tally)
     });
-    tally.assert_exercised(runs);
+    assert_exercised(&tally, runs);
 }
 
 #[test]
@@ -609,5 +551,5 @@ fn fuzz_flow_with_true_balances() {
             )
         },
     );
-    tally.assert_exercised(runs);
+    assert_exercised(&tally, runs);
 }

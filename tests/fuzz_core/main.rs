@@ -23,6 +23,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../support/fuzzrun.rs"]
+mod fuzzrun;
 #[path = "../support/routecheck.rs"]
 mod routecheck;
 
@@ -60,47 +62,20 @@ use cln_rebalance::params::{
     self, BALANCES_PARAMS, LIQUIDITY_PARAMS, MAX_PARTS, MAX_RETRY_FOR, REBALANCE_PARAMS,
     REBALANCEALL_PARAMS, REPORT_PARAMS, RebalanceParams, SETTINGS_PARAMS,
 };
+use fuzzrun::Tally;
 use proptest::prelude::*;
-use proptest::test_runner::{
-    Config, FileFailurePersistence, RngSeed, TestCaseError, TestError, TestRunner,
-};
+use proptest::test_runner::TestCaseError;
 use routecheck::{check_hops, check_path, exhaustive, spec_fee};
 use serde_json::{Map, Value, json};
-use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::time::Instant;
 
 // ---------------------------------------------------------------------------------------------
 // The runner: fixed cases and seed for CI, PROPTEST_CASES / PROPTEST_RNG_SEED for longer runs.
 
 const SEED: u64 = 0x0012_F022_2026;
 
-/// Counts of what a target's cases exercised, printed with the case count.
-#[derive(Default)]
-struct Tally(std::cell::RefCell<BTreeMap<&'static str, u64>>);
-
-impl Tally {
-    fn add(&self, what: &'static str) {
-        *self.0.borrow_mut().entry(what).or_default() += 1;
-    }
-    fn add_n(&self, what: &'static str, n: u64) {
-        *self.0.borrow_mut().entry(what).or_default() += n;
-    }
-    fn get(&self, what: &'static str) -> u64 {
-        self.0.borrow().get(what).copied().unwrap_or(0)
-    }
-    fn summary(&self) -> String {
-        let m = self.0.borrow();
-        if m.is_empty() {
-            return String::new();
-        }
-        let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        format!(" ({})", parts.join(", "))
-    }
-}
-
-/// Runs `test` on `ci_cases` values of `strategy` (or `$PROPTEST_CASES`), seeded per target.
+/// Runs `test` on `ci_cases` values of `strategy` (or `$PROPTEST_CASES`), seeded per target;
+/// regressions kept in `main.proptest-regressions` beside this file.
 fn fuzz<S: Strategy + 'static>(
     name: &'static str,
     ci_cases: u32,
@@ -108,52 +83,12 @@ fn fuzz<S: Strategy + 'static>(
     tally: &Tally,
     test: impl Fn(S::Value) -> Result<(), TestCaseError>,
 ) {
-    let mut config = Config::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        // FUZZ_SCALE=N runs N times each target's CI budget (`make fuzz`).
-        let scale = std::env::var("FUZZ_SCALE")
-            .ok()
-            .and_then(|s| s.parse::<u32>().ok())
-            .unwrap_or(1);
-        config.cases = ci_cases.saturating_mul(scale.max(1));
-    }
-    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
-        let salt = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        config.rng_seed = RngSeed::Fixed(SEED ^ salt);
-    }
-    config.source_file = Some(file!());
-    config.test_name = Some(name);
-    config.failure_persistence = Some(Box::new(FileFailurePersistence::WithSource(
-        "proptest-regressions",
-    )));
-    config.max_shrink_iters = 4096;
-    let (cases, seed) = (config.cases, config.rng_seed);
-    let runs = Cell::new(0u64);
-    let started = Instant::now();
-    // Boxed, so the runner and its shrinking are compiled once per value type, not once per
-    // strategy type (it halved this file's build time).
-    let strategy = strategy.boxed();
-    let result = TestRunner::new(config).run(&strategy, |v| {
-        runs.set(runs.get() + 1);
-        test(v)
-    });
-    let line = format!(
-        "fuzz {name}: {cases} cases, {} runs, seed {seed}, {:.2}s{}\n",
-        runs.get(),
-        started.elapsed().as_secs_f64(),
-        tally.summary()
-    );
-    // Straight to stderr: libtest captures print!/eprint! of passing tests.
-    let _ = std::io::stderr().write_all(line.as_bytes());
-    match result {
-        Ok(()) => {}
-        Err(TestError::Fail(why, value)) => {
-            panic!("fuzz {name}: {why}\nminimal failing input: {value:#?}")
-        }
-        Err(e) => panic!("fuzz {name}: {e}"),
-    }
+    let runner = fuzzrun::Runner {
+        seed: SEED,
+        source_file: file!(),
+        max_shrink_iters: 4096,
+    };
+    runner.fuzz(name, ci_cases, strategy, tally, test);
 }
 
 /// `prop_assert!` for conditions computed by helpers.
