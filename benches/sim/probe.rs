@@ -101,11 +101,15 @@ fn true_max(world: &World, net: &Network, t: &Task, a: &Args, scratch: &mut Flow
         .min(receivable(net, t.in_chan))
 }
 
-/// The incoming peer's htlc maximum on our channel: a rebalance (so a probe's answer) moves
-/// no more in one call.
+/// The most the incoming peer forwards to us over our channel in one rebalance: its htlc
+/// maximum in each of the plugin's parts (before 2026-12-04 one rebalance, so a probe's answer,
+/// moved at most one htlc maximum; the row that shows it stays to show that cap is gone).
 fn inc_htlc_max(net: &Network, c: usize) -> u64 {
     let ours = net.side_of(c, net.us).expect("our channel");
-    net.channels[c].policy[1 - ours].htlc_maximum_msat
+    let parts = u64::try_from(Config::default().max_parts).unwrap_or(1);
+    net.channels[c].policy[1 - ours]
+        .htlc_maximum_msat
+        .saturating_mul(parts)
 }
 
 /// Whether the answer's parts fit the true balances: their amounts summed per channel direction
@@ -344,7 +348,7 @@ fn print_max(answers: &[Answer], a: &Args) {
         pct(ratios.iter().filter(|&&r| r >= 0.9).count(), ratios.len())
     );
     println!(
-        "  against the truth within the incoming peer's htlc maximum (what one rebalance may move; \
+        "  against the truth within maxparts x the incoming peer's htlc maximum (what one rebalance may move; \
          it binds in {} answers): p10 {:.1}% p50 {:.1}%; >= 90% in {:.0}%",
         capped,
         quantile(&mut within, 0.1) * 100.0,
