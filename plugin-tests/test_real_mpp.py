@@ -253,3 +253,43 @@ def test_plugin_killed_while_parts_are_held(node_factory, directory):
     wait_settled(*nodes)
     for n in nodes:
         assert not any(p["status"] == "pending" for p in sendpays(n))
+
+
+def test_parts_carry_more_than_the_incoming_peers_htlc_maximum(node_factory):
+    """Ring l1 -> l2 -> l3 -> l1 (1M sat each); l3 forwards at most 200k sat an HTLC to us
+    (`setchannel ... htlcmax`). One route is one HTLC: 500k sat with maxparts=1 is refused up
+    front naming amount_msat, nothing sent; in parts (the default) it moves, every part within
+    200k sat, and l3 forwarded each."""
+    plugin = str(realnet.plugin_binary())
+    nodes = node_factory.get_nodes(3, opts=[{"plugin": plugin}, {}, {}])
+    l1, l2, l3 = nodes
+    node_factory.join_nodes([l1, l2, l3, l1], wait_for_announce=True)
+    out_scid, in_scid = scid_between(l1, l2), scid_between(l1, l3)
+    wait_graph(l1, 3)
+    most = 200_000 * SAT
+    l3.rpc.setchannel(l1.info["id"], htlcmax=most)
+    wait_until(lambda: int(chan(l1, in_scid)["updates"]["remote"]["htlc_maximum_msat"]) == most,
+               60, "l3's htlc maximum at l1")
+    amount = 500_000 * SAT
+
+    pays_before = sendpays(l1)
+    e = realnet.rpc_error(l1.rpc.call, "rebalance", {"outgoing": out_scid, "incoming": in_scid,
+                                                     "amount_msat": amount, "maxparts": 1})
+    assert e["code"] == -32602 and "amount_msat" in e["message"], e
+    assert str(most) in e["message"], e
+    assert sendpays(l1) == pays_before
+
+    before = snapshot(l1)
+    r = l1.rpc.call("rebalance", {"outgoing": out_scid, "incoming": in_scid, "amount_msat": amount})
+    assert r["status"] == "complete", r
+    parts = r["parts"]
+    assert len(parts) >= 3 and all(int(p["amount_msat"]) <= most for p in parts), r
+    assert sum(int(p["amount_msat"]) for p in parts) == amount, r
+    fee = sum(check_part_math(l1, p, l1.info["id"]) for p in parts)
+    assert fee == int(r["fee_msat"]) <= cap_of(amount), r
+    done = [p for p in sendpays(l1) if p["payment_hash"] == r["payment_hash"] and p["status"] == "complete"]
+    assert len(done) == len(parts), done
+    wait_settled(*nodes)
+    wait_until(lambda: snapshot(l1)[in_scid] == before[in_scid] + amount, 30, "incoming balance")
+    assert snapshot(l1)[out_scid] == before[out_scid] - amount - fee
+    realnet.assert_no_unpaid_rebalance_invoice(l1)
