@@ -254,6 +254,18 @@ def standin_route(rpc, hops, amount, final_delay=18):
     return list(reversed(out))
 
 
+def wait_log(s, text, timeout=20):
+    """The lines of a stand-in's log with `text`, once there are any (the plugin's start-up
+    work and background rounds run after init)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        lines = [line for line in s.log_lines() if text in line]
+        if lines:
+            return lines
+        time.sleep(0.1)
+    raise AssertionError(f"no log line with {text!r} in {timeout}s:\n" + "\n".join(s.log_lines()))
+
+
 def standin_demo_ids():
     """alias -> node id of networks/demo.json."""
     net = json.loads((NETWORKS / "demo.json").read_text())

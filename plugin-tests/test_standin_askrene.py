@@ -4,28 +4,16 @@ model and routed around; what a rebalance learned is published into the persiste
 `cln-rebalance`, as askrene lists it and stores it in the datastore, across a restart; the
 options turn each direction off; a lightningd without askrene (`--no-askrene`) gets one log line
 and rebalances as before."""
-import time
 
 import pytest
 from pyln.client import RpcError
 
-from conftest import standin_demo_ids
+from conftest import standin_demo_ids, wait_log
 
 IDS = standin_demo_ids()
 SAT = 1000
 DRAINED = "700101x7x1"  # alice -> carol: the cheapest middle hop from alice to carol
 OURS = {"800001x1x0", "800002x1x0", "800003x1x0", "800004x1x0", "800005x1x0"}
-
-
-def wait_log(s, text, timeout=20):
-    """The plugin's start-up work runs after init: wait for its log line."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        lines = [line for line in s.log_lines() if text in line]
-        if lines:
-            return lines
-        time.sleep(0.1)
-    raise AssertionError(f"no log line with {text!r}:\n" + "\n".join(s.log_lines()))
 
 
 def scidd_from(s, scid, source_alias):

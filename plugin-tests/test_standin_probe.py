@@ -15,6 +15,8 @@ import time
 
 from pyln.client import RpcError
 
+from conftest import wait_log
+
 SAT = 1000
 OUT, INC = "800001x1x0", "800004x1x0"
 ALICE_CAROL, ALICE_ERIN = "700101x7x1", "700102x3x0"
@@ -105,16 +107,6 @@ def test_amount_max_moves_what_the_probe_finds(standin):
     # Paid once: the probes before it all failed, the payment itself completed.
     done = [p for p in s.rpc.listsendpays()["payments"] if p["status"] == "complete"]
     assert len(done) == 1 and done[0]["payment_hash"] == r["payment_hash"], done
-
-
-def wait_log(s, text, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        lines = [line for line in s.log_lines() if text in line]
-        if lines:
-            return lines
-        time.sleep(0.2)
-    raise AssertionError(f"no log line with {text!r} in {timeout}s:\n" + "\n".join(s.log_lines()))
 
 
 def test_background_probing_off_by_default(standin):
