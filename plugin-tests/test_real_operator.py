@@ -162,8 +162,8 @@ def test_progress_formats_and_in_flight(node_factory, directory):
     f = rep["in_flight"][0]
     assert (f["outgoing_scid"], f["incoming_scid"], f["amount_msat"], f["parts"], f["job_id"],
             f["htlcs_out"], f["payment_hash"]) == (out_scid, in_scid, small, 1, 0, 1, held), f
-    # `attempts` counts the attempts that ended (none yet); the table says which one is out.
-    assert f["attempts"] == 0 and 0 <= f["seconds"] <= 60, f
+    # `attempts` counts the attempts made, the one out now included; the table says it too.
+    assert f["attempts"] == 1 and 0 <= f["seconds"] <= 60, f
     # The HTLC the report counts is there in lightningd's own view.
     assert [h["payment_hash"] for h in chan(l1, out_scid)["htlcs"]] == [held]
     table = cli_text(l1, "rebalancereport-table")
