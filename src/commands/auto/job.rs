@@ -5,6 +5,7 @@ use super::plan::move_params;
 use crate::core::amount::{MSAT_PER_SAT, display_sat};
 use crate::core::budget::{Admission, Budget, Spent};
 use crate::core::graph::Scid;
+use crate::core::pairing::{Pairing, QuoteLimits};
 use crate::core::plan::{Move, PlanConfig};
 use crate::error::{self, RpcFailure};
 use crate::lightningd::Lightningd;
@@ -48,6 +49,32 @@ struct JobState {
     last_reason: String,
     /// Channels to fill given up on.
     gave_up: u32,
+    /// Why pairs were skipped before any move (their quotes found no set within the cap),
+    /// and the sinks no source left reached, told once each.
+    skipped_reason: String,
+    out_of_reach: HashSet<Scid>,
+}
+
+impl JobState {
+    /// The job's end `why`, with the pairs skipped before any move and the sinks no source
+    /// reached, when any were.
+    fn with_skipped(&self, why: String) -> String {
+        if self.skipped_reason.is_empty() || why == WITHIN_TARGET {
+            return why;
+        }
+        let mut sinks: Vec<String> = self.out_of_reach.iter().map(|s| s.to_string()).collect();
+        sinks.sort();
+        let sinks = if sinks.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} sink(s) no source reached within the fee cap: {}",
+                sinks.len(),
+                sinks.join(", ")
+            )
+        };
+        format!("{why} ({}{sinks})", self.skipped_reason)
+    }
 }
 
 /// A move that ended: the move, whether the budget cut its fee cap, and its answer.
@@ -61,7 +88,12 @@ enum Step {
     End(String),
     /// Wait for a move in flight to end (or, with none, plan again shortly).
     Wait,
+    /// Plan again at once: the step's quotes ruled out pairs, none started.
+    Again,
 }
+
+/// Why a job ends when it is done.
+const WITHIN_TARGET: &str = "every channel is within target";
 
 /// Failed moves into one channel (or out of one) before a job gives up on it.
 const MAX_FAILURES_PER_CHANNEL: u32 = 3;
@@ -108,21 +140,22 @@ impl<N: Lightningd> State<N> {
                         self.move_ended(job, &m, &res, &mut st);
                     }
                 }
-                return match st.exhausted {
-                    Some(why) if !stop => why,
+                return match st.exhausted.take() {
+                    Some(why) if !stop => st.with_skipped(why),
                     _ => "stopped by rebalancestop".into(),
                 };
             }
             if tasks.len() < parallel {
                 match self
-                    .next_move(&config, &budget, &mut st, tasks.is_empty())
+                    .next_move(job, &config, &budget, &mut st, tasks.is_empty())
                     .await
                 {
                     Step::Start(m, cut) => {
                         self.start_move(job, &mut tasks, &mut st, m, cut, config.min_amount_msat);
                         continue;
                     }
-                    Step::End(why) => return why,
+                    Step::End(why) => return st.with_skipped(why),
+                    Step::Again => continue,
                     Step::Wait => {}
                 }
             }
@@ -149,10 +182,12 @@ impl<N: Lightningd> State<N> {
         }
     }
 
-    /// Step 1 and 2 of the loop: plan, and the plan's first move if the budget admits it now.
-    /// `idle`: no move is in flight (then a refusal or an empty plan ends the job).
+    /// Step 1 and 2 of the loop: plan, quote the pairs it could start (`core::pairing`), and
+    /// the chosen pair if the budget admits it now. `idle`: no move is in flight (then a
+    /// refusal or nothing left to pair ends the job).
     async fn next_move(
         &self,
+        job: &Job,
         config: &PlanConfig,
         budget: &Budget,
         st: &mut JobState,
@@ -162,47 +197,48 @@ impl<N: Lightningd> State<N> {
         left_out.extend(st.in_flight.iter().cloned());
         left_out.extend(self.resting_channels().into_keys());
         left_out.extend(st.deferred.iter().cloned());
-        let p = match self
-            .current_plan(
-                config,
-                &Budget::default(),
-                &left_out,
-                &st.avoid,
-                st.run_spent,
-                st.reserved,
-            )
-            .await
-        {
-            Ok(p) => p,
+        let (p, mut cands) = match self.current_candidates(config, &left_out, &st.avoid).await {
+            Ok(x) => x,
             Err(e) => {
                 st.last_reason = format!("could not plan: {}", e.message);
                 return Step::Wait;
             }
         };
-        let Some(mut m) = p.moves.into_iter().next() else {
+        if cands.is_empty() {
             if !idle {
                 return Step::Wait;
             }
             return Step::End(if p.sinks.is_empty() && p.sources.is_empty() {
-                "every channel is within target".into()
+                WITHIN_TARGET.into()
             } else if !st.last_reason.is_empty() {
                 format!("nothing more can be done: {}", st.last_reason)
             } else {
                 "nothing more can be done: no move left that the channels can carry".into()
             });
-        };
-        if let Some(&a) = st.sink_amount.get(&m.incoming) {
-            let planned = m.amount_msat;
-            m.amount_msat = planned.min(a);
-            // Base fees do not shrink with the amount: scaling the cap down keeps it within
-            // what the smaller move can earn.
-            m.fee_cap_msat = scale(m.fee_cap_msat, m.amount_msat, planned);
+        }
+        for m in &mut cands {
+            if let Some(&a) = st.sink_amount.get(&m.incoming) {
+                let planned = m.amount_msat;
+                m.amount_msat = planned.min(a);
+                // Base fees do not shrink with the amount: scaling the cap down keeps it within
+                // what the smaller move can earn.
+                m.fee_cap_msat = scale(m.fee_cap_msat, m.amount_msat, planned);
+            }
         }
         let spent = Spent {
             run_msat: st.run_spent,
             last_24h_msat: self.fees_last_24h().await,
             reserved_msat: st.reserved,
         };
+        let mut pairing =
+            Pairing::new(cands, QuoteLimits::default(), budget.remaining_msat(&spent));
+        self.quote_pairs(&mut pairing, &job.cancel).await;
+        self.skip_refused(job, &pairing, st);
+        let Some((m, _)) = pairing.choice() else {
+            // Every pair quoted was refused (and is avoided now): plan again at once.
+            return Step::Again;
+        };
+        let mut m = m.clone();
         match budget.admit(m.fee_cap_msat, &spent) {
             Admission::Refused { reason } if idle => Step::End(reason),
             Admission::Refused { reason } => {
@@ -218,6 +254,44 @@ impl<N: Lightningd> State<N> {
                 let cut = fee_cap_msat < m.fee_cap_msat;
                 m.fee_cap_msat = fee_cap_msat;
                 Step::Start(m, cut)
+            }
+        }
+    }
+
+    /// The pairs a step's quotes refused: not moves (nothing was sent, no channel is given up
+    /// for them), avoided for the rest of the job, counted and logged; a sink no source left
+    /// reaches is told once.
+    fn skip_refused(&self, job: &Job, pairing: &Pairing, st: &mut JobState) {
+        let refused = pairing.refused();
+        if refused.is_empty() {
+            return;
+        }
+        job.progress.lock().expect("job lock").pairs_skipped += refused.len() as u32;
+        for (m, why) in &refused {
+            st.avoid.insert((m.outgoing, m.incoming));
+            info!(
+                "rebalanceall job {}: {} -> {} {} skipped, no route within the fee cap of {}msat: {why}",
+                job.id,
+                m.outgoing,
+                m.incoming,
+                display_sat(m.amount_msat),
+                m.fee_cap_msat
+            );
+        }
+        let (m, why) = refused[refused.len() - 1];
+        st.skipped_reason = format!(
+            "{} pair(s) skipped, no route within the fee cap; the last, {} -> {}: {why}",
+            job.progress().pairs_skipped,
+            m.outgoing,
+            m.incoming
+        );
+        for (sink, quoted) in pairing.sinks_out_of_reach() {
+            if st.out_of_reach.insert(sink) {
+                let line = format!(
+                    "{sink}: left out: no source left reaches it within the fee cap ({quoted} quoted)"
+                );
+                info!("rebalanceall job {}: {line}", job.id);
+                job.tell(&line);
             }
         }
     }
