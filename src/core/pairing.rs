@@ -12,9 +12,9 @@
 //! [`QuoteLimits::quotes_per_step`] quotes in all. Without a budget the first sink with a pair
 //! within its cap ends the quoting: it is the sink the planner wants filled, and it takes its
 //! cheapest source. With a budget the quoting goes on over the next sinks, and the cheapest pair
-//! of all starts: the budget buys the most liquidity that way. A pair whose cheapest set costs
-//! more than its cap is skipped (not a move: nothing is sent); one the model finds no set for
-//! at that amount may still go smaller, and starts when no pair quoted within its cap.
+//! of all starts: the budget buys the most liquidity that way. A pair quoted without a set
+//! within its cap is not started (not a move: nothing is sent); the caller quotes it again
+//! smaller, or skips it.
 //!
 //! ## Cheapest
 //! The quoted fee per sat moved (ppm); ties go to the planner's order (the larger move first).
@@ -47,18 +47,31 @@ impl Default for QuoteLimits {
     }
 }
 
+impl QuoteLimits {
+    /// The default; with a budget, wider: the cheapest pair of all is wanted, so a step looks
+    /// at more sinks (two sources each, twice the quotes).
+    pub fn for_budget(budgeted: bool) -> QuoteLimits {
+        if budgeted {
+            QuoteLimits {
+                quotes_per_step: 32,
+                sources_per_sink: 2,
+            }
+        } else {
+            QuoteLimits::default()
+        }
+    }
+}
+
 /// What a quote of one pair found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Quote {
     /// A set within the move's cap: its fee, and the model's likelihood that it goes (0..=1).
     Within { fee_msat: u64, probability: f64 },
-    /// The cheapest set costs more than the cap: why. A smaller amount does not help (caps
-    /// scale with the amount, base fees do not), so the pair is skipped.
-    Refused { reason: String },
-    /// No set found for the amount (too little liquidity as the model sees it, or a channel
-    /// that cannot carry it now): why. The move may still go smaller (sizing finds how much,
-    /// or the job halves it), so the pair stays a candidate, after those quoted within.
-    Unsure { reason: String },
+    /// No set within the cap for the amount (the cheapest costs more, or the model finds none
+    /// that carries it): why. The move would fail the same way before any HTLC, so it is not
+    /// started; a smaller amount may go (a set's fee grows faster than its amount once the
+    /// cheap paths are full), so the job quotes the pair again at half, down to the min amount.
+    Without { reason: String },
 }
 
 /// A set the model gives less than this chance goes after the likelier ones, whatever its fee.
@@ -165,8 +178,7 @@ impl Pairing {
     }
 
     /// The pair to start, and its quoted fee: the cheapest (module doc) among those within
-    /// their cap; without a budget, of the first sink that has one. With none within, the
-    /// first quoted [`Quote::Unsure`] (at its cap): the move finds out, as it did unquoted.
+    /// their cap; without a budget, of the first sink that has one.
     pub fn choice(&self) -> Option<(&Move, u64)> {
         let within: Vec<(usize, u64, f64)> = (0..self.moves.len())
             .filter_map(|i| match self.quotes[i] {
@@ -190,33 +202,28 @@ impl Pairing {
                 (!fits(fee), probability < UNLIKELY, ppm, i)
             })
             .map(|w| (&self.moves[w.0], w.1))
-            .or_else(|| {
-                let i = (0..self.moves.len())
-                    .find(|&i| matches!(self.quotes[i], Some(Quote::Unsure { .. })))?;
-                Some((&self.moves[i], self.moves[i].fee_cap_msat))
-            })
     }
 
     /// The pairs quoted without a set within their cap, with why.
-    pub fn refused(&self) -> Vec<(&Move, &str)> {
+    pub fn not_within(&self) -> Vec<(&Move, &str)> {
         self.moves
             .iter()
             .zip(&self.quotes)
             .filter_map(|(m, q)| match q {
-                Some(Quote::Refused { reason }) => Some((m, reason.as_str())),
+                Some(Quote::Without { reason }) => Some((m, reason.as_str())),
                 _ => None,
             })
             .collect()
     }
 
-    /// Sinks every candidate source of which was refused in this step (no source left reaches
-    /// them within the cap), with how many were quoted.
-    pub fn sinks_out_of_reach(&self) -> Vec<(Scid, usize)> {
+    /// Sinks all of whose candidate sources were quoted in this step, none within the cap,
+    /// with how many.
+    pub fn sinks_without_a_set(&self) -> Vec<(Scid, usize)> {
         self.groups()
             .into_iter()
             .filter(|g| {
                 g.iter()
-                    .all(|&i| matches!(self.quotes[i], Some(Quote::Refused { .. })))
+                    .all(|&i| matches!(self.quotes[i], Some(Quote::Without { .. })))
             })
             .map(|g| (self.moves[g[0]].incoming, g.len()))
             .collect()
@@ -273,7 +280,7 @@ mod tests {
     }
 
     fn refused() -> Quote {
-        Quote::Refused {
+        Quote::Without {
             reason: "the cheapest set of parts costs 9000msat, more than the fee cap".into(),
         }
     }
@@ -324,10 +331,15 @@ mod tests {
         let (m, fee) = p.choice().unwrap();
         assert_eq!((m.outgoing.block(), m.incoming.block(), fee), (3, 4, 4_000));
         assert_eq!(
-            pairs(&p.refused().iter().map(|r| r.0.clone()).collect::<Vec<_>>()),
+            pairs(
+                &p.not_within()
+                    .iter()
+                    .map(|r| r.0.clone())
+                    .collect::<Vec<_>>()
+            ),
             vec![(1, 4)]
         );
-        assert!(p.sinks_out_of_reach().is_empty());
+        assert!(p.sinks_without_a_set().is_empty());
     }
 
     #[test]
@@ -342,7 +354,7 @@ mod tests {
             }
         });
         assert_eq!(asked, vec![(1, 4), (2, 4), (3, 4), (1, 5), (2, 5), (3, 5)]);
-        assert_eq!(p.sinks_out_of_reach(), vec![(scid(4), 3)]);
+        assert_eq!(p.sinks_without_a_set(), vec![(scid(4), 3)]);
         let (m, _) = p.choice().unwrap();
         // 5000 msat on 300000 sat (from 2) is cheaper per sat than on 200000 sat (from 3).
         assert_eq!((m.outgoing.block(), m.incoming.block()), (2, 5));
@@ -362,7 +374,7 @@ mod tests {
         assert_eq!(p.quoted(), 3);
         assert!(p.choice().is_none());
         // Sink 4's third source was not quoted: it is not out of reach yet.
-        assert!(p.sinks_out_of_reach().is_empty());
+        assert!(p.sinks_without_a_set().is_empty());
     }
 
     #[test]
@@ -399,31 +411,6 @@ mod tests {
         run(&mut p, quote);
         let (m, _) = p.choice().unwrap();
         assert_eq!((m.outgoing.block(), m.incoming.block()), (3, 5));
-    }
-
-    #[test]
-    fn a_pair_without_a_set_for_the_amount_starts_only_when_none_is_within() {
-        let c = candidates(&five(), &Settings::default(), &config(), &HashSet::new());
-        let unsure = || Quote::Unsure {
-            reason: "no set of at most 4 parts carries 400000sat".into(),
-        };
-        let mut p = Pairing::new(c.clone(), QuoteLimits::default(), None);
-        let asked = run(&mut p, |o, s| match (o, s) {
-            (3, 5) => within(6_000),
-            (_, 4) => unsure(),
-            _ => refused(),
-        });
-        assert_eq!(asked.len(), 6, "sink 4 has none within: sink 5 quoted too");
-        let (m, _) = p.choice().unwrap();
-        assert_eq!((m.outgoing.block(), m.incoming.block()), (3, 5));
-        // Not refused: neither skipped nor out of reach.
-        assert_eq!(p.refused().len(), 2);
-        assert!(p.sinks_out_of_reach().is_empty());
-        let mut p = Pairing::new(c, QuoteLimits::default(), None);
-        run(&mut p, |o, _| if o == 2 { unsure() } else { refused() });
-        let (m, fee) = p.choice().unwrap();
-        assert_eq!((m.outgoing.block(), m.incoming.block()), (2, 4));
-        assert_eq!(fee, m.fee_cap_msat);
     }
 
     #[test]

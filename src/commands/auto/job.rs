@@ -33,6 +33,8 @@ struct JobState {
     /// route can fill affordably costs a few tries, not one per source and amount.
     sink_amount: HashMap<Scid, u64>,
     sink_failures: HashMap<Scid, u32>,
+    /// A pair's next, smaller amount after its quote found no set within the cap.
+    pair_amount: HashMap<(Scid, Scid), u64>,
     /// Pairs whose first route already cost more than the cap (no smaller amount helps), and
     /// how many moves from each source failed: a source whose peer routes dearly to everyone
     /// is given up after MAX_FAILURES_PER_CHANNEL too, not paired with every sink.
@@ -217,7 +219,11 @@ impl<N: Lightningd> State<N> {
             });
         }
         for m in &mut cands {
-            if let Some(&a) = st.sink_amount.get(&m.incoming) {
+            let smaller = [
+                st.sink_amount.get(&m.incoming),
+                st.pair_amount.get(&(m.outgoing, m.incoming)),
+            ];
+            if let Some(&a) = smaller.into_iter().flatten().min() {
                 let planned = m.amount_msat;
                 m.amount_msat = planned.min(a);
                 // Base fees do not shrink with the amount: scaling the cap down keeps it within
@@ -230,15 +236,37 @@ impl<N: Lightningd> State<N> {
             last_24h_msat: self.fees_last_24h().await,
             reserved_msat: st.reserved,
         };
-        let mut pairing =
-            Pairing::new(cands, QuoteLimits::default(), budget.remaining_msat(&spent));
+        let left = budget.remaining_msat(&spent);
+        let mut pairing = Pairing::new(cands, QuoteLimits::for_budget(left.is_some()), left);
         self.quote_pairs(&mut pairing, &job.cancel).await;
-        self.skip_refused(job, &pairing, st);
-        let Some((m, _)) = pairing.choice() else {
-            // Every pair quoted was refused (and is avoided now): plan again at once.
+        self.skip_refused(job, &pairing, st, config.min_amount_msat);
+        let Some((m, fee)) = pairing.choice() else {
+            // No pair quoted within its cap: each is quoted at half next, or avoided below the
+            // min amount; plan again at once.
             return Step::Again;
         };
         let mut m = m.clone();
+        if let Some(left) = left.filter(|&l| fee > l) {
+            // The cheapest pair quoted costs more than the budget leaves: moves in flight may
+            // give some back; else it is quoted again at half (a move started with a cut cap
+            // would only fail), and the budget is spent below the min amount.
+            if !idle {
+                return Step::Wait;
+            }
+            let half = half_sat(m.amount_msat);
+            if half >= config.min_amount_msat {
+                st.pair_amount.insert((m.outgoing, m.incoming), half);
+                return Step::Again;
+            }
+            return Step::End(format!(
+                "fee budget spent: {} spent in this run, and the {left}msat left does not pay for \
+                 the cheapest move quoted ({} {} -> {} for {fee}msat)",
+                display_sat(st.run_spent),
+                display_sat(m.amount_msat),
+                m.outgoing,
+                m.incoming
+            ));
+        }
         match budget.admit(m.fee_cap_msat, &spent) {
             Admission::Refused { reason } if idle => Step::End(reason),
             Admission::Refused { reason } => {
@@ -258,35 +286,48 @@ impl<N: Lightningd> State<N> {
         }
     }
 
-    /// The pairs a step's quotes refused: not moves (nothing was sent, no channel is given up
-    /// for them), avoided for the rest of the job, counted and logged; a sink no source left
-    /// reaches is told once.
-    fn skip_refused(&self, job: &Job, pairing: &Pairing, st: &mut JobState) {
-        let refused = pairing.refused();
-        if refused.is_empty() {
-            return;
-        }
-        job.progress.lock().expect("job lock").pairs_skipped += refused.len() as u32;
-        for (m, why) in &refused {
+    /// The pairs a step quoted without a set within their cap: not moves (nothing was sent,
+    /// no channel is given up for them). Each is quoted at half next time, or below
+    /// `min_amount_msat` skipped: avoided for the rest of the job, counted and logged. A sink
+    /// no source left reaches is told once.
+    fn skip_refused(&self, job: &Job, pairing: &Pairing, st: &mut JobState, min_amount_msat: u64) {
+        let mut skipped = Vec::new();
+        for (m, why) in pairing.not_within() {
+            let half = half_sat(m.amount_msat);
+            if half >= min_amount_msat {
+                st.pair_amount.insert((m.outgoing, m.incoming), half);
+                continue;
+            }
             st.avoid.insert((m.outgoing, m.incoming));
             info!(
-                "rebalanceall job {}: {} -> {} {} skipped, no route within the fee cap of {}msat: {why}",
+                "rebalanceall job {}: {} -> {} skipped, no route within the fee cap down to {} (cap {}msat): {why}",
                 job.id,
                 m.outgoing,
                 m.incoming,
                 display_sat(m.amount_msat),
                 m.fee_cap_msat
             );
+            skipped.push((m, why));
         }
-        let (m, why) = refused[refused.len() - 1];
+        let Some(&(m, why)) = skipped.last() else {
+            return;
+        };
+        let total = {
+            let mut p = job.progress.lock().expect("job lock");
+            p.pairs_skipped += skipped.len() as u32;
+            p.pairs_skipped
+        };
         st.skipped_reason = format!(
-            "{} pair(s) skipped, no route within the fee cap; the last, {} -> {}: {why}",
-            job.progress().pairs_skipped,
-            m.outgoing,
-            m.incoming
+            "{total} pair(s) skipped, no route within the fee cap; the last, {} -> {}: {why}",
+            m.outgoing, m.incoming
         );
-        for (sink, quoted) in pairing.sinks_out_of_reach() {
-            if st.out_of_reach.insert(sink) {
+        for (sink, quoted) in pairing.sinks_without_a_set() {
+            let all_avoided = pairing
+                .moves()
+                .iter()
+                .filter(|m| m.incoming == sink)
+                .all(|m| st.avoid.contains(&(m.outgoing, m.incoming)));
+            if all_avoided && st.out_of_reach.insert(sink) {
                 let line = format!(
                     "{sink}: left out: no source left reaches it within the fee cap ({quoted} quoted)"
                 );

@@ -5,7 +5,6 @@
 use super::plan::move_params;
 use crate::core::pairing::{Pairing, Quote};
 use crate::core::plan::Move;
-use crate::error;
 use crate::lightningd::Lightningd;
 use crate::rebalance::session::Extra;
 use crate::state::State;
@@ -44,10 +43,7 @@ impl<N: Lightningd> State<N> {
                 fee_msat: v["fee_msat"].as_u64().unwrap_or(m.fee_cap_msat),
                 probability: v["probability"].as_f64().unwrap_or(1.0),
             },
-            Err(e) if e.code == error::PAY_ROUTE_TOO_EXPENSIVE => {
-                Quote::Refused { reason: e.message }
-            }
-            Err(e) => Quote::Unsure { reason: e.message },
+            Err(e) => Quote::Without { reason: e.message },
         }
     }
 }
