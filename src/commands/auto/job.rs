@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 
 /// What one job's loop keeps between moves (the module doc's steps).
 #[derive(Debug, Default)]
-struct JobState {
+pub(super) struct JobState {
     /// Set when a move the budget had cut found no route it could pay for.
     exhausted: Option<String>,
     /// Channels of the moves in flight (those given up on, by this job or an earlier one, are
@@ -34,11 +34,11 @@ struct JobState {
     sink_amount: HashMap<Scid, u64>,
     sink_failures: HashMap<Scid, u32>,
     /// A pair's next, smaller amount after its quote found no set within the cap.
-    pair_amount: HashMap<(Scid, Scid), u64>,
+    pub(super) pair_amount: HashMap<(Scid, Scid), u64>,
     /// Pairs whose first route already cost more than the cap (no smaller amount helps), and
     /// how many moves from each source failed: a source whose peer routes dearly to everyone
     /// is given up after MAX_FAILURES_PER_CHANNEL too, not paired with every sink.
-    avoid: HashSet<(Scid, Scid)>,
+    pub(super) avoid: HashSet<(Scid, Scid)>,
     source_failures: HashMap<Scid, u32>,
     /// Sinks whose move failed while other moves were in flight (they may have been in its
     /// way): tried again, at the same amount, once one of those has ended.
@@ -53,8 +53,8 @@ struct JobState {
     gave_up: u32,
     /// Why pairs were skipped before any move (their quotes found no set within the cap),
     /// and the sinks no source left reached, told once each.
-    skipped_reason: String,
-    out_of_reach: HashSet<Scid>,
+    pub(super) skipped_reason: String,
+    pub(super) out_of_reach: HashSet<Scid>,
 }
 
 impl JobState {
@@ -101,7 +101,7 @@ const WITHIN_TARGET: &str = "every channel is within target";
 const MAX_FAILURES_PER_CHANNEL: u32 = 3;
 
 /// Half of `amount_msat`, in whole satoshis as the planner's amounts are.
-fn half_sat(amount_msat: u64) -> u64 {
+pub(super) fn half_sat(amount_msat: u64) -> u64 {
     amount_msat / 2 / crate::core::amount::MSAT_PER_SAT * crate::core::amount::MSAT_PER_SAT
 }
 
@@ -236,8 +236,16 @@ impl<N: Lightningd> State<N> {
             last_24h_msat: self.fees_last_24h().await,
             reserved_msat: st.reserved,
         };
+        // Nothing left of a budget: no quote can help; its refusal says which ran out.
+        if let Admission::Refused { reason } = budget.admit(1, &spent) {
+            if idle {
+                return Step::End(reason);
+            }
+            st.last_reason = reason;
+            return Step::Wait;
+        }
         let left = budget.remaining_msat(&spent);
-        let mut pairing = Pairing::new(cands, QuoteLimits::for_budget(left.is_some()), left);
+        let mut pairing = Pairing::new(cands, QuoteLimits::default(), left);
         self.quote_pairs(&mut pairing, &job.cancel).await;
         self.skip_refused(job, &pairing, st, config.min_amount_msat);
         let Some((m, fee)) = pairing.choice() else {
@@ -282,57 +290,6 @@ impl<N: Lightningd> State<N> {
                 let cut = fee_cap_msat < m.fee_cap_msat;
                 m.fee_cap_msat = fee_cap_msat;
                 Step::Start(m, cut)
-            }
-        }
-    }
-
-    /// The pairs a step quoted without a set within their cap: not moves (nothing was sent,
-    /// no channel is given up for them). Each is quoted at half next time, or below
-    /// `min_amount_msat` skipped: avoided for the rest of the job, counted and logged. A sink
-    /// no source left reaches is told once.
-    fn skip_refused(&self, job: &Job, pairing: &Pairing, st: &mut JobState, min_amount_msat: u64) {
-        let mut skipped = Vec::new();
-        for (m, why) in pairing.not_within() {
-            let half = half_sat(m.amount_msat);
-            if half >= min_amount_msat {
-                st.pair_amount.insert((m.outgoing, m.incoming), half);
-                continue;
-            }
-            st.avoid.insert((m.outgoing, m.incoming));
-            info!(
-                "rebalanceall job {}: {} -> {} skipped, no route within the fee cap down to {} (cap {}msat): {why}",
-                job.id,
-                m.outgoing,
-                m.incoming,
-                display_sat(m.amount_msat),
-                m.fee_cap_msat
-            );
-            skipped.push((m, why));
-        }
-        let Some(&(m, why)) = skipped.last() else {
-            return;
-        };
-        let total = {
-            let mut p = job.progress.lock().expect("job lock");
-            p.pairs_skipped += skipped.len() as u32;
-            p.pairs_skipped
-        };
-        st.skipped_reason = format!(
-            "{total} pair(s) skipped, no route within the fee cap; the last, {} -> {}: {why}",
-            m.outgoing, m.incoming
-        );
-        for (sink, quoted) in pairing.sinks_without_a_set() {
-            let all_avoided = pairing
-                .moves()
-                .iter()
-                .filter(|m| m.incoming == sink)
-                .all(|m| st.avoid.contains(&(m.outgoing, m.incoming)));
-            if all_avoided && st.out_of_reach.insert(sink) {
-                let line = format!(
-                    "{sink}: left out: no source left reaches it within the fee cap ({quoted} quoted)"
-                );
-                info!("rebalanceall job {}: {line}", job.id);
-                job.tell(&line);
             }
         }
     }
