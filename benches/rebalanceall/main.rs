@@ -16,7 +16,9 @@
 //! job runs the world moves on: every `--interval` simulated seconds other traffic redraws
 //! `--traffic` of the other channels and the flaky nodes (`--flaky`) come and go.
 //!
-//! Printed per seed, budget and strategy: moves completed and failed, amount moved, fee paid
+//! Printed per seed, budget and strategy: moves completed and failed (from the history: every
+//! move started), pairs the job quoted and skipped before any move (no set within the fee cap
+//! even at the min amount: not moves, nothing sent, in a column of their own), amount moved, fee paid
 //! (sat, ppm of the amount, and over what one forward out through the incoming channels earns:
 //! the economics rule keeps it at most `feeratio`), attempts (in all, per completed move), our
 //! off-target channels before and after, the sinks' deficit closed (against the most the

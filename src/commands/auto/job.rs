@@ -90,7 +90,8 @@ enum Step {
     End(String),
     /// Wait for a move in flight to end (or, with none, plan again shortly).
     Wait,
-    /// Plan again at once: the step's quotes ruled out pairs, none started.
+    /// Plan again at once: the step's quotes ruled out pairs, none started (or the job was
+    /// stopped meanwhile).
     Again,
 }
 
@@ -247,6 +248,10 @@ impl<N: Lightningd> State<N> {
         let left = budget.remaining_msat(&spent);
         let mut pairing = Pairing::new(cands, QuoteLimits::default(), left);
         self.quote_pairs(&mut pairing, &job.cancel).await;
+        if job.stop.load(Ordering::SeqCst) {
+            // Stopped while quoting: start nothing; the loop's next turn ends the job.
+            return Step::Again;
+        }
         self.skip_refused(job, &pairing, st, config.min_amount_msat);
         let Some((m, fee)) = pairing.choice() else {
             // No pair quoted within its cap: each is quoted at half next, or avoided below the
