@@ -20,9 +20,10 @@
 //! ## Cheapest
 //! The quoted fee per sat moved (ppm); ties go to the planner's order (the larger move first).
 //! Before that, a set the model thinks unlikely to go (under [`UNLIKELY`]) comes after the
-//! likelier ones, and with a budget a pair whose fee fits in what is left comes first. (The fee over
-//! the likelihood, tried first, favoured small moves, which the model always finds likelier:
-//! the deficit closed in fragments, and a small rest no move could carry stayed open.)
+//! likelier ones, and with a budget a pair whose fee fits in what is left comes first. (The
+//! fee over the likelihood, tried first, favoured small moves, which the model always finds
+//! likelier: the deficit closed in fragments, and a small rest no move could carry stayed
+//! open.)
 
 use crate::core::graph::Scid;
 use crate::core::plan::{Move, OurChannel, Plan, PlanConfig, Settings, ends, priced};
