@@ -1,8 +1,9 @@
 //! Automatic rebalancing in-process over the stand-in's network model: `rebalanceall` brings a
-//! node with six lopsided channels within target; a budget that runs out stops it; a stop
-//! mid-run leaves nothing in flight; history and report survive a restart, and a rebalance
-//! that completed unrecorded is reconciled once; the schedule fires.
-
+//! node with six lopsided channels within target; pairs quoted above their fee cap are skipped,
+//! not tried (a source too dear for every sink, a sink no source reaches); moves that fail after
+//! their quote give a channel up; a budget that runs out stops it; a stop mid-run leaves nothing
+//! in flight; history and report survive a restart, and a rebalance that completed unrecorded is
+//! reconciled once; the schedule fires.
 mod common;
 
 use cln_rebalance::config::{AutoConfig, Config};
@@ -39,6 +40,14 @@ fn six_channel_network() -> Network {
 /// [`six_channel_network`], with peer `dear` (if any) charging 5000 ppm on every channel of the
 /// ring: any route out through our channel to it costs more than a job's cap.
 fn network_with_dear_peer(dear: Option<usize>) -> Network {
+    network_with(dear, None, None)
+}
+
+/// [`network_with_dear_peer`], and peer `drained` (if any) holding nothing on its side of the
+/// ring: the model does not know it, so quotes find routes out through it, and every payment
+/// along them fails there; and peer `dear_to_us` (if any) charging 5000 ppm to forward to us
+/// over our channel with it: any route into that channel costs more than a job's cap.
+fn network_with(dear: Option<usize>, drained: Option<usize>, dear_to_us: Option<usize>) -> Network {
     let mut nodes = vec![json!({"id": node_id(0), "alias": "us"})];
     for i in 1..=6 {
         nodes.push(json!({"id": node_id(i), "alias": format!("peer{i}")}));
@@ -48,19 +57,24 @@ fn network_with_dear_peer(dear: Option<usize>) -> Network {
     let ours =
         json!({"fee_base_msat": 1000, "fee_proportional_millionths": 200, "cltv_expiry_delta": 18});
     let mut channels = Vec::new();
+    let dear_policy =
+        json!({"fee_base_msat": 0, "fee_proportional_millionths": 5000, "cltv_expiry_delta": 18});
     for (k, share) in SHARES.iter().enumerate() {
+        let theirs = if dear_to_us == Some(k + 1) {
+            &dear_policy
+        } else {
+            &cheap
+        };
         channels.push(json!({
             "short_channel_id": our_scid(k + 1), "node1": "us", "node2": format!("peer{}", k + 1),
             "capacity_sat": CAPACITY_SAT, "node1_msat": CAPACITY_SAT * 1000 * share / 100,
-            "policy1": ours, "policy2": cheap,
+            "policy1": ours, "policy2": theirs,
         }));
     }
     let mut n = 0;
     for a in 1..=6usize {
         for b in (a + 1)..=6 {
             n += 1;
-            let dear_policy = json!({"fee_base_msat": 0, "fee_proportional_millionths": 5000,
-                                     "cltv_expiry_delta": 18});
             let policy = |p: usize| {
                 if dear == Some(p) {
                     &dear_policy
@@ -68,9 +82,15 @@ fn network_with_dear_peer(dear: Option<usize>) -> Network {
                     &cheap
                 }
             };
+            let capacity_msat: u64 = 20_000_000 * 1000;
+            let node1_msat = match drained {
+                Some(d) if d == a => 0,
+                Some(d) if d == b => capacity_msat,
+                _ => capacity_msat / 2,
+            };
             channels.push(json!({
                 "short_channel_id": format!("700{n:03}x1x0"), "node1": format!("peer{a}"),
-                "node2": format!("peer{b}"), "capacity_sat": 20_000_000,
+                "node2": format!("peer{b}"), "capacity_sat": 20_000_000, "node1_msat": node1_msat,
                 "policy1": policy(a), "policy2": policy(b),
             }));
         }
@@ -169,36 +189,33 @@ async fn rebalanceall_brings_every_channel_within_target() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_source_too_dear_for_every_sink_is_given_up_not_paired_with_each() {
-    // Peer 1 charges 5000 ppm onward: every move out of channel 1 costs more than its cap
-    // before any HTLC is sent. The job tries channel 1 three times, each with another sink,
-    // then leaves it alone; the sinks it was paired with are filled from the other sources.
+async fn a_source_too_dear_for_every_sink_is_quoted_and_skipped_not_tried() {
+    // Peer 1 charges 5000 ppm onward: every move out of channel 1 costs more than its cap.
+    // Before, the job started the planner's pair 1 -> 6 and failed it (and two more out of 1)
+    // before any HTLC; now its quotes find no set within the cap out of 1, so no move out of 1
+    // starts, none fails, and the sinks are filled from sources 2 and 3.
     let (r, node) = rebalancer(
         network_with_dear_peer(Some(1)),
         config(Budget::default(), 1),
     );
+    let sendpays = node.net.lock().unwrap().sendpay_index.created;
     r.rebalanceall(RebalanceallParams::default()).await.unwrap();
     let why = wait_job_end(&r).await;
     let history = r.history_entries().await;
-    let failed: Vec<_> = history
-        .iter()
-        .filter(|e| e.outcome != Outcome::Complete)
-        .collect();
-    let out_of_1: Vec<_> = failed
-        .iter()
-        .filter(|e| e.outgoing.to_string() == our_scid(1))
-        .collect();
-    assert_eq!(out_of_1.len(), 3, "{failed:?}");
-    let sinks: std::collections::HashSet<String> =
-        out_of_1.iter().map(|e| e.incoming.to_string()).collect();
-    assert_eq!(sinks.len(), 3, "each try with another sink: {failed:?}");
     assert!(
-        out_of_1
-            .iter()
-            .all(|e| e.outcome == Outcome::Failed { code: 206 } && e.attempts == 0),
-        "refused before any HTLC: {failed:?}"
+        history.iter().all(|e| e.outcome == Outcome::Complete),
+        "no move failed: {history:?}"
     );
-    assert_eq!(failed.len(), 3, "no other move failed: {failed:?}");
+    assert!(
+        !history
+            .iter()
+            .any(|e| e.outgoing.to_string() == our_scid(1)),
+        "no move out of channel 1 started: {history:?}"
+    );
+    let p = r.last_job().unwrap().progress();
+    assert_eq!(p.moves_failed, 0, "{p:?}");
+    // Each sink quoted with source 1 at least once (6 first: the planner's largest pair).
+    assert!(p.pairs_skipped >= 3, "{p:?}");
     assert!(
         (89.0..=91.0).contains(&share(&node, 1)),
         "channel 1 untouched"
@@ -209,9 +226,123 @@ async fn a_source_too_dear_for_every_sink_is_given_up_not_paired_with_each() {
         "channel 6 at {:.1}%",
         share(&node, 6)
     );
+    // One sendpay per completed move: nothing was sent for a pair skipped.
+    let sent = node.net.lock().unwrap().sendpay_index.created - sendpays;
+    assert_eq!(sent, u64::from(p.moves_completed), "{p:?}");
     assert!(why.starts_with("nothing more can be done"), "{why}");
+    assert!(
+        why.contains("pair(s) skipped, no route within the fee cap"),
+        "{why}"
+    );
+    // The report says so too; no channel is given up for a skipped pair.
+    let text = r.rebalancereport_table(None).await.unwrap()["report"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains(&format!(
+            "{} pair(s) skipped: no route within the fee cap",
+            p.pairs_skipped
+        )),
+        "{text}"
+    );
+    assert!(r.resting_channels().is_empty());
     assert_clean(&node);
-    // The next job (a schedule runs them often) leaves channel 1 alone, and says why.
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_no_source_reaches_within_the_cap_is_left_out_without_an_htlc() {
+    // Peer 6 charges 5000 ppm to forward to us over our channel with it: every route into
+    // channel 6 (the largest sink) ends with that hop, so no source reaches it within the cap.
+    // It is left out, told once, nothing sent for it, no move failed; the other sinks are
+    // filled.
+    let (r, node) = rebalancer(
+        network_with(None, None, Some(6)),
+        config(Budget::default(), 1),
+    );
+    let heard = Arc::new(cln_rebalance::progress::Collected::default());
+    let v = r
+        .rebalanceall_wait(
+            RebalanceallParams {
+                wait: true,
+                ..RebalanceallParams::default()
+            },
+            Some(heard.clone()),
+        )
+        .await
+        .unwrap();
+    let p = r.last_job().unwrap().progress();
+    assert_eq!(p.moves_failed, 0, "{v}");
+    assert!(p.moves_completed >= 2, "{v}");
+    assert!(p.pairs_skipped >= 2, "the sources left quoted for 6: {v}");
+    let history = r.history_entries().await;
+    assert!(
+        !history
+            .iter()
+            .any(|e| e.incoming.to_string() == our_scid(6)),
+        "no move into channel 6: {history:?}"
+    );
+    assert!(
+        (9.0..=11.0).contains(&share(&node, 6)),
+        "channel 6 untouched"
+    );
+    // Sinks 4 and 5 were filled (from the sources 6 could not take).
+    for k in [4, 5] {
+        assert!(
+            share(&node, k) >= 39.0,
+            "channel {k} at {:.1}%",
+            share(&node, k)
+        );
+    }
+    let lines = heard.lines.lock().unwrap().clone();
+    let told: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("left out: no source left reaches it within the fee cap"))
+        .collect();
+    assert_eq!(told.len(), 1, "{lines:#?}");
+    assert!(told[0].starts_with(&our_scid(6)), "{told:?}");
+    let why = r.last_job().unwrap().ended().unwrap();
+    assert!(
+        why.contains(&format!(
+            "sink(s) no source reached within the fee cap: {}",
+            our_scid(6)
+        )),
+        "{why}"
+    );
+    assert_clean(&node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_whose_moves_fail_after_the_quote_is_given_up_and_rests() {
+    // Peer 1 holds nothing on its side of the ring, which the model cannot know: quotes find
+    // routes out of channel 1, and every payment along them fails at peer 1. The job tries
+    // channel 1 three times, then leaves it alone, and the next job (a schedule runs them
+    // often) too, saying why.
+    let (r, node) = rebalancer(
+        network_with(None, Some(1), None),
+        config(Budget::default(), 1),
+    );
+    r.rebalanceall(RebalanceallParams::default()).await.unwrap();
+    wait_job_end(&r).await;
+    let history = r.history_entries().await;
+    let failed: Vec<_> = history
+        .iter()
+        .filter(|e| e.outcome != Outcome::Complete)
+        .collect();
+    let out_of_1 = failed
+        .iter()
+        .filter(|e| e.outgoing.to_string() == our_scid(1))
+        .count();
+    assert_eq!(out_of_1, 3, "{failed:?}");
+    assert!(
+        failed.iter().all(|e| e.attempts > 0),
+        "each failed after sending: {failed:?}"
+    );
+    assert!(
+        (89.0..=91.0).contains(&share(&node, 1)),
+        "channel 1 untouched"
+    );
+    assert_clean(&node);
     let dry = r
         .rebalanceall(RebalanceallParams {
             dryrun: true,
@@ -230,10 +361,7 @@ async fn a_source_too_dear_for_every_sink_is_given_up_not_paired_with_each() {
         "{reason}"
     );
     r.rebalanceall(RebalanceallParams::default()).await.unwrap();
-    let job = r.last_job().unwrap();
-    while job.is_running() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_job_end(&r).await;
     let out_of_1_now = r
         .history_entries()
         .await

@@ -16,7 +16,9 @@
 //! job runs the world moves on: every `--interval` simulated seconds other traffic redraws
 //! `--traffic` of the other channels and the flaky nodes (`--flaky`) come and go.
 //!
-//! Printed per seed, budget and strategy: moves completed and failed, amount moved, fee paid
+//! Printed per seed, budget and strategy: moves completed and failed (from the history: every
+//! move started), pairs the job quoted and skipped before any move (no set within the fee cap
+//! even at the min amount: not moves, nothing sent, in a column of their own), amount moved, fee paid
 //! (sat, ppm of the amount, and over what one forward out through the incoming channels earns:
 //! the economics rule keeps it at most `feeratio`), attempts (in all, per completed move), our
 //! off-target channels before and after, the sinks' deficit closed (against the most the
@@ -231,6 +233,9 @@ struct JobRun {
     /// Probes sent to size moves, and moves they found could not go (nothing paid was sent).
     probes: u64,
     sized_out: u32,
+    /// Pairs quoted before any move and skipped: no set within the cap (not moves, nothing
+    /// sent; the informed job's: the pairs it found no set for).
+    skipped: u32,
     sim_ms: u64,
     wall: Duration,
     ended: String,
@@ -387,6 +392,7 @@ fn run_job(
     let p = r.last_job().expect("a job ran").progress();
     out.probes = u64::from(p.probes);
     out.sized_out = p.moves_sized_out;
+    out.skipped = p.pairs_skipped;
     assert_eq!(
         (p.moves_completed, p.fee_msat),
         (out.completed, out.fee_msat),
@@ -430,13 +436,14 @@ fn main() {
     println!(
         "(ok/fail: moves completed/failed; f/sent: failed moves that sent an HTLC (the others: no route \
          within the cap); s/out: moves probes found could not go, nothing paid sent; \
+         q/skip: pairs quoted before any move and skipped, no set within the fee cap (not moves); \
          f/earn: fee over what one forward of the moved amounts out through their incoming channels \
          earns; att: payment attempts, in all and per completed move; HTLCs: every sendpay, parts, \
          replacements and probes; probes: of those, sent to size moves; \
          off tgt: our channels off target before->after; deficit: what the sinks lack, thousand sat, \
          before->after; closed: deficit closed over the most the planner could move at the start; \
-         budget: share of the per-run budget spent; oracle job: the informed job, its fail the pairs it \
-         found no set for)"
+         budget: share of the per-run budget spent; oracle job: the informed job, its q/skip the pairs \
+         it found no set for)"
     );
     // Per budget and kind of job, every seed's run.
     let mut pooled: Vec<(Option<u64>, Kind, Vec<JobRun>)> = Vec::new();
@@ -525,6 +532,7 @@ fn main() {
                     t.htlcs += j.htlcs;
                     t.probes += j.probes;
                     t.sized_out += j.sized_out;
+                    t.skipped += j.skipped;
                     t.sim_ms += j.sim_ms;
                     t.wall += j.wall;
                     for (into, from) in [(&mut t.before, &j.before), (&mut t.after, &j.after)] {

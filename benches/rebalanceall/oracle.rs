@@ -116,7 +116,7 @@ pub fn oracle_job(world: &World, budget: Option<u64>, limits: PartLimits, a: &Ar
                     }
                 }
                 None => {
-                    out.failed += 1;
+                    out.skipped += 1;
                     avoid.insert((m.outgoing, m.incoming));
                 }
             }

@@ -21,11 +21,12 @@ pub fn budget_name(b: Option<u64>) -> String {
 
 pub fn header() {
     println!(
-        "  {:<22} {:>7} {:>6} {:>5} {:>10} {:>9} {:>5} {:>6} | {:>5} {:>5} {:>5} {:>6} | {:>9} {:>13} {:>6} | {:>7} {:>6} {:>6} | ended",
+        "  {:<22} {:>7} {:>6} {:>5} {:>6} {:>10} {:>9} {:>5} {:>6} | {:>5} {:>5} {:>5} {:>6} | {:>9} {:>13} {:>6} | {:>7} {:>6} {:>6} | ended",
         "strategy",
         "ok/fail",
         "f/sent",
         "s/out",
+        "q/skip",
         "moved sat",
         "fee sat",
         "ppm",
@@ -48,12 +49,13 @@ pub fn print_row(name: &str, j: &JobRun) {
         format!("{:.0}%", 100.0 * ratio(j.fee_msat, b))
     });
     println!(
-        "  {:<22} {:>3}/{:<3} {:>6} {:>5} {:>10.0} {:>9.1} {:>5.0} {:>6.3} | {:>5} {:>5.2} {:>5} {:>6} | {:>4}->{:<3} {:>6.0}->{:<6.0} {:>5.1}% | {:>7} {:>6.0} {:>6.1} | {}",
+        "  {:<22} {:>3}/{:<3} {:>6} {:>5} {:>6} {:>10.0} {:>9.1} {:>5.0} {:>6.3} | {:>5} {:>5.2} {:>5} {:>6} | {:>4}->{:<3} {:>6.0}->{:<6.0} {:>5.1}% | {:>7} {:>6.0} {:>6.1} | {}",
         name,
         j.completed,
         j.failed,
         j.failed_sent,
         j.sized_out,
+        j.skipped,
         sat(j.moved_msat),
         sat(j.fee_msat),
         1e6 * ratio(j.fee_msat, j.moved_msat),
@@ -129,7 +131,7 @@ pub fn print_sized_vs_halving(runs: &[(Kind, JobRun)], target: bool) {
         };
         println!(
             "    {}{}: sized moves failed {} against halving's {} (target: at most half; after sending an HTLC {} against {}); \
-             moves completed {} against {}; sized out before any payment {}",
+             moves completed {} against {}; sized out before any payment {}; pairs skipped by their quote {} against {}",
             verdict(sized.failed * 2 <= halving.failed),
             strategy.name(),
             sized.failed,
@@ -138,7 +140,9 @@ pub fn print_sized_vs_halving(runs: &[(Kind, JobRun)], target: bool) {
             halving.failed_sent,
             sized.completed,
             halving.completed,
-            sized.sized_out
+            sized.sized_out,
+            sized.skipped,
+            halving.skipped
         );
         println!(
             "    {}{}: sized moves closed {:.0} thousand sat of deficit against halving's {:.0} (target: no less); \

@@ -80,7 +80,7 @@ impl<N: Lightningd> State<N> {
                 p.moves_failed,
                 display_sat(p.moved_msat),
                 display_sat(p.fee_msat)
-            );
+            ) + &report::skipped_pairs(p.pairs_skipped);
             text = text.replacen("rebalanceall: not running", &line, 1);
         }
         if let Some(j) = job {

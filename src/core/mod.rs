@@ -7,6 +7,7 @@ pub mod flow; // several paths and part amounts for one amount (min-cost flow)
 pub mod graph; // the public graph from listchannels, compact and indexed
 pub mod history; // every rebalance as a datastore record; retention; fees in a window
 pub mod liquidity; // what we know of each channel direction's liquidity; decay; P(success)
+pub mod pairing; // a job's sinks paired with sources by quote: what to quote, which pair starts
 pub mod pathfind; // search over the graph with a cost (fee only, or fee + risk)
 pub mod plan; // which channels to move, how much, at what fee cap; the fee budget
 pub mod probing; // background probing: the planned moves probed, the hourly budget

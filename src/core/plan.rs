@@ -262,11 +262,11 @@ pub struct Plan {
     pub skipped: Vec<(Scid, String)>,
 }
 
-/// A candidate end of a move.
-struct End<'a> {
-    chan: &'a OurChannel,
+/// A candidate end of a move (`core::pairing` prices every pair of them).
+pub(crate) struct End<'a> {
+    pub(crate) chan: &'a OurChannel,
     target_percent: u8,
-    movable_msat: u64,
+    pub(crate) movable_msat: u64,
 }
 
 /// Plans one round of moves over our channels. O(n log n) in the number of channels.
@@ -281,8 +281,9 @@ pub fn plan(channels: &[OurChannel], settings: &Settings, config: &PlanConfig) -
 
 /// [`plan`], never pairing an `(outgoing, incoming)` in `avoid`: each sink, largest first, takes
 /// the largest source not yet taken that it may pair with. With nothing to avoid, the same
-/// pairs as `plan`. A job passes the pairs whose first route already cost more than the cap,
-/// so a costly source does not keep failing every sink it is paired with.
+/// pairs as `plan`. A job passes the pairs its quotes found above the cap or without a route
+/// (and those whose first route already cost more than the cap), so a costly source is not
+/// paired again with the sinks it cannot reach.
 pub fn plan_avoiding(
     channels: &[OurChannel],
     settings: &Settings,
@@ -307,7 +308,7 @@ pub fn plan_avoiding(
 /// The first half of planning: each off-target channel listed in `out.sources` or
 /// `out.sinks` (how far off, how much may move), and returned as a source or sink to pair if
 /// it can take part, or put in `out.skipped` with why not.
-fn ends<'a>(
+pub(crate) fn ends<'a>(
     channels: &'a [OurChannel],
     settings: &Settings,
     config: &PlanConfig,
@@ -437,7 +438,7 @@ fn pair(
                 out.skipped.push((
                     incoming,
                     format!(
-                        "{} below target, but every source left already failed to reach it",
+                        "{} below target, but every source left was found too dear or without a route to it",
                         display_sat(dst.movable_msat)
                     ),
                 ));
@@ -481,7 +482,7 @@ fn pair(
 
 /// The move from `src` into `dst`: as much as both can, within the planner's limits, and what it
 /// may pay; or why there is none.
-fn priced(src: &End, dst: &End, config: &PlanConfig) -> Result<Move, String> {
+pub(crate) fn priced(src: &End, dst: &End, config: &PlanConfig) -> Result<Move, String> {
     let min = config.min_amount_msat;
     let incoming = dst.chan.short_channel_id;
     let most = src
@@ -751,7 +752,7 @@ mod tests {
         assert!(
             p.skipped[0]
                 .1
-                .contains("every source left already failed to reach it"),
+                .contains("every source left was found too dear or without a route to it"),
             "{:?}",
             p.skipped
         );

@@ -85,6 +85,9 @@ pub struct JobProgress {
     /// Probes sent to size its moves, and moves they found could not go (nothing was sent).
     pub probes: u32,
     pub moves_sized_out: u32,
+    /// Pairs not started because their quote found no set within the fee cap (or no route):
+    /// not moves, nothing was sent (`core::pairing`).
+    pub pairs_skipped: u32,
 }
 
 impl JobProgress {
@@ -99,6 +102,7 @@ impl JobProgress {
             "fee_msat": self.fee_msat,
             "probes": self.probes,
             "moves_sized_out": self.moves_sized_out,
+            "pairs_skipped": self.pairs_skipped,
         })
     }
 }
@@ -197,6 +201,14 @@ pub struct Report {
     pub forward_fees_msat: u64,
     /// Settled forwards of the period out through a channel we rebalanced into.
     pub forward_fees_rebalanced_msat: u64,
+}
+
+/// `; N pair(s) skipped: ...` for a job's line, or nothing when none was.
+pub fn skipped_pairs(n: u32) -> String {
+    if n == 0 {
+        return String::new();
+    }
+    format!("; {n} pair(s) skipped: no route within the fee cap")
 }
 
 /// A rebalance in flight now, as the report lists it.
@@ -408,17 +420,19 @@ impl Report {
             utc(self.since)
         )];
         lines.push(match &self.job {
-            Some(j) => format!(
-                "rebalanceall: running, job {} since {}: {} complete, {} failed, {} in flight; \
+            Some(j) => {
+                format!(
+                    "rebalanceall: running, job {} since {}: {} complete, {} failed, {} in flight; \
                  {} moved for {} in fees",
-                j.job_id,
-                utc(j.started_at),
-                j.moves_completed,
-                j.moves_failed,
-                j.moves_in_flight,
-                display_sat(j.moved_msat),
-                display_sat(j.fee_msat)
-            ),
+                    j.job_id,
+                    utc(j.started_at),
+                    j.moves_completed,
+                    j.moves_failed,
+                    j.moves_in_flight,
+                    display_sat(j.moved_msat),
+                    display_sat(j.fee_msat)
+                ) + &skipped_pairs(j.pairs_skipped)
+            }
             None => "rebalanceall: not running".to_string(),
         });
         lines.push(format!(
@@ -689,6 +703,7 @@ mod tests {
             fee_msat: 1_500,
             probes: 0,
             moves_sized_out: 0,
+            pairs_skipped: 0,
         };
         let history = vec![
             rb(2 * DAY_SECS, 1, 2, 100_000, 10),

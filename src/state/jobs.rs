@@ -131,6 +131,7 @@ impl Job {
             "fee_msat": p.fee_msat,
             "probes": p.probes,
             "moves_sized_out": p.moves_sized_out,
+            "pairs_skipped": p.pairs_skipped,
         })
     }
 }

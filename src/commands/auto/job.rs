@@ -5,6 +5,7 @@ use super::plan::move_params;
 use crate::core::amount::{MSAT_PER_SAT, display_sat};
 use crate::core::budget::{Admission, Budget, Spent};
 use crate::core::graph::Scid;
+use crate::core::pairing::{Pairing, QuoteLimits};
 use crate::core::plan::{Move, PlanConfig};
 use crate::error::{self, RpcFailure};
 use crate::lightningd::Lightningd;
@@ -21,7 +22,7 @@ use tokio::task::JoinSet;
 
 /// What one job's loop keeps between moves (the module doc's steps).
 #[derive(Debug, Default)]
-struct JobState {
+pub(super) struct JobState {
     /// Set when a move the budget had cut found no route it could pay for.
     exhausted: Option<String>,
     /// Channels of the moves in flight (those given up on, by this job or an earlier one, are
@@ -32,10 +33,12 @@ struct JobState {
     /// route can fill affordably costs a few tries, not one per source and amount.
     sink_amount: HashMap<Scid, u64>,
     sink_failures: HashMap<Scid, u32>,
+    /// A pair's next, smaller amount after its quote found no set within the cap.
+    pub(super) pair_amount: HashMap<(Scid, Scid), u64>,
     /// Pairs whose first route already cost more than the cap (no smaller amount helps), and
     /// how many moves from each source failed: a source whose peer routes dearly to everyone
     /// is given up after MAX_FAILURES_PER_CHANNEL too, not paired with every sink.
-    avoid: HashSet<(Scid, Scid)>,
+    pub(super) avoid: HashSet<(Scid, Scid)>,
     source_failures: HashMap<Scid, u32>,
     /// Sinks whose move failed while other moves were in flight (they may have been in its
     /// way): tried again, at the same amount, once one of those has ended.
@@ -48,6 +51,32 @@ struct JobState {
     last_reason: String,
     /// Channels to fill given up on.
     gave_up: u32,
+    /// Why pairs were skipped before any move (their quotes found no set within the cap),
+    /// and the sinks no source left reached, told once each.
+    pub(super) skipped_reason: String,
+    pub(super) out_of_reach: HashSet<Scid>,
+}
+
+impl JobState {
+    /// The job's end `why`, with the pairs skipped before any move and the sinks no source
+    /// reached, when any were.
+    fn with_skipped(&self, why: String) -> String {
+        if self.skipped_reason.is_empty() || why == WITHIN_TARGET {
+            return why;
+        }
+        let mut sinks: Vec<String> = self.out_of_reach.iter().map(|s| s.to_string()).collect();
+        sinks.sort();
+        let sinks = if sinks.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} sink(s) no source reached within the fee cap: {}",
+                sinks.len(),
+                sinks.join(", ")
+            )
+        };
+        format!("{why} ({}{sinks})", self.skipped_reason)
+    }
 }
 
 /// A move that ended: the move, whether the budget cut its fee cap, and its answer.
@@ -61,13 +90,19 @@ enum Step {
     End(String),
     /// Wait for a move in flight to end (or, with none, plan again shortly).
     Wait,
+    /// Plan again at once: the step's quotes ruled out pairs, none started (or the job was
+    /// stopped meanwhile).
+    Again,
 }
+
+/// Why a job ends when it is done.
+const WITHIN_TARGET: &str = "every channel is within target";
 
 /// Failed moves into one channel (or out of one) before a job gives up on it.
 const MAX_FAILURES_PER_CHANNEL: u32 = 3;
 
 /// Half of `amount_msat`, in whole satoshis as the planner's amounts are.
-fn half_sat(amount_msat: u64) -> u64 {
+pub(super) fn half_sat(amount_msat: u64) -> u64 {
     amount_msat / 2 / crate::core::amount::MSAT_PER_SAT * crate::core::amount::MSAT_PER_SAT
 }
 
@@ -108,21 +143,22 @@ impl<N: Lightningd> State<N> {
                         self.move_ended(job, &m, &res, &mut st);
                     }
                 }
-                return match st.exhausted {
-                    Some(why) if !stop => why,
+                return match st.exhausted.take() {
+                    Some(why) if !stop => st.with_skipped(why),
                     _ => "stopped by rebalancestop".into(),
                 };
             }
             if tasks.len() < parallel {
                 match self
-                    .next_move(&config, &budget, &mut st, tasks.is_empty())
+                    .next_move(job, &config, &budget, &mut st, tasks.is_empty())
                     .await
                 {
                     Step::Start(m, cut) => {
                         self.start_move(job, &mut tasks, &mut st, m, cut, config.min_amount_msat);
                         continue;
                     }
-                    Step::End(why) => return why,
+                    Step::End(why) => return st.with_skipped(why),
+                    Step::Again => continue,
                     Step::Wait => {}
                 }
             }
@@ -149,10 +185,12 @@ impl<N: Lightningd> State<N> {
         }
     }
 
-    /// Step 1 and 2 of the loop: plan, and the plan's first move if the budget admits it now.
-    /// `idle`: no move is in flight (then a refusal or an empty plan ends the job).
+    /// Step 1 and 2 of the loop: plan, quote the pairs it could start (`core::pairing`), and
+    /// the chosen pair if the budget admits it now. `idle`: no move is in flight (then a
+    /// refusal or nothing left to pair ends the job).
     async fn next_move(
         &self,
+        job: &Job,
         config: &PlanConfig,
         budget: &Budget,
         st: &mut JobState,
@@ -162,47 +200,86 @@ impl<N: Lightningd> State<N> {
         left_out.extend(st.in_flight.iter().cloned());
         left_out.extend(self.resting_channels().into_keys());
         left_out.extend(st.deferred.iter().cloned());
-        let p = match self
-            .current_plan(
-                config,
-                &Budget::default(),
-                &left_out,
-                &st.avoid,
-                st.run_spent,
-                st.reserved,
-            )
-            .await
-        {
-            Ok(p) => p,
+        let (p, mut cands) = match self.current_candidates(config, &left_out, &st.avoid).await {
+            Ok(x) => x,
             Err(e) => {
                 st.last_reason = format!("could not plan: {}", e.message);
                 return Step::Wait;
             }
         };
-        let Some(mut m) = p.moves.into_iter().next() else {
+        if cands.is_empty() {
             if !idle {
                 return Step::Wait;
             }
             return Step::End(if p.sinks.is_empty() && p.sources.is_empty() {
-                "every channel is within target".into()
+                WITHIN_TARGET.into()
             } else if !st.last_reason.is_empty() {
                 format!("nothing more can be done: {}", st.last_reason)
             } else {
                 "nothing more can be done: no move left that the channels can carry".into()
             });
-        };
-        if let Some(&a) = st.sink_amount.get(&m.incoming) {
-            let planned = m.amount_msat;
-            m.amount_msat = planned.min(a);
-            // Base fees do not shrink with the amount: scaling the cap down keeps it within
-            // what the smaller move can earn.
-            m.fee_cap_msat = scale(m.fee_cap_msat, m.amount_msat, planned);
+        }
+        for m in &mut cands {
+            let smaller = [
+                st.sink_amount.get(&m.incoming),
+                st.pair_amount.get(&(m.outgoing, m.incoming)),
+            ];
+            if let Some(&a) = smaller.into_iter().flatten().min() {
+                let planned = m.amount_msat;
+                m.amount_msat = planned.min(a);
+                // Base fees do not shrink with the amount: scaling the cap down keeps it within
+                // what the smaller move can earn.
+                m.fee_cap_msat = scale(m.fee_cap_msat, m.amount_msat, planned);
+            }
         }
         let spent = Spent {
             run_msat: st.run_spent,
             last_24h_msat: self.fees_last_24h().await,
             reserved_msat: st.reserved,
         };
+        // Nothing left of a budget: no quote can help; its refusal says which ran out.
+        if let Admission::Refused { reason } = budget.admit(1, &spent) {
+            if idle {
+                return Step::End(reason);
+            }
+            st.last_reason = reason;
+            return Step::Wait;
+        }
+        let left = budget.remaining_msat(&spent);
+        let mut pairing = Pairing::new(cands, QuoteLimits::default(), left);
+        self.quote_pairs(&mut pairing, &job.cancel).await;
+        if job.stop.load(Ordering::SeqCst) {
+            // Stopped while quoting: start nothing; the loop's next turn ends the job.
+            return Step::Again;
+        }
+        self.skip_refused(job, &pairing, st, config.min_amount_msat);
+        let Some((m, fee)) = pairing.choice() else {
+            // No pair quoted within its cap: each is quoted at half next, or avoided below the
+            // min amount; plan again at once.
+            return Step::Again;
+        };
+        let mut m = m.clone();
+        if let Some(left) = left.filter(|&l| fee > l) {
+            // The cheapest pair quoted costs more than the budget leaves: moves in flight may
+            // give some back; else it is quoted again at half (a move started with a cut cap
+            // would only fail), and the budget is spent below the min amount.
+            if !idle {
+                return Step::Wait;
+            }
+            let half = half_sat(m.amount_msat);
+            if half >= config.min_amount_msat {
+                st.pair_amount.insert((m.outgoing, m.incoming), half);
+                return Step::Again;
+            }
+            return Step::End(format!(
+                "fee budget spent: {} spent in this run, and the {left}msat left does not pay for \
+                 the cheapest move quoted ({} {} -> {} for {fee}msat)",
+                display_sat(st.run_spent),
+                display_sat(m.amount_msat),
+                m.outgoing,
+                m.incoming
+            ));
+        }
         match budget.admit(m.fee_cap_msat, &spent) {
             Admission::Refused { reason } if idle => Step::End(reason),
             Admission::Refused { reason } => {

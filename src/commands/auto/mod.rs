@@ -25,6 +25,7 @@
 pub mod background; // background probing: the next planned moves' routes, while idle
 mod job; // one job's loop: plan, admit, start, book, decide
 pub mod plan; // the plan for our channels now; a move's rebalance request
+mod quote; // a step's candidate pairs quoted (dry runs) before one starts
 
 use crate::core::budget::Budget;
 use crate::core::plan::PlanConfig;

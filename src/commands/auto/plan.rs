@@ -5,7 +5,8 @@
 use crate::channels::our_channel;
 use crate::core::budget::{Budget, Spent};
 use crate::core::graph::Scid;
-use crate::core::plan::{Move, OurChannel, Plan, PlanConfig, plan_avoiding};
+use crate::core::pairing::candidates;
+use crate::core::plan::{Move, OurChannel, Plan, PlanConfig, Settings, plan_avoiding};
 use crate::error::{self, RpcFailure};
 use crate::lightningd::Lightningd;
 use crate::params::RebalanceParams;
@@ -23,6 +24,35 @@ impl<N: Lightningd> State<N> {
         run_spent_msat: u64,
         reserved_msat: u64,
     ) -> Result<Plan, RpcFailure> {
+        let (ours, settings) = self.ours_and_settings(left_out).await?;
+        let mut p = plan_avoiding(&ours, &settings, config, avoid);
+        let spent = Spent {
+            run_msat: run_spent_msat,
+            last_24h_msat: self.fees_last_24h().await,
+            reserved_msat,
+        };
+        p.apply_budget(budget, spent);
+        Ok(p)
+    }
+
+    /// A job's step: the plan for our channels now (no budget applied: the job admits each
+    /// move itself) and every pair it could start, to quote (`core::pairing::candidates`).
+    pub(super) async fn current_candidates(
+        &self,
+        config: &PlanConfig,
+        left_out: &HashSet<String>,
+        avoid: &HashSet<(Scid, Scid)>,
+    ) -> Result<(Plan, Vec<Move>), RpcFailure> {
+        let (ours, settings) = self.ours_and_settings(left_out).await?;
+        let p = plan_avoiding(&ours, &settings, config, avoid);
+        Ok((p, candidates(&ours, &settings, config, avoid)))
+    }
+
+    /// Our channels now, and the settings with `left_out` excluded.
+    async fn ours_and_settings(
+        &self,
+        left_out: &HashSet<String>,
+    ) -> Result<(Vec<OurChannel>, Settings), RpcFailure> {
         let chans = self
             .node
             .listpeerchannels()
@@ -35,14 +65,7 @@ impl<N: Lightningd> State<N> {
                 settings.channels.entry(s).or_default().exclude = Some(true);
             }
         }
-        let mut p = plan_avoiding(&ours, &settings, config, avoid);
-        let spent = Spent {
-            run_msat: run_spent_msat,
-            last_24h_msat: self.fees_last_24h().await,
-            reserved_msat,
-        };
-        p.apply_budget(budget, spent);
-        Ok(p)
+        Ok((ours, settings))
     }
 }
 
