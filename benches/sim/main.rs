@@ -59,7 +59,9 @@
 //! [--oracle-maxparts 4] [--oracle-min-part 20000] (sat) [--no-max-flow]
 //! [--graph-max-age 3600] [--us NODE_ID] [--probe [--probe-per-hour 60]]` (`--probe`: the
 //! probing tables of `probe.rs` instead, on the first amount's tasks). Tune on
-//! [`TUNING_SEEDS`]; report on others.
+//! [`TUNING_SEEDS`]; report on others. `--dump PATH` writes every task's outcome and its
+//! payments (try, seconds, amount, fee, hops, how each ended), one line a task, to read runs
+//! task by task.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -124,6 +126,8 @@ struct Args {
     /// `--probe`: the probing tables (`probe.rs`) instead of the strategies'.
     probe: bool,
     probe_per_hour: u32,
+    /// `--dump PATH`: every task's outcome and payments, one line each (tab-separated).
+    dump: Option<String>,
 }
 
 impl Default for Args {
@@ -163,6 +167,7 @@ impl Default for Args {
             us: None,
             probe: false,
             probe_per_hour: probe::PER_HOUR,
+            dump: None,
         }
     }
 }
@@ -221,6 +226,7 @@ impl Args {
                 "--us" => a.us = Some(val()?),
                 "--probe" => a.probe = true,
                 "--probe-per-hour" => a.probe_per_hour = parse_one(&val()?)?,
+                "--dump" => a.dump = Some(val()?),
                 "-h" | "--help" => {
                     return Err("see the //! doc of benches/sim.rs for the flags".into());
                 }
@@ -523,6 +529,42 @@ fn whole_graph_model(world: &World, model: ModelConfig) {
     );
 }
 
+/// `--dump`: one line per task and strategy, for reading the runs task by task.
+fn dump(path: &str, all: &BTreeMap<u64, BTreeMap<Strategy, Stats>>) {
+    use std::fmt::Write as _;
+    let mut text = String::from(
+        "sat\tstrategy\tseed\ttask\troute_fee\tset_fee\tset_parts\tpaid_fee\tsim_s\trounds\thtlcs\twhy\ttrace\n",
+    );
+    let opt = |x: Option<u64>| x.map_or("-".to_string(), |v| v.to_string());
+    for (sat, stats) in all {
+        for (k, s) in stats {
+            let mut per_seed: BTreeMap<u64, usize> = BTreeMap::new();
+            for o in &s.outcomes {
+                let i = per_seed.entry(o.seed).or_default();
+                let _ = writeln!(
+                    text,
+                    "{sat}\t{}\t{}\t{i}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    k.name(),
+                    o.seed,
+                    opt(o.oracle.route.map(|r| r.fee_msat)),
+                    opt(o.oracle.set.map(|r| r.fee_msat)),
+                    o.oracle.set.map_or(0, |r| r.parts),
+                    opt(o.paid_fee_msat),
+                    o.sim_ms / 1000,
+                    o.pay.rounds,
+                    o.pay.htlcs,
+                    o.why.as_deref().unwrap_or("-"),
+                    o.pay.trace
+                );
+                *i += 1;
+            }
+        }
+    }
+    if let Err(e) = std::fs::write(path, text) {
+        eprintln!("bench sim: --dump {path}: {e}");
+    }
+}
+
 fn main() {
     let a = match Args::parse() {
         Ok(a) => a,
@@ -617,6 +659,9 @@ fn main() {
             );
         }
         last_world = Some(world);
+    }
+    if let Some(path) = &a.dump {
+        dump(path, &all);
     }
     for (sat, stats) in &all {
         table::print_table(*sat, &a, stats);

@@ -83,6 +83,9 @@ pub struct PayLog {
     pub first_replacements: usize,
     pub first_paid: bool,
     pub first_failures: Vec<(bool, Cause)>,
+    /// Every payment in order, for `--dump`: try index, seconds after the first, parts'
+    /// amount (sat), fee (msat), hops, and how it ended.
+    pub trace: String,
 }
 
 impl PayLog {
@@ -100,6 +103,29 @@ impl PayLog {
             rounds: groups.len(),
             ..PayLog::default()
         };
+        let t0 = pays.first().map_or(0, |p| p.created_at);
+        let traced: Vec<String> = pays
+            .iter()
+            .map(|p| {
+                let g = groups.iter().position(|&x| x == p.groupid).unwrap_or(0);
+                let end = match (p.status, Cause::of(net, p)) {
+                    (PayStatus::Complete, _) => "ok".to_string(),
+                    (_, Some(c)) => {
+                        format!("{c:?}@{}", p.failure.as_ref().map_or(0, |f| f.erring_index))
+                    }
+                    (s, None) => format!("{s:?}"),
+                };
+                format!(
+                    "t{}+{}s:{}k/{}/{}h:{end}",
+                    g,
+                    p.created_at.saturating_sub(t0),
+                    p.amount_msat / 1_000_000,
+                    p.amount_sent_msat.saturating_sub(p.amount_msat),
+                    p.route.len()
+                )
+            })
+            .collect();
+        log.trace = traced.join(" ");
         for (i, &g) in groups.iter().enumerate() {
             let parts: Vec<&Payment> = pays.iter().filter(|p| p.groupid == g).collect();
             // The parts of a set go out together, at one instant of the simulated clock; a

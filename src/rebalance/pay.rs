@@ -8,7 +8,7 @@
 //! nothing is paid.
 
 use super::learn::{failed, learn_settled};
-use super::route::next_set;
+use super::route::next_set_with;
 use super::session::{Attempt, OurInvoice, Outcome, Session, middle, via};
 use crate::core::liquidity::ChanDir;
 use crate::core::route::{Hop, route_fee_msat};
@@ -351,6 +351,8 @@ fn delivered(hops: &[Hop]) -> u64 {
 
 /// Parts for `missing_msat` while the others are held: within what the fee cap and our outgoing
 /// channel leave after the parts out, and only early enough to arrive before the hold ends.
+/// Planned without the part penalty ([`crate::core::flow::replacement_config`]): the set is
+/// split already, so the missing amount may split again where the model prefers it.
 fn replacement<N: Lightningd>(
     st: &State<N>,
     s: &mut Session,
@@ -371,7 +373,8 @@ fn replacement<N: Lightningd>(
     let sent_out: u64 = out.iter().map(|p| p.hops[0].amount_msat).sum();
     let fee_left = s.cap_msat.saturating_sub(fees_out);
     let source_left = s.req.out.spendable_msat.saturating_sub(sent_out);
-    match next_set(st, s, missing_msat, fee_left, source_left) {
+    let config = crate::core::flow::replacement_config();
+    match next_set_with(st, s, missing_msat, fee_left, source_left, &config) {
         Ok(set) => Ok(set),
         Err(e) => {
             s.tell(&format!(

@@ -25,6 +25,25 @@ pub fn next_set<N: Lightningd>(
     max_fee_msat: u64,
     max_source_msat: u64,
 ) -> Result<Vec<Vec<Hop>>, RpcFailure> {
+    next_set_with(
+        st,
+        s,
+        amount_msat,
+        max_fee_msat,
+        max_source_msat,
+        &flow::default_config(),
+    )
+}
+
+/// [`next_set`] with the solver's knobs given (replacement parts: [`flow::replacement_config`]).
+pub fn next_set_with<N: Lightningd>(
+    st: &State<N>,
+    s: &mut Session,
+    amount_msat: u64,
+    max_fee_msat: u64,
+    max_source_msat: u64,
+    config: &flow::FlowConfig,
+) -> Result<Vec<Vec<Hop>>, RpcFailure> {
     if s.max_parts <= 1 || s.circle.same_peer() {
         return next_route(st, s).map(|hops| vec![hops]);
     }
@@ -41,8 +60,8 @@ pub fn next_set<N: Lightningd>(
     };
     let scratch = s.flow.get_or_insert_with(FlowScratch::default);
     let flow = match st.config.routing {
-        Routing::FeeOnly => flow::solve(&s.graph, &req, &FeeOnly, scratch),
-        Routing::Probabilistic => flow::solve(&s.graph, &req, &s.beliefs, scratch),
+        Routing::FeeOnly => flow::solve_with(&s.graph, &req, &FeeOnly, config, scratch),
+        Routing::Probabilistic => flow::solve_with(&s.graph, &req, &s.beliefs, config, scratch),
     };
     st.model.record_search_time(started.elapsed());
     match flow {

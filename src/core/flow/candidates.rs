@@ -306,6 +306,31 @@ fn uncapped_fee<C: FlowCost>(
     Some(path.source_amount_msat - amount)
 }
 
+/// The fee (the last hop's included) of the cheapest single route for the whole amount within
+/// the cap and within what `cost` says can be carried, risk not weighed: what the fee leash
+/// ([`FlowConfig::fee_leash_pct`]) is measured from. `None` if there is none. Leaves `sub`
+/// empty.
+pub(super) fn cheapest_fee<C: FlowCost>(
+    graph: &Graph,
+    req: &FlowRequest,
+    cost: &C,
+    sub: &mut Subgraph,
+    search: &mut Scratch,
+) -> Option<u64> {
+    sub.reset(graph);
+    let amount = req.amount_msat;
+    let query = query(req, amount)?;
+    let loaded = Loaded {
+        cost,
+        sub,
+        alpha: 0.0,
+        whole: amount,
+    };
+    let path = find_path_with(graph, &query, req.exclude, &loaded, search)?;
+    let fee = path.source_amount_msat.checked_sub(amount)?;
+    (fee <= req.max_fee_msat).then_some(fee)
+}
+
 /// Parts routed one after another, each the largest share of what is left that a path still
 /// carries (all of it, then 3/4, 1/2, 1/4, none below `min_part_msat`), the last part all of
 /// what is left: finds the wide paths equal chunks miss when capacities bind. At most

@@ -24,6 +24,8 @@
 //! part); without it splits the model preferred got through less often than the single route
 //! (10 tasks won, 23 lost on the tuning seeds), with it about as often (2 won, 1 lost; see
 //! `benches/README.md`).
+//! Replacement parts (what a failed part left missing while the others are held) are planned
+//! without it ([`replacement_config`]): the set is split and waiting already.
 //!
 //! ## How (after Pickhardt & Richter, "Optimally Reliable & Cheap Payment Flows on the
 //! Lightning Network"; CLN's askrene `mcf.c`/`refine.c` does this on the whole graph)
@@ -79,7 +81,7 @@ mod solve; // the entry points: candidates, flow, parts at each risk weight
 mod tests;
 mod types; // the request, the parts, the set, why there is none
 
-pub use config::{FlowConfig, default_config, oracle_config, suggested_parts};
+pub use config::{FlowConfig, default_config, oracle_config, replacement_config, suggested_parts};
 pub use cost::{FlowCost, KnownBalances};
 pub use oracle::{cheapest_set, max_flow_within_cap};
 pub use solve::{FlowScratch, solve, solve_with};

@@ -53,6 +53,9 @@ pub fn solve_with<C: FlowCost>(
     if req.from == req.to {
         return assemble::direct(req);
     }
+    if let Some(flow) = leashed(graph, req, cost, config, scratch) {
+        return Ok(flow);
+    }
     let mut why = NoFlow::NoPath;
     for &alpha in &config.risk_weights {
         let alpha = if alpha.is_finite() {
@@ -76,6 +79,44 @@ pub fn solve_with<C: FlowCost>(
         }
     }
     Err(why)
+}
+
+/// The fee leash ([`FlowConfig::fee_leash_pct`]): the pass at the first risk weight with the
+/// fee cap lowered to what the leash allows over the cheapest single route; `None` when there
+/// is no leash, it does not bind, or no set is found within it.
+fn leashed<C: FlowCost>(
+    graph: &Graph,
+    req: &FlowRequest,
+    cost: &C,
+    config: &FlowConfig,
+    scratch: &mut FlowScratch,
+) -> Option<Flow> {
+    let alpha = config.risk_weights.first().copied()?;
+    let alpha = if alpha.is_finite() {
+        alpha.clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    if config.fee_leash_pct == 0 || alpha == 0.0 {
+        return None;
+    }
+    let cheapest =
+        candidates::cheapest_fee(graph, req, cost, &mut scratch.sub, &mut scratch.search)?;
+    let by_share = u64::try_from(u128::from(cheapest) * u128::from(config.fee_leash_pct) / 100)
+        .unwrap_or(u64::MAX);
+    let by_amount = cheapest.saturating_add(
+        u64::try_from(u128::from(req.amount_msat) * u128::from(config.fee_leash_ppm) / 1_000_000)
+            .unwrap_or(u64::MAX),
+    );
+    let leash = by_share.max(by_amount);
+    if leash >= req.max_fee_msat {
+        return None;
+    }
+    let tight = FlowRequest {
+        max_fee_msat: leash,
+        ..req.clone()
+    };
+    solve_at(graph, &tight, cost, config, alpha, scratch).ok()
 }
 
 /// Of two reasons, the one that says more: a fee over the cap (the least such fee) before

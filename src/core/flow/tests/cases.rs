@@ -512,3 +512,88 @@ fn a_route_within_the_cap_the_risk_weighed_search_misses_is_still_found() {
     assert_eq!(flow.fee_msat, 150 * SAT);
     check(&g, &req, &beliefs, &flow);
 }
+
+#[test]
+fn the_fee_leash_keeps_the_risk_from_buying_a_dear_way() {
+    // Two ways a -> d: via x, 100 ppm a hop over 2M-sat channels the model finds risky for
+    // 1M sat (P about 0.48 a hop); via y, 190 ppm a hop over roomy channels. Without a leash
+    // the risk buys the way via y (about 481 sat against 301 in fees, risk 15 against 216
+    // sat); with the fee held to 150% of the cheapest route's, the set keeps within it.
+    let mut b = GraphBuilder::default();
+    let mut add = |x: &str, y: &str, block: u64, capacity_sat: u64, ppm: u32| {
+        let scid = Scid(block << 40);
+        let p = policy(0, ppm, 10);
+        b.add(x, y, scid, u8::from(x > y), true, capacity_sat * SAT, p);
+        b.add(y, x, scid, u8::from(y > x), true, capacity_sat * SAT, p);
+    };
+    add("a", "x", 1, 2_000_000, 100);
+    add("x", "d", 2, 2_000_000, 100);
+    add("a", "y", 3, 100_000_000, 190);
+    add("y", "d", 4, 100_000_000, 190);
+    let g = b.build();
+    let none = Exclusions::default();
+    let req = plain(&g, "a", "d", 1_000_000 * SAT, &none);
+    let beliefs = view(&g, &Liquidity::new());
+    let cheapest = single_search(&g, &req, &crate::core::pathfind::FeeOnly).unwrap();
+    let cheapest_fee = cheapest.source_amount_msat - req.amount_msat;
+    let free = solve(&g, &req, &beliefs, &mut FlowScratch::default()).unwrap();
+    assert_eq!(free.parts.len(), 1, "{free:?}");
+    assert_eq!(names(&g, &free.parts[0]), ["a", "y", "d"]);
+    assert!(
+        free.fee_msat * 2 > cheapest_fee * 3,
+        "{} {cheapest_fee}",
+        free.fee_msat
+    );
+    let leashed_config = FlowConfig {
+        fee_leash_pct: 150,
+        fee_leash_ppm: 0,
+        ..default_config()
+    };
+    let leashed = solve_with(
+        &g,
+        &req,
+        &beliefs,
+        &leashed_config,
+        &mut FlowScratch::default(),
+    )
+    .unwrap();
+    assert!(
+        leashed.fee_msat * 2 <= cheapest_fee * 3,
+        "{} {cheapest_fee}",
+        leashed.fee_msat
+    );
+    assert!(leashed.parts.iter().any(|p| names(&g, p)[1] == "x"));
+    check(&g, &req, &beliefs, &leashed);
+    // A leash looser than the dear way's fee changes nothing.
+    let loose = FlowConfig {
+        fee_leash_pct: 300,
+        ..leashed_config
+    };
+    let same = solve_with(&g, &req, &beliefs, &loose, &mut FlowScratch::default()).unwrap();
+    assert_eq!(same.parts, free.parts);
+}
+
+#[test]
+fn replacements_split_where_the_part_penalty_would_not() {
+    // 1M sat over two ways of 1.65M-sat channels: halves on both ways are likelier than the
+    // whole on one (about 0.47 bits, 48 sat at 1M sat's price) for about 21 sat more in
+    // fees: less than the part penalty (51 sat), so a plan is one route; a replacement part,
+    // planned without the penalty, splits.
+    let g = two_ways(1_650_000);
+    let none = Exclusions::default();
+    let req = plain(&g, "a", "d", 1_000_000 * SAT, &none);
+    let beliefs = view(&g, &Liquidity::new());
+    let plan = solve(&g, &req, &beliefs, &mut FlowScratch::default()).unwrap();
+    assert_eq!(plan.parts.len(), 1, "{plan:?}");
+    let replacement = solve_with(
+        &g,
+        &req,
+        &beliefs,
+        &replacement_config(),
+        &mut FlowScratch::default(),
+    )
+    .unwrap();
+    assert_eq!(replacement.parts.len(), 2, "{replacement:?}");
+    assert!(replacement.cost_msat() < plan.cost_msat());
+    check(&g, &req, &beliefs, &replacement);
+}
