@@ -317,10 +317,15 @@ async fn a_source_whose_moves_fail_after_the_quote_is_given_up_and_rests() {
     // Peer 1 holds nothing on its side of the ring, which the model cannot know: quotes find
     // routes out of channel 1, and every payment along them fails at peer 1. The job tries
     // channel 1 three times, then leaves it alone, and the next job (a schedule runs them
-    // often) too, saying why.
+    // often) too, saying why. One route an attempt: a failed part's replacement split over
+    // several of peer 1's channels teaches the model all of them in one move, and the quotes
+    // then refuse channel 1 before a third (that path is the dear-source test's).
     let (r, node) = rebalancer(
         network_with(None, Some(1), None),
-        config(Budget::default(), 1),
+        Config {
+            max_parts: 1,
+            ..config(Budget::default(), 1)
+        },
     );
     r.rebalanceall(RebalanceallParams::default()).await.unwrap();
     wait_job_end(&r).await;
