@@ -162,14 +162,16 @@ def test_progress_formats_and_in_flight(node_factory, directory):
     f = rep["in_flight"][0]
     assert (f["outgoing_scid"], f["incoming_scid"], f["amount_msat"], f["parts"], f["job_id"],
             f["htlcs_out"], f["payment_hash"]) == (out_scid, in_scid, small, 1, 0, 1, held), f
-    # `attempts` counts the attempts made, the one out now included; the table says it too.
-    assert f["attempts"] == 1 and 0 <= f["seconds"] <= 60, f
+    # `attempts` counts the attempts made, the one out now included (a first try over l3 may
+    # have failed on what is left there); the table says which one is out.
+    assert f["attempts"] >= 1 and 0 <= f["seconds"] <= 60, f
     # The HTLC the report counts is there in lightningd's own view.
     assert [h["payment_hash"] for h in chan(l1, out_scid)["htlcs"]] == [held]
     table = cli_text(l1, "rebalancereport-table")
     assert "In flight now:" in table, table
     row = [ln for ln in table.splitlines() if ln.strip().startswith("{} -> {} ".format(out_scid, in_scid))]
-    assert len(row) == 1 and "attempt 1, 1 part(s) and 1 HTLC(s) out" in row[0] and "manual" in row[0], table
+    assert len(row) == 1 and "attempt {}, 1 part(s) and 1 HTLC(s) out".format(f["attempts"]) in row[0], table
+    assert "manual" in row[0], table
     holder.release()
     t.join(90)
     assert not t.is_alive()
