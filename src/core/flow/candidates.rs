@@ -291,19 +291,32 @@ fn uncapped_fee<C: FlowCost>(
     search: &mut Scratch,
 ) -> Option<u64> {
     sub.unload();
-    let amount = req.amount_msat;
     let query = Query {
         max_amount_msat: u64::MAX,
-        ..query(req, amount)?
+        ..query(req, req.amount_msat)?
     };
+    fee_risk_unweighed(graph, req, cost, sub, search, &query)
+}
+
+/// The fee (the last hop's included) of the cheapest route `query` finds within what `cost`
+/// says can be carried, risk not weighed; `None` if there is none.
+fn fee_risk_unweighed<C: FlowCost>(
+    graph: &Graph,
+    req: &FlowRequest,
+    cost: &C,
+    sub: &mut Subgraph,
+    search: &mut Scratch,
+    query: &Query,
+) -> Option<u64> {
+    let amount = req.amount_msat;
     let loaded = Loaded {
         cost,
         sub,
         alpha: 0.0,
         whole: amount,
     };
-    let path = find_path_with(graph, &query, req.exclude, &loaded, search)?;
-    Some(path.source_amount_msat - amount)
+    let path = find_path_with(graph, query, req.exclude, &loaded, search)?;
+    path.source_amount_msat.checked_sub(amount)
 }
 
 /// The fee (the last hop's included) of the cheapest single route for the whole amount within
@@ -318,16 +331,8 @@ pub(super) fn cheapest_fee<C: FlowCost>(
     search: &mut Scratch,
 ) -> Option<u64> {
     sub.reset(graph);
-    let amount = req.amount_msat;
-    let query = query(req, amount)?;
-    let loaded = Loaded {
-        cost,
-        sub,
-        alpha: 0.0,
-        whole: amount,
-    };
-    let path = find_path_with(graph, &query, req.exclude, &loaded, search)?;
-    let fee = path.source_amount_msat.checked_sub(amount)?;
+    let query = query(req, req.amount_msat)?;
+    let fee = fee_risk_unweighed(graph, req, cost, sub, search, &query)?;
     (fee <= req.max_fee_msat).then_some(fee)
 }
 
