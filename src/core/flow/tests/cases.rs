@@ -67,6 +67,19 @@ fn two_ways(capacity_sat: u64) -> Graph {
     b.build()
 }
 
+/// A graph of `(x, y, capacity_sat, ppm)` channels, both directions with the same policy (no
+/// base fee, delay 10), the n-th channel at block n + 1.
+fn channels(list: &[(&str, &str, u64, u32)]) -> Graph {
+    let mut b = GraphBuilder::default();
+    for (n, &(x, y, capacity_sat, ppm)) in list.iter().enumerate() {
+        let scid = Scid((n as u64 + 1) << 40);
+        let p = policy(0, ppm, 10);
+        b.add(x, y, scid, u8::from(x > y), true, capacity_sat * SAT, p);
+        b.add(y, x, scid, u8::from(y > x), true, capacity_sat * SAT, p);
+    }
+    b.build()
+}
+
 fn names(g: &Graph, p: &Part) -> Vec<String> {
     let mut v = vec![g.node_id(g.edge(p.edges[0]).source).to_string()];
     v.extend(
@@ -258,32 +271,14 @@ fn parts_at_the_last_hops_htlc_maximum_go_over_different_ways() {
     // fees over a 1M-sat channel: the parts sit at the maximum and re-balancing cannot move
     // that excess, yet such sets looked cheapest at first (the model prices no risk past the
     // capacity), one per way, and crowded the within-limits sets out of the shortlist.
-    let mut b = GraphBuilder::default();
-    for (k, mid) in ["x", "y", "z"].into_iter().enumerate() {
-        for (j, (from, to)) in [("a", mid), (mid, "d")].into_iter().enumerate() {
-            let scid = Scid(((2 * k + j + 1) as u64) << 40);
-            let p = policy(0, 100, 10);
-            b.add(
-                from,
-                to,
-                scid,
-                u8::from(from > to),
-                true,
-                1_000_000 * SAT,
-                p,
-            );
-            b.add(
-                to,
-                from,
-                scid,
-                u8::from(to > from),
-                true,
-                1_000_000 * SAT,
-                p,
-            );
-        }
-    }
-    let g = b.build();
+    let g = channels(&[
+        ("a", "x", 1_000_000, 100),
+        ("x", "d", 1_000_000, 100),
+        ("a", "y", 1_000_000, 100),
+        ("y", "d", 1_000_000, 100),
+        ("a", "z", 1_000_000, 100),
+        ("z", "d", 1_000_000, 100),
+    ]);
     let none = Exclusions::default();
     let mut req = plain(&g, "a", "d", 1_000_000 * SAT, &none);
     req.last_hop.htlc_maximum_msat = 500_000 * SAT;
@@ -485,18 +480,12 @@ fn a_route_within_the_cap_the_risk_weighed_search_misses_is_still_found() {
     // the likelier straight one; a -> m adds 150 sat, and the 300-sat cap then refuses it at
     // a, where the way via y (150 sat in all) would fit. Like `Plan`, which falls back to a
     // fee-only search, the solver finds that way.
-    let mut b = GraphBuilder::default();
-    let mut add = |x: &str, y: &str, block: u64, capacity_sat: u64, ppm: u32| {
-        let scid = Scid(block << 40);
-        let p = policy(0, ppm, 10);
-        b.add(x, y, scid, u8::from(x > y), true, capacity_sat * SAT, p);
-        b.add(y, x, scid, u8::from(y > x), true, capacity_sat * SAT, p);
-    };
-    add("a", "m", 1, 100_000_000, 150);
-    add("m", "d", 2, 100_000_000, 200);
-    add("m", "y", 3, 1_020_000, 0);
-    add("y", "d", 4, 100_000_000, 0);
-    let g = b.build();
+    let g = channels(&[
+        ("a", "m", 100_000_000, 150),
+        ("m", "d", 100_000_000, 200),
+        ("m", "y", 1_020_000, 0),
+        ("y", "d", 100_000_000, 0),
+    ]);
     let none = Exclusions::default();
     let req = FlowRequest {
         max_parts: 1,
@@ -519,18 +508,12 @@ fn the_fee_leash_keeps_the_risk_from_buying_a_dear_way() {
     // 1M sat (P about 0.48 a hop); via y, 190 ppm a hop over roomy channels. Without a leash
     // the risk buys the way via y (about 481 sat against 301 in fees, risk 15 against 216
     // sat); with the fee held to 150% of the cheapest route's, the set keeps within it.
-    let mut b = GraphBuilder::default();
-    let mut add = |x: &str, y: &str, block: u64, capacity_sat: u64, ppm: u32| {
-        let scid = Scid(block << 40);
-        let p = policy(0, ppm, 10);
-        b.add(x, y, scid, u8::from(x > y), true, capacity_sat * SAT, p);
-        b.add(y, x, scid, u8::from(y > x), true, capacity_sat * SAT, p);
-    };
-    add("a", "x", 1, 2_000_000, 100);
-    add("x", "d", 2, 2_000_000, 100);
-    add("a", "y", 3, 100_000_000, 190);
-    add("y", "d", 4, 100_000_000, 190);
-    let g = b.build();
+    let g = channels(&[
+        ("a", "x", 2_000_000, 100),
+        ("x", "d", 2_000_000, 100),
+        ("a", "y", 100_000_000, 190),
+        ("y", "d", 100_000_000, 190),
+    ]);
     let none = Exclusions::default();
     let req = plain(&g, "a", "d", 1_000_000 * SAT, &none);
     let beliefs = view(&g, &Liquidity::new());
