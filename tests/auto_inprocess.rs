@@ -14,7 +14,7 @@ use cln_rebalance::lightningd::Lightningd;
 use cln_rebalance::params::RebalanceallParams;
 use cln_rebalance::state::State;
 use cln_standin::simnet::Network;
-use common::{SimNode, assert_clean, rebalancer};
+use common::{SimNode, assert_clean, network_from, rebalancer};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,14 +95,10 @@ fn network_with(dear: Option<usize>, drained: Option<usize>, dear_to_us: Option<
             }));
         }
     }
-    let text = json!({
+    network_from(&json!({
         "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
         "nodes": nodes, "default_policy": cheap, "channels": channels,
-    })
-    .to_string();
-    let mut net = Network::from_json_str(&text).expect("network loads");
-    net.hooks.invoice_payment = true;
-    net
+    }))
 }
 
 fn config(budget: Budget, parallel: usize) -> Config {

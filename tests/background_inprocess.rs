@@ -11,7 +11,7 @@ use cln_rebalance::config::Config;
 use cln_rebalance::params::{LiquidityParams, RebalanceParams};
 use cln_rebalance::state::State;
 use cln_standin::simnet::Network;
-use common::{SimNode, assert_clean, hooked};
+use common::{SimNode, assert_clean, hooked, network_from};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -67,14 +67,10 @@ fn network() -> Network {
             channels.push(c);
         }
     }
-    let text = json!({
+    network_from(&json!({
         "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
         "nodes": nodes, "default_policy": cheap, "channels": channels,
-    })
-    .to_string();
-    let mut net = Network::from_json_str(&text).expect("network loads");
-    net.hooks.invoice_payment = true;
-    net
+    }))
 }
 
 fn on(per_hour: u32, max_locked_msat: u64) -> Config {

@@ -14,7 +14,7 @@ mod common;
 use cln_rebalance::config::Config;
 use cln_rebalance::params::RebalanceParams;
 use cln_standin::simnet::Network;
-use common::{SimNode, assert_clean, rebalancer};
+use common::{SimNode, assert_clean, network_from, rebalancer};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -27,13 +27,7 @@ fn id(i: usize) -> String {
 }
 
 fn network() -> Network {
-    load(network_json())
-}
-
-fn load(v: Value) -> Network {
-    let mut net = Network::from_json_str(&v.to_string()).expect("network loads");
-    net.hooks.invoice_payment = true;
-    net
+    network_from(&network_json())
 }
 
 fn network_json() -> Value {
@@ -425,7 +419,7 @@ async fn rebalanceall_sizes_a_move_by_what_can_move_instead_of_halving() {
 fn network_inc_htlc_max_1m() -> Network {
     let mut v = network_json();
     v["channels"][1]["policy2"]["htlc_maximum_msat"] = json!(1_000_000 * SAT);
-    load(v)
+    network_from(&v)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -487,7 +481,7 @@ fn one_narrow_channel() -> Network {
         json!({"fee_base_msat": 0, "fee_proportional_millionths": 10, "cltv_expiry_delta": 18});
     let narrow = json!({"fee_base_msat": 0, "fee_proportional_millionths": 10,
                         "cltv_expiry_delta": 18, "htlc_maximum_msat": 500_000 * SAT});
-    let text = json!({
+    network_from(&json!({
         "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
         "nodes": [{"id": id(0), "alias": "us"}, {"id": id(1), "alias": "a"}, {"id": id(2), "alias": "b"}],
         "default_policy": cheap,
@@ -499,11 +493,7 @@ fn one_narrow_channel() -> Network {
             {"short_channel_id": INC, "node1": "b", "node2": "us", "capacity_sat": 3_000_000,
              "node1_msat": 2_700_000 * SAT, "policy1": cheap, "policy2": cheap},
         ],
-    })
-    .to_string();
-    let mut net = Network::from_json_str(&text).expect("network loads");
-    net.hooks.invoice_payment = true;
-    net
+    }))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
