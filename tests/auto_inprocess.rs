@@ -15,7 +15,7 @@ use cln_rebalance::params::RebalanceallParams;
 use cln_rebalance::state::State;
 use cln_standin::simnet::Network;
 use common::{SimNode, assert_clean, network_from, rebalancer};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -111,6 +111,23 @@ fn config(budget: Budget, parallel: usize) -> Config {
         },
         ..Config::default()
     }
+}
+
+/// `rebalanceall wait=true` with the defaults: its answer once the job ended, and the
+/// progress lines it sent.
+async fn job_followed(r: &Arc<State<SimNode>>) -> (Value, Arc<cln_rebalance::progress::Collected>) {
+    let heard = Arc::new(cln_rebalance::progress::Collected::default());
+    let v = r
+        .rebalanceall_wait(
+            RebalanceallParams {
+                wait: true,
+                ..RebalanceallParams::default()
+            },
+            Some(heard.clone()),
+        )
+        .await
+        .unwrap();
+    (v, heard)
 }
 
 fn share(node: &SimNode, k: usize) -> f64 {
@@ -256,17 +273,7 @@ async fn a_sink_no_source_reaches_within_the_cap_is_left_out_without_an_htlc() {
         network_with(None, None, Some(6)),
         config(Budget::default(), 1),
     );
-    let heard = Arc::new(cln_rebalance::progress::Collected::default());
-    let v = r
-        .rebalanceall_wait(
-            RebalanceallParams {
-                wait: true,
-                ..RebalanceallParams::default()
-            },
-            Some(heard.clone()),
-        )
-        .await
-        .unwrap();
+    let (v, heard) = job_followed(&r).await;
     let p = r.last_job().unwrap().progress();
     assert_eq!(p.moves_failed, 0, "{v}");
     assert!(p.moves_completed >= 2, "{v}");
@@ -488,17 +495,7 @@ async fn the_schedule_fires() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebalanceall_wait_follows_the_job_to_its_end() {
     let (r, node) = rebalancer(six_channel_network(), config(Budget::default(), 1));
-    let heard = Arc::new(cln_rebalance::progress::Collected::default());
-    let v = r
-        .rebalanceall_wait(
-            RebalanceallParams {
-                wait: true,
-                ..RebalanceallParams::default()
-            },
-            Some(heard.clone()),
-        )
-        .await
-        .unwrap();
+    let (v, heard) = job_followed(&r).await;
     // It answers once the job has ended, with what it did.
     assert_eq!(v["status"], "ended", "{v}");
     let job = r.last_job().unwrap();
