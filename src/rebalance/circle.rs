@@ -28,6 +28,16 @@ pub struct Circle {
     max_parts: usize,
 }
 
+/// The most HTLCs a rebalance's amount may arrive in over `inc`: `max_parts`, or one when both
+/// channels go to the same peer (straight through it is one route).
+pub fn parts_in(out: &PeerChannel, inc: &PeerChannel, max_parts: usize) -> usize {
+    if out.peer_id == inc.peer_id {
+        1
+    } else {
+        max_parts.max(1)
+    }
+}
+
 /// The incoming peer forwards each HTLC within its `htlc_minimum_msat` and `htlc_maximum_msat`
 /// on our channel: one route carries at most the maximum, a set of `max_parts` parts up to that
 /// many times it (the flow keeps every part within it).
@@ -99,8 +109,7 @@ impl Circle {
                 )
             })?;
         let same_peer = out.peer_id == inc.peer_id;
-        // Straight through one peer is one route: one HTLC.
-        let max_parts = if same_peer { 1 } else { max_parts.max(1) };
+        let max_parts = parts_in(out, inc, max_parts);
         check_htlc_limits(&remote, amount_msat, max_parts, inc_scid)?;
         let first = HopSpec {
             short_channel_id: out_scid,

@@ -27,6 +27,7 @@ pub mod probe; // how much can move now, found with probes that pay nothing
 pub mod route; // step 2: the best route not ruled out
 pub mod session; // one rebalance in progress
 
+use crate::config::Config;
 use crate::core::amount::MSAT_PER_SAT;
 use crate::core::amount::{display_sat, fee_cap_msat, ppm};
 use crate::core::liquidity::Liquidity;
@@ -241,13 +242,7 @@ impl<N: Lightningd> State<N> {
             (req.out.spendable_msat as u128 * 1_000_000 / (1_000_000 + maxfeeppm as u128)) as u64;
         // A rebalance's amount is within the incoming peer's htlc limits on our channel, in
         // each of its parts (the circle checks it), so the most is too.
-        let parts = if req.out.peer_id == req.inc.peer_id {
-            1
-        } else {
-            rp.maxparts
-                .map_or(self.config.max_parts, |m| m as usize)
-                .max(1)
-        };
+        let parts = circle::parts_in(&req.out, &req.inc, max_parts(&rp, &self.config));
         let inc_htlc_max = req
             .inc
             .updates
@@ -332,6 +327,11 @@ impl<N: Lightningd> State<N> {
     }
 }
 
+/// Most parts a set of `p` may have: its `maxparts`, else the option.
+fn max_parts(p: &RebalanceParams, config: &Config) -> usize {
+    p.maxparts.map_or(config.max_parts, |m| m as usize).max(1)
+}
+
 /// A session for a checked request: the fee cap, the deadline, the fixed hops.
 fn new_session<N: Lightningd>(
     st: &State<N>,
@@ -345,10 +345,7 @@ fn new_session<N: Lightningd>(
     let maxfeeppm = p.maxfeeppm.unwrap_or(st.config.maxfeeppm);
     let exemptfee_msat = p.exemptfee.unwrap_or(st.config.exemptfee_msat);
     let retry_for = p.retry_for.unwrap_or(st.config.retry_for_secs);
-    let max_parts = p
-        .maxparts
-        .map_or(st.config.max_parts, |m| m as usize)
-        .max(1);
+    let max_parts = max_parts(p, &st.config);
     let circle = Circle::new(
         &req.our_id,
         &req.out,
