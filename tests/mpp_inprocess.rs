@@ -11,11 +11,13 @@
 
 mod common;
 
+use cln_rebalance::clock::ManualClock;
 use cln_rebalance::config::Config;
 use cln_rebalance::params::RebalanceParams;
 use cln_standin::simnet::Network;
-use common::{SimNode, assert_clean, network_from, rebalancer};
+use common::{SimNode, assert_clean, hooked, network_from, rebalancer};
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 
 const OUT: &str = "800001x1x0";
@@ -512,5 +514,64 @@ async fn parts_probed_one_by_one_over_one_channel_do_not_prove_their_sum() {
         max > 0 && max <= 700_000 * SAT,
         "never more than a -> b holds: {most}"
     );
+    untouched(&node, &before);
+}
+
+/// Us, peers a and b: a -> b direct, large but with only 100,000 sat on a's side (the model
+/// prices it likeliest), and a long way round a -> p -> q -> r -> b that carries 1M sat.
+fn short_drained_long_open() -> Network {
+    let cheap =
+        json!({"fee_base_msat": 0, "fee_proportional_millionths": 10, "cltv_expiry_delta": 18});
+    let mut channels = vec![
+        json!({"short_channel_id": OUT, "node1": "us", "node2": "a", "capacity_sat": 10_000_000,
+               "node1_msat": 9_000_000 * SAT, "policy1": cheap, "policy2": cheap}),
+        json!({"short_channel_id": "700009x1x0", "node1": "a", "node2": "b",
+               "capacity_sat": 20_000_000, "node1_msat": 100_000 * SAT}),
+        json!({"short_channel_id": INC, "node1": "b", "node2": "us", "capacity_sat": 10_000_000,
+               "node1_msat": 9_000_000 * SAT, "policy1": cheap, "policy2": cheap}),
+    ];
+    for (k, (from, to)) in [("a", "p"), ("p", "q"), ("q", "r"), ("r", "b")]
+        .iter()
+        .enumerate()
+    {
+        channels.push(json!({"short_channel_id": format!("70001{k}x1x0"), "node1": from,
+                             "node2": to, "capacity_sat": 2_000_000, "node1_msat": 1_500_000 * SAT}));
+    }
+    let names = ["us", "a", "b", "p", "q", "r"];
+    network_from(&json!({
+        "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
+        "nodes": names.iter().enumerate().map(|(i, n)| json!({"id": id(i), "alias": n})).collect::<Vec<_>>(),
+        "default_policy": cheap, "channels": channels,
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_with_no_time_left_for_the_next_route_ends_at_once() {
+    // 1 s a hop each way, 12 s to probe: the whole amount over a -> b fails at a in 2 s, then
+    // a set's part over it (the rest the long way) too; the long way alone (5 hops, 10 s there
+    // and back) would not come back in the 8 s left, so it is not sent and the call ends
+    // there: it must not plan that same route again and again until the deadline.
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let node = SimNode::new(short_drained_long_open()).with_hop_clock(clock.clone(), 1000);
+    let config = Config {
+        probe_max_secs: 12,
+        ..Config::default()
+    };
+    let r = hooked(node.clone(), config, clock);
+    let before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    // On a runtime of its own: a call that never yields must fail this test, not hang it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let v = rt.block_on(r.rebalance_probe(probe(Some(1_000_000 * SAT)), None));
+        let _ = tx.send(v);
+    });
+    let v = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the probe call ends")
+        .unwrap();
+    assert_eq!(v["feasible"], false, "{v}");
+    assert_eq!(v["probes"], 2, "the long way was not sent: {v}");
+    assert_eq!(v["duration_ms"], 4000, "{v}");
     untouched(&node, &before);
 }

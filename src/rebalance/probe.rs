@@ -157,8 +157,19 @@ async fn classify<N: Lightningd>(
     }
 }
 
+/// How probing a set ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SetProbed {
+    /// Every route reached us.
+    Carried,
+    /// A route failed on the way (the model learned why).
+    Failed,
+    /// A route was not sent: the probes or the seconds left could not pay for it. Planning
+    /// again would find what was just planned, so probing ends.
+    OutOfBudget,
+}
+
 /// Probes every route of `set`, one after the other; notes what each proved in `proven`.
-/// `Ok(true)` when all reached us.
 async fn probe_set<N: Lightningd>(
     st: &State<N>,
     s: &mut Session,
@@ -166,11 +177,11 @@ async fn probe_set<N: Lightningd>(
     proven: &mut HashMap<EdgeIdx, u64>,
     found: &mut Found,
     budget: ProbeBudget,
-) -> Result<bool, RpcFailure> {
+) -> Result<SetProbed, RpcFailure> {
     for hops in set {
         if found.probes >= budget.probes || !found.time_left(hops.len(), st.now_ms(), s.deadline_ms)
         {
-            return Ok(false);
+            return Ok(SetProbed::OutOfBudget);
         }
         if s.extra.background {
             background_may_send(st)?;
@@ -208,11 +219,11 @@ async fn probe_set<N: Lightningd>(
                     }
                 }
             }
-            Probe::Failed(..) => return Ok(false),
+            Probe::Failed(..) => return Ok(SetProbed::Failed),
             Probe::Stop(e) => return Err(e),
         }
     }
-    Ok(true)
+    Ok(SetProbed::Carried)
 }
 
 /// Whether background probing may send one more probe now: no other rebalance, probe or job
@@ -265,7 +276,11 @@ pub async fn probe_amount<N: Lightningd>(
             // Nothing left that could carry it within the cap: it cannot move now.
             Err(_) => break,
         };
-        let carried = probe_set(st, s, &set, &mut proven, &mut found, budget).await?;
+        let carried = match probe_set(st, s, &set, &mut proven, &mut found, budget).await? {
+            SetProbed::Carried => true,
+            SetProbed::Failed => false,
+            SetProbed::OutOfBudget => break,
+        };
         if carried && proven_together(s, &set, &proven) {
             found.fee_msat = set.iter().map(|h| route_fee_msat(h)).sum();
             found.amount_msat = amount_msat;
@@ -318,7 +333,9 @@ pub async fn probe_max<N: Lightningd>(
                 continue;
             }
         };
-        if probe_set(st, s, &set, &mut proven, &mut found, budget).await?
+        // A set the time left cannot probe counts as failed here: a smaller amount may go
+        // over shorter routes, and halving ends the search in any case.
+        if probe_set(st, s, &set, &mut proven, &mut found, budget).await? == SetProbed::Carried
             && proven_together(s, &set, &proven)
         {
             lo = amount;
