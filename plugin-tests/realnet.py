@@ -219,6 +219,43 @@ def push(src, dst, amount_msat):
     wait_settled(src, dst)
 
 
+def diamond(node_factory, l4_feeppm, l1_opts=None, l5_opts=None):
+    """l1 -> l2 -> {l3 | l4} -> l5 -> l1, all six channels announced, l1 running the plugin.
+    The l4 way is made dearer (100 msat + `l4_feeppm` on l4 -> l5), so a rebalance tries the l3
+    way first while nothing is known of either, and that way cannot carry 300,000 sat: l2 has
+    pushed all but 100,000 sat of l2 -> l3 to l3. Returns the nodes and the channels
+    (l1-l2, l1-l5, l2-l3, l2-l4, l4-l5)."""
+    opts = [dict({"plugin": str(plugin_binary())}, **(l1_opts or {})), {}, {}, {}, l5_opts or {}]
+    l1, l2, l3, l4, l5 = nodes = node_factory.get_nodes(5, opts=opts)
+    node_factory.join_nodes([l1, l2, l3, l5, l1])
+    node_factory.join_nodes([l2, l4, l5])
+    l1.bitcoin.generate_block(5)
+    scids = (scid_between(l1, l2), scid_between(l1, l5), scid_between(l2, l3),
+             scid_between(l2, l4), scid_between(l4, l5))
+    wait_graph(l1, 6)
+    l4.rpc.setchannel(l5.info["id"], feebase=100, feeppm=l4_feeppm)
+    wait_policy(l1, scids[4], l4.info["id"], 100, l4_feeppm)
+    push(l2, l3, int(chan(l2, scids[2])["spendable_msat"]) - 100_000 * 1000)
+    return nodes, scids
+
+
+def auto_ring(node_factory):
+    """l1 funds l1 -> l2 and l1 -> l3 (all ours) and receives l4 -> l1 and l5 -> l1 (nothing
+    ours); the others form l2 -> l3 -> l4 -> l5 and l2 -> l5 (so two moves need not share
+    l3 -> l4). l1 runs the plugin and charges 1000 msat + 1000 ppm on every channel, so the
+    economics rule (half of that) pays for the network's fees (1 msat + 10 ppm a hop)."""
+    opts = [{"plugin": str(plugin_binary())}, {}, {}, {}, {}]
+    l1, l2, l3, l4, l5 = nodes = node_factory.get_nodes(5, opts=opts)
+    node_factory.join_nodes([l1, l2, l3, l4, l5, l1])
+    node_factory.join_nodes([l1, l3])
+    node_factory.join_nodes([l4, l1])
+    node_factory.join_nodes([l2, l5])
+    l1.bitcoin.generate_block(5)
+    wait_graph(l1, 8)
+    l1.rpc.setchannel("all", feebase=1000, feeppm=1000)
+    return nodes
+
+
 # ---- rebalance results ----------------------------------------------------------------------
 
 def check_route_math(node, res, me):

@@ -12,7 +12,7 @@ import pytest
 pytest.register_assert_rewrite("realnet")
 import realnet  # noqa: E402
 from realnet import (  # noqa: E402
-    assert_no_unpaid_rebalance_invoice, channels, no_htlcs, scid_between, wait_graph,
+    assert_no_unpaid_rebalance_invoice, channels, no_htlcs,
     wait_settled, wait_until,
 )
 
@@ -50,18 +50,9 @@ def test_rebalanceall_ring_stop_and_report_after_restart(node_factory):
     """l1 funds l1->l2 and l1->l3 (all ours) and receives l4->l1 and l5->l1 (nothing ours);
     the others form l2 -> l3 -> l4 -> l5 and l2 -> l5. rebalanceall moves liquidity from the first two into
     the last two until every channel of l1 is within target."""
-    plugin = str(realnet.plugin_binary())
-    nodes = node_factory.get_nodes(5, opts=[{"plugin": plugin}, {}, {}, {}, {}])
+    nodes = realnet.auto_ring(node_factory)
     l1, l2, l3, l4, l5 = nodes
-    node_factory.join_nodes([l1, l2, l3, l4, l5, l1])
-    node_factory.join_nodes([l1, l3])
-    node_factory.join_nodes([l4, l1])
-    node_factory.join_nodes([l2, l5])  # so the two moves need not share l3 -> l4
-    l1.bitcoin.generate_block(5)
-    wait_graph(l1, 8)
-    # What liquidity moved into our channels can earn: 1000 msat + 1000 ppm, so the economics
-    # rule (half of that) pays for the network's fees (1 msat + 10 ppm a hop).
-    l1.rpc.setchannel("all", feebase=1000, feeppm=1000)
+    plugin = str(realnet.plugin_binary())
     before = shares(l1)
     assert sorted(round(v) for v in before.values()) == [0, 0, 100, 100], before
 

@@ -8,8 +8,7 @@ import pytest
 pytest.register_assert_rewrite("realnet")
 import realnet  # noqa: E402
 from realnet import (  # noqa: E402
-    chan, check_complete, push, rpc_error, scid_between, snapshot, wait_graph, wait_policy,
-    wait_settled, wait_until,
+    check_complete, rpc_error, snapshot, wait_settled, wait_until,
 )
 
 pytestmark = realnet.requires_lightningd
@@ -42,20 +41,11 @@ def test_model_saved_restored_and_used(node_factory):
     """l1 -> l2 -> {l3 | l4} -> l5 -> l1, the cheaper side (via l3) drained. The first rebalance
     fails once at l2 -> l3 and learns it; after a plugin restart the model is back from the
     datastore and the same rebalance goes via l4 at once."""
-    plugin = str(realnet.plugin_binary())
-    nodes = node_factory.get_nodes(5, opts=[{"plugin": plugin}, {}, {}, {}, {}])
-    l1, l2, l3, l4, l5 = nodes
-    node_factory.join_nodes([l1, l2, l3, l5, l1])
-    node_factory.join_nodes([l2, l4, l5])
-    l1.bitcoin.generate_block(5)
-    out_scid, in_scid = scid_between(l1, l2), scid_between(l1, l5)
-    s23, s24, s45 = scid_between(l2, l3), scid_between(l2, l4), scid_between(l4, l5)
-    wait_graph(l1, 6)
     # The l4 way costs 12 sat more: the cheap way first, while nothing is known of either.
-    l4.rpc.setchannel(l5.info["id"], feebase=100, feeppm=50)
-    wait_policy(l1, s45, l4.info["id"], 100, 50)
+    nodes, (out_scid, in_scid, s23, s24, s45) = realnet.diamond(node_factory, 50)
+    plugin = str(realnet.plugin_binary())
+    l1, l2, l3, l4, l5 = nodes
     amt = 300_000 * SAT
-    push(l2, l3, int(chan(l2, s23)["spendable_msat"]) - 100_000 * SAT)
     assert saved_hex(l1) is None, "nothing saved before the first rebalance"
 
     before = snapshot(l1)

@@ -20,8 +20,7 @@ import pytest
 pytest.register_assert_rewrite("realnet")
 import realnet  # noqa: E402
 from realnet import (  # noqa: E402
-    assert_no_unpaid_rebalance_invoice, chan, push, scid_between, snapshot, wait_graph,
-    wait_policy, wait_settled, wait_until,
+    assert_no_unpaid_rebalance_invoice, chan, snapshot, wait_settled, wait_until,
 )
 
 pytestmark = realnet.requires_lightningd
@@ -79,21 +78,12 @@ def test_progress_formats_and_in_flight(node_factory, directory):
     per attempt, the failure and the outcome, a bar per attempt, then its JSON with
     rebalance.py's `"NNNmsat"` strings; the report has rebalance.py's totals in that form; a
     rebalance held at l5 is listed in flight, in JSON and in the table, and gone once done."""
-    plugin = str(realnet.plugin_binary())
     holder = Holder(os.path.join(directory, "hold-plugin"))
-    nodes = node_factory.get_nodes(5, opts=[{"plugin": plugin}, {}, {}, {}, {"plugin": str(holder.plugin)}])
+    nodes, (out_scid, in_scid, s23, s24, s45) = realnet.diamond(
+        node_factory, 300, l5_opts={"plugin": str(holder.plugin)})
     l1, l2, l3, l4, l5 = nodes
     holder.node = l5
-    node_factory.join_nodes([l1, l2, l3, l5, l1])
-    node_factory.join_nodes([l2, l4, l5])
-    l1.bitcoin.generate_block(5)
-    out_scid, in_scid = scid_between(l1, l2), scid_between(l1, l5)
-    s23, s24, s45 = scid_between(l2, l3), scid_between(l2, l4), scid_between(l4, l5)
-    wait_graph(l1, 6)
-    l4.rpc.setchannel(l5.info["id"], feebase=100, feeppm=300)
-    wait_policy(l1, s45, l4.info["id"], 100, 300)
     amt = 300_000 * SAT
-    push(l2, l3, int(chan(l2, s23)["spendable_msat"]) - 100_000 * SAT)
 
     # Retries once: the lines say each attempt, each failure where and why in the error
     # table's words, and the outcome (the result's own message); a bar per attempt over
@@ -189,16 +179,8 @@ def test_rebalanceall_wait_to_its_end(node_factory):
     """The ring of test_real_auto.py (two sources, two sinks): `lightning-cli rebalanceall
     wait=true` prints a line per move and the bar over the planned moves, then answers with
     what the job did, once it has ended; our channels are then within target."""
-    plugin = str(realnet.plugin_binary())
-    nodes = node_factory.get_nodes(5, opts=[{"plugin": plugin}, {}, {}, {}, {}])
+    nodes = realnet.auto_ring(node_factory)
     l1, l2, l3, l4, l5 = nodes
-    node_factory.join_nodes([l1, l2, l3, l4, l5, l1])
-    node_factory.join_nodes([l1, l3])
-    node_factory.join_nodes([l4, l1])
-    node_factory.join_nodes([l2, l5])
-    l1.bitcoin.generate_block(5)
-    wait_graph(l1, 8)
-    l1.rpc.setchannel("all", feebase=1000, feeppm=1000)
     before = snapshot(l1)
     plan = l1.rpc.call("rebalanceall", {"dryrun": True})
     assert len(plan["moves"]) == 2, plan

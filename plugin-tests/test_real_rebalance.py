@@ -18,7 +18,7 @@ import realnet  # noqa: E402
 from realnet import (  # noqa: E402
     UNKNOWN_NODE_ID, UNKNOWN_SCID, assert_no_unpaid_rebalance_invoice, chan, channels,
     check_complete, check_nothing_paid, push, rebalance_invoices, rpc_error, scid_between,
-    sendpays, snapshot, to_us, wait_graph, wait_policy, wait_settled, wait_until,
+    sendpays, snapshot, to_us, wait_graph, wait_settled, wait_until,
 )
 
 pytestmark = realnet.requires_lightningd
@@ -288,22 +288,10 @@ def test_parallel_paths_retry(node_factory):
     """l1 -> l2 -> {l3 | l4} -> l5 -> l1 with the cheaper side (via l3) drained: the first
     attempt fails at l2 and the plugin retries over l4; then with both drained it gives up with
     every attempt listed and nothing paid."""
-    plugin = realnet.plugin_binary()
-    nodes = node_factory.get_nodes(5, opts=[{"plugin": str(plugin)}, {}, {}, {}, {}])
+    # The l4 side dearer, so the plugin's first choice is the l3 side, which cannot carry it.
+    nodes, (out_scid, in_scid, s23, s24, s45) = realnet.diamond(node_factory, 300)
     l1, l2, l3, l4, l5 = nodes
-    node_factory.join_nodes([l1, l2, l3, l5, l1])
-    node_factory.join_nodes([l2, l4, l5])
-    # Announce all six channels at once.
-    l1.bitcoin.generate_block(5)
-    out_scid, in_scid = scid_between(l1, l2), scid_between(l1, l5)
-    s23, s24, s45 = scid_between(l2, l3), scid_between(l2, l4), scid_between(l4, l5)
-    wait_graph(l1, 6)
-    # Make the l4 side dearer so the plugin's first choice is the l3 side...
-    l4.rpc.setchannel(l5.info["id"], feebase=100, feeppm=300)
-    wait_policy(l1, s45, l4.info["id"], 100, 300)
-    # ...which cannot carry the rebalance: l2 spends almost all of it.
     amt = 300_000 * SAT
-    push(l2, l3, int(chan(l2, s23)["spendable_msat"]) - 100_000 * SAT)
     assert int(chan(l2, s23)["spendable_msat"]) < amt
 
     q = l1.rpc.call("rebalance", [out_scid, in_scid, amt, None, None, None, True])
