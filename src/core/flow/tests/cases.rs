@@ -580,3 +580,45 @@ fn replacements_split_where_the_part_penalty_would_not() {
     assert!(replacement.cost_msat() < plan.cost_msat());
     check(&g, &req, &beliefs, &replacement);
 }
+
+#[test]
+fn a_small_amount_one_route_carries_is_one_route_unless_a_split_is_clearly_better() {
+    // 100k sat over two ways of 130k-sat channels: halves on both ways are likelier than the
+    // whole on one (P 0.12 against 0.05: about 16 sat less risk for 3 sat more in fees), more
+    // than half a bit (6 sat at 100k sat) but less than the penalty's 25-sat floor: one route.
+    let none = Exclusions::default();
+    let no_floor = FlowConfig {
+        part_penalty_min_msat: 0,
+        ..default_config()
+    };
+    let g = two_ways(130_000);
+    let req = plain(&g, "a", "d", 100_000 * SAT, &none);
+    let beliefs = view(&g, &Liquidity::new());
+    let plan = solve(&g, &req, &beliefs, &mut FlowScratch::default()).unwrap();
+    assert_eq!(plan.parts.len(), 1, "{plan:?}");
+    assert_eq!(names(&g, &plan.parts[0]), ["a", "x", "d"]);
+    let split = solve_with(&g, &req, &beliefs, &no_floor, &mut FlowScratch::default()).unwrap();
+    assert_eq!(split.parts.len(), 2, "{split:?}");
+    assert!(
+        split.probability > plan.probability * 2.0,
+        "{split:?} {plan:?}"
+    );
+    let saves = plan.cost_msat() - split.cost_msat();
+    assert!((6_000..25_000).contains(&saves), "{saves}");
+    check(&g, &req, &beliefs, &plan);
+    // Where one route cannot carry the amount (80k-sat channels), or a split is much likelier
+    // (110k-sat channels: the whole leaves a tenth of each channel), it still splits.
+    for capacity in [80_000, 110_000] {
+        let g = two_ways(capacity);
+        let beliefs = view(&g, &Liquidity::new());
+        let req = plain(&g, "a", "d", 100_000 * SAT, &none);
+        let flow = solve(&g, &req, &beliefs, &mut FlowScratch::default()).unwrap();
+        assert_eq!(flow.parts.len(), 2, "{capacity}: {flow:?}");
+        check(&g, &req, &beliefs, &flow);
+    }
+    // From 480k sat on, half a bit is over the floor: larger plans are priced as before.
+    let config = default_config();
+    assert_eq!(config.part_penalty_msat(100_000 * SAT), 25_000);
+    assert_eq!(config.part_penalty_msat(1_000_000 * SAT), 51_000);
+    assert_eq!(config.part_penalty_msat(2_000_000 * SAT), 101_000);
+}
