@@ -27,7 +27,7 @@
 //! Usage: `cargo bench --bench flow -- [--seeds 11,12,13,14,15,16] [--amounts 1000000,2000000,5000000]
 //! [--tasks 60] [--passes 3] [--max-parts 4] [--min-part-share 0.1] [--min-part 100000000]
 //! [--chunks 2,4] [--segments 8] [--ref-parts 2] [--combine 4] [--grid 16] [--allocations 3]
-//! [--alloc-depth 10] [--penalty-base 0] [--penalty-ppm 0] [--penalty-min 0] [--prior uniform|bimodal]
+//! [--alloc-depth 10] [--penalty-base 0] [--penalty-ppm 0] [--prior uniform|bimodal]
 //! [--no-learned]`. Tune on seeds 1-6; the report is seeds 11-16.
 
 #[path = "../tests/support/flowsim.rs"]
@@ -103,7 +103,6 @@ impl Args {
                 "--alloc-depth" => a.config.alloc_depth = parse_one(&val()?)?,
                 "--penalty-base" => a.config.part_penalty_base_msat = parse_one(&val()?)?,
                 "--penalty-ppm" => a.config.part_penalty_ppm = parse_one(&val()?)?,
-                "--penalty-min" => a.config.part_penalty_min_msat = parse_one(&val()?)?,
                 "--prior" => a.model.prior = val()?.parse()?,
                 "--no-learned" => a.learned = false,
                 "-h" | "--help" => return Err("see the //! doc of benches/flow.rs".into()),
@@ -350,8 +349,9 @@ fn run(
             let single = single.filter(|f| f.parts[0].source_amount_msat <= req.max_source_msat);
             o.differs[v] = solver_edges != single.as_ref().map(|f| vec![f.parts[0].edges.clone()]);
             if let (Some(f), Some(s)) = (&flow, &single) {
-                let penalty =
-                    args.config.part_penalty_msat(amount_msat) * (f.parts.len() as u64 - 1);
+                let penalty = (args.config.part_penalty_base_msat
+                    + amount_msat / 1_000_000 * args.config.part_penalty_ppm)
+                    * (f.parts.len() as u64 - 1);
                 let single_cost = s.fee_msat + whole_rate_risk(g, &req, view, &s.parts[0].edges);
                 o.objective[v] = Some((f.cost_msat() + penalty, single_cost));
             }

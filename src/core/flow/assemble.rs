@@ -255,7 +255,9 @@ pub(super) fn choose<C: FlowCost>(
     buf.touched.clear();
     let total = req.amount_msat;
     let min_step = (total >> config.alloc_depth.min(63)).max(1000).min(total);
-    let part_penalty = config.part_penalty_msat(total);
+    let part_penalty = config.part_penalty_base_msat.saturating_add(
+        (u128::from(total) * u128::from(config.part_penalty_ppm) / 1_000_000) as u64,
+    );
     let mut pricer = Pricer {
         graph,
         req,

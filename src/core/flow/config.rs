@@ -34,10 +34,6 @@ pub struct FlowConfig {
     /// split must be cheaper by this much to be chosen.
     pub part_penalty_base_msat: u64,
     pub part_penalty_ppm: u64,
-    /// The least each part beyond the first costs, whatever the amount: at small amounts the
-    /// half bit is a few sat, within what the model gets wrong, and a split saving that little
-    /// is no better a bet than the single route (see `benches/README.md`, issue 22).
-    pub part_penalty_min_msat: u64,
     /// Weights on the risk tried in turn until a set within the fee cap is found: 1 is the
     /// model's price; 0 is fees only (within what the model says can be carried).
     pub risk_weights: Vec<f64>,
@@ -48,17 +44,6 @@ pub struct FlowConfig {
     /// tried cut the fee p90 and the first try with it, see `benches/README.md`).
     pub fee_leash_pct: u64,
     pub fee_leash_ppm: u64,
-}
-
-impl FlowConfig {
-    /// What each part beyond the first adds to the cost of a set delivering `amount_msat`:
-    /// `base + ppm x amount`, at least `part_penalty_min_msat`.
-    pub fn part_penalty_msat(&self, amount_msat: u64) -> u64 {
-        let by_amount = u128::from(amount_msat) * u128::from(self.part_penalty_ppm) / 1_000_000;
-        self.part_penalty_base_msat
-            .saturating_add(u64::try_from(by_amount).unwrap_or(u64::MAX))
-            .max(self.part_penalty_min_msat)
-    }
 }
 
 /// The defaults, chosen on `make bench-flow` with the tuning seeds 1-6 (60 tasks per seed at
@@ -74,12 +59,6 @@ impl FlowConfig {
 ///   three amounts and both views: no penalty 10 / 23, a quarter bit 2 / 4, half a bit 2 / 1, a
 ///   bit 1 / 0, four bits 0 / 0 (splits only where one route cannot do it). With the bimodal
 ///   prior and no penalty 17 / 9: splitting pays where the prior's shape matches the world's.
-/// - `part_penalty_min_msat` 25 sat: below 480k sat the half bit is under 25 sat (6 sat at
-///   100k sat), within what the model gets wrong, and splits saving that little were a coin
-///   toss against the single route (tuning seeds at 200k and 300k sat: as many failed or paid
-///   more as did better); with the floor a split at 100k sat must be about two bits likelier
-///   or 25 sat cheaper. From 480k sat on the penalty is what it was, so plans at 1M sat and
-///   over are unchanged. A larger base instead (10 or 20 sat + 50 ppm) moved 2M sat too.
 /// - `fee_leash_pct` 0 (off): 150%, 200% and 300% of the cheapest route's fee (2026-12-04,
 ///   seeds 1 and 3-6, 100 tasks each at 1M, 2M and 5M sat) cut the fee p90 over the oracle's
 ///   set at 1M sat from 2.57x to 1.51x / 1.83x / 1.74x but the first try from 59.7% to 51.2%
@@ -101,7 +80,6 @@ pub fn default_config() -> FlowConfig {
         allocations: 3,
         part_penalty_base_msat: 1000,
         part_penalty_ppm: 50,
-        part_penalty_min_msat: 25_000,
         risk_weights: vec![1.0, 0.0],
         fee_leash_pct: 0,
         fee_leash_ppm: 0,
@@ -119,7 +97,6 @@ pub fn replacement_config() -> FlowConfig {
     FlowConfig {
         part_penalty_base_msat: 0,
         part_penalty_ppm: 0,
-        part_penalty_min_msat: 0,
         ..default_config()
     }
 }
@@ -136,7 +113,6 @@ pub fn oracle_config() -> FlowConfig {
         allocations: 6,
         part_penalty_base_msat: 0,
         part_penalty_ppm: 0,
-        part_penalty_min_msat: 0,
         risk_weights: vec![0.0],
         fee_leash_pct: 0,
         fee_leash_ppm: 0,

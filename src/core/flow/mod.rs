@@ -11,7 +11,7 @@
 //! The fees of every part (its route computed backward exactly as
 //! [`build_route`] does, the incoming peer's last hop to us included), plus, for every channel
 //! direction the set uses, [`FlowCost::cost_msat`] of the amount ALL parts put on it together,
-//! plus [`FlowConfig::part_penalty_msat`] for every part beyond the first. For the
+//! plus [`FlowConfig::part_penalty_base_msat`]/`_ppm` for every part beyond the first. For the
 //! model's view that cost is `-log2 P(L >= amount)` priced at the model's rate for the WHOLE
 //! amount (`risk_base + amount x risk_ppm` per bit): the bits of the set getting through in
 //! one round (every part must), each worth what a failed round puts at stake. A one-part set
@@ -23,8 +23,7 @@
 //! not see of a split (more nodes that may be offline, more HTLCs, the 70 s wait for every
 //! part); without it splits the model preferred got through less often than the single route
 //! (10 tasks won, 23 lost on the tuning seeds), with it about as often (2 won, 1 lost; see
-//! `benches/README.md`). It is at least 25 sat: at small amounts half a bit is a few sat,
-//! and a split must save clearly more than that to be a better bet than the single route.
+//! `benches/README.md`).
 //! Replacement parts (what a failed part left missing while the others are held) are planned
 //! without it ([`replacement_config`]): the set is split and waiting already.
 //!

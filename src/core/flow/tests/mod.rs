@@ -385,7 +385,8 @@ fn compare_one<C: FlowCost>(
     scratch: &mut FlowScratch,
 ) -> Option<(u64, u64)> {
     let req = case.request();
-    let penalty = config.part_penalty_msat(req.amount_msat);
+    let penalty =
+        config.part_penalty_base_msat + req.amount_msat / 1_000_000 * config.part_penalty_ppm;
     let bf = brute_force(&case.g, &req, cost, 10, penalty);
     let got = solve_with(&case.g, &req, cost, config, scratch);
     match (bf.map(|b| (b.0, b)), got) {
