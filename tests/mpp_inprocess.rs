@@ -3,7 +3,8 @@
 //! while the others are held at our node; a set that cannot complete in time leaves nothing
 //! paid; a probe finds the most that can move (never more) and pays nothing; `amount_msat=max`
 //! moves it; one probe at a time goes out through a channel of ours; parts probed one after
-//! another over one channel prove each, not their sum (a network of its own).
+//! another over one channel prove each, not their sum; after failed sets the search keeps an
+//! amount that may still move instead of halving (networks of their own).
 //!
 //! The network: us with a big outbound-heavy channel to `a` and a big inbound-heavy one from
 //! `b`, and three disjoint paths `a -> x|y|z -> b`, each able to carry 1.5M sat: 2.5M sat needs

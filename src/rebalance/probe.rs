@@ -5,10 +5,11 @@
 //! hop carried its amount, and a failure on the way reads as an attempt's would. Every probe
 //! teaches the model; nothing is paid, no invoice is made.
 //!
-//! The most that can move is searched by halving between what probes proved and what they (or
-//! the planner) ruled out; the answer is the largest set of parts the proven amounts can carry
-//! together within the cap (a flow over the channels at what probes proved they carry), so it
-//! is never more than the probes showed can move. One probe at a time: never more than one
+//! The most that can move is searched between what probes proved and what the planner ruled
+//! out: after a failed set, at the amount the model (having learned it) now weighs best, and
+//! by halving when it has none; the answer is the largest set of parts the proven amounts can
+//! carry together within the cap (a flow over the channels at what probes proved they carry),
+//! so it is never more than the probes showed can move. One probe at a time: never more than one
 //! probe of ours in flight on a channel of ours. Background probing's probes also count
 //! against the hourly budget and stop as soon as anything else runs.
 
