@@ -281,7 +281,10 @@ pub fn bench(a: &Args) {
         };
         let started = std::time::Instant::now();
         probe_max_on(&world, &tasks, a, &rt, &mut answers);
-        paid_on(&world, &tasks, a, &rt, &mut paid);
+        // `PROBE_ONLY_A=1`: table (a) only (tuning the search; table (b) does not use it).
+        if std::env::var_os("PROBE_ONLY_A").is_none() {
+            paid_on(&world, &tasks, a, &rt, &mut paid);
+        }
         println!(
             "seed {seed}: us {} ({} channels), {} tasks in {:.0} s",
             world.us_id,

@@ -241,6 +241,14 @@ impl Circle {
         self.same_peer
     }
 
+    /// Most edges a part may have between the peers from now on (a probe's time left allows
+    /// so many hops), never over what a route of [`MAX_HOPS`] leaves.
+    pub fn set_max_edges(&mut self, edges: u32) {
+        if let Some(q) = self.query.as_mut() {
+            q.max_edges = edges.min((MAX_HOPS - 2) as u32);
+        }
+    }
+
     /// The flow's request for `amount_msat` in up to `max_parts` parts of at least
     /// `min_part_msat`, all of them paying at most `max_fee_msat` and `A` sent at most
     /// `max_source_msat` in all, around what failures ruled out. `None`: a peer is not in the

@@ -5,10 +5,11 @@
 //! hop carried its amount, and a failure on the way reads as an attempt's would. Every probe
 //! teaches the model; nothing is paid, no invoice is made.
 //!
-//! The most that can move is searched by halving between what probes proved and what they (or
-//! the planner) ruled out; the answer is the largest set of parts the proven amounts can carry
-//! together within the cap (a flow over the channels at what probes proved they carry), so it
-//! is never more than the probes showed can move. One probe at a time: never more than one
+//! The most that can move is searched between what probes proved and what the planner ruled
+//! out: after a failed set, at the amount the model (having learned it) now weighs best, and
+//! by halving when it has none; the answer is the largest set of parts the proven amounts can
+//! carry together within the cap (a flow over the channels at what probes proved they carry),
+//! so it is never more than the probes showed can move. One probe at a time: never more than one
 //! probe of ours in flight on a channel of ours. Background probing's probes also count
 //! against the hourly budget and stop as soon as anything else runs.
 
@@ -178,7 +179,11 @@ async fn probe_set<N: Lightningd>(
     found: &mut Found,
     budget: ProbeBudget,
 ) -> Result<SetProbed, RpcFailure> {
+    let used = set_use(s, set);
     for hops in set {
+        if already_proven(s, hops, &used, proven) {
+            continue;
+        }
         if found.probes >= budget.probes || !found.time_left(hops.len(), st.now_ms(), s.deadline_ms)
         {
             return Ok(SetProbed::OutOfBudget);
@@ -259,6 +264,36 @@ fn plan<N: Lightningd>(
     Ok(set)
 }
 
+/// [`plan`], and when the set's probes would not all be back before the deadline (at the
+/// slowest pace per hop seen), the set planned again with parts short enough that they are.
+fn plan_in_time<N: Lightningd>(
+    st: &State<N>,
+    s: &mut Session,
+    amount_msat: u64,
+    found: &Found,
+) -> Result<Vec<Vec<Hop>>, RpcFailure> {
+    let set = plan(st, s, amount_msat)?;
+    let now = st.now_ms();
+    let hops: usize = set.iter().map(Vec::len).sum();
+    if found.ms_per_hop == 0 || found.time_left(hops, now, s.deadline_ms) {
+        return Ok(set);
+    }
+    let hops_left = s.deadline_ms.saturating_sub(now).saturating_sub(1) / found.ms_per_hop;
+    let Some(edges) = (hops_left as usize)
+        .checked_sub(MIN_HOPS - 1)
+        .filter(|&e| e >= 1)
+    else {
+        return Ok(set);
+    };
+    s.circle.set_max_edges(edges as u32);
+    let short = plan(st, s, amount_msat);
+    s.circle.set_max_edges(u32::MAX);
+    match short {
+        Ok(short) => Ok(short),
+        Err(_) => Ok(set),
+    }
+}
+
 /// Whether `amount_msat` can move now: a set planned and probed, replanned around what failed
 /// while the budget lasts.
 pub async fn probe_amount<N: Lightningd>(
@@ -315,21 +350,20 @@ pub async fn probe_max<N: Lightningd>(
     // Amounts: `lo` proven to move, `hi` ruled out (or the upper bound, untried).
     let (mut lo, mut hi) = (0u64, upper_msat);
     let mut amount = upper_msat;
-    let mut failures_here = 0;
     // Close enough: within 1/32 of what is proven (and never finer than 1,000 sat).
     let close = |lo: u64, hi: u64| hi.saturating_sub(lo) <= (lo / 32).max(1000 * MSAT_PER_SAT);
     while found.probes < budget.probes
         && found.time_left(MIN_HOPS, st.now_ms(), s.deadline_ms)
         && !close(lo, hi)
     {
-        let set = match plan(st, s, amount) {
+        let set = match plan_in_time(st, s, amount, &found) {
             Ok(set) => set,
             // No set within the cap for this amount (or none at all): less, then.
             Err(e) if e.code == error::INVALID_PARAMS => return Err(e),
             Err(_) => {
                 hi = amount;
-                amount = halfway(lo, hi);
-                failures_here = 0;
+                amount = next_amount(st, s, lo, hi - 1, &found, budget)
+                    .unwrap_or_else(|| halfway(lo, hi));
                 continue;
             }
         };
@@ -346,16 +380,16 @@ pub async fn probe_max<N: Lightningd>(
                 break;
             }
             amount = halfway(lo, hi);
-            failures_here = 0;
         } else {
-            // Each failure teaches the model a channel to route around; a third at the same
-            // amount says it is too much for now (tuned on bench-sim's seeds 1-6: a third
-            // route before halving found more than two, within the same time).
-            failures_here += 1;
-            if failures_here >= FAILURES_PER_AMOUNT {
-                hi = amount;
-                amount = halfway(lo, hi);
-                failures_here = 0;
+            // The failure taught the model a channel to route around: the amount whose set
+            // now weighs most, the same one while it still does (one failed set does not rule
+            // an amount out); halving only when the planner has nothing worth sending below.
+            match next_amount(st, s, lo, amount, &found, budget) {
+                Some(a) => amount = a,
+                None => {
+                    hi = amount;
+                    amount = halfway(lo, hi);
+                }
             }
         }
     }
@@ -369,8 +403,59 @@ pub async fn probe_max<N: Lightningd>(
     Ok(found)
 }
 
-/// Sets that may fail at one amount before the search halves it.
-const FAILURES_PER_AMOUNT: u32 = 3;
+/// How many amounts [`next_amount`] weighs, evenly spread up to the top.
+const AMOUNTS_WEIGHED: u64 = 8;
+
+/// How the chance a set moves counts against what it would add: `P^0.3 x (a - lo)`, so a
+/// likelier set at a smaller amount wins only by a wide margin (tuned on bench-sim's seeds
+/// 1-6: 0.3 found more than 1 (`P x gain`, the expected gain: too timid, the model's prior is
+/// pessimistic) and than 0.5; 0.2 and below answered 0 more often).
+const CHANCE_WEIGHT: f64 = 0.3;
+
+/// The next amount to probe in `(lo, top]` after a failure: of [`AMOUNTS_WEIGHED`] amounts
+/// there, the one whose planned set (the model having learned the failure) weighs most,
+/// `P^CHANCE_WEIGHT x (amount - lo)`, among sets whose probes fit the probes and time left.
+/// `None` when no amount there has such a set.
+fn next_amount<N: Lightningd>(
+    st: &State<N>,
+    s: &mut Session,
+    lo: u64,
+    top: u64,
+    found: &Found,
+    budget: ProbeBudget,
+) -> Option<u64> {
+    if top <= lo {
+        return None;
+    }
+    let probes_left = budget.probes.saturating_sub(found.probes) as usize;
+    let mut best: Option<(f64, u64)> = None;
+    for k in (1..=AMOUNTS_WEIGHED).rev() {
+        let a = if k == AMOUNTS_WEIGHED {
+            top
+        } else {
+            (lo + (top - lo) / AMOUNTS_WEIGHED * k) / MSAT_PER_SAT * MSAT_PER_SAT
+        };
+        if a <= lo {
+            continue;
+        }
+        let Ok(set) = plan_in_time(st, s, a, found) else {
+            continue;
+        };
+        let hops: usize = set.iter().map(Vec::len).sum();
+        if set.len() > probes_left || !found.time_left(hops, st.now_ms(), s.deadline_ms) {
+            continue;
+        }
+        let p: f64 = set
+            .iter()
+            .map(|h| super::route::route_probability(st, s, h))
+            .product();
+        let weight = p.powf(CHANCE_WEIGHT) * (a - lo) as f64;
+        if weight > 0.0 && best.is_none_or(|(b, _)| weight > b) {
+            best = Some((weight, a));
+        }
+    }
+    best.map(|(_, a)| a)
+}
 
 /// The model's estimate that a set moves `amount_msat` in one round, above which a move is
 /// sent without probing first.
@@ -398,18 +483,45 @@ fn set_probability<N: Lightningd>(st: &State<N>, s: &mut Session, amount_msat: u
 /// ours, so they are probed one after another: two parts over one channel each reaching us
 /// prove each, not their sum.
 fn proven_together(s: &Session, set: &[Vec<Hop>], proven: &HashMap<EdgeIdx, u64>) -> bool {
+    set_use(s, set).is_some_and(|used| {
+        used.iter()
+            .all(|(e, &u)| proven.get(e).is_some_and(|&p| u <= p))
+    })
+}
+
+/// What `set`'s parts carry together over each channel direction between our two hops
+/// (`None` when one is not in the graph).
+fn set_use(s: &Session, set: &[Vec<Hop>]) -> Option<HashMap<EdgeIdx, u64>> {
     let mut used: HashMap<EdgeIdx, u64> = HashMap::new();
     for hops in set {
         for h in &hops[1..hops.len().saturating_sub(1).max(1)] {
-            let Some(e) = s.graph.edge_by_scid(h.short_channel_id, h.direction) else {
-                return false;
-            };
+            let e = s.graph.edge_by_scid(h.short_channel_id, h.direction)?;
             let u = used.entry(e).or_default();
             *u = u.saturating_add(h.amount_msat);
         }
     }
-    used.iter()
-        .all(|(e, &u)| proven.get(e).is_some_and(|&p| u <= p))
+    Some(used)
+}
+
+/// Whether every channel direction of the part `hops` (between our two hops) was already
+/// proven to carry what the whole set puts on it: probing the part again would prove nothing.
+fn already_proven(
+    s: &Session,
+    hops: &[Hop],
+    used: &Option<HashMap<EdgeIdx, u64>>,
+    proven: &HashMap<EdgeIdx, u64>,
+) -> bool {
+    let Some(used) = used else {
+        return false;
+    };
+    hops[1..hops.len().saturating_sub(1).max(1)]
+        .iter()
+        .all(|h| {
+            s.graph
+                .edge_by_scid(h.short_channel_id, h.direction)
+                .and_then(|e| Some((used.get(&e)?, proven.get(&e)?)))
+                .is_some_and(|(u, p)| u <= p)
+        })
 }
 
 /// `lo < x <= hi` halfway between, in whole satoshis.
