@@ -13,7 +13,7 @@ import pytest
 pytest.register_assert_rewrite("realnet")
 import realnet  # noqa: E402
 from realnet import (  # noqa: E402
-    chan, check_complete, push, scid_between, sendpays, snapshot, wait_graph, wait_settled,
+    chan, check_complete, push, scid_between, sendpays, snapshot, wait_graph, wait_settled, wait_until,
 )
 
 pytestmark = realnet.requires_lightningd
@@ -122,3 +122,38 @@ def test_probe_finds_the_bottleneck_and_max_moves_it(node_factory):
                                           "amount_msat": rest})
         assert moved["status"] == "complete" and int(moved["amount_msat"]) == rest, moved
         wait_settled(*nodes)
+
+
+def test_probe_proves_several_htlcs_worth_over_one_path(node_factory):
+    """Ring l1 -> l2 -> l3 -> l1 (1M sat each); l3 forwards at most 200k sat an HTLC to us, so
+    a rebalance moves at most 4 x 200k sat in its 4 parts, all over the one path. One probe
+    carrying the parts together asks l3 for more than it forwards: it fails at l3, having
+    proven every hop before, so the answer reaches the 800k sat the parts can carry, where
+    parts probed one after another would each prove only their own 200k sat."""
+    plugin = str(realnet.plugin_binary())
+    nodes = node_factory.get_nodes(3, opts=[{"plugin": plugin}, {}, {}])
+    l1, l2, l3 = nodes
+    node_factory.join_nodes([l1, l2, l3, l1], wait_for_announce=True)
+    out_scid, in_scid = scid_between(l1, l2), scid_between(l1, l3)
+    wait_graph(l1, 3)
+    most = 200_000 * SAT
+    l3.rpc.setchannel(l1.info["id"], htlcmax=most)
+    wait_until(lambda: int(chan(l1, in_scid)["updates"]["remote"]["htlc_maximum_msat"]) == most,
+               60, "l3's htlc maximum at l1")
+    # Every channel holds far more than the four parts: 4 x 200k sat is the most.
+    for n, s in ((l1, out_scid), (l2, scid_between(l2, l3))):
+        assert int(chan(n, s)["spendable_msat"]) > 900_000 * SAT
+    before = {n: snapshot(n) for n in nodes}
+    pays_before = sendpays(l1)
+    invoices_before = l1.rpc.listinvoices()["invoices"]
+
+    r = probe(l1, {"outgoing": out_scid, "incoming": in_scid})
+    found = int(r["max_msat"])
+    assert 4 * most * 95 // 100 <= found <= 4 * most, r
+    assert len(r["parts"]) == 4 and all(int(p["amount_msat"]) <= most for p in r["parts"]), r
+    probes = nothing_left(l1, nodes, before, pays_before, invoices_before)
+    # One probe asked l3 for more than one HTLC's worth, and failed at l3 (not at us).
+    together = [p for p in probes if int(p["amount_msat"]) > most]
+    assert together, probes
+    print("probe past l3's htlc maximum: found {} msat in {} probes ({} carrying several parts)".format(
+        found, r["probes"], len(together)))

@@ -236,6 +236,35 @@ impl Circle {
         Ok(c)
     }
 
+    /// The route of `hops` (same channels, our own two included) delivering `amount_msat`
+    /// instead: amounts and delays backward as for a payment. Every hop must carry it within
+    /// its htlc limits except the last (the incoming peer to us): a probe may ask more of that
+    /// one than it forwards, since a failure there proves every hop before it carried.
+    /// `None` when a hop is not in the graph or cannot carry it.
+    pub fn probe_route_at(
+        &self,
+        graph: &Graph,
+        hops: &[Hop],
+        amount_msat: u64,
+    ) -> Option<Vec<Hop>> {
+        let n = hops.len();
+        if n < 2 {
+            return None;
+        }
+        let mut last = self.last.clone();
+        last.policy.htlc_maximum_msat = u64::MAX;
+        let mut specs = Vec::with_capacity(n);
+        specs.push(self.first.clone());
+        for h in &hops[1..n - 1] {
+            specs.push(HopSpec::from_edge(
+                graph,
+                graph.edge_by_scid(h.short_channel_id, h.direction)?,
+            ));
+        }
+        specs.push(last);
+        build_route(&specs, amount_msat, self.final_cltv).ok()
+    }
+
     /// Whether the two channels go to one peer (the only route is straight through it).
     pub fn same_peer(&self) -> bool {
         self.same_peer

@@ -144,6 +144,16 @@ async fn classify<N: Lightningd>(
         learn_carried(st, s, hops);
         return Probe::Carried;
     }
+    // A probe asking more of the incoming peer's hop to us than it forwards fails there:
+    // having reached the peer, it proves every hop before.
+    let n = hops.len();
+    if f.erring_index == Some(n.saturating_sub(1) as u64)
+        && n >= 2
+        && past_last_hop(s, &hops[n - 1])
+    {
+        learn_carried(st, s, &hops[..n - 1]);
+        return Probe::Carried;
+    }
     let mut one = Attempt::default();
     let went = f
         .erring_index
@@ -180,10 +190,12 @@ async fn probe_set<N: Lightningd>(
     budget: ProbeBudget,
 ) -> Result<SetProbed, RpcFailure> {
     let used = set_use(s, set);
-    for hops in set {
-        if already_proven(s, hops, &used, proven) {
+    for (i, part) in set.iter().enumerate() {
+        if already_proven(s, part, &used, proven) {
             continue;
         }
+        let together = together_route(s, set, i, &used);
+        let hops = together.as_deref().unwrap_or(part);
         if found.probes >= budget.probes || !found.time_left(hops.len(), st.now_ms(), s.deadline_ms)
         {
             return Ok(SetProbed::OutOfBudget);
@@ -209,6 +221,9 @@ async fn probe_set<N: Lightningd>(
             hops.len(),
             via(hops),
             match &outcome {
+                Probe::Carried if past_last_hop(s, &hops[hops.len() - 1]) => {
+                    "reached the incoming peer (asked more than one HTLC's worth of it)".to_string()
+                }
                 Probe::Carried => "reached us".to_string(),
                 Probe::Failed(_, why) => format!("failed: {why}"),
                 Probe::Stop(e) => e.message.clone(),
@@ -229,6 +244,58 @@ async fn probe_set<N: Lightningd>(
         }
     }
     Ok(SetProbed::Carried)
+}
+
+/// Whether the incoming peer's hop to us, `last`, asks more than the peer forwards in one
+/// HTLC or than we can receive: a probe doing so must fail at the peer.
+fn past_last_hop(s: &Session, last: &Hop) -> bool {
+    let htlc_max = s
+        .req
+        .inc
+        .updates
+        .remote
+        .as_ref()
+        .and_then(|u| u.htlc_maximum_msat)
+        .unwrap_or(u64::MAX);
+    last.amount_msat > htlc_max.min(s.req.inc.receivable_msat)
+}
+
+/// Part `i` of `set` as one probe for every part that takes the same channels: when those
+/// parts are all that pass over its channels between the peers (they differ in amount only,
+/// as when the incoming peer's htlc maximum splits the amount), one probe carrying what they
+/// put on the channels together proves the lot, where a probe each proves each alone (one
+/// probe at a time through our channel). Only the last hop, ours from the incoming peer, may
+/// be asked more than it forwards in one HTLC: the probe then fails there, having proven every
+/// hop before; the set's parts each stay within it. `None`: probe the part alone.
+fn together_route(
+    s: &Session,
+    set: &[Vec<Hop>],
+    i: usize,
+    used: &Option<HashMap<EdgeIdx, u64>>,
+) -> Option<Vec<Hop>> {
+    let used = used.as_ref()?;
+    let middle = |hops: &[Hop]| -> Option<Vec<EdgeIdx>> {
+        hops.get(1..hops.len().checked_sub(1)?)?
+            .iter()
+            .map(|h| s.graph.edge_by_scid(h.short_channel_id, h.direction))
+            .collect()
+    };
+    let path = middle(&set[i])?;
+    let mut same = 0;
+    for (j, other) in set.iter().enumerate() {
+        let theirs = middle(other)?;
+        if theirs == path {
+            same += 1;
+        } else if j != i && theirs.iter().any(|e| path.contains(e)) {
+            return None; // another part shares only some of its channels
+        }
+    }
+    if same < 2 {
+        return None;
+    }
+    let most = path.iter().filter_map(|e| used.get(e)).copied().max()?;
+    let hops = s.circle.probe_route_at(&s.graph, &set[i], most)?;
+    (hops[0].amount_msat <= s.req.out.spendable_msat).then_some(hops)
 }
 
 /// Whether background probing may send one more probe now: no other rebalance, probe or job
