@@ -3,7 +3,7 @@
 //! the routes it yields as sendpay hops.
 
 use crate::core::flow::{Flow, FlowRequest};
-use crate::core::graph::{Graph, Policy, Scid};
+use crate::core::graph::{EdgeIdx, Graph, Policy, Scid};
 use crate::core::pathfind::{Exclusions, HopCost, Query, Scratch, find_path_with};
 use crate::core::route::{Hop, HopSpec, MAX_HOPS, MAX_TOTAL_CLTV, build_route};
 use crate::error::RpcFailure;
@@ -262,6 +262,21 @@ impl Circle {
             ));
         }
         specs.push(last);
+        build_route(&specs, amount_msat, self.final_cltv).ok()
+    }
+
+    /// A probe's route out over our first hop and on over `edges` (from the outgoing peer),
+    /// delivering `amount_msat` to the node at their end: amounts and delays backward as for a
+    /// payment, every hop within its htlc limits. `None` when one cannot carry it.
+    pub fn probe_prefix_at(
+        &self,
+        graph: &Graph,
+        edges: &[EdgeIdx],
+        amount_msat: u64,
+    ) -> Option<Vec<Hop>> {
+        let mut specs = Vec::with_capacity(edges.len() + 1);
+        specs.push(self.first.clone());
+        specs.extend(edges.iter().map(|&e| HopSpec::from_edge(graph, e)));
         build_route(&specs, amount_msat, self.final_cltv).ok()
     }
 

@@ -185,6 +185,7 @@ pub async fn failed<N: Lightningd>(
         }
         Some(i)
             if i == n - 1
+                && hops[n - 1].node_id == s.req.our_id
                 && (f.erring_channel.as_deref() == Some(inc_scid.as_str())
                     || f.erring_channel.as_deref() == Some(last_hop_scid.as_str())) =>
         {

@@ -149,6 +149,37 @@ pub fn next_route<N: Lightningd>(st: &State<N>, s: &mut Session) -> Result<Vec<H
     route.ok_or_else(|| no_route(s))
 }
 
+/// The model's estimate that every part of `set` gets through at once: each channel direction
+/// (between our two hops) carrying what all the parts put on it together, and the node before
+/// it forwarding (parts sharing a channel are not independent: priced part by part, two parts
+/// over a channel that holds one look as likely as one).
+pub fn set_probability<N: Lightningd>(st: &State<N>, s: &Session, set: &[Vec<Hop>]) -> f64 {
+    let now = st.now_secs();
+    let m = s.model(st);
+    let mut used: std::collections::HashMap<(ChanDir, &str), u64> = Default::default();
+    for hops in set {
+        let n = hops.len();
+        for (i, h) in hops.iter().enumerate().take(n.saturating_sub(1)).skip(1) {
+            let key = (
+                ChanDir::new(h.short_channel_id, h.direction),
+                hops[i - 1].node_id.as_str(),
+            );
+            let u = used.entry(key).or_default();
+            *u = u.saturating_add(h.amount_msat);
+        }
+    }
+    let mut p = 1.0;
+    for ((cd, before), amount) in used {
+        let Some(e) = s.graph.edge_by_scid(cd.short_channel_id, cd.direction) else {
+            continue;
+        };
+        let cap = s.graph.edge_capacity_msat(e);
+        p *= m.probability(cd, amount, cap, now, &st.config.model);
+        p *= m.node_factor(before, now, st.config.model.half_life_secs);
+    }
+    p
+}
+
 /// The model's estimate that `hops` succeeds now (our own two hops are certain).
 pub fn route_probability<N: Lightningd>(st: &State<N>, s: &Session, hops: &[Hop]) -> f64 {
     let now = st.now_secs();

@@ -1,0 +1,192 @@
+//! Which probes prove a set: its parts one after another (never two probes of ours at once on a
+//! channel of ours), where parts share channels a probe carrying what they put on them
+//! together, and what the probes proved so far against what the set needs.
+
+use super::super::session::Session;
+use crate::core::graph::EdgeIdx;
+use crate::core::route::Hop;
+use std::collections::HashMap;
+
+/// The probe part `i` of `set` still needs: when other parts take exactly its channels, one
+/// probe for them all unless their sum there is proven; else the part itself unless its own
+/// amount is proven on every channel of it.
+pub(super) fn for_part(
+    s: &Session,
+    set: &[Vec<Hop>],
+    i: usize,
+    used: &Option<HashMap<EdgeIdx, u64>>,
+    proven: &HashMap<EdgeIdx, u64>,
+) -> Option<Vec<Hop>> {
+    if let Some(together) = together_route(s, set, i, used) {
+        let sum_proven = used.as_ref().is_some_and(|used| {
+            middle(s, &set[i]).is_some_and(|path| {
+                path.iter().all(|e| {
+                    proven
+                        .get(e)
+                        .is_some_and(|p| used.get(e).is_some_and(|u| u <= p))
+                })
+            })
+        });
+        return (!sum_proven).then_some(together);
+    }
+    (!already_proven(s, &set[i], proven)).then(|| set[i].clone())
+}
+
+/// Once every part carried: a probe for the channels parts share from the outgoing peer on
+/// that no probe proved at their sum yet (see [`shared_prefix`]).
+pub(super) fn for_shared(
+    s: &Session,
+    set: &[Vec<Hop>],
+    used: &Option<HashMap<EdgeIdx, u64>>,
+    proven: &HashMap<EdgeIdx, u64>,
+) -> Option<Vec<Hop>> {
+    (0..set.len()).find_map(|i| shared_prefix(s, set, i, used, proven))
+}
+
+/// What a probe carrying `most` asks: a little more (1/200), so that the next set at the same
+/// amount, whose fees on the way differ a little, needs no probe of the same channels again.
+fn with_margin(most: u64) -> u64 {
+    most.saturating_add(most / 200)
+}
+
+/// The channel directions of `hops` between our two hops (`None` when one is not in the graph).
+fn middle(s: &Session, hops: &[Hop]) -> Option<Vec<EdgeIdx>> {
+    hops.get(1..hops.len().checked_sub(1)?)?
+        .iter()
+        .map(|h| s.graph.edge_by_scid(h.short_channel_id, h.direction))
+        .collect()
+}
+
+/// A probe of the channels part `i` shares with other parts from the outgoing peer on (the
+/// same parts on each), carrying what those parts put on them together, to the node where the
+/// parts part ways: it fails there as an unknown payment, having proven every hop before.
+/// Parts probed one after another each prove their own amount on shared channels, never
+/// their sum; the channels after the fork are left to each part's own probe. `None` when the
+/// part shares no such channels, shares all of them (see [`together_route`]), or they are
+/// proven already.
+fn shared_prefix(
+    s: &Session,
+    set: &[Vec<Hop>],
+    i: usize,
+    used: &Option<HashMap<EdgeIdx, u64>>,
+    proven: &HashMap<EdgeIdx, u64>,
+) -> Option<Vec<Hop>> {
+    let used = used.as_ref()?;
+    let paths: Vec<Vec<EdgeIdx>> = set.iter().map(|h| middle(s, h)).collect::<Option<_>>()?;
+    let path = &paths[i];
+    let sharers = |e: &EdgeIdx| -> Vec<usize> {
+        (0..paths.len()).filter(|&j| paths[j].contains(e)).collect()
+    };
+    let first = sharers(path.first()?);
+    if first.len() < 2 {
+        return None;
+    }
+    let k = path.iter().take_while(|e| sharers(e) == first).count();
+    if k == path.len() {
+        return None;
+    }
+    let edges = &path[..k];
+    if edges.iter().all(|e| {
+        proven
+            .get(e)
+            .is_some_and(|p| used.get(e).is_some_and(|u| u <= p))
+    }) {
+        return None;
+    }
+    let most = edges.iter().filter_map(|e| used.get(e)).copied().max()?;
+    let hops = s
+        .circle
+        .probe_prefix_at(&s.graph, edges, with_margin(most))?;
+    (hops[0].amount_msat <= s.req.out.spendable_msat).then_some(hops)
+}
+
+/// Whether the incoming peer's hop to us, `last`, asks more than the peer forwards in one
+/// HTLC or than we can receive: a probe doing so must fail at the peer.
+pub(super) fn past_last_hop(s: &Session, last: &Hop) -> bool {
+    let htlc_max = s
+        .req
+        .inc
+        .updates
+        .remote
+        .as_ref()
+        .and_then(|u| u.htlc_maximum_msat)
+        .unwrap_or(u64::MAX);
+    last.amount_msat > htlc_max.min(s.req.inc.receivable_msat)
+}
+
+/// Part `i` of `set` as one probe for every part that takes the same channels: when those
+/// parts are all that pass over its channels between the peers (they differ in amount only,
+/// as when the incoming peer's htlc maximum splits the amount), one probe carrying what they
+/// put on the channels together proves the lot, where a probe each proves each alone (one
+/// probe at a time through our channel). Only the last hop, ours from the incoming peer, may
+/// be asked more than it forwards in one HTLC: the probe then fails there, having proven every
+/// hop before; the set's parts each stay within it. `None`: probe the part alone.
+fn together_route(
+    s: &Session,
+    set: &[Vec<Hop>],
+    i: usize,
+    used: &Option<HashMap<EdgeIdx, u64>>,
+) -> Option<Vec<Hop>> {
+    let used = used.as_ref()?;
+    let path = middle(s, &set[i])?;
+    let mut same = 0;
+    for (j, other) in set.iter().enumerate() {
+        let theirs = middle(s, other)?;
+        if theirs == path {
+            same += 1;
+        } else if j != i && theirs.iter().any(|e| path.contains(e)) {
+            return None; // another part shares only some of its channels
+        }
+    }
+    if same < 2 {
+        return None;
+    }
+    let most = path.iter().filter_map(|e| used.get(e)).copied().max()?;
+    let hops = s
+        .circle
+        .probe_route_at(&s.graph, &set[i], with_margin(most))?;
+    (hops[0].amount_msat <= s.req.out.spendable_msat).then_some(hops)
+}
+
+/// Whether every channel direction of `set` (between our two hops) carries no more with all
+/// parts together than one probe proved it carries. Parts leave through the same channel of
+/// ours, so they are probed one after another: two parts over one channel each reaching us
+/// prove each, not their sum.
+pub(super) fn proven_together(
+    s: &Session,
+    set: &[Vec<Hop>],
+    proven: &HashMap<EdgeIdx, u64>,
+) -> bool {
+    set_use(s, set).is_some_and(|used| {
+        used.iter()
+            .all(|(e, &u)| proven.get(e).is_some_and(|&p| u <= p))
+    })
+}
+
+/// What `set`'s parts carry together over each channel direction between our two hops
+/// (`None` when one is not in the graph).
+pub(super) fn set_use(s: &Session, set: &[Vec<Hop>]) -> Option<HashMap<EdgeIdx, u64>> {
+    let mut used: HashMap<EdgeIdx, u64> = HashMap::new();
+    for hops in set {
+        for h in &hops[1..hops.len().saturating_sub(1).max(1)] {
+            let e = s.graph.edge_by_scid(h.short_channel_id, h.direction)?;
+            let u = used.entry(e).or_default();
+            *u = u.saturating_add(h.amount_msat);
+        }
+    }
+    Some(used)
+}
+
+/// Whether every channel direction of the part `hops` (between our two hops) was already
+/// proven to carry the part's own amount there: probing it again would prove nothing (what
+/// the parts put on channels they share is left to [`for_shared`], or cannot be proven).
+fn already_proven(s: &Session, hops: &[Hop], proven: &HashMap<EdgeIdx, u64>) -> bool {
+    hops[1..hops.len().saturating_sub(1).max(1)]
+        .iter()
+        .all(|h| {
+            s.graph
+                .edge_by_scid(h.short_channel_id, h.direction)
+                .and_then(|e| proven.get(&e))
+                .is_some_and(|&p| h.amount_msat <= p)
+        })
+}

@@ -1,0 +1,131 @@
+//! Probes proving what a set puts on channels its parts share, in-process over the stand-in's
+//! network model. Parts go out one probe at a time through our channel, so each probe proves
+//! its own part's amount; where parts share channels from the outgoing peer on, a probe
+//! carrying their sum to the node where they part ways (which, knowing no such payment, fails
+//! it at once) proves what they put there together, and only then does the set count.
+//!
+//! The network: us -> a (ours), a -> m (shared by every part), then two ways m -> x -> b and
+//! m -> y -> b of 600,000 sat each, b -> us (the peer's). 1M sat needs both ways, so two
+//! parts, both over a -> m.
+
+mod common;
+
+use cln_rebalance::config::Config;
+use cln_rebalance::params::ProbeParams;
+use cln_standin::simnet::Network;
+use common::{assert_clean, network_from, rebalancer};
+use serde_json::{Value, json};
+
+const OUT: &str = "800001x1x0";
+const INC: &str = "800002x1x0";
+const SHARED: &str = "700001x1x0";
+const SAT: u64 = 1000;
+
+fn id(i: usize) -> String {
+    format!("02{:064x}", i + 1)
+}
+
+/// The fork network, `a -> m` holding `shared_sat` on a's side.
+fn fork(shared_sat: u64) -> Network {
+    let cheap =
+        json!({"fee_base_msat": 0, "fee_proportional_millionths": 10, "cltv_expiry_delta": 18});
+    let names = ["us", "a", "b", "m", "x", "y"];
+    let nodes: Vec<Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| json!({"id": id(i), "alias": n}))
+        .collect();
+    let mut channels = vec![
+        json!({"short_channel_id": OUT, "node1": "us", "node2": "a", "capacity_sat": 5_000_000,
+               "node1_msat": 4_000_000 * SAT, "policy1": cheap, "policy2": cheap}),
+        json!({"short_channel_id": INC, "node1": "us", "node2": "b", "capacity_sat": 5_000_000,
+               "node1_msat": 1_000_000 * SAT, "policy1": cheap, "policy2": cheap}),
+        json!({"short_channel_id": SHARED, "node1": "a", "node2": "m", "capacity_sat": 3_000_000,
+               "node1_msat": shared_sat * SAT, "policy1": cheap, "policy2": cheap}),
+    ];
+    for (k, mid) in ["x", "y"].iter().enumerate() {
+        for (j, (from, to)) in [("m", *mid), (*mid, "b")].iter().enumerate() {
+            channels.push(json!({
+                "short_channel_id": format!("70001{}x1x{j}", k + 1),
+                "node1": from, "node2": to, "capacity_sat": 1_000_000,
+                "node1_msat": 600_000 * SAT, "policy1": cheap, "policy2": cheap,
+            }));
+        }
+    }
+    network_from(&json!({
+        "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
+        "nodes": nodes, "default_policy": cheap, "channels": channels,
+    }))
+}
+
+fn probe(amount_msat: Option<u64>) -> ProbeParams {
+    ProbeParams {
+        outgoing: OUT.into(),
+        incoming: INC.into(),
+        amount_msat,
+        maxfeeppm: Some(1000),
+        exemptfee: None,
+        maxparts: None,
+    }
+}
+
+/// Nothing moved, nothing paid, no invoice, no HTLC left; every probe failed.
+fn untouched(node: &common::SimNode, before: &Value) {
+    let now = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    assert_eq!(&now, before, "no channel moved");
+    assert!(node.invoices().is_empty(), "{:?}", node.invoices());
+    assert!(
+        node.sendpays().iter().all(|s| s["status"] == "failed"),
+        "{:?}",
+        node.sendpays()
+    );
+    assert_clean(node);
+}
+
+/// The probes that ended at `m` (where the parts part ways), with their amounts.
+fn to_m(node: &common::SimNode) -> Vec<u64> {
+    node.sendpays()
+        .iter()
+        .filter(|s| s["destination"] == id(3))
+        .map(|s| s["amount_msat"].as_u64().unwrap_or(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_sharing_channels_are_proven_together_by_a_probe_to_where_they_part() {
+    let (r, node) = rebalancer(fork(2_000_000), Config::default());
+    let before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    let amount = 1_000_000 * SAT;
+    let v = r.rebalance_probe(probe(Some(amount)), None).await.unwrap();
+    assert_eq!(v["feasible"], true, "a -> m holds both parts: {v}");
+    let parts = v["parts"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(parts.len(), 2, "{v}");
+    // One probe carried both parts' worth to m, and m failed it (it knows no such payment).
+    let shared = to_m(&node);
+    assert_eq!(shared.len(), 1, "{:?}", node.sendpays());
+    assert!(shared[0] >= amount, "{shared:?}");
+    untouched(&node, &before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_that_each_carry_alone_do_not_move_when_the_shared_channel_cannot_hold_both() {
+    // a -> m holds 700,000 sat: each 500,000 sat part reaches us alone, both together cannot.
+    let (r, node) = rebalancer(fork(700_000), Config::default());
+    let before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    let v = r
+        .rebalance_probe(probe(Some(1_000_000 * SAT)), None)
+        .await
+        .unwrap();
+    assert_eq!(v["feasible"], false, "{v}");
+    let most = r.rebalance_probe(probe(None), None).await.unwrap();
+    let max = most["max_msat"].as_u64().unwrap();
+    assert!(
+        max > 500_000 * SAT && max <= 700_000 * SAT,
+        "more than one part's worth, never more than a -> m holds: {most}"
+    );
+    // A set whose parts were each proven but whose sum on a -> m cannot be is not planned and
+    // "probed" again without sending anything until the call's deadline (60 s).
+    assert!(most["duration_ms"].as_u64().unwrap() < 30_000, "{most}");
+    assert!(v["duration_ms"].as_u64().unwrap() < 30_000, "{v}");
+    untouched(&node, &before);
+}
