@@ -157,3 +157,37 @@ def test_probe_proves_several_htlcs_worth_over_one_path(node_factory):
     assert together, probes
     print("probe past l3's htlc maximum: found {} msat in {} probes ({} carrying several parts)".format(
         found, r["probes"], len(together)))
+
+
+def test_probe_proves_what_parts_put_on_a_shared_channel(node_factory):
+    """l1 -> l2 -> l3, then two ways l3 -> l4 -> l6 and l3 -> l5 -> l6, and l6 -> l1 (1M sat
+    each, on the opener's side); l4 and l5 push all but 300k sat of their channels to l6, so
+    500k sat needs both ways: two parts that share l2 -> l3. Each part's probe proves its own
+    amount there; one more probe carries both parts' worth to l3, where they fork, and l3
+    (knowing no such payment) fails it at once: that proves l2 -> l3 carries the sum, and the
+    amount is feasible."""
+    plugin = str(realnet.plugin_binary())
+    nodes = node_factory.get_nodes(6, opts=[{"plugin": plugin}, {}, {}, {}, {}, {}])
+    l1, l2, l3, l4, l5, l6 = nodes
+    node_factory.join_nodes([l1, l2, l3, l4, l6, l1])
+    node_factory.join_nodes([l3, l5, l6])
+    l1.bitcoin.generate_block(5)
+    wait_graph(l1, 7)
+    out_scid, in_scid = scid_between(l1, l2), scid_between(l1, l6)
+    for n in (l4, l5):
+        s = scid_between(n, l6)
+        push(n, l6, int(chan(n, s)["spendable_msat"]) - 300_000 * SAT)
+    wait_settled(*nodes)
+    before = {n: snapshot(n) for n in nodes}
+    pays_before = sendpays(l1)
+    invoices_before = l1.rpc.listinvoices()["invoices"]
+
+    amount = 500_000 * SAT
+    r = probe(l1, {"outgoing": out_scid, "incoming": in_scid, "amount_msat": amount})
+    assert r["feasible"] is True, r
+    assert len(r["parts"]) == 2, r
+    probes = nothing_left(l1, nodes, before, pays_before, invoices_before)
+    fork = [p for p in probes if p["destination"] == l3.info["id"]]
+    assert len(fork) == 1 and int(fork[0]["amount_msat"]) >= amount, probes
+    print("probe to the fork at l3: {} msat; {} probes in all".format(
+        fork[0]["amount_msat"], len(probes)))
