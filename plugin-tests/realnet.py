@@ -239,6 +239,21 @@ def diamond(node_factory, l4_feeppm, l1_opts=None, l5_opts=None):
     return nodes, scids
 
 
+def ring_with_htlcmax(node_factory, most):
+    """Ring l1 -> l2 -> l3 -> l1 (1M sat each, announced), l1 running the plugin; l3 forwards
+    at most `most` msat an HTLC to l1 (`setchannel ... htlcmax`), seen at l1. Returns the nodes
+    and l1's outgoing (to l2) and incoming (from l3) channels."""
+    nodes = node_factory.get_nodes(3, opts=[{"plugin": str(plugin_binary())}, {}, {}])
+    l1, l2, l3 = nodes
+    node_factory.join_nodes([l1, l2, l3, l1], wait_for_announce=True)
+    out_scid, in_scid = scid_between(l1, l2), scid_between(l1, l3)
+    wait_graph(l1, 3)
+    l3.rpc.setchannel(l1.info["id"], htlcmax=most)
+    wait_until(lambda: int(chan(l1, in_scid)["updates"]["remote"]["htlc_maximum_msat"]) == most,
+               60, "l3's htlc maximum at l1")
+    return nodes, out_scid, in_scid
+
+
 def auto_ring(node_factory):
     """l1 funds l1 -> l2 and l1 -> l3 (all ours) and receives l4 -> l1 and l5 -> l1 (nothing
     ours); the others form l2 -> l3 -> l4 -> l5 and l2 -> l5 (so two moves need not share

@@ -260,16 +260,9 @@ def test_parts_carry_more_than_the_incoming_peers_htlc_maximum(node_factory):
     (`setchannel ... htlcmax`). One route is one HTLC: 500k sat with maxparts=1 is refused up
     front naming amount_msat, nothing sent; in parts (the default) it moves, every part within
     200k sat, and l3 forwarded each."""
-    plugin = str(realnet.plugin_binary())
-    nodes = node_factory.get_nodes(3, opts=[{"plugin": plugin}, {}, {}])
-    l1, l2, l3 = nodes
-    node_factory.join_nodes([l1, l2, l3, l1], wait_for_announce=True)
-    out_scid, in_scid = scid_between(l1, l2), scid_between(l1, l3)
-    wait_graph(l1, 3)
     most = 200_000 * SAT
-    l3.rpc.setchannel(l1.info["id"], htlcmax=most)
-    wait_until(lambda: int(chan(l1, in_scid)["updates"]["remote"]["htlc_maximum_msat"]) == most,
-               60, "l3's htlc maximum at l1")
+    nodes, out_scid, in_scid = realnet.ring_with_htlcmax(node_factory, most)
+    l1 = nodes[0]
     amount = 500_000 * SAT
 
     pays_before = sendpays(l1)

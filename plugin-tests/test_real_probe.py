@@ -13,7 +13,7 @@ import pytest
 pytest.register_assert_rewrite("realnet")
 import realnet  # noqa: E402
 from realnet import (  # noqa: E402
-    chan, check_complete, push, scid_between, sendpays, snapshot, wait_graph, wait_settled, wait_until,
+    chan, check_complete, push, scid_between, sendpays, snapshot, wait_graph, wait_settled,
 )
 
 pytestmark = realnet.requires_lightningd
@@ -130,16 +130,9 @@ def test_probe_proves_several_htlcs_worth_over_one_path(node_factory):
     carrying the parts together asks l3 for more than it forwards: it fails at l3, having
     proven every hop before, so the answer reaches the 800k sat the parts can carry, where
     parts probed one after another would each prove only their own 200k sat."""
-    plugin = str(realnet.plugin_binary())
-    nodes = node_factory.get_nodes(3, opts=[{"plugin": plugin}, {}, {}])
-    l1, l2, l3 = nodes
-    node_factory.join_nodes([l1, l2, l3, l1], wait_for_announce=True)
-    out_scid, in_scid = scid_between(l1, l2), scid_between(l1, l3)
-    wait_graph(l1, 3)
     most = 200_000 * SAT
-    l3.rpc.setchannel(l1.info["id"], htlcmax=most)
-    wait_until(lambda: int(chan(l1, in_scid)["updates"]["remote"]["htlc_maximum_msat"]) == most,
-               60, "l3's htlc maximum at l1")
+    nodes, out_scid, in_scid = realnet.ring_with_htlcmax(node_factory, most)
+    l1, l2, l3 = nodes
     # Every channel holds far more than the four parts: 4 x 200k sat is the most.
     for n, s in ((l1, out_scid), (l2, scid_between(l2, l3))):
         assert int(chan(n, s)["spendable_msat"]) > 900_000 * SAT

@@ -17,7 +17,7 @@ use cln_rebalance::clock::ManualClock;
 use cln_rebalance::config::Config;
 use cln_rebalance::params::RebalanceParams;
 use cln_standin::simnet::Network;
-use common::{SimNode, assert_clean, hooked, network_from, rebalancer};
+use common::{SimNode, assert_clean, hooked, network_from, node_id as id, rebalancer, untouched};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,10 +25,6 @@ use std::time::Duration;
 const OUT: &str = "800001x1x0";
 const INC: &str = "800002x1x0";
 const SAT: u64 = 1000;
-
-fn id(i: usize) -> String {
-    format!("02{:064x}", i + 1)
-}
 
 fn network() -> Network {
     network_from(&network_json())
@@ -243,19 +239,6 @@ fn probe(amount_msat: Option<u64>) -> cln_rebalance::params::ProbeParams {
         exemptfee: None,
         maxparts: None,
     }
-}
-
-/// Everything as it was: balances, no invoice, no HTLC, nothing paid.
-fn untouched(node: &SimNode, before: &Value) {
-    let now = node.call("dev-state", json!({})).unwrap()["channels"].clone();
-    assert_eq!(&now, before, "no channel moved");
-    assert!(node.invoices().is_empty(), "{:?}", node.invoices());
-    assert!(
-        node.sendpays().iter().all(|s| s["status"] == "failed"),
-        "every probe failed, as it must: {:?}",
-        node.sendpays()
-    );
-    assert_clean(node);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

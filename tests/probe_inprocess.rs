@@ -13,17 +13,13 @@ mod common;
 use cln_rebalance::config::Config;
 use cln_rebalance::params::ProbeParams;
 use cln_standin::simnet::Network;
-use common::{assert_clean, network_from, rebalancer};
+use common::{network_from, node_id as id, rebalancer, untouched};
 use serde_json::{Value, json};
 
 const OUT: &str = "800001x1x0";
 const INC: &str = "800002x1x0";
 const SHARED: &str = "700001x1x0";
 const SAT: u64 = 1000;
-
-fn id(i: usize) -> String {
-    format!("02{:064x}", i + 1)
-}
 
 /// The fork network, `a -> m` holding `shared_sat` on a's side.
 fn fork(shared_sat: u64) -> Network {
@@ -67,19 +63,6 @@ fn probe(amount_msat: Option<u64>) -> ProbeParams {
         exemptfee: None,
         maxparts: None,
     }
-}
-
-/// Nothing moved, nothing paid, no invoice, no HTLC left; every probe failed.
-fn untouched(node: &common::SimNode, before: &Value) {
-    let now = node.call("dev-state", json!({})).unwrap()["channels"].clone();
-    assert_eq!(&now, before, "no channel moved");
-    assert!(node.invoices().is_empty(), "{:?}", node.invoices());
-    assert!(
-        node.sendpays().iter().all(|s| s["status"] == "failed"),
-        "{:?}",
-        node.sendpays()
-    );
-    assert_clean(node);
 }
 
 /// The probes that ended at `m` (where the parts part ways), with their amounts.

@@ -525,3 +525,22 @@ pub fn hooked(node: SimNode, config: Config, clock: Arc<dyn Clock>) -> Arc<State
     *node.hook.lock().unwrap() = Some(hook);
     r
 }
+
+/// Node `i`'s id in the small hand-made networks of the in-process tests.
+pub fn node_id(i: usize) -> String {
+    format!("02{:064x}", i + 1)
+}
+
+/// After probes: everything as it was (`before`: `dev-state`'s channels), no invoice, every
+/// sendpay failed (as a probe must), no HTLC left.
+pub fn untouched(node: &SimNode, before: &serde_json::Value) {
+    let now = node.call("dev-state", serde_json::json!({})).unwrap()["channels"].clone();
+    assert_eq!(&now, before, "no channel moved");
+    assert!(node.invoices().is_empty(), "{:?}", node.invoices());
+    assert!(
+        node.sendpays().iter().all(|s| s["status"] == "failed"),
+        "every probe failed, as it must: {:?}",
+        node.sendpays()
+    );
+    assert_clean(node);
+}
