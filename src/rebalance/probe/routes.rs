@@ -18,15 +18,10 @@ pub(super) fn for_part(
     proven: &HashMap<EdgeIdx, u64>,
 ) -> Option<Vec<Hop>> {
     if let Some(together) = together_route(s, set, i, used) {
-        let sum_proven = used.as_ref().is_some_and(|used| {
-            middle(s, &set[i]).is_some_and(|path| {
-                path.iter().all(|e| {
-                    proven
-                        .get(e)
-                        .is_some_and(|p| used.get(e).is_some_and(|u| u <= p))
-                })
-            })
-        });
+        let sum_proven = used
+            .as_ref()
+            .zip(middle(s, &set[i]))
+            .is_some_and(|(used, path)| all_proven(&path, used, proven));
         return (!sum_proven).then_some(together);
     }
     (!already_proven(s, &set[i], proven)).then(|| set[i].clone())
@@ -47,6 +42,19 @@ pub(super) fn for_shared(
 /// amount, whose fees on the way differ a little, needs no probe of the same channels again.
 fn with_margin(most: u64) -> u64 {
     most.saturating_add(most / 200)
+}
+
+/// Whether every one of `edges` was proven to carry what the set puts on it (`used`).
+fn all_proven(
+    edges: &[EdgeIdx],
+    used: &HashMap<EdgeIdx, u64>,
+    proven: &HashMap<EdgeIdx, u64>,
+) -> bool {
+    edges.iter().all(|e| {
+        proven
+            .get(e)
+            .is_some_and(|p| used.get(e).is_some_and(|u| u <= p))
+    })
 }
 
 /// The channel directions of `hops` between our two hops (`None` when one is not in the graph).
@@ -86,11 +94,7 @@ fn shared_prefix(
         return None;
     }
     let edges = &path[..k];
-    if edges.iter().all(|e| {
-        proven
-            .get(e)
-            .is_some_and(|p| used.get(e).is_some_and(|u| u <= p))
-    }) {
+    if all_proven(edges, used, proven) {
         return None;
     }
     let most = edges.iter().filter_map(|e| used.get(e)).copied().max()?;
@@ -158,8 +162,8 @@ pub(super) fn proven_together(
     proven: &HashMap<EdgeIdx, u64>,
 ) -> bool {
     set_use(s, set).is_some_and(|used| {
-        used.iter()
-            .all(|(e, &u)| proven.get(e).is_some_and(|&p| u <= p))
+        let edges: Vec<EdgeIdx> = used.keys().copied().collect();
+        all_proven(&edges, &used, proven)
     })
 }
 
