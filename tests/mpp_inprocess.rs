@@ -17,7 +17,10 @@ use cln_rebalance::clock::ManualClock;
 use cln_rebalance::config::Config;
 use cln_rebalance::params::RebalanceParams;
 use cln_standin::simnet::Network;
-use common::{SimNode, assert_clean, hooked, network_from, node_id as id, rebalancer, untouched};
+use common::{
+    SimNode, assert_clean, hooked, named_nodes, network_from, node_id as id, probe_params,
+    rebalancer, untouched,
+};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,11 +35,7 @@ fn network() -> Network {
 
 fn network_json() -> Value {
     let names = ["us", "a", "b", "x", "y", "z"];
-    let nodes: Vec<Value> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| json!({"id": id(i), "alias": n}))
-        .collect();
+    let nodes = named_nodes(&names);
     let cheap =
         json!({"fee_base_msat": 0, "fee_proportional_millionths": 10, "cltv_expiry_delta": 18});
     let mut channels = vec![
@@ -231,14 +230,7 @@ async fn a_set_that_cannot_complete_leaves_nothing_paid() {
 }
 
 fn probe(amount_msat: Option<u64>) -> cln_rebalance::params::ProbeParams {
-    cln_rebalance::params::ProbeParams {
-        outgoing: OUT.into(),
-        incoming: INC.into(),
-        amount_msat,
-        maxfeeppm: Some(1000),
-        exemptfee: None,
-        maxparts: None,
-    }
+    probe_params(OUT, INC, amount_msat)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -523,11 +515,7 @@ fn three_cheap_ways_drained() -> Network {
     let dear =
         json!({"fee_base_msat": 0, "fee_proportional_millionths": 20, "cltv_expiry_delta": 18});
     let names = ["us", "a", "b", "x1", "x2", "x3", "x4"];
-    let nodes: Vec<Value> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| json!({"id": id(i), "alias": n}))
-        .collect();
+    let nodes = named_nodes(&names);
     let mut channels = vec![
         json!({"short_channel_id": OUT, "node1": "us", "node2": "a", "capacity_sat": 3_000_000,
                "node1_msat": 1_200_000 * SAT, "policy1": cheap, "policy2": cheap}),
@@ -605,7 +593,7 @@ fn short_drained_long_open() -> Network {
     let names = ["us", "a", "b", "p", "q", "r"];
     network_from(&json!({
         "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
-        "nodes": names.iter().enumerate().map(|(i, n)| json!({"id": id(i), "alias": n})).collect::<Vec<_>>(),
+        "nodes": named_nodes(&names),
         "default_policy": cheap, "channels": channels,
     }))
 }

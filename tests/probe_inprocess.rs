@@ -11,10 +11,9 @@
 mod common;
 
 use cln_rebalance::config::Config;
-use cln_rebalance::params::ProbeParams;
 use cln_standin::simnet::Network;
-use common::{network_from, node_id as id, rebalancer, untouched};
-use serde_json::{Value, json};
+use common::{named_nodes, network_from, node_id as id, probe_params, rebalancer, untouched};
+use serde_json::json;
 
 const OUT: &str = "800001x1x0";
 const INC: &str = "800002x1x0";
@@ -26,11 +25,7 @@ fn fork(shared_sat: u64) -> Network {
     let cheap =
         json!({"fee_base_msat": 0, "fee_proportional_millionths": 10, "cltv_expiry_delta": 18});
     let names = ["us", "a", "b", "m", "x", "y"];
-    let nodes: Vec<Value> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| json!({"id": id(i), "alias": n}))
-        .collect();
+    let nodes = named_nodes(&names);
     let mut channels = vec![
         json!({"short_channel_id": OUT, "node1": "us", "node2": "a", "capacity_sat": 5_000_000,
                "node1_msat": 4_000_000 * SAT, "policy1": cheap, "policy2": cheap}),
@@ -54,15 +49,8 @@ fn fork(shared_sat: u64) -> Network {
     }))
 }
 
-fn probe(amount_msat: Option<u64>) -> ProbeParams {
-    ProbeParams {
-        outgoing: OUT.into(),
-        incoming: INC.into(),
-        amount_msat,
-        maxfeeppm: Some(1000),
-        exemptfee: None,
-        maxparts: None,
-    }
+fn probe(amount_msat: Option<u64>) -> cln_rebalance::params::ProbeParams {
+    probe_params(OUT, INC, amount_msat)
 }
 
 /// The probes that ended at `m` (where the parts part ways), with their amounts.

@@ -544,3 +544,28 @@ pub fn untouched(node: &SimNode, before: &serde_json::Value) {
     );
     assert_clean(node);
 }
+
+/// The `nodes` of a hand-made network: node `i` named `names[i]`, with [`node_id`]`(i)`.
+pub fn named_nodes(names: &[&str]) -> Vec<serde_json::Value> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| serde_json::json!({"id": node_id(i), "alias": n}))
+        .collect()
+}
+
+/// `rebalance-probe` from `outgoing` to `incoming`, 1000 ppm cap, optionally for `amount_msat`.
+pub fn probe_params(
+    outgoing: &str,
+    incoming: &str,
+    amount_msat: Option<u64>,
+) -> cln_rebalance::params::ProbeParams {
+    cln_rebalance::params::ProbeParams {
+        outgoing: outgoing.into(),
+        incoming: incoming.into(),
+        amount_msat,
+        maxfeeppm: Some(1000),
+        exemptfee: None,
+        maxparts: None,
+    }
+}
