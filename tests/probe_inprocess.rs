@@ -100,3 +100,26 @@ async fn parts_that_each_carry_alone_do_not_move_when_the_shared_channel_cannot_
     assert!(v["duration_ms"].as_u64().unwrap() < 30_000, "{v}");
     untouched(&node, &before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_can_move_answers_zero_not_an_error_about_an_amount_never_given() {
+    // m offline: no way from a to b at all. The search goes down to the peers' smallest HTLC
+    // and stops there with "nothing", not an error about an amount the caller never gave.
+    let mut net = fork(2_000_000);
+    net.nodes[3].online = false;
+    for c in &mut net.channels {
+        for p in &mut c.policy {
+            p.htlc_minimum_msat = 1000 * SAT;
+        }
+    }
+    let (r, node) = rebalancer(net, Config::default());
+    let before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    let most = r
+        .rebalance_probe(probe(None), None)
+        .await
+        .unwrap_or_else(|e| panic!("{} {}", e.code, e.message));
+    assert_eq!(most["max_msat"], 0, "{most}");
+    // m's channels look disabled in gossip: no route to probe at any amount.
+    assert_eq!(most["probes"], 0, "{most}");
+    untouched(&node, &before);
+}

@@ -26,6 +26,8 @@ pub struct Circle {
     direct_failed: bool,
     /// Most HTLCs the amount may arrive in over the last hop (1 for one route).
     max_parts: usize,
+    /// The least the outgoing peer accepts from us in one HTLC (its channel_update's).
+    out_minimum_msat: u64,
 }
 
 /// The most HTLCs a rebalance's amount may arrive in over `inc`: `max_parts`, or one when both
@@ -168,6 +170,7 @@ impl Circle {
             last,
             amount_msat,
             final_cltv,
+            out_minimum_msat: out.updates.remote.map_or(0, |u| u.htlc_minimum_msat),
             query,
             exclude,
             same_peer,
@@ -209,6 +212,15 @@ impl Circle {
         build_route(&specs, self.amount_msat, self.final_cltv).ok()
     }
 
+    /// The least our two peers take in one HTLC (the outgoing peer from us, the incoming
+    /// peer to forward to us): no amount below it can move.
+    pub fn htlc_minimum_msat(&self) -> u64 {
+        self.last
+            .policy
+            .htlc_minimum_msat
+            .max(self.out_minimum_msat)
+    }
+
     /// The same circle for another amount, what failures ruled out kept (probing tries
     /// several amounts around the same channels).
     pub fn with_amount(&self, amount_msat: u64) -> Result<Circle, RpcFailure> {
@@ -229,6 +241,7 @@ impl Circle {
             same_peer: self.same_peer,
             direct_failed: self.direct_failed,
             max_parts: self.max_parts,
+            out_minimum_msat: self.out_minimum_msat,
         };
         if let Some(q) = c.query.as_mut() {
             q.deliver_msat = deliver_msat;

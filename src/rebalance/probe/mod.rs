@@ -64,6 +64,9 @@ impl Found {
     }
 }
 
+/// The most sets [`probe_max`] plans in one call (a few per probe at most in practice).
+const MAX_PLANS: u32 = 256;
+
 /// The fewest hops a probe has: out to a peer, one channel on, back in.
 const MIN_HOPS: usize = 3;
 
@@ -356,6 +359,19 @@ fn plan_in_time<N: Lightningd>(
     }
 }
 
+/// [`plan_in_time`] for one route only (no parts).
+fn plan_one_route<N: Lightningd>(
+    st: &State<N>,
+    s: &mut Session,
+    amount_msat: u64,
+    found: &Found,
+) -> Result<Vec<Vec<Hop>>, RpcFailure> {
+    let parts = std::mem::replace(&mut s.max_parts, 1);
+    let set = plan_in_time(st, s, amount_msat, found);
+    s.max_parts = parts;
+    set
+}
+
 /// Whether `amount_msat` can move now: a set planned and probed, replanned around what failed
 /// while the budget lasts.
 pub async fn probe_amount<N: Lightningd>(
@@ -414,14 +430,37 @@ pub async fn probe_max<N: Lightningd>(
     let mut amount = upper_msat;
     // Close enough: within 1/32 of what is proven (and never finer than 1,000 sat).
     let close = |lo: u64, hi: u64| hi.saturating_sub(lo) <= (lo / 32).max(1000 * MSAT_PER_SAT);
+    // After a set whose parts share a channel past their fork (their sum there unprovable):
+    // the same amount over one route, whose probe proves or rules out the whole of it.
+    let mut one_route = false;
+    let mut tried_one: Option<u64> = None;
+    // Plans made: a guard against a search that plans without ever sending (each step below
+    // narrows the amounts or sends, but a plan costs CPU and no simulated or probe time).
+    let mut plans = 0u32;
     while found.probes < budget.probes
+        && plans < MAX_PLANS
         && found.time_left(MIN_HOPS, st.now_ms(), s.deadline_ms)
         && !close(lo, hi)
+        // Nothing below the incoming peer's smallest HTLC can move.
+        && amount >= s.circle.htlc_minimum_msat()
     {
-        let set = match plan_in_time(st, s, amount, &found) {
+        plans += 1;
+        let whole = std::mem::take(&mut one_route);
+        let planned = if whole {
+            plan_one_route(st, s, amount, &found)
+        } else {
+            plan_in_time(st, s, amount, &found)
+        };
+        let set = match planned {
             Ok(set) => set,
             // No set within the cap for this amount (or none at all): less, then.
             Err(e) if e.code == error::INVALID_PARAMS => return Err(e),
+            // No one route either, where the set's sum was unprovable: less, then.
+            Err(_) if whole => {
+                hi = amount;
+                amount = halfway(lo, hi);
+                continue;
+            }
             Err(_) => {
                 hi = amount;
                 amount = next_amount(st, s, lo, hi - 1, &found, budget)
@@ -441,8 +480,12 @@ pub async fn probe_max<N: Lightningd>(
                 break;
             }
             amount = halfway(lo, hi);
+        } else if probed == SetProbed::Unprovable && set.len() > 1 && tried_one != Some(amount) {
+            // The planner would offer the same set again: one route for the whole amount.
+            one_route = true;
+            tried_one = Some(amount);
         } else if probed == SetProbed::Unprovable {
-            // The planner would offer the same set again: less, then.
+            // Nor does one route (none, or it was tried): less, then.
             hi = amount;
             amount = halfway(lo, hi);
         } else {
