@@ -394,6 +394,58 @@ async fn rebalanceall_sizes_a_move_by_what_can_move_instead_of_halving() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_no_probe_reaches_from_one_source_is_filled_from_another() {
+    use cln_rebalance::params::RebalanceallParams;
+    // Two sources: a (9.5M sat ours) reaches b only over x -> b, drained (the model does not
+    // know); c (8M sat ours) over y -> b, 1.5M sat. Probes from a find nothing, which must
+    // not give up on filling b: c can.
+    const OUT_C: &str = "800003x1x0";
+    let names = ["us", "a", "b", "x", "c", "y"];
+    let cheap =
+        json!({"fee_base_msat": 0, "fee_proportional_millionths": 10, "cltv_expiry_delta": 18});
+    let ch = |scid: &str, n1: &str, n2: &str, cap_sat: u64, n1_sat: u64| {
+        json!({"short_channel_id": scid, "node1": n1, "node2": n2, "capacity_sat": cap_sat,
+               "node1_msat": n1_sat * SAT, "policy1": cheap, "policy2": cheap})
+    };
+    let net = network_from(&json!({
+        "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
+        "nodes": named_nodes(&names), "default_policy": cheap,
+        "channels": [
+            ch(OUT, "us", "a", 10_000_000, 9_500_000),
+            ch(INC, "us", "b", 10_000_000, 1_000_000),
+            ch(OUT_C, "us", "c", 10_000_000, 8_000_000),
+            ch("700001x1x0", "a", "x", 5_000_000, 4_000_000),
+            ch("700001x1x1", "x", "b", 5_000_000, 0),
+            ch("700002x1x0", "c", "y", 2_000_000, 1_500_000),
+            ch("700002x1x1", "y", "b", 2_000_000, 1_500_000),
+        ],
+    }));
+    let mut config = Config::default();
+    config.auto.parallel = 1;
+    config.auto.sized_moves = true;
+    let (r, node) = rebalancer(net, config);
+    node.call("setchannel", json!({"id": INC, "feeppm": 1000}))
+        .unwrap();
+    let before = node.to_us(INC);
+    let v = r
+        .rebalanceall_wait(RebalanceallParams::default(), None)
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "ended", "{v}");
+    let job = r.last_job().unwrap().progress();
+    assert!(
+        job.moves_sized_out >= 1,
+        "a -> b was tried and sized out: {v}"
+    );
+    assert_eq!(job.moves_failed, 0, "{v}");
+    // c's path carries 1.5M sat less reserves and fees: most of it moved into b.
+    let into_b = node.to_us(INC) - before;
+    assert!(into_b >= 1_000_000 * SAT, "moved into b {into_b}: {v}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_clean(&node);
+}
+
 /// The network with `b` forwarding at most 1M sat an HTLC to us over the incoming channel.
 fn network_inc_htlc_max_1m() -> Network {
     let mut v = network_json();

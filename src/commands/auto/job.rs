@@ -450,12 +450,12 @@ impl<N: Lightningd> State<N> {
             self.rest(job, m.outgoing, *from_source, "out of", &e.message);
         }
         let halves = halves(&e);
-        // Probing already searched the amounts below the planned one: nothing to halve.
+        // Probing already searched the amounts below the planned one: nothing to halve, but
+        // another source may still fill the sink.
         let sized_out = e.data.as_ref().is_some_and(|d| d["sized"] == true);
         if e.code == error::INVALID_PARAMS
-            || sized_out
             || failures >= MAX_FAILURES_PER_CHANNEL
-            || (halves && half < config.min_amount_msat)
+            || (halves && !sized_out && half < config.min_amount_msat)
         {
             self.rest(job, m.incoming, failures, "into", &e.message);
             st.gave_up += 1;
@@ -467,7 +467,7 @@ impl<N: Lightningd> State<N> {
                 display_sat(m.amount_msat),
                 e.message
             );
-        } else if !halves {
+        } else if !halves || sized_out {
             st.avoid.insert((m.outgoing, m.incoming));
         } else if others_in_flight {
             // The moves in flight may have been in its way: the same amount again once one of
