@@ -351,7 +351,7 @@ pub async fn probe_max<N: Lightningd>(
         && plans < MAX_PLANS
         && found.time_left(MIN_HOPS, st.now_ms(), s.deadline_ms)
         && !close(lo, hi)
-        // Nothing below the incoming peer's smallest HTLC can move.
+        // Nothing below the smallest HTLC our two peers take can move.
         && amount >= s.circle.htlc_minimum_msat()
     {
         plans += 1;
