@@ -18,8 +18,8 @@ use cln_rebalance::config::Config;
 use cln_rebalance::params::RebalanceParams;
 use cln_standin::simnet::Network;
 use common::{
-    SimNode, assert_clean, hooked, named_nodes, network_from, node_id as id, probe_params,
-    rebalancer, untouched,
+    SimNode, assert_clean, cheap_channel, cheap_policy, hooked, named_nodes, network_from,
+    node_id as id, probe_params, rebalancer, untouched,
 };
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -36,26 +36,19 @@ fn network() -> Network {
 fn network_json() -> Value {
     let names = ["us", "a", "b", "x", "y", "z"];
     let nodes = named_nodes(&names);
-    let cheap =
-        json!({"fee_base_msat": 0, "fee_proportional_millionths": 10, "cltv_expiry_delta": 18});
     let mut channels = vec![
-        json!({"short_channel_id": OUT, "node1": "us", "node2": "a", "capacity_sat": 10_000_000,
-               "node1_msat": 9_000_000 * SAT, "policy1": cheap, "policy2": cheap}),
-        json!({"short_channel_id": INC, "node1": "us", "node2": "b", "capacity_sat": 10_000_000,
-               "node1_msat": 1_000_000 * SAT, "policy1": cheap, "policy2": cheap}),
+        cheap_channel(OUT, "us", "a", 10_000_000, 9_000_000),
+        cheap_channel(INC, "us", "b", 10_000_000, 1_000_000),
     ];
     for (k, mid) in ["x", "y", "z"].iter().enumerate() {
         for (j, (from, to)) in [("a", *mid), (*mid, "b")].iter().enumerate() {
-            channels.push(json!({
-                "short_channel_id": format!("70000{}x1x{j}", k + 1),
-                "node1": from, "node2": to, "capacity_sat": 2_000_000,
-                "node1_msat": 1_500_000 * SAT, "policy1": cheap, "policy2": cheap,
-            }));
+            let scid = format!("70000{}x1x{j}", k + 1);
+            channels.push(cheap_channel(&scid, from, to, 2_000_000, 1_500_000));
         }
     }
     json!({
         "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
-        "nodes": nodes, "default_policy": cheap, "channels": channels,
+        "nodes": nodes, "default_policy": cheap_policy(), "channels": channels,
     })
 }
 
@@ -402,23 +395,17 @@ async fn a_sink_no_probe_reaches_from_one_source_is_filled_from_another() {
     // not give up on filling b: c can.
     const OUT_C: &str = "800003x1x0";
     let names = ["us", "a", "b", "x", "c", "y"];
-    let cheap =
-        json!({"fee_base_msat": 0, "fee_proportional_millionths": 10, "cltv_expiry_delta": 18});
-    let ch = |scid: &str, n1: &str, n2: &str, cap_sat: u64, n1_sat: u64| {
-        json!({"short_channel_id": scid, "node1": n1, "node2": n2, "capacity_sat": cap_sat,
-               "node1_msat": n1_sat * SAT, "policy1": cheap, "policy2": cheap})
-    };
     let net = network_from(&json!({
         "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
-        "nodes": named_nodes(&names), "default_policy": cheap,
+        "nodes": named_nodes(&names), "default_policy": cheap_policy(),
         "channels": [
-            ch(OUT, "us", "a", 10_000_000, 9_500_000),
-            ch(INC, "us", "b", 10_000_000, 1_000_000),
-            ch(OUT_C, "us", "c", 10_000_000, 8_000_000),
-            ch("700001x1x0", "a", "x", 5_000_000, 4_000_000),
-            ch("700001x1x1", "x", "b", 5_000_000, 0),
-            ch("700002x1x0", "c", "y", 2_000_000, 1_500_000),
-            ch("700002x1x1", "y", "b", 2_000_000, 1_500_000),
+            cheap_channel(OUT, "us", "a", 10_000_000, 9_500_000),
+            cheap_channel(INC, "us", "b", 10_000_000, 1_000_000),
+            cheap_channel(OUT_C, "us", "c", 10_000_000, 8_000_000),
+            cheap_channel("700001x1x0", "a", "x", 5_000_000, 4_000_000),
+            cheap_channel("700001x1x1", "x", "b", 5_000_000, 0),
+            cheap_channel("700002x1x0", "c", "y", 2_000_000, 1_500_000),
+            cheap_channel("700002x1x1", "y", "b", 2_000_000, 1_500_000),
         ],
     }));
     let mut config = Config::default();

@@ -12,7 +12,10 @@ mod common;
 
 use cln_rebalance::config::Config;
 use cln_standin::simnet::Network;
-use common::{named_nodes, network_from, node_id as id, probe_params, rebalancer, untouched};
+use common::{
+    cheap_channel, cheap_policy, named_nodes, network_from, node_id as id, probe_params,
+    rebalancer, untouched,
+};
 use serde_json::json;
 
 const OUT: &str = "800001x1x0";
@@ -22,30 +25,22 @@ const SAT: u64 = 1000;
 
 /// The fork network, `a -> m` holding `shared_sat` on a's side.
 fn fork(shared_sat: u64) -> Network {
-    let cheap =
-        json!({"fee_base_msat": 0, "fee_proportional_millionths": 10, "cltv_expiry_delta": 18});
     let names = ["us", "a", "b", "m", "x", "y"];
     let nodes = named_nodes(&names);
     let mut channels = vec![
-        json!({"short_channel_id": OUT, "node1": "us", "node2": "a", "capacity_sat": 5_000_000,
-               "node1_msat": 4_000_000 * SAT, "policy1": cheap, "policy2": cheap}),
-        json!({"short_channel_id": INC, "node1": "us", "node2": "b", "capacity_sat": 5_000_000,
-               "node1_msat": 1_000_000 * SAT, "policy1": cheap, "policy2": cheap}),
-        json!({"short_channel_id": SHARED, "node1": "a", "node2": "m", "capacity_sat": 3_000_000,
-               "node1_msat": shared_sat * SAT, "policy1": cheap, "policy2": cheap}),
+        cheap_channel(OUT, "us", "a", 5_000_000, 4_000_000),
+        cheap_channel(INC, "us", "b", 5_000_000, 1_000_000),
+        cheap_channel(SHARED, "a", "m", 3_000_000, shared_sat),
     ];
     for (k, mid) in ["x", "y"].iter().enumerate() {
         for (j, (from, to)) in [("m", *mid), (*mid, "b")].iter().enumerate() {
-            channels.push(json!({
-                "short_channel_id": format!("70001{}x1x{j}", k + 1),
-                "node1": from, "node2": to, "capacity_sat": 1_000_000,
-                "node1_msat": 600_000 * SAT, "policy1": cheap, "policy2": cheap,
-            }));
+            let scid = format!("70001{}x1x{j}", k + 1);
+            channels.push(cheap_channel(&scid, from, to, 1_000_000, 600_000));
         }
     }
     network_from(&json!({
         "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
-        "nodes": nodes, "default_policy": cheap, "channels": channels,
+        "nodes": nodes, "default_policy": cheap_policy(), "channels": channels,
     }))
 }
 

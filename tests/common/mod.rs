@@ -569,3 +569,22 @@ pub fn probe_params(
         maxparts: None,
     }
 }
+
+/// The fee policy of the hand-made networks' channels: no base fee, 10 ppm, 18 blocks.
+pub fn cheap_policy() -> serde_json::Value {
+    serde_json::json!({"fee_base_msat": 0, "fee_proportional_millionths": 10, "cltv_expiry_delta": 18})
+}
+
+/// A channel of a hand-made network between nodes named `node1` and `node2`, `node1_sat` of
+/// its `capacity_sat` on node1's side, both directions at [`cheap_policy`].
+pub fn cheap_channel(
+    scid: &str,
+    node1: &str,
+    node2: &str,
+    capacity_sat: u64,
+    node1_sat: u64,
+) -> serde_json::Value {
+    serde_json::json!({"short_channel_id": scid, "node1": node1, "node2": node2,
+        "capacity_sat": capacity_sat, "node1_msat": node1_sat * 1000,
+        "policy1": cheap_policy(), "policy2": cheap_policy()})
+}
