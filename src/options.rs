@@ -129,7 +129,7 @@ pub const OPT_PROBE_MAX_LOCKED: DefaultIntegerConfigOption = ConfigOption::new_i
 );
 pub const OPT_SIZED_MOVES: DefaultBooleanConfigOption = ConfigOption::new_bool_with_default(
     "rebalance-sized-moves",
-    false,
+    true,
     "rebalanceall sizes each move by what can move now (the liquidity model, and probes where it is unsure) instead of trying the planned amount and halving",
 );
 pub const OPT_LOST_PROFIT: DefaultBooleanConfigOption = ConfigOption::new_bool_with_default(

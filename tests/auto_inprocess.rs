@@ -322,14 +322,15 @@ async fn a_source_whose_moves_fail_after_the_quote_is_given_up_and_rests() {
     // channel 1 three times, then leaves it alone, and the next job (a schedule runs them
     // often) too, saying why. One route an attempt: a failed part's replacement split over
     // several of peer 1's channels teaches the model all of them in one move, and the quotes
-    // then refuse channel 1 before a third (that path is the dear-source test's).
-    let (r, node) = rebalancer(
-        network_with(None, Some(1), None),
-        Config {
-            max_parts: 1,
-            ..config(Budget::default(), 1)
-        },
-    );
+    // then refuse channel 1 before a third (that path is the dear-source test's). Moves
+    // unsized (halving a failed one): sized, probes find nothing and no move is paid at all
+    // (the next test).
+    let mut cfg = Config {
+        max_parts: 1,
+        ..config(Budget::default(), 1)
+    };
+    cfg.auto.sized_moves = false;
+    let (r, node) = rebalancer(network_with(None, Some(1), None), cfg);
     r.rebalanceall(RebalanceallParams::default()).await.unwrap();
     wait_job_end(&r).await;
     let history = r.history_entries().await;
@@ -388,6 +389,44 @@ async fn a_source_whose_moves_fail_after_the_quote_is_given_up_and_rests() {
             .as_str()
             .unwrap()
             .contains("Left out of jobs")
+    );
+    assert_clean(&node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_whose_moves_fail_is_probed_not_paid_with_sized_moves() {
+    let cfg = Config {
+        max_parts: 1,
+        ..config(Budget::default(), 1)
+    };
+    assert!(cfg.auto.sized_moves, "sized moves are the default");
+    let (r, node) = rebalancer(network_with(None, Some(1), None), cfg);
+    r.rebalanceall(RebalanceallParams::default()).await.unwrap();
+    wait_job_end(&r).await;
+    let history = r.history_entries().await;
+    let job = r.last_job().unwrap().progress.lock().unwrap().clone();
+    // The model is sure of the first move out of channel 1 (nothing known against it), which
+    // fails and teaches it peer 1's side; the next pairs out of it are probed first, find
+    // nothing and are not paid: one failed move where halving fails three (the test above).
+    let failed_out_of_1 = history
+        .iter()
+        .filter(|e| e.outgoing.to_string() == our_scid(1) && e.outcome != Outcome::Complete)
+        .count();
+    assert!(failed_out_of_1 <= 1, "{history:?}");
+    assert!(
+        history
+            .iter()
+            .all(|e| e.outgoing.to_string() != our_scid(1) || e.outcome != Outcome::Complete),
+        "{history:?}"
+    );
+    assert!(job.moves_sized_out >= 1 && job.probes > 0, "{job:?}");
+    assert!(
+        job.moves_completed >= 1,
+        "the other sources still fill the sinks: {job:?}"
+    );
+    assert!(
+        (89.0..=91.0).contains(&share(&node, 1)),
+        "channel 1 untouched"
     );
     assert_clean(&node);
 }
