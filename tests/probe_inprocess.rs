@@ -118,3 +118,49 @@ async fn nothing_can_move_answers_zero_not_an_error_about_an_amount_never_given(
     assert_eq!(most["probes"], 0, "{most}");
     untouched(&node, &before);
 }
+
+/// Two ways from a that meet again at z before b: a -> x -> z and a -> y -> z, each channel
+/// of 1.2M sat holding 1.15M on the sending side, then z -> b with plenty.
+fn rejoin() -> Network {
+    let names = ["us", "a", "b", "x", "y", "z"];
+    let nodes = named_nodes(&names);
+    let channels = vec![
+        cheap_channel(OUT, "us", "a", 5_000_000, 4_000_000),
+        cheap_channel(INC, "us", "b", 5_000_000, 1_000_000),
+        cheap_channel("700001x1x0", "a", "x", 1_200_000, 1_150_000),
+        cheap_channel("700001x1x1", "x", "z", 1_200_000, 1_150_000),
+        cheap_channel("700002x1x0", "a", "y", 1_200_000, 1_150_000),
+        cheap_channel("700002x1x1", "y", "z", 1_200_000, 1_150_000),
+        cheap_channel("700003x1x0", "z", "b", 5_000_000, 4_000_000),
+    ];
+    network_from(&json!({
+        "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
+        "nodes": nodes, "default_policy": cheap_policy(), "channels": channels,
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amount_whose_parts_meet_again_is_proven_by_one_route() {
+    // 1M sat: the model splits it over both ways (a whole 1M sat on 1.2M sat channels looks
+    // unlikely to it). Each part reaches us, but no probe can prove both together on z -> b;
+    // one route for the whole amount can, and does: every channel of either way holds it.
+    let (r, node) = rebalancer(rejoin(), Config::default());
+    let before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    let v = r
+        .rebalance_probe(probe(Some(1_000_000 * SAT)), None)
+        .await
+        .unwrap();
+    assert_eq!(v["feasible"], true, "{v}");
+    let probed: Vec<u64> = node
+        .sendpays()
+        .iter()
+        .map(|s| s["amount_msat"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(
+        probed,
+        [500_000 * SAT, 500_000 * SAT, 1_000_000 * SAT],
+        "the two parts, then the whole amount as one route"
+    );
+    assert_eq!(v["parts"].as_array().map(Vec::len), Some(1), "{v}");
+    untouched(&node, &before);
+}

@@ -283,7 +283,9 @@ fn background_may_send<N: Lightningd>(st: &State<N>) -> Result<(), RpcFailure> {
 }
 
 /// Whether `amount_msat` can move now: a set planned and probed, replanned around what failed
-/// while the budget lasts.
+/// while the budget lasts. A set whose parts each carried but whose sum on a channel they
+/// share past their fork no probe can prove is tried once as one route for the whole amount
+/// (whose probe proves or rules it out), as in [`probe_max`].
 pub async fn probe_amount<N: Lightningd>(
     st: &State<N>,
     s: &mut Session,
@@ -292,8 +294,15 @@ pub async fn probe_amount<N: Lightningd>(
 ) -> Result<Found, RpcFailure> {
     let mut found = Found::default();
     let mut proven = HashMap::new();
+    let (mut one_route, mut tried_one) = (false, false);
     while found.probes < budget.probes && found.time_left(MIN_HOPS, st.now_ms(), s.deadline_ms) {
-        let set = match plan(st, s, amount_msat) {
+        let whole = std::mem::take(&mut one_route);
+        let planned = if whole {
+            plan_one_route(st, s, amount_msat, &found)
+        } else {
+            plan(st, s, amount_msat)
+        };
+        let set = match planned {
             Ok(set) => set,
             Err(e) if e.code == error::INVALID_PARAMS => return Err(e),
             // Nothing left that could carry it within the cap: it cannot move now.
@@ -308,20 +317,22 @@ pub async fn probe_amount<N: Lightningd>(
             found.fee_msat = set.iter().map(|h| route_fee_msat(h)).sum();
             found.amount_msat = amount_msat;
             found.set = set;
+            return Ok(found);
+        }
+        if carried && set.len() > 1 && !tried_one {
+            (one_route, tried_one) = (true, true);
+        } else if carried {
+            // Probing the same set again would prove no more.
             break;
         }
-        if carried {
-            // Each part carried alone, but parts share a channel beyond what one probe
-            // proved: the amount moves if what was proven carries it together; probing the
-            // same set again would prove no more.
-            let min_part = st.config.min_part_msat;
-            if let Some((a, set)) = combine(s, &proven, amount_msat - 1, amount_msat, min_part) {
-                found.fee_msat = set.iter().map(|h| route_fee_msat(h)).sum();
-                found.amount_msat = a;
-                found.set = set;
-            }
-            break;
-        }
+    }
+    // Each part carried alone, but parts share a channel beyond what one probe proved: the
+    // amount moves if what was proven carries it together.
+    let lo = amount_msat.saturating_sub(1);
+    if let Some((a, set)) = combine(s, &proven, lo, amount_msat, st.config.min_part_msat) {
+        found.fee_msat = set.iter().map(|h| route_fee_msat(h)).sum();
+        found.amount_msat = a;
+        found.set = set;
     }
     Ok(found)
 }
