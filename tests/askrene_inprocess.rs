@@ -10,10 +10,10 @@ use cln_rebalance::clock::{Clock, ManualClock, SystemClock};
 use cln_rebalance::config::Config;
 use cln_rebalance::core::liquidity::ModelConfig;
 use cln_rebalance::lightningd::Lightningd;
-use cln_rebalance::params::{LiquidityParams, RebalanceParams};
+use cln_rebalance::params::LiquidityParams;
 use cln_rebalance::state::State;
 use cln_rebalance::state::askrene::{OUR_LAYER, XPAY_LAYER};
-use common::{SimNode, demo_network, hooked, rebalancer};
+use common::{SimNode, demo_network, hooked, one_route_params, rebalancer};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex, Once};
 
@@ -53,21 +53,6 @@ fn capture_logs() {
     });
 }
 
-/// One route at a time: these tests read what a single route teaches.
-fn req(out: &str, inc: &str, amount_msat: u64) -> RebalanceParams {
-    RebalanceParams {
-        outgoing: out.into(),
-        incoming: inc.into(),
-        amount_msat: Some(amount_msat),
-        maxfeeppm: Some(10_000),
-        exemptfee: None,
-        retry_for: Some(10),
-        dryrun: false,
-        maxparts: Some(1),
-        amount_max: false,
-    }
-}
-
 /// The demo network with xpay's layer, as a v26.06 node starts.
 fn network_with_xpay() -> cln_standin::simnet::Network {
     let mut net = demo_network();
@@ -94,7 +79,7 @@ fn drained_as_xpay_learned(node: &SimNode, scid: &str, dir: u64, alice: &str) {
 /// The middle channel the cheapest route from alice to carol takes, and its direction:
 /// `(scid, direction, alice's id)`.
 async fn cheapest_middle(r: &State<SimNode>) -> (String, u64, String) {
-    let mut p = req(ALICE_BIG, CAROL, 100_000_000);
+    let mut p = one_route_params(ALICE_BIG, CAROL, 100_000_000);
     p.dryrun = true;
     let quote = r.rebalance(p).await.unwrap();
     assert_eq!(quote["hops"], 3, "{quote}");
@@ -152,7 +137,7 @@ async fn what_a_payment_learned_is_folded_and_routed_around() {
     assert_eq!(c["learned_max_msat"], 49_999_999, "{c}");
     assert_eq!(c["max_msat"], 49_999_999, "{c}");
     let done = r
-        .rebalance(req(ALICE_BIG, CAROL, 100_000_000))
+        .rebalance(one_route_params(ALICE_BIG, CAROL, 100_000_000))
         .await
         .unwrap();
     assert_eq!(done["status"], "complete", "{done}");
@@ -174,7 +159,7 @@ async fn with_reading_off_the_payments_lesson_is_not_used() {
     drained_as_xpay_learned(&node, &scid, dir, &alice);
     assert_eq!(learned(&r, &scid, dir).await["learned"], false);
     let done = r
-        .rebalance(req(ALICE_BIG, CAROL, 100_000_000))
+        .rebalance(one_route_params(ALICE_BIG, CAROL, 100_000_000))
         .await
         .unwrap();
     assert_eq!(done["status"], "complete", "{done}");
@@ -196,7 +181,7 @@ async fn a_rebalance_publishes_what_it_learned() {
     )
     .unwrap();
     let done = r
-        .rebalance(req(ALICE_BIG, CAROL, 100_000_000))
+        .rebalance(one_route_params(ALICE_BIG, CAROL, 100_000_000))
         .await
         .unwrap();
     assert_eq!(done["status"], "complete", "{done}");
@@ -237,7 +222,7 @@ async fn a_rebalance_publishes_what_it_learned() {
     );
     assert_eq!(r.askrene.published_count(), published.len());
     // A dry run learns nothing and publishes nothing.
-    let mut p = req(CAROL, ALICE_BIG, 50_000_000);
+    let mut p = one_route_params(CAROL, ALICE_BIG, 50_000_000);
     p.dryrun = true;
     r.rebalance(p).await.unwrap();
     assert_eq!(layer(&node, OUR_LAYER).len(), published.len());
@@ -264,7 +249,7 @@ async fn with_publishing_off_no_layer_is_made() {
     )
     .unwrap();
     let done = r
-        .rebalance(req(ALICE_BIG, CAROL, 100_000_000))
+        .rebalance(one_route_params(ALICE_BIG, CAROL, 100_000_000))
         .await
         .unwrap();
     assert!(done["attempts"].as_u64().unwrap() >= 2, "{done}");
@@ -308,7 +293,10 @@ async fn many_rebalances(cap: Option<usize>) -> Vec<(u64, Vec<(String, u64)>)> {
         } else {
             (CAROL, ALICE_BIG)
         };
-        let done = r.rebalance(req(out, inc, 30_000_000)).await.unwrap();
+        let done = r
+            .rebalance(one_route_params(out, inc, 30_000_000))
+            .await
+            .unwrap();
         assert_eq!(done["status"], "complete", "{done}");
         let held = layer(&node, OUR_LAYER);
         assert!(held.len() <= cap.unwrap_or(usize::MAX), "{held:?}");
@@ -393,14 +381,14 @@ async fn without_askrene_nothing_breaks_and_one_line_says_so() {
     )
     .unwrap();
     let done = r
-        .rebalance(req(ALICE_BIG, CAROL, 100_000_000))
+        .rebalance(one_route_params(ALICE_BIG, CAROL, 100_000_000))
         .await
         .unwrap();
     assert_eq!(done["status"], "complete", "{done}");
     assert!(done["attempts"].as_u64().unwrap() >= 2, "{done}");
     assert!(learned(&r, &scid, dir).await["learned_max_msat"].is_u64());
     let back = r
-        .rebalance(req(CAROL, ALICE_BIG, 30_000_000))
+        .rebalance(one_route_params(CAROL, ALICE_BIG, 30_000_000))
         .await
         .unwrap();
     assert_eq!(back["status"], "complete", "{back}");

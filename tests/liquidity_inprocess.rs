@@ -7,34 +7,21 @@ mod common;
 use cln_rebalance::config::{Config, Routing};
 use cln_rebalance::lightningd::Lightningd;
 use cln_rebalance::lightningd::store::LIQUIDITY_KEY;
-use cln_rebalance::params::{LiquidityParams, RebalanceParams};
+use cln_rebalance::params::LiquidityParams;
 use cln_rebalance::state::State;
-use common::{SimNode, demo_network, demo_network_file, network_from, rebalancer};
+use common::{
+    SimNode, demo_network, demo_network_file, network_from, one_route_params, rebalancer,
+};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
 const ALICE_BIG: &str = "800002x1x0"; // we hold 1.5M of 2M sat
 const CAROL: &str = "800004x1x0"; // we hold 100k of 1M sat
 
-/// One route at a time: these tests read what a single route's failure teaches.
-fn req(out: &str, inc: &str, amount_msat: u64) -> RebalanceParams {
-    RebalanceParams {
-        outgoing: out.into(),
-        incoming: inc.into(),
-        amount_msat: Some(amount_msat),
-        maxfeeppm: Some(10_000),
-        exemptfee: None,
-        retry_for: Some(10),
-        dryrun: false,
-        maxparts: Some(1),
-        amount_max: false,
-    }
-}
-
 /// Drains the cheapest middle channel from alice to carol (their direct one), as
 /// `a_depleted_hop_forces_a_retry_on_another_route` does; returns its scid.
 async fn drain_cheapest(r: &State<SimNode>, node: &SimNode) -> String {
-    let mut p = req(ALICE_BIG, CAROL, 100_000_000);
+    let mut p = one_route_params(ALICE_BIG, CAROL, 100_000_000);
     p.dryrun = true;
     let quote = r.rebalance(p).await.unwrap();
     assert_eq!(quote["hops"], 3, "{quote}");
@@ -64,11 +51,11 @@ async fn twice(config: Config) -> (u64, u64) {
     let (r, node) = rebalancer(demo_network(), config);
     let drained = drain_cheapest(&r, &node).await;
     let first = r
-        .rebalance(req(ALICE_BIG, CAROL, 100_000_000))
+        .rebalance(one_route_params(ALICE_BIG, CAROL, 100_000_000))
         .await
         .unwrap();
     let second = r
-        .rebalance(req(ALICE_BIG, CAROL, 100_000_000))
+        .rebalance(one_route_params(ALICE_BIG, CAROL, 100_000_000))
         .await
         .unwrap();
     assert_eq!(first["status"], "complete");
@@ -99,7 +86,7 @@ async fn memory_saves_the_second_rebalance_its_failed_attempt() {
 async fn the_model_shows_what_it_learned_and_forgets_on_reset() {
     let (r, node) = rebalancer(demo_network(), Config::default());
     let drained = drain_cheapest(&r, &node).await;
-    r.rebalance(req(ALICE_BIG, CAROL, 100_000_000))
+    r.rebalance(one_route_params(ALICE_BIG, CAROL, 100_000_000))
         .await
         .unwrap();
     let p = LiquidityParams {
@@ -161,7 +148,7 @@ async fn the_model_survives_a_restart_through_the_datastore() {
     let (r, node) = rebalancer(demo_network(), Config::default());
     let drained = drain_cheapest(&r, &node).await;
     let first = r
-        .rebalance(req(ALICE_BIG, CAROL, 100_000_000))
+        .rebalance(one_route_params(ALICE_BIG, CAROL, 100_000_000))
         .await
         .unwrap();
     assert_eq!(first["attempts"], 2);
@@ -182,7 +169,7 @@ async fn the_model_survives_a_restart_through_the_datastore() {
     let r2 = restarted(&node);
     assert!(r2.load_liquidity().await >= 1);
     let second = r2
-        .rebalance(req(ALICE_BIG, CAROL, 100_000_000))
+        .rebalance(one_route_params(ALICE_BIG, CAROL, 100_000_000))
         .await
         .unwrap();
     assert_eq!(second["attempts"], 1, "{second}");
@@ -204,7 +191,7 @@ async fn a_corrupt_or_foreign_saved_model_is_ignored() {
         assert!(r.liquidity().is_empty());
         // And the plugin works on, replacing the bad record with a good one.
         let v = r
-            .rebalance(req(ALICE_BIG, CAROL, 50_000_000))
+            .rebalance(one_route_params(ALICE_BIG, CAROL, 50_000_000))
             .await
             .unwrap();
         assert_eq!(v["status"], "complete");
@@ -251,7 +238,7 @@ async fn a_failure_teaches_the_parallel_channel_at_the_same_fees_too() {
         .unwrap();
     }
     let v = r
-        .rebalance(req(ALICE_BIG, CAROL, 100_000_000))
+        .rebalance(one_route_params(ALICE_BIG, CAROL, 100_000_000))
         .await
         .unwrap();
     assert_eq!(v["status"], "complete", "{v}");

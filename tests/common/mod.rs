@@ -554,6 +554,26 @@ pub fn named_nodes(names: &[&str]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// `rebalance` of `amount_msat` from `out` to `inc`, one route at a time (for tests that read
+/// what a single route teaches), 10,000 ppm cap, 10 s of retries.
+pub fn one_route_params(
+    out: &str,
+    inc: &str,
+    amount_msat: u64,
+) -> cln_rebalance::params::RebalanceParams {
+    cln_rebalance::params::RebalanceParams {
+        outgoing: out.into(),
+        incoming: inc.into(),
+        amount_msat: Some(amount_msat),
+        maxfeeppm: Some(10_000),
+        exemptfee: None,
+        retry_for: Some(10),
+        dryrun: false,
+        maxparts: Some(1),
+        amount_max: false,
+    }
+}
+
 /// `rebalance-probe` from `outgoing` to `incoming`, 1000 ppm cap, optionally for `amount_msat`.
 pub fn probe_params(
     outgoing: &str,
