@@ -54,6 +54,7 @@ fn main() {
                 htlcs_in_msat: 0,
                 fee_base_msat: 1000,
                 fee_proportional_millionths: (rng.next() % 2000) as u32,
+                remote_fee: None,
             }
         })
         .collect();

@@ -354,6 +354,13 @@ def test_two_channels_same_peer(node_factory):
     big = bigs[0]
     wait_graph(l1, 4)
 
+    # Both of l2's channels are below target at the same fees from l2: a job plans only the
+    # one l2 would forward over, and says why not the other.
+    dry = l1.rpc.call("rebalanceall", {"dryrun": True})
+    skipped = {k["short_channel_id"]: k["reason"] for k in dry["skipped"]}
+    assert "would come back over {}".format(big) in skipped.get(small, ""), dry
+    assert [m["incoming"] for m in dry["moves"]] == [big], dry
+
     before = {n: snapshot(n) for n in (l1, l2, l3)}
     pays_before = sendpays(l1)
     amt = 100_000 * SAT

@@ -186,6 +186,10 @@ pub fn our_channel(c: &PeerChannel) -> Option<OurChannel> {
         htlcs_in_msat: sum("in"),
         fee_base_msat: local.fee_base_msat,
         fee_proportional_millionths: local.fee_proportional_millionths,
+        remote_fee: c
+            .updates
+            .remote
+            .map(|r| (r.fee_base_msat, r.fee_proportional_millionths)),
     })
 }
 

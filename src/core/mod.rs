@@ -2,6 +2,7 @@
 
 pub mod amount; // msat arithmetic (checked) and CLN amount strings
 pub mod budget; // fee budgets per run and per 24 hours; admitting a move
+pub mod channel; // one of our channels as the planner sees it; which one a peer forwards over
 pub mod economics; // what a move may pay: a share of what it earns, less what the source loses
 pub mod flow; // several paths and part amounts for one amount (min-cost flow)
 pub mod graph; // the public graph from listchannels, compact and indexed

@@ -250,6 +250,7 @@ mod tests {
             htlcs_in_msat: 0,
             fee_base_msat: 1000,
             fee_proportional_millionths: 100,
+            remote_fee: None,
         }
     }
 

@@ -34,6 +34,7 @@
 
 use crate::core::amount::{MSAT_PER_SAT, display_sat};
 use crate::core::budget::{Admission, Budget, Spent};
+pub use crate::core::channel::OurChannel;
 use crate::core::economics::{OurFee, fee_cap_msat};
 use crate::core::graph::Scid;
 use serde_json::{Value, json};
@@ -51,30 +52,6 @@ pub const DEFAULT_MIN_AMOUNT_MSAT: u64 = 100_000 * MSAT_PER_SAT;
 pub const DEFAULT_FEERATIO_MILLIONTHS: u32 = 500_000;
 /// The hard ceiling, the same as `rebalance-maxfeeppm`'s default.
 pub const DEFAULT_MAXFEEPPM: u32 = 1_000;
-
-/// One of our channels, as the planner needs it (the caller converts `listpeerchannels`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OurChannel {
-    pub short_channel_id: Scid,
-    /// Lowercase hex node id, as `listpeerchannels` gives it.
-    pub peer_id: String,
-    /// `state == "CHANNELD_NORMAL"`.
-    pub state_normal: bool,
-    pub peer_connected: bool,
-    /// Includes outgoing HTLCs in flight, excludes incoming ones (as CLN reports it).
-    pub to_us_msat: u64,
-    pub total_msat: u64,
-    pub spendable_msat: u64,
-    pub receivable_msat: u64,
-    /// Sum of `htlcs[].amount_msat` with `direction: "out"`.
-    pub htlcs_out_msat: u64,
-    /// Sum of `htlcs[].amount_msat` with `direction: "in"`.
-    pub htlcs_in_msat: u64,
-    /// Our own forwarding fee on this channel: `updates.local.fee_base_msat`.
-    pub fee_base_msat: u64,
-    /// `updates.local.fee_proportional_millionths`.
-    pub fee_proportional_millionths: u32,
-}
 
 /// Settings for one channel or for all channels with one peer. `None` = not set here.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -403,6 +380,17 @@ pub(crate) fn ends<'a>(
             ));
         } else if excess > 0 {
             sources.push(end);
+        } else if let Some(o) = c.forwarded_over_instead(channels) {
+            out.skipped.push((
+                scid,
+                format!(
+                    "{} below target, but a rebalance into it would come back over {}, the \
+                     peer's channel to us with the most it can send at the same fees \
+                     (non-strict forwarding), and be refused",
+                    display_sat(off),
+                    o.short_channel_id
+                ),
+            ));
         } else {
             sinks.push(end);
         }
@@ -624,6 +612,7 @@ mod tests {
             htlcs_in_msat: 0,
             fee_base_msat: 1000,
             fee_proportional_millionths: 100,
+            remote_fee: None,
         }
     }
 
@@ -887,6 +876,31 @@ mod tests {
         assert!(p.skipped[1].1.ends_with("is not connected"));
         assert_eq!(p.sources.len(), 2);
         assert_eq!(p.sinks.len(), 2);
+    }
+
+    #[test]
+    fn a_sink_the_peer_would_not_forward_into_is_skipped_for_its_sibling() {
+        // Channels 5 (20% ours) and 6 (10%) both to peer 5, at the same fees from it: the
+        // peer sends to us over 6 (more receivable), so a move into 5 would come back over 6.
+        let mut chans = six();
+        chans[5].peer_id = peer(5);
+        chans[4].remote_fee = Some((1000, 10));
+        chans[5].remote_fee = Some((1000, 10));
+        let p = plan(&chans, &Settings::default(), &PlanConfig::default());
+        let into: Vec<u64> = p.moves.iter().map(|m| m.incoming.block()).collect();
+        assert!(into.contains(&6) && !into.contains(&5), "{:?}", moves(&p));
+        assert_eq!(skipped(&p), vec![5]);
+        assert!(
+            p.skipped[0].1.contains("would come back over 6x1x0"),
+            "{:?}",
+            p.skipped
+        );
+        assert_eq!(p.sinks.len(), 3, "still listed as off target");
+        // Other fees from the peer on 5: the peer would not take 6 for it; both are filled.
+        chans[4].remote_fee = Some((1000, 20));
+        let p = plan(&chans, &Settings::default(), &PlanConfig::default());
+        let into: Vec<u64> = p.moves.iter().map(|m| m.incoming.block()).collect();
+        assert!(into.contains(&6) && into.contains(&5), "{:?}", moves(&p));
     }
 
     #[test]
