@@ -14,7 +14,7 @@ use cln_rebalance::lightningd::Lightningd;
 use cln_rebalance::params::RebalanceallParams;
 use cln_rebalance::state::State;
 use cln_standin::simnet::Network;
-use common::{SimNode, assert_clean, network_from, rebalancer};
+use common::{SimNode, assert_clean, hand_made, rebalancer};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,10 +95,7 @@ fn network_with(dear: Option<usize>, drained: Option<usize>, dear_to_us: Option<
             }));
         }
     }
-    network_from(&json!({
-        "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
-        "nodes": nodes, "default_policy": cheap, "channels": channels,
-    }))
+    hand_made(nodes, cheap, channels)
 }
 
 fn config(budget: Budget, parallel: usize) -> Config {

@@ -11,7 +11,7 @@ use cln_rebalance::config::Config;
 use cln_rebalance::params::{LiquidityParams, RebalanceParams};
 use cln_rebalance::state::State;
 use cln_standin::simnet::Network;
-use common::{SimNode, assert_clean, hooked, network_from};
+use common::{SimNode, assert_clean, hand_made, hooked};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -67,10 +67,7 @@ fn network() -> Network {
             channels.push(c);
         }
     }
-    network_from(&json!({
-        "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
-        "nodes": nodes, "default_policy": cheap, "channels": channels,
-    }))
+    hand_made(nodes, cheap, channels)
 }
 
 fn on(per_hour: u32, max_locked_msat: u64) -> Config {

@@ -18,8 +18,8 @@ use cln_rebalance::config::Config;
 use cln_rebalance::params::RebalanceParams;
 use cln_standin::simnet::Network;
 use common::{
-    SimNode, assert_clean, cheap_channel, cheap_policy, hooked, named_nodes, network_from,
-    node_id as id, probe_params, rebalancer, untouched,
+    SimNode, assert_clean, cheap_channel, cheap_policy, hand_made, hooked, named_nodes,
+    network_from, node_id as id, probe_params, rebalancer, untouched,
 };
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -395,10 +395,10 @@ async fn a_sink_no_probe_reaches_from_one_source_is_filled_from_another() {
     // not give up on filling b: c can.
     const OUT_C: &str = "800003x1x0";
     let names = ["us", "a", "b", "x", "c", "y"];
-    let net = network_from(&json!({
-        "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
-        "nodes": named_nodes(&names), "default_policy": cheap_policy(),
-        "channels": [
+    let net = hand_made(
+        named_nodes(&names),
+        cheap_policy(),
+        vec![
             cheap_channel(OUT, "us", "a", 10_000_000, 9_500_000),
             cheap_channel(INC, "us", "b", 10_000_000, 1_000_000),
             cheap_channel(OUT_C, "us", "c", 10_000_000, 8_000_000),
@@ -407,7 +407,7 @@ async fn a_sink_no_probe_reaches_from_one_source_is_filled_from_another() {
             cheap_channel("700002x1x0", "c", "y", 2_000_000, 1_500_000),
             cheap_channel("700002x1x1", "y", "b", 2_000_000, 1_500_000),
         ],
-    }));
+    );
     let mut config = Config::default();
     config.auto.parallel = 1;
     config.auto.sized_moves = true;
@@ -579,10 +579,7 @@ fn three_cheap_ways_drained() -> Network {
             "policy1": policy, "policy2": policy}),
         );
     }
-    network_from(&json!({
-        "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
-        "nodes": nodes, "default_policy": cheap, "channels": channels,
-    }))
+    hand_made(nodes, cheap, channels)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -630,11 +627,7 @@ fn short_drained_long_open() -> Network {
                              "node2": to, "capacity_sat": 2_000_000, "node1_msat": 1_500_000 * SAT}));
     }
     let names = ["us", "a", "b", "p", "q", "r"];
-    network_from(&json!({
-        "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
-        "nodes": named_nodes(&names),
-        "default_policy": cheap, "channels": channels,
-    }))
+    hand_made(named_nodes(&names), cheap, channels)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

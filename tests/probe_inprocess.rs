@@ -13,8 +13,8 @@ mod common;
 use cln_rebalance::config::Config;
 use cln_standin::simnet::Network;
 use common::{
-    cheap_channel, cheap_policy, named_nodes, network_from, node_id as id, probe_params,
-    rebalancer, untouched,
+    cheap_channel, cheap_policy, hand_made, named_nodes, node_id as id, probe_params, rebalancer,
+    untouched,
 };
 use serde_json::json;
 
@@ -38,10 +38,7 @@ fn fork(shared_sat: u64) -> Network {
             channels.push(cheap_channel(&scid, from, to, 1_000_000, 600_000));
         }
     }
-    network_from(&json!({
-        "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
-        "nodes": nodes, "default_policy": cheap_policy(), "channels": channels,
-    }))
+    hand_made(nodes, cheap_policy(), channels)
 }
 
 fn probe(amount_msat: Option<u64>) -> cln_rebalance::params::ProbeParams {
@@ -133,10 +130,7 @@ fn rejoin() -> Network {
         cheap_channel("700002x1x1", "y", "z", 1_200_000, 1_150_000),
         cheap_channel("700003x1x0", "z", "b", 5_000_000, 4_000_000),
     ];
-    network_from(&json!({
-        "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
-        "nodes": nodes, "default_policy": cheap_policy(), "channels": channels,
-    }))
+    hand_made(nodes, cheap_policy(), channels)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

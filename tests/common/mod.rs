@@ -545,6 +545,20 @@ pub fn untouched(node: &SimNode, before: &serde_json::Value) {
     assert_clean(node);
 }
 
+/// A hand-made network: "us" at block 800,000 (`cltv_final` 18), `nodes` (as
+/// [`named_nodes`] makes them), `channels` (as [`cheap_channel`] makes them), `default_policy`
+/// where a channel gives none.
+pub fn hand_made(
+    nodes: Vec<serde_json::Value>,
+    default_policy: serde_json::Value,
+    channels: Vec<serde_json::Value>,
+) -> cln_standin::simnet::Network {
+    network_from(&serde_json::json!({
+        "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
+        "nodes": nodes, "default_policy": default_policy, "channels": channels,
+    }))
+}
+
 /// The `nodes` of a hand-made network: node `i` named `names[i]`, with [`node_id`]`(i)`.
 pub fn named_nodes(names: &[&str]) -> Vec<serde_json::Value> {
     names
