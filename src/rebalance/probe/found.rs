@@ -1,6 +1,6 @@
 //! What one probing call may spend and what it found.
 
-use crate::core::route::Hop;
+use crate::core::route::{Hop, route_fee_msat};
 
 /// How much probing one call may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +28,13 @@ pub struct Found {
 }
 
 impl Found {
+    /// Records `set` as what is proven to move `amount_msat`, with what its parts pay.
+    pub(super) fn proven(&mut self, amount_msat: u64, set: Vec<Vec<Hop>>) {
+        self.fee_msat = set.iter().map(|h| route_fee_msat(h)).sum();
+        self.amount_msat = amount_msat;
+        self.set = set;
+    }
+
     /// Whether time is left for a probe of `hops` hops (at the slowest pace seen so far)
     /// before the session's deadline: one started later would overrun the budget's seconds.
     pub(super) fn time_left(&self, hops: usize, now_ms: u64, deadline_ms: u64) -> bool {

@@ -22,7 +22,7 @@ use super::session::{Attempt, Outcome, Session, via};
 use crate::core::amount::{MSAT_PER_SAT, display_sat};
 use crate::core::flow::{self, FlowScratch};
 use crate::core::graph::EdgeIdx;
-use crate::core::route::{Hop, route_fee_msat};
+use crate::core::route::Hop;
 use crate::error::{self, RpcFailure};
 use crate::lightningd::Lightningd;
 use crate::lightningd::types::PayFailure;
@@ -314,9 +314,7 @@ pub async fn probe_amount<N: Lightningd>(
             SetProbed::OutOfBudget => break,
         };
         if carried && proven_together(s, &set, &proven) {
-            found.fee_msat = set.iter().map(|h| route_fee_msat(h)).sum();
-            found.amount_msat = amount_msat;
-            found.set = set;
+            found.proven(amount_msat, set);
             return Ok(found);
         }
         if carried && set.len() > 1 && !tried_one {
@@ -330,9 +328,7 @@ pub async fn probe_amount<N: Lightningd>(
     // amount moves if what was proven carries it together.
     let lo = amount_msat.saturating_sub(1);
     if let Some((a, set)) = combine(s, &proven, lo, amount_msat, st.config.min_part_msat) {
-        found.fee_msat = set.iter().map(|h| route_fee_msat(h)).sum();
-        found.amount_msat = a;
-        found.set = set;
+        found.proven(a, set);
     }
     Ok(found)
 }
@@ -394,9 +390,7 @@ pub async fn probe_max<N: Lightningd>(
         let probed = probe_set(st, s, &set, &mut proven, &mut found, budget).await?;
         if probed == SetProbed::Carried && proven_together(s, &set, &proven) {
             lo = amount;
-            found.amount_msat = amount;
-            found.fee_msat = set.iter().map(|h| route_fee_msat(h)).sum();
-            found.set = set;
+            found.proven(amount, set);
             if lo >= hi {
                 break;
             }
@@ -425,9 +419,7 @@ pub async fn probe_max<N: Lightningd>(
     // What the proven amounts carry together: at least what one set proved, sometimes more
     // (parts of different rounds combined), never more than probes showed.
     if let Some(more) = combine(s, &proven, lo, upper_msat, st.config.min_part_msat) {
-        found.amount_msat = more.0;
-        found.fee_msat = more.1.iter().map(|h| route_fee_msat(h)).sum();
-        found.set = more.1;
+        found.proven(more.0, more.1);
     }
     Ok(found)
 }
