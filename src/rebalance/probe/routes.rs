@@ -194,3 +194,69 @@ fn already_proven(s: &Session, hops: &[Hop], proven: &HashMap<EdgeIdx, u64>) -> 
                 .is_some_and(|&p| h.amount_msat <= p)
         })
 }
+
+/// A part is cut to what its route was proven to carry when that is this much short of its
+/// amount at most (1/32: as close as [`super::probe_max`]'s search goes).
+const CUT_AT_MOST: u64 = 32;
+
+/// `set` with parts whose channels probes already proved to carry a little less than they ask
+/// (within 1/[`CUT_AT_MOST`] of their amount) cut to what they carry, the smallest cuts first
+/// while the set still moves more than `lo` (else the search would learn nothing), and what
+/// the set then moves; `None` when no part is cut. After a failure the planner often plans a
+/// part over a route a probe just proved, a little above what it proved (the model, having
+/// learned the lower bound, prices the rest as nearly sure): probing it again would spend a
+/// probe and its seconds to prove next to nothing more.
+pub(super) fn cut_to_proven(
+    s: &Session,
+    set: &[Vec<Hop>],
+    proven: &HashMap<EdgeIdx, u64>,
+    lo: u64,
+) -> Option<(Vec<Vec<Hop>>, u64)> {
+    let delivered = |h: &[Hop]| h.last().map_or(0, |l| l.amount_msat);
+    let mut total: u64 = set.iter().map(|h| delivered(h)).sum();
+    let mut cuts: Vec<(u64, usize, Vec<Hop>)> = set
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| {
+            let c = cut_part(s, h, proven)?;
+            Some((delivered(h) - delivered(&c), i, c))
+        })
+        .collect();
+    cuts.sort_by_key(|(by, i, _)| (*by, *i));
+    let mut out = set.to_vec();
+    let mut cut = false;
+    for (by, i, c) in cuts {
+        if total - by <= lo {
+            break;
+        }
+        total -= by;
+        out[i] = c;
+        cut = true;
+    }
+    cut.then_some((out, total))
+}
+
+/// The part `hops` at the most its route was proven to carry, when that is short of its amount
+/// by at most 1/[`CUT_AT_MOST`]; `None` otherwise (or when nothing needs cutting).
+fn cut_part(s: &Session, hops: &[Hop], proven: &HashMap<EdgeIdx, u64>) -> Option<Vec<Hop>> {
+    let amount = hops.last()?.amount_msat;
+    let mut route = hops.to_vec();
+    // Cutting what arrives by `d` cuts every hop by at least `d`: a few rounds at most.
+    for _ in 0..4 {
+        let mut excess = 0u64;
+        for h in &route[1..route.len().saturating_sub(1).max(1)] {
+            let e = s.graph.edge_by_scid(h.short_channel_id, h.direction)?;
+            excess = excess.max(h.amount_msat.saturating_sub(*proven.get(&e)?));
+        }
+        let now = route.last()?.amount_msat;
+        if excess == 0 {
+            return (now < amount).then_some(route);
+        }
+        let to = now.checked_sub(excess)?;
+        if amount - to > amount / CUT_AT_MOST || to == 0 {
+            return None;
+        }
+        route = s.circle.probe_route_at(&s.graph, hops, to)?;
+    }
+    None
+}
