@@ -199,7 +199,7 @@ async fn a_route_that_carried_is_not_probed_again_for_a_little_more() {
                     p.amount_msat,
                     p.failure
                         .as_ref()
-                        .is_some_and(|f| f.erring_index as usize == p.route.len()),
+                        .is_some_and(|f| f.erring_index == p.route.len()),
                 )
             })
             .collect();
