@@ -228,3 +228,56 @@ async fn a_route_that_carried_is_not_probed_again_for_a_little_more() {
         untouched(&node, &before);
     }
 }
+
+/// Two ways from a that meet again at z before b (a -> x -> z, a -> y -> z, channels of 1.2M
+/// sat holding 600,000 on the sending side, z -> b with plenty, all cheap), and a dearer way
+/// on from y that does not: y -> w -> b (1.15M sat, 200 ppm a hop).
+fn rejoin_or_not() -> Network {
+    let names = ["us", "a", "b", "x", "y", "z", "w"];
+    let nodes = named_nodes(&names);
+    let mut dear_y_w = cheap_channel("700004x1x0", "y", "w", 1_200_000, 1_150_000);
+    let mut dear_w_b = cheap_channel("700004x1x1", "w", "b", 1_200_000, 1_150_000);
+    for c in [&mut dear_y_w, &mut dear_w_b] {
+        c["policy1"]["fee_proportional_millionths"] = json!(200);
+    }
+    let channels = vec![
+        cheap_channel(OUT, "us", "a", 5_000_000, 4_000_000),
+        cheap_channel(INC, "us", "b", 5_000_000, 1_000_000),
+        cheap_channel("700001x1x0", "a", "x", 1_200_000, 600_000),
+        cheap_channel("700001x1x1", "x", "z", 1_200_000, 600_000),
+        cheap_channel("700002x1x0", "a", "y", 1_200_000, 600_000),
+        cheap_channel("700002x1x1", "y", "z", 1_200_000, 600_000),
+        cheap_channel("700003x1x0", "z", "b", 5_000_000, 4_000_000),
+        dear_y_w,
+        dear_w_b,
+    ];
+    hand_made(nodes, cheap_policy(), channels)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_meeting_again_give_way_to_a_way_whose_sum_probes_can_prove() {
+    // Through z the two ways are cheapest, but what they put on z -> b together no probe can
+    // prove (one at a time through our channel), and no one route carries both ways' worth.
+    // Once that one route failed, z -> b is planned at no more than was proven there, so the
+    // rest goes by y -> w -> b and the answer is both ways' worth, every bit of it proven
+    // (before: one way's worth).
+    let (r, node) = rebalancer(rejoin_or_not(), Config::default());
+    let before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    let most = r.rebalance_probe(probe(None), None).await.unwrap();
+    let max = most["max_msat"].as_u64().unwrap();
+    assert!(
+        max > 1_000_000 * SAT && max <= 1_200_000 * SAT,
+        "both ways' worth (a -> x and a -> y hold 600,000 sat each): {most}"
+    );
+    let parts = most["parts"].as_array().unwrap_or_else(|| panic!("{most}"));
+    let via_w = parts
+        .iter()
+        .filter(|p| p.to_string().contains("700004x1x1"))
+        .count();
+    assert_eq!(
+        (parts.len(), via_w),
+        (2, 1),
+        "one part through z, one through w: {most}"
+    );
+    untouched(&node, &before);
+}

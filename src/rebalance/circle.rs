@@ -343,6 +343,12 @@ impl Circle {
             .collect()
     }
 
+    /// Plans no more than `most_msat` over edge `e` from now on (all parts together).
+    pub fn cap_edge(&mut self, e: EdgeIdx, most_msat: u64) {
+        let limit = self.exclude.max_amount_msat.entry(e).or_insert(u64::MAX);
+        *limit = (*limit).min(most_msat.saturating_add(1));
+    }
+
     /// Rules out what failed at hop `index` (the node at the end of hop `index` reported it).
     pub fn learn(&mut self, graph: &Graph, f: &PayFailure, hops: &[Hop], index: usize) {
         let failcode = f.failcode.unwrap_or(0);

@@ -353,6 +353,9 @@ pub async fn probe_max<N: Lightningd>(
     // the same amount over one route, whose probe proves or rules out the whole of it.
     let mut one_route = false;
     let mut tried_one: Option<u64> = None;
+    // What an unprovable set put on channels past its fork more than probes proved there:
+    // capped at what was proven once the one route for its amount has been tried.
+    let mut caps: Vec<EdgeIdx> = Vec::new();
     // Plans made: a guard against a search that plans without ever sending (each step below
     // narrows the amounts or sends, but a plan costs CPU and no simulated or probe time).
     let mut plans = 0u32;
@@ -376,6 +379,7 @@ pub async fn probe_max<N: Lightningd>(
             Err(e) if e.code == error::INVALID_PARAMS => return Err(e),
             // No one route either, where the set's sum was unprovable: less, then.
             Err(_) if whole => {
+                cap_edges(s, &mut caps, &proven);
                 hi = amount;
                 amount = halfway(lo, hi);
                 continue;
@@ -399,6 +403,10 @@ pub async fn probe_max<N: Lightningd>(
         // A set the time left cannot probe counts as failed here: a smaller amount may go
         // over shorter routes, and halving ends the search in any case.
         let probed = probe_set(st, s, &set, &mut proven, &mut found, budget).await?;
+        if whole && probed != SetProbed::Carried {
+            cap_edges(s, &mut caps, &proven);
+        }
+        caps.clear();
         if probed == SetProbed::Carried && proven_together(s, &set, &proven) {
             lo = moves;
             found.proven(moves, set);
@@ -410,10 +418,22 @@ pub async fn probe_max<N: Lightningd>(
             // The planner would offer the same set again: one route for the whole amount.
             one_route = true;
             tried_one = Some(amount);
+            caps = unprovable(s, &set, &proven)
+                .into_iter()
+                .map(|(e, _)| e)
+                .collect();
         } else if probed == SetProbed::Unprovable {
-            // Nor does one route (none, or it was tried): less, then.
-            hi = amount;
-            amount = halfway(lo, hi);
+            // Nor does one route (none, or it was tried): the same amount planned again with
+            // no more on the channels past the fork than was proven there, so the rest goes
+            // by ways probes can prove; less when nothing there was over.
+            let over = unprovable(s, &set, &proven);
+            if over.is_empty() {
+                hi = amount;
+                amount = halfway(lo, hi);
+            }
+            for (e, p) in over {
+                s.circle.cap_edge(e, p);
+            }
         } else {
             // The failure taught the model a channel to route around: the amount whose set
             // now weighs most, the same one while it still does (one failed set does not rule
@@ -476,4 +496,29 @@ fn combine(
         return None;
     }
     Some((amount, s.circle.set_hops(&s.graph, &flow)?))
+}
+
+/// No one route carried an unprovable set's amount: from now on no set puts more on `edges`
+/// (that set's channels past its fork) than probes proved there. Empties `edges`.
+fn cap_edges(s: &mut Session, edges: &mut Vec<EdgeIdx>, proven: &HashMap<EdgeIdx, u64>) {
+    for e in edges.drain(..) {
+        s.circle.cap_edge(e, proven.get(&e).copied().unwrap_or(0));
+    }
+}
+
+/// The channels `set`'s parts put more on together than probes proved they carry, with what
+/// was proven there: the parts' sum past their fork, which no probe can prove (one at a time
+/// through our channel).
+fn unprovable(
+    s: &Session,
+    set: &[Vec<Hop>],
+    proven: &HashMap<EdgeIdx, u64>,
+) -> Vec<(EdgeIdx, u64)> {
+    set_use(s, set)
+        .map(|used| {
+            used.into_iter()
+                .filter_map(|(e, u)| proven.get(&e).filter(|&&p| u > p).map(|&p| (e, p)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
