@@ -116,21 +116,28 @@ async fn nothing_can_move_answers_zero_not_an_error_about_an_amount_never_given(
     untouched(&node, &before);
 }
 
-/// Two ways from a that meet again at z before b: a -> x -> z and a -> y -> z, each channel
-/// of 1.2M sat holding 1.15M on the sending side, then z -> b with plenty.
-fn rejoin() -> Network {
-    let names = ["us", "a", "b", "x", "y", "z"];
+/// Two ways from a to `end`: a -> x -> `end` holding `x_sat` and a -> y -> `end` holding
+/// `y_sat` on the sending side, every channel of 1.2M sat; and `more`.
+fn two_ways_to(end: &str, x_sat: u64, y_sat: u64, more: Vec<serde_json::Value>) -> Network {
+    let names = ["us", "a", "b", "x", "y", "z", "w"];
     let nodes = named_nodes(&names);
-    let channels = vec![
+    let mut channels = vec![
         cheap_channel(OUT, "us", "a", 5_000_000, 4_000_000),
         cheap_channel(INC, "us", "b", 5_000_000, 1_000_000),
-        cheap_channel("700001x1x0", "a", "x", 1_200_000, 1_150_000),
-        cheap_channel("700001x1x1", "x", "z", 1_200_000, 1_150_000),
-        cheap_channel("700002x1x0", "a", "y", 1_200_000, 1_150_000),
-        cheap_channel("700002x1x1", "y", "z", 1_200_000, 1_150_000),
-        cheap_channel("700003x1x0", "z", "b", 5_000_000, 4_000_000),
+        cheap_channel("700001x1x0", "a", "x", 1_200_000, x_sat),
+        cheap_channel("700001x1x1", "x", end, 1_200_000, x_sat),
+        cheap_channel("700002x1x0", "a", "y", 1_200_000, y_sat),
+        cheap_channel("700002x1x1", "y", end, 1_200_000, y_sat),
     ];
+    channels.extend(more);
     hand_made(nodes, cheap_policy(), channels)
+}
+
+/// Two ways from a that meet again at z before b: [`two_ways_to`] z holding `way_sat` each,
+/// then z -> b with plenty; and `more`.
+fn rejoin(way_sat: u64, mut more: Vec<serde_json::Value>) -> Network {
+    more.push(cheap_channel("700003x1x0", "z", "b", 5_000_000, 4_000_000));
+    two_ways_to("z", way_sat, way_sat, more)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,7 +145,7 @@ async fn an_amount_whose_parts_meet_again_is_proven_by_one_route() {
     // 1M sat: the model splits it over both ways (a whole 1M sat on 1.2M sat channels looks
     // unlikely to it). Each part reaches us, but no probe can prove both together on z -> b;
     // one route for the whole amount can, and does: every channel of either way holds it.
-    let (r, node) = rebalancer(rejoin(), Config::default());
+    let (r, node) = rebalancer(rejoin(1_150_000, vec![]), Config::default());
     let before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
     let v = r
         .rebalance_probe(probe(Some(1_000_000 * SAT)), None)
@@ -159,22 +166,6 @@ async fn an_amount_whose_parts_meet_again_is_proven_by_one_route() {
     untouched(&node, &before);
 }
 
-/// Two ways from a to b that do not meet: a -> x -> b holding `x_sat` and a -> y -> b holding
-/// `y_sat` on the sending side, every channel of 1.2M sat.
-fn two_ways(x_sat: u64, y_sat: u64) -> Network {
-    let names = ["us", "a", "b", "x", "y"];
-    let nodes = named_nodes(&names);
-    let channels = vec![
-        cheap_channel(OUT, "us", "a", 5_000_000, 4_000_000),
-        cheap_channel(INC, "us", "b", 5_000_000, 1_000_000),
-        cheap_channel("700001x1x0", "a", "x", 1_200_000, x_sat),
-        cheap_channel("700001x1x1", "x", "b", 1_200_000, x_sat),
-        cheap_channel("700002x1x0", "a", "y", 1_200_000, y_sat),
-        cheap_channel("700002x1x1", "y", "b", 1_200_000, y_sat),
-    ];
-    hand_made(nodes, cheap_policy(), channels)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_that_carried_is_not_probed_again_for_a_little_more() {
     // The search needs both ways and narrows in on what each holds: after a failure the model
@@ -182,7 +173,7 @@ async fn a_route_that_carried_is_not_probed_again_for_a_little_more() {
     // sure). That part is cut to what was proven instead of being probed again (before: 1-3
     // such probes a call here, each proving next to nothing).
     for (x, y) in [(700_000, 450_000), (900_000, 300_000), (1_100_000, 650_000)] {
-        let (r, node) = rebalancer(two_ways(x, y), Config::default());
+        let (r, node) = rebalancer(two_ways_to("b", x, y, vec![]), Config::default());
         let before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
         let most = r.rebalance_probe(probe(None), None).await.unwrap();
         // Each probe: its channels, what it delivered, whether it reached us (failed at the end).
@@ -229,29 +220,15 @@ async fn a_route_that_carried_is_not_probed_again_for_a_little_more() {
     }
 }
 
-/// Two ways from a that meet again at z before b (a -> x -> z, a -> y -> z, channels of 1.2M
-/// sat holding 600,000 on the sending side, z -> b with plenty, all cheap), and a dearer way
-/// on from y that does not: y -> w -> b (1.15M sat, 200 ppm a hop).
+/// [`rejoin`] with 600,000 sat on each way, and a dearer way on from y that does not meet the
+/// other again: y -> w -> b (1.15M sat, 200 ppm a hop).
 fn rejoin_or_not() -> Network {
-    let names = ["us", "a", "b", "x", "y", "z", "w"];
-    let nodes = named_nodes(&names);
     let mut dear_y_w = cheap_channel("700004x1x0", "y", "w", 1_200_000, 1_150_000);
     let mut dear_w_b = cheap_channel("700004x1x1", "w", "b", 1_200_000, 1_150_000);
     for c in [&mut dear_y_w, &mut dear_w_b] {
         c["policy1"]["fee_proportional_millionths"] = json!(200);
     }
-    let channels = vec![
-        cheap_channel(OUT, "us", "a", 5_000_000, 4_000_000),
-        cheap_channel(INC, "us", "b", 5_000_000, 1_000_000),
-        cheap_channel("700001x1x0", "a", "x", 1_200_000, 600_000),
-        cheap_channel("700001x1x1", "x", "z", 1_200_000, 600_000),
-        cheap_channel("700002x1x0", "a", "y", 1_200_000, 600_000),
-        cheap_channel("700002x1x1", "y", "z", 1_200_000, 600_000),
-        cheap_channel("700003x1x0", "z", "b", 5_000_000, 4_000_000),
-        dear_y_w,
-        dear_w_b,
-    ];
-    hand_made(nodes, cheap_policy(), channels)
+    rejoin(600_000, vec![dear_y_w, dear_w_b])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,9 @@
 //! by halving when it has none; the answer is the largest set of parts the proven amounts can
 //! carry together within the cap (a flow over the channels at what probes proved they carry),
 //! so it is never more than the probes showed can move. A part planned over a route a probe
-//! proved at a little less (within 1/32) is cut to what was proven, not probed again. One
+//! proved at a little less (within 1/32) is cut to what was proven, not probed again. Where
+//! parts meet again past their fork (their sum there unprovable) and no one route carries the
+//! amount, those channels are planned at no more than was proven for the rest of the call. One
 //! probe at a time: never more than one probe of ours in flight on a channel of ours.
 //! Background probing's probes also count against the hourly budget and stop as soon as
 //! anything else runs.
