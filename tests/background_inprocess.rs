@@ -86,7 +86,7 @@ fn setup(config: Config) -> (Arc<State<SimNode>>, SimNode, Arc<ManualClock>) {
 }
 
 fn balances(node: &SimNode) -> Value {
-    node.call("dev-state", json!({})).unwrap()["channels"].clone()
+    node.channel_state()
 }
 
 /// Every payment the network saw (the stand-in's own list).

@@ -199,7 +199,7 @@ async fn a_set_that_cannot_complete_leaves_nothing_paid() {
     let (r, node) = rebalancer(network(), Config::default());
     let amount = 2_500_000 * SAT;
     let before = ours(&node);
-    let state_before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    let state_before = node.channel_state();
     // Every part through x is held there: the set can never complete in time.
     node.call("dev-hold", json!({"node": "x"})).unwrap();
     let mut p = req(amount);
@@ -212,7 +212,7 @@ async fn a_set_that_cannot_complete_leaves_nothing_paid() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     node.call("dev-state", json!({})).unwrap();
     assert_eq!(ours(&node), before, "nothing moved, no fee paid");
-    let state_after = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    let state_after = node.channel_state();
     assert_eq!(state_before, state_after, "every channel as it was");
     assert!(
         node.sendpays().iter().all(|s| s["status"] == "failed"),
@@ -229,7 +229,7 @@ fn probe(amount_msat: Option<u64>) -> cln_rebalance::params::ProbeParams {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_probe_finds_the_most_that_can_move_and_pays_nothing() {
     let (r, node) = rebalancer(network(), Config::default());
-    let before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    let before = node.channel_state();
     let v = r.rebalance_probe(probe(None), None).await.unwrap();
     let max = v["max_msat"].as_u64().unwrap();
     // Three paths of 1.5M sat each, less their fees on the way: 4.5M sat at most.
@@ -267,7 +267,7 @@ async fn a_probe_finds_the_most_that_can_move_and_pays_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_probe_with_an_amount_says_whether_it_can_move() {
     let (r, node) = rebalancer(network(), Config::default());
-    let before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    let before = node.channel_state();
     let yes = r
         .rebalance_probe(probe(Some(2_500_000 * SAT)), None)
         .await
@@ -479,7 +479,7 @@ async fn parts_carry_more_than_the_incoming_peers_htlc_maximum() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_probe_looks_past_the_incoming_peers_htlc_maximum() {
     let (r, node) = rebalancer(network_inc_htlc_max_1m(), Config::default());
-    let before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    let before = node.channel_state();
     let v = r.rebalance_probe(probe(None), None).await.unwrap();
     let max = v["max_msat"].as_u64().unwrap();
     // Three paths of 1.5M sat in 4 parts of at most 1M sat each: one path takes two parts,
@@ -529,7 +529,7 @@ fn one_narrow_channel() -> Network {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parts_probed_one_by_one_over_one_channel_do_not_prove_their_sum() {
     let (r, node) = rebalancer(one_narrow_channel(), Config::default());
-    let before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    let before = node.channel_state();
     // Each 500,000 sat part reaches us alone; both together would need 1M sat on a -> b.
     let v = r
         .rebalance_probe(probe(Some(1_000_000 * SAT)), None)
@@ -593,7 +593,7 @@ async fn after_failed_sets_the_search_tries_the_amount_again_where_it_still_may_
         ..Config::default()
     };
     let (r, node) = rebalancer(three_cheap_ways_drained(), config);
-    let before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    let before = node.channel_state();
     let v = r.rebalance_probe(probe(None), None).await.unwrap();
     let max = v["max_msat"].as_u64().unwrap();
     // Our outgoing channel sends 1.2M sat less its reserve and the fees: the truth is a little
@@ -643,7 +643,7 @@ async fn a_probe_with_no_time_left_for_the_next_route_ends_at_once() {
         ..Config::default()
     };
     let r = hooked(node.clone(), config, clock);
-    let before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    let before = node.channel_state();
     // On a runtime of its own: a call that never yields must fail this test, not hang it.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

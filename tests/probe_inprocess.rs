@@ -57,7 +57,7 @@ fn to_m(node: &common::SimNode) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parts_sharing_channels_are_proven_together_by_a_probe_to_where_they_part() {
     let (r, node) = rebalancer(fork(2_000_000), Config::default());
-    let before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    let before = node.channel_state();
     let amount = 1_000_000 * SAT;
     let v = r.rebalance_probe(probe(Some(amount)), None).await.unwrap();
     assert_eq!(v["feasible"], true, "a -> m holds both parts: {v}");
@@ -74,7 +74,7 @@ async fn parts_sharing_channels_are_proven_together_by_a_probe_to_where_they_par
 async fn parts_that_each_carry_alone_do_not_move_when_the_shared_channel_cannot_hold_both() {
     // a -> m holds 700,000 sat: each 500,000 sat part reaches us alone, both together cannot.
     let (r, node) = rebalancer(fork(700_000), Config::default());
-    let before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    let before = node.channel_state();
     let v = r
         .rebalance_probe(probe(Some(1_000_000 * SAT)), None)
         .await
@@ -105,7 +105,7 @@ async fn nothing_can_move_answers_zero_not_an_error_about_an_amount_never_given(
         }
     }
     let (r, node) = rebalancer(net, Config::default());
-    let before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    let before = node.channel_state();
     let most = r
         .rebalance_probe(probe(None), None)
         .await
@@ -146,7 +146,7 @@ async fn an_amount_whose_parts_meet_again_is_proven_by_one_route() {
     // unlikely to it). Each part reaches us, but no probe can prove both together on z -> b;
     // one route for the whole amount can, and does: every channel of either way holds it.
     let (r, node) = rebalancer(rejoin(1_150_000, vec![]), Config::default());
-    let before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    let before = node.channel_state();
     let v = r
         .rebalance_probe(probe(Some(1_000_000 * SAT)), None)
         .await
@@ -174,7 +174,7 @@ async fn a_route_that_carried_is_not_probed_again_for_a_little_more() {
     // such probes a call here, each proving next to nothing).
     for (x, y) in [(700_000, 450_000), (900_000, 300_000), (1_100_000, 650_000)] {
         let (r, node) = rebalancer(two_ways_to("b", x, y, vec![]), Config::default());
-        let before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+        let before = node.channel_state();
         let most = r.rebalance_probe(probe(None), None).await.unwrap();
         // Each probe: its channels, what it delivered, whether it reached us (failed at the end).
         let routes: Vec<(String, u64, bool)> = node
@@ -239,7 +239,7 @@ async fn parts_meeting_again_give_way_to_a_way_whose_sum_probes_can_prove() {
     // rest goes by y -> w -> b and the answer is both ways' worth, every bit of it proven
     // (before: one way's worth).
     let (r, node) = rebalancer(rejoin_or_not(), Config::default());
-    let before = node.call("dev-state", json!({})).unwrap()["channels"].clone();
+    let before = node.channel_state();
     let most = r.rebalance_probe(probe(None), None).await.unwrap();
     let max = most["max_msat"].as_u64().unwrap();
     assert!(

@@ -248,6 +248,11 @@ impl SimNode {
             .unwrap()
     }
 
+    /// `dev-state`'s channels: what a test compares before and after to see nothing moved.
+    pub fn channel_state(&self) -> Value {
+        self.call("dev-state", serde_json::json!({})).unwrap()["channels"].clone()
+    }
+
     pub fn invoices(&self) -> Vec<Value> {
         self.call("listinvoices", json!({})).unwrap()["invoices"]
             .as_array()
@@ -534,8 +539,7 @@ pub fn node_id(i: usize) -> String {
 /// After probes: everything as it was (`before`: `dev-state`'s channels), no invoice, every
 /// sendpay failed (as a probe must), no HTLC left.
 pub fn untouched(node: &SimNode, before: &serde_json::Value) {
-    let now = node.call("dev-state", serde_json::json!({})).unwrap()["channels"].clone();
-    assert_eq!(&now, before, "no channel moved");
+    assert_eq!(&node.channel_state(), before, "no channel moved");
     assert!(node.invoices().is_empty(), "{:?}", node.invoices());
     assert!(
         node.sendpays().iter().all(|s| s["status"] == "failed"),

@@ -381,7 +381,7 @@ pub async fn probe_max<N: Lightningd>(
             Err(e) if e.code == error::INVALID_PARAMS => return Err(e),
             // No one route either, where the set's sum was unprovable: less, then.
             Err(_) if whole => {
-                cap_edges(s, &mut caps, &proven);
+                cap_edges(s, std::mem::take(&mut caps), &proven);
                 hi = amount;
                 amount = halfway(lo, hi);
                 continue;
@@ -405,10 +405,10 @@ pub async fn probe_max<N: Lightningd>(
         // A set the time left cannot probe counts as failed here: a smaller amount may go
         // over shorter routes, and halving ends the search in any case.
         let probed = probe_set(st, s, &set, &mut proven, &mut found, budget).await?;
+        let pending = std::mem::take(&mut caps);
         if whole && probed != SetProbed::Carried {
-            cap_edges(s, &mut caps, &proven);
+            cap_edges(s, pending, &proven);
         }
-        caps.clear();
         if probed == SetProbed::Carried && proven_together(s, &set, &proven) {
             lo = moves;
             found.proven(moves, set);
@@ -420,10 +420,7 @@ pub async fn probe_max<N: Lightningd>(
             // The planner would offer the same set again: one route for the whole amount.
             one_route = true;
             tried_one = Some(amount);
-            caps = unprovable(s, &set, &proven)
-                .into_iter()
-                .map(|(e, _)| e)
-                .collect();
+            caps = unprovable(s, &set, &proven);
         } else if probed == SetProbed::Unprovable {
             // Nor does one route (none, or it was tried): the same amount planned again with
             // no more on the channels past the fork than was proven there, so the rest goes
@@ -433,9 +430,7 @@ pub async fn probe_max<N: Lightningd>(
                 hi = amount;
                 amount = halfway(lo, hi);
             }
-            for (e, p) in over {
-                s.circle.cap_edge(e, p);
-            }
+            cap_edges(s, over, &proven);
         } else {
             // The failure taught the model a channel to route around: the amount whose set
             // now weighs most, the same one while it still does (one failed set does not rule
@@ -501,25 +496,21 @@ fn combine(
 }
 
 /// No one route carried an unprovable set's amount: from now on no set puts more on `edges`
-/// (that set's channels past its fork) than probes proved there. Empties `edges`.
-fn cap_edges(s: &mut Session, edges: &mut Vec<EdgeIdx>, proven: &HashMap<EdgeIdx, u64>) {
-    for e in edges.drain(..) {
+/// (that set's channels past its fork) than probes proved there.
+fn cap_edges(s: &mut Session, edges: Vec<EdgeIdx>, proven: &HashMap<EdgeIdx, u64>) {
+    for e in edges {
         s.circle.cap_edge(e, proven.get(&e).copied().unwrap_or(0));
     }
 }
 
-/// The channels `set`'s parts put more on together than probes proved they carry, with what
-/// was proven there: the parts' sum past their fork, which no probe can prove (one at a time
-/// through our channel).
-fn unprovable(
-    s: &Session,
-    set: &[Vec<Hop>],
-    proven: &HashMap<EdgeIdx, u64>,
-) -> Vec<(EdgeIdx, u64)> {
+/// The channels `set`'s parts put more on together than probes proved they carry: the parts'
+/// sum past their fork, which no probe can prove (one at a time through our channel).
+fn unprovable(s: &Session, set: &[Vec<Hop>], proven: &HashMap<EdgeIdx, u64>) -> Vec<EdgeIdx> {
     set_use(s, set)
         .map(|used| {
             used.into_iter()
-                .filter_map(|(e, u)| proven.get(&e).filter(|&&p| u > p).map(|&p| (e, p)))
+                .filter(|(e, u)| proven.get(e).is_some_and(|p| u > p))
+                .map(|(e, _)| e)
                 .collect()
         })
         .unwrap_or_default()

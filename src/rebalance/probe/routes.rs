@@ -2,7 +2,7 @@
 //! channel of ours), where parts share channels a probe carrying what they put on them
 //! together, and what the probes proved so far against what the set needs.
 
-use super::super::session::Session;
+use super::super::session::{Session, middle};
 use crate::core::graph::EdgeIdx;
 use crate::core::route::Hop;
 use std::collections::HashMap;
@@ -20,7 +20,7 @@ pub(super) fn for_part(
     if let Some(together) = together_route(s, set, i, used) {
         let sum_proven = used
             .as_ref()
-            .zip(middle(s, &set[i]))
+            .zip(middle_edges(s, &set[i]))
             .is_some_and(|(used, path)| all_proven(&path, used, proven));
         return (!sum_proven).then_some(together);
     }
@@ -58,9 +58,8 @@ fn all_proven(
 }
 
 /// The channel directions of `hops` between our two hops (`None` when one is not in the graph).
-fn middle(s: &Session, hops: &[Hop]) -> Option<Vec<EdgeIdx>> {
-    hops.get(1..hops.len().checked_sub(1)?)?
-        .iter()
+fn middle_edges(s: &Session, hops: &[Hop]) -> Option<Vec<EdgeIdx>> {
+    middle(hops)
         .map(|h| s.graph.edge_by_scid(h.short_channel_id, h.direction))
         .collect()
 }
@@ -80,7 +79,10 @@ fn shared_prefix(
     proven: &HashMap<EdgeIdx, u64>,
 ) -> Option<Vec<Hop>> {
     let used = used.as_ref()?;
-    let paths: Vec<Vec<EdgeIdx>> = set.iter().map(|h| middle(s, h)).collect::<Option<_>>()?;
+    let paths: Vec<Vec<EdgeIdx>> = set
+        .iter()
+        .map(|h| middle_edges(s, h))
+        .collect::<Option<_>>()?;
     let path = &paths[i];
     let sharers = |e: &EdgeIdx| -> Vec<usize> {
         (0..paths.len()).filter(|&j| paths[j].contains(e)).collect()
@@ -132,10 +134,10 @@ fn together_route(
     used: &Option<HashMap<EdgeIdx, u64>>,
 ) -> Option<Vec<Hop>> {
     let used = used.as_ref()?;
-    let path = middle(s, &set[i])?;
+    let path = middle_edges(s, &set[i])?;
     let mut same = 0;
     for (j, other) in set.iter().enumerate() {
-        let theirs = middle(s, other)?;
+        let theirs = middle_edges(s, other)?;
         if theirs == path {
             same += 1;
         } else if j != i && theirs.iter().any(|e| path.contains(e)) {
@@ -172,7 +174,7 @@ pub(super) fn proven_together(
 pub(super) fn set_use(s: &Session, set: &[Vec<Hop>]) -> Option<HashMap<EdgeIdx, u64>> {
     let mut used: HashMap<EdgeIdx, u64> = HashMap::new();
     for hops in set {
-        for h in &hops[1..hops.len().saturating_sub(1).max(1)] {
+        for h in middle(hops) {
             let e = s.graph.edge_by_scid(h.short_channel_id, h.direction)?;
             let u = used.entry(e).or_default();
             *u = u.saturating_add(h.amount_msat);
@@ -185,14 +187,17 @@ pub(super) fn set_use(s: &Session, set: &[Vec<Hop>]) -> Option<HashMap<EdgeIdx, 
 /// proven to carry the part's own amount there: probing it again would prove nothing (what
 /// the parts put on channels they share is left to [`for_shared`], or cannot be proven).
 fn already_proven(s: &Session, hops: &[Hop], proven: &HashMap<EdgeIdx, u64>) -> bool {
-    hops[1..hops.len().saturating_sub(1).max(1)]
-        .iter()
-        .all(|h| {
-            s.graph
-                .edge_by_scid(h.short_channel_id, h.direction)
-                .and_then(|e| proven.get(&e))
-                .is_some_and(|&p| h.amount_msat <= p)
-        })
+    over_proven(s, hops, proven) == Some(0)
+}
+
+/// The most any hop of `hops` between our two asks over what probes proved its channel
+/// direction carries (0: every one proven for it); `None` when one was never proven (or is
+/// not in the graph).
+fn over_proven(s: &Session, hops: &[Hop], proven: &HashMap<EdgeIdx, u64>) -> Option<u64> {
+    middle(hops).try_fold(0u64, |most, h| {
+        let e = s.graph.edge_by_scid(h.short_channel_id, h.direction)?;
+        Some(most.max(h.amount_msat.saturating_sub(*proven.get(&e)?)))
+    })
 }
 
 /// A part is cut to what its route was proven to carry when that is this much short of its
@@ -243,11 +248,7 @@ fn cut_part(s: &Session, hops: &[Hop], proven: &HashMap<EdgeIdx, u64>) -> Option
     let mut route = hops.to_vec();
     // Cutting what arrives by `d` cuts every hop by at least `d`: a few rounds at most.
     for _ in 0..4 {
-        let mut excess = 0u64;
-        for h in &route[1..route.len().saturating_sub(1).max(1)] {
-            let e = s.graph.edge_by_scid(h.short_channel_id, h.direction)?;
-            excess = excess.max(h.amount_msat.saturating_sub(*proven.get(&e)?));
-        }
+        let excess = over_proven(s, &route, proven)?;
         let now = route.last()?.amount_msat;
         if excess == 0 {
             return (now < amount).then_some(route);
