@@ -52,7 +52,9 @@ def test_what_xpay_learned_is_routed_around(standin_factory):
     assert res["status"] == "complete", res
     assert res["attempts"] == 1, res
     assert DRAINED not in [h["short_channel_id"] for h in res["route"]]
-    assert [p for p in s.rpc.listsendpays()["payments"] if p["status"] == "failed"] == []
+    # No payment attempt failed (probes sent before paying may, on channels nothing was known of).
+    pays = s.rpc.listsendpays()["payments"]
+    assert [p for p in pays if p["status"] == "failed" and p["payment_hash"] == res["payment_hash"]] == []
 
 
 def test_a_rebalance_publishes_into_its_layer(standin_factory):

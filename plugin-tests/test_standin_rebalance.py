@@ -135,8 +135,12 @@ def test_depleted_path_forces_retry(standin):
     check_complete(s, res, before, "800001x1x0", "800004x1x0", 100_000 * SAT)
     assert res["attempts"] >= 2
     assert "700101x7x1" not in [h["short_channel_id"] for h in res["route"]]
-    failed = [p for p in s.rpc.listsendpays()["payments"] if p["status"] == "failed"]
+    pays = s.rpc.listsendpays()["payments"]
+    failed = [p for p in pays if p["status"] == "failed" and p["payment_hash"] == res["payment_hash"]]
     assert len(failed) == res["attempts"] - 1
+    # The probes sent before paying (the model unsure of a set): none paid, all failed back.
+    probes = [p for p in pays if p["payment_hash"] != res["payment_hash"]]
+    assert len(probes) == res["probes"] and all(p["status"] == "failed" for p in probes), pays
 
 
 def test_fee_cap_too_low(standin):

@@ -56,6 +56,8 @@ pub struct Config {
     /// one background probe may lock (they go one at a time).
     pub probe_per_hour: u32,
     pub probe_max_locked_msat: u64,
+    /// `rebalance` probes the set it is about to pay when the model is not sure it moves.
+    pub probe_first: bool,
     /// Least a part delivers when there are several: below it an HTLC is not worth its risk
     /// and its slot in the channels.
     pub min_part_msat: u64,
@@ -86,6 +88,7 @@ impl Default for Config {
             probe_max_secs: 60,
             probe_per_hour: 0,
             probe_max_locked_msat: DEFAULT_PROBE_MAX_LOCKED_MSAT,
+            probe_first: true,
             liquidity_memory: true,
             model: ModelConfig::default(),
             askrene_read: true,

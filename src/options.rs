@@ -127,6 +127,11 @@ pub const OPT_PROBE_MAX_LOCKED: DefaultIntegerConfigOption = ConfigOption::new_i
     crate::config::DEFAULT_PROBE_MAX_LOCKED_MSAT as i64,
     "Background probing: the most msat one probe locks (one probe at a time); a larger move is probed at less",
 );
+pub const OPT_PROBE_FIRST: DefaultBooleanConfigOption = ConfigOption::new_bool_with_default(
+    "rebalance-probe-first",
+    true,
+    "rebalance probes the set of routes it is about to pay when the liquidity model is not sure it moves (a failed probe costs nothing and holds no part); false: pay at once",
+);
 pub const OPT_SIZED_MOVES: DefaultBooleanConfigOption = ConfigOption::new_bool_with_default(
     "rebalance-sized-moves",
     true,
@@ -179,6 +184,7 @@ where
         .option(OPT_PROBE_SECONDS)
         .option(OPT_PROBE_PER_HOUR)
         .option(OPT_PROBE_MAX_LOCKED)
+        .option(OPT_PROBE_FIRST)
         .option(OPT_SIZED_MOVES)
         .option(OPT_ASKRENE_READ)
         .option(OPT_ASKRENE_PUBLISH)
@@ -267,6 +273,7 @@ where
         probe_max_secs: read(&OPT_PROBE_SECONDS)?,
         probe_per_hour: u32::try_from(read(&OPT_PROBE_PER_HOUR)?).unwrap_or(u32::MAX),
         probe_max_locked_msat: read(&OPT_PROBE_MAX_LOCKED)?,
+        probe_first: c.option(&OPT_PROBE_FIRST).map_err(|e| e.to_string())?,
         model: ModelConfig {
             half_life_secs,
             prior,

@@ -327,6 +327,7 @@ async fn a_source_whose_moves_fail_after_the_quote_is_given_up_and_rests() {
         ..config(Budget::default(), 1)
     };
     cfg.auto.sized_moves = false;
+    cfg.probe_first = false;
     let (r, node) = rebalancer(network_with(None, Some(1), None), cfg);
     r.rebalanceall(RebalanceallParams::default()).await.unwrap();
     wait_job_end(&r).await;

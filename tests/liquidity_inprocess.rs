@@ -10,7 +10,8 @@ use cln_rebalance::lightningd::store::LIQUIDITY_KEY;
 use cln_rebalance::params::LiquidityParams;
 use cln_rebalance::state::State;
 use common::{
-    SimNode, demo_network, demo_network_file, network_from, one_route_params, rebalancer,
+    SimNode, assert_clean, demo_network, demo_network_file, network_from, one_route_params,
+    rebalancer,
 };
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -48,6 +49,11 @@ fn routed_through(v: &Value, scid: &str) -> bool {
 
 /// Two identical rebalances through a drained cheapest channel: how many attempts each took.
 async fn twice(config: Config) -> (u64, u64) {
+    // What the first one's failed payment attempt taught: paid at once, unprobed.
+    let config = Config {
+        probe_first: false,
+        ..config
+    };
     let (r, node) = rebalancer(demo_network(), config);
     let drained = drain_cheapest(&r, &node).await;
     let first = r
@@ -268,4 +274,36 @@ async fn a_failure_teaches_the_parallel_channel_at_the_same_fees_too() {
         // 100k sat plus carol's fee for the last hop (500 msat + 100 ppm), less 1.
         assert_eq!(from_alice["learned_max_msat"], 100_010_499, "{scid}: {l}");
     }
+}
+
+#[tokio::test]
+async fn an_unsure_route_is_probed_first_and_paid_around_what_the_probe_found() {
+    // The defaults (`rebalance-probe-first`): nothing is known of the middle channels, so the
+    // set for half a channel's worth is probed before it is paid; the probe fails on the drained channel, the next set's
+    // probe carries, and the payment goes that way on its first attempt. (Paid at once, the
+    // same rebalance takes two attempts: `memory_saves_the_second_rebalance_its_failed_attempt`.)
+    let (r, node) = rebalancer(demo_network(), Config::default());
+    let drained = drain_cheapest(&r, &node).await;
+    let (out0, in0) = (node.to_us(ALICE_BIG), node.to_us(CAROL));
+    let v = r
+        .rebalance(one_route_params(ALICE_BIG, CAROL, 500_000_000))
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "complete", "{v}");
+    assert_eq!(v["attempts"], 1, "{v}");
+    assert_eq!(v["probes"], 2, "one failed, one carried: {v}");
+    assert!(!routed_through(&v, &drained), "{v}");
+    let fee = v["fee_msat"].as_u64().unwrap();
+    assert_eq!(node.to_us(ALICE_BIG), out0 - 500_000_000 - fee);
+    assert_eq!(node.to_us(CAROL), in0 + 500_000_000);
+    // Paid once, by the invoice; the probes (random hashes) all failed, none was paid.
+    let hash = v["payment_hash"].as_str().unwrap();
+    let sends = node.sendpays();
+    let paid: Vec<&Value> = sends.iter().filter(|s| s["status"] == "complete").collect();
+    assert_eq!(paid.len(), 1, "{sends:?}");
+    assert_eq!(paid[0]["payment_hash"], hash);
+    let probes: Vec<&Value> = sends.iter().filter(|s| s["payment_hash"] != hash).collect();
+    assert_eq!(probes.len(), 2, "{sends:?}");
+    assert!(probes.iter().all(|s| s["status"] == "failed"), "{sends:?}");
+    assert_clean(&node);
 }

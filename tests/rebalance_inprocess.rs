@@ -7,7 +7,7 @@ use cln_rebalance::config::Config;
 use cln_rebalance::params::RebalanceParams;
 use cln_rebalance::progress::Collected;
 use cln_rebalance::rebalance::session::Extra;
-use common::{assert_clean, demo_network, rebalancer};
+use common::{assert_clean, demo_network, pay_at_once, rebalancer};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,7 +99,7 @@ async fn fee_cap_too_low_is_206_and_nothing_is_paid() {
 
 #[tokio::test]
 async fn a_depleted_hop_forces_a_retry_on_another_route() {
-    let (r, node) = rebalancer(demo_network(), Config::default());
+    let (r, node) = rebalancer(demo_network(), pay_at_once());
     // alice's cheapest way to carol is their direct channel; the other goes via erin and frank.
     // One route at a time: the retry on another route is what this is about.
     let single = |mut p: RebalanceParams| {
@@ -216,7 +216,7 @@ async fn a_held_htlc_is_never_paid_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_report_lists_a_rebalance_while_its_htlc_is_held() {
-    let (r, node) = rebalancer(demo_network(), Config::default());
+    let (r, node) = rebalancer(demo_network(), pay_at_once());
     node.call("dev-hold", json!({"node": "carol"})).unwrap();
     let mut p = req(BOB, CAROL, 20_000_000);
     p.retry_for = Some(3);
@@ -470,7 +470,7 @@ async fn balances_match_listpeerchannels_with_aliases() {
 
 #[tokio::test]
 async fn paid_just_as_we_stopped_waiting_is_reported_complete() {
-    let (r, node) = rebalancer(demo_network(), Config::default());
+    let (r, node) = rebalancer(demo_network(), pay_at_once());
     let (out0, in0) = (node.to_us(BOB), node.to_us(CAROL));
     node.call("dev-hold", json!({"node": "carol"})).unwrap();
     *node.release_before_delinvoice.lock().unwrap() = Some("carol".into());

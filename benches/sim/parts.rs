@@ -6,6 +6,7 @@
 use super::{Args, Outcome, Stats, ms, pct};
 use crate::mainnet;
 use crate::sim::{Dist, Strategy};
+use cln_rebalance::rebalance::probe::PROBE_LABEL;
 use cln_standin::simnet::Network;
 use cln_standin::simnet::pay::{PayStatus, Payment};
 use cln_standin::simnet::wire::{MPP_TIMEOUT, TEMPORARY_CHANNEL_FAILURE};
@@ -68,8 +69,10 @@ impl Cause {
 /// What one rebalance's payments did, read from the network model's list of them.
 #[derive(Debug, Clone, Default)]
 pub struct PayLog {
-    /// Every sendpay, replacement parts included: the HTLCs sent.
+    /// Every sendpay, replacement parts and probes included: the HTLCs sent.
     pub htlcs: usize,
+    /// Probes sent before paying (none is a try: the first try is the first paid round).
+    pub probes: usize,
     /// Tries: distinct `groupid`s.
     pub rounds: usize,
     /// Parts of the set that paid (0 when none did).
@@ -91,15 +94,20 @@ pub struct PayLog {
 impl PayLog {
     /// The payments from index `from` on (one rebalance's, as the tasks run one at a time).
     pub fn of(net: &Network, from: usize) -> PayLog {
-        let pays = &net.payments[from.min(net.payments.len())..];
+        // Probes (`rebalance-probe-first`: random hashes, never paid) are HTLCs sent, not tries.
+        let (probes, pays): (Vec<&Payment>, Vec<&Payment>) = net.payments
+            [from.min(net.payments.len())..]
+            .iter()
+            .partition(|p| p.label.as_deref() == Some(PROBE_LABEL));
         let mut groups: Vec<u64> = Vec::new();
-        for p in pays {
+        for p in &pays {
             if !groups.contains(&p.groupid) {
                 groups.push(p.groupid);
             }
         }
         let mut log = PayLog {
-            htlcs: pays.len(),
+            htlcs: pays.len() + probes.len(),
+            probes: probes.len(),
             rounds: groups.len(),
             ..PayLog::default()
         };
@@ -127,7 +135,7 @@ impl PayLog {
             .collect();
         log.trace = traced.join(" ");
         for (i, &g) in groups.iter().enumerate() {
-            let parts: Vec<&Payment> = pays.iter().filter(|p| p.groupid == g).collect();
+            let parts: Vec<&Payment> = pays.iter().copied().filter(|p| p.groupid == g).collect();
             // The parts of a set go out together, at one instant of the simulated clock; a
             // replacement goes out after a failure has come back, seconds later.
             let start = parts[0].created_at;
@@ -203,6 +211,8 @@ struct Row {
     first_round: usize,
     /// Over the solved flow-feasible tasks.
     htlcs_per_success: f64,
+    /// Probes sent before paying, over the solved flow-feasible tasks.
+    probes: usize,
     rounds_mean: f64,
     rounds_p90: usize,
     parts_mean: f64,
@@ -343,6 +353,7 @@ fn row(s: &Stats) -> Row {
         first_round: solved.iter().filter(|o| o.pay.first_paid).count(),
         htlcs_per_success: solved.iter().map(|o| o.pay.htlcs).sum::<usize>() as f64
             / solved.len().max(1) as f64,
+        probes: solved.iter().map(|o| o.pay.probes).sum(),
         rounds_mean: mean(&rounds),
         rounds_p90: if rounds.is_empty() {
             0
@@ -500,12 +511,22 @@ pub fn print_parts(amount_sat: u64, a: &Args, stats: &BTreeMap<Strategy, Stats>)
     println!(
         "  (1route / flow: of {} tasks, feasible for one route / for the flow (a set of parts, or one route) \
          within the cap; success, 1st try: share of the flow-feasible solved, and solved by the first \
-         try (a part replaced within it counts); HTLCs: sendpays per success, replacements included; \
+         try, the first round paid (a part replaced within it counts; probes sent before it, \
+         rebalance-probe-first, are not tries); HTLCs: sendpays per success, replacements and probes \
+         included; \
          tries: groupids per success; parts: of the set that paid, mean/max, and successes paid in \
          several; fee: paid over the oracle's cheapest set, p50/p90; sim s: simulated seconds per \
          flow-feasible task; solve: route search or flow solve, ms)",
         rows.values().next().map_or(0, |r| r.tasks)
     );
+    for (k, r) in &rows {
+        println!(
+            "  {:<17} probes sent before paying: {:.2} per success ({} in all)",
+            k.name(),
+            r.probes as f64 / r.success.max(1) as f64,
+            r.probes
+        );
+    }
     for (k, r) in &rows {
         let causes: Vec<String> = r
             .first_causes

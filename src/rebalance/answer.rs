@@ -76,13 +76,16 @@ pub fn paid<N: Lightningd>(st: &State<N>, s: &Session, fee_msat: u64) -> Value {
         "received_msat": r.amount_msat,
         "fee_ppm": ppm(fee_msat, r.amount_msat),
         "attempts": s.attempts.len(),
+        // Probes sent before paying (`rebalance-probe-first`): none paid, none in `attempts`.
+        "probes": s.probes,
         "hops": hops.len(),
         "route": hops_json(hops),
         "payment_hash": hash,
         "duration_ms": st.now_ms().saturating_sub(s.started_ms),
-        "message": format!("rebalanced {} from {} to {} for {fee_msat}msat ({} ppm) in {} attempt(s){}",
+        "message": format!("rebalanced {} from {} to {} for {fee_msat}msat ({} ppm) in {} attempt(s){}{}",
             display_sat(r.amount_msat), r.out_scid, r.inc_scid, ppm(fee_msat, r.amount_msat), s.attempts.len(),
-            if set.len() > 1 { format!(", {} parts", set.len()) } else { String::new() }),
+            if set.len() > 1 { format!(", {} parts", set.len()) } else { String::new() },
+            if s.probes > 0 { format!(", after {} probe(s)", s.probes) } else { String::new() }),
     });
     if set.len() > 1 {
         v["parts"] = parts_json(set);

@@ -135,6 +135,7 @@ pub async fn failed<N: Lightningd>(
         .clone()
         .unwrap_or_else(|| format!("failcode {failcode:#x}"));
     let index = f.erring_index.map(|i| i as usize);
+    s.last_erring_index = index;
     attempt.outcome = match (index, &f.erring_channel) {
         (Some(i), Some(c)) => format!("{name} at hop {i} (channel {c}): {}", words(failcode)),
         (Some(i), None) => format!("{name} at hop {i}: {}", words(failcode)),

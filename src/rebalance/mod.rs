@@ -384,6 +384,8 @@ fn new_session<N: Lightningd>(
         next_partid: 0,
         flow: None,
         planned_msat: 0,
+        probes: 0,
+        last_erring_index: None,
     };
     s.planned_msat = planned_msat;
     learn::learn_our_channels(st, &s);
@@ -423,6 +425,7 @@ async fn run<N: Lightningd>(
     s: &mut Session,
     dryrun: bool,
 ) -> Result<Value, RpcFailure> {
+    let mut probed = probe::BeforePaying::default();
     loop {
         let amount = s.req.amount_msat;
         let (cap, spendable) = (s.cap_msat, s.req.out.spendable_msat);
@@ -431,6 +434,12 @@ async fn run<N: Lightningd>(
         s.check_set(&set, fee_msat)?;
         if dryrun {
             return Ok(answer::quote(st, s, &set, fee_msat));
+        }
+        if let Some(stop) = must_stop(st, s) {
+            return Err(stop);
+        }
+        if !probe::before_paying(st, s, &set, &mut probed).await? {
+            continue;
         }
         if let Some(stop) = must_stop(st, s) {
             return Err(stop);
@@ -483,7 +492,11 @@ async fn run<N: Lightningd>(
                     .join("; ")
             ),
         });
+        let sent_ms = st.now_ms();
         let outcome = pay::attempt(st, s, set, &mut attempt).await;
+        if matches!(outcome, Outcome::Retry) {
+            probed.paced(s, st.now_ms().saturating_sub(sent_ms));
+        }
         info!(
             "rebalance {} -> {} {}msat, attempt {} via {} for {fee_msat}msat: {}",
             s.req.out_scid,

@@ -152,6 +152,10 @@ pub struct Session {
     pub flow: Option<FlowScratch>,
     /// The amount asked for when the session began (probing tries others).
     pub planned_msat: u64,
+    /// Probes sent before paying (`rebalance-probe-first`), none of them paid.
+    pub probes: u32,
+    /// How far the last failure learned from had gone (its `erring_index`).
+    pub last_erring_index: Option<usize>,
 }
 
 impl Session {

@@ -502,6 +502,15 @@ pub fn demo_network() -> Network {
 }
 
 /// A rebalancer over `net`, with its `invoice_payment` hook wired as lightningd would call it.
+/// The defaults, but `rebalance` pays at once, unprobed (`rebalance-probe-first=false`): for
+/// tests of what failed or held payment attempts do.
+pub fn pay_at_once() -> Config {
+    Config {
+        probe_first: false,
+        ..Config::default()
+    }
+}
+
 pub fn rebalancer(net: Network, config: Config) -> (Arc<State<SimNode>>, SimNode) {
     let node = SimNode::new(net);
     let r = hooked(

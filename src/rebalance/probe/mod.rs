@@ -22,6 +22,7 @@ mod plan;
 mod routes;
 
 use super::learn::{failed, learn_carried};
+use super::route;
 use super::session::{Attempt, Outcome, Session, via};
 use crate::core::amount::{MSAT_PER_SAT, display_sat};
 use crate::core::flow::{self, FlowScratch};
@@ -35,10 +36,13 @@ use crate::state::State;
 use found::MIN_HOPS;
 pub use found::{Found, ProbeBudget};
 pub use plan::sure;
-use plan::{next_amount, plan, plan_in_time, plan_one_route};
+use plan::{SURE, next_amount, plan, plan_in_time, plan_one_route};
 use routes::{cut_to_proven, past_last_hop, proven_together, set_use};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
+
+/// The label of every probe's sendpay.
+pub const PROBE_LABEL: &str = "cln-rebalance probe";
 
 /// The most sets [`probe_max`] plans in one call (a few per probe at most in practice).
 const MAX_PLANS: u32 = 256;
@@ -82,7 +86,7 @@ async fn probe<N: Lightningd>(st: &State<N>, s: &mut Session, hops: &[Hop]) -> P
     let secret = random_hash();
     if let Err(e) = st
         .node
-        .sendpay(hops, &hash, &secret, "cln-rebalance probe", None)
+        .sendpay(hops, &hash, &secret, PROBE_LABEL, None)
         .await
     {
         return classify(st, s, e, hops).await;
@@ -450,6 +454,57 @@ pub async fn probe_max<N: Lightningd>(
         found.proven(more.0, more.1);
     }
     Ok(found)
+}
+
+/// What a rebalance's probes before paying proved so far (`rebalance-probe-first`).
+#[derive(Default)]
+pub struct BeforePaying {
+    proven: HashMap<EdgeIdx, u64>,
+    found: Found,
+}
+
+/// `rebalance-probe-first`: whether `set`, about to be paid, may go. When the model is not
+/// sure it moves (P < [`SURE`]) its parts are probed first, one after the other; `false` when
+/// a probe failed (the model and the circle learned why: plan again, nothing was held or
+/// paid). Paid at once, unprobed, when the time left cannot hold the probes and then the
+/// payment (at the slowest pace per hop seen), when the probe budget is spent, or while
+/// another probe is out through the outgoing channel (one at a time).
+pub async fn before_paying<N: Lightningd>(
+    st: &State<N>,
+    s: &mut Session,
+    set: &[Vec<Hop>],
+    seen: &mut BeforePaying,
+) -> Result<bool, RpcFailure> {
+    let hops: usize = set.iter().map(Vec::len).sum();
+    let longest = set.iter().map(Vec::len).max().unwrap_or(0);
+    if !st.config.probe_first
+        || !seen
+            .found
+            .time_left(hops + longest, st.now_ms(), s.deadline_ms)
+        || route::set_probability(st, s, set) >= SURE
+        || !st.inflight.start_probe(&s.req.out_scid, false)
+    {
+        return Ok(true);
+    }
+    let budget = ProbeBudget {
+        probes: st.config.probe_max_probes,
+        secs: s.retry_for,
+    };
+    let probed = probe_set(st, s, set, &mut seen.proven, &mut seen.found, budget).await;
+    st.inflight.end_probe(&s.req.out_scid);
+    s.probes = seen.found.probes;
+    Ok(probed? != SetProbed::Failed)
+}
+
+impl BeforePaying {
+    /// A payment attempt that failed after `took_ms`: its pace per hop (to where it failed and
+    /// back) counts as a probe's would, so the next set is probed only with time left to pay.
+    pub fn paced(&mut self, s: &Session, took_ms: u64) {
+        if let Some(went) = s.last_erring_index.filter(|&i| i > 0) {
+            let pace = took_ms / went as u64;
+            self.found.ms_per_hop = self.found.ms_per_hop.max(pace);
+        }
+    }
 }
 
 /// `lo < x <= hi` halfway between, in whole satoshis.

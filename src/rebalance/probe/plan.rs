@@ -125,7 +125,7 @@ pub(super) fn next_amount<N: Lightningd>(
 
 /// The model's estimate that a set moves `amount_msat` in one round, above which a move is
 /// sent without probing first.
-const SURE: f64 = 0.9;
+pub(super) const SURE: f64 = 0.9;
 
 /// Whether the model is sure enough that `amount_msat` moves now (the set it would plan moves
 /// in one round with probability at least [`SURE`]).
