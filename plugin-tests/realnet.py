@@ -28,6 +28,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# For tests of what failed or held payment attempts do: `rebalance` pays at once, unprobed
+# (by default a route the model is unsure of is probed first, and a probe held on the way
+# ends the call: it can only fail back).
+PAY_AT_ONCE = {"rebalance-probe-first": "false"}
+# The label of every probe's sendpay (random payment hash, never paid).
+PROBE_LABEL = "cln-rebalance probe"
+
 # lightningd's short_channel_id parse of a channel that does not exist anywhere.
 UNKNOWN_SCID = "999x999x999"
 # A well-formed node id (a valid curve point: secp256k1's generator G) of nobody we know.

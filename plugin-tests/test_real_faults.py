@@ -318,7 +318,8 @@ def test_faults_triangle(node_factory, directory):
     # Jobs' moves unsized: l2 holds the first HTLC it sees, and that must be the move's payment,
     # not a probe sizing it (a held probe can only fail back: it proves nothing here).
     l1, l2, l3 = node_factory.get_nodes(3, opts=[dict(NO_RECONNECT, plugin=plugin,
-                                                      **{"rebalance-sized-moves": False}),
+                                                      **{"rebalance-sized-moves": False},
+                                                      **realnet.PAY_AT_ONCE),
                                                  dict(NO_RECONNECT, plugin=str(holder.plugin)),
                                                  dict(NO_RECONNECT)])
     holder.node = l2
@@ -526,7 +527,8 @@ def test_faults_six_channels(node_factory, directory):
     the incoming channel closing mid-HTLC."""
     plugin = str(realnet.plugin_binary())
     holder = Holder(os.path.join(directory, "hold-plugin"))
-    l1, l2, l3, l4 = node_factory.get_nodes(4, opts=[dict(NO_RECONNECT, plugin=plugin),
+    l1, l2, l3, l4 = node_factory.get_nodes(4, opts=[dict(NO_RECONNECT, plugin=plugin,
+                                                          **realnet.PAY_AT_ONCE),
                                                      dict(NO_RECONNECT, plugin=str(holder.plugin)),
                                                      dict(NO_RECONNECT), dict(NO_RECONNECT)])
     holder.node = l2

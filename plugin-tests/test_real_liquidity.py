@@ -42,7 +42,8 @@ def test_model_saved_restored_and_used(node_factory):
     fails once at l2 -> l3 and learns it; after a plugin restart the model is back from the
     datastore and the same rebalance goes via l4 at once."""
     # The l4 way costs 12 sat more: the cheap way first, while nothing is known of either.
-    nodes, (out_scid, in_scid, s23, s24, s45) = realnet.diamond(node_factory, 50)
+    nodes, (out_scid, in_scid, s23, s24, s45) = realnet.diamond(node_factory, 50,
+                                                                realnet.PAY_AT_ONCE)
     plugin = str(realnet.plugin_binary())
     l1, l2, l3, l4, l5 = nodes
     amt = 300_000 * SAT

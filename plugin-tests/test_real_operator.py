@@ -80,7 +80,7 @@ def test_progress_formats_and_in_flight(node_factory, directory):
     rebalance held at l5 is listed in flight, in JSON and in the table, and gone once done."""
     holder = Holder(os.path.join(directory, "hold-plugin"))
     nodes, (out_scid, in_scid, s23, s24, s45) = realnet.diamond(
-        node_factory, 300, l5_opts={"plugin": str(holder.plugin)})
+        node_factory, 300, realnet.PAY_AT_ONCE, l5_opts={"plugin": str(holder.plugin)})
     l1, l2, l3, l4, l5 = nodes
     holder.node = l5
     amt = 300_000 * SAT

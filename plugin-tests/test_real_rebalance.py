@@ -289,7 +289,8 @@ def test_parallel_paths_retry(node_factory):
     attempt fails at l2 and the plugin retries over l4; then with both drained it gives up with
     every attempt listed and nothing paid."""
     # The l4 side dearer, so the plugin's first choice is the l3 side, which cannot carry it.
-    nodes, (out_scid, in_scid, s23, s24, s45) = realnet.diamond(node_factory, 300)
+    nodes, (out_scid, in_scid, s23, s24, s45) = realnet.diamond(node_factory, 300,
+                                                                realnet.PAY_AT_ONCE)
     l1, l2, l3, l4, l5 = nodes
     amt = 300_000 * SAT
     assert int(chan(l2, s23)["spendable_msat"]) < amt
@@ -332,6 +333,35 @@ def test_parallel_paths_retry(node_factory):
         a = routes[route]
         assert "TEMPORARY_CHANNEL_FAILURE" in a["outcome"].upper() and scid in a["outcome"], a
     check_nothing_paid(l1, before, pays_before, others=nodes[1:])
+    for n in nodes[1:]:
+        assert not any(p["status"] == "pending" for p in sendpays(n))
+
+
+def test_an_unsure_route_is_probed_before_it_is_paid(node_factory):
+    """The same diamond, the plugin's defaults (rebalance-probe-first): nothing is known of the
+    cheaper side (via l3), so it is probed before it is paid; the probe fails at l2, the l4
+    side's probe gets round, and the payment goes that way at its first attempt. The probes
+    paid nothing and left nothing in flight."""
+    nodes, (out_scid, in_scid, s23, s24, s45) = realnet.diamond(node_factory, 300)
+    l1 = nodes[0]
+    amt = 300_000 * SAT
+    before = snapshot(l1)
+    pays_before = sendpays(l1)
+    r = l1.rpc.call("rebalance", {"outgoing": out_scid, "incoming": in_scid, "amount_msat": amt})
+    check_complete(l1, r, before, out_scid, in_scid, amt, cap=cap_of(amt))
+    assert r["attempts"] == 1 and r["probes"] >= 2, r
+    routes = [[h["short_channel_id"] for h in p["route"]] for p in r.get("parts", [r])]
+    assert [out_scid, s24, s45, in_scid] in routes, r
+    new = [p for p in sendpays(l1) if p not in pays_before]
+    paid = [p for p in new if p["payment_hash"] == r["payment_hash"]]
+    probes = [p for p in new if p["payment_hash"] != r["payment_hash"]]
+    assert paid and all(p["status"] == "complete" for p in paid), new
+    assert len(probes) == r["probes"], new
+    assert all(p["status"] == "failed" and p.get("label") == realnet.PROBE_LABEL for p in probes), new
+    # What the failed probe taught: l2 -> l3 carries less than the amount.
+    learned = l1.rpc.call("rebalance-liquidity", {"short_channel_id": s23})["channels"]
+    assert any(int(c.get("learned_max_msat") or amt) < amt for c in learned), learned
+    wait_settled(*nodes)
     for n in nodes[1:]:
         assert not any(p["status"] == "pending" for p in sendpays(n))
 
@@ -416,7 +446,8 @@ def test_held_htlc_outlives_retry_for(node_factory, directory):
     paid. Afterwards the same channels rebalance normally."""
     plugin = realnet.plugin_binary()
     hold, hold_file = realnet.hold_plugin(os.path.join(directory, "hold-plugin"))
-    l1, l2, l3 = node_factory.get_nodes(3, opts=[{"plugin": str(plugin)}, {"plugin": str(hold)}, {}])
+    l1, l2, l3 = node_factory.get_nodes(3, opts=[dict(plugin=str(plugin), **realnet.PAY_AT_ONCE),
+                                                 {"plugin": str(hold)}, {}])
     node_factory.join_nodes([l1, l2, l3, l1], wait_for_announce=True)
     out_scid, in_scid = scid_between(l1, l2), scid_between(l1, l3)
     wait_graph(l1, 3)
