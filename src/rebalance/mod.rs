@@ -10,7 +10,8 @@
 //! 1. [`check`]: both channels exist, differ, are usable, carry the amount;
 //! 2. [`route`]: the best route not ruled out ([`circle`]), by fee (+ risk with the model),
 //!    within the fee cap and what the outgoing channel can spend ([`Session::check_route`]);
-//! 3. [`pay`]: our invoice, made once; then sendpay + waitsendpay;
+//! 3. [`pay`]: our invoice, made once; then sendpay + waitsendpay (a set the model is unsure
+//!    of is probed first: [`probe::before_paying`]);
 //! 4. [`learn`]: what the outcome teaches the model and the circle; retry or stop;
 //! 5. [`cleanup`]: delete an unpaid invoice, save the model, record the history.
 //!
