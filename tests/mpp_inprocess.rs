@@ -662,22 +662,26 @@ async fn a_probe_with_no_time_left_for_the_next_route_ends_at_once() {
 }
 
 /// Rebalances 1M sat over `short_drained_long_open` over one route at 1 s a hop each way,
-/// retrying for `retry_for` s; the result, with the balances checked.
-async fn one_route_in(retry_for: u64) -> serde_json::Value {
+/// retrying for `retry_for` s: complete over the long way, the balances moved, after
+/// `(attempts, probes)` in `duration_ms`.
+async fn one_route_in(retry_for: u64, tries: (u64, u64), duration_ms: u64) {
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
     let node = SimNode::new(short_drained_long_open()).with_hop_clock(clock.clone(), 1000);
     let r = hooked(node.clone(), Config::default(), clock);
-    let (out0, in0) = (node.to_us(OUT), node.to_us(INC));
+    let before = (node.to_us(OUT), node.to_us(INC));
     let mut p = req(1_000_000 * SAT);
     (p.retry_for, p.maxparts) = (Some(retry_for), Some(1));
     let v = r.rebalance(p).await.unwrap();
     assert_eq!(v["status"], "complete", "{v}");
     assert_eq!(v["hops"], 6, "the long way: {v}");
-    let fee = v["fee_msat"].as_u64().unwrap();
-    assert_eq!(node.to_us(OUT), out0 - 1_000_000 * SAT - fee);
-    assert_eq!(node.to_us(INC), in0 + 1_000_000 * SAT);
+    assert_eq!(
+        (&v["attempts"], &v["probes"]),
+        (&json!(tries.0), &json!(tries.1)),
+        "{v}"
+    );
+    assert_eq!(v["duration_ms"], duration_ms, "{v}");
+    node.assert_moved(&v, (OUT, INC), before, 1_000_000 * SAT);
     assert_clean(&node);
-    v
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -685,19 +689,7 @@ async fn a_set_with_no_time_left_to_probe_and_then_pay_is_paid_at_once() {
     // The model is sure of a -> b (the likeliest): paid at once, it fails at a in 2 s. The long
     // way, unsure, is probed first (6 hops: 12 s there and back) when the time left holds that
     // and then the payment (12 s more)...
-    let v = one_route_in(40).await;
-    assert_eq!(
-        (&v["attempts"], &v["probes"]),
-        (&json!(2), &json!(1)),
-        "{v}"
-    );
-    assert_eq!(v["duration_ms"], 26_000, "{v}");
+    one_route_in(40, (2, 1), 26_000).await;
     // ... and with 18 s left it is paid at once, unprobed, at the pace the failure showed.
-    let v = one_route_in(20).await;
-    assert_eq!(
-        (&v["attempts"], &v["probes"]),
-        (&json!(2), &json!(0)),
-        "{v}"
-    );
-    assert_eq!(v["duration_ms"], 14_000, "{v}");
+    one_route_in(20, (2, 0), 14_000).await;
 }

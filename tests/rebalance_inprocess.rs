@@ -51,8 +51,7 @@ async fn moves_the_amount_and_pays_only_the_reported_fee() {
         fee > 0 && fee <= 100_000,
         "fee {fee} within the 1000 ppm cap"
     );
-    assert_eq!(node.to_us(BOB), out0 - 100_000_000 - fee);
-    assert_eq!(node.to_us(CAROL), in0 + 100_000_000);
+    node.assert_moved(&v, (BOB, CAROL), (out0, in0), 100_000_000);
     // rebalance.py's names mean the same.
     assert_eq!(v["sent"], format!("{}msat", 100_000_000 + fee));
     assert_eq!(v["received"], "100000000msat");
@@ -478,9 +477,7 @@ async fn paid_just_as_we_stopped_waiting_is_reported_complete() {
     p.retry_for = Some(1);
     let v = r.rebalance(p).await.unwrap();
     assert_eq!(v["status"], "complete", "{v}");
-    let fee = v["fee_msat"].as_u64().unwrap();
-    assert_eq!(node.to_us(BOB), out0 - 20_000_000 - fee);
-    assert_eq!(node.to_us(CAROL), in0 + 20_000_000);
+    node.assert_moved(&v, (BOB, CAROL), (out0, in0), 20_000_000);
     assert_eq!(v["outgoing_scid"], BOB);
     assert_eq!(
         v["route"].as_array().unwrap().last().unwrap()["amount_msat"],

@@ -236,6 +236,21 @@ impl SimNode {
     }
 
     /// Our channel's `to_us_msat`, read from the model.
+    /// After the complete rebalance `v` of `amount_msat` out of `out` and in through `inc`,
+    /// whose balances (ours) were `before`: `out` gave the amount and `v`'s fee, `inc` got the
+    /// amount.
+    pub fn assert_moved(
+        &self,
+        v: &Value,
+        (out, inc): (&str, &str),
+        before: (u64, u64),
+        amount_msat: u64,
+    ) {
+        let fee = v["fee_msat"].as_u64().unwrap();
+        assert_eq!(self.to_us(out), before.0 - amount_msat - fee, "{v}");
+        assert_eq!(self.to_us(inc), before.1 + amount_msat, "{v}");
+    }
+
     pub fn to_us(&self, scid: &str) -> u64 {
         let v = self.call("listpeerchannels", json!({})).unwrap();
         v["channels"]
