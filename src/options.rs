@@ -130,7 +130,7 @@ pub const OPT_PROBE_MAX_LOCKED: DefaultIntegerConfigOption = ConfigOption::new_i
 pub const OPT_PROBE_FIRST: DefaultBooleanConfigOption = ConfigOption::new_bool_with_default(
     "rebalance-probe-first",
     true,
-    "rebalance probes the set of routes it is about to pay when the liquidity model is not sure it moves (a failed probe costs nothing and holds no part); false: pay at once",
+    "rebalance probes the set of routes it is about to pay when the liquidity model is not sure it moves (a failed probe costs nothing and holds no part), and so may try cheaper, less certain routes first; false: pay at once",
 );
 pub const OPT_SIZED_MOVES: DefaultBooleanConfigOption = ConfigOption::new_bool_with_default(
     "rebalance-sized-moves",

@@ -102,6 +102,14 @@ impl InFlight {
             .unwrap_or(false)
     }
 
+    /// Whether a probe goes out through `scid` now.
+    pub fn probing(&self, scid: &str) -> bool {
+        self.probing
+            .lock()
+            .expect("probing lock")
+            .contains_key(scid)
+    }
+
     pub fn end_probe(&self, scid: &str) {
         self.probing.lock().expect("probing lock").remove(scid);
     }

@@ -81,7 +81,10 @@ mod solve; // the entry points: candidates, flow, parts at each risk weight
 mod tests;
 mod types; // the request, the parts, the set, why there is none
 
-pub use config::{FlowConfig, default_config, oracle_config, replacement_config, suggested_parts};
+pub use config::{
+    FlowConfig, cheap_first_config, default_config, oracle_config, replacement_config,
+    suggested_parts,
+};
 pub use cost::{FlowCost, KnownBalances};
 pub use oracle::{cheapest_set, max_flow_within_cap};
 pub use solve::{FlowScratch, solve, solve_with};

@@ -497,6 +497,20 @@ pub async fn before_paying<N: Lightningd>(
 }
 
 impl BeforePaying {
+    /// Whether [`before_paying`] could probe `set` now: probing first is on, the probe budget
+    /// is not spent, no other probe goes out through the outgoing channel, and the time left
+    /// holds the set's probes and then its payment.
+    pub fn could_probe<N: Lightningd>(&self, st: &State<N>, s: &Session, set: &[Vec<Hop>]) -> bool {
+        let hops: usize = set.iter().map(Vec::len).sum();
+        let longest = set.iter().map(Vec::len).max().unwrap_or(0);
+        st.config.probe_first
+            && self.found.probes < st.config.probe_max_probes
+            && !st.inflight.probing(&s.req.out_scid)
+            && self
+                .found
+                .time_left(hops + longest, st.now_ms(), s.deadline_ms)
+    }
+
     /// A payment attempt that failed after `took_ms`: its pace per hop (to where it failed and
     /// back) counts as a probe's would, so the next set is probed only with time left to pay.
     pub fn paced(&mut self, s: &Session, took_ms: u64) {

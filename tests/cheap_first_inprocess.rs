@@ -1,0 +1,158 @@
+//! A rebalance's first plans while probes check each set before it is paid
+//! (`rebalance-probe-first`), in-process over the stand-in's network model: the cheaper, less
+//! certain route is probed and paid; when its probe fails nothing is paid on it and the
+//! likelier route pays; with probing off the plan is the model's, as before.
+//!
+//! The network: us -> a (ours), b -> us (the peer's), and two ways from a to b: through `x`,
+//! cheap (10 ppm a hop) on channels of 1.5M sat, and through `y`, dear (150 ppm a hop) on
+//! channels of 100M sat. For 1M sat the model prices x's way at about 3 bits of risk (a third
+//! of a 1.5M sat channel's balances carry it) against y's fifth of a bit: weighed in full, y's
+//! way is the better plan; weighed at 0.3, x's.
+
+mod common;
+
+use cln_rebalance::config::Config;
+use cln_rebalance::params::RebalanceParams;
+use cln_standin::simnet::Network;
+use common::{
+    SimNode, assert_clean, cheap_channel, cheap_policy, hand_made, named_nodes, pay_at_once,
+    rebalancer,
+};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const OUT: &str = "800001x1x0";
+const INC: &str = "800002x1x0";
+const SAT: u64 = 1000;
+const AMOUNT: u64 = 1_000_000 * SAT;
+
+/// The two ways, `a -> x` holding `x_sat` on a's side.
+fn network(x_sat: u64) -> Network {
+    let names = ["us", "a", "b", "x", "y"];
+    let dear =
+        json!({"fee_base_msat": 0, "fee_proportional_millionths": 150, "cltv_expiry_delta": 18});
+    let dear_channel = |scid: &str, from: &str, to: &str| {
+        json!({"short_channel_id": scid, "node1": from, "node2": to,
+            "capacity_sat": 100_000_000u64, "node1_msat": 90_000_000_000u64,
+            "policy1": dear, "policy2": dear})
+    };
+    let channels = vec![
+        cheap_channel(OUT, "us", "a", 10_000_000, 9_000_000),
+        cheap_channel(INC, "us", "b", 10_000_000, 1_000_000),
+        cheap_channel("700001x1x0", "a", "x", 1_500_000, x_sat),
+        cheap_channel("700001x1x1", "x", "b", 1_500_000, 1_400_000),
+        dear_channel("700002x1x0", "a", "y"),
+        dear_channel("700002x1x1", "y", "b"),
+    ];
+    hand_made(named_nodes(&names), cheap_policy(), channels)
+}
+
+fn req(dryrun: bool) -> RebalanceParams {
+    RebalanceParams {
+        outgoing: OUT.into(),
+        incoming: INC.into(),
+        amount_msat: Some(AMOUNT),
+        maxfeeppm: Some(1000),
+        exemptfee: None,
+        retry_for: Some(30),
+        dryrun,
+        maxparts: None,
+        amount_max: false,
+    }
+}
+
+/// The node a route goes through between the outgoing and the incoming peer.
+fn via(v: &Value) -> String {
+    let route = v["route"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(route.len(), 4, "us -> a -> ? -> b -> us: {v}");
+    route[1]["short_channel_id"].as_str().unwrap().to_string()
+}
+
+/// Our two channels' balances.
+fn ours(node: &SimNode) -> (u64, u64) {
+    (node.to_us(OUT), node.to_us(INC))
+}
+
+async fn moved(node: &SimNode, before: (u64, u64), v: &Value) {
+    let fee = v["fee_msat"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        ours(node),
+        (before.0 - AMOUNT - fee, before.1 + AMOUNT),
+        "{v}"
+    );
+    assert_clean(node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_probes_first_the_cheaper_way_is_probed_and_paid() {
+    let (r, node) = rebalancer(network(1_400_000), Config::default());
+    // Probing off, the model's plan: the likelier, dearer way.
+    let (r_off, _) = rebalancer(network(1_400_000), pay_at_once());
+    let q = r_off.rebalance(req(true)).await.unwrap();
+    assert_eq!(via(&q), "700002x1x0", "{q}");
+    let dear_fee = q["fee_msat"].as_u64().unwrap();
+    // Probing on: the cheaper way is quoted, probed, and paid.
+    let q = r.rebalance(req(true)).await.unwrap();
+    assert_eq!(via(&q), "700001x1x0", "{q}");
+    let before = ours(&node);
+    let v = r.rebalance(req(false)).await.unwrap();
+    assert_eq!(v["status"], "complete", "{v}");
+    assert_eq!(via(&v), "700001x1x0", "{v}");
+    assert_eq!(v["attempts"], 1, "{v}");
+    assert_eq!(v["probes"], 1, "probed before it was paid: {v}");
+    let fee = v["fee_msat"].as_u64().unwrap();
+    assert!(fee * 5 < dear_fee, "{fee} against {dear_fee}");
+    moved(&node, before, &v).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cheaper_way_whose_probe_fails_costs_nothing_and_the_likelier_way_pays() {
+    // a -> x is empty on a's side: x's way carries nothing.
+    let (r, node) = rebalancer(network(0), Config::default());
+    let x_before: Vec<Value> = node
+        .channel_state()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c.to_string().contains("700001x1x"))
+        .cloned()
+        .collect();
+    let before = ours(&node);
+    let v = r.rebalance(req(false)).await.unwrap();
+    assert_eq!(v["status"], "complete", "{v}");
+    assert_eq!(via(&v), "700002x1x0", "{v}");
+    assert_eq!(v["attempts"], 1, "the failed probe is no attempt: {v}");
+    assert!(v["probes"].as_u64().unwrap() >= 1, "{v}");
+    // The probe over x's way failed and was paid nothing: only y's way moved.
+    let x_after: Vec<Value> = node
+        .channel_state()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c.to_string().contains("700001x1x"))
+        .cloned()
+        .collect();
+    assert_eq!(x_before, x_after);
+    let sendpays = node.sendpays();
+    assert_eq!(
+        sendpays
+            .iter()
+            .filter(|s| s["status"] == "complete")
+            .count(),
+        1,
+        "{sendpays:?}"
+    );
+    moved(&node, before, &v).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_probing_off_the_plan_is_the_models() {
+    let (r, node) = rebalancer(network(1_400_000), pay_at_once());
+    let before = ours(&node);
+    let v = r.rebalance(req(false)).await.unwrap();
+    assert_eq!(v["status"], "complete", "{v}");
+    assert_eq!(via(&v), "700002x1x0", "{v}");
+    assert_eq!(v["probes"], 0, "{v}");
+    moved(&node, before, &v).await;
+}
