@@ -475,12 +475,10 @@ pub async fn before_paying<N: Lightningd>(
     set: &[Vec<Hop>],
     seen: &mut BeforePaying,
 ) -> Result<bool, RpcFailure> {
-    let hops: usize = set.iter().map(Vec::len).sum();
-    let longest = set.iter().map(Vec::len).max().unwrap_or(0);
     if !st.config.probe_first
         || !seen
             .found
-            .time_left(hops + longest, st.now_ms(), s.deadline_ms)
+            .time_left(probe_then_pay_hops(set), st.now_ms(), s.deadline_ms)
         || route::set_probability(st, s, set) >= SURE
         || !st.inflight.start_probe(&s.req.out_scid, false)
     {
@@ -501,14 +499,12 @@ impl BeforePaying {
     /// is not spent, no other probe goes out through the outgoing channel, and the time left
     /// holds the set's probes and then its payment.
     pub fn could_probe<N: Lightningd>(&self, st: &State<N>, s: &Session, set: &[Vec<Hop>]) -> bool {
-        let hops: usize = set.iter().map(Vec::len).sum();
-        let longest = set.iter().map(Vec::len).max().unwrap_or(0);
         st.config.probe_first
             && self.found.probes < st.config.probe_max_probes
             && !st.inflight.probing(&s.req.out_scid)
             && self
                 .found
-                .time_left(hops + longest, st.now_ms(), s.deadline_ms)
+                .time_left(probe_then_pay_hops(set), st.now_ms(), s.deadline_ms)
     }
 
     /// A payment attempt that failed after `took_ms`: its pace per hop (to where it failed and
@@ -519,6 +515,13 @@ impl BeforePaying {
             self.found.ms_per_hop = self.found.ms_per_hop.max(pace);
         }
     }
+}
+
+/// The hops `set`'s probes go (one route after the other) and then its payment (its longest
+/// route: the parts go at once).
+fn probe_then_pay_hops(set: &[Vec<Hop>]) -> usize {
+    let hops: usize = set.iter().map(Vec::len).sum();
+    hops + set.iter().map(Vec::len).max().unwrap_or(0)
 }
 
 /// `lo < x <= hi` halfway between, in whole satoshis.
