@@ -68,6 +68,17 @@ fn via(v: &Value) -> String {
     route[1]["short_channel_id"].as_str().unwrap().to_string()
 }
 
+/// The state of the two channels of x's way.
+fn x_way(node: &SimNode) -> Vec<Value> {
+    node.channel_state()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c.to_string().contains("700001x1x"))
+        .cloned()
+        .collect()
+}
+
 /// Our two channels' balances.
 fn ours(node: &SimNode) -> (u64, u64) {
     (node.to_us(OUT), node.to_us(INC))
@@ -110,14 +121,7 @@ async fn with_probes_first_the_cheaper_way_is_probed_and_paid() {
 async fn a_cheaper_way_whose_probe_fails_costs_nothing_and_the_likelier_way_pays() {
     // a -> x is empty on a's side: x's way carries nothing.
     let (r, node) = rebalancer(network(0), Config::default());
-    let x_before: Vec<Value> = node
-        .channel_state()
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c.to_string().contains("700001x1x"))
-        .cloned()
-        .collect();
+    let x_before = x_way(&node);
     let before = ours(&node);
     let v = r.rebalance(req(false)).await.unwrap();
     assert_eq!(v["status"], "complete", "{v}");
@@ -125,14 +129,7 @@ async fn a_cheaper_way_whose_probe_fails_costs_nothing_and_the_likelier_way_pays
     assert_eq!(v["attempts"], 1, "the failed probe is no attempt: {v}");
     assert!(v["probes"].as_u64().unwrap() >= 1, "{v}");
     // The probe over x's way failed and was paid nothing: only y's way moved.
-    let x_after: Vec<Value> = node
-        .channel_state()
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c.to_string().contains("700001x1x"))
-        .cloned()
-        .collect();
+    let x_after = x_way(&node);
     assert_eq!(x_before, x_after);
     let sendpays = node.sendpays();
     assert_eq!(
