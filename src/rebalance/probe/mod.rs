@@ -475,10 +475,7 @@ pub async fn before_paying<N: Lightningd>(
     set: &[Vec<Hop>],
     seen: &mut BeforePaying,
 ) -> Result<bool, RpcFailure> {
-    if !st.config.probe_first
-        || !seen
-            .found
-            .time_left(probe_then_pay_hops(set), st.now_ms(), s.deadline_ms)
+    if !seen.could_probe(st, s, set)
         || route::set_probability(st, s, set) >= SURE
         || !st.inflight.start_probe(&s.req.out_scid, false)
     {
