@@ -111,11 +111,15 @@ impl PayLog {
             rounds: groups.len(),
             ..PayLog::default()
         };
-        let t0 = pays.first().map_or(0, |p| p.created_at);
-        let traced: Vec<String> = pays
+        // Probes are traced too (try `P`), in the order sent, timed from the first HTLC.
+        let all = &net.payments[from.min(net.payments.len())..];
+        let t0 = all.first().map_or(0, |p| p.created_at);
+        let traced: Vec<String> = all
             .iter()
             .map(|p| {
+                let is_probe = p.label.as_deref() == Some(PROBE_LABEL);
                 let g = groups.iter().position(|&x| x == p.groupid).unwrap_or(0);
+                let try_name = if is_probe { "P".to_string() } else { format!("t{g}") };
                 let end = match (p.status, Cause::of(net, p)) {
                     (PayStatus::Complete, _) => "ok".to_string(),
                     (_, Some(c)) => {
@@ -124,8 +128,7 @@ impl PayLog {
                     (s, None) => format!("{s:?}"),
                 };
                 format!(
-                    "t{}+{}s:{}k/{}/{}h:{end}",
-                    g,
+                    "{try_name}+{}s:{}k/{}/{}h:{end}",
                     p.created_at.saturating_sub(t0),
                     p.amount_msat / 1_000_000,
                     p.amount_sent_msat.saturating_sub(p.amount_msat),
