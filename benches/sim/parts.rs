@@ -119,7 +119,11 @@ impl PayLog {
             .map(|p| {
                 let is_probe = p.label.as_deref() == Some(PROBE_LABEL);
                 let g = groups.iter().position(|&x| x == p.groupid).unwrap_or(0);
-                let try_name = if is_probe { "P".to_string() } else { format!("t{g}") };
+                let try_name = if is_probe {
+                    "P".to_string()
+                } else {
+                    format!("t{g}")
+                };
                 let end = match (p.status, Cause::of(net, p)) {
                     (PayStatus::Complete, _) => "ok".to_string(),
                     (_, Some(c)) => {
