@@ -83,7 +83,7 @@ mod types; // the request, the parts, the set, why there is none
 
 pub use config::{
     FlowConfig, cheap_first_config, default_config, oracle_config, replacement_config,
-    suggested_parts,
+    suggested_parts, thorough,
 };
 pub use cost::{FlowCost, KnownBalances};
 pub use oracle::{cheapest_set, max_flow_within_cap};

@@ -580,3 +580,5 @@ fn replacements_split_where_the_part_penalty_would_not() {
     assert!(replacement.cost_msat() < plan.cost_msat());
     check(&g, &req, &beliefs, &replacement);
 }
+
+mod harder; // a split the default chunks miss, found searching harder
