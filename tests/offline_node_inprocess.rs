@@ -1,0 +1,98 @@
+//! A node between the peers that is offline, in-process over the stand-in's network model: its
+//! neighbours answer `temporary_channel_failure` channel by channel, which reads like a drained
+//! channel. Once two channels into it have failed so in one rebalance, the rest of that
+//! rebalance goes around the node instead of reaching it by its next neighbour.
+//!
+//! The network: us -> a (ours), b -> us (the peer's); three cheap ways a -> p|q|r -> n -> b,
+//! all through `n`, and one dearer way a -> y -> b. Node `n` is offline.
+
+mod common;
+
+use cln_rebalance::config::Config;
+use cln_rebalance::params::RebalanceParams;
+use cln_standin::simnet::Network;
+use common::{assert_clean, cheap_policy, hand_made, named_nodes, pay_at_once, rebalancer};
+use serde_json::{Value, json};
+
+const OUT: &str = "800001x1x0";
+const INC: &str = "800002x1x0";
+const SAT: u64 = 1000;
+const AMOUNT: u64 = 100_000 * SAT;
+
+/// A channel of 10M sat, 9M on `node1`'s side, both directions at `ppm`.
+fn channel(scid: &str, node1: &str, node2: &str, ppm: u64) -> Value {
+    let p =
+        json!({"fee_base_msat": 0, "fee_proportional_millionths": ppm, "cltv_expiry_delta": 18});
+    json!({"short_channel_id": scid, "node1": node1, "node2": node2,
+        "capacity_sat": 10_000_000u64, "node1_msat": 9_000_000_000u64,
+        "policy1": p, "policy2": p})
+}
+
+fn network() -> Network {
+    let names = ["us", "a", "b", "n", "p", "q", "r", "y"];
+    let mut channels = vec![
+        channel(OUT, "us", "a", 10),
+        // b holds 9M toward us.
+        channel(INC, "b", "us", 10),
+        channel("700001x1x0", "n", "b", 10),
+        channel("700009x1x0", "a", "y", 200),
+        channel("700009x1x1", "y", "b", 200),
+    ];
+    for (i, via) in ["p", "q", "r"].iter().enumerate() {
+        channels.push(channel(&format!("70000{}x1x0", i + 2), "a", via, 10));
+        channels.push(channel(&format!("70000{}x1x1", i + 2), via, "n", 10));
+    }
+    hand_made(named_nodes(&names), cheap_policy(), channels)
+}
+
+fn req() -> RebalanceParams {
+    RebalanceParams {
+        outgoing: OUT.into(),
+        incoming: INC.into(),
+        amount_msat: Some(AMOUNT),
+        maxfeeppm: Some(1000),
+        exemptfee: None,
+        retry_for: Some(30),
+        dryrun: false,
+        maxparts: None,
+        amount_max: false,
+    }
+}
+
+async fn around_the_offline_node(config: Config) -> Value {
+    let (r, node) = rebalancer(network(), config);
+    // The graph is read while n is online (gossip says nothing of it going offline for a
+    // while): a dry run quotes a way through n.
+    let mut dry = req();
+    dry.dryrun = true;
+    let q = r.rebalance(dry).await.unwrap();
+    assert_ne!(q["route"][1]["short_channel_id"], "700009x1x0", "{q}");
+    node.call("dev-set-online", json!({"node": "n", "online": false}))
+        .unwrap();
+    let v = r.rebalance(req()).await.unwrap();
+    assert_eq!(v["status"], "complete", "{v}");
+    let sendpays = node.sendpays();
+    let failed = sendpays.iter().filter(|s| s["status"] == "failed").count();
+    assert_eq!(failed + 1, sendpays.len(), "{sendpays:?}");
+    // Paid around n: over a -> y.
+    assert_eq!(v["route"][1]["short_channel_id"], "700009x1x0", "{v}");
+    assert_clean(&node);
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_channels_into_an_offline_node_failing_rule_it_out() {
+    // Paying at once: two attempts fail into n (over two of p, q, r), the third goes around.
+    let v = around_the_offline_node(pay_at_once()).await;
+    assert_eq!(v["attempts"], 3, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_probes_first_two_failed_probes_are_enough() {
+    let v = around_the_offline_node(Config::default()).await;
+    assert_eq!(v["attempts"], 1, "{v}");
+    assert!(
+        v["probes"].as_u64().unwrap() <= 3,
+        "two into n, at most one around: {v}"
+    );
+}
