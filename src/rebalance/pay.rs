@@ -8,7 +8,7 @@
 //! nothing is paid.
 
 use super::learn::{failed, learn_settled};
-use super::route::next_set_with;
+use super::route::replacement_set;
 use super::session::{Attempt, OurInvoice, Outcome, Session, middle, via};
 use crate::core::liquidity::ChanDir;
 use crate::core::route::{Hop, route_fee_msat};
@@ -373,8 +373,7 @@ fn replacement<N: Lightningd>(
     let sent_out: u64 = out.iter().map(|p| p.hops[0].amount_msat).sum();
     let fee_left = s.cap_msat.saturating_sub(fees_out);
     let source_left = s.req.out.spendable_msat.saturating_sub(sent_out);
-    let config = crate::core::flow::replacement_config();
-    match next_set_with(st, s, missing_msat, fee_left, source_left, &config) {
+    match replacement_set(st, s, missing_msat, fee_left, source_left) {
         Ok(set) => Ok(set),
         Err(e) => {
             s.tell(&format!(

@@ -36,7 +36,7 @@ pub fn next_set<N: Lightningd>(
     )
 }
 
-/// [`next_set`] with the solver's knobs given (replacement parts: [`flow::replacement_config`]).
+/// [`next_set`] with the solver's knobs given.
 pub fn next_set_with<N: Lightningd>(
     st: &State<N>,
     s: &mut Session,
@@ -44,6 +44,37 @@ pub fn next_set_with<N: Lightningd>(
     max_fee_msat: u64,
     max_source_msat: u64,
     config: &flow::FlowConfig,
+) -> Result<Vec<Vec<Hop>>, RpcFailure> {
+    let limits = (max_fee_msat, max_source_msat);
+    plan_set(st, s, amount_msat, limits, config, true)
+}
+
+/// The set for what a failed part left missing while the others are held
+/// ([`flow::replacement_config`]): as [`next_set_with`], but never a set the model rules out
+/// (see [`solve_set`]). Replacements planned by fees alone went out part after part into
+/// channels the model knew drained (on seeds 81-86 at 1M sat, 15-26 more HTLCs in a task);
+/// without a replacement the held parts fail back and the whole amount is planned again,
+/// where that fallback applies.
+pub fn replacement_set<N: Lightningd>(
+    st: &State<N>,
+    s: &mut Session,
+    missing_msat: u64,
+    max_fee_msat: u64,
+    max_source_msat: u64,
+) -> Result<Vec<Vec<Hop>>, RpcFailure> {
+    let config = flow::replacement_config();
+    let limits = (max_fee_msat, max_source_msat);
+    plan_set(st, s, missing_msat, limits, &config, false)
+}
+
+/// [`next_set_with`]; `by_fees`: whether a set the model rules out may still be planned.
+fn plan_set<N: Lightningd>(
+    st: &State<N>,
+    s: &mut Session,
+    amount_msat: u64,
+    (max_fee_msat, max_source_msat): (u64, u64),
+    config: &flow::FlowConfig,
+    by_fees: bool,
 ) -> Result<Vec<Vec<Hop>>, RpcFailure> {
     if s.max_parts <= 1 || s.circle.same_peer() {
         return next_route(st, s).map(|hops| vec![hops]);
@@ -66,6 +97,7 @@ pub fn next_set_with<N: Lightningd>(
         &s.beliefs,
         st.config.routing,
         config,
+        by_fees,
         scratch,
     );
     st.model.record_search_time(started.elapsed());
@@ -101,8 +133,8 @@ pub fn next_set_with<N: Lightningd>(
 /// The set `config` plans for `req`; where it finds none (no path, or paths that cannot carry
 /// the amount in the parts allowed), the same searched harder ([`flow::thorough`]: channels
 /// that each carry a fifth of the amount are missed at halves and quarters); and where even
-/// that finds none with the model's beliefs, the cheapest set by fees within the channels'
-/// capacities. The model then believes nothing carries the amount, but beliefs fade and may
+/// that finds none with the model's beliefs and `by_fees`, the cheapest set by fees within the
+/// channels' capacities. The model then believes nothing carries the amount, but beliefs fade and may
 /// be out of date (a channel drained an hour ago may be full again), so, as [`next_route`]
 /// falls back to the cheapest way not ruled out, the set is tried (probed first with
 /// `rebalance-probe-first`) rather than refused. What this call's failures ruled out stays out
@@ -116,6 +148,7 @@ fn solve_set(
     beliefs: &Beliefs,
     routing: Routing,
     config: &flow::FlowConfig,
+    by_fees: bool,
     scratch: &mut FlowScratch,
 ) -> Result<Flow, NoFlow> {
     let solve = |config: &flow::FlowConfig, scratch: &mut FlowScratch| match routing {
@@ -129,13 +162,16 @@ fn solve_set(
     }
     let harder = flow::thorough(config);
     let second = solve(&harder, scratch);
-    if !none(&second) || routing == Routing::FeeOnly {
+    if !none(&second) {
         return second;
+    }
+    if routing == Routing::FeeOnly || !by_fees {
+        return first;
     }
     match flow::solve_with(graph, req, &FeeOnly, &harder, scratch) {
         Ok(f) => Ok(f),
-        // Why the model's search found none says more than why fees alone did.
-        Err(_) => second,
+        // None at all: why the first search found none, as before the fallbacks.
+        Err(_) => first,
     }
 }
 
