@@ -134,14 +134,15 @@ fn plan_set<N: Lightningd>(
 /// the amount in the parts allowed), the same searched harder ([`flow::thorough`]: channels
 /// that each carry a fifth of the amount are missed at halves and quarters); and where even
 /// that finds none with the model's beliefs and `by_fees`, the cheapest set by fees within the
-/// channels' capacities. The model then believes nothing carries the amount, but beliefs fade and may
-/// be out of date (a channel drained an hour ago may be full again), so, as [`next_route`]
-/// falls back to the cheapest way not ruled out, the set is tried (probed first with
-/// `rebalance-probe-first`) rather than refused. What this call's failures ruled out stays out
-/// (the request's exclusions). On tuning seeds 7-10, 17 and 18 at 1M sat (`benches/README.md`)
-/// successes went from 361 to 366 of 396 (seed 17 refused 5 rebalances at once, a set there);
-/// at 1M sat on seeds 1 and 3-6 and the report seeds every rebalance came out the same; at 5M
-/// sat on the report seeds it ran in a few, and success moved within a run's noise.
+/// channels' capacities. The model then believes nothing carries the amount, but beliefs fade
+/// and may be out of date (a channel drained an hour ago may be full again), so, as
+/// [`next_route`] falls back to the cheapest way not ruled out, the set is tried (probed first
+/// with `rebalance-probe-first`) rather than refused. What this call's failures ruled out
+/// stays out (the request's exclusions). On tuning seeds 7-10, 17 and 18 at 1M sat
+/// (`benches/README.md`) successes went from 361 to 366 of 396 (seed 17 refused 5 rebalances
+/// at once, a set there); at 1M sat on seeds 1 and 3-6 and the report seeds every rebalance
+/// came out the same; at 5M sat on the report seeds it ran in a few, and success moved within
+/// a run's noise. When no pass finds a set, the first one's reason is the answer.
 fn solve_set(
     graph: &Graph,
     req: &FlowRequest,

@@ -124,11 +124,11 @@ pub fn cheap_first_config() -> FlowConfig {
 
 /// `config` searched harder, as the oracle searches: smaller chunks (thirds, sixths and
 /// eighths besides halves and quarters), the largest-first round, more paths combined and more
-/// sets re-balanced. What a rebalance plans again with when `config` found paths that could
-/// not carry the amount in the parts allowed ([`NoFlow::Insufficient`](super::NoFlow)):
-/// where the only ways are channels that each carry a third of it, halves and quarters find
-/// no set (on tuning seed 17 at 1M sat, 5 of 100 rebalances were refused so at once, with a
-/// set there; see `benches/README.md`). Several times the effort, spent only then.
+/// sets re-balanced. What a rebalance plans again with when `config` found no set (no path,
+/// or paths that could not carry the amount in the parts allowed): where the only ways are
+/// channels that each carry a fifth of it, halves and quarters find none (on tuning seed 17 at
+/// 1M sat, 5 of 100 rebalances were refused so at once, with a set there; see
+/// `benches/README.md`). Several times the effort, spent only then.
 pub fn thorough(config: &FlowConfig) -> FlowConfig {
     FlowConfig {
         chunks: vec![2, 3, 4, 6, 8],
