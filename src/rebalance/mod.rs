@@ -388,10 +388,18 @@ fn new_session<N: Lightningd>(
         planned_msat: 0,
         probes: 0,
         last_erring_index: None,
+        diverted: None,
     };
     s.planned_msat = planned_msat;
     learn::learn_our_channels(st, &s);
     Ok(s)
+}
+
+/// `f` with this rebalance's attempts in its data.
+fn with_attempts(f: RpcFailure, s: &Session) -> RpcFailure {
+    let mut data = f.data.clone().unwrap_or_else(|| json!({}));
+    data["attempts"] = attempts_json(&s.attempts);
+    f.with_data(data)
 }
 
 /// How many sets may fail (their probe or their payment) while the next plan is still the
@@ -447,7 +455,8 @@ async fn run<N: Lightningd>(
             .filter(|set| probed.could_probe(st, s, set));
         let set = match cheap {
             Some(set) => set,
-            None => route::next_set(st, s, amount, cap, spendable)?,
+            None => route::next_set(st, s, amount, cap, spendable)
+                .map_err(|e| s.diverted.take().map_or(e, |d| with_attempts(d, s)))?,
         };
         let fee_msat: u64 = set.iter().map(|h| route_fee_msat(h)).sum();
         s.check_set(&set, fee_msat)?;
@@ -547,11 +556,7 @@ async fn run<N: Lightningd>(
                 failed += 1;
                 continue;
             }
-            Outcome::Stop(f) => {
-                let mut data = f.data.clone().unwrap_or_else(|| json!({}));
-                data["attempts"] = attempts_json(&s.attempts);
-                return Err(f.with_data(data));
-            }
+            Outcome::Stop(f) => return Err(with_attempts(f, s)),
             Outcome::StillInFlight => {
                 let hash = s
                     .invoice

@@ -84,7 +84,10 @@ pub async fn attempt<N: Lightningd>(
 ) -> Outcome {
     match <[Vec<Hop>; 1]>::try_from(set) {
         Ok([hops]) => whole(st, s, &hops, attempt).await,
-        Err(set) => parts(st, s, set, attempt).await,
+        Err(set) => {
+            let outcome = parts(st, s, set, attempt).await;
+            one_htlc_if_diverted(st, s, outcome, attempt)
+        }
     }
 }
 
@@ -382,6 +385,41 @@ fn replacement<N: Lightningd>(
             ));
             Err(Outcome::Retry)
         }
+    }
+}
+
+/// A set refused because the incoming peer sent a part to us over another of its channels
+/// (non-strict forwarding: lightningd forwards over the channel to us with the most spendable,
+/// and each part held on the incoming channel lowers its spendable, so a later part goes over
+/// the other): the rest of the rebalance goes as one HTLC, which arrives over the incoming
+/// channel when it is the peer's choice as the rebalance starts, instead of stopping. Only
+/// when the amount is within the peer's htlc maximum there; nothing was paid for the set.
+fn one_htlc_if_diverted<N: Lightningd>(
+    st: &State<N>,
+    s: &mut Session,
+    outcome: Outcome,
+    attempt: &mut Attempt,
+) -> Outcome {
+    let diverted = st.inflight.get(s.id).and_then(|r| r.rejected_arrival);
+    let fits = s.req.inc.updates.remote.is_none_or(|u| {
+        u.htlc_maximum_msat
+            .is_none_or(|max| s.req.amount_msat <= max)
+    });
+    match (outcome, diverted) {
+        (Outcome::Stop(f), Some(other)) if s.max_parts > 1 && fits => {
+            s.diverted = Some(f);
+            st.inflight.update(s.id, |r| r.rejected_arrival = None);
+            s.max_parts = 1;
+            let why = format!(
+                "the incoming peer sent a part over channel {other}, not {}: refused, no fee; \
+                 the rest goes as one HTLC",
+                s.req.inc_scid
+            );
+            s.tell(&why);
+            attempt.outcome = format!("{}; {why}", attempt.outcome);
+            Outcome::Retry
+        }
+        (outcome, _) => outcome,
     }
 }
 

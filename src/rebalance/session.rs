@@ -156,6 +156,9 @@ pub struct Session {
     pub probes: u32,
     /// How far the last failure learned from had gone (its `erring_index`).
     pub last_erring_index: Option<usize>,
+    /// Why a set was refused when the incoming peer sent a part over another channel (the
+    /// rest then goes as one HTLC): the answer if no one route is found after it.
+    pub diverted: Option<RpcFailure>,
 }
 
 impl Session {
