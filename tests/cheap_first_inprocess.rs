@@ -15,8 +15,8 @@ use cln_rebalance::config::Config;
 use cln_rebalance::params::RebalanceParams;
 use cln_standin::simnet::Network;
 use common::{
-    SimNode, assert_clean, cheap_channel, cheap_policy, hand_made, named_nodes, pay_at_once,
-    rebalancer,
+    SimNode, assert_clean, cheap_channel, cheap_policy, hand_made, named_nodes, parts_params,
+    pay_at_once, rebalancer,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -49,15 +49,8 @@ fn network(x_sat: u64) -> Network {
 
 fn req(dryrun: bool) -> RebalanceParams {
     RebalanceParams {
-        outgoing: OUT.into(),
-        incoming: INC.into(),
-        amount_msat: Some(AMOUNT),
-        maxfeeppm: Some(1000),
-        exemptfee: None,
-        retry_for: Some(30),
         dryrun,
-        maxparts: None,
-        amount_max: false,
+        ..parts_params(OUT, INC, AMOUNT)
     }
 }
 

@@ -14,7 +14,9 @@ mod common;
 use cln_rebalance::config::Config;
 use cln_rebalance::params::RebalanceParams;
 use cln_standin::simnet::Network;
-use common::{assert_clean, cheap_channel, cheap_policy, hand_made, named_nodes, rebalancer};
+use common::{
+    assert_clean, cheap_channel, cheap_policy, hand_made, named_nodes, parts_params, rebalancer,
+};
 
 const OUT: &str = "800001x1x0";
 const INC: &str = "800002x1x0";
@@ -39,17 +41,7 @@ fn network(way_sat: u64) -> Network {
 }
 
 fn req() -> RebalanceParams {
-    RebalanceParams {
-        outgoing: OUT.into(),
-        incoming: INC.into(),
-        amount_msat: Some(AMOUNT),
-        maxfeeppm: Some(1000),
-        exemptfee: None,
-        retry_for: Some(30),
-        dryrun: false,
-        maxparts: None,
-        amount_max: false,
-    }
+    parts_params(OUT, INC, AMOUNT)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

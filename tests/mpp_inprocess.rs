@@ -19,7 +19,7 @@ use cln_rebalance::params::RebalanceParams;
 use cln_standin::simnet::Network;
 use common::{
     SimNode, assert_clean, cheap_channel, cheap_policy, hand_made, hooked, named_nodes,
-    network_from, node_id as id, pay_at_once, probe_params, rebalancer, untouched,
+    network_from, node_id as id, parts_params, pay_at_once, probe_params, rebalancer, untouched,
 };
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -53,17 +53,7 @@ fn network_json() -> Value {
 }
 
 fn req(amount_msat: u64) -> RebalanceParams {
-    RebalanceParams {
-        outgoing: OUT.into(),
-        incoming: INC.into(),
-        amount_msat: Some(amount_msat),
-        maxfeeppm: Some(1000),
-        exemptfee: None,
-        retry_for: Some(30),
-        dryrun: false,
-        maxparts: None,
-        amount_max: false,
-    }
+    parts_params(OUT, INC, amount_msat)
 }
 
 /// The channels of each part's route between our own two hops.

@@ -11,7 +11,9 @@ mod common;
 use cln_rebalance::config::Config;
 use cln_rebalance::params::RebalanceParams;
 use cln_standin::simnet::Network;
-use common::{assert_clean, cheap_policy, hand_made, named_nodes, pay_at_once, rebalancer};
+use common::{
+    assert_clean, cheap_policy, hand_made, named_nodes, parts_params, pay_at_once, rebalancer,
+};
 use serde_json::{Value, json};
 
 const OUT: &str = "800001x1x0";
@@ -46,17 +48,7 @@ fn network() -> Network {
 }
 
 fn req() -> RebalanceParams {
-    RebalanceParams {
-        outgoing: OUT.into(),
-        incoming: INC.into(),
-        amount_msat: Some(AMOUNT),
-        maxfeeppm: Some(1000),
-        exemptfee: None,
-        retry_for: Some(30),
-        dryrun: false,
-        maxparts: None,
-        amount_max: false,
-    }
+    parts_params(OUT, INC, AMOUNT)
 }
 
 async fn around_the_offline_node(config: Config) -> Value {

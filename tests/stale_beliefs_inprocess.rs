@@ -18,7 +18,10 @@ use cln_rebalance::core::liquidity::ChanDir;
 use cln_rebalance::params::RebalanceParams;
 use cln_rebalance::state::State;
 use cln_standin::simnet::Network;
-use common::{SimNode, assert_clean, cheap_channel, cheap_policy, hand_made, hooked, named_nodes};
+use common::{
+    SimNode, assert_clean, cheap_channel, cheap_policy, hand_made, hooked, named_nodes,
+    parts_params,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,15 +70,8 @@ fn taught(config: Config) -> (Arc<State<SimNode>>, SimNode) {
 
 fn req(dryrun: bool) -> RebalanceParams {
     RebalanceParams {
-        outgoing: OUT.into(),
-        incoming: INC.into(),
-        amount_msat: Some(AMOUNT),
-        maxfeeppm: Some(1000),
-        exemptfee: None,
-        retry_for: Some(30),
         dryrun,
-        maxparts: None,
-        amount_max: false,
+        ..parts_params(OUT, INC, AMOUNT)
     }
 }
 

@@ -616,6 +616,26 @@ pub fn one_route_params(
     }
 }
 
+/// `rebalance` of `amount_msat` from `out` to `inc` as an operator would ask it: parts as the
+/// options allow, 1000 ppm cap, 30 s of retries.
+pub fn parts_params(
+    out: &str,
+    inc: &str,
+    amount_msat: u64,
+) -> cln_rebalance::params::RebalanceParams {
+    cln_rebalance::params::RebalanceParams {
+        outgoing: out.into(),
+        incoming: inc.into(),
+        amount_msat: Some(amount_msat),
+        maxfeeppm: Some(1000),
+        exemptfee: None,
+        retry_for: Some(30),
+        dryrun: false,
+        maxparts: None,
+        amount_max: false,
+    }
+}
+
 /// `rebalance-probe` from `outgoing` to `incoming`, 1000 ppm cap, optionally for `amount_msat`.
 pub fn probe_params(
     outgoing: &str,
