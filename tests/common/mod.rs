@@ -604,15 +604,10 @@ pub fn one_route_params(
     amount_msat: u64,
 ) -> cln_rebalance::params::RebalanceParams {
     cln_rebalance::params::RebalanceParams {
-        outgoing: out.into(),
-        incoming: inc.into(),
-        amount_msat: Some(amount_msat),
         maxfeeppm: Some(10_000),
-        exemptfee: None,
         retry_for: Some(10),
-        dryrun: false,
         maxparts: Some(1),
-        amount_max: false,
+        ..parts_params(out, inc, amount_msat)
     }
 }
 
