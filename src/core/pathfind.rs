@@ -81,6 +81,7 @@ impl HopCost for Beliefs {
         amount_msat: u64,
     ) -> Option<u64> {
         self.risk_msat(idx, source, amount_msat, graph.edge_capacity_msat(idx))
+            .map(|r| r.saturating_add(self.hop_msat(amount_msat)))
     }
 }
 

@@ -49,8 +49,7 @@ pub trait FlowCost: HopCost {
 
 /// The model's price per bit of `-log2 P` for `amount_msat` at stake.
 fn per_bit(beliefs: &Beliefs, amount_msat: u64) -> f64 {
-    beliefs.config.risk_base_msat as f64
-        + amount_msat as f64 * beliefs.config.risk_ppm as f64 * 1e-6
+    beliefs.per_bit_msat(amount_msat)
 }
 
 /// Fee only: no cost beyond fees, no limit but the htlc maximum (the `fee` routing strategy).
@@ -88,6 +87,7 @@ impl FlowCost for Beliefs {
             return Some(0);
         }
         let risk = self.risk_msat(idx, source, amount_msat, graph.edge_capacity_msat(idx))?;
+        let risk = risk.saturating_add(self.hop_msat(amount_msat));
         if amount_msat == whole_msat {
             return Some(risk);
         }

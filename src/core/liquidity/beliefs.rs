@@ -42,6 +42,9 @@ pub struct Beliefs {
     pub config: ModelConfig,
     /// `-log2(1 - depleted)` of `config`: the risk every edge the prior prices starts from.
     depleted_bits: f64,
+    /// Bits of risk every hop adds to the search's cost (not to the probability): a longer
+    /// route's time (probes: each hop there and back) priced as risk. 0: none.
+    pub hop_bits: f64,
 }
 
 /// `resolved`'s value for a channel direction the graph does not have.
@@ -220,6 +223,22 @@ impl Beliefs {
                 self.live -= 1;
             }
         }
+    }
+
+    /// What [`Beliefs::hop_bits`] adds to the search's cost of a hop carrying `amount_msat`,
+    /// at the model's price per bit.
+    #[inline(always)]
+    pub fn hop_msat(&self, amount_msat: u64) -> u64 {
+        if self.hop_bits <= 0.0 {
+            return 0;
+        }
+        (self.hop_bits * self.per_bit_msat(amount_msat)).round() as u64
+    }
+
+    /// The model's price per bit of `-log2 P` for `amount_msat` at stake.
+    #[inline(always)]
+    pub fn per_bit_msat(&self, amount_msat: u64) -> f64 {
+        self.config.risk_base_msat as f64 + amount_msat as f64 * self.config.risk_ppm as f64 * 1e-6
     }
 
     /// Risk cost of sending `amount_msat` over edge `idx` (capacity `capacity_msat`) out of
