@@ -23,6 +23,17 @@ const INC: &str = "800002x1x0";
 const SHARED: &str = "700001x1x0";
 const SAT: u64 = 1000;
 
+/// The defaults, but probe calls price hops as payments do (`probe_hop_bits` 0): these
+/// graphs test how the search proves sets, on sets of parts a price on hops would plan fewer
+/// of (each part's hops priced at the whole amount's rate) - `probe_hops_inprocess.rs`
+/// tests that price.
+fn hops_unpriced() -> Config {
+    Config {
+        probe_hop_bits: 0.0,
+        ..Config::default()
+    }
+}
+
 /// The fork network, `a -> m` holding `shared_sat` on a's side.
 fn fork(shared_sat: u64) -> Network {
     let names = ["us", "a", "b", "m", "x", "y"];
@@ -56,7 +67,7 @@ fn to_m(node: &common::SimNode) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parts_sharing_channels_are_proven_together_by_a_probe_to_where_they_part() {
-    let (r, node) = rebalancer(fork(2_000_000), Config::default());
+    let (r, node) = rebalancer(fork(2_000_000), hops_unpriced());
     let before = node.channel_state();
     let amount = 1_000_000 * SAT;
     let v = r.rebalance_probe(probe(Some(amount)), None).await.unwrap();
@@ -73,7 +84,7 @@ async fn parts_sharing_channels_are_proven_together_by_a_probe_to_where_they_par
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parts_that_each_carry_alone_do_not_move_when_the_shared_channel_cannot_hold_both() {
     // a -> m holds 700,000 sat: each 500,000 sat part reaches us alone, both together cannot.
-    let (r, node) = rebalancer(fork(700_000), Config::default());
+    let (r, node) = rebalancer(fork(700_000), hops_unpriced());
     let before = node.channel_state();
     let v = r
         .rebalance_probe(probe(Some(1_000_000 * SAT)), None)
@@ -104,7 +115,7 @@ async fn nothing_can_move_answers_zero_not_an_error_about_an_amount_never_given(
             p.htlc_minimum_msat = 1000 * SAT;
         }
     }
-    let (r, node) = rebalancer(net, Config::default());
+    let (r, node) = rebalancer(net, hops_unpriced());
     let before = node.channel_state();
     let most = r
         .rebalance_probe(probe(None), None)
@@ -145,7 +156,7 @@ async fn an_amount_whose_parts_meet_again_is_proven_by_one_route() {
     // 1M sat: the model splits it over both ways (a whole 1M sat on 1.2M sat channels looks
     // unlikely to it). Each part reaches us, but no probe can prove both together on z -> b;
     // one route for the whole amount can, and does: every channel of either way holds it.
-    let (r, node) = rebalancer(rejoin(1_150_000, vec![]), Config::default());
+    let (r, node) = rebalancer(rejoin(1_150_000, vec![]), hops_unpriced());
     let before = node.channel_state();
     let v = r
         .rebalance_probe(probe(Some(1_000_000 * SAT)), None)
@@ -173,7 +184,7 @@ async fn a_route_that_carried_is_not_probed_again_for_a_little_more() {
     // sure). That part is cut to what was proven instead of being probed again (before: 1-3
     // such probes a call here, each proving next to nothing).
     for (x, y) in [(700_000, 450_000), (900_000, 300_000), (1_100_000, 650_000)] {
-        let (r, node) = rebalancer(two_ways_to("b", x, y, vec![]), Config::default());
+        let (r, node) = rebalancer(two_ways_to("b", x, y, vec![]), hops_unpriced());
         let before = node.channel_state();
         let most = r.rebalance_probe(probe(None), None).await.unwrap();
         // Each probe: its channels, what it delivered, whether it reached us (failed at the end).
@@ -238,7 +249,7 @@ async fn parts_meeting_again_give_way_to_a_way_whose_sum_probes_can_prove() {
     // Once that one route failed, z -> b is planned at no more than was proven there, so the
     // rest goes by y -> w -> b and the answer is both ways' worth, every bit of it proven
     // (before: one way's worth).
-    let (r, node) = rebalancer(rejoin_or_not(), Config::default());
+    let (r, node) = rebalancer(rejoin_or_not(), hops_unpriced());
     let before = node.channel_state();
     let most = r.rebalance_probe(probe(None), None).await.unwrap();
     let max = most["max_msat"].as_u64().unwrap();

@@ -297,6 +297,9 @@ impl<N: Lightningd> State<N> {
                 ..Extra::default()
             };
             let mut s = new_session(self, id, &rp, req, graph, started_ms, extra)?;
+            if !background {
+                s.beliefs.hop_bits = self.config.probe_hop_bits;
+            }
             let found = match p.amount_msat {
                 // Background probing: what the model is sure of needs no probe.
                 Some(a) if background && probe::sure(self, &mut s, a) => Ok(Found::default()),
@@ -358,7 +361,9 @@ fn new_session<N: Lightningd>(
         &graph,
     )?;
     let local_model = (!st.config.liquidity_memory).then(|| Mutex::new(Liquidity::new()));
-    let (beliefs, scratch) = st.model.take_view();
+    let (mut beliefs, scratch) = st.model.take_view();
+    // The view is handed from call to call: what a probe call priced hops at must not stay.
+    beliefs.hop_bits = 0.0;
     let planned_msat = req.amount_msat;
     let mut s = Session {
         id,
