@@ -47,11 +47,6 @@ pub trait FlowCost: HopCost {
     fn probability(&self, graph: &Graph, idx: EdgeIdx, source: NodeIdx, amount_msat: u64) -> f64;
 }
 
-/// The model's price per bit of `-log2 P` for `amount_msat` at stake.
-fn per_bit(beliefs: &Beliefs, amount_msat: u64) -> f64 {
-    beliefs.per_bit_msat(amount_msat)
-}
-
 /// Fee only: no cost beyond fees, no limit but the htlc maximum (the `fee` routing strategy).
 impl FlowCost for crate::core::pathfind::FeeOnly {
     #[inline(always)]
@@ -91,11 +86,11 @@ impl FlowCost for Beliefs {
         if amount_msat == whole_msat {
             return Some(risk);
         }
-        let at = per_bit(self, amount_msat);
+        let at = self.per_bit_msat(amount_msat);
         if at <= 0.0 {
             return Some(risk);
         }
-        Some((risk as f64 * per_bit(self, whole_msat) / at).round() as u64)
+        Some((risk as f64 * self.per_bit_msat(whole_msat) / at).round() as u64)
     }
 
     /// From the risk: `bits = risk / (risk_base + amount x risk_ppm)`, `P = 2^-bits`. The risk
@@ -109,7 +104,7 @@ impl FlowCost for Beliefs {
         else {
             return 0.0;
         };
-        let per_bit = per_bit(self, amount_msat);
+        let per_bit = self.per_bit_msat(amount_msat);
         if per_bit <= 0.0 {
             return 1.0;
         }
