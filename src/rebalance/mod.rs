@@ -11,7 +11,7 @@
 //! 2. [`route`]: the best route not ruled out ([`circle`]), by fee (+ risk with the model),
 //!    within the fee cap and what the outgoing channel can spend ([`Session::check_route`]);
 //! 3. [`pay`]: our invoice, made once; then sendpay + waitsendpay (a set the model is unsure
-//!    of is probed first: [`probe::before_paying`]);
+//!    of is probed first: [`probe::before::before_paying`]);
 //! 4. [`learn`]: what the outcome teaches the model and the circle; retry or stop;
 //! 5. [`cleanup`]: delete an unpaid invoice, save the model, record the history.
 //!
@@ -42,6 +42,7 @@ use crate::state::inflight::Running;
 use check::{Checked, check_request};
 use circle::Circle;
 use log::info;
+use probe::before::BeforePay;
 use probe::{Found, ProbeBudget, ProbeSummary};
 use serde_json::{Value, json};
 use session::{Attempt, Extra, Outcome, Session, attempts_json, via};
@@ -446,7 +447,7 @@ async fn run<N: Lightningd>(
     s: &mut Session,
     dryrun: bool,
 ) -> Result<Value, RpcFailure> {
-    let mut probed = probe::BeforePaying::default();
+    let mut probed = probe::before::BeforePaying::default();
     // Sets whose probe or payment failed: after CHEAP_PLANS, every plan is the model's.
     let mut failed = 0;
     loop {
@@ -458,12 +459,12 @@ async fn run<N: Lightningd>(
             .then(|| route::next_set_with(st, s, amount, cap, spendable, &cheap_first_config()))
             .and_then(Result::ok)
             .filter(|set| probed.could_probe(st, s, set));
-        let set = match cheap {
+        let mut set = match cheap {
             Some(set) => set,
             None => route::next_set(st, s, amount, cap, spendable)
                 .map_err(|e| s.diverted.take().map_or(e, |d| with_attempts(d, s)))?,
         };
-        let fee_msat: u64 = set.iter().map(|h| route_fee_msat(h)).sum();
+        let mut fee_msat: u64 = set.iter().map(|h| route_fee_msat(h)).sum();
         s.check_set(&set, fee_msat)?;
         if dryrun {
             return Ok(answer::quote(st, s, &set, fee_msat));
@@ -471,9 +472,22 @@ async fn run<N: Lightningd>(
         if let Some(stop) = must_stop(st, s) {
             return Err(stop);
         }
-        if !probe::before_paying(st, s, &set, &mut probed).await? {
-            failed += 1;
-            continue;
+        match probe::before::before_paying(st, s, &set, &mut probed).await? {
+            BeforePay::Pay => {}
+            // Probes proved it within the cap; checked as every set is, and planned around
+            // should it fail the check.
+            BeforePay::PayProven(proven) => {
+                let fee: u64 = proven.iter().map(|h| route_fee_msat(h)).sum();
+                if s.check_set(&proven, fee).is_err() {
+                    failed += 1;
+                    continue;
+                }
+                (set, fee_msat) = (proven, fee);
+            }
+            BeforePay::Replan => {
+                failed += 1;
+                continue;
+            }
         }
         if let Some(stop) = must_stop(st, s) {
             return Err(stop);

@@ -17,12 +17,12 @@
 //! Background probing's probes also count against the hourly budget and stop as soon as
 //! anything else runs.
 
+pub mod before;
 mod found;
 mod plan;
 mod routes;
 
 use super::learn::{failed, learn_carried};
-use super::route;
 use super::session::{Attempt, Outcome, Session, via};
 use crate::core::amount::{MSAT_PER_SAT, display_sat};
 use crate::core::flow::{self, FlowScratch};
@@ -454,71 +454,6 @@ pub async fn probe_max<N: Lightningd>(
         found.proven(more.0, more.1);
     }
     Ok(found)
-}
-
-/// What a rebalance's probes before paying proved so far (`rebalance-probe-first`).
-#[derive(Default)]
-pub struct BeforePaying {
-    proven: HashMap<EdgeIdx, u64>,
-    found: Found,
-}
-
-/// `rebalance-probe-first`: whether `set`, about to be paid, may go. When the model is not
-/// sure it moves (P < [`SURE`]) its parts are probed first, one after the other; `false` when
-/// a probe failed (the model and the circle learned why: plan again, nothing was held or
-/// paid). Paid at once, unprobed, when the time left cannot hold the probes and then the
-/// payment (at the slowest pace per hop seen), when the probe budget is spent, or while
-/// another probe is out through the outgoing channel (one at a time).
-pub async fn before_paying<N: Lightningd>(
-    st: &State<N>,
-    s: &mut Session,
-    set: &[Vec<Hop>],
-    seen: &mut BeforePaying,
-) -> Result<bool, RpcFailure> {
-    if !seen.could_probe(st, s, set)
-        || route::set_probability(st, s, set) >= SURE
-        || !st.inflight.start_probe(&s.req.out_scid, false)
-    {
-        return Ok(true);
-    }
-    let budget = ProbeBudget {
-        probes: st.config.probe_max_probes,
-        secs: s.retry_for,
-    };
-    let probed = probe_set(st, s, set, &mut seen.proven, &mut seen.found, budget).await;
-    st.inflight.end_probe(&s.req.out_scid);
-    s.probes = seen.found.probes;
-    Ok(probed? != SetProbed::Failed)
-}
-
-impl BeforePaying {
-    /// Whether [`before_paying`] could probe `set` now: probing first is on, the probe budget
-    /// is not spent, no other probe goes out through the outgoing channel, and the time left
-    /// holds the set's probes and then its payment.
-    pub fn could_probe<N: Lightningd>(&self, st: &State<N>, s: &Session, set: &[Vec<Hop>]) -> bool {
-        st.config.probe_first
-            && self.found.probes < st.config.probe_max_probes
-            && !st.inflight.probing(&s.req.out_scid)
-            && self
-                .found
-                .time_left(probe_then_pay_hops(set), st.now_ms(), s.deadline_ms)
-    }
-
-    /// A payment attempt that failed after `took_ms`: its pace per hop (to where it failed and
-    /// back) counts as a probe's would, so the next set is probed only with time left to pay.
-    pub fn paced(&mut self, s: &Session, took_ms: u64) {
-        if let Some(went) = s.last_erring_index.filter(|&i| i > 0) {
-            let pace = took_ms / went as u64;
-            self.found.ms_per_hop = self.found.ms_per_hop.max(pace);
-        }
-    }
-}
-
-/// The hops `set`'s probes go (one route after the other) and then its payment (its longest
-/// route: the parts go at once).
-fn probe_then_pay_hops(set: &[Vec<Hop>]) -> usize {
-    let hops: usize = set.iter().map(Vec::len).sum();
-    hops + set.iter().map(Vec::len).max().unwrap_or(0)
 }
 
 /// `lo < x <= hi` halfway between, in whole satoshis.
