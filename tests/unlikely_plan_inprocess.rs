@@ -10,61 +10,17 @@
 
 mod common;
 
-use cln_rebalance::clock::ManualClock;
 use cln_rebalance::config::Config;
-use cln_rebalance::core::graph::Scid;
-use cln_rebalance::core::liquidity::ChanDir;
 use cln_rebalance::params::RebalanceParams;
 use cln_rebalance::progress::Collected;
 use cln_rebalance::rebalance::probe::before::UNLIKELY_PLAN;
 use cln_rebalance::rebalance::session::Extra;
-use cln_rebalance::state::State;
-use cln_standin::simnet::Network;
-use common::{
-    SimNode, assert_clean, cheap_channel, cheap_policy, hand_made, hooked, named_nodes,
-    parts_params,
-};
+use common::two_ways::{INC, OUT, SAT, taught};
+use common::{assert_clean, parts_params};
 use std::sync::Arc;
 use std::time::Duration;
 
-const OUT: &str = "800001x1x0";
-const INC: &str = "800002x1x0";
-const A_X: &str = "700001x1x0";
-const A_Y: &str = "700002x1x0";
-const SAT: u64 = 1000;
 const AMOUNT: u64 = 1_000_000 * SAT;
-const CAPACITY: u64 = 1_500_000 * SAT;
-
-fn network() -> Network {
-    let names = ["us", "a", "b", "x", "y"];
-    let channels = vec![
-        cheap_channel(OUT, "us", "a", 10_000_000, 9_000_000),
-        cheap_channel(INC, "us", "b", 10_000_000, 1_000_000),
-        cheap_channel(A_X, "a", "x", 1_500_000, 600_000),
-        cheap_channel("700001x1x1", "x", "b", 1_500_000, 1_200_000),
-        cheap_channel(A_Y, "a", "y", 1_500_000, 600_000),
-        cheap_channel("700002x1x1", "y", "b", 1_500_000, 1_200_000),
-    ];
-    hand_made(named_nodes(&names), cheap_policy(), channels)
-}
-
-/// A rebalancer whose clock stands still, taught that a's channels to x and y each failed at
-/// 520k sat just now.
-fn taught(config: Config) -> (Arc<State<SimNode>>, SimNode) {
-    let node = SimNode::new(network());
-    let clock = Arc::new(ManualClock::new(1_770_000_000_000));
-    let r = hooked(node.clone(), config, clock);
-    let now = r.now_secs();
-    let half_life = r.config.model.half_life_secs;
-    let mut m = r.model.lock();
-    for scid in [A_X, A_Y] {
-        // a's id sorts before x's and y's: a -> x and a -> y are direction 0.
-        let cd = ChanDir::new(scid.parse::<Scid>().unwrap(), 0);
-        m.failed(cd, 520_000 * SAT, CAPACITY, now, half_life);
-    }
-    drop(m);
-    (r, node)
-}
 
 fn req(dryrun: bool) -> RebalanceParams {
     RebalanceParams {
@@ -75,7 +31,7 @@ fn req(dryrun: bool) -> RebalanceParams {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unlikely_plan_is_searched_around_by_probes_and_the_proven_set_paid() {
-    let (r, node) = taught(Config::default());
+    let (r, node) = taught(600_000, 520_000, Config::default());
     // The plan: two parts, which the model gives almost no chance.
     let q = r.rebalance(req(true)).await.unwrap();
     assert_eq!(q["parts"].as_array().map(Vec::len), Some(2), "{q}");
@@ -119,7 +75,7 @@ async fn an_unlikely_plan_is_searched_around_by_probes_and_the_proven_set_paid()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_probing_off_the_unlikely_plan_is_paid_as_planned() {
-    let (r, node) = taught(common::pay_at_once());
+    let (r, node) = taught(600_000, 520_000, common::pay_at_once());
     let heard = Arc::new(Collected::default());
     let extra = Extra {
         progress: Some(heard.clone()),
