@@ -137,6 +137,11 @@ pub fn route_fee_msat(hops: &[Hop]) -> u64 {
     }
 }
 
+/// What a set of parts costs us: the sum of its routes' fees.
+pub fn set_fee_msat(set: &[Vec<Hop>]) -> u64 {
+    set.iter().map(|h| route_fee_msat(h)).sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,7 +33,7 @@ use crate::core::amount::MSAT_PER_SAT;
 use crate::core::amount::{display_sat, fee_cap_msat, ppm};
 use crate::core::flow::cheap_first_config;
 use crate::core::liquidity::Liquidity;
-use crate::core::route::{Hop, route_fee_msat};
+use crate::core::route::{Hop, set_fee_msat};
 use crate::error::{self, RpcFailure};
 use crate::lightningd::Lightningd;
 use crate::params::{ProbeParams, RebalanceParams};
@@ -464,7 +464,7 @@ async fn run<N: Lightningd>(
             None => route::next_set(st, s, amount, cap, spendable)
                 .map_err(|e| s.diverted.take().map_or(e, |d| with_attempts(d, s)))?,
         };
-        let mut fee_msat: u64 = set.iter().map(|h| route_fee_msat(h)).sum();
+        let mut fee_msat = set_fee_msat(&set);
         s.check_set(&set, fee_msat)?;
         if dryrun {
             return Ok(answer::quote(st, s, &set, fee_msat));
@@ -477,7 +477,7 @@ async fn run<N: Lightningd>(
             // Probes proved it within the cap; checked as every set is, and planned around
             // should it fail the check.
             BeforePay::PayProven(proven) => {
-                let fee: u64 = proven.iter().map(|h| route_fee_msat(h)).sum();
+                let fee = set_fee_msat(&proven);
                 if s.check_set(&proven, fee).is_err() {
                     failed += 1;
                     continue;

@@ -84,19 +84,22 @@ impl BeforePaying {
     /// is not spent, no other probe goes out through the outgoing channel, and the time left
     /// holds the set's probes and then its payment.
     pub fn could_probe<N: Lightningd>(&self, st: &State<N>, s: &Session, set: &[Vec<Hop>]) -> bool {
-        st.config.probe_first
-            && self.found.probes < st.config.probe_max_probes
-            && !st.inflight.probing(&s.req.out_scid)
+        self.may_probe(st, s)
             && self
                 .found
                 .time_left(probe_then_pay_hops(set), st.now_ms(), s.deadline_ms)
     }
 
-    /// Whether an unlikely plan may be searched around now: probing first is on, not searched
-    /// yet in this rebalance, probes left, no other probe out through the outgoing channel.
+    /// Whether an unlikely plan may be searched around now: as [`Self::may_probe`], and not
+    /// searched yet in this rebalance.
     fn could_search<N: Lightningd>(&self, st: &State<N>, s: &Session) -> bool {
+        !self.searched && self.may_probe(st, s)
+    }
+
+    /// Probing first is on, the probe budget is not spent, and no other probe goes out
+    /// through the outgoing channel.
+    fn may_probe<N: Lightningd>(&self, st: &State<N>, s: &Session) -> bool {
         st.config.probe_first
-            && !self.searched
             && self.found.probes < st.config.probe_max_probes
             && !st.inflight.probing(&s.req.out_scid)
     }

@@ -1,6 +1,6 @@
 //! What one probing call may spend and what it found.
 
-use crate::core::route::{Hop, route_fee_msat};
+use crate::core::route::{Hop, set_fee_msat};
 
 /// How much probing one call may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub struct Found {
 impl Found {
     /// Records `set` as what is proven to move `amount_msat`, with what its parts pay.
     pub(super) fn proven(&mut self, amount_msat: u64, set: Vec<Vec<Hop>>) {
-        self.fee_msat = set.iter().map(|h| route_fee_msat(h)).sum();
+        self.fee_msat = set_fee_msat(&set);
         self.amount_msat = amount_msat;
         self.set = set;
     }

@@ -27,7 +27,7 @@ use super::session::{Attempt, Outcome, Session, via};
 use crate::core::amount::{MSAT_PER_SAT, display_sat};
 use crate::core::flow::{self, FlowScratch};
 use crate::core::graph::EdgeIdx;
-use crate::core::route::{Hop, route_fee_msat};
+use crate::core::route::{Hop, set_fee_msat};
 use crate::error::{self, RpcFailure};
 use crate::lightningd::Lightningd;
 use crate::lightningd::types::PayFailure;
@@ -401,8 +401,7 @@ pub async fn probe_max<N: Lightningd>(
         // moves a little less, but needs no probe of those parts again.
         let mut moves = amount;
         if let Some((cut, total)) = cut_to_proven(s, &set, &proven, lo)
-            && cut.iter().map(|h| route_fee_msat(h)).sum::<u64>()
-                <= s.cap_for(total, s.planned_msat)
+            && set_fee_msat(&cut) <= s.cap_for(total, s.planned_msat)
         {
             (set, moves) = (cut, total);
         }

@@ -4,7 +4,7 @@
 
 use super::found::{Found, MIN_HOPS, ProbeBudget};
 use crate::core::amount::MSAT_PER_SAT;
-use crate::core::route::{Hop, route_fee_msat};
+use crate::core::route::{Hop, set_fee_msat};
 use crate::error::RpcFailure;
 use crate::lightningd::Lightningd;
 use crate::rebalance::route::{self, next_set};
@@ -22,7 +22,7 @@ pub(super) fn plan<N: Lightningd>(
     s.req.amount_msat = amount_msat;
     let (cap, spendable) = (s.cap_msat, s.req.out.spendable_msat);
     let set = next_set(st, s, amount_msat, cap, spendable)?;
-    let fee: u64 = set.iter().map(|h| route_fee_msat(h)).sum();
+    let fee = set_fee_msat(&set);
     s.check_set(&set, fee)?;
     Ok(set)
 }
