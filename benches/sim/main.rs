@@ -76,6 +76,7 @@ mod table; // the first table: attempts and fees against the cheapest route
 use cln_rebalance::clock::{Clock, ManualClock};
 use cln_rebalance::config::Config;
 use cln_rebalance::core::liquidity::{Beliefs, ChanDir, Liquidity, ModelConfig, Prior};
+use cln_rebalance::error::RpcFailure;
 use cln_rebalance::params::RebalanceParams;
 use cln_rebalance::state::State;
 use cln_standin::prng::SplitMix64;
@@ -401,6 +402,14 @@ impl Runner {
                 net.channels.iter().map(|c| c.htlcs.len()).sum(),
             )
         };
+        // A rebalance that says it paid but moved less than its task's amount failed it.
+        let result = result.and_then(|v| match v["amount_msat"].as_u64() {
+            Some(moved) if moved != t.amount_msat => Err(RpcFailure::new(
+                0,
+                format!("moved {moved}msat of the amount (a defect)"),
+            )),
+            _ => Ok(v),
+        });
         match result {
             Ok(v) => Outcome {
                 seed: world.config.seed,
