@@ -142,9 +142,38 @@ pub fn set_fee_msat(set: &[Vec<Hop>]) -> u64 {
     set.iter().map(|h| route_fee_msat(h)).sum()
 }
 
+/// What a set of parts delivers to `destination` together: the sum of its routes' last
+/// amounts. `None` when a route is empty, ends elsewhere, or the sum overflows.
+pub fn set_delivered_msat(set: &[Vec<Hop>], destination: &str) -> Option<u64> {
+    set.iter().try_fold(0u64, |sum, hops| {
+        let last = hops.last().filter(|h| h.node_id == destination)?;
+        sum.checked_add(last.amount_msat)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_set_delivers_the_sum_of_its_last_amounts_to_one_destination() {
+        let route =
+            |amount: u64, end: &str| build_route(&[spec(1, "a"), spec(2, end)], amount, 9).unwrap();
+        let set = [route(600_000, "us"), route(400_000, "us")];
+        assert_eq!(set_delivered_msat(&set, "us"), Some(1_000_000));
+        assert_eq!(
+            set_fee_msat(&set),
+            route_fee_msat(&set[0]) + route_fee_msat(&set[1])
+        );
+        assert_eq!(
+            set_delivered_msat(&[route(1, "us"), route(1, "b")], "us"),
+            None
+        );
+        assert_eq!(set_delivered_msat(&[vec![]], "us"), None);
+        assert_eq!(set_delivered_msat(&[], "us"), Some(0));
+        let huge = route(u64::MAX / 2 + 1, "us");
+        assert_eq!(set_delivered_msat(&[huge.clone(), huge], "us"), None);
+    }
 
     fn pyln_policy() -> Policy {
         // pyln-testing's channel defaults: base 1 msat, 10 ppm, cltv delta 6.

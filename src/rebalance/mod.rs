@@ -42,7 +42,6 @@ use crate::state::inflight::Running;
 use check::{Checked, check_request};
 use circle::Circle;
 use log::info;
-use probe::before::BeforePay;
 use probe::{Found, ProbeBudget, ProbeSummary};
 use serde_json::{Value, json};
 use session::{Attempt, Extra, Outcome, Session, attempts_json, via};
@@ -459,12 +458,12 @@ async fn run<N: Lightningd>(
             .then(|| route::next_set_with(st, s, amount, cap, spendable, &cheap_first_config()))
             .and_then(Result::ok)
             .filter(|set| probed.could_probe(st, s, set));
-        let mut set = match cheap {
+        let set = match cheap {
             Some(set) => set,
             None => route::next_set(st, s, amount, cap, spendable)
                 .map_err(|e| s.diverted.take().map_or(e, |d| with_attempts(d, s)))?,
         };
-        let mut fee_msat = set_fee_msat(&set);
+        let fee_msat = set_fee_msat(&set);
         s.check_set(&set, fee_msat)?;
         if dryrun {
             return Ok(answer::quote(st, s, &set, fee_msat));
@@ -472,37 +471,16 @@ async fn run<N: Lightningd>(
         if let Some(stop) = must_stop(st, s) {
             return Err(stop);
         }
-        match probe::before::before_paying(st, s, &set, &mut probed).await? {
-            BeforePay::Pay => {}
-            // Probes proved it within the cap; checked as every set is, and planned around
-            // should it fail the check.
-            BeforePay::PayProven(proven) => {
-                let fee = set_fee_msat(&proven);
-                if s.check_set(&proven, fee).is_err() {
-                    failed += 1;
-                    continue;
-                }
-                (set, fee_msat) = (proven, fee);
-            }
-            BeforePay::Replan => {
-                failed += 1;
-                continue;
-            }
+        if !probe::before::before_paying(st, s, &set, &mut probed).await? {
+            failed += 1;
+            continue;
         }
         if let Some(stop) = must_stop(st, s) {
             return Err(stop);
         }
+        // Routes are built to end at us and deliver the amount: refuse to send any that do not.
+        s.check_sendable(&set)?;
         pay::ensure_invoice(st, s).await?;
-        // Routes are built to end at us; refuse to send anything that does not.
-        if set
-            .iter()
-            .any(|hops| hops.last().map(|h| h.node_id.as_str()) != Some(s.req.our_id.as_str()))
-        {
-            return Err(RpcFailure::new(
-                error::PLUGIN_ERROR,
-                "internal error: a route that does not end at our node; nothing was sent",
-            ));
-        }
         let scids = |hops: &Vec<Hop>| -> Vec<String> {
             hops.iter()
                 .map(|h| h.short_channel_id.to_string())

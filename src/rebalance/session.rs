@@ -8,7 +8,7 @@ use crate::core::flow::FlowScratch;
 use crate::core::graph::Graph;
 use crate::core::liquidity::{Beliefs, Liquidity};
 use crate::core::pathfind::Scratch;
-use crate::core::route::Hop;
+use crate::core::route::{Hop, set_delivered_msat};
 use crate::error::{self, RpcFailure};
 use crate::lightningd::Lightningd;
 use crate::progress::Progress;
@@ -197,6 +197,28 @@ impl Session {
             Some(m) => m.lock().expect("local model lock"),
             None => st.liquidity(),
         }
+    }
+
+    /// The last guard before a set is sent: every route ends at our node, and the parts
+    /// deliver together exactly the amount the rebalance was asked to move.
+    pub fn check_sendable(&self, set: &[Vec<Hop>]) -> Result<(), RpcFailure> {
+        let delivered = set_delivered_msat(set, &self.req.our_id);
+        let what = match delivered {
+            None => "a route that does not end at our node".to_string(),
+            Some(msat)
+                if msat != self.planned_msat || self.req.amount_msat != self.planned_msat =>
+            {
+                format!(
+                    "a set that delivers {msat}msat, not the {}msat asked",
+                    self.planned_msat
+                )
+            }
+            Some(_) => return Ok(()),
+        };
+        Err(RpcFailure::new(
+            error::PLUGIN_ERROR,
+            format!("internal error: {what}; nothing was sent"),
+        ))
     }
 
     /// Refuses a set whose fees together are above the fee cap, or one the outgoing channel
