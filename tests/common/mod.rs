@@ -6,8 +6,6 @@
 
 #![allow(dead_code)]
 
-pub mod two_ways;
-
 use cln_rebalance::clock::{Clock, ManualClock};
 use cln_rebalance::config::Config;
 use cln_rebalance::core::route::Hop;
