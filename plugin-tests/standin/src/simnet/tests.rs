@@ -563,6 +563,45 @@ fn non_strict_forwarding_uses_the_fuller_channel() {
     }
 }
 
+/// lightningd checks the cltv against its one `cltv-delta` whichever channel it substitutes:
+/// a fuller channel to the same peer with a larger delta in its (foreign) gossip still takes the
+/// HTLC the onion built for the requested one. The onion's gap short of the requested delta
+/// fails as before.
+#[test]
+fn non_strict_forwarding_checks_the_requested_delta() {
+    let mut n = demo();
+    let c = n.channel_by_scid("800002x1x0").unwrap();
+    let s = n.side_of(c, n.node_by_id(ALICE).unwrap()).unwrap();
+    n.channels[c].policy[s].cltv_expiry_delta += 100;
+    let hops = [
+        (CAROL, "800004x1x0"),
+        (ALICE, "700101x7x1"),
+        (US, "800001x1x0"),
+    ];
+    // One block short of the requested channel's delta at alice: refused.
+    let (hash, secret) = new_invoice(&mut n, "short", 50_000_000);
+    let mut r = route(&mut n, &hops, 50_000_000, 18);
+    r[1]["delay"] = json!(r[1]["delay"].as_u64().unwrap() - 1);
+    let e = failed(&mut n, r, &hash, &secret);
+    let d = e.data.unwrap();
+    assert_eq!(
+        (d["failcode"].as_u64(), d["erring_index"].as_u64()),
+        (Some(wire::INCORRECT_CLTV_EXPIRY as u64), Some(2))
+    );
+    // The requested delta exactly: forwarded over the fuller substitute (delta 100 larger).
+    let (hash, secret) = new_invoice(&mut n, "delta", 50_000_000);
+    let b2 = balance(&n, "800002x1x0", US);
+    let r = route(&mut n, &hops, 50_000_000, 18);
+    call(
+        &mut n,
+        "sendpay",
+        json!({"route": r, "payment_hash": hash, "payment_secret": secret}),
+    )
+    .unwrap();
+    assert_eq!(wait(&mut n, &hash).unwrap()["status"], "complete");
+    assert_eq!(balance(&n, "800002x1x0", US), b2 + 50_000_000);
+}
+
 #[test]
 fn invoice_lifecycle() {
     let mut n = demo();

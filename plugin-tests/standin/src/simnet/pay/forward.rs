@@ -247,7 +247,9 @@ impl Network {
         if amt > pol.htlc_maximum_msat || amt < pol.htlc_minimum_msat {
             return Err(wire::TEMPORARY_CHANNEL_FAILURE);
         }
-        let delta = pol.cltv_expiry_delta;
+        // lightningd checks one delta for all its channels (`cltv-delta`, `forward_htlc`), so
+        // a substitute's is the one the onion was built with: the requested channel's.
+        let delta = self.channels[req].policy[sx].cltv_expiry_delta;
         if !(delta < in_expiry && in_expiry - delta >= out_expiry) {
             return Err(wire::INCORRECT_CLTV_EXPIRY);
         }
