@@ -31,7 +31,10 @@
 //! `--oracle-min-part`: held fixed while `mpp`'s are tuned), 20 hops
 //! and the same cap: a task is feasible for the flow if it finds a set or the route oracle a
 //! route; its fee is the least of the two; and where neither is found, `max_flow_within_cap`
-//! says how much could move within the cap (to 1% of the amount).
+//! says how much could move within the cap (to 1% of the amount). `--check-oracle` sends each
+//! route oracle's route as a probe through a copy of the network as the task starts (the
+//! network's own forwarding, the stand-in's `pay/forward.rs`) and prints how many reached us:
+//! the oracle's limits and the network's rules checked against each other.
 //!
 //! Strategies, each on its own copy of the same world with the same tasks, traffic and flaky
 //! nodes: `fee` (the cheapest route by fee, failures ruled out for the call), `nomem` (the
@@ -61,7 +64,7 @@
 //! probing tables of `probe.rs` instead, on the first amount's tasks). Tune on
 //! [`TUNING_SEEDS`]; report on others. `--dump PATH` writes every task's outcome and its
 //! payments (try, seconds, amount, fee, hops, how each ended), one line a task, to read runs
-//! task by task.
+//! task by task; `--check-oracle` checks the route oracle (above).
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -129,6 +132,9 @@ struct Args {
     probe_per_hour: u32,
     /// `--dump PATH`: every task's outcome and payments, one line each (tab-separated).
     dump: Option<String>,
+    /// `--check-oracle`: send each route oracle's route as a probe through the network model
+    /// (on a copy of it as the task starts) and count how many reach us.
+    check_oracle: bool,
 }
 
 impl Default for Args {
@@ -169,6 +175,7 @@ impl Default for Args {
             probe: false,
             probe_per_hour: probe::PER_HOUR,
             dump: None,
+            check_oracle: false,
         }
     }
 }
@@ -228,6 +235,7 @@ impl Args {
                 "--probe" => a.probe = true,
                 "--probe-per-hour" => a.probe_per_hour = parse_one(&val()?)?,
                 "--dump" => a.dump = Some(val()?),
+                "--check-oracle" => a.check_oracle = true,
                 "-h" | "--help" => {
                     return Err("see the //! doc of benches/sim.rs for the flags".into());
                 }
@@ -263,6 +271,9 @@ struct Outcome {
     /// HTLCs left on any channel of the network when it ended (none, unless a part is
     /// still held somewhere).
     htlcs_left: usize,
+    /// `--check-oracle`: whether the route oracle's route, probed as the task started,
+    /// reached us (else how it failed).
+    oracle_check: Option<Result<(), String>>,
 }
 
 impl Outcome {
@@ -380,6 +391,8 @@ impl Runner {
             )
         };
         let oracle_fee_msat = oracle.route.map(|o| o.fee_msat);
+        let oracle_check =
+            (a.check_oracle && oracle.route.is_some()).then(|| self.check_oracle(world, t, a, rt));
         let first_payment = self.node.net.lock().unwrap().payments.len();
         let t0 = self.clock.now_ms();
         let result = rt.block_on(self.r.rebalance(RebalanceParams {
@@ -423,6 +436,7 @@ impl Runner {
                 first_failure,
                 pay,
                 htlcs_left,
+                oracle_check,
             },
             Err(e) => Outcome {
                 seed: world.config.seed,
@@ -440,8 +454,46 @@ impl Runner {
                 first_failure,
                 pay,
                 htlcs_left,
+                oracle_check,
             },
         }
+    }
+
+    /// `--check-oracle`: the route oracle's route for `t`, sent as a probe (a payment hash no
+    /// one knows) through a copy of the network as it stands, with the network's own
+    /// forwarding rules: reaching us (`incorrect_or_unknown_payment_details` from us) is
+    /// `Ok`. The world itself is untouched.
+    fn check_oracle(&self, world: &World, t: &Task, a: &Args, rt: &Runtime) -> Result<(), String> {
+        use cln_rebalance::lightningd::Lightningd;
+        use cln_rebalance::lightningd::types::failcode::INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS;
+        let copy = self.node.net.lock().unwrap().clone();
+        let mut scratch = cln_rebalance::core::pathfind::Scratch::default();
+        let (_, hops) = world
+            .oracle_route(&copy, t, a.maxfeeppm, a.exemptfee_msat, &mut scratch)
+            .ok_or("no route the second time")?;
+        let probe = SimNode::new(copy);
+        let hash = "c4ec".repeat(16);
+        let sent = rt.block_on(async {
+            probe
+                .sendpay(&hops, &hash, &hash, "oracle check", None)
+                .await?;
+            probe.waitsendpay(&hash, 60, None).await
+        });
+        let e = match sent {
+            Ok(_) => return Err("paid".into()),
+            Err(e) => e,
+        };
+        let d = e.data.unwrap_or_default();
+        if d["erring_index"].as_u64() == Some(hops.len() as u64)
+            && d["failcode"].as_u64() == Some(u64::from(INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS))
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "{} at hop {}",
+            d["failcodename"].as_str().unwrap_or("error"),
+            d["erring_index"]
+        ))
     }
 
     /// What is left to count once every task ran: search times and the model's memory.

@@ -447,6 +447,22 @@ fn print_oracle(s: &Stats) {
         cheaper.len(),
         100.0 * (1.0 - cheaper.iter().sum::<f64>() / cheaper.len().max(1) as f64)
     );
+    let checked: Vec<&Result<(), String>> =
+        o.iter().filter_map(|o| o.oracle_check.as_ref()).collect();
+    if !checked.is_empty() {
+        let mut why: BTreeMap<&str, usize> = BTreeMap::new();
+        for e in checked.iter().filter_map(|c| c.as_ref().err()) {
+            *why.entry(e.as_str()).or_default() += 1;
+        }
+        println!(
+            "  the route oracle's routes sent as probes as each task started (--check-oracle): {} of {} reached us{}",
+            checked.iter().filter(|c| c.is_ok()).count(),
+            checked.len(),
+            why.iter()
+                .map(|(w, n)| format!("; {n}x {w}"))
+                .collect::<String>()
+        );
+    }
     if !infeasible.is_empty() {
         println!(
             "  on the {} tasks nothing carries whole within the cap, the most that moves within it is \

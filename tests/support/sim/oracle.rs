@@ -8,7 +8,9 @@ use cln_rebalance::core::amount::fee_cap_msat;
 use cln_rebalance::core::flow::{self, Flow, FlowScratch};
 use cln_rebalance::core::graph::EdgeIdx;
 use cln_rebalance::core::pathfind::{Exclusions, Query, Scratch, find_path};
-use cln_rebalance::core::route::{HopSpec, MAX_HOPS, MAX_TOTAL_CLTV, build_route, route_fee_msat};
+use cln_rebalance::core::route::{
+    Hop, HopSpec, MAX_HOPS, MAX_TOTAL_CLTV, build_route, route_fee_msat,
+};
 use cln_standin::simnet::Network;
 
 impl World {
@@ -99,6 +101,19 @@ impl World {
         exemptfee_msat: u64,
         scratch: &mut Scratch,
     ) -> Option<OracleRoute> {
+        self.oracle_route(net, task, maxfeeppm, exemptfee_msat, scratch)
+            .map(|(route, _)| route)
+    }
+
+    /// [`World::oracle`], with the route's sendpay hops (to check it by sending it).
+    pub fn oracle_route(
+        &self,
+        net: &Network,
+        task: &Task,
+        maxfeeppm: u64,
+        exemptfee_msat: u64,
+        scratch: &mut Scratch,
+    ) -> Option<(OracleRoute, Vec<Hop>)> {
         let amount = task.amount_msat;
         let cap = fee_cap_msat(amount, maxfeeppm, exemptfee_msat);
         let mut ex = Exclusions::default();
@@ -172,10 +187,13 @@ impl World {
         if fee_msat > cap || hops[0].amount_msat > net.spendable(task.out_chan, so) {
             return None;
         }
-        Some(OracleRoute {
-            fee_msat,
-            hops: hops.len(),
-        })
+        Some((
+            OracleRoute {
+                fee_msat,
+                hops: hops.len(),
+            },
+            hops,
+        ))
     }
 
     /// Per graph edge, what its channel direction can forward now with every part of a set
