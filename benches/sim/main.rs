@@ -274,6 +274,9 @@ struct Outcome {
     /// `--check-oracle`: whether the route oracle's route, probed as the task started,
     /// reached us (else how it failed).
     oracle_check: Option<Result<(), String>>,
+    /// `--check-oracle`: whether the flow oracle's set, paid as the task started (on a copy),
+    /// completed (else how it failed).
+    set_check: Option<Result<(), String>>,
 }
 
 impl Outcome {
@@ -393,6 +396,8 @@ impl Runner {
         let oracle_fee_msat = oracle.route.map(|o| o.fee_msat);
         let oracle_check =
             (a.check_oracle && oracle.route.is_some()).then(|| self.check_oracle(world, t, a, rt));
+        let set_check = (a.check_oracle && oracle.set.is_some())
+            .then(|| self.check_oracle_set(world, t, a, rt));
         let first_payment = self.node.net.lock().unwrap().payments.len();
         let t0 = self.clock.now_ms();
         let result = rt.block_on(self.r.rebalance(RebalanceParams {
@@ -437,6 +442,7 @@ impl Runner {
                 pay,
                 htlcs_left,
                 oracle_check,
+                set_check,
             },
             Err(e) => Outcome {
                 seed: world.config.seed,
@@ -455,6 +461,7 @@ impl Runner {
                 pay,
                 htlcs_left,
                 oracle_check,
+                set_check,
             },
         }
     }
@@ -477,7 +484,7 @@ impl Runner {
             probe
                 .sendpay(&hops, &hash, &hash, "oracle check", None)
                 .await?;
-            probe.waitsendpay(&hash, 60, None).await
+            probe.waitsendpay(&hash, 1, None).await
         });
         let e = match sent {
             Ok(_) => return Err("paid".into()),
@@ -494,6 +501,71 @@ impl Runner {
             d["failcodename"].as_str().unwrap_or("error"),
             d["erring_index"]
         ))
+    }
+
+    /// `--check-oracle`: the flow oracle's cheapest set for `t` paid in parts (`partid`s of one
+    /// group, an invoice of ours) through a copy of the network as it stands: every part
+    /// settled is `Ok`. The world itself is untouched.
+    fn check_oracle_set(
+        &mut self,
+        world: &World,
+        t: &Task,
+        a: &Args,
+        rt: &Runtime,
+    ) -> Result<(), String> {
+        use cln_rebalance::lightningd::{Lightningd, Part};
+        let copy = self.node.net.lock().unwrap().clone();
+        let cap =
+            |x: u64| cln_rebalance::core::amount::fee_cap_msat(x, a.maxfeeppm, a.exemptfee_msat);
+        let (ends, flow) = self
+            .oracle
+            .job_move(world, &copy, t, &cap, a.oracle_parts, t.amount_msat)
+            .ok_or("no set the second time")?;
+        let parts = flow
+            .parts
+            .iter()
+            .map(|p| p.hops(&world.graph, &ends.first, &ends.last, mainnet::FINAL_CLTV))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("a part's route: {e:?}"))?;
+        let node = SimNode::new(copy);
+        let part = |i: usize| Part {
+            partid: i as u64 + 1,
+            groupid: 1,
+            total_msat: t.amount_msat,
+        };
+        let paid = rt.block_on(async {
+            let inv = node
+                .invoice(t.amount_msat, "oracle check", "oracle check", 3600, 18)
+                .await?;
+            for (i, hops) in parts.iter().enumerate() {
+                let (hash, secret) = (&inv.payment_hash, &inv.payment_secret);
+                node.sendpay(hops, hash, secret, "oracle check", Some(part(i)))
+                    .await?;
+            }
+            // Every part's end: a part that failed leaves the others held (without a clock,
+            // for good), so their waits time out after a second of real time; the failure is
+            // what to report.
+            let mut timed_out = None;
+            for i in 0..parts.len() {
+                match node.waitsendpay(&inv.payment_hash, 1, Some(part(i))).await {
+                    Ok(_) => {}
+                    Err(e) if e.code == Some(cln_rebalance::error::PAY_IN_PROGRESS) => {
+                        timed_out = Some(e)
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            timed_out.map_or(Ok(()), Err)
+        });
+        paid.map_err(|e| {
+            let d = e.data.unwrap_or_default();
+            format!(
+                "{} at hop {} of a set of {}",
+                d["failcodename"].as_str().unwrap_or(&e.message),
+                d["erring_index"],
+                parts.len()
+            )
+        })
     }
 
     /// What is left to count once every task ran: search times and the model's memory.

@@ -463,6 +463,21 @@ fn print_oracle(s: &Stats) {
                 .collect::<String>()
         );
     }
+    let sets: Vec<&Result<(), String>> = o.iter().filter_map(|o| o.set_check.as_ref()).collect();
+    if !sets.is_empty() {
+        let mut why: BTreeMap<&str, usize> = BTreeMap::new();
+        for e in sets.iter().filter_map(|c| c.as_ref().err()) {
+            *why.entry(e.as_str()).or_default() += 1;
+        }
+        println!(
+            "  the flow oracle's sets paid in parts as each task started (--check-oracle): {} of {} completed{}",
+            sets.iter().filter(|c| c.is_ok()).count(),
+            sets.len(),
+            why.iter()
+                .map(|(w, n)| format!("; {n}x {w}"))
+                .collect::<String>()
+        );
+    }
     if !infeasible.is_empty() {
         println!(
             "  on the {} tasks nothing carries whole within the cap, the most that moves within it is \
