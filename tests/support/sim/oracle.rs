@@ -197,10 +197,14 @@ impl World {
     }
 
     /// Per graph edge, what its channel direction can forward now with every part of a set
-    /// together: the spendable of the channel the node really forwards over (see
-    /// [`World::forwarding`]), 0 when it forwards nothing. Each part's htlc limits are the
-    /// flow's to check, part by part, so the htlc maximum does not bound the sum. Our own
-    /// channels count 0: a circle never passes through us.
+    /// together: its own spendable when the node forwards over it or a substitute (see
+    /// [`World::forwarding`]), 0 when it forwards nothing. Its own, not the substitute's:
+    /// parallel channels at the same fees are a pool that holds the sum of their spendables,
+    /// and the fullest's on each of them would count it once per channel (a set of 5M sat
+    /// planned 966k sat over a channel holding 471k beside a fuller one, found by
+    /// `--check-oracle`). Each part's htlc limits are the flow's to check, part by part, so
+    /// the htlc maximum does not bound the sum. Our own channels count 0: a circle never
+    /// passes through us.
     pub fn capacities(&self, net: &Network) -> Vec<u64> {
         let mut caps = vec![0u64; self.graph.edge_count()];
         for c in 0..net.channels.len() {
@@ -209,9 +213,9 @@ impl World {
             }
             for s in 0..2 {
                 if let Some(e) = self.edge_of[c][s]
-                    && let Some((chosen, cs)) = self.forwarding(net, c, s, None)
+                    && self.forwarding(net, c, s, None).is_some()
                 {
-                    caps[e as usize] = net.spendable(chosen, cs);
+                    caps[e as usize] = net.spendable(c, s);
                 }
             }
         }
