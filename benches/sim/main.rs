@@ -31,10 +31,11 @@
 //! `--oracle-min-part`: held fixed while `mpp`'s are tuned), 20 hops
 //! and the same cap: a task is feasible for the flow if it finds a set or the route oracle a
 //! route; its fee is the least of the two; and where neither is found, `max_flow_within_cap`
-//! says how much could move within the cap (to 1% of the amount). `--check-oracle` sends each
-//! route oracle's route as a probe through a copy of the network as the task starts (the
-//! network's own forwarding, the stand-in's `pay/forward.rs`) and prints how many reached us:
-//! the oracle's limits and the network's rules checked against each other.
+//! says how much could move within the cap (to 1% of the amount). `--check-oracle` sends, on a
+//! copy of the network as each task starts, the route oracle's route as a probe and the flow
+//! oracle's set as a payment in parts (the network's own forwarding, the stand-in's
+//! `pay/forward.rs`), and prints how many got through: the oracles' limits and the network's
+//! rules checked against each other.
 //!
 //! Strategies, each on its own copy of the same world with the same tasks, traffic and flaky
 //! nodes: `fee` (the cheapest route by fee, failures ruled out for the call), `nomem` (the
@@ -64,7 +65,7 @@
 //! probing tables of `probe.rs` instead, on the first amount's tasks). Tune on
 //! [`TUNING_SEEDS`]; report on others. `--dump PATH` writes every task's outcome and its
 //! payments (try, seconds, amount, fee, hops, how each ended), one line a task, to read runs
-//! task by task; `--check-oracle` checks the route oracle (above).
+//! task by task; `--check-oracle` checks the oracles (above).
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -132,8 +133,9 @@ struct Args {
     probe_per_hour: u32,
     /// `--dump PATH`: every task's outcome and payments, one line each (tab-separated).
     dump: Option<String>,
-    /// `--check-oracle`: send each route oracle's route as a probe through the network model
-    /// (on a copy of it as the task starts) and count how many reach us.
+    /// `--check-oracle`: send each route oracle's route as a probe, and each flow oracle's set
+    /// as a payment in parts, through the network model (on a copy of it as the task starts),
+    /// and count how many get through.
     check_oracle: bool,
 }
 
@@ -528,6 +530,8 @@ impl Runner {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("a part's route: {e:?}"))?;
         let node = SimNode::new(copy);
+        // The invoice's min_final_cltv_expiry: the plugin's own invoices'.
+        let final_cltv = Config::default().final_cltv;
         let part = |i: usize| Part {
             partid: i as u64 + 1,
             groupid: 1,
@@ -535,7 +539,13 @@ impl Runner {
         };
         let paid = rt.block_on(async {
             let inv = node
-                .invoice(t.amount_msat, "oracle check", "oracle check", 3600, 18)
+                .invoice(
+                    t.amount_msat,
+                    "oracle check",
+                    "oracle check",
+                    3600,
+                    final_cltv,
+                )
                 .await?;
             for (i, hops) in parts.iter().enumerate() {
                 let (hash, secret) = (&inv.payment_hash, &inv.payment_secret);
