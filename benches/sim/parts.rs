@@ -447,37 +447,16 @@ fn print_oracle(s: &Stats) {
         cheaper.len(),
         100.0 * (1.0 - cheaper.iter().sum::<f64>() / cheaper.len().max(1) as f64)
     );
-    let checked: Vec<&Result<(), String>> =
-        o.iter().filter_map(|o| o.oracle_check.as_ref()).collect();
-    if !checked.is_empty() {
-        let mut why: BTreeMap<&str, usize> = BTreeMap::new();
-        for e in checked.iter().filter_map(|c| c.as_ref().err()) {
-            *why.entry(e.as_str()).or_default() += 1;
-        }
-        println!(
-            "  the route oracle's routes sent as probes as each task started (--check-oracle): {} of {} reached us{}",
-            checked.iter().filter(|c| c.is_ok()).count(),
-            checked.len(),
-            why.iter()
-                .map(|(w, n)| format!("; {n}x {w}"))
-                .collect::<String>()
-        );
-    }
-    let sets: Vec<&Result<(), String>> = o.iter().filter_map(|o| o.set_check.as_ref()).collect();
-    if !sets.is_empty() {
-        let mut why: BTreeMap<&str, usize> = BTreeMap::new();
-        for e in sets.iter().filter_map(|c| c.as_ref().err()) {
-            *why.entry(e.as_str()).or_default() += 1;
-        }
-        println!(
-            "  the flow oracle's sets paid in parts as each task started (--check-oracle): {} of {} completed{}",
-            sets.iter().filter(|c| c.is_ok()).count(),
-            sets.len(),
-            why.iter()
-                .map(|(w, n)| format!("; {n}x {w}"))
-                .collect::<String>()
-        );
-    }
+    print_check(
+        "the route oracle's routes sent as probes",
+        "reached us",
+        o.iter().filter_map(|o| o.oracle_check.as_ref()),
+    );
+    print_check(
+        "the flow oracle's sets paid in parts",
+        "completed",
+        o.iter().filter_map(|o| o.set_check.as_ref()),
+    );
     if !infeasible.is_empty() {
         println!(
             "  on the {} tasks nothing carries whole within the cap, the most that moves within it is \
@@ -488,6 +467,26 @@ fn print_oracle(s: &Stats) {
             infeasible.iter().filter(|&&x| x >= 0.5).count()
         );
     }
+}
+
+/// One `--check-oracle` line: how many of `what` got through (`done`), and why the rest did not.
+fn print_check<'a>(what: &str, done: &str, checks: impl Iterator<Item = &'a Result<(), String>>) {
+    let checks: Vec<_> = checks.collect();
+    if checks.is_empty() {
+        return;
+    }
+    let mut why: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in checks.iter().filter_map(|c| c.as_ref().err()) {
+        *why.entry(e.as_str()).or_default() += 1;
+    }
+    println!(
+        "  {what} as each task started (--check-oracle): {} of {} {done}{}",
+        checks.iter().filter(|c| c.is_ok()).count(),
+        checks.len(),
+        why.iter()
+            .map(|(w, n)| format!("; {n}x {w}"))
+            .collect::<String>()
+    );
 }
 
 pub fn print_parts(amount_sat: u64, a: &Args, stats: &BTreeMap<Strategy, Stats>) {

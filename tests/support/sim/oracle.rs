@@ -92,20 +92,7 @@ impl World {
     /// fee cap: the plugin's own search (`find_path`) on the snapshot's graph, every channel
     /// direction limited to what it can really forward, offline nodes excluded; our own first
     /// and last hops added as `Plan` adds them (the first is free, the last costs the incoming
-    /// peer's fee).
-    pub fn oracle(
-        &self,
-        net: &Network,
-        task: &Task,
-        maxfeeppm: u64,
-        exemptfee_msat: u64,
-        scratch: &mut Scratch,
-    ) -> Option<OracleRoute> {
-        self.oracle_route(net, task, maxfeeppm, exemptfee_msat, scratch)
-            .map(|(route, _)| route)
-    }
-
-    /// [`World::oracle`], with the route's sendpay hops (to check it by sending it).
+    /// peer's fee). With the route, its sendpay hops (`--check-oracle` sends them).
     pub fn oracle_route(
         &self,
         net: &Network,
@@ -398,7 +385,9 @@ impl Oracle {
         max_flow: bool,
     ) -> TaskOracle {
         let amount = task.amount_msat;
-        let route = world.oracle(net, task, maxfeeppm, exemptfee_msat, &mut self.scratch);
+        let route = world
+            .oracle_route(net, task, maxfeeppm, exemptfee_msat, &mut self.scratch)
+            .map(|(route, _)| route);
         let mut out = TaskOracle {
             route,
             set: None,

@@ -202,6 +202,17 @@ fn triangle_success_moves_balances_and_pays_invoice() {
     assert_eq!(v["status"], "complete");
 }
 
+/// Sends `r` and waits: the payment must complete.
+pub(super) fn settled(n: &mut Network, r: Value, hash: &str, secret: &str) {
+    call(
+        n,
+        "sendpay",
+        json!({"route": r, "payment_hash": hash, "payment_secret": secret}),
+    )
+    .unwrap();
+    assert_eq!(wait(n, hash).unwrap()["status"], "complete");
+}
+
 fn failed(n: &mut Network, r: Value, hash: &str, secret: &str) -> RpcError {
     let before: Vec<[u64; 2]> = n.channels.iter().map(|c| c.balance_msat).collect();
     call(
@@ -592,13 +603,7 @@ fn non_strict_forwarding_checks_the_requested_delta() {
     let (hash, secret) = new_invoice(&mut n, "delta", 50_000_000);
     let b2 = balance(&n, "800002x1x0", US);
     let r = route(&mut n, &hops, 50_000_000, 18);
-    call(
-        &mut n,
-        "sendpay",
-        json!({"route": r, "payment_hash": hash, "payment_secret": secret}),
-    )
-    .unwrap();
-    assert_eq!(wait(&mut n, &hash).unwrap()["status"], "complete");
+    settled(&mut n, r, &hash, &secret);
     assert_eq!(balance(&n, "800002x1x0", US), b2 + 50_000_000);
 }
 

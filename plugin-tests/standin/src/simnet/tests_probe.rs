@@ -4,7 +4,7 @@
 
 use super::pay::Stage;
 use super::pay::{MAX_ROUTE_HOPS, ROUTING_INFO_SIZE, RouteHop, onion_payload_bytes};
-use super::tests::{ALICE, CAROL, TRIANGLE, US, call, demo, new_invoice, route, wait};
+use super::tests::{ALICE, CAROL, TRIANGLE, US, call, demo, new_invoice, route, settled, wait};
 use super::*;
 use serde_json::{Value, json};
 
@@ -108,13 +108,7 @@ fn a_final_cltv_below_cltv_final_reads_like_a_probe() {
     );
     // One block more and the same payment succeeds.
     let r = route(&mut n, &TRIANGLE, 50_000_000, 17);
-    call(
-        &mut n,
-        "sendpay",
-        json!({"route": r, "payment_hash": hash, "payment_secret": secret}),
-    )
-    .unwrap();
-    assert_eq!(wait(&mut n, &hash).unwrap()["status"], "complete");
+    settled(&mut n, r, &hash, &secret);
 }
 
 #[test]
@@ -172,13 +166,7 @@ fn routes_over_20_hops_are_refused_and_logged_broken() {
     let (hash, secret) = new_invoice(&mut n, "long", 1_000_000);
     // 18 hops: fine, and it pays.
     let r = circles(&mut n, 6);
-    call(
-        &mut n,
-        "sendpay",
-        json!({"route": r, "payment_hash": hash, "payment_secret": secret}),
-    )
-    .unwrap();
-    assert_eq!(wait(&mut n, &hash).unwrap()["status"], "complete");
+    settled(&mut n, r, &hash, &secret);
     assert!(n.broken.is_empty());
 
     let (hash, secret) = new_invoice(&mut n, "longer", 1_000_000);
