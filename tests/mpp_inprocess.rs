@@ -126,31 +126,7 @@ async fn an_amount_no_single_route_carries_moves_in_parts() {
 async fn a_failed_part_is_replaced_while_the_others_are_held() {
     let (r, node) = rebalancer(network(), pay_at_once());
     let amount = 2_500_000 * SAT;
-    let mut dry = req(amount);
-    dry.dryrun = true;
-    let q = r.rebalance(dry).await.unwrap();
-    let planned = middles(&q);
-    assert!(planned.len() >= 2, "{q}");
-    // Drain the last part's last channel on its sending side: that part fails there, and the
-    // other paths must carry what it was to deliver.
-    let drained = planned.last().unwrap();
-    let (mid, last) = (&drained[0], &drained[1]);
-    let holder = node
-        .call("listchannels", json!({"short_channel_id": last}))
-        .unwrap()["channels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["destination"] == id(2))
-        .unwrap()["source"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    node.call(
-        "dev-drain",
-        json!({"short_channel_id": last, "node": holder}),
-    )
-    .unwrap();
+    let last = &drain_a_planned_part(&r, &node, amount).await;
     let before = ours(&node);
     let v = r.rebalance(req(amount)).await.unwrap();
     assert_eq!(v["status"], "complete", "{v}");
@@ -161,7 +137,7 @@ async fn a_failed_part_is_replaced_while_the_others_are_held() {
     let paid = middles(&v);
     assert!(
         !paid.iter().any(|p| p.contains(last)),
-        "the drained channel carries no part: {paid:?} ({mid} {last})"
+        "the drained channel carries no part: {paid:?} ({last})"
     );
     let fee = v["fee_msat"].as_u64().unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -181,6 +157,73 @@ async fn a_failed_part_is_replaced_while_the_others_are_held() {
             .all(|s| s["groupid"] == sendpays[0]["groupid"]),
         "replacements stay in the try's group"
     );
+    assert_clean(&node);
+}
+
+/// Drains, on its sending side, the last channel of the last part `r` would pay for `amount`
+/// (a dry run's plan), so that part fails there; the channel's id.
+async fn drain_a_planned_part(
+    r: &cln_rebalance::state::State<SimNode>,
+    node: &SimNode,
+    amount: u64,
+) -> String {
+    let mut dry = req(amount);
+    dry.dryrun = true;
+    let q = r.rebalance(dry).await.unwrap();
+    let planned = middles(&q);
+    assert!(planned.len() >= 2, "{q}");
+    let last = planned.last().unwrap()[1].clone();
+    let holder = node
+        .call("listchannels", json!({"short_channel_id": last}))
+        .unwrap()["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["destination"] == id(2))
+        .unwrap()["source"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    node.call(
+        "dev-drain",
+        json!({"short_channel_id": last, "node": holder}),
+    )
+    .unwrap();
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_failing_after_retry_for_is_still_replaced_within_the_hold() {
+    // 1 s a hop each way, `retry_for` 3 s: the try starts in time, and its drained part fails
+    // back 4 s in, past `retry_for`, while the other part is held at our node. `retry_for`
+    // bounds when tries start; the held part stays locked until the hold ends either way, so
+    // the replacement goes out and the set completes (before, the held part failed back and
+    // nothing moved).
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let node = SimNode::new(network()).with_hop_clock(clock.clone(), 1000);
+    let r = hooked(node.clone(), pay_at_once(), clock);
+    let amount = 2_500_000 * SAT;
+    let drained = drain_a_planned_part(&r, &node, amount).await;
+    let before = ours(&node);
+    let mut p = req(amount);
+    p.retry_for = Some(3);
+    let v = r.rebalance(p).await.unwrap();
+    assert_eq!(v["status"], "complete", "{v}");
+    assert_eq!(v["attempts"], 1, "one try, its part replaced: {v}");
+    let duration = v["duration_ms"].as_u64().unwrap();
+    assert!(
+        duration > 3000,
+        "the replacement went out past retry_for: {v}"
+    );
+    assert!(duration <= 3000 + 70_000, "within the hold: {v}");
+    assert!(
+        !middles(&v).iter().any(|p| p.contains(&drained)),
+        "{v} ({drained})"
+    );
+    let fee = v["fee_msat"].as_u64().unwrap();
+    assert!(fee <= amount / 1000, "within the cap: {fee}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(ours(&node), (before.0 - amount - fee, before.1 + amount));
     assert_clean(&node);
 }
 

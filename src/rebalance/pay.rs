@@ -45,7 +45,9 @@ pub async fn ensure_invoice<N: Lightningd>(
             s.req.amount_msat,
             &label,
             &format!("cln-rebalance {out_scid} -> {inc_scid}"),
-            s.retry_for + 60,
+            // Past `retry_for`: a try in parts started just before it may complete as late
+            // as the end of its hold.
+            s.retry_for + REPLACE_WITHIN_SECS + HOLD_SECS + 60,
             st.config.final_cltv,
         )
         .await
@@ -142,10 +144,25 @@ async fn whole<N: Lightningd>(
 
 /// Seconds left to wait: to the deadline, at least one.
 fn remaining_secs<N: Lightningd>(st: &State<N>, s: &Session) -> u64 {
-    s.deadline_ms
-        .saturating_sub(st.now_ms())
-        .div_ceil(1000)
-        .max(1)
+    secs_until(st, s.deadline_ms)
+}
+
+/// Seconds from now to `until_ms`, at least one.
+fn secs_until<N: Lightningd>(st: &State<N>, until_ms: u64) -> u64 {
+    until_ms.saturating_sub(st.now_ms()).div_ceil(1000).max(1)
+}
+
+/// How long a try in parts started at `started_ms` is waited for: while it can still complete
+/// (`replacing`: a failed part may still be replaced), past `retry_for` to the end of
+/// lightningd's hold, since `retry_for` bounds when tries start, and parts held at our node
+/// are locked there until the set completes or the hold ends anyway; once no part may be
+/// sent, to the session's deadline.
+fn try_until_ms(s: &Session, started_ms: u64, replacing: bool) -> u64 {
+    if !replacing {
+        return s.deadline_ms;
+    }
+    let hold_end = started_ms.saturating_add((REPLACE_WITHIN_SECS + HOLD_SECS) * 1000);
+    s.deadline_ms.max(hold_end)
 }
 
 fn unexpected(attempt: &mut Attempt, other: &PaymentComplete) -> Outcome {
@@ -229,7 +246,9 @@ async fn parts<N: Lightningd>(
         }
         st.inflight
             .update(s.id, |r| r.parts_in_flight = out.len() as u32);
-        let (i, result) = wait_any(&st.node, &inv.payment_hash, &out, remaining_secs(st, s)).await;
+        let until_ms = try_until_ms(s, started_ms, ending.is_none());
+        let (i, result) =
+            wait_any(&st.node, &inv.payment_hash, &out, secs_until(st, until_ms)).await;
         match result {
             Ok(done) if done.status == "complete" => break Some((i, done)),
             Ok(other) => {
@@ -238,7 +257,7 @@ async fn parts<N: Lightningd>(
                 mark_in_flight(st, s, &p.hops, false);
             }
             Err(e) if e.code == Some(error::PAY_IN_PROGRESS) => {
-                if st.now_ms() >= s.deadline_ms {
+                if st.now_ms() >= until_ms {
                     // The invoice is deleted next: the held parts can only fail back.
                     attempt.outcome = "parts still in flight when time ran out".into();
                     return Outcome::StillInFlight;
@@ -353,7 +372,8 @@ fn delivered(hops: &[Hop]) -> u64 {
 }
 
 /// Parts for `missing_msat` while the others are held: within what the fee cap and our outgoing
-/// channel leave after the parts out, and only early enough to arrive before the hold ends.
+/// channel leave after the parts out, and only early enough to arrive before the hold ends
+/// (also past `retry_for`, which bounds when a try starts).
 /// Planned without the part penalty ([`crate::core::flow::replacement_config`]): the set is
 /// split already, so the missing amount may split again where the model prefers it.
 fn replacement<N: Lightningd>(
@@ -363,8 +383,9 @@ fn replacement<N: Lightningd>(
     missing_msat: u64,
     started_ms: u64,
 ) -> Result<Vec<Vec<Hop>>, Outcome> {
+    // Not bound by `retry_for`: the try started within it, and its held parts are locked at
+    // our node until the set completes or the hold ends either way.
     let too_late = st.now_ms().saturating_sub(started_ms) > REPLACE_WITHIN_SECS * 1000
-        || st.now_ms() >= s.deadline_ms
         || s.extra
             .cancel
             .as_ref()
