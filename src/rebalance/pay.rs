@@ -25,6 +25,9 @@ pub const HOLD_SECS: u64 = 70;
 /// A replacement part goes out only this long after its try started: it must reach us before
 /// the first part's hold ends, and a route's hops take their time.
 const REPLACE_WITHIN_SECS: u64 = 45;
+/// Past `retry_for`, how long one wait for a try's parts lasts before `rebalancestop` is
+/// looked at again.
+const STOP_SLICE_MS: u64 = 5000;
 /// Where our explicit `groupid`s start: above any lightningd gives a whole payment itself
 /// (the highest for the hash, plus one), so the two never meet.
 const GROUPID_BASE: u64 = 1 << 32;
@@ -165,6 +168,14 @@ fn try_until_ms(s: &Session, started_ms: u64, replacing: bool) -> u64 {
     s.deadline_ms.max(hold_end)
 }
 
+/// Whether `rebalancestop` asked this rebalance to stop.
+fn stopped(s: &Session) -> bool {
+    s.extra
+        .cancel
+        .as_ref()
+        .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+}
+
 fn unexpected(attempt: &mut Attempt, other: &PaymentComplete) -> Outcome {
     attempt.outcome = format!("unexpected status {}", other.status);
     Outcome::Stop(RpcFailure::new(
@@ -246,9 +257,16 @@ async fn parts<N: Lightningd>(
         }
         st.inflight
             .update(s.id, |r| r.parts_in_flight = out.len() as u32);
-        let until_ms = try_until_ms(s, started_ms, ending.is_none());
+        let until_ms = try_until_ms(s, started_ms, ending.is_none() && !stopped(s));
+        // Past `retry_for`, waited for in slices: `rebalancestop` is heard within one.
+        let now = st.now_ms();
+        let wait_to = if now < s.deadline_ms {
+            s.deadline_ms
+        } else {
+            until_ms.min(now.saturating_add(STOP_SLICE_MS))
+        };
         let (i, result) =
-            wait_any(&st.node, &inv.payment_hash, &out, secs_until(st, until_ms)).await;
+            wait_any(&st.node, &inv.payment_hash, &out, secs_until(st, wait_to)).await;
         match result {
             Ok(done) if done.status == "complete" => break Some((i, done)),
             Ok(other) => {
@@ -385,11 +403,8 @@ fn replacement<N: Lightningd>(
 ) -> Result<Vec<Vec<Hop>>, Outcome> {
     // Not bound by `retry_for`: the try started within it, and its held parts are locked at
     // our node until the set completes or the hold ends either way.
-    let too_late = st.now_ms().saturating_sub(started_ms) > REPLACE_WITHIN_SECS * 1000
-        || s.extra
-            .cancel
-            .as_ref()
-            .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst));
+    let too_late =
+        st.now_ms().saturating_sub(started_ms) > REPLACE_WITHIN_SECS * 1000 || stopped(s);
     if too_late {
         return Err(Outcome::Retry);
     }
