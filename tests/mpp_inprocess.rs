@@ -1,7 +1,7 @@
 //! Rebalances in several parts, and probes, in-process over the stand-in's network model: an
 //! amount no single route can carry moves in parts that all land; a part that fails is replaced
-//! while the others are held at our node; a set that cannot complete in time leaves nothing
-//! paid; a probe finds the most that can move (never more) and pays nothing; `amount_msat=max`
+//! while the others are held at our node, also after `retry_for` has run out; a set that cannot
+//! complete in time leaves nothing paid, and a stop asked while it waits is heard at once; a probe finds the most that can move (never more) and pays nothing; `amount_msat=max`
 //! moves it; one probe at a time goes out through a channel of ours; parts probed one after
 //! another over one channel prove each, not their sum; after failed sets the search keeps an
 //! amount that may still move instead of halving; a probe with no time left for the next route
@@ -252,6 +252,52 @@ async fn a_set_that_cannot_complete_leaves_nothing_paid() {
         "{:?}",
         node.sendpays()
     );
+    assert_clean(&node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalancestop_is_heard_while_a_try_waits_past_retry_for() {
+    // Every part is held on the way (at x, y and z): the try, started within `retry_for` (1 s),
+    // may wait past it to the end of the hold (115 s from its start) for parts that may still
+    // complete. A stop asked for at 2 s is heard within a 5 s slice, not when the hold ends.
+    let (r, node) = rebalancer(network(), pay_at_once());
+    let amount = 2_500_000 * SAT;
+    let before = node.channel_state();
+    for mid in ["x", "y", "z"] {
+        node.call("dev-hold", json!({"node": mid})).unwrap();
+    }
+    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let extra = cln_rebalance::rebalance::session::Extra {
+        cancel: Some(cancel.clone()),
+        ..Default::default()
+    };
+    let mut p = req(amount);
+    p.retry_for = Some(1);
+    let started = std::time::Instant::now();
+    let call = tokio::spawn({
+        let r = r.clone();
+        async move { r.rebalance_with(p, extra).await }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+    let e = tokio::time::timeout(Duration::from_secs(30), call)
+        .await
+        .expect("heard within a slice, not at the hold's end")
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(e.code, 210, "{e}");
+    assert!(e.message.contains("still in flight"), "{e}");
+    // Held parts let go: they reach us, find no invoice, and fail back.
+    for mid in ["x", "y", "z"] {
+        node.call("dev-release", json!({"node": mid})).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(node.channel_state(), before, "nothing moved, no fee paid");
     assert_clean(&node);
 }
 
