@@ -85,6 +85,9 @@ pub struct PeerChannel {
     pub our_reserve_msat: u64,
     #[serde(default)]
     pub their_reserve_msat: u64,
+    /// The least HTLC our node accepts over the channel (the peer may offer no less).
+    #[serde(default)]
+    pub minimum_htlc_in_msat: u64,
     pub direction: Option<u8>,
     #[serde(default)]
     pub htlcs: Vec<Htlc>,

@@ -114,6 +114,12 @@ impl Circle {
                     format!("the peer's fee policy for channel {inc_scid} is not known yet (no channel_update)"),
                 )
             })?;
+        // The peer offers us no HTLC under what our node accepts (channeld refuses it with
+        // `amount_below_minimum` at the last hop, which stops a rebalance).
+        let remote = Policy {
+            htlc_minimum_msat: remote.htlc_minimum_msat.max(inc.minimum_htlc_in_msat),
+            ..remote
+        };
         let same_peer = out.peer_id == inc.peer_id;
         let max_parts = parts_in(out, inc, max_parts);
         check_htlc_limits(&remote, amount_msat, max_parts, inc_scid)?;

@@ -144,6 +144,7 @@ mod tests {
             receivable_msat: ((total_sat - ours_sat) * 1000).saturating_sub(total_sat * 10),
             our_reserve_msat: total_sat * 10,
             their_reserve_msat: total_sat * 10,
+            minimum_htlc_in_msat: 0,
             direction: Some(0),
             htlcs: vec![],
             updates: ChannelUpdates {
