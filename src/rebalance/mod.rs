@@ -46,7 +46,6 @@ use probe::{Found, ProbeBudget, ProbeSummary};
 use serde_json::{Value, json};
 use session::{Attempt, Extra, Outcome, Session, attempts_json, via};
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
 
 /// Blocks added to the final delay so a block found mid-payment does not fail it.
 const FINAL_CLTV_MARGIN: u32 = 3;
@@ -415,12 +414,7 @@ const CHEAP_PLANS: u32 = 3;
 
 /// Why the loop must not start another attempt, if it must not.
 fn must_stop<N: Lightningd>(st: &State<N>, s: &Session) -> Option<RpcFailure> {
-    let why = if s
-        .extra
-        .cancel
-        .as_ref()
-        .is_some_and(|c| c.load(Ordering::SeqCst))
-    {
+    let why = if s.stopped() {
         format!(
             "stopped by rebalancestop after {} attempt(s)",
             s.attempts.len()

@@ -25,6 +25,8 @@ pub const HOLD_SECS: u64 = 70;
 /// A replacement part goes out only this long after its try started: it must reach us before
 /// the first part's hold ends, and a route's hops take their time.
 const REPLACE_WITHIN_SECS: u64 = 45;
+/// The longest a try in parts lasts: its last replacement, then the hold that part may start.
+const TRY_SECS: u64 = REPLACE_WITHIN_SECS + HOLD_SECS;
 /// Past `retry_for`, how long one wait for a try's parts lasts before `rebalancestop` is
 /// looked at again.
 const STOP_SLICE_MS: u64 = 5000;
@@ -50,7 +52,7 @@ pub async fn ensure_invoice<N: Lightningd>(
             &format!("cln-rebalance {out_scid} -> {inc_scid}"),
             // Past `retry_for`: a try in parts started just before it may complete as late
             // as the end of its hold.
-            s.retry_for + REPLACE_WITHIN_SECS + HOLD_SECS + 60,
+            s.retry_for + TRY_SECS + 60,
             st.config.final_cltv,
         )
         .await
@@ -164,16 +166,8 @@ fn try_until_ms(s: &Session, started_ms: u64, replacing: bool) -> u64 {
     if !replacing {
         return s.deadline_ms;
     }
-    let hold_end = started_ms.saturating_add((REPLACE_WITHIN_SECS + HOLD_SECS) * 1000);
+    let hold_end = started_ms.saturating_add(TRY_SECS * 1000);
     s.deadline_ms.max(hold_end)
-}
-
-/// Whether `rebalancestop` asked this rebalance to stop.
-fn stopped(s: &Session) -> bool {
-    s.extra
-        .cancel
-        .as_ref()
-        .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst))
 }
 
 fn unexpected(attempt: &mut Attempt, other: &PaymentComplete) -> Outcome {
@@ -257,7 +251,7 @@ async fn parts<N: Lightningd>(
         }
         st.inflight
             .update(s.id, |r| r.parts_in_flight = out.len() as u32);
-        let until_ms = try_until_ms(s, started_ms, ending.is_none() && !stopped(s));
+        let until_ms = try_until_ms(s, started_ms, ending.is_none() && !s.stopped());
         // Past `retry_for`, waited for in slices: `rebalancestop` is heard within one.
         let now = st.now_ms();
         let wait_to = if now < s.deadline_ms {
@@ -404,7 +398,7 @@ fn replacement<N: Lightningd>(
     // Not bound by `retry_for`: the try started within it, and its held parts are locked at
     // our node until the set completes or the hold ends either way.
     let too_late =
-        st.now_ms().saturating_sub(started_ms) > REPLACE_WITHIN_SECS * 1000 || stopped(s);
+        st.now_ms().saturating_sub(started_ms) > REPLACE_WITHIN_SECS * 1000 || s.stopped();
     if too_late {
         return Err(Outcome::Retry);
     }

@@ -183,6 +183,14 @@ impl Session {
         }
     }
 
+    /// Whether `rebalancestop` asked this rebalance to stop.
+    pub fn stopped(&self) -> bool {
+        self.extra
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
     /// Moves the bar over `retry_for` to `now_ms`.
     pub fn tell_time(&self, now_ms: u64) {
         if let Some(p) = &self.extra.progress {
