@@ -112,12 +112,17 @@ fn inc_htlc_max(net: &Network, c: usize) -> u64 {
         .saturating_mul(parts)
 }
 
-/// Whether the answer's parts fit the true balances: their amounts summed per channel direction
-/// (between our two hops) within what it forwards, no offline node on the way.
+/// Whether the answer's parts fit the true balances: what they put on each channel direction
+/// (between our two hops) within what it forwards, no offline node on the way. Parallel
+/// channels at the same fees are one group (forwarding is non-strict: a node sends a part over
+/// any of them, as `World::capacities` says), so the parts on a group are packed into its
+/// channels, each HTLC whole, the largest first, each into the channel with the most left.
 fn fits(world: &World, net: &Network, v: &Value) -> bool {
     let caps = world.capacities(net);
     let ex = world.offline_exclusions(net);
+    let group = |e: EdgeIdx| world.graph.parallel_group(e).min().unwrap_or(e);
     let mut used: HashMap<EdgeIdx, u64> = HashMap::new();
+    let mut htlcs: HashMap<EdgeIdx, Vec<u64>> = HashMap::new();
     for part in v["parts"].as_array().into_iter().flatten() {
         let hops = part["route"].as_array().cloned().unwrap_or_default();
         for h in hops.iter().skip(1).take(hops.len().saturating_sub(2)) {
@@ -134,10 +139,25 @@ fn fits(world: &World, net: &Network, v: &Value) -> bool {
             if ex.nodes.contains(&edge.source) || ex.nodes.contains(&edge.destination) {
                 return false;
             }
-            *used.entry(e).or_default() += h["amount_msat"].as_u64().unwrap_or(u64::MAX);
+            let amount = h["amount_msat"].as_u64().unwrap_or(u64::MAX);
+            *used.entry(e).or_default() += amount;
+            htlcs.entry(group(e)).or_default().push(amount);
         }
     }
-    let ok = used.iter().all(|(&e, &amt)| amt <= caps[e as usize]);
+    let ok = htlcs.into_iter().all(|(g, mut amounts)| {
+        let mut left: Vec<u64> = world
+            .graph
+            .parallel_group(g)
+            .map(|e| caps[e as usize])
+            .collect();
+        amounts.sort_unstable_by(|a, b| b.cmp(a));
+        amounts.into_iter().all(|a| {
+            let most = left.iter_mut().max().expect("a group has its own edge");
+            let fits = a <= *most;
+            *most = most.saturating_sub(a);
+            fits
+        })
+    });
     if !ok && std::env::var_os("PROBE_DEBUG").is_some() {
         for (&e, &amt) in &used {
             let edge = world.graph.edge(e);
