@@ -269,3 +269,47 @@ async fn parts_meeting_again_give_way_to_a_way_whose_sum_probes_can_prove() {
     );
     untouched(&node, &before);
 }
+
+/// Two channels a -> m at the same fees, 2M sat each, `big_sat` and `small_sat` on a's side;
+/// from m two ways to b, m -> x -> b and m -> y -> b, holding 600,000 sat each. a forwards
+/// non-strictly (lightningd's `best_channel`): a part asked of either a -> m channel goes over
+/// the one with the most spendable.
+fn parallel(big_sat: u64, small_sat: u64) -> Network {
+    let names = ["us", "a", "b", "m", "x", "y"];
+    let mut channels = vec![
+        cheap_channel(OUT, "us", "a", 5_000_000, 4_000_000),
+        cheap_channel(INC, "us", "b", 5_000_000, 1_000_000),
+        cheap_channel("700001x1x0", "a", "m", 2_000_000, big_sat),
+        cheap_channel("700001x2x0", "a", "m", 2_000_000, small_sat),
+    ];
+    for (k, mid) in ["x", "y"].iter().enumerate() {
+        for (j, (from, to)) in [("m", *mid), (*mid, "b")].iter().enumerate() {
+            let scid = format!("70001{}x1x{j}", k + 1);
+            channels.push(cheap_channel(&scid, from, to, 1_000_000, 600_000));
+        }
+    }
+    hand_made(named_nodes(&names), cheap_policy(), channels)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_over_parallel_channels_are_not_proven_by_the_same_liquidity_twice() {
+    // a -> m holds 900,000 sat on one channel and nothing on the other, so 900,000 sat can move
+    // (600,000 by one way, 300,000 by the other). A set of two parts, one asked of each a -> m
+    // channel, has each part's probe reach us alone (a sends each over the full channel), but
+    // together they cannot go: one channel's worth is all that can be proven there (before:
+    // both channels "proven", 1.2M sat claimed).
+    let (r, node) = rebalancer(parallel(900_000, 0), hops_unpriced());
+    let before = node.channel_state();
+    let most = r.rebalance_probe(probe(None), None).await.unwrap();
+    let max = most["max_msat"].as_u64().unwrap();
+    assert!(
+        max <= 900_000 * SAT && max >= 500_000 * SAT,
+        "no more than the full channel holds: {most}"
+    );
+    let v = r
+        .rebalance_probe(probe(Some(1_100_000 * SAT)), None)
+        .await
+        .unwrap();
+    assert_eq!(v["feasible"], false, "{v}");
+    untouched(&node, &before);
+}

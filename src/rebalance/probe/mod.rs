@@ -12,7 +12,9 @@
 //! so it is never more than the probes showed can move. A part planned over a route a probe
 //! proved at a little less (within 1/32) is cut to what was proven, not probed again. Where
 //! parts meet again past their fork (their sum there unprovable) and no one route carries the
-//! amount, those channels are planned at no more than was proven for the rest of the call. One
+//! amount, those channels are planned at no more than was proven for the rest of the call.
+//! Parallel channels at the same fees count as one ([`routes::pool_of`]: a node forwards over
+//! whichever has the most), so one channel's liquidity is never proven once per channel. One
 //! probe at a time: never more than one probe of ours in flight on a channel of ours.
 //! Background probing's probes also count against the hourly budget and stop as soon as
 //! anything else runs.
@@ -253,7 +255,7 @@ async fn probe_one<N: Lightningd>(
         _ => 1,
     };
     for h in hops.get(1..end).unwrap_or_default() {
-        if let Some(e) = s.graph.edge_by_scid(h.short_channel_id, h.direction) {
+        if let Some(e) = routes::pool_of(s, h) {
             let p = proven.entry(e).or_default();
             *p = (*p).max(h.amount_msat);
         }
@@ -486,6 +488,8 @@ fn combine(
     let flow = flow::max_flow_within_cap(
         &s.graph,
         &req,
+        // Per parallel group: its own channel direction carries what was proven, the others
+        // none (the same liquidity, forwarded non-strictly, is not counted once per channel).
         |e| proven.get(&e).copied().unwrap_or(0),
         |a| s.cap_for(a, s.planned_msat),
         1000 * MSAT_PER_SAT,
@@ -499,10 +503,15 @@ fn combine(
 }
 
 /// No one route carried an unprovable set's amount: from now on no set puts more on `edges`
-/// (that set's channels past its fork) than probes proved there.
+/// (that set's channels past its fork, each standing for its parallel group) than probes
+/// proved there, all of it on the group's own channel direction ([`routes::pool_of`]).
 fn cap_edges(s: &mut Session, edges: Vec<EdgeIdx>, proven: &HashMap<EdgeIdx, u64>) {
     for e in edges {
-        s.circle.cap_edge(e, proven.get(&e).copied().unwrap_or(0));
+        let most = proven.get(&e).copied().unwrap_or(0);
+        let group: Vec<EdgeIdx> = s.graph.parallel_group(e).collect();
+        for m in group {
+            s.circle.cap_edge(m, if m == e { most } else { 0 });
+        }
     }
 }
 

@@ -57,11 +57,20 @@ fn all_proven(
     })
 }
 
-/// The channel directions of `hops` between our two hops (`None` when one is not in the graph).
+/// The channel direction that stands for `h`'s parallel group (the channels between the same
+/// two nodes at the same fees); `None` when it is not in the graph. A node forwards
+/// non-strictly, over whichever of them has the most spendable (lightningd's `best_channel`),
+/// so a probe asked of one proves one HTLC's worth over the group, never once per channel:
+/// what probes prove, and what a set puts on channels, is counted per group.
+pub(super) fn pool_of(s: &Session, h: &Hop) -> Option<EdgeIdx> {
+    let e = s.graph.edge_by_scid(h.short_channel_id, h.direction)?;
+    Some(s.graph.parallel_group(e).min().unwrap_or(e))
+}
+
+/// The channel directions of `hops` between our two hops, each as its group's ([`pool_of`];
+/// `None` when one is not in the graph).
 fn middle_edges(s: &Session, hops: &[Hop]) -> Option<Vec<EdgeIdx>> {
-    middle(hops)
-        .map(|h| s.graph.edge_by_scid(h.short_channel_id, h.direction))
-        .collect()
+    middle(hops).map(|h| pool_of(s, h)).collect()
 }
 
 /// A probe of the channels part `i` shares with other parts from the outgoing peer on (the
@@ -169,13 +178,13 @@ pub(super) fn proven_together(
     })
 }
 
-/// What `set`'s parts carry together over each channel direction between our two hops
-/// (`None` when one is not in the graph).
+/// What `set`'s parts carry together over each channel direction between our two hops, per
+/// parallel group ([`pool_of`]; `None` when one is not in the graph).
 pub(super) fn set_use(s: &Session, set: &[Vec<Hop>]) -> Option<HashMap<EdgeIdx, u64>> {
     let mut used: HashMap<EdgeIdx, u64> = HashMap::new();
     for hops in set {
         for h in middle(hops) {
-            let e = s.graph.edge_by_scid(h.short_channel_id, h.direction)?;
+            let e = pool_of(s, h)?;
             let u = used.entry(e).or_default();
             *u = u.saturating_add(h.amount_msat);
         }
@@ -195,7 +204,7 @@ fn already_proven(s: &Session, hops: &[Hop], proven: &HashMap<EdgeIdx, u64>) -> 
 /// not in the graph).
 fn over_proven(s: &Session, hops: &[Hop], proven: &HashMap<EdgeIdx, u64>) -> Option<u64> {
     middle(hops).try_fold(0u64, |most, h| {
-        let e = s.graph.edge_by_scid(h.short_channel_id, h.direction)?;
+        let e = pool_of(s, h)?;
         Some(most.max(h.amount_msat.saturating_sub(*proven.get(&e)?)))
     })
 }
