@@ -184,3 +184,47 @@ def test_probe_proves_what_parts_put_on_a_shared_channel(node_factory):
     assert len(fork) == 1 and int(fork[0]["amount_msat"]) >= amount, probes
     print("probe to the fork at l3: {} msat; {} probes in all".format(
         fork[0]["amount_msat"], len(probes)))
+
+
+def test_probe_counts_parallel_channels_as_one(node_factory):
+    """l1 -> l2, two channels l2 -> l3 at the same fees (A: l2 keeps 700k sat; B: l2 pushed
+    900k sat of it to l3 at the open), two ways l3 -> l4 -> l6 and l3 -> l5 -> l6 holding
+    600k sat each, and l6 -> l1. lightningd forwards non-strictly: l2 sends a part asked of B
+    over A, the fuller. Each of two 600k-sat parts, one asked of A and one of B, reaches l1
+    alone, so they were once both counted as proven (1.2M sat); together they need more than
+    A and B hold. The answer stays within what the two channels hold, and it really moves."""
+    plugin = str(realnet.plugin_binary())
+    nodes = node_factory.get_nodes(6, opts=[{"plugin": plugin}, {}, {}, {}, {}, {}])
+    l1, l2, l3, l4, l5, l6 = nodes
+    node_factory.join_nodes([l1, l2, l3, l4, l6, l1])
+    node_factory.join_nodes([l3, l5, l6])
+    a = scid_between(l2, l3)
+    push(l2, l3, int(chan(l2, a)["spendable_msat"]) - 700_000 * SAT)
+    for n in (l4, l5):
+        s = scid_between(n, l6)
+        push(n, l6, int(chan(n, s)["spendable_msat"]) - 600_000 * SAT)
+    l2.fundwallet(2_000_000)
+    l2.rpc.fundchannel(l3.info["id"], 1_000_000, push_msat=900_000 * SAT)
+    l1.bitcoin.generate_block(6)
+    wait_graph(l1, 8)
+    both = [c for c in l2.rpc.listpeerchannels(l3.info["id"])["channels"]]
+    assert len(both) == 2, both
+    held = sum(int(c["spendable_msat"]) for c in both)
+    assert 650_000 * SAT < held < 1_000_000 * SAT, both
+    out_scid, in_scid = scid_between(l1, l2), scid_between(l1, l6)
+    wait_settled(*nodes)
+    before = {n: snapshot(n) for n in nodes}
+    pays_before = sendpays(l1)
+    invoices_before = l1.rpc.listinvoices()["invoices"]
+
+    r = probe(l1, {"outgoing": out_scid, "incoming": in_scid})
+    found = int(r["max_msat"])
+    assert 300_000 * SAT <= found <= held, (found, held, r)
+    nothing_left(l1, nodes, before, pays_before, invoices_before)
+    print("parallel l2 -> l3 holding {} msat: found {} msat in {} probes".format(
+        held, found, r["probes"]))
+
+    moved = l1.rpc.call("rebalance", {"outgoing": out_scid, "incoming": in_scid,
+                                      "amount_msat": found})
+    assert moved["status"] == "complete" and int(moved["amount_msat"]) == found, moved
+    wait_settled(*nodes)
