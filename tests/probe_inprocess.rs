@@ -43,13 +43,20 @@ fn fork(shared_sat: u64) -> Network {
         cheap_channel(INC, "us", "b", 5_000_000, 1_000_000),
         cheap_channel(SHARED, "a", "m", 3_000_000, shared_sat),
     ];
+    channels.extend(ways_from_m());
+    hand_made(nodes, cheap_policy(), channels)
+}
+
+/// m -> x -> b and m -> y -> b, 600,000 sat of 1M sat on the sending side of each channel.
+fn ways_from_m() -> Vec<serde_json::Value> {
+    let mut channels = Vec::new();
     for (k, mid) in ["x", "y"].iter().enumerate() {
         for (j, (from, to)) in [("m", *mid), (*mid, "b")].iter().enumerate() {
             let scid = format!("70001{}x1x{j}", k + 1);
             channels.push(cheap_channel(&scid, from, to, 1_000_000, 600_000));
         }
     }
-    hand_made(nodes, cheap_policy(), channels)
+    channels
 }
 
 fn probe(amount_msat: Option<u64>) -> cln_rebalance::params::ProbeParams {
@@ -271,7 +278,7 @@ async fn parts_meeting_again_give_way_to_a_way_whose_sum_probes_can_prove() {
 }
 
 /// Two channels a -> m at the same fees, 2M sat each, `big_sat` and `small_sat` on a's side;
-/// from m two ways to b, m -> x -> b and m -> y -> b, holding 600,000 sat each. a forwards
+/// from m [`ways_from_m`], holding 600,000 sat each. a forwards
 /// non-strictly (lightningd's `best_channel`): a part asked of either a -> m channel goes over
 /// the one with the most spendable.
 fn parallel(big_sat: u64, small_sat: u64) -> Network {
@@ -282,12 +289,7 @@ fn parallel(big_sat: u64, small_sat: u64) -> Network {
         cheap_channel("700001x1x0", "a", "m", 2_000_000, big_sat),
         cheap_channel("700001x2x0", "a", "m", 2_000_000, small_sat),
     ];
-    for (k, mid) in ["x", "y"].iter().enumerate() {
-        for (j, (from, to)) in [("m", *mid), (*mid, "b")].iter().enumerate() {
-            let scid = format!("70001{}x1x{j}", k + 1);
-            channels.push(cheap_channel(&scid, from, to, 1_000_000, 600_000));
-        }
-    }
+    channels.extend(ways_from_m());
     hand_made(named_nodes(&names), cheap_policy(), channels)
 }
 
