@@ -120,7 +120,6 @@ fn inc_htlc_max(net: &Network, c: usize) -> u64 {
 fn fits(world: &World, net: &Network, v: &Value) -> bool {
     let caps = world.capacities(net);
     let ex = world.offline_exclusions(net);
-    let group = |e: EdgeIdx| world.graph.parallel_group(e).min().unwrap_or(e);
     let mut used: HashMap<EdgeIdx, u64> = HashMap::new();
     let mut htlcs: HashMap<EdgeIdx, Vec<u64>> = HashMap::new();
     for part in v["parts"].as_array().into_iter().flatten() {
@@ -141,7 +140,10 @@ fn fits(world: &World, net: &Network, v: &Value) -> bool {
             }
             let amount = h["amount_msat"].as_u64().unwrap_or(u64::MAX);
             *used.entry(e).or_default() += amount;
-            htlcs.entry(group(e)).or_default().push(amount);
+            htlcs
+                .entry(world.graph.parallel_lead(e))
+                .or_default()
+                .push(amount);
         }
     }
     let ok = htlcs.into_iter().all(|(g, mut amounts)| {

@@ -171,6 +171,11 @@ impl Graph {
         std::iter::once(idx).chain(self.parallel_to(idx))
     }
 
+    /// The edge that stands for `idx`'s parallel group: its lowest index (`idx` when alone).
+    pub fn parallel_lead(&self, idx: EdgeIdx) -> EdgeIdx {
+        self.parallel_group(idx).min().unwrap_or(idx)
+    }
+
     /// The other edges of `idx`'s parallel group (see [`Graph::parallel_next`]).
     pub fn parallel_to(&self, idx: EdgeIdx) -> impl Iterator<Item = EdgeIdx> + '_ {
         let mut at = self.parallel_next(idx);

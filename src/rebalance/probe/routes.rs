@@ -64,7 +64,7 @@ fn all_proven(
 /// what probes prove, and what a set puts on channels, is counted per group.
 pub(super) fn pool_of(s: &Session, h: &Hop) -> Option<EdgeIdx> {
     let e = s.graph.edge_by_scid(h.short_channel_id, h.direction)?;
-    Some(s.graph.parallel_group(e).min().unwrap_or(e))
+    Some(s.graph.parallel_lead(e))
 }
 
 /// The channel directions of `hops` between our two hops, each as its group's ([`pool_of`];
