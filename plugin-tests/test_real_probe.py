@@ -207,7 +207,7 @@ def test_probe_counts_parallel_channels_as_one(node_factory):
     l2.rpc.fundchannel(l3.info["id"], 1_000_000, push_msat=900_000 * SAT)
     l1.bitcoin.generate_block(6)
     wait_graph(l1, 8)
-    both = [c for c in l2.rpc.listpeerchannels(l3.info["id"])["channels"]]
+    both = l2.rpc.listpeerchannels(l3.info["id"])["channels"]
     assert len(both) == 2, both
     held = sum(int(c["spendable_msat"]) for c in both)
     assert 650_000 * SAT < held < 1_000_000 * SAT, both
