@@ -52,7 +52,8 @@
 //! (`parts.rs`): tasks feasible for one route and for the flow, success among the
 //! flow-feasible and on the first try, HTLCs sent per success (replacement parts included),
 //! tries (groupids) and parts of the paying set, fee over the oracle's cheapest set, simulated
-//! time, solver time; why first tries failed and why fees are above the oracle's; then the
+//! time, solver time; what tasks no set could carry cost (HTLCs, simulated time); why first
+//! tries failed and why fees are above the oracle's; then the
 //! targets of multi-part rebalancing for `mpp`. Last, the model of the whole graph.
 //!
 //! Usage: `cargo bench --bench sim -- [--seeds 11,12,13,14,15,16] [--dist bimodal|uniform] [--traffic 0.02]

@@ -249,6 +249,9 @@ struct Row {
     first_by_seed: Vec<(u64, f64)>,
     /// Tasks after which HTLCs were left in the network, and the most left.
     htlcs_left: (usize, usize),
+    /// Tasks no set could carry (the flow oracle's): how many, the HTLCs sent on them
+    /// (probes included), their simulated seconds.
+    infeasible: (usize, usize, f64),
     /// Solved tasks over the oracle, by cause: count, fee ratio p50 and p90, msat above p90.
     fee_causes: BTreeMap<FeeCause, (usize, f64, f64, u64)>,
 }
@@ -403,6 +406,18 @@ fn row(s: &Stats) -> Row {
             s.outcomes.iter().filter(|o| o.htlcs_left > 0).count(),
             s.outcomes.iter().map(|o| o.htlcs_left).max().unwrap_or(0),
         ),
+        infeasible: {
+            let none: Vec<&Outcome> = s
+                .outcomes
+                .iter()
+                .filter(|o| !o.oracle.flow_feasible())
+                .collect();
+            (
+                none.len(),
+                none.iter().map(|o| o.pay.htlcs).sum(),
+                none.iter().map(|o| o.sim_ms).sum::<u64>() as f64 / 1000.0,
+            )
+        },
         first_by_seed: by_seed
             .into_iter()
             .map(|(k, (n, f))| (k, pct(f, n)))
@@ -562,6 +577,15 @@ pub fn print_parts(amount_sat: u64, a: &Args, stats: &BTreeMap<Strategy, Stats>)
             k.name(),
             r.probes as f64 / r.success.max(1) as f64,
             r.probes
+        );
+    }
+    for (k, r) in &rows {
+        let (n, htlcs, secs) = r.infeasible;
+        println!(
+            "  {:<17} tasks no set could carry: {n}, {:.2} HTLCs and {:.1} simulated s a task ({htlcs} HTLCs in all)",
+            k.name(),
+            htlcs as f64 / n.max(1) as f64,
+            secs / n.max(1) as f64,
         );
     }
     for (k, r) in &rows {
