@@ -8,6 +8,7 @@ use crate::lightningd::{Lightningd, PeerChannel};
 use crate::params::RebalanceParams;
 
 /// A request whose channels and amount passed the checks.
+#[derive(Clone)]
 pub struct Checked {
     pub our_id: String,
     pub out: PeerChannel,

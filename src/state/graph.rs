@@ -71,6 +71,12 @@ impl GraphCache {
         Ok(graph)
     }
 
+    /// How long ago the cached graph was read (`None`: no graph yet).
+    pub async fn age_ms(&self, now_ms: u64) -> Option<u64> {
+        let cache = self.cache.lock().await;
+        cache.as_ref().map(|c| now_ms.saturating_sub(c.built_ms))
+    }
+
     /// Marks the cached graph out of date (a node told us its policy changed).
     pub async fn mark_stale(&self) {
         if let Some(c) = self.cache.lock().await.as_mut() {
