@@ -105,8 +105,10 @@ impl<N: Lightningd> State<N> {
             let graph = self.graph().await?;
             let mut s = new_session(self, id, &p, req.clone(), graph, started_ms, extra.clone())?;
             let mut result = run(self, &mut s, p.dryrun).await;
-            let age = self.graph_cache.age_ms(self.now_ms()).await;
-            if refused_unsent(&s, &result) && age.is_some_and(|a| a >= REREAD_GRAPH_MS) {
+            if refused_unsent(&s, &result)
+                && (self.graph_cache.age_ms(self.now_ms()).await)
+                    .is_some_and(|a| a >= REREAD_GRAPH_MS)
+            {
                 self.graph_cache.mark_stale().await;
                 let graph = self.graph().await?;
                 s = new_session(self, id, &p, req, graph, started_ms, extra)?;
