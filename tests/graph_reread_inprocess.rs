@@ -1,7 +1,8 @@
 //! A rebalance refused on an old copy of the graph plans once more on a fresh one, in-process
-//! over the stand-in's network model. A channel is listed disabled while one of its ends is
-//! offline; the plugin keeps its copy of the graph for `rebalance-graph-refresh` (300 s), so a
-//! node back online meanwhile still looks cut off to it.
+//! over the stand-in's network model. The stand-in lists a channel disabled while one of its
+//! ends is offline (lightningd, once a forward over it found the end offline); the plugin
+//! keeps its copy of the graph for `rebalance-graph-refresh` (300 s), so a node back online
+//! meanwhile still looks cut off to it.
 //!
 //! The network: us -> a (ours), b -> us (the peer's), and one way a -> n -> b. Node `n` is
 //! offline when the graph is first read (a dry run finds no route), then comes back.

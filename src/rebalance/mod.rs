@@ -128,9 +128,10 @@ impl<N: Lightningd> State<N> {
 
 /// A rebalance refused before anything went out (no route or set, or none within the fee
 /// cap), planned on a graph read at least this long ago, plans once more on a fresh one:
-/// channels come back as their nodes do (a channel is disabled while an end is offline), and
-/// a copy minutes old may lack the way (`make bench-sim`, seed 175 at 1M sat: three
-/// rebalances refused with 206 whose route at 17-215 sat ran through a node back online).
+/// channels come back as their nodes do (a channel whose end was found offline is disabled
+/// until the two reconnect), and a copy minutes old may lack the way (`make bench-sim`, seed
+/// 175 at 1M sat: three rebalances refused with 206 whose route at 17-215 sat ran through a
+/// node back online).
 const REREAD_GRAPH_MS: u64 = 60_000;
 
 /// Whether `result` refuses the rebalance before any probe or payment went out.

@@ -323,7 +323,8 @@ impl Network {
             let dst = ch.nodes[1 - s];
             let dir = self.direction(src, dst);
             // Disabled bit 2 in channel_flags; an offline end looks disabled to the network
-            // (its peer disables the channel when the connection drops).
+            // at once, as on a busy network (lightningd's peer disables it lazily, when a
+            // forward over it fails: the README's "What it does NOT model").
             let enabled = p.active && self.nodes[src].online && self.nodes[dst].online;
             out.push(json!({
                 "source": self.nodes[src].id,
