@@ -477,3 +477,80 @@ def test_held_htlc_outlives_retry_for(node_factory, directory):
     hold_file.write_text("0")
     r = l1.rpc.call("rebalance", [out_scid, in_scid, amt])
     check_complete(l1, r, before[l1], out_scid, in_scid, amt, cap=cap_of(amt))
+
+
+def test_graph_copy_read_while_a_node_was_offline(node_factory):
+    """l1 -> l2 -> l3 -> l4 -> l1, the only way round. lightningd disables a channel lazily: with
+    l3 stopped, l2 says l2 -> l3 is disabled only once a forward over it fails (a payment from
+    l1 here); then a rebalance reads the graph and finds no way (205). l3 comes back, l2
+    enables the channel again, and lightningd lists it active; the plugin's copy, under a minute
+    old, still has it disabled and is not read again (205). Once the copy is a minute old, the
+    refused rebalance reads the graph again and pays."""
+    plugin = realnet.plugin_binary()
+    opts = [{"plugin": str(plugin)}] + [{"may_reconnect": True} for _ in range(3)]
+    nodes = node_factory.get_nodes(4, opts=opts)
+    node_factory.join_nodes(nodes + [nodes[0]], wait_for_announce=True)
+    l1, l2, l3, l4 = nodes
+    out_scid, in_scid, s23 = scid_between(l1, l2), scid_between(l1, l4), scid_between(l2, l3)
+    wait_graph(l1, 4)
+
+    def l2_l3_active():
+        cs = [c for c in l1.rpc.listchannels(s23)["channels"] if c["source"] == l2.info["id"]]
+        return len(cs) == 1 and cs[0]["active"]
+
+    def graph_reads():
+        l1.daemon.logs_catchup()
+        return sum(1 for line in l1.daemon.logs if "graph refreshed" in line)
+
+    # l3 stops; lightningd still lists l2 -> l3 active (nobody has tried it). (Until ten
+    # seconds after its start, l2 would not disable a channel even then: channel_gossip.c's
+    # startup mode.)
+    wait_until(lambda: l2.daemon.is_in_log("channel_gossip: no longer in startup mode"), 60,
+               "l2 out of its startup mode")
+    l3.stop()
+    wait_until(lambda: not l2.rpc.listpeerchannels(l3.info["id"])["channels"][0]["peer_connected"],
+               30, "l2 sees l3 gone")
+    assert l2_l3_active()
+    # A payment from l1 over l2 -> l3 fails at l2, which then broadcasts the channel disabled.
+    probe, pol = 10_000 * SAT, realnet.policy(l1, s23, l2.info["id"])
+    fee = int(pol["base_fee_millisatoshi"]) + -(-probe * int(pol["fee_per_millionth"]) // 10**6)
+    route = [{"id": l2.info["id"], "channel": out_scid, "amount_msat": probe + fee,
+              "delay": 18 + int(pol["delay"])},
+             {"id": l3.info["id"], "channel": s23, "amount_msat": probe, "delay": 18}]
+    l1.rpc.sendpay(route, "11" * 32)
+    e = rpc_error(l1.rpc.waitsendpay, "11" * 32, 30)
+    assert e["data"]["erring_index"] == 1 and e["data"]["failcodename"] == "WIRE_TEMPORARY_CHANNEL_FAILURE", e
+    wait_until(lambda: not l2_l3_active(), 60, "l2 -> l3 disabled in l1's gossip")
+
+    # The plugin reads the graph now: no way round.
+    amt = 100_000 * SAT
+    asked = {"outgoing": out_scid, "incoming": in_scid, "amount_msat": amt}
+    before, pays_before = snapshot(l1), sendpays(l1)
+    reads = graph_reads()
+    e = rpc_error(l1.rpc.call, "rebalance", asked)
+    read_at = time.time()
+    assert e["code"] == 205, e
+    wait_until(lambda: graph_reads() == reads + 1, 10, "the graph read for this rebalance")
+    check_nothing_paid(l1, before, pays_before)
+
+    # l3 is back; l2 enables the channel and l1's lightningd lists it active again.
+    l3.start()
+    for peer in (l2, l4):
+        l3.rpc.connect(peer.info["id"], "localhost", peer.port)
+    wait_until(lambda: all(c["peer_connected"] and c["state"] == "CHANNELD_NORMAL"
+                           for c in l3.rpc.listpeerchannels()["channels"]), 60, "l3's channels usable")
+    wait_until(l2_l3_active, 60, "l2 -> l3 enabled again in l1's gossip")
+    # The plugin's copy is under a minute old: refused again on it (read again, it would have
+    # the way lightningd now lists).
+    if time.time() - read_at < 50:
+        e = rpc_error(l1.rpc.call, "rebalance", asked)
+        assert e["code"] == 205, e
+        check_nothing_paid(l1, before, pays_before)
+
+    # A minute on, the refusal rereads the graph, plans again and pays.
+    time.sleep(max(0.0, read_at + 62 - time.time()))
+    r = l1.rpc.call("rebalance", asked)
+    check_complete(l1, r, before, out_scid, in_scid, amt, cap=cap_of(amt))
+    assert [h["node_id"] for h in r["route"]] == [n.info["id"] for n in (l2, l3, l4, l1)], r
+    wait_until(lambda: graph_reads() == reads + 2, 10, "the old copy read again")
+    wait_settled(*nodes)
