@@ -176,6 +176,7 @@ fn main() {
             traffic: 0.02,
             flaky: 0.02,
             us: None,
+            lazy_disable: false,
         }) {
             Ok(w) => w,
             Err(e) => {

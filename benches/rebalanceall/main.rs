@@ -469,6 +469,7 @@ fn main() {
             traffic: a.traffic,
             flaky: a.flaky,
             us: a.us.clone(),
+            lazy_disable: false,
         }) {
             Ok(w) => Arc::new(w),
             Err(e) => {

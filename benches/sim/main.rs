@@ -62,7 +62,9 @@
 //! [--prior bimodal|uniform] [--depleted 0.04] [--risk-base 2000] [--risk-ppm 100]
 //! [--strategies fee,nomem,mem,mpp] [--maxparts 4] [--min-part 20000] (sat)
 //! [--oracle-maxparts 4] [--oracle-min-part 20000] (sat) [--no-max-flow]
-//! [--graph-max-age 3600] [--us NODE_ID] [--probe [--probe-per-hour 60]]` (`--probe`: the
+//! [--graph-max-age 3600] [--us NODE_ID] [--lazy-disable] [--probe [--probe-per-hour 60]]`
+//! (`--lazy-disable`: a flaky node's channels are listed disabled only once a forward towards
+//! it failed, as lightningd disables them when nobody else pays; by default at once; `--probe`: the
 //! probing tables of `probe.rs` instead, on the first amount's tasks). Tune on
 //! [`TUNING_SEEDS`]; report on others. `--dump PATH` writes every task's outcome and its
 //! payments (try, seconds, amount, fee, hops, how each ended), one line a task, to read runs
@@ -129,6 +131,9 @@ struct Args {
     max_flow: bool,
     graph_max_age_secs: u64,
     us: Option<String>,
+    /// `--lazy-disable`: flaky nodes' channels listed disabled only once a forward towards
+    /// them failed (the stand-in's `lazy_disable`), not the moment they go offline.
+    lazy_disable: bool,
     /// `--probe`: the probing tables (`probe.rs`) instead of the strategies'.
     probe: bool,
     probe_per_hour: u32,
@@ -174,6 +179,7 @@ impl Default for Args {
             // as inactive in a fresh listchannels); refreshed hourly rather than every 5 minutes
             // as the plugin does, to keep the run short.
             graph_max_age_secs: 3600,
+            lazy_disable: false,
             us: None,
             probe: false,
             probe_per_hour: probe::PER_HOUR,
@@ -192,6 +198,7 @@ impl Args {
             traffic: self.traffic,
             flaky: self.flaky,
             us: self.us.clone(),
+            lazy_disable: self.lazy_disable,
         }
     }
 
@@ -234,6 +241,7 @@ impl Args {
                 }
                 "--no-max-flow" => a.max_flow = false,
                 "--graph-max-age" => a.graph_max_age_secs = parse_one(&val()?)?,
+                "--lazy-disable" => a.lazy_disable = true,
                 "--us" => a.us = Some(val()?),
                 "--probe" => a.probe = true,
                 "--probe-per-hour" => a.probe_per_hour = parse_one(&val()?)?,
@@ -737,12 +745,17 @@ fn main() {
     );
     println!(
         "world: {}, balances {}, between rebalances {} s, {:.1}% of channels redrawn, {:.1}% of SCC nodes \
-         flaky; {} ms per hop each way; retry_for {} s; fee cap max({} msat, {} ppm)",
+         flaky{}; {} ms per hop each way; retry_for {} s; fee cap max({} msat, {} ppm)",
         sim::SNAPSHOT,
         a.dist.name(),
         a.interval_secs,
         a.traffic * 100.0,
         a.flaky * 100.0,
+        if a.lazy_disable {
+            " (listed disabled once a forward towards them failed)"
+        } else {
+            ""
+        },
         a.hop_ms,
         a.retry_for,
         a.exemptfee_msat,

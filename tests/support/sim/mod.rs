@@ -158,6 +158,9 @@ pub struct WorldConfig {
     pub flaky: f64,
     /// "Us" by node id, instead of a seeded pick.
     pub us: Option<String>,
+    /// The stand-in's `lazy_disable`: a flaky node's channels listed disabled only once a
+    /// forward towards it failed (lightningd's rule with nobody else paying), not at once.
+    pub lazy_disable: bool,
 }
 
 /// One rebalance to do: from an outbound-heavy channel of ours to an inbound-heavy one.

@@ -39,6 +39,7 @@ impl World {
             .map_err(|e| format!("{e:#}"))?;
         drop(text);
         net.hooks.invoice_payment = true; // the plugin registers it
+        net.config.lazy_disable = config.lazy_disable;
 
         let node_of: Vec<Option<NodeIdx>> =
             net.nodes.iter().map(|n| graph.node_idx(&n.id)).collect();
@@ -113,7 +114,7 @@ impl World {
             }
         }
         for &n in &flaky {
-            net.nodes[n].online = rng.unit() >= 0.5;
+            net.set_online(n, rng.unit() >= 0.5);
         }
 
         let mut by_pair: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
@@ -243,7 +244,7 @@ impl World {
             }
         }
         for &n in &self.flaky {
-            net.nodes[n].online = rng.unit() >= 0.5;
+            net.set_online(n, rng.unit() >= 0.5);
         }
     }
 

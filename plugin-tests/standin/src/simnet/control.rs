@@ -233,7 +233,7 @@ impl Network {
         if n == self.us {
             return Err(RpcError::invalid("node: cannot take our own node offline"));
         }
-        self.nodes[n].online = online;
+        self.set_online(n, online);
         Ok((
             json!({"id": self.nodes[n].id, "online": online}),
             vec![Event::Changed],

@@ -37,6 +37,7 @@ struct FileConfig {
     cltv_final: Option<u32>,
     max_htlc_cltv: Option<u32>,
     fee_rounding: Option<String>,
+    lazy_disable: Option<bool>,
     seed: Option<u64>,
 }
 
@@ -139,6 +140,9 @@ impl Network {
         }
         if let Some(v) = f.config.seed {
             config.seed = v;
+        }
+        if let Some(v) = f.config.lazy_disable {
+            config.lazy_disable = v;
         }
         match f.config.fee_rounding.as_deref() {
             None | Some("ceil") => config.fee_rounding_ceil = true,
@@ -413,6 +417,7 @@ pub fn new_channel(
         htlcs: Vec::new(),
         next_htlc_id: [0, 0],
         forced_failure: [None, None],
+        disabled_by_peer: [false, false],
         held: false,
         stats: Default::default(),
         old_fees: None,

@@ -107,6 +107,9 @@ pub struct Channel {
     pub next_htlc_id: [u64; 2],
     /// dev-fail: the failcode a direction answers with instead of forwarding.
     pub forced_failure: [Option<u16>; 2],
+    /// With `Config::lazy_disable`: the direction's node has said it disabled (a forward
+    /// over it found the far end offline), until the far end is back online.
+    pub disabled_by_peer: [bool; 2],
     /// dev-hold on this channel: HTLCs arriving over it wait at its far end.
     pub held: bool,
     /// HTLC counters of our channels (listpeerchannels `in_payments_offered` ...).
@@ -128,6 +131,12 @@ pub struct Config {
     /// proportional part) or `floor`.
     pub fee_rounding_ceil: bool,
     pub max_accepted_htlcs: usize,
+    /// How an offline node's channels look in `listchannels`: `false` (the default) disabled
+    /// at once, both directions, as a busy network soon sees them; `true` as lightningd
+    /// v26.06 disables them with nobody else paying: a direction towards an offline node only
+    /// once a forward over it failed for that (the peer's `channel_gossip_update_for_error`),
+    /// enabled again when the node is back (`channel_gossip_channel_reestablished`).
+    pub lazy_disable: bool,
     /// Seed for preimages and anything else random.
     pub seed: u64,
     /// lightningd's `version()`: getinfo's `version`, the plugin's `LIGHTNINGD_VERSION`.
@@ -144,6 +153,7 @@ impl Default for Config {
             max_htlc_cltv: 2016,
             fee_rounding_ceil: true,
             max_accepted_htlcs: 483,
+            lazy_disable: false,
             seed: 1,
             version: DEFAULT_VERSION.to_string(),
         }
@@ -373,6 +383,21 @@ impl Network {
             .collect();
         v.sort_by_key(|&c| scid_key(&self.channels[c].scid));
         v
+    }
+
+    /// Node `n` goes offline or comes back. Back, its peers enable the directions towards it
+    /// they had disabled (lightningd does on reestablish).
+    pub fn set_online(&mut self, n: usize, online: bool) {
+        self.nodes[n].online = online;
+        if online {
+            for ch in self.channels.iter_mut() {
+                for s in 0..2 {
+                    if ch.nodes[1 - s] == n {
+                        ch.disabled_by_peer[s] = false;
+                    }
+                }
+            }
+        }
     }
 
     /// What side `s` can still offer on channel `c`: balance - reserve - offered HTLCs

@@ -707,3 +707,57 @@ fn mainnet_graph_loads_with_hidden_balances() {
     let v = a.listchannels(&json!({})).unwrap();
     assert!(v["channels"].as_array().unwrap().len() > 60_000);
 }
+
+/// `active` of the listchannels entry of `scid` from `source`.
+fn listed_active(n: &mut Network, scid: &str, source: &str) -> bool {
+    let v = call(n, "listchannels", json!({"short_channel_id": scid})).unwrap();
+    let entries = v["channels"].as_array().unwrap();
+    let e = entries
+        .iter()
+        .find(|c| c["source"] == source)
+        .expect("listed");
+    e["active"].as_bool().unwrap()
+}
+
+#[test]
+fn an_offline_node_is_disabled_at_once_or_as_lightningd_does() {
+    // Default: carol's channels look disabled both ways the moment she is offline.
+    let mut n = demo();
+    call(&mut n, "dev-set-online", json!(["carol", false])).unwrap();
+    assert!(!listed_active(&mut n, "700101x7x1", ALICE));
+    assert!(!listed_active(&mut n, "700101x7x1", CAROL));
+    assert!(!listed_active(&mut n, "800004x1x0", CAROL));
+    call(&mut n, "dev-set-online", json!(["carol", true])).unwrap();
+    assert!(listed_active(&mut n, "700101x7x1", ALICE));
+
+    // lazy_disable: listed active until a forward towards her fails; then alice's direction
+    // only, until carol is back.
+    let mut n = demo();
+    n.config.lazy_disable = true;
+    let (hash, secret) = new_invoice(&mut n, "lazy", 100_000_000);
+    call(&mut n, "dev-set-online", json!(["carol", false])).unwrap();
+    assert!(listed_active(&mut n, "700101x7x1", ALICE));
+    let r = route(&mut n, &TRIANGLE, 100_000_000, 18);
+    let e = failed(&mut n, r, &hash, &secret);
+    let d = e.data.unwrap();
+    assert_eq!(
+        (d["failcode"].as_u64(), d["erring_index"].as_u64()),
+        (Some(4103), Some(1))
+    );
+    assert!(!listed_active(&mut n, "700101x7x1", ALICE));
+    assert!(listed_active(&mut n, "700101x7x1", CAROL));
+    assert!(listed_active(&mut n, "800004x1x0", CAROL));
+    // Tried again, alice answers as before (lightningd does not check its own update's
+    // disabled bit when forwarding, only that the peer is there).
+    let r = route(&mut n, &TRIANGLE, 100_000_000, 18);
+    let e = failed(&mut n, r, &hash, &secret);
+    assert_eq!(
+        e.data.unwrap()["failcodename"],
+        "WIRE_TEMPORARY_CHANNEL_FAILURE"
+    );
+    assert!(!listed_active(&mut n, "700101x7x1", ALICE));
+    call(&mut n, "dev-set-online", json!(["carol", true])).unwrap();
+    assert!(listed_active(&mut n, "700101x7x1", ALICE));
+    let r = route(&mut n, &TRIANGLE, 100_000_000, 18);
+    settled(&mut n, r, &hash, &secret);
+}

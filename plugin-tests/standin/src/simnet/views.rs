@@ -323,9 +323,14 @@ impl Network {
             let dst = ch.nodes[1 - s];
             let dir = self.direction(src, dst);
             // Disabled bit 2 in channel_flags; an offline end looks disabled to the network
-            // at once, as on a busy network (lightningd's peer disables it lazily, when a
-            // forward over it fails: the README's "What it does NOT model").
-            let enabled = p.active && self.nodes[src].online && self.nodes[dst].online;
+            // at once, as on a busy network, or (`lazy_disable`) as lightningd's peer says so:
+            // once a forward over it found the end offline, until the end is back.
+            let enabled = p.active
+                && if self.config.lazy_disable {
+                    !ch.disabled_by_peer[s]
+                } else {
+                    self.nodes[src].online && self.nodes[dst].online
+                };
             out.push(json!({
                 "source": self.nodes[src].id,
                 "destination": self.nodes[dst].id,

@@ -117,10 +117,38 @@ impl Network {
                     self.add_leg(pid, c, from, amount, delay);
                 }
                 Err(code) => {
+                    self.disable_towards_offline(pid, k, code);
                     let f = self.remote_failure(pid, k - 1, code);
                     return self.fail_payment(pid, f);
                 }
             }
+        }
+    }
+
+    /// With `lazy_disable`: hop `k`'s forward refused, with a channel_update, while its next
+    /// node is offline makes the forwarding node disable that direction: lightningd builds
+    /// the update of such a failure with `channel_gossip_update_for_error`, which disables a
+    /// channel whose peer is gone (only for a forwarded HTLC, and only when the channel it
+    /// picked is the one the onion named: `channel_update_for_error`).
+    fn disable_towards_offline(&mut self, pid: usize, k: usize, code: u16) {
+        if !self.config.lazy_disable || code & wire::UPDATE == 0 {
+            return;
+        }
+        let pay = &self.payments[pid];
+        let (Some(x), Some(next)) = (pay.route[k - 1].node, pay.route[k].node) else {
+            return;
+        };
+        let Some(req) = self.channel_by_scid(&pay.route[k].scid) else {
+            return;
+        };
+        if self.nodes[next].online || !self.channels[req].nodes.contains(&next) {
+            return;
+        }
+        if self.best_channel(x, next, req, pay.route[k].amount_msat) != req {
+            return;
+        }
+        if let Some(s) = self.side_of(req, x) {
+            self.channels[req].disabled_by_peer[s] = true;
         }
     }
 
@@ -199,33 +227,7 @@ impl Network {
         if !self.can_add_htlc(req) || Some(next) != hop.node {
             return Err(wire::UNKNOWN_NEXT_PEER);
         }
-        // best_channel: unless strict, the channel to the same peer with the most spendable
-        // among those with the same fees (the requested one included).
-        let mut c = req;
-        if !self.nodes[x].strict_forwarding {
-            let fee = |ch: usize| {
-                let s = self.side_of(ch, x).unwrap_or(0);
-                let p = &self.channels[ch].policy[s];
-                (p.fee_base_msat, p.fee_proportional_millionths)
-            };
-            let mut best_spendable = 0;
-            for cand in 0..self.channels.len() {
-                let ch = &self.channels[cand];
-                if !(ch.nodes.contains(&x) && ch.nodes.contains(&next) && self.can_add_htlc(cand)) {
-                    continue;
-                }
-                let s = self.side_of(cand, x).unwrap_or(0);
-                let sp = self.spendable(cand, s);
-                if sp <= best_spendable || fee(cand) != fee(req) {
-                    continue;
-                }
-                if amt < ch.policy[1 - s].htlc_minimum_msat {
-                    continue;
-                }
-                c = cand;
-                best_spendable = sp;
-            }
-        }
+        let c = self.best_channel(x, next, req, amt);
         let s = self.side_of(c, x).expect("x is an end");
         let ch = &self.channels[c];
         let pol = &ch.policy[s];
@@ -270,6 +272,38 @@ impl Network {
             return Err(wire::TEMPORARY_CHANNEL_FAILURE);
         }
         Ok((c, s))
+    }
+
+    /// lightningd's `best_channel`: unless `x` forwards strictly, its channel to `next` with
+    /// the most spendable among those with the requested channel's fees (`req` included).
+    fn best_channel(&self, x: usize, next: usize, req: usize, amt: u64) -> usize {
+        let mut c = req;
+        if self.nodes[x].strict_forwarding {
+            return c;
+        }
+        let fee = |ch: usize| {
+            let s = self.side_of(ch, x).unwrap_or(0);
+            let p = &self.channels[ch].policy[s];
+            (p.fee_base_msat, p.fee_proportional_millionths)
+        };
+        let mut best_spendable = 0;
+        for cand in 0..self.channels.len() {
+            let ch = &self.channels[cand];
+            if !(ch.nodes.contains(&x) && ch.nodes.contains(&next) && self.can_add_htlc(cand)) {
+                continue;
+            }
+            let s = self.side_of(cand, x).unwrap_or(0);
+            let sp = self.spendable(cand, s);
+            if sp <= best_spendable || fee(cand) != fee(req) {
+                continue;
+            }
+            if amt < ch.policy[1 - s].htlc_minimum_msat {
+                continue;
+            }
+            c = cand;
+            best_spendable = sp;
+        }
+        c
     }
 
     /// Fulfills every HTLC of payment `pid` with `preimage`: balances move hop by hop and the
