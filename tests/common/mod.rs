@@ -142,6 +142,25 @@ impl SimNode {
         }
     }
 
+    /// With the hop clock, the failed payment (or `part`) for `payment_hash` whose failure
+    /// reaches us after now (its HTLC's travel back not yet charged to the clock).
+    fn still_travelling(&self, payment_hash: &str, part: Option<Part>) -> Option<usize> {
+        let hc = self.hop_clock.as_ref()?;
+        let net = self.net.lock().unwrap();
+        let pid = net.payments.iter().rposition(|p| {
+            p.payment_hash == payment_hash
+                && part.is_none_or(|x| x.partid == p.partid && x.groupid == p.groupid)
+        })?;
+        let p = &net.payments[pid];
+        let hops = match p.status {
+            PayStatus::Failed => p.failure.as_ref().map_or(0, |f| f.erring_index),
+            _ => return None,
+        };
+        let key = (p.payment_hash.clone(), p.partid, p.groupid);
+        let sent_at = *hc.sent_at.lock().unwrap().get(&key)?;
+        (sent_at + 2 * hops as u64 * hc.ms_per_hop > hc.clock.now_ms()).then_some(pid)
+    }
+
     /// With the hop clock, payment `pid`'s answer if it has one now; or, when it is a part held
     /// at our node in a set still short of its total, its answer once the clock has moved to
     /// the end of the set's hold (lightningd then fails the set with mpp_timeout): nothing else
@@ -390,6 +409,15 @@ impl Lightningd for SimNode {
             .map_err(to_rpc)?;
         let pid = match state {
             WaitState::Done(r) => {
+                // On the hop clock a payment that failed at once is still on its way back:
+                // this waiter is woken by the failure, as on lightningd (`raw_message`).
+                let r = match self.still_travelling(payment_hash, part) {
+                    Some(pid) => match self.net.lock().unwrap().wait_state(pid, true) {
+                        WaitState::Done(live) => live,
+                        WaitState::Pending(_) => r,
+                    },
+                    None => r,
+                };
                 self.travel(payment_hash, part);
                 return r.map_err(to_rpc).and_then(decode);
             }

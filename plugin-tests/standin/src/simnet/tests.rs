@@ -252,7 +252,30 @@ fn fee_insufficient_at_alice() {
     let WaitState::Done(Err(live)) = n.wait_state(n.payments.len() - 1, true) else {
         panic!("failed payment")
     };
-    assert_eq!(live.data.unwrap()["status"], "pending");
+    let live = live.data.unwrap();
+    assert_eq!(live["status"], "pending");
+    // Only the woken waiter gets the failure message: failcode, the HTLC's amount at alice,
+    // and her channel_update (type 258) for 700101x7x1, direction 0, enabled.
+    assert!(d.get("raw_message").is_none());
+    let raw = live["raw_message"].as_str().unwrap();
+    let amt = r_amount(&live);
+    assert!(raw.starts_with(&format!("100c{amt:016x}008a0102")), "{raw}");
+    let update = &raw[(2 + 8 + 2) * 2..];
+    // type 2 + signature 64 + chain 32, then the scid, the timestamp, the two flag bytes.
+    assert_eq!(
+        &update[(2 + 64 + 32) * 2..(2 + 64 + 32 + 8) * 2],
+        "0aaec50000070001"
+    );
+    assert_eq!(
+        &update[(2 + 64 + 32 + 8 + 4) * 2..(2 + 64 + 32 + 8 + 4 + 2) * 2],
+        "0100"
+    );
+}
+
+/// The amount that reached the failing node: what the payment sent, less the fees of the hops
+/// before it (here the first hop's amount: alice is the first node).
+fn r_amount(data: &Value) -> u64 {
+    data["amount_sent_msat"].as_u64().unwrap()
 }
 
 #[test]
@@ -746,6 +769,19 @@ fn an_offline_node_is_disabled_at_once_or_as_lightningd_does() {
     );
     assert!(!listed_active(&mut n, "700101x7x1", ALICE));
     assert!(listed_active(&mut n, "700101x7x1", CAROL));
+    // Alice's update in the failure says so: channel_flags 2 (disabled), direction 0.
+    let WaitState::Done(Err(live)) = n.wait_state(n.payments.len() - 1, true) else {
+        panic!("failed payment")
+    };
+    let raw = live.data.unwrap()["raw_message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(raw.starts_with("1007008a0102"), "{raw}");
+    assert_eq!(
+        &raw[(4 + 2 + 64 + 32 + 8 + 4) * 2..(4 + 2 + 64 + 32 + 8 + 4 + 2) * 2],
+        "0102"
+    );
     assert!(listed_active(&mut n, "800004x1x0", CAROL));
     // Tried again, alice answers as before (lightningd does not check its own update's
     // disabled bit when forwarding, only that the peer is there).

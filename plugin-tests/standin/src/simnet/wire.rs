@@ -88,6 +88,76 @@ pub fn failure_message(code: u16, details: &str) -> String {
     format!("failed: {name} ({details})")
 }
 
+/// A signed-looking `channel_update` (BOLT 7, with its type 258): zero signature and chain
+/// hash, `scid`, the policy's timestamp and fees, `direction` and the disable bit in
+/// `channel_flags`, `htlc_maximum_msat` always present (`message_flags` 1).
+pub fn channel_update(scid: &str, p: &super::Policy, direction: u8, disabled: bool) -> Vec<u8> {
+    let (block, tx, out) = super::scid_key(scid);
+    let mut u = Vec::with_capacity(138);
+    u.extend_from_slice(&258u16.to_be_bytes());
+    u.extend_from_slice(&[0u8; 64]); // signature
+    u.extend_from_slice(&[0u8; 32]); // chain_hash
+    u.extend_from_slice(&((block << 40) | (tx << 16) | out).to_be_bytes());
+    u.extend_from_slice(&(p.last_update as u32).to_be_bytes());
+    u.push(1); // message_flags: htlc_maximum_msat present
+    u.push(direction | if disabled { 2 } else { 0 });
+    u.extend_from_slice(&(p.cltv_expiry_delta as u16).to_be_bytes());
+    u.extend_from_slice(&p.htlc_minimum_msat.to_be_bytes());
+    u.extend_from_slice(&(p.fee_base_msat as u32).to_be_bytes());
+    u.extend_from_slice(&(p.fee_proportional_millionths as u32).to_be_bytes());
+    u.extend_from_slice(&p.htlc_maximum_msat.to_be_bytes());
+    u
+}
+
+/// The decrypted failure message lightningd shows as `raw_message` (BOLT 4), hex: the
+/// failcode and its data. `htlc_msat` is the amount that reached the failing node;
+/// `cltv_or_height` its HTLC's expiry (`incorrect_cltv_expiry`) or the block height
+/// (`incorrect_or_unknown_payment_details`); `update` the failing channel's update for the
+/// failcodes that carry one (an empty one without). `None` for failcodes the stand-in does not
+/// encode (`invalid_onion_payload`, `final_incorrect_*`).
+pub fn failure_raw(
+    failcode: u16,
+    htlc_msat: u64,
+    cltv_or_height: u32,
+    update: Option<Vec<u8>>,
+) -> Option<String> {
+    let mut m = failcode.to_be_bytes().to_vec();
+    let with_update = |m: &mut Vec<u8>, u: Option<Vec<u8>>| {
+        let u = u.unwrap_or_default();
+        m.extend_from_slice(&(u.len() as u16).to_be_bytes());
+        m.extend_from_slice(&u);
+    };
+    match failcode {
+        TEMPORARY_CHANNEL_FAILURE | EXPIRY_TOO_SOON => with_update(&mut m, update),
+        AMOUNT_BELOW_MINIMUM | FEE_INSUFFICIENT => {
+            m.extend_from_slice(&htlc_msat.to_be_bytes());
+            with_update(&mut m, update);
+        }
+        INCORRECT_CLTV_EXPIRY => {
+            m.extend_from_slice(&cltv_or_height.to_be_bytes());
+            with_update(&mut m, update);
+        }
+        CHANNEL_DISABLED => {
+            m.extend_from_slice(&0u16.to_be_bytes()); // disabled_flags
+            with_update(&mut m, update);
+        }
+        INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS => {
+            m.extend_from_slice(&htlc_msat.to_be_bytes());
+            m.extend_from_slice(&cltv_or_height.to_be_bytes());
+        }
+        TEMPORARY_NODE_FAILURE
+        | PERMANENT_NODE_FAILURE
+        | REQUIRED_NODE_FEATURE_MISSING
+        | PERMANENT_CHANNEL_FAILURE
+        | REQUIRED_CHANNEL_FEATURE_MISSING
+        | UNKNOWN_NEXT_PEER
+        | EXPIRY_TOO_FAR
+        | MPP_TIMEOUT => {}
+        _ => return None,
+    }
+    Some(m.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

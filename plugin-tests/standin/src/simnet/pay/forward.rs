@@ -49,6 +49,7 @@ impl Network {
                 erring_channel: Some(self.channels[c0].scid.clone()),
                 erring_direction: self.direction(us, peer),
                 details: format!("{}: {why}", wire::failcode_name(code).unwrap_or("UNKNOWN")),
+                raw_message: None,
             };
             return self.fail_payment(pid, f);
         }
@@ -177,6 +178,12 @@ impl Network {
                 erring_channel: Some(route[origin].scid.clone()),
                 erring_direction: dir(&prev, &id_of(origin)),
                 details: "reply from remote".into(),
+                raw_message: wire::failure_raw(
+                    failcode,
+                    route[origin].amount_msat,
+                    self.blockheight,
+                    None,
+                ),
             }
         } else {
             Failure {
@@ -187,8 +194,31 @@ impl Network {
                 erring_channel: Some(route[origin + 1].scid.clone()),
                 erring_direction: dir(&id_of(origin), &id_of(origin + 1)),
                 details: "reply from remote".into(),
+                raw_message: wire::failure_raw(
+                    failcode,
+                    route[origin].amount_msat,
+                    self.blockheight + 1 + route[origin].delay,
+                    self.update_for_error(&route[origin + 1].scid, route[origin].node),
+                ),
             }
         }
+    }
+
+    /// The channel_update node `x` puts in a failure over channel `scid`
+    /// (`channel_gossip_update_for_error`): its policy, disabled if the far end is offline.
+    fn update_for_error(&self, scid: &str, x: Option<usize>) -> Option<Vec<u8>> {
+        let c = self.channel_by_scid(scid)?;
+        let s = self.side_of(c, x?)?;
+        let ch = &self.channels[c];
+        let next = ch.nodes[1 - s];
+        let p = &ch.policy[s];
+        let disabled = !p.active || !self.nodes[next].online;
+        Some(wire::channel_update(
+            scid,
+            p,
+            self.direction(ch.nodes[s], next),
+            disabled,
+        ))
     }
 
     /// The checks the node at the end of hop `k - 1` makes before forwarding hop `k`; the

@@ -81,6 +81,8 @@ pub struct Failure {
     pub erring_direction: u8,
     /// lightningd's failstr: "reply from remote", or the local reason.
     pub details: String,
+    /// The decrypted failure message, hex (a remote failure's; see `wire::failure_raw`).
+    pub raw_message: Option<String>,
 }
 
 /// One sendpay: a single payment, or one part of a multi-part payment (`partid` != 0).
@@ -196,6 +198,9 @@ impl Network {
         };
         let mut data = self.payment_fields(pid, shown);
         add_routefail_info(&mut data, f);
+        if live {
+            add_raw_message(&mut data, f);
+        }
         RpcError::new(f.errcode, failure_message(f.failcode, &f.details))
             .with_data(Value::Object(data))
     }
@@ -321,5 +326,13 @@ fn add_routefail_info(o: &mut Map<String, Value>, f: &Failure) {
     if let Some(c) = &f.erring_channel {
         o.insert("erring_channel".into(), json!(c));
         o.insert("erring_direction".into(), json!(f.erring_direction));
+    }
+}
+
+/// `raw_message`: only to a waiter woken by the failure (lightningd does not store it: a
+/// `waitsendpay` after the failure reads it from the database without, `pay.c`).
+fn add_raw_message(o: &mut Map<String, Value>, f: &Failure) {
+    if let Some(raw) = &f.raw_message {
+        o.insert("raw_message".into(), json!(raw));
     }
 }

@@ -458,6 +458,7 @@ impl Network {
                     erring_channel: None,
                     erring_direction: 0,
                     details: String::new(),
+                    raw_message: None,
                 },
             );
             return Err(
@@ -475,6 +476,7 @@ impl Network {
                 erring_channel: Some(self.channels[c0].scid.clone()),
                 erring_direction: self.direction(us, peer),
                 details: "First peer not ready".into(),
+                raw_message: None,
             };
             let mut data = Map::new();
             add_routefail_info(&mut data, &f);
@@ -545,6 +547,7 @@ impl Network {
                     erring_channel: None,
                     erring_direction: 0,
                     details: why.clone(),
+                    raw_message: None,
                 };
                 // tell_waiters_failed still sends sendpay_failure; the caller gets the
                 // payment as lightningd holds it in memory (still "pending"), and the reason.
