@@ -5,16 +5,24 @@
 //!
 //! The network: us -> a (ours), b -> us (the peer's); three cheap ways a -> p|q|r -> n -> b,
 //! all through `n`, and one dearer way a -> y -> b. Node `n` is offline.
+//!
+//! On the hop clock the failure reaches a waiting `waitsendpay`, with its `raw_message`: the
+//! channel_update of the channel into `n`, disabled (as lightningd sends it when the peer is
+//! gone). Then the first failure rules `n` out, and the model learns `n` failed, not that the
+//! channel is drained.
 
 mod common;
 
+use cln_rebalance::clock::ManualClock;
 use cln_rebalance::config::Config;
 use cln_rebalance::params::RebalanceParams;
 use cln_standin::simnet::Network;
 use common::{
-    assert_clean, cheap_policy, hand_made, named_nodes, parts_params, pay_at_once, rebalancer,
+    SimNode, assert_clean, cheap_policy, hand_made, hooked, named_nodes, node_id, parts_params,
+    pay_at_once, rebalancer,
 };
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 const OUT: &str = "800001x1x0";
 const INC: &str = "800002x1x0";
@@ -53,6 +61,10 @@ fn req() -> RebalanceParams {
 
 async fn around_the_offline_node(config: Config) -> Value {
     let (r, node) = rebalancer(network(), config);
+    around(&r, &node).await
+}
+
+async fn around(r: &cln_rebalance::state::State<SimNode>, node: &SimNode) -> Value {
     // The graph is read while n is online (gossip says nothing of it going offline for a
     // while): a dry run quotes a way through n.
     let mut dry = req();
@@ -68,7 +80,7 @@ async fn around_the_offline_node(config: Config) -> Value {
     assert_eq!(failed + 1, sendpays.len(), "{sendpays:?}");
     // Paid around n: over a -> y.
     assert_eq!(v["route"][1]["short_channel_id"], "700009x1x0", "{v}");
-    assert_clean(&node);
+    assert_clean(node);
     v
 }
 
@@ -87,4 +99,28 @@ async fn with_probes_first_two_failed_probes_are_enough() {
         v["probes"].as_u64().unwrap() <= 3,
         "two into n, at most one around: {v}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_whose_update_says_disabled_rules_the_node_out_at_once() {
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let node = SimNode::new(network()).with_hop_clock(clock.clone(), 1000);
+    let r = hooked(node.clone(), pay_at_once(), clock);
+    let v = around(&r, &node).await;
+    // One attempt into n (its neighbour's update: disabled), the next around it.
+    assert_eq!(v["attempts"], 2, "{v}");
+    let n = node_id(3);
+    let liquidity = r.liquidity();
+    assert!(
+        liquidity.failed_nodes().iter().any(|(id, _)| *id == n),
+        "{:?}",
+        liquidity.failed_nodes()
+    );
+    // No channel into n learned as drained.
+    for (cd, _, max, _, _) in liquidity.entries() {
+        let into_n = ["700002x1x1", "700003x1x1", "700004x1x1"]
+            .iter()
+            .any(|s| cd.short_channel_id.to_string() == *s);
+        assert!(!(into_n && max.is_some()), "{cd:?} bounded at {max:?}");
+    }
 }

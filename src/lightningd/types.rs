@@ -220,6 +220,36 @@ pub struct PayFailure {
     pub erring_direction: Option<u8>,
     pub failcode: Option<u32>,
     pub failcodename: Option<String>,
+    /// The decrypted failure message (BOLT 4), hex; only to a `waitsendpay` that was waiting
+    /// when the failure came (lightningd does not store it).
+    pub raw_message: Option<String>,
+}
+
+impl PayFailure {
+    /// Whether the `channel_update` in the failure message says its channel is disabled
+    /// (`channel_flags` bit 1): lightningd puts its channel's update in such failures, disabled
+    /// when the peer it would forward to is gone (`channel_gossip_update_for_error`). `None`:
+    /// no message, a failcode that carries no update, or one that does not parse.
+    pub fn update_disabled(&self) -> Option<bool> {
+        let m = super::store::from_hex(self.raw_message.as_deref()?).ok()?;
+        let code = u16::from_be_bytes([*m.first()?, *m.get(1)?]);
+        // What comes between the failcode and the update's length (BOLT 4).
+        let before = match code {
+            0x1007 | 0x100e => 0, // temporary_channel_failure, expiry_too_soon
+            0x100b | 0x100c => 8, // amount_below_minimum, fee_insufficient: htlc_msat
+            0x100d => 4,          // incorrect_cltv_expiry: cltv_expiry
+            0x1014 => 2,          // channel_disabled: disabled_flags
+            _ => return None,
+        };
+        let at = 2 + before;
+        let len = usize::from(u16::from_be_bytes([*m.get(at)?, *m.get(at + 1)?]));
+        let update = m.get(at + 2..at + 2 + len)?;
+        // The type (258) is there by BOLT 4; older senders left it out.
+        let update = update.strip_prefix(&[1u8, 2][..]).unwrap_or(update);
+        // signature 64, chain_hash 32, short_channel_id 8, timestamp 4, message_flags 1.
+        let channel_flags = *update.get(64 + 32 + 8 + 4 + 1)?;
+        Some(channel_flags & 2 != 0)
+    }
 }
 
 /// What the try that paid our invoice delivered and sent: its parts' `amount_msat` and
@@ -343,5 +373,33 @@ mod tests {
             s("failed", 1001, 6, 1),
         ];
         assert_eq!(paying_attempt(&sent), Some((2000, 2007)));
+    }
+
+    /// `raw_message` as lightningd v26.06.6 gave it (the real-lightningd suite's
+    /// `test_graph_copy_read_while_a_node_was_offline`: l2's channel to a stopped l3).
+    const DISABLED_TCF: &str = "1007008a01021dd7167eba8809efb1b50d5022e805161d349f73b861d462e5aea2478cbc362f0b66ad70b050d36b2fd8fa823bed4a01e75dec2cc173a61aa153d9763b54655906226e46111a0b59caaf126043eb5bbf28c34f3a5e332a1fc7b2b73cf188910f00006700000300006b157fb1010200060000000000000000000000010000000a000000003b023380";
+
+    #[test]
+    fn the_update_in_a_failure_says_whether_the_channel_is_disabled() {
+        let f = |raw: &str| PayFailure {
+            raw_message: Some(raw.to_string()),
+            ..PayFailure::default()
+        };
+        assert_eq!(f(DISABLED_TCF).update_disabled(), Some(true));
+        // The same update enabled (channel_flags 0x00 instead of 0x02).
+        let enabled = DISABLED_TCF.replacen("6b157fb10102", "6b157fb10100", 1);
+        assert_eq!(f(&enabled).update_disabled(), Some(false));
+        // Without the type prefix (older senders), length 136.
+        let untyped = format!("10070088{}", &DISABLED_TCF[12..]);
+        assert_eq!(f(&untyped).update_disabled(), Some(true));
+        // fee_insufficient: the htlc_msat first.
+        let fee = format!("100c{:016x}{}", 5000u64, &DISABLED_TCF[4..]);
+        assert_eq!(f(&fee).update_disabled(), Some(true));
+        // No update in these, or none that parses.
+        assert_eq!(f("2002").update_disabled(), None);
+        assert_eq!(f("10070000").update_disabled(), None);
+        assert_eq!(f(&DISABLED_TCF[..200]).update_disabled(), None);
+        assert_eq!(f("zz").update_disabled(), None);
+        assert_eq!(PayFailure::default().update_disabled(), None);
     }
 }

@@ -385,6 +385,19 @@ impl Circle {
         }
     }
 
+    /// Rules out the node edge `e` leads to, which its peer says is gone (the failure's
+    /// channel_update disabled): not a liquidity failure of `e`. The two peers never (every
+    /// route goes through them); `false` then, and the failure is read as liquidity.
+    fn offline_node(&mut self, graph: &Graph, e: EdgeIdx) -> bool {
+        let node = graph.edge(e).destination;
+        let Some(q) = &self.query else { return false };
+        if node == q.from || node == q.to {
+            return false;
+        }
+        self.exclude.nodes.insert(node);
+        true
+    }
+
     /// Rules out what failed at hop `index` (the node at the end of hop `index` reported it).
     pub fn learn(&mut self, graph: &Graph, f: &PayFailure, hops: &[Hop], index: usize) {
         let failcode = f.failcode.unwrap_or(0);
@@ -412,6 +425,10 @@ impl Circle {
                     self.exclude.nodes.insert(n);
                 }
             }
+            (false, Some(e))
+                if failcode == TEMPORARY_CHANNEL_FAILURE
+                    && f.update_disabled() == Some(true)
+                    && self.offline_node(graph, e) => {}
             (false, Some(e)) if failcode == TEMPORARY_CHANNEL_FAILURE && failcode & PERM == 0 => {
                 let carried = hops
                     .iter()

@@ -99,6 +99,14 @@ fn learn_failed<N: Lightningd>(
         if let Some(n) = node {
             m.node_failed(&n, now);
         }
+    } else if failcode == TEMPORARY_CHANNEL_FAILURE
+        && f.update_disabled() == Some(true)
+        && index + 1 < hops.len().saturating_sub(1)
+    {
+        // The channel is disabled in the failure's update: its peer is gone, nothing is
+        // known of its liquidity. (Not for the hop into the incoming peer: the call stops
+        // there anyway.)
+        m.node_failed(&h.node_id, now);
     } else if failcode == TEMPORARY_CHANNEL_FAILURE {
         if let Some(e) = s.graph.edge_by_scid(h.short_channel_id, h.direction) {
             // Forwarding is non-strict: the node had none of its parallel channels to the
