@@ -302,6 +302,16 @@ fn incorrect_cltv_at_alice_and_final_cltv() {
     assert_eq!(d["groupid"], 2);
 }
 
+/// Pays the triangle, which must fail with temporary_channel_failure at alice (index 1).
+fn failed_at_alice(n: &mut Network, hash: &str, secret: &str) {
+    let r = route(n, &TRIANGLE, 100_000_000, 18);
+    let d = failed(n, r, hash, secret).data.unwrap();
+    assert_eq!(
+        (d["failcode"].as_u64(), d["erring_index"].as_u64()),
+        (Some(4103), Some(1))
+    );
+}
+
 #[test]
 fn liquidity_unknown_channel_offline_wrong_secret() {
     let mut n = demo();
@@ -312,13 +322,7 @@ fn liquidity_unknown_channel_offline_wrong_secret() {
         json!({"short_channel_id": "700101x7x1", "node": "alice"}),
     )
     .unwrap();
-    let r = route(&mut n, &TRIANGLE, 100_000_000, 18);
-    let e = failed(&mut n, r, &hash, &secret);
-    let d = e.data.unwrap();
-    assert_eq!(
-        (d["failcode"].as_u64(), d["erring_index"].as_u64()),
-        (Some(4103), Some(1))
-    );
+    failed_at_alice(&mut n, &hash, &secret);
 
     let mut r = route(&mut n, &TRIANGLE, 100_000_000, 18);
     r[1]["channel"] = json!("999x9x9");
@@ -339,13 +343,7 @@ fn liquidity_unknown_channel_offline_wrong_secret() {
         json!({"node": "carol", "online": false}),
     )
     .unwrap();
-    let r = route(&mut n, &TRIANGLE, 100_000_000, 18);
-    let e = failed(&mut n, r, &hash, &secret);
-    let d = e.data.unwrap();
-    assert_eq!(
-        (d["failcode"].as_u64(), d["erring_index"].as_u64()),
-        (Some(4103), Some(1))
-    );
+    failed_at_alice(&mut n, &hash, &secret);
     call(
         &mut n,
         "dev-set-online",
@@ -760,13 +758,7 @@ fn an_offline_node_is_disabled_at_once_or_as_lightningd_does() {
     let (hash, secret) = new_invoice(&mut n, "lazy", 100_000_000);
     call(&mut n, "dev-set-online", json!(["carol", false])).unwrap();
     assert!(listed_active(&mut n, "700101x7x1", ALICE));
-    let r = route(&mut n, &TRIANGLE, 100_000_000, 18);
-    let e = failed(&mut n, r, &hash, &secret);
-    let d = e.data.unwrap();
-    assert_eq!(
-        (d["failcode"].as_u64(), d["erring_index"].as_u64()),
-        (Some(4103), Some(1))
-    );
+    failed_at_alice(&mut n, &hash, &secret);
     assert!(!listed_active(&mut n, "700101x7x1", ALICE));
     assert!(listed_active(&mut n, "700101x7x1", CAROL));
     // Alice's update in the failure says so: channel_flags 2 (disabled), direction 0.
