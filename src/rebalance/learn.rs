@@ -99,14 +99,12 @@ fn learn_failed<N: Lightningd>(
         if let Some(n) = node {
             m.node_failed(&n, now);
         }
-    } else if failcode == TEMPORARY_CHANNEL_FAILURE
-        && f.update_disabled() == Some(true)
-        && index + 1 < hops.len().saturating_sub(1)
-    {
-        // The channel is disabled in the failure's update: its peer is gone, nothing is
-        // known of its liquidity. (Not for the hop into the incoming peer: the call stops
-        // there anyway.)
-        m.node_failed(&h.node_id, now);
+    } else if failcode == TEMPORARY_CHANNEL_FAILURE && f.update_disabled() == Some(true) {
+        // The channel is disabled in the failure's update: its peer is gone, and nothing is
+        // learned of its liquidity. The update reaches gossip, which the next graph read
+        // has (the graph is marked stale); a remembered node failure instead kept the node
+        // out of plans for an hour after it was back, and cost 1-3 tasks at 1M and 5M sat
+        // on the report seeds (`benches/README.md`).
     } else if failcode == TEMPORARY_CHANNEL_FAILURE {
         if let Some(e) = s.graph.edge_by_scid(h.short_channel_id, h.direction) {
             // Forwarding is non-strict: the node had none of its parallel channels to the
@@ -207,8 +205,11 @@ pub async fn failed<N: Lightningd>(
             ))
         }
         Some(i) => {
-            if failcode & UPDATE != 0 && failcode != TEMPORARY_CHANNEL_FAILURE {
-                // A newer channel_update than our gossip: refresh the graph next time.
+            if failcode & UPDATE != 0
+                && (failcode != TEMPORARY_CHANNEL_FAILURE || f.update_disabled() == Some(true))
+            {
+                // A newer channel_update than our gossip (a policy changed, or a channel
+                // disabled because its peer is gone): refresh the graph next time.
                 st.graph_cache.mark_stale().await;
             }
             s.circle.learn(&s.graph, &f, hops, i);
