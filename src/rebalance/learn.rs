@@ -102,9 +102,8 @@ fn learn_failed<N: Lightningd>(
     } else if failcode == TEMPORARY_CHANNEL_FAILURE && f.update_disabled() == Some(true) {
         // The channel is disabled in the failure's update: its peer is gone, and nothing is
         // learned of its liquidity. The update reaches gossip, which the next graph read
-        // has (the graph is marked stale); a remembered node failure instead kept the node
-        // out of plans for an hour after it was back, and cost 1-3 tasks at 1M and 5M sat
-        // on the report seeds (`benches/README.md`).
+        // has (the graph is marked stale). A remembered node failure instead kept the node
+        // out of plans for up to an hour after it was back (`benches/README.md`).
     } else if failcode == TEMPORARY_CHANNEL_FAILURE {
         if let Some(e) = s.graph.edge_by_scid(h.short_channel_id, h.direction) {
             // Forwarding is non-strict: the node had none of its parallel channels to the
