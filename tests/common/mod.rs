@@ -60,6 +60,14 @@ struct HopClock {
 /// A payment part: `(payment_hash, partid, groupid)`.
 type PartKey = (String, u64, u64);
 
+/// The latest payment (or `part`) sent for `payment_hash`.
+fn last_payment(net: &Network, payment_hash: &str, part: Option<Part>) -> Option<usize> {
+    net.payments.iter().rposition(|p| {
+        p.payment_hash == payment_hash
+            && part.is_none_or(|x| x.partid == p.partid && x.groupid == p.groupid)
+    })
+}
+
 /// What happens in the world as simulated time passes: `(network, now_ms)`.
 pub type Tick = Arc<dyn Fn(&mut Network, u64) + Send + Sync>;
 
@@ -115,10 +123,7 @@ impl SimNode {
         let Some(hc) = &self.hop_clock else { return };
         let (hops, key) = {
             let net = self.net.lock().unwrap();
-            let found = net.payments.iter().rev().find(|p| {
-                p.payment_hash == payment_hash
-                    && part.is_none_or(|x| x.partid == p.partid && x.groupid == p.groupid)
-            });
+            let found = last_payment(&net, payment_hash, part).map(|pid| &net.payments[pid]);
             let hops = found.map_or(0, |p| match p.status {
                 PayStatus::Complete => p.route.len(),
                 PayStatus::Failed => p.failure.as_ref().map_or(0, |f| f.erring_index),
@@ -147,10 +152,7 @@ impl SimNode {
     fn still_travelling(&self, payment_hash: &str, part: Option<Part>) -> Option<usize> {
         let hc = self.hop_clock.as_ref()?;
         let net = self.net.lock().unwrap();
-        let pid = net.payments.iter().rposition(|p| {
-            p.payment_hash == payment_hash
-                && part.is_none_or(|x| x.partid == p.partid && x.groupid == p.groupid)
-        })?;
+        let pid = last_payment(&net, payment_hash, part)?;
         let p = &net.payments[pid];
         let hops = match p.status {
             PayStatus::Failed => p.failure.as_ref().map_or(0, |f| f.erring_index),

@@ -386,10 +386,11 @@ impl Network {
     }
 
     /// Node `n` goes offline or comes back. Back, its peers enable the directions towards it
-    /// they had disabled (lightningd does on reestablish).
+    /// they had disabled (lightningd does on reestablish; only `lazy_disable` disables them,
+    /// so only then are the channels looked through).
     pub fn set_online(&mut self, n: usize, online: bool) {
-        self.nodes[n].online = online;
-        if online {
+        let was = std::mem::replace(&mut self.nodes[n].online, online);
+        if online && !was && self.config.lazy_disable {
             for ch in self.channels.iter_mut() {
                 for s in 0..2 {
                     if ch.nodes[1 - s] == n {

@@ -258,7 +258,7 @@ fn fee_insufficient_at_alice() {
     // and her channel_update (type 258) for 700101x7x1, direction 0, enabled.
     assert!(d.get("raw_message").is_none());
     let raw = live["raw_message"].as_str().unwrap();
-    let amt = r_amount(&live);
+    let amt = live["amount_sent_msat"].as_u64().unwrap(); // alice is the first node
     assert!(raw.starts_with(&format!("100c{amt:016x}008a0102")), "{raw}");
     let update = &raw[(2 + 8 + 2) * 2..];
     // type 2 + signature 64 + chain 32, then the scid, the timestamp, the two flag bytes.
@@ -270,12 +270,6 @@ fn fee_insufficient_at_alice() {
         &update[(2 + 64 + 32 + 8 + 4) * 2..(2 + 64 + 32 + 8 + 4 + 2) * 2],
         "0100"
     );
-}
-
-/// The amount that reached the failing node: what the payment sent, less the fees of the hops
-/// before it (here the first hop's amount: alice is the first node).
-fn r_amount(data: &Value) -> u64 {
-    data["amount_sent_msat"].as_u64().unwrap()
 }
 
 #[test]
