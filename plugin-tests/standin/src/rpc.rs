@@ -60,6 +60,7 @@ const BUILTIN: &[(&str, &str)] = &[
         "setchannel",
         "id [feebase] [feeppm] [htlcmin] [htlcmax] [enforcedelay] [ignorefeelimits]",
     ),
+    ("addgossip", "message"),
     ("datastore", "key [string] [hex] [mode] [generation]"),
     ("listdatastore", "[key]"),
     ("deldatastore", "key [generation]"),

@@ -461,6 +461,7 @@ impl Network {
             "listsendpays" => no_events(self.listsendpays(params)),
             "listforwards" => no_events(self.listforwards(params)),
             "setchannel" => self.setchannel(params),
+            "addgossip" => no_events(self.addgossip(params)),
             "datastore" => self.datastore(params),
             "listdatastore" => no_events(self.listdatastore(params)),
             "deldatastore" => self.deldatastore(params),

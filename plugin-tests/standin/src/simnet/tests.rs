@@ -270,6 +270,36 @@ fn fee_insufficient_at_alice() {
         &update[(2 + 64 + 32 + 8 + 4) * 2..(2 + 64 + 32 + 8 + 4 + 2) * 2],
         "0100"
     );
+    // The update, handed back with addgossip as pay plugins do, is taken and changes nothing.
+    let gossip =
+        |n: &mut Network| call(n, "listchannels", json!({"short_channel_id": "700101x7x1"}));
+    let known = gossip(&mut n).unwrap();
+    assert_eq!(
+        call(&mut n, "addgossip", json!({"message": update})).unwrap(),
+        json!({})
+    );
+    assert_eq!(gossip(&mut n).unwrap(), known);
+    // gossipd's errors: a truncated update, another message type; lightningd's for no hex.
+    let e = call(&mut n, "addgossip", json!([&update[..200]])).unwrap_err();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (
+            -1,
+            &*format!("channel_update: malformed {}", &update[..200])
+        )
+    );
+    let e = call(&mut n, "addgossip", json!(["0103"])).unwrap_err();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (-1, "unknown gossip type 259")
+    );
+    let e = call(&mut n, "addgossip", json!({"message": "zz"})).unwrap_err();
+    assert_eq!(e.code, -32602);
+    assert!(
+        e.message.contains("message: should be a hex value"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
