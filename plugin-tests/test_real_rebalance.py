@@ -554,3 +554,46 @@ def test_graph_copy_read_while_a_node_was_offline(node_factory):
     assert [h["node_id"] for h in r["route"]] == [n.info["id"] for n in (l2, l3, l4, l1)], r
     wait_until(lambda: graph_reads() == reads + 2, 10, "the old copy read again")
     wait_settled(*nodes)
+
+
+def test_a_fee_raised_since_the_graph_was_read(node_factory):
+    """l1 -> l2 -> l3 -> l4 -> l1, the only way round. After the plugin read the graph, l3
+    raises its fee on l3 -> l4 at once (`enforcedelay=0`) and tells no one (`dev-suppress-gossip`:
+    no peer hears of it). The rebalance's first HTLC (its probe, or the payment) fails at l3 with
+    `fee_insufficient` and l3's new channel_update; the plugin hands it to gossipd (`addgossip`),
+    so l1's gossip has it while l3 still tells no one, reads the graph again and pays the new
+    fee in the same call (before, it ruled l3 -> l4 out and, with no other way, gave up)."""
+    nodes = node_factory.get_nodes(4, opts=[{"plugin": str(realnet.plugin_binary())}, {}, {}, {}])
+    node_factory.join_nodes(nodes + [nodes[0]], wait_for_announce=True)
+    l1, l2, l3, l4 = nodes
+    out_scid, in_scid, s34 = scid_between(l1, l2), scid_between(l1, l4), scid_between(l3, l4)
+    wait_graph(l1, 4)
+    amt = 100_000 * SAT
+    asked = {"outgoing": out_scid, "incoming": in_scid, "amount_msat": amt}
+    quote = l1.rpc.call("rebalance", dict(asked, dryrun=True))
+    assert [h["short_channel_id"] for h in quote["route"]][2] == s34, quote
+
+    l3.rpc.call("dev-suppress-gossip")
+    l3.rpc.setchannel(l4.info["id"], feebase=1, feeppm=300, enforcedelay=0)
+    wait_until(lambda: int(realnet.policy(l3, s34, l3.info["id"])["fee_per_millionth"]) == 300,
+               30, "l3's own gossip has its new fee")
+    assert int(realnet.policy(l1, s34, l3.info["id"])["fee_per_millionth"]) == 10
+
+    def in_log(text):
+        l1.daemon.logs_catchup()
+        return sum(1 for line in l1.daemon.logs if text in line)
+
+    fee_failure = "with code 0x100c (WIRE_FEE_INSUFFICIENT)"
+    before, reads = snapshot(l1), in_log("graph refreshed")
+    assert in_log(fee_failure) == 0
+    r = l1.rpc.call("rebalance", asked)
+    # l1's gossip has l3's new fee though l3 told no peer: the plugin gave it to gossipd.
+    assert int(realnet.policy(l1, s34, l3.info["id"])["fee_per_millionth"]) == 300
+    # One HTLC failed at l3 on the old fee (the probe, when the set was probed first); the
+    # graph was read again, and the next went on the new fee.
+    assert in_log(fee_failure) == 1 and r["attempts"] == (1 if r["probes"] else 2), r
+    assert in_log("graph refreshed") == reads + 1
+    fee = check_complete(l1, r, before, out_scid, in_scid, amt, cap=cap_of(amt))
+    # 300 ppm at l3 on what it forwards, 10 ppm and 1 msat at l2 and l4.
+    assert 30_000 < fee < 33_000, r
+    wait_settled(*nodes)

@@ -18,8 +18,8 @@ use cln_rebalance::config::Config;
 use cln_rebalance::params::RebalanceParams;
 use cln_standin::simnet::Network;
 use common::{
-    SimNode, assert_clean, cheap_policy, hand_made, hooked, named_nodes, parts_params, pay_at_once,
-    rebalancer,
+    SimNode, assert_clean, cheap_policy, hand_made, hooked, named_nodes, nine_of_ten, parts_params,
+    pay_at_once, rebalancer,
 };
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -29,28 +29,19 @@ const INC: &str = "800002x1x0";
 const SAT: u64 = 1000;
 const AMOUNT: u64 = 100_000 * SAT;
 
-/// A channel of 10M sat, 9M on `node1`'s side, both directions at `ppm`.
-fn channel(scid: &str, node1: &str, node2: &str, ppm: u64) -> Value {
-    let p =
-        json!({"fee_base_msat": 0, "fee_proportional_millionths": ppm, "cltv_expiry_delta": 18});
-    json!({"short_channel_id": scid, "node1": node1, "node2": node2,
-        "capacity_sat": 10_000_000u64, "node1_msat": 9_000_000_000u64,
-        "policy1": p, "policy2": p})
-}
-
 fn network() -> Network {
     let names = ["us", "a", "b", "n", "p", "q", "r", "y"];
     let mut channels = vec![
-        channel(OUT, "us", "a", 10),
+        nine_of_ten(OUT, "us", "a", 10),
         // b holds 9M toward us.
-        channel(INC, "b", "us", 10),
-        channel("700001x1x0", "n", "b", 10),
-        channel("700009x1x0", "a", "y", 200),
-        channel("700009x1x1", "y", "b", 200),
+        nine_of_ten(INC, "b", "us", 10),
+        nine_of_ten("700001x1x0", "n", "b", 10),
+        nine_of_ten("700009x1x0", "a", "y", 200),
+        nine_of_ten("700009x1x1", "y", "b", 200),
     ];
     for (i, via) in ["p", "q", "r"].iter().enumerate() {
-        channels.push(channel(&format!("70000{}x1x0", i + 2), "a", via, 10));
-        channels.push(channel(&format!("70000{}x1x1", i + 2), via, "n", 10));
+        channels.push(nine_of_ten(&format!("70000{}x1x0", i + 2), "a", via, 10));
+        channels.push(nine_of_ten(&format!("70000{}x1x1", i + 2), via, "n", 10));
     }
     hand_made(named_nodes(&names), cheap_policy(), channels)
 }

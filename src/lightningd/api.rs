@@ -114,6 +114,9 @@ pub trait Lightningd: Send + Sync + 'static {
         layer: &str,
         cutoff: u64,
     ) -> impl Future<Output = Result<u64, RpcError>> + Send;
+    /// `addgossip message`: hands gossipd a `channel_update` (hex, with its type) that came in
+    /// a payment failure, so the node's gossip, and our next read of it, has it at once.
+    fn addgossip(&self, message_hex: &str) -> impl Future<Output = Result<(), RpcError>> + Send;
 }
 
 /// One part of a payment in several parts (lightningd/pay.c): every part of one try shares the

@@ -395,6 +395,13 @@ impl Lightningd for ClnNode {
             .await?;
         Ok(v["num_removed"].as_u64().unwrap_or(0))
     }
+
+    async fn addgossip(&self, message_hex: &str) -> Result<(), RpcError> {
+        let _: Value = self
+            .call("addgossip", json!({"message": message_hex}))
+            .await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -226,11 +226,10 @@ pub struct PayFailure {
 }
 
 impl PayFailure {
-    /// Whether the `channel_update` in the failure message says its channel is disabled
-    /// (`channel_flags` bit 1): lightningd puts its channel's update in such failures, disabled
-    /// when the peer it would forward to is gone (`channel_gossip_update_for_error`). `None`:
-    /// no message, a failcode that carries no update, or one that does not parse.
-    pub fn update_disabled(&self) -> Option<bool> {
+    /// The `channel_update` in the failure message (BOLT 4), with its type (258) in front as
+    /// `addgossip` takes it (older senders left the type out; CLN's `pay` puts it back the same
+    /// way). `None`: no message, a failcode that carries no update, or one that does not parse.
+    pub fn channel_update(&self) -> Option<Vec<u8>> {
         let m = super::store::from_hex(self.raw_message.as_deref()?).ok()?;
         let code = u16::from_be_bytes([*m.first()?, *m.get(1)?]);
         // What comes between the failcode and the update's length (BOLT 4).
@@ -244,13 +243,27 @@ impl PayFailure {
         let at = 2 + before;
         let len = usize::from(u16::from_be_bytes([*m.get(at)?, *m.get(at + 1)?]));
         let update = m.get(at + 2..at + 2 + len)?;
-        // The type (258) is there by BOLT 4; older senders left it out.
-        let update = update.strip_prefix(&[1u8, 2][..]).unwrap_or(update);
-        // signature 64, chain_hash 32, short_channel_id 8, timestamp 4, message_flags 1.
-        let channel_flags = *update.get(64 + 32 + 8 + 4 + 1)?;
-        Some(channel_flags & 2 != 0)
+        let update = match update.strip_prefix(&[1u8, 2][..]) {
+            Some(_) => update.to_vec(),
+            None => [&[1u8, 2][..], update].concat(),
+        };
+        // type 2, signature 64, chain_hash 32, short_channel_id 8, timestamp 4,
+        // message_flags 1, channel_flags 1, cltv_expiry_delta 2, htlc_minimum_msat 8,
+        // fee_base_msat 4, fee_proportional_millionths 4, htlc_maximum_msat 8.
+        (update.len() >= UPDATE_LEN).then_some(update)
+    }
+
+    /// Whether the failure's `channel_update` says its channel is disabled (`channel_flags`
+    /// bit 1): lightningd puts its channel's update in such failures, disabled when the peer
+    /// it would forward to is gone (`channel_gossip_update_for_error`). `None` without one.
+    pub fn update_disabled(&self) -> Option<bool> {
+        let update = self.channel_update()?;
+        Some(update[2 + 64 + 32 + 8 + 4 + 1] & 2 != 0)
     }
 }
+
+/// The bytes of a `channel_update` with its type and `htlc_maximum_msat` (BOLT 7).
+const UPDATE_LEN: usize = 2 + 64 + 32 + 8 + 4 + 1 + 1 + 2 + 8 + 4 + 4 + 8;
 
 /// What the try that paid our invoice delivered and sent: its parts' `amount_msat` and
 /// `amount_sent_msat` summed (one part when it was sent whole). The try is the one with a
@@ -282,6 +295,9 @@ pub mod failcode {
     pub const UPDATE: u32 = 0x1000;
     pub const TEMPORARY_CHANNEL_FAILURE: u32 = UPDATE | 7;
     pub const CHANNEL_DISABLED: u32 = UPDATE | 20;
+    pub const AMOUNT_BELOW_MINIMUM: u32 = UPDATE | 11;
+    pub const FEE_INSUFFICIENT: u32 = UPDATE | 12;
+    pub const INCORRECT_CLTV_EXPIRY: u32 = UPDATE | 13;
     pub const INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS: u32 = PERM | 15;
     pub const MPP_TIMEOUT: u32 = 23;
 
@@ -293,8 +309,8 @@ pub mod failcode {
             0x400a => "the next node is unknown or its channel closed",
             0x2002 | 0x6002 => "a node on the way failed",
             0x4008 => "a channel on the way failed for good",
-            0x100b => "the amount is below a channel's minimum",
-            0x100c => "a node charges more than our gossip said",
+            AMOUNT_BELOW_MINIMUM => "the amount is below a channel's minimum",
+            FEE_INSUFFICIENT => "a node charges more than our gossip said",
             0x100d | 0x100e | 0x0012 => {
                 "a delay did not fit (a new block, or a changed cltv delta)"
             }
@@ -401,5 +417,12 @@ mod tests {
         assert_eq!(f(&DISABLED_TCF[..200]).update_disabled(), None);
         assert_eq!(f("zz").update_disabled(), None);
         assert_eq!(PayFailure::default().update_disabled(), None);
+        // The update as addgossip takes it: with its type, whether the sender put it or not.
+        let update = super::super::store::from_hex(&DISABLED_TCF[8..]).unwrap();
+        assert_eq!(update.len(), 138);
+        assert_eq!(f(DISABLED_TCF).channel_update(), Some(update.clone()));
+        assert_eq!(f(&untyped).channel_update(), Some(update.clone()));
+        assert_eq!(f(&fee).channel_update(), Some(update));
+        assert_eq!(f("2002").channel_update(), None);
     }
 }

@@ -398,6 +398,32 @@ impl Circle {
         true
     }
 
+    /// The same circle on `new`, a later read of the graph `old` (which it was made on): what
+    /// failures ruled out kept, channel by channel and node by node, except a channel whose
+    /// policy changed between the two reads (ruled out for a fee or delay it no longer asks).
+    pub fn rebase(&mut self, old: &Graph, new: &Graph) {
+        let node = |n: NodeIdx| old.same_node_in(n, new);
+        let edge = |e: EdgeIdx| old.same_edge_in(e, new);
+        if let Some(q) = self.query.as_mut() {
+            match (node(q.from), node(q.to)) {
+                (Some(from), Some(to)) => (q.from, q.to) = (from, to),
+                _ => self.query = None,
+            }
+        }
+        let ex = std::mem::take(&mut self.exclude);
+        self.exclude.nodes = ex.nodes.into_iter().filter_map(node).collect();
+        self.exclude.edges = (ex.edges.into_iter())
+            .filter_map(|e| edge(e).filter(|&n| new.edge(n).policy == old.edge(e).policy))
+            .collect();
+        self.exclude.max_amount_msat = (ex.max_amount_msat.into_iter())
+            .filter_map(|(e, m)| Some((edge(e)?, m)))
+            .collect();
+        self.failed_into = std::mem::take(&mut self.failed_into)
+            .into_iter()
+            .filter_map(|(n, e)| Some((node(n)?, edge(e)?)))
+            .collect();
+    }
+
     /// Rules out what failed at hop `index` (the node at the end of hop `index` reported it).
     pub fn learn(&mut self, graph: &Graph, f: &PayFailure, hops: &[Hop], index: usize) {
         let failcode = f.failcode.unwrap_or(0);

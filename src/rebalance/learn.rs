@@ -8,11 +8,14 @@ use crate::core::liquidity::ChanDir;
 use crate::core::route::Hop;
 use crate::error::{self, RpcFailure};
 use crate::lightningd::Lightningd;
+use crate::lightningd::store::to_hex;
 use crate::lightningd::types::PayFailure;
 use crate::lightningd::types::failcode::{
-    BADONION, CHANNEL_DISABLED, MPP_TIMEOUT, NODE, PERM, TEMPORARY_CHANNEL_FAILURE, UPDATE, words,
+    AMOUNT_BELOW_MINIMUM, BADONION, CHANNEL_DISABLED, FEE_INSUFFICIENT, INCORRECT_CLTV_EXPIRY,
+    MPP_TIMEOUT, NODE, PERM, TEMPORARY_CHANNEL_FAILURE, UPDATE, words,
 };
 use crate::state::State;
+use log::debug;
 use serde_json::json;
 
 /// Our own channels are known exactly: what we can send, and what the peer can send us.
@@ -208,7 +211,21 @@ pub async fn failed<N: Lightningd>(
                 && (failcode != TEMPORARY_CHANNEL_FAILURE || f.update_disabled() == Some(true))
             {
                 // A newer channel_update than our gossip (a policy changed, or a channel
-                // disabled because its peer is gone): refresh the graph next time.
+                // disabled because its peer is gone): gossipd gets it now, as CLN's pay and
+                // renepay hand it over, rather than when gossip brings it. The graph is read
+                // again: after a fee, delay or minimum failure before this rebalance's next
+                // plan (`route::reread_changed_policy`), else by the next rebalance.
+                if let Some(update) = f.channel_update() {
+                    match st.node.addgossip(&to_hex(&update)).await {
+                        Ok(()) => {
+                            s.policy_changed |= matches!(
+                                failcode,
+                                FEE_INSUFFICIENT | INCORRECT_CLTV_EXPIRY | AMOUNT_BELOW_MINIMUM
+                            )
+                        }
+                        Err(e) => debug!("addgossip of {name}'s channel_update: {e}"),
+                    }
+                }
                 st.graph_cache.mark_stale().await;
             }
             s.circle.learn(&s.graph, &f, hops, i);

@@ -418,6 +418,8 @@ fn new_session<N: Lightningd>(
         probes: 0,
         last_erring_index: None,
         diverted: None,
+        policy_changed: false,
+        rereads: 0,
     };
     s.planned_msat = planned_msat;
     learn::learn_our_channels(st, &s);
@@ -469,6 +471,7 @@ async fn run<N: Lightningd>(
     // Sets whose probe or payment failed: after CHEAP_PLANS, every plan is the model's.
     let mut failed = 0;
     loop {
+        route::reread_changed_policy(st, s, &mut probed).await?;
         let amount = s.req.amount_msat;
         let (cap, spendable) = (s.cap_msat, s.req.out.spendable_msat);
         // A set probed before it is paid may be a cheaper, less certain one: its probe failing

@@ -1,6 +1,7 @@
 //! Step 2 of an attempt: the best route not yet ruled out (by fee, or fee + risk from the
 //! liquidity model), and the model's estimate that a route succeeds.
 
+use super::probe::before::BeforePaying;
 use super::session::{Session, attempts_json};
 use crate::config::Routing;
 use crate::core::amount::display_sat;
@@ -14,6 +15,28 @@ use crate::lightningd::Lightningd;
 use crate::state::State;
 use serde_json::json;
 use std::time::Instant;
+
+/// Most times one rebalance reads the graph again because a failure brought a changed policy
+/// (each read is the whole of `listchannels`; a node may sign new updates as fast as it likes).
+const POLICY_REREADS: u32 = 3;
+
+/// Before the next plan: when a failure brought a changed policy (handed to gossipd), the
+/// graph as gossipd has it now, so the plan prices the channel at its new fee instead of
+/// leaving it out (`Circle::rebase`).
+pub async fn reread_changed_policy<N: Lightningd>(
+    st: &State<N>,
+    s: &mut Session,
+    probed: &mut BeforePaying,
+) -> Result<(), RpcFailure> {
+    if std::mem::take(&mut s.policy_changed) && s.rereads < POLICY_REREADS {
+        s.rereads += 1;
+        st.graph_cache.mark_stale().await;
+        let graph = st.graph().await?;
+        probed.rebase(&s.graph, &graph);
+        s.rebase(graph);
+    }
+    Ok(())
+}
 
 /// The best set of parts for `amount_msat` (the whole amount, or what a failed part left
 /// missing) not yet ruled out, within `max_fee_msat` and `max_source_msat` sent in all: one

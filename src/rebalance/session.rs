@@ -159,6 +159,11 @@ pub struct Session {
     /// Why a set was refused when the incoming peer sent a part over another channel (the
     /// rest then goes as one HTLC): the answer if no one route is found after it.
     pub diverted: Option<RpcFailure>,
+    /// A failure brought a channel_update that changed a policy (handed to gossipd with
+    /// `addgossip`): the next plan reads the graph again first.
+    pub policy_changed: bool,
+    /// Times this rebalance read the graph again for a changed policy.
+    pub rereads: u32,
 }
 
 impl Session {
@@ -174,6 +179,12 @@ impl Session {
                 crate::core::amount::fee_cap_msat(amount_msat, self.maxfeeppm, self.exemptfee_msat)
             }
         }
+    }
+
+    /// Plans on `graph` from now on, a later read of the graph (see [`Circle::rebase`]).
+    pub fn rebase(&mut self, graph: Arc<Graph>) {
+        self.circle.rebase(&self.graph, &graph);
+        self.graph = graph;
     }
 
     /// Tells whoever follows this rebalance `text`.

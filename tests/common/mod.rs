@@ -513,6 +513,20 @@ impl Lightningd for SimNode {
         let v = self.call("askrene-age", json!({"layer": layer, "cutoff": cutoff}))?;
         Ok(v["num_removed"].as_u64().unwrap_or(0))
     }
+    async fn addgossip(&self, message_hex: &str) -> Result<(), RpcError> {
+        self.call("addgossip", json!({"message": message_hex}))
+            .map(|_| ())
+    }
+}
+
+/// A channel for `hand_made` of 10M sat, 9M on `node1`'s side, both directions at `ppm` (no
+/// base fee, cltv delta 18).
+pub fn nine_of_ten(scid: &str, node1: &str, node2: &str, ppm: u64) -> Value {
+    let p =
+        json!({"fee_base_msat": 0, "fee_proportional_millionths": ppm, "cltv_expiry_delta": 18});
+    json!({"short_channel_id": scid, "node1": node1, "node2": node2,
+        "capacity_sat": 10_000_000u64, "node1_msat": 9_000_000_000u64,
+        "policy1": p, "policy2": p})
 }
 
 /// Nothing left behind: no unpaid invoice, no HTLC in flight.

@@ -63,6 +63,18 @@ impl Graph {
         &self.node_ids[idx as usize]
     }
 
+    /// Edge `idx` of this graph in `other`, a later read of the same network: the same
+    /// channel direction, if `other` has it.
+    pub fn same_edge_in(&self, idx: EdgeIdx, other: &Graph) -> Option<EdgeIdx> {
+        let e = self.edge(idx);
+        other.edge_by_scid(e.short_channel_id, e.direction)
+    }
+
+    /// Node `idx` of this graph in `other`, if `other` has it.
+    pub fn same_node_in(&self, idx: NodeIdx, other: &Graph) -> Option<NodeIdx> {
+        other.node_idx(self.node_id(idx))
+    }
+
     pub fn edge(&self, idx: EdgeIdx) -> &Edge {
         &self.edges[idx as usize]
     }

@@ -4,7 +4,7 @@
 use super::super::route;
 use super::super::session::Session;
 use super::{Found, ProbeBudget, SURE, SetProbed, probe_set};
-use crate::core::graph::EdgeIdx;
+use crate::core::graph::{EdgeIdx, Graph};
 use crate::core::route::Hop;
 use crate::error::RpcFailure;
 use crate::lightningd::Lightningd;
@@ -47,6 +47,14 @@ pub async fn before_paying<N: Lightningd>(
 }
 
 impl BeforePaying {
+    /// The same, on `new`, a later read of the graph `old`.
+    pub fn rebase(&mut self, old: &Graph, new: &Graph) {
+        self.proven = std::mem::take(&mut self.proven)
+            .into_iter()
+            .filter_map(|(e, m)| Some((old.same_edge_in(e, new)?, m)))
+            .collect();
+    }
+
     /// Whether [`before_paying`] could probe `set` now: probing first is on, the probe budget
     /// is not spent, no other probe goes out through the outgoing channel, and the time left
     /// holds the set's probes and then its payment.
