@@ -22,20 +22,23 @@ const POLICY_REREADS: u32 = 3;
 
 /// Before the next plan: when a failure brought a changed policy (handed to gossipd), the
 /// graph as gossipd has it now, so the plan prices the channel at its new fee instead of
-/// leaving it out (`Circle::rebase`).
+/// leaving it out (`Circle::rebase`). If the read fails, the plan stays on the graph it had.
 pub async fn reread_changed_policy<N: Lightningd>(
     st: &State<N>,
     s: &mut Session,
     probed: &mut BeforePaying,
-) -> Result<(), RpcFailure> {
+) {
     if std::mem::take(&mut s.policy_changed) && s.rereads < POLICY_REREADS {
         s.rereads += 1;
         st.graph_cache.mark_stale().await;
-        let graph = st.graph().await?;
-        probed.rebase(&s.graph, &graph);
-        s.rebase(graph);
+        match st.graph().await {
+            Ok(graph) => {
+                probed.rebase(&s.graph, &graph);
+                s.rebase(graph);
+            }
+            Err(e) => log::warn!("reading the graph for a changed policy: {}", e.message),
+        }
     }
-    Ok(())
 }
 
 /// The best set of parts for `amount_msat` (the whole amount, or what a failed part left

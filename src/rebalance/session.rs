@@ -159,8 +159,8 @@ pub struct Session {
     /// Why a set was refused when the incoming peer sent a part over another channel (the
     /// rest then goes as one HTLC): the answer if no one route is found after it.
     pub diverted: Option<RpcFailure>,
-    /// A failure brought a channel_update that changed a policy (handed to gossipd with
-    /// `addgossip`): the next plan reads the graph again first.
+    /// A fee, delay or minimum failure brought the channel's update, and gossipd took it
+    /// (`addgossip`): the next plan reads the graph again first.
     pub policy_changed: bool,
     /// Times this rebalance read the graph again for a changed policy.
     pub rereads: u32,
