@@ -562,7 +562,8 @@ def test_a_fee_raised_since_the_graph_was_read(node_factory):
     no peer hears of it). The rebalance's first HTLC (its probe, or the payment) fails at l3 with
     `fee_insufficient` and l3's new channel_update; the plugin hands it to gossipd (`addgossip`),
     so l1's gossip has it while l3 still tells no one, reads the graph again and pays the new
-    fee in the same call (before, it ruled l3 -> l4 out and, with no other way, gave up)."""
+    fee in the same call (before, it ruled l3 -> l4 out and, with no other way, gave up). Then
+    the same for `rebalance-probe`."""
     nodes = node_factory.get_nodes(4, opts=[{"plugin": str(realnet.plugin_binary())}, {}, {}, {}])
     node_factory.join_nodes(nodes + [nodes[0]], wait_for_announce=True)
     l1, l2, l3, l4 = nodes
@@ -596,4 +597,14 @@ def test_a_fee_raised_since_the_graph_was_read(node_factory):
     fee = check_complete(l1, r, before, out_scid, in_scid, amt, cap=cap_of(amt))
     # 300 ppm at l3 on what it forwards, 10 ppm and 1 msat at l2 and l4.
     assert 30_000 < fee < 33_000, r
+    wait_settled(*nodes)
+
+    # Raised again, still told to no one: probing for the most that moves meets it, hands the
+    # update to gossipd and probes on at the new fee (before, it found nothing).
+    l3.rpc.setchannel(l4.info["id"], feebase=1, feeppm=400, enforcedelay=0)
+    wait_until(lambda: int(realnet.policy(l3, s34, l3.info["id"])["fee_per_millionth"]) == 400,
+               30, "l3's own gossip has its second fee")
+    p = l1.rpc.call("rebalance-probe", {"outgoing": out_scid, "incoming": in_scid})
+    assert int(realnet.policy(l1, s34, l3.info["id"])["fee_per_millionth"]) == 400
+    assert in_log(fee_failure) == 2 and int(p["max_msat"]) > amt, p
     wait_settled(*nodes)

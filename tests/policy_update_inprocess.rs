@@ -11,6 +11,7 @@
 mod common;
 
 use cln_rebalance::clock::ManualClock;
+use cln_rebalance::config::Config;
 use cln_rebalance::params::RebalanceParams;
 use cln_rebalance::state::State;
 use cln_standin::simnet::Network;
@@ -28,16 +29,19 @@ const M_B: &str = "700002x1x0";
 const SAT: u64 = 1000;
 const AMOUNT: u64 = 100_000 * SAT;
 
-fn network() -> Network {
+/// The network, with the way by y or without it.
+fn network(by_y: bool) -> Network {
     let names = ["us", "a", "b", "m", "y"];
-    let channels = vec![
+    let mut channels = vec![
         nine_of_ten(OUT, "us", "a", 10),
         nine_of_ten(INC, "b", "us", 10),
         nine_of_ten("700001x1x0", "a", "m", 10),
         nine_of_ten(M_B, "m", "b", 10),
-        nine_of_ten("700009x1x0", "a", "y", 400),
-        nine_of_ten("700009x1x1", "y", "b", 400),
     ];
+    if by_y {
+        channels.push(nine_of_ten("700009x1x0", "a", "y", 400));
+        channels.push(nine_of_ten("700009x1x1", "y", "b", 400));
+    }
     hand_made(named_nodes(&names), cheap_policy(), channels)
 }
 
@@ -48,9 +52,14 @@ fn req() -> RebalanceParams {
 /// A rebalancer on the hop clock whose graph was read (by a dry run through m) before m's
 /// fee on m -> b changed by `change` (`dev-set-policy` parameters).
 async fn after_a_change(change: Value) -> (Arc<State<SimNode>>, SimNode) {
+    on(network(true), pay_at_once(), change).await
+}
+
+/// The same on `net` with `config`.
+async fn on(net: Network, config: Config, change: Value) -> (Arc<State<SimNode>>, SimNode) {
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
-    let node = SimNode::new(network()).with_hop_clock(clock.clone(), 1000);
-    let r = hooked(node.clone(), pay_at_once(), clock);
+    let node = SimNode::new(net).with_hop_clock(clock.clone(), 1000);
+    let r = hooked(node.clone(), config, clock);
     let mut dry = req();
     dry.dryrun = true;
     let q = r.rebalance(dry).await.unwrap();
@@ -117,6 +126,23 @@ async fn an_update_that_changes_nothing_keeps_the_channel_ruled_out() {
     assert_eq!(v["status"], "complete", "{v}");
     assert_eq!(v["attempts"], 2, "{v}");
     assert_eq!(v["route"][1]["short_channel_id"], "700009x1x0", "{v}");
+    assert_eq!(count(&node, "addgossip"), 1);
+    assert_clean(&node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_most_that_moves_is_probed_at_the_new_fee() {
+    // Only the way by m: `amount_msat=max` probes first, and its first probe meets m's new
+    // fee. Before, that ruled m -> b out of the probe call, which found nothing to move.
+    let change = json!({"fee_proportional_millionths": 100});
+    let (r, node) = on(network(false), Config::default(), change).await;
+    let mut p = req();
+    p.amount_msat = None;
+    p.amount_max = true;
+    let v = r.rebalance(p).await.unwrap();
+    assert_eq!(v["status"], "complete", "{v}");
+    assert!(v["amount_msat"].as_u64().unwrap() > 1_000_000 * SAT, "{v}");
+    assert_eq!(v["route"][2]["short_channel_id"], M_B, "{v}");
     assert_eq!(count(&node, "addgossip"), 1);
     assert_clean(&node);
 }

@@ -471,7 +471,9 @@ async fn run<N: Lightningd>(
     // Sets whose probe or payment failed: after CHEAP_PLANS, every plan is the model's.
     let mut failed = 0;
     loop {
-        route::reread_changed_policy(st, s, &mut probed).await;
+        if let Some(old) = route::reread_changed_policy(st, s).await {
+            probed.rebase(&old, &s.graph);
+        }
         let amount = s.req.amount_msat;
         let (cap, spendable) = (s.cap_msat, s.req.out.spendable_msat);
         // A set probed before it is paid may be a cheaper, less certain one: its probe failing

@@ -1,7 +1,6 @@
 //! Step 2 of an attempt: the best route not yet ruled out (by fee, or fee + risk from the
 //! liquidity model), and the model's estimate that a route succeeds.
 
-use super::probe::before::BeforePaying;
 use super::session::{Session, attempts_json};
 use crate::config::Routing;
 use crate::core::amount::display_sat;
@@ -14,6 +13,7 @@ use crate::error::{self, RpcFailure};
 use crate::lightningd::Lightningd;
 use crate::state::State;
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Most times one rebalance reads the graph again because a failure brought a changed policy
@@ -22,21 +22,27 @@ const POLICY_REREADS: u32 = 3;
 
 /// Before the next plan: when a failure brought a changed policy (handed to gossipd), the
 /// graph as gossipd has it now, so the plan prices the channel at its new fee instead of
-/// leaving it out (`Circle::rebase`). If the read fails, the plan stays on the graph it had.
+/// leaving it out (`Circle::rebase`). The graph it replaced, for the caller to move what it
+/// keeps by edge onto the new one; `None` when nothing changed. If the read fails, the plan
+/// stays on the graph it had.
 pub async fn reread_changed_policy<N: Lightningd>(
     st: &State<N>,
     s: &mut Session,
-    probed: &mut BeforePaying,
-) {
-    if std::mem::take(&mut s.policy_changed) && s.rereads < POLICY_REREADS {
-        s.rereads += 1;
-        st.graph_cache.mark_stale().await;
-        match st.graph().await {
-            Ok(graph) => {
-                probed.rebase(&s.graph, &graph);
-                s.rebase(graph);
-            }
-            Err(e) => log::warn!("reading the graph for a changed policy: {}", e.message),
+) -> Option<Arc<Graph>> {
+    if !std::mem::take(&mut s.policy_changed) || s.rereads >= POLICY_REREADS {
+        return None;
+    }
+    s.rereads += 1;
+    st.graph_cache.mark_stale().await;
+    match st.graph().await {
+        Ok(graph) => {
+            let old = s.graph.clone();
+            s.rebase(graph);
+            Some(old)
+        }
+        Err(e) => {
+            log::warn!("reading the graph for a changed policy: {}", e.message);
+            None
         }
     }
 }

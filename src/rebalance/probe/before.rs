@@ -49,10 +49,7 @@ pub async fn before_paying<N: Lightningd>(
 impl BeforePaying {
     /// The same, on `new`, a later read of the graph `old`.
     pub fn rebase(&mut self, old: &Graph, new: &Graph) {
-        self.proven = std::mem::take(&mut self.proven)
-            .into_iter()
-            .filter_map(|(e, m)| Some((old.same_edge_in(e, new)?, m)))
-            .collect();
+        super::rebase_edges(&mut self.proven, old, new);
     }
 
     /// Whether [`before_paying`] could probe `set` now: probing first is on, the probe budget

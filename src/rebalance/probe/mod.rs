@@ -25,10 +25,11 @@ mod plan;
 mod routes;
 
 use super::learn::{failed, learn_carried};
+use super::route;
 use super::session::{Attempt, Outcome, Session, via};
 use crate::core::amount::{MSAT_PER_SAT, display_sat};
 use crate::core::flow::{self, FlowScratch};
-use crate::core::graph::EdgeIdx;
+use crate::core::graph::{EdgeIdx, Graph};
 use crate::core::route::{Hop, set_fee_msat};
 use crate::error::{self, RpcFailure};
 use crate::lightningd::Lightningd;
@@ -306,6 +307,9 @@ pub async fn probe_amount<N: Lightningd>(
     let mut proven = HashMap::new();
     let (mut one_route, mut tried_one) = (false, false);
     while found.probes < budget.probes && found.time_left(MIN_HOPS, st.now_ms(), s.deadline_ms) {
+        if let Some(old) = route::reread_changed_policy(st, s).await {
+            rebase_edges(&mut proven, &old, &s.graph);
+        }
         let whole = std::mem::take(&mut one_route);
         let planned = if whole {
             plan_one_route(st, s, amount_msat, &found)
@@ -375,6 +379,12 @@ pub async fn probe_max<N: Lightningd>(
         && amount >= s.circle.htlc_minimum_msat()
     {
         plans += 1;
+        if let Some(old) = route::reread_changed_policy(st, s).await {
+            rebase_edges(&mut proven, &old, &s.graph);
+            caps = (caps.iter())
+                .filter_map(|&e| old.same_edge_in(e, &s.graph))
+                .collect();
+        }
         let whole = std::mem::take(&mut one_route);
         let planned = if whole {
             plan_one_route(st, s, amount, &found)
@@ -455,6 +465,15 @@ pub async fn probe_max<N: Lightningd>(
         found.proven(more.0, more.1);
     }
     Ok(found)
+}
+
+/// `map`, made on graph `old`, on `new` (a later read): each edge by its channel direction,
+/// those `new` lacks dropped.
+pub(super) fn rebase_edges<V>(map: &mut HashMap<EdgeIdx, V>, old: &Graph, new: &Graph) {
+    *map = std::mem::take(map)
+        .into_iter()
+        .filter_map(|(e, v)| Some((old.same_edge_in(e, new)?, v)))
+        .collect();
 }
 
 /// `lo < x <= hi` halfway between, in whole satoshis.
