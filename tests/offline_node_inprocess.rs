@@ -108,14 +108,7 @@ async fn a_failure_whose_update_says_disabled_rules_the_node_out_at_once() {
         assert!(!(into_n && max.is_some()), "{cd:?} bounded at {max:?}");
     }
     // The update was newer than the graph: the next rebalance reads it again.
-    let reads = || {
-        node.calls
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|m| *m == "listchannels")
-            .count()
-    };
+    let reads = || node.calls_to("listchannels");
     assert_eq!(reads(), 1);
     let mut dry = req();
     dry.dryrun = true;

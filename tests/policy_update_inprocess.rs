@@ -72,15 +72,6 @@ async fn on(net: Network, config: Config, change: Value) -> (Arc<State<SimNode>>
     (r, node)
 }
 
-fn count(node: &SimNode, method: &str) -> usize {
-    node.calls
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|m| *m == method)
-        .count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fee_raised_since_the_graph_was_read_is_paid_in_the_same_rebalance() {
     let (r, node) = after_a_change(json!({"fee_proportional_millionths": 100})).await;
@@ -93,9 +84,9 @@ async fn a_fee_raised_since_the_graph_was_read_is_paid_in_the_same_rebalance() {
     // costs 81,000 msat.
     let fee = v["fee_msat"].as_u64().unwrap();
     assert!((12_000..12_100).contains(&fee), "{v}");
-    assert_eq!(count(&node, "addgossip"), 1);
+    assert_eq!(node.calls_to("addgossip"), 1);
     // The graph was read for the dry run and once more for the new fee.
-    assert_eq!(count(&node, "listchannels"), 2);
+    assert_eq!(node.calls_to("listchannels"), 2);
     assert_clean(&node);
 }
 
@@ -126,7 +117,7 @@ async fn an_update_that_changes_nothing_keeps_the_channel_ruled_out() {
     assert_eq!(v["status"], "complete", "{v}");
     assert_eq!(v["attempts"], 2, "{v}");
     assert_eq!(v["route"][1]["short_channel_id"], "700009x1x0", "{v}");
-    assert_eq!(count(&node, "addgossip"), 1);
+    assert_eq!(node.calls_to("addgossip"), 1);
     assert_clean(&node);
 }
 
@@ -143,6 +134,6 @@ async fn the_most_that_moves_is_probed_at_the_new_fee() {
     assert_eq!(v["status"], "complete", "{v}");
     assert!(v["amount_msat"].as_u64().unwrap() > 1_000_000 * SAT, "{v}");
     assert_eq!(v["route"][2]["short_channel_id"], M_B, "{v}");
-    assert_eq!(count(&node, "addgossip"), 1);
+    assert_eq!(node.calls_to("addgossip"), 1);
     assert_clean(&node);
 }

@@ -296,6 +296,16 @@ impl SimNode {
             .clone()
     }
 
+    /// How many times the plugin called `method`.
+    pub fn calls_to(&self, method: &str) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| *m == method)
+            .count()
+    }
+
     pub fn sendpays(&self) -> Vec<Value> {
         self.call("listsendpays", json!({})).unwrap()["payments"]
             .as_array()

@@ -88,12 +88,15 @@ pub fn failure_message(code: u16, details: &str) -> String {
     format!("failed: {name} ({details})")
 }
 
+/// The bytes of a `channel_update` up to and with `htlc_maximum_msat`, its type included.
+const CHANNEL_UPDATE_LEN: usize = 2 + 64 + 32 + 8 + 4 + 1 + 1 + 2 + 8 + 4 + 4 + 8;
+
 /// A signed-looking `channel_update` (BOLT 7, with its type 258): zero signature and chain
 /// hash, `scid`, the policy's timestamp and fees, `direction` and the disable bit in
 /// `channel_flags`, `htlc_maximum_msat` always present (`message_flags` 1).
 pub fn channel_update(scid: &str, p: &super::Policy, direction: u8, disabled: bool) -> Vec<u8> {
     let (block, tx, out) = super::scid_key(scid);
-    let mut u = Vec::with_capacity(138);
+    let mut u = Vec::with_capacity(CHANNEL_UPDATE_LEN);
     u.extend_from_slice(&258u16.to_be_bytes());
     u.extend_from_slice(&[0u8; 64]); // signature
     u.extend_from_slice(&[0u8; 32]); // chain_hash
@@ -155,11 +158,8 @@ pub fn failure_raw(
         | MPP_TIMEOUT => {}
         _ => return None,
     }
-    Some(m.iter().map(|b| format!("{b:02x}")).collect())
+    Some(crate::sha256::hex(&m))
 }
-
-/// The bytes of a `channel_update` up to and with `htlc_maximum_msat`, its type included.
-const CHANNEL_UPDATE_LEN: usize = 2 + 64 + 32 + 8 + 4 + 1 + 1 + 2 + 8 + 4 + 4 + 8;
 
 impl super::Network {
     /// `addgossip message` (lightningd/gossip_control.c, gossipd `inject_gossip`): a gossip
@@ -176,14 +176,8 @@ impl super::Network {
         let p = params::parse(params, &[("message", true)])?;
         let tok = p.get("message").cloned().unwrap_or_default();
         let hex = p.string("message")?.unwrap_or_default();
-        let bytes = (hex.len() % 2 == 0 && !hex.is_empty())
-            .then(|| {
-                (0..hex.len())
-                    .step_by(2)
-                    .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-                    .collect::<Option<Vec<u8>>>()
-            })
-            .flatten()
+        let bytes = crate::sha256::unhex(&hex)
+            .filter(|b| !b.is_empty())
             .ok_or_else(|| RpcError::badparam("message", "should be a hex value", &tok))?;
         let kind = u16::from_be_bytes([bytes[0], *bytes.get(1).unwrap_or(&0)]);
         match kind {
