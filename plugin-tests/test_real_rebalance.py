@@ -608,3 +608,56 @@ def test_a_fee_raised_since_the_graph_was_read(node_factory):
     assert int(realnet.policy(l1, s34, l3.info["id"])["fee_per_millionth"]) == 400
     assert in_log(fee_failure) == 2 and int(p["max_msat"]) > amt, p
     wait_settled(*nodes)
+
+
+def test_the_incoming_peers_fee_raised_before_the_htlc_came(node_factory):
+    """l1 -> l2 -> l3 -> l4 -> l1. l4, the incoming peer, raises its fee on its hop to l1 at
+    once (`enforcedelay=0`, as lnd enforces a new fee) and tells no one (`dev-suppress-gossip`),
+    so l1's listpeerchannels still shows the old fee when the rebalance starts. The first HTLC
+    (probe or payment) fails at l4 with `fee_insufficient` and l4's new channel_update; the
+    plugin hands it to gossipd, which tells lightningd (l1's listpeerchannels has it now),
+    plans the last hop on the new fee and completes in the same call (before, it stopped with
+    210 "the incoming peer could not forward back to us")."""
+    nodes = node_factory.get_nodes(4, opts=[{"plugin": str(realnet.plugin_binary())}, {}, {}, {}])
+    node_factory.join_nodes(nodes + [nodes[0]], wait_for_announce=True)
+    l1, l2, l3, l4 = nodes
+    out_scid, in_scid = scid_between(l1, l2), scid_between(l1, l4)
+    wait_graph(l1, 4)
+    amt = 100_000 * SAT
+    asked = {"outgoing": out_scid, "incoming": in_scid, "amount_msat": amt}
+
+    def remote_ppm():
+        return int(chan(l1, in_scid)["updates"]["remote"]["fee_proportional_millionths"])
+
+    l4.rpc.call("dev-suppress-gossip")
+    l4.rpc.setchannel(l1.info["id"], feebase=1, feeppm=300, enforcedelay=0)
+    wait_until(lambda: int(realnet.policy(l4, in_scid, l4.info["id"])["fee_per_millionth"]) == 300,
+               30, "l4's own gossip has its new fee")
+    assert remote_ppm() == 10
+
+    def in_log(text):
+        l1.daemon.logs_catchup()
+        return sum(1 for line in l1.daemon.logs if text in line)
+
+    fee_failure = "with code 0x100c (WIRE_FEE_INSUFFICIENT)"
+    before = snapshot(l1)
+    r = l1.rpc.call("rebalance", asked)
+    # One HTLC failed at l4 on the old fee; l1's lightningd has l4's new one from the plugin.
+    assert in_log(fee_failure) == 1 and r["attempts"] == (1 if r["probes"] else 2), r
+    assert remote_ppm() == 300
+    fee = check_complete(l1, r, before, out_scid, in_scid, amt, cap=cap_of(amt))
+    # 300 ppm at l4 on what it forwards, 10 ppm and 1 msat at l2 and l3.
+    assert 32_000 < fee < 33_100, r
+    wait_settled(*nodes)
+    assert_no_unpaid_rebalance_invoice(l1)
+
+    # Raised past the cap: the rebalance stops with what the cheapest way costs, nothing paid.
+    l4.rpc.setchannel(l1.info["id"], feebase=1, feeppm=20_000, enforcedelay=0)
+    wait_until(lambda: int(realnet.policy(l4, in_scid, l4.info["id"])["fee_per_millionth"]) == 20_000,
+               30, "l4's own gossip has its second fee")
+    before, sent_before = snapshot(l1), sendpays(l1)
+    err = rpc_error(l1.rpc.call, "rebalance", asked)
+    assert err["code"] == 206 and "more than the fee cap" in err["message"], err
+    assert in_log(fee_failure) == 2 and remote_ppm() == 20_000
+    wait_settled(*nodes)
+    check_nothing_paid(l1, before, sent_before)

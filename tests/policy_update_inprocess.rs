@@ -4,9 +4,13 @@
 //! renepay do), reads the graph again and plans on the new fee in the same rebalance, instead
 //! of ruling the channel out and paying a dearer way.
 //!
+//! The same for the incoming peer's own hop to us, its fee raised while the rebalance runs
+//! (after `listpeerchannels` told the plugin the old one): the plugin plans on the fee the
+//! failure brings, instead of stopping.
+//!
 //! The network: us -> a (ours), b -> us (the peer's); a cheap way a -> m -> b (10 ppm a hop)
-//! and a dear one a -> y -> b (400 ppm a hop). On the hop clock the failure reaches a waiting
-//! `waitsendpay` with its `raw_message`, as on lightningd.
+//! and a dear one a -> y -> b (400 ppm a hop). On the hop clock, or with the HTLC held on the
+//! way, the failure reaches a waiting `waitsendpay` with its `raw_message`, as on lightningd.
 
 mod common;
 
@@ -17,10 +21,11 @@ use cln_rebalance::state::State;
 use cln_standin::simnet::Network;
 use common::{
     SimNode, assert_clean, cheap_policy, hand_made, hooked, named_nodes, nine_of_ten, parts_params,
-    pay_at_once,
+    pay_at_once, rebalancer,
 };
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::Duration;
 
 const OUT: &str = "800001x1x0";
 const INC: &str = "800002x1x0";
@@ -135,5 +140,128 @@ async fn the_most_that_moves_is_probed_at_the_new_fee() {
     assert!(v["amount_msat"].as_u64().unwrap() > 1_000_000 * SAT, "{v}");
     assert_eq!(v["route"][2]["short_channel_id"], M_B, "{v}");
     assert_eq!(node.calls_to("addgossip"), 1);
+    assert_clean(&node);
+}
+
+/// A rebalance of `p` started with every HTLC held at m; once one is held, b's fee on its hop
+/// to us becomes `change` (`dev-set-policy`), and m lets go. The rebalance's answer.
+async fn while_held_at_m(
+    r: &Arc<State<SimNode>>,
+    node: &SimNode,
+    p: RebalanceParams,
+    change: Value,
+) -> Result<Value, cln_rebalance::error::RpcFailure> {
+    node.call("dev-hold", json!({"node": "m"})).unwrap();
+    let task = tokio::spawn({
+        let r = r.clone();
+        async move { r.rebalance(p).await }
+    });
+    for _ in 0..400 {
+        if node.pending_htlcs() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(node.pending_htlcs() > 0, "an HTLC is held at m");
+    let mut c = json!({"short_channel_id": INC, "source": "b"});
+    c.as_object_mut()
+        .unwrap()
+        .extend(change.as_object().unwrap().clone());
+    node.call("dev-set-policy", c).unwrap();
+    node.call("dev-release", json!({"node": "m"})).unwrap();
+    task.await.unwrap()
+}
+
+/// Our balances on the outgoing and incoming channels.
+fn ours(node: &SimNode) -> (u64, u64) {
+    (node.to_us(OUT), node.to_us(INC))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_incoming_peers_fee_raised_during_the_rebalance_is_paid() {
+    let (r, node) = rebalancer(network(false), pay_at_once());
+    let before = ours(&node);
+    let change = json!({"fee_proportional_millionths": 300});
+    let v = while_held_at_m(&r, &node, req(), change).await.unwrap();
+    assert_eq!(v["status"], "complete", "{v}");
+    // The first attempt met b's new fee at its hop to us; the second paid it.
+    assert_eq!(v["attempts"], 2, "{v}");
+    // b's 300 ppm, m's 10 and a's 10 on about 100,000 sat.
+    let fee = v["fee_msat"].as_u64().unwrap();
+    assert!((32_000..32_100).contains(&fee), "{v}");
+    assert_eq!(ours(&node), (before.0 - AMOUNT - fee, before.1 + AMOUNT));
+    assert_eq!(node.calls_to("addgossip"), 1);
+    assert_clean(&node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_sent_on_the_old_fee_are_replaced_on_the_new_one() {
+    // b forwards at most 60,000 sat an HTLC: two parts, both held at m when b's fee rises.
+    let (r, node) = rebalancer(network(false), pay_at_once());
+    let max = json!({"short_channel_id": INC, "source": "b", "htlc_maximum_msat": 60_000 * SAT});
+    node.call("dev-set-policy", max).unwrap();
+    let before = ours(&node);
+    let change = json!({"fee_proportional_millionths": 300});
+    let v = while_held_at_m(&r, &node, req(), change).await.unwrap();
+    assert_eq!(v["status"], "complete", "{v}");
+    let parts = v["parts"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert!(parts.len() >= 2, "{v}");
+    let fee = v["fee_msat"].as_u64().unwrap();
+    assert!((32_000..32_200).contains(&fee), "{v}");
+    assert_eq!(ours(&node), (before.0 - AMOUNT - fee, before.1 + AMOUNT));
+    assert_eq!(node.calls_to("addgossip"), 1, "one update, taken once");
+    assert_clean(&node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_most_that_moves_is_probed_on_the_incoming_peers_new_fee() {
+    // `amount_msat=max` probes first; its first probe meets b's new fee at b's hop to us.
+    // Before, that stopped the rebalance.
+    let (r, node) = rebalancer(network(false), Config::default());
+    let before = ours(&node);
+    let mut p = req();
+    p.amount_msat = None;
+    p.amount_max = true;
+    let change = json!({"fee_proportional_millionths": 300});
+    let v = while_held_at_m(&r, &node, p, change).await.unwrap();
+    assert_eq!(v["status"], "complete", "{v}");
+    let amount = v["amount_msat"].as_u64().unwrap();
+    assert!(amount > 1_000_000 * SAT, "{v}");
+    // 320 ppm: b's new 300 and 10 each at m and a.
+    assert_eq!(v["fee_ppm"], 320, "{v}");
+    let fee = v["fee_msat"].as_u64().unwrap();
+    assert_eq!(ours(&node), (before.0 - amount - fee, before.1 + amount));
+    assert_eq!(node.calls_to("addgossip"), 1);
+    assert_clean(&node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_incoming_peers_fee_raised_past_the_cap_is_not_paid() {
+    // 20,000 ppm at b's hop to us: above the 1000 ppm cap whatever the way.
+    let (r, node) = rebalancer(network(true), pay_at_once());
+    let before = ours(&node);
+    let change = json!({"fee_proportional_millionths": 20_000});
+    let e = while_held_at_m(&r, &node, req(), change).await.unwrap_err();
+    assert_eq!(e.code, 206, "{e}");
+    assert!(e.message.contains("more than the fee cap"), "{e}");
+    assert_eq!(ours(&node), before, "nothing moved, no fee paid");
+    assert_clean(&node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_last_hop_failure_its_update_does_not_explain_stops_the_rebalance() {
+    // b refuses with fee_insufficient and its policy as it was: nothing to plan on, so the
+    // rebalance stops as it always has, nothing paid.
+    let (r, node) = rebalancer(network(true), pay_at_once());
+    let before = ours(&node);
+    let fail = json!({"short_channel_id": INC, "source": "b", "failcode": "fee_insufficient"});
+    node.call("dev-fail", fail).unwrap();
+    let e = while_held_at_m(&r, &node, req(), json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, 210, "{e}");
+    assert!(e.message.contains("incoming peer"), "{e}");
+    assert_eq!(ours(&node), before, "nothing moved, no fee paid");
+    assert_eq!(node.calls_to("addgossip"), 0);
     assert_clean(&node);
 }

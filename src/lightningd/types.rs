@@ -260,6 +260,27 @@ impl PayFailure {
         let update = self.channel_update()?;
         Some(update[2 + 64 + 32 + 8 + 4 + 1] & 2 != 0)
     }
+
+    /// The channel the failure's `channel_update` is for (its 8-byte short_channel_id), the
+    /// direction it sets (`channel_flags` bit 0) and the policy it carries, with
+    /// `listpeerchannels`' names. `None` without one.
+    pub fn updated_policy(&self) -> Option<(u64, u8, ChannelUpdate)> {
+        let u = self.channel_update()?;
+        let int = |at: usize, len: usize| {
+            u[at..at + len]
+                .iter()
+                .fold(0u64, |v, &b| (v << 8) | u64::from(b))
+        };
+        let at = 2 + 64 + 32; // type, signature, chain_hash
+        let policy = ChannelUpdate {
+            cltv_expiry_delta: int(at + 14, 2) as u32,
+            htlc_minimum_msat: int(at + 16, 8),
+            fee_base_msat: int(at + 24, 4),
+            fee_proportional_millionths: int(at + 28, 4) as u32,
+            htlc_maximum_msat: Some(int(at + 32, 8)),
+        };
+        Some((int(at, 8), u[at + 13] & 1, policy))
+    }
 }
 
 /// The bytes of a `channel_update` with its type and `htlc_maximum_msat` (BOLT 7).
@@ -417,6 +438,18 @@ mod tests {
         assert_eq!(f(&DISABLED_TCF[..200]).update_disabled(), None);
         assert_eq!(f("zz").update_disabled(), None);
         assert_eq!(PayFailure::default().update_disabled(), None);
+        // What it sets: channel 103x3x0, direction 0, 1 msat + 10 ppm, delay 6.
+        let policy = ChannelUpdate {
+            fee_base_msat: 1,
+            fee_proportional_millionths: 10,
+            cltv_expiry_delta: 6,
+            htlc_minimum_msat: 0,
+            htlc_maximum_msat: Some(990_000_000),
+        };
+        let scid = (103 << 40) | (3 << 16);
+        assert_eq!(f(&fee).updated_policy(), Some((scid, 0, policy)));
+        assert_eq!(f(&untyped).updated_policy(), Some((scid, 0, policy)));
+        assert_eq!(f("2002").updated_policy(), None);
         // The update as addgossip takes it: with its type, whether the sender put it or not.
         let update = super::super::store::from_hex(&DISABLED_TCF[8..]).unwrap();
         assert_eq!(update.len(), 138);

@@ -73,6 +73,30 @@ fn check_htlc_limits(
     ))
 }
 
+/// What the incoming peer must be delivered for us to get `amount_msat` over its hop on
+/// `remote`, and with what delay.
+fn delivery(
+    remote: &Policy,
+    amount_msat: u64,
+    final_cltv: u32,
+    inc_scid: Scid,
+) -> Result<(u64, u32), RpcFailure> {
+    let deliver_msat = remote
+        .fee_msat(amount_msat)
+        .and_then(|f| amount_msat.checked_add(f))
+        .ok_or_else(|| RpcFailure::param("amount_msat", "too large"))?;
+    let deliver_delay = final_cltv.checked_add(remote.delay).ok_or_else(|| {
+        RpcFailure::param(
+            "incoming",
+            format!(
+                "the peer's cltv_expiry_delta {} on channel {inc_scid} is impossible",
+                remote.delay
+            ),
+        )
+    })?;
+    Ok((deliver_msat, deliver_delay))
+}
+
 impl Circle {
     pub fn new(
         our_id: &str,
@@ -145,19 +169,7 @@ impl Circle {
             node_id: our_id.to_string(),
             policy: remote,
         };
-        let deliver_msat = remote
-            .fee_msat(amount_msat)
-            .and_then(|f| amount_msat.checked_add(f))
-            .ok_or_else(|| RpcFailure::param("amount_msat", "too large"))?;
-        let deliver_delay = final_cltv.checked_add(remote.delay).ok_or_else(|| {
-            RpcFailure::param(
-                "incoming",
-                format!(
-                    "the peer's cltv_expiry_delta {} on channel {inc_scid} is impossible",
-                    remote.delay
-                ),
-            )
-        })?;
+        let (deliver_msat, deliver_delay) = delivery(&remote, amount_msat, final_cltv, inc_scid)?;
         let mut exclude = Exclusions::default();
         if let Some(us) = graph.node_idx(our_id) {
             exclude.nodes.insert(us); // a circle never passes through us in the middle
@@ -223,6 +235,26 @@ impl Circle {
         build_route(&specs, self.amount_msat, self.final_cltv).ok()
     }
 
+    /// The incoming peer's policy on its hop to us, as planned.
+    pub fn last_policy(&self) -> Policy {
+        self.last.policy
+    }
+
+    /// Plans the incoming peer's hop to us on `remote` from now on (a failure there brought
+    /// its new policy). Err, with nothing changed, when the amount is outside its htlc limits.
+    pub fn set_last_policy(&mut self, remote: Policy) -> Result<(), RpcFailure> {
+        let inc = self.incoming_scid;
+        check_htlc_limits(&remote, self.amount_msat, self.max_parts, inc)?;
+        let (deliver_msat, deliver_delay) =
+            delivery(&remote, self.amount_msat, self.final_cltv, inc)?;
+        if let Some(q) = self.query.as_mut() {
+            (q.deliver_msat, q.deliver_delay) = (deliver_msat, deliver_delay);
+        }
+        self.first.policy = remote;
+        self.last.policy = remote;
+        Ok(())
+    }
+
     /// The least our two peers take in one HTLC (the outgoing peer from us, the incoming
     /// peer to forward to us): no amount below it can move.
     pub fn htlc_minimum_msat(&self) -> u64 {
@@ -237,10 +269,8 @@ impl Circle {
     pub fn with_amount(&self, amount_msat: u64) -> Result<Circle, RpcFailure> {
         let remote = self.last.policy;
         check_htlc_limits(&remote, amount_msat, self.max_parts, self.incoming_scid)?;
-        let deliver_msat = remote
-            .fee_msat(amount_msat)
-            .and_then(|f| amount_msat.checked_add(f))
-            .ok_or_else(|| RpcFailure::param("amount_msat", "too large"))?;
+        let (deliver_msat, _) =
+            delivery(&remote, amount_msat, self.final_cltv, self.incoming_scid)?;
         let mut c = Circle {
             incoming_scid: self.incoming_scid,
             first: self.first.clone(),

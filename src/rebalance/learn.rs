@@ -4,6 +4,7 @@
 //! a failure is classified as worth another route, or as a reason to stop.
 
 use super::session::{Attempt, Outcome, Session, middle};
+use crate::core::graph::Policy;
 use crate::core::liquidity::ChanDir;
 use crate::core::route::Hop;
 use crate::error::{self, RpcFailure};
@@ -198,6 +199,10 @@ pub async fn failed<N: Lightningd>(
                 && (f.erring_channel.as_deref() == Some(inc_scid.as_str())
                     || f.erring_channel.as_deref() == Some(last_hop_scid.as_str())) =>
         {
+            if last_hop_changed(st, s, &f, hops).await {
+                learn_failed(st, s, &f, hops, i);
+                return Outcome::Retry;
+            }
             Outcome::Stop(RpcFailure::new(
                 error::PAY_STOPPED_RETRYING,
                 format!(
@@ -237,4 +242,84 @@ pub async fn failed<N: Lightningd>(
             format!("payment failed without saying where: {}", e.message),
         )),
     }
+}
+
+/// Most new policies of the incoming peer's hop a rebalance takes (a peer may sign new
+/// updates as fast as it likes).
+const LAST_HOP_UPDATES: u32 = 3;
+
+/// Whether the incoming peer's failure of its hop to us is explained by the channel_update it
+/// sent with it: a fee or delay it raised since `listpeerchannels` told us (lightningd honours
+/// the old fee for `enforcedelay`, 600 s by default, but a peer may set 0, and lnd enforces a
+/// new fee at once). Then gossipd gets the update (and tells lightningd, whose
+/// `listpeerchannels` shows it), the circle plans on it, and the rebalance goes on: at most
+/// [`LAST_HOP_UPDATES`] new policies a call, within the fee cap as always. A part sent before
+/// the circle took the policy fails the same way and is replaced. An update that asks no more
+/// than the hop was given explains nothing, and the rebalance stops as before.
+async fn last_hop_changed<N: Lightningd>(
+    st: &State<N>,
+    s: &mut Session,
+    f: &PayFailure,
+    hops: &[Hop],
+) -> bool {
+    let n = hops.len();
+    let (before, last) = (&hops[n - 2], &hops[n - 1]);
+    if !matches!(f.failcode, Some(FEE_INSUFFICIENT | INCORRECT_CLTV_EXPIRY)) {
+        return false;
+    }
+    // The update, when the failure brought one for this hop (a waitsendpay that was not
+    // waiting when it came, as for the other parts of a set, gets no `raw_message`): else
+    // the policy the circle plans on now, taken from another part's failure or not at all.
+    let ours = [last.short_channel_id.0, s.circle.incoming_scid.0];
+    let update = f
+        .updated_policy()
+        .filter(|(scid, dir, _)| ours.contains(scid) && *dir == last.direction)
+        .map(|(_, _, u)| u);
+    let policy = update.map_or(s.circle.last_policy(), |u| Policy {
+        base_fee_millisatoshi: u32::try_from(u.fee_base_msat).unwrap_or(u32::MAX),
+        fee_per_millionth: u.fee_proportional_millionths,
+        delay: u.cltv_expiry_delta,
+        htlc_minimum_msat: u.htlc_minimum_msat.max(s.req.inc.minimum_htlc_in_msat),
+        htlc_maximum_msat: u.htlc_maximum_msat.unwrap_or(s.req.inc.total_msat),
+    });
+    // What the hop was given: the fee and delay between what the peer got and sends us.
+    let given_fee = before.amount_msat.saturating_sub(last.amount_msat);
+    let given_delay = before.delay.saturating_sub(last.delay);
+    let asks_more = policy
+        .fee_msat(last.amount_msat)
+        .is_none_or(|fee| fee > given_fee)
+        || policy.delay > given_delay;
+    if !asks_more {
+        return false;
+    }
+    if policy == s.circle.last_policy() {
+        return true; // taken already, from another part's failure
+    }
+    let Some(u) = update else { return false };
+    if s.last_hop_updates >= LAST_HOP_UPDATES {
+        return false;
+    }
+    if let Err(e) = s.circle.set_last_policy(policy) {
+        s.tell(&format!("the incoming peer's new policy: {}", e.message));
+        return false;
+    }
+    s.last_hop_updates += 1;
+    s.req.inc.updates.remote = Some(u);
+    if let Err(e) = st
+        .node
+        .addgossip(&to_hex(&f.channel_update().unwrap_or_default()))
+        .await
+    {
+        debug!("addgossip of the incoming peer's channel_update: {e}");
+    }
+    st.graph_cache.mark_stale().await;
+    s.tell(&format!(
+        "the incoming peer changed its policy on channel {}: {} msat + {} ppm, delay {}; \
+         planning on it",
+        s.circle.incoming_scid,
+        policy.base_fee_millisatoshi,
+        policy.fee_per_millionth,
+        policy.delay
+    ));
+    true
 }

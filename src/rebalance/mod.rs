@@ -420,6 +420,7 @@ fn new_session<N: Lightningd>(
         diverted: None,
         policy_changed: false,
         rereads: 0,
+        last_hop_updates: 0,
     };
     s.planned_msat = planned_msat;
     learn::learn_our_channels(st, &s);

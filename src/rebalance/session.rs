@@ -164,6 +164,9 @@ pub struct Session {
     pub policy_changed: bool,
     /// Times this rebalance read the graph again for a changed policy.
     pub rereads: u32,
+    /// Times the incoming peer's hop to us failed on a policy it had just changed, and the
+    /// circle took the new one (see `learn::last_hop_changed`).
+    pub last_hop_updates: u32,
 }
 
 impl Session {
