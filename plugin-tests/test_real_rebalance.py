@@ -617,7 +617,8 @@ def test_the_incoming_peers_fee_raised_before_the_htlc_came(node_factory):
     (probe or payment) fails at l4 with `fee_insufficient` and l4's new channel_update; the
     plugin hands it to gossipd, which tells lightningd (l1's listpeerchannels has it now),
     plans the last hop on the new fee and completes in the same call (before, it stopped with
-    210 "the incoming peer could not forward back to us")."""
+    210 "the incoming peer could not forward back to us"). Then the same for `rebalance-probe`,
+    and a fee past the cap."""
     nodes = node_factory.get_nodes(4, opts=[{"plugin": str(realnet.plugin_binary())}, {}, {}, {}])
     node_factory.join_nodes(nodes + [nodes[0]], wait_for_announce=True)
     l1, l2, l3, l4 = nodes
@@ -651,13 +652,22 @@ def test_the_incoming_peers_fee_raised_before_the_htlc_came(node_factory):
     wait_settled(*nodes)
     assert_no_unpaid_rebalance_invoice(l1)
 
+    # Raised again: probing for the most that moves meets it, and probes on at the new fee.
+    l4.rpc.setchannel(l1.info["id"], feebase=1, feeppm=400, enforcedelay=0)
+    wait_until(lambda: int(realnet.policy(l4, in_scid, l4.info["id"])["fee_per_millionth"]) == 400,
+               30, "l4's own gossip has its second fee")
+    p = l1.rpc.call("rebalance-probe", {"outgoing": out_scid, "incoming": in_scid})
+    assert in_log(fee_failure) == 2 and remote_ppm() == 400
+    assert int(p["max_msat"]) > amt, p
+    wait_settled(*nodes)
+
     # Raised past the cap: the rebalance stops with what the cheapest way costs, nothing paid.
     l4.rpc.setchannel(l1.info["id"], feebase=1, feeppm=20_000, enforcedelay=0)
     wait_until(lambda: int(realnet.policy(l4, in_scid, l4.info["id"])["fee_per_millionth"]) == 20_000,
-               30, "l4's own gossip has its second fee")
+               30, "l4's own gossip has its third fee")
     before, sent_before = snapshot(l1), sendpays(l1)
     err = rpc_error(l1.rpc.call, "rebalance", asked)
     assert err["code"] == 206 and "more than the fee cap" in err["message"], err
-    assert in_log(fee_failure) == 2 and remote_ppm() == 20_000
+    assert in_log(fee_failure) == 3 and remote_ppm() == 20_000
     wait_settled(*nodes)
     check_nothing_paid(l1, before, sent_before)
