@@ -177,6 +177,7 @@ fn main() {
             flaky: 0.02,
             us: None,
             lazy_disable: false,
+            fee_churn: 0.0,
         }) {
             Ok(w) => w,
             Err(e) => {

@@ -470,6 +470,7 @@ fn main() {
             flaky: a.flaky,
             us: a.us.clone(),
             lazy_disable: false,
+            fee_churn: 0.0,
         }) {
             Ok(w) => Arc::new(w),
             Err(e) => {

@@ -62,10 +62,13 @@
 //! [--prior bimodal|uniform] [--depleted 0.04] [--risk-base 2000] [--risk-ppm 100]
 //! [--strategies fee,nomem,mem,mpp] [--maxparts 4] [--min-part 20000] (sat)
 //! [--oracle-maxparts 4] [--oracle-min-part 20000] (sat) [--no-max-flow]
-//! [--graph-max-age 3600] [--us NODE_ID] [--lazy-disable] [--probe [--probe-per-hour 60]]`
+//! [--graph-max-age 3600] [--us NODE_ID] [--lazy-disable] [--fee-churn 0] [--probe [--probe-per-hour 60]]`
 //! (`--lazy-disable`: a flaky node's channels are listed disabled only once a forward towards
 //! it failed, as lightningd disables them when nobody else pays; by default at once; `--probe`: the
-//! probing tables of `probe.rs` instead, on the first amount's tasks). Tune on
+//! probing tables of `probe.rs` instead, on the first amount's tasks; `--fee-churn F`: between
+//! two tasks, F of the other channel directions change their fee to between half and twice it,
+//! enforced and listed at once as by lnd, so a graph copy read before is stale there: give
+//! `--graph-max-age 300`, the plugin's default, with it). Tune on
 //! [`TUNING_SEEDS`]; report on others. `--dump PATH` writes every task's outcome and its
 //! payments (try, seconds, amount, fee, hops, how each ended), one line a task, to read runs
 //! task by task; `--check-oracle` checks the oracles (above).
@@ -134,6 +137,8 @@ struct Args {
     /// `--lazy-disable`: flaky nodes' channels listed disabled only once a forward towards
     /// them failed (the stand-in's `lazy_disable`), not the moment they go offline.
     lazy_disable: bool,
+    /// `--fee-churn`: the world's `fee_churn`.
+    fee_churn: f64,
     /// `--probe`: the probing tables (`probe.rs`) instead of the strategies'.
     probe: bool,
     probe_per_hour: u32,
@@ -180,6 +185,7 @@ impl Default for Args {
             // as the plugin does, to keep the run short.
             graph_max_age_secs: 3600,
             lazy_disable: false,
+            fee_churn: 0.0,
             us: None,
             probe: false,
             probe_per_hour: probe::PER_HOUR,
@@ -199,6 +205,7 @@ impl Args {
             flaky: self.flaky,
             us: self.us.clone(),
             lazy_disable: self.lazy_disable,
+            fee_churn: self.fee_churn,
         }
     }
 
@@ -242,6 +249,7 @@ impl Args {
                 "--no-max-flow" => a.max_flow = false,
                 "--graph-max-age" => a.graph_max_age_secs = parse_one(&val()?)?,
                 "--lazy-disable" => a.lazy_disable = true,
+                "--fee-churn" => a.fee_churn = parse_one(&val()?)?,
                 "--us" => a.us = Some(val()?),
                 "--probe" => a.probe = true,
                 "--probe-per-hour" => a.probe_per_hour = parse_one(&val()?)?,
@@ -745,7 +753,7 @@ fn main() {
     );
     println!(
         "world: {}, balances {}, between rebalances {} s, {:.1}% of channels redrawn, {:.1}% of SCC nodes \
-         flaky{}; {} ms per hop each way; retry_for {} s; fee cap max({} msat, {} ppm)",
+         flaky{}{}; {} ms per hop each way; retry_for {} s; fee cap max({} msat, {} ppm)",
         sim::SNAPSHOT,
         a.dist.name(),
         a.interval_secs,
@@ -755,6 +763,11 @@ fn main() {
             " (listed disabled once a forward towards them failed)"
         } else {
             ""
+        },
+        if a.fee_churn > 0.0 {
+            format!(", {:.1}% of fees changed", a.fee_churn * 100.0)
+        } else {
+            String::new()
         },
         a.hop_ms,
         a.retry_for,

@@ -161,6 +161,11 @@ pub struct WorldConfig {
     /// The stand-in's `lazy_disable`: a flaky node's channels listed disabled only once a
     /// forward towards it failed (lightningd's rule with nobody else paying), not at once.
     pub lazy_disable: bool,
+    /// Fraction of the other channels' directions whose fee (ppm) changes between rebalances,
+    /// to between half and twice what it was (log-uniform), enforced at once as lnd does and
+    /// listed at once, so a graph copy the plugin read before is stale there. 0: fees never
+    /// change (and the world draws exactly as before the option).
+    pub fee_churn: f64,
 }
 
 /// One rebalance to do: from an outbound-heavy channel of ours to an inbound-heavy one.

@@ -230,7 +230,7 @@ impl World {
     }
 
     /// Between two rebalances: other traffic draws `traffic` of the channels (not ours) anew,
-    /// and every flaky node is offline or online at even odds. Draws from `rng` only, the same
+    /// and every flaky node is offline or online at even odds; with `fee_churn`, fees change. Draws from `rng` only, the same
     /// number of times whatever the strategy did, so every strategy sees the same events.
     pub fn between(&self, net: &mut Network, rng: &mut SplitMix64) {
         let dist = self.config.dist;
@@ -245,6 +245,20 @@ impl World {
         }
         for &n in &self.flaky {
             net.set_online(n, rng.unit() >= 0.5);
+        }
+        if self.config.fee_churn > 0.0 {
+            let now = net.now();
+            for (c, ch) in net.channels.iter_mut().enumerate() {
+                for pol in &mut ch.policy {
+                    // Both drawn whatever happens, so the draws stay in step.
+                    let (changes, factor) = (rng.unit(), 2f64.powf(2.0 * rng.unit() - 1.0));
+                    if changes < self.config.fee_churn && !self.is_ours[c] {
+                        let ppm = pol.fee_proportional_millionths as f64 * factor;
+                        pol.fee_proportional_millionths = ppm.round() as u64;
+                        pol.last_update = now;
+                    }
+                }
+            }
         }
     }
 
