@@ -265,3 +265,23 @@ async fn a_last_hop_failure_its_update_does_not_explain_stops_the_rebalance() {
     assert_eq!(node.calls_to("addgossip"), 0);
     assert_clean(&node);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_policy_the_amount_no_longer_fits_stops_saying_why() {
+    // b's new update also cuts its htlc maximum to 20,000 sat: 100,000 sat no longer fits in
+    // the 4 parts allowed, so the rebalance stops and says so, nothing paid.
+    let (r, node) = rebalancer(network(true), pay_at_once());
+    let before = ours(&node);
+    let change = json!({"fee_proportional_millionths": 300, "htlc_maximum_msat": 20_000 * SAT});
+    let e = while_held_at_m(&r, &node, req(), change).await.unwrap_err();
+    assert_eq!(e.code, 210, "{e}");
+    assert!(
+        e.message
+            .contains("the incoming peer changed its policy on channel 800002x1x0"),
+        "{e}"
+    );
+    assert!(e.message.contains("forwards between"), "{e}");
+    assert_eq!(ours(&node), before, "nothing moved, no fee paid");
+    assert_eq!(node.calls_to("addgossip"), 1);
+    assert_clean(&node);
+}

@@ -199,9 +199,13 @@ pub async fn failed<N: Lightningd>(
                 && (f.erring_channel.as_deref() == Some(inc_scid.as_str())
                     || f.erring_channel.as_deref() == Some(last_hop_scid.as_str())) =>
         {
-            if last_hop_changed(st, s, &f, hops).await {
-                learn_failed(st, s, &f, hops, i);
-                return Outcome::Retry;
+            match last_hop_changed(st, s, &f, hops).await {
+                Ok(true) => {
+                    learn_failed(st, s, &f, hops, i);
+                    return Outcome::Retry;
+                }
+                Ok(false) => {}
+                Err(stop) => return Outcome::Stop(stop),
             }
             Outcome::Stop(RpcFailure::new(
                 error::PAY_STOPPED_RETRYING,
@@ -255,71 +259,77 @@ const LAST_HOP_UPDATES: u32 = 3;
 /// `listpeerchannels` shows it), the circle plans on it, and the rebalance goes on: at most
 /// [`LAST_HOP_UPDATES`] new policies a call, within the fee cap as always. A part sent before
 /// the circle took the policy fails the same way and is replaced. An update that asks no more
-/// than the hop was given explains nothing, and the rebalance stops as before.
+/// than the hop was given explains nothing, and the rebalance stops as before; one whose htlc
+/// limits the amount no longer fits stops it too, saying so (Err).
 async fn last_hop_changed<N: Lightningd>(
     st: &State<N>,
     s: &mut Session,
     f: &PayFailure,
     hops: &[Hop],
-) -> bool {
+) -> Result<bool, RpcFailure> {
     let n = hops.len();
     let (before, last) = (&hops[n - 2], &hops[n - 1]);
     if !matches!(f.failcode, Some(FEE_INSUFFICIENT | INCORRECT_CLTV_EXPIRY)) {
-        return false;
+        return Ok(false);
     }
-    // The update, when the failure brought one for this hop (a waitsendpay that was not
-    // waiting when it came, as for the other parts of a set, gets no `raw_message`): else
-    // the policy the circle plans on now, taken from another part's failure or not at all.
+    // What the hop was given: the fee and delay between what the peer got and sends us.
+    let given_fee = before.amount_msat.saturating_sub(last.amount_msat);
+    let given_delay = before.delay.saturating_sub(last.delay);
+    let asks_more = |p: &Policy| {
+        p.fee_msat(last.amount_msat)
+            .is_none_or(|fee| fee > given_fee)
+            || p.delay > given_delay
+    };
+    let planned = s.circle.last_policy();
     let ours = [last.short_channel_id.0, s.circle.incoming_scid.0];
     let update = f
         .updated_policy()
-        .filter(|(scid, dir, _)| ours.contains(scid) && *dir == last.direction)
-        .map(|(_, _, u)| u);
-    let policy = update.map_or(s.circle.last_policy(), |u| Policy {
+        .filter(|(scid, dir, _)| ours.contains(scid) && *dir == last.direction);
+    let Some((_, _, u)) = update else {
+        // No update (a waitsendpay that was not waiting when the failure came, as for the
+        // other parts of a set, gets no `raw_message`): explained only by a policy the circle
+        // took from another part's failure since this part was sent.
+        return Ok(asks_more(&planned));
+    };
+    let policy = Policy {
         base_fee_millisatoshi: u32::try_from(u.fee_base_msat).unwrap_or(u32::MAX),
         fee_per_millionth: u.fee_proportional_millionths,
         delay: u.cltv_expiry_delta,
         htlc_minimum_msat: u.htlc_minimum_msat.max(s.req.inc.minimum_htlc_in_msat),
         htlc_maximum_msat: u.htlc_maximum_msat.unwrap_or(s.req.inc.total_msat),
-    });
-    // What the hop was given: the fee and delay between what the peer got and sends us.
-    let given_fee = before.amount_msat.saturating_sub(last.amount_msat);
-    let given_delay = before.delay.saturating_sub(last.delay);
-    let asks_more = policy
-        .fee_msat(last.amount_msat)
-        .is_none_or(|fee| fee > given_fee)
-        || policy.delay > given_delay;
-    if !asks_more {
-        return false;
+    };
+    if !asks_more(&policy) {
+        return Ok(false);
     }
-    if policy == s.circle.last_policy() {
-        return true; // taken already, from another part's failure
+    if policy == planned {
+        return Ok(true); // taken already, from another part's failure
     }
-    let Some(u) = update else { return false };
-    if s.last_hop_updates >= LAST_HOP_UPDATES {
-        return false;
-    }
-    if let Err(e) = s.circle.set_last_policy(policy) {
-        s.tell(&format!("the incoming peer's new policy: {}", e.message));
-        return false;
-    }
-    s.last_hop_updates += 1;
-    s.req.inc.updates.remote = Some(u);
-    if let Err(e) = st
-        .node
-        .addgossip(&to_hex(&f.channel_update().unwrap_or_default()))
-        .await
+    // Newer than what we planned on: lightningd has it now, whatever this rebalance does.
+    if let Some(update) = f.channel_update()
+        && let Err(e) = st.node.addgossip(&to_hex(&update)).await
     {
         debug!("addgossip of the incoming peer's channel_update: {e}");
     }
     st.graph_cache.mark_stale().await;
+    if s.last_hop_updates >= LAST_HOP_UPDATES {
+        return Ok(false);
+    }
+    let inc = s.circle.incoming_scid;
+    s.circle.set_last_policy(policy).map_err(|e| {
+        RpcFailure::new(
+            error::PAY_STOPPED_RETRYING,
+            format!(
+                "the incoming peer changed its policy on channel {inc}: {}",
+                e.message
+            ),
+        )
+    })?;
+    s.last_hop_updates += 1;
+    s.req.inc.updates.remote = Some(u);
     s.tell(&format!(
-        "the incoming peer changed its policy on channel {}: {} msat + {} ppm, delay {}; \
+        "the incoming peer changed its policy on channel {inc}: {} msat + {} ppm, delay {}; \
          planning on it",
-        s.circle.incoming_scid,
-        policy.base_fee_millisatoshi,
-        policy.fee_per_millionth,
-        policy.delay
+        policy.base_fee_millisatoshi, policy.fee_per_millionth, policy.delay
     ));
-    true
+    Ok(true)
 }
