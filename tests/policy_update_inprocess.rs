@@ -177,19 +177,26 @@ fn ours(node: &SimNode) -> (u64, u64) {
     (node.to_us(OUT), node.to_us(INC))
 }
 
+/// The rebalance `v` completed and moved its amount from `before` (see [`ours`]), paying its
+/// fee: the fee.
+fn moved(node: &SimNode, v: &Value, before: (u64, u64)) -> u64 {
+    assert_eq!(v["status"], "complete", "{v}");
+    let (amount, fee) = (v["amount_msat"].as_u64(), v["fee_msat"].as_u64());
+    let (amount, fee) = (amount.unwrap(), fee.unwrap());
+    assert_eq!(ours(node), (before.0 - amount - fee, before.1 + amount));
+    fee
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_incoming_peers_fee_raised_during_the_rebalance_is_paid() {
     let (r, node) = rebalancer(network(false), pay_at_once());
     let before = ours(&node);
     let change = json!({"fee_proportional_millionths": 300});
     let v = while_held_at_m(&r, &node, req(), change).await.unwrap();
-    assert_eq!(v["status"], "complete", "{v}");
-    // The first attempt met b's new fee at its hop to us; the second paid it.
+    // The first attempt met b's new fee at its hop to us; the second paid it: b's 300 ppm,
+    // m's 10 and a's 10 on about 100,000 sat.
     assert_eq!(v["attempts"], 2, "{v}");
-    // b's 300 ppm, m's 10 and a's 10 on about 100,000 sat.
-    let fee = v["fee_msat"].as_u64().unwrap();
-    assert!((32_000..32_100).contains(&fee), "{v}");
-    assert_eq!(ours(&node), (before.0 - AMOUNT - fee, before.1 + AMOUNT));
+    assert!((32_000..32_100).contains(&moved(&node, &v, before)), "{v}");
     assert_eq!(node.calls_to("addgossip"), 1);
     assert_clean(&node);
 }
@@ -203,12 +210,10 @@ async fn parts_sent_on_the_old_fee_are_replaced_on_the_new_one() {
     let before = ours(&node);
     let change = json!({"fee_proportional_millionths": 300});
     let v = while_held_at_m(&r, &node, req(), change).await.unwrap();
-    assert_eq!(v["status"], "complete", "{v}");
+    assert!((32_000..32_200).contains(&moved(&node, &v, before)), "{v}");
     let parts = v["parts"].as_array().unwrap_or_else(|| panic!("{v}"));
     assert!(parts.len() >= 2, "{v}");
-    let fee = v["fee_msat"].as_u64().unwrap();
-    assert!((32_000..32_200).contains(&fee), "{v}");
-    assert_eq!(ours(&node), (before.0 - AMOUNT - fee, before.1 + AMOUNT));
+    assert_eq!(v["amount_msat"], AMOUNT, "{v}");
     assert_eq!(node.calls_to("addgossip"), 1, "one update, taken once");
     assert_clean(&node);
 }
@@ -224,64 +229,56 @@ async fn the_most_that_moves_is_probed_on_the_incoming_peers_new_fee() {
     p.amount_max = true;
     let change = json!({"fee_proportional_millionths": 300});
     let v = while_held_at_m(&r, &node, p, change).await.unwrap();
-    assert_eq!(v["status"], "complete", "{v}");
-    let amount = v["amount_msat"].as_u64().unwrap();
-    assert!(amount > 1_000_000 * SAT, "{v}");
+    moved(&node, &v, before);
+    assert!(v["amount_msat"].as_u64().unwrap() > 1_000_000 * SAT, "{v}");
     // 320 ppm: b's new 300 and 10 each at m and a.
     assert_eq!(v["fee_ppm"], 320, "{v}");
-    let fee = v["fee_msat"].as_u64().unwrap();
-    assert_eq!(ours(&node), (before.0 - amount - fee, before.1 + amount));
     assert_eq!(node.calls_to("addgossip"), 1);
     assert_clean(&node);
+}
+
+/// The rebalance run by [`while_held_at_m`] with `change` stops with `code` and a message
+/// saying each of `says`, nothing moved, nothing left behind.
+async fn stops(r: &Arc<State<SimNode>>, node: &SimNode, change: Value, code: i32, says: &[&str]) {
+    let before = ours(node);
+    let e = while_held_at_m(r, node, req(), change).await.unwrap_err();
+    assert_eq!(e.code, code, "{e}");
+    for words in says {
+        assert!(e.message.contains(words), "{e}");
+    }
+    assert_eq!(ours(node), before, "nothing moved, no fee paid");
+    assert_clean(node);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_incoming_peers_fee_raised_past_the_cap_is_not_paid() {
     // 20,000 ppm at b's hop to us: above the 1000 ppm cap whatever the way.
     let (r, node) = rebalancer(network(true), pay_at_once());
-    let before = ours(&node);
     let change = json!({"fee_proportional_millionths": 20_000});
-    let e = while_held_at_m(&r, &node, req(), change).await.unwrap_err();
-    assert_eq!(e.code, 206, "{e}");
-    assert!(e.message.contains("more than the fee cap"), "{e}");
-    assert_eq!(ours(&node), before, "nothing moved, no fee paid");
-    assert_clean(&node);
+    stops(&r, &node, change, 206, &["more than the fee cap"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_last_hop_failure_its_update_does_not_explain_stops_the_rebalance() {
     // b refuses with fee_insufficient and its policy as it was: nothing to plan on, so the
-    // rebalance stops as it always has, nothing paid.
+    // rebalance stops as it always has.
     let (r, node) = rebalancer(network(true), pay_at_once());
-    let before = ours(&node);
     let fail = json!({"short_channel_id": INC, "source": "b", "failcode": "fee_insufficient"});
     node.call("dev-fail", fail).unwrap();
-    let e = while_held_at_m(&r, &node, req(), json!({}))
-        .await
-        .unwrap_err();
-    assert_eq!(e.code, 210, "{e}");
-    assert!(e.message.contains("incoming peer"), "{e}");
-    assert_eq!(ours(&node), before, "nothing moved, no fee paid");
+    stops(&r, &node, json!({}), 210, &["incoming peer"]).await;
     assert_eq!(node.calls_to("addgossip"), 0);
-    assert_clean(&node);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_policy_the_amount_no_longer_fits_stops_saying_why() {
     // b's new update also cuts its htlc maximum to 20,000 sat: 100,000 sat no longer fits in
-    // the 4 parts allowed, so the rebalance stops and says so, nothing paid.
+    // the 4 parts allowed, so the rebalance stops and says so.
     let (r, node) = rebalancer(network(true), pay_at_once());
-    let before = ours(&node);
     let change = json!({"fee_proportional_millionths": 300, "htlc_maximum_msat": 20_000 * SAT});
-    let e = while_held_at_m(&r, &node, req(), change).await.unwrap_err();
-    assert_eq!(e.code, 210, "{e}");
-    assert!(
-        e.message
-            .contains("the incoming peer changed its policy on channel 800002x1x0"),
-        "{e}"
-    );
-    assert!(e.message.contains("forwards between"), "{e}");
-    assert_eq!(ours(&node), before, "nothing moved, no fee paid");
+    let says = [
+        "the incoming peer changed its policy on channel 800002x1x0",
+        "forwards between",
+    ];
+    stops(&r, &node, change, 210, &says).await;
     assert_eq!(node.calls_to("addgossip"), 1);
-    assert_clean(&node);
 }
