@@ -7,9 +7,9 @@ use crate::core::graph::{EdgeIdx, Graph, NodeIdx, Policy, Scid};
 use crate::core::pathfind::{Exclusions, HopCost, Query, Scratch, find_path_with};
 use crate::core::route::{Hop, HopSpec, MAX_HOPS, MAX_TOTAL_CLTV, build_route};
 use crate::error::RpcFailure;
-use crate::lightningd::PeerChannel;
 use crate::lightningd::types::PayFailure;
 use crate::lightningd::types::failcode::{BADONION, NODE, PERM, TEMPORARY_CHANNEL_FAILURE};
+use crate::lightningd::{ChannelUpdate, PeerChannel};
 use std::collections::HashMap;
 
 /// One rebalance's fixed hops, amount and what its failures ruled out so far.
@@ -73,6 +73,19 @@ fn check_htlc_limits(
     ))
 }
 
+/// The incoming peer's policy on its hop to us from its channel_update (`listpeerchannels`' or
+/// a failure's). It offers us no HTLC under what our node accepts (channeld refuses it with
+/// `amount_below_minimum` at the last hop, which stops a rebalance).
+pub fn peer_policy(u: &ChannelUpdate, inc: &PeerChannel) -> Policy {
+    Policy {
+        base_fee_millisatoshi: u32::try_from(u.fee_base_msat).unwrap_or(u32::MAX),
+        fee_per_millionth: u.fee_proportional_millionths,
+        delay: u.cltv_expiry_delta,
+        htlc_minimum_msat: u.htlc_minimum_msat.max(inc.minimum_htlc_in_msat),
+        htlc_maximum_msat: u.htlc_maximum_msat.unwrap_or(inc.total_msat),
+    }
+}
+
 /// What the incoming peer must be delivered for us to get `amount_msat` over its hop on
 /// `remote`, and with what delay.
 fn delivery(
@@ -122,28 +135,25 @@ impl Circle {
         let our_dir =
             |c: &PeerChannel| c.direction.unwrap_or(u8::from(our_id > c.peer_id.as_str()));
         // The incoming peer's policy for forwarding to us: from listpeerchannels, else gossip.
-        let remote = inc.updates.remote.map(|u| Policy {
-            base_fee_millisatoshi: u32::try_from(u.fee_base_msat).unwrap_or(u32::MAX),
-            fee_per_millionth: u.fee_proportional_millionths,
-            delay: u.cltv_expiry_delta,
-            htlc_minimum_msat: u.htlc_minimum_msat,
-            htlc_maximum_msat: u.htlc_maximum_msat.unwrap_or(inc.total_msat),
-        });
         let their_dir = 1 - our_dir(inc);
-        let remote = remote
-            .or_else(|| graph.edge_by_scid(inc_scid, their_dir).map(|e| graph.edge(e).policy))
+        let remote = inc
+            .updates
+            .remote
+            .map(|u| peer_policy(&u, inc))
+            .or_else(|| {
+                let e = graph.edge_by_scid(inc_scid, their_dir)?;
+                let p = graph.edge(e).policy;
+                Some(Policy {
+                    htlc_minimum_msat: p.htlc_minimum_msat.max(inc.minimum_htlc_in_msat),
+                    ..p
+                })
+            })
             .ok_or_else(|| {
                 RpcFailure::param(
                     "incoming",
                     format!("the peer's fee policy for channel {inc_scid} is not known yet (no channel_update)"),
                 )
             })?;
-        // The peer offers us no HTLC under what our node accepts (channeld refuses it with
-        // `amount_below_minimum` at the last hop, which stops a rebalance).
-        let remote = Policy {
-            htlc_minimum_msat: remote.htlc_minimum_msat.max(inc.minimum_htlc_in_msat),
-            ..remote
-        };
         let same_peer = out.peer_id == inc.peer_id;
         let max_parts = parts_in(out, inc, max_parts);
         check_htlc_limits(&remote, amount_msat, max_parts, inc_scid)?;

@@ -291,13 +291,7 @@ async fn last_hop_changed<N: Lightningd>(
         // took from another part's failure since this part was sent.
         return Ok(asks_more(&planned));
     };
-    let policy = Policy {
-        base_fee_millisatoshi: u32::try_from(u.fee_base_msat).unwrap_or(u32::MAX),
-        fee_per_millionth: u.fee_proportional_millionths,
-        delay: u.cltv_expiry_delta,
-        htlc_minimum_msat: u.htlc_minimum_msat.max(s.req.inc.minimum_htlc_in_msat),
-        htlc_maximum_msat: u.htlc_maximum_msat.unwrap_or(s.req.inc.total_msat),
-    };
+    let policy = super::circle::peer_policy(&u, &s.req.inc);
     if !asks_more(&policy) {
         return Ok(false);
     }
