@@ -151,18 +151,42 @@ async fn while_held_at_m(
     p: RebalanceParams,
     change: Value,
 ) -> Result<Value, cln_rebalance::error::RpcFailure> {
+    while_n_held_at_m(r, node, p, change, 1).await
+}
+
+/// The same, once `held` HTLCs are held at m (every part of a set sent, none failed yet: a
+/// failure that comes while the plugin is still sending, with no `waitsendpay` waiting, brings
+/// no channel_update, as on lightningd).
+async fn while_n_held_at_m(
+    r: &Arc<State<SimNode>>,
+    node: &SimNode,
+    p: RebalanceParams,
+    change: Value,
+    held: usize,
+) -> Result<Value, cln_rebalance::error::RpcFailure> {
     node.call("dev-hold", json!({"node": "m"})).unwrap();
     let task = tokio::spawn({
         let r = r.clone();
         async move { r.rebalance(p).await }
     });
+    // Held, and (for a set) every part sent: the plugin counts its parts in flight as it
+    // starts waiting on them.
+    let sent = || {
+        node.pending_htlcs() >= held
+            && (held == 1
+                || r.inflight
+                    .list()
+                    .iter()
+                    .any(|x| x.parts_in_flight as usize >= held))
+    };
     for _ in 0..400 {
-        if node.pending_htlcs() > 0 {
+        if sent() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(node.pending_htlcs() > 0, "an HTLC is held at m");
+    assert!(sent(), "{held} HTLCs held at m");
+    tokio::time::sleep(Duration::from_millis(20)).await;
     let mut c = json!({"short_channel_id": INC, "source": "b"});
     c.as_object_mut()
         .unwrap()
@@ -209,7 +233,9 @@ async fn parts_sent_on_the_old_fee_are_replaced_on_the_new_one() {
     node.call("dev-set-policy", max).unwrap();
     let before = ours(&node);
     let change = json!({"fee_proportional_millionths": 300});
-    let v = while_held_at_m(&r, &node, req(), change).await.unwrap();
+    let v = while_n_held_at_m(&r, &node, req(), change, 2)
+        .await
+        .unwrap();
     assert!((32_000..32_200).contains(&moved(&node, &v, before)), "{v}");
     let parts = v["parts"].as_array().unwrap_or_else(|| panic!("{v}"));
     assert!(parts.len() >= 2, "{v}");
