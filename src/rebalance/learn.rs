@@ -224,16 +224,11 @@ pub async fn failed<N: Lightningd>(
                 // renepay hand it over, rather than when gossip brings it. The graph is read
                 // again: after a fee, delay or minimum failure before this rebalance's next
                 // plan (`route::reread_changed_policy`), else by the next rebalance.
-                if let Some(update) = f.channel_update() {
-                    match st.node.addgossip(&to_hex(&update)).await {
-                        Ok(()) => {
-                            s.policy_changed |= matches!(
-                                failcode,
-                                FEE_INSUFFICIENT | INCORRECT_CLTV_EXPIRY | AMOUNT_BELOW_MINIMUM
-                            )
-                        }
-                        Err(e) => debug!("addgossip of {name}'s channel_update: {e}"),
-                    }
+                if to_gossipd(st, &f).await {
+                    s.policy_changed |= matches!(
+                        failcode,
+                        FEE_INSUFFICIENT | INCORRECT_CLTV_EXPIRY | AMOUNT_BELOW_MINIMUM
+                    )
                 }
                 st.graph_cache.mark_stale().await;
             }
@@ -298,13 +293,10 @@ async fn last_hop_changed<N: Lightningd>(
     if policy == planned {
         return Ok(true); // taken already, from another part's failure
     }
-    // Newer than what we planned on: lightningd has it now, whatever this rebalance does.
-    if let Some(update) = f.channel_update()
-        && let Err(e) = st.node.addgossip(&to_hex(&update)).await
-    {
-        debug!("addgossip of the incoming peer's channel_update: {e}");
-    }
-    st.graph_cache.mark_stale().await;
+    // Newer than what we planned on: lightningd has it now, whatever this rebalance does (the
+    // graph copy is not marked stale: the last hop is planned from listpeerchannels, which
+    // has it too).
+    to_gossipd(st, f).await;
     if s.last_hop_updates >= LAST_HOP_UPDATES {
         return Ok(false);
     }
@@ -326,4 +318,22 @@ async fn last_hop_changed<N: Lightningd>(
         policy.base_fee_millisatoshi, policy.fee_per_millionth, policy.delay
     ));
     Ok(true)
+}
+
+/// Hands the channel_update in failure `f` to gossipd (`addgossip`); whether it took it (a
+/// refusal is only logged: the update then reaches gossip as gossip brings it).
+async fn to_gossipd<N: Lightningd>(st: &State<N>, f: &PayFailure) -> bool {
+    let Some(update) = f.channel_update() else {
+        return false;
+    };
+    match st.node.addgossip(&to_hex(&update)).await {
+        Ok(()) => true,
+        Err(e) => {
+            debug!(
+                "addgossip of a {:?} failure's channel_update: {e}",
+                f.failcodename
+            );
+            false
+        }
+    }
 }
