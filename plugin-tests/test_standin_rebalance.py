@@ -143,6 +143,32 @@ def test_depleted_path_forces_retry(standin):
     assert len(probes) == res["probes"] and all(p["status"] == "failed" for p in probes), pays
 
 
+def test_a_fee_raised_since_the_graph_was_read(standin):
+    """alice raises her fee on alice -> carol after the plugin read the graph (for a dry run).
+    The try fails at alice with fee_insufficient as it is sent, so the stand-in, as lightningd
+    does, answers the plugin's later waitsendpay without the failure message. The plugin takes
+    it from the sendpay_failure notification, hands alice's channel_update to gossipd, and pays
+    her new fee on the same way in the same rebalance (not a dearer way round her)."""
+    s = standin
+    args = {"outgoing": "800001x1x0", "incoming": "800004x1x0", "amount_msat": 100_000 * SAT,
+            "maxfeeppm": 5000, "maxparts": 1}
+    quote = s.rpc.call("rebalance", dict(args, dryrun=True))
+    way = ["800001x1x0", "700101x7x1", "800004x1x0"]
+    assert [h["short_channel_id"] for h in quote["route"]] == way, quote
+    s.rpc.call("dev-set-policy", {"short_channel_id": "700101x7x1", "source": "alice",
+                                  "fee_proportional_millionths": 400})
+    before = our_channels(s)
+    res = s.rpc.call("rebalance", args)
+    check_complete(s, res, before, "800001x1x0", "800004x1x0", 100_000 * SAT)
+    assert [h["short_channel_id"] for h in res["route"]] == way, res
+    # carol's 500 msat + 100 ppm, alice's new 1000 msat + 400 ppm (was 120): about 51.5 sat.
+    assert 51_000 <= res["fee_msat"] <= 52_000, res
+    # One try met the new fee at alice, the next paid it (a probe, if one went first, counts
+    # as a try failed the same way).
+    failed = [p for p in s.rpc.listsendpays()["payments"] if p["status"] == "failed"]
+    assert res["attempts"] + res.get("probes", 0) == 2 and len(failed) == 1, (res, failed)
+
+
 def test_fee_cap_too_low(standin):
     s = standin
     before = s.balances_snapshot()

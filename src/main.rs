@@ -157,6 +157,7 @@ async fn main() -> Result<(), anyhow::Error> {
         )
         .hook("invoice_payment", invoice_payment)
         .subscribe("shutdown", shutdown)
+        .subscribe("sendpay_failure", sendpay_failure)
         .dynamic()
         .configure()
         .await;
@@ -372,6 +373,12 @@ async fn settings(plugin: Plugin<State>, params: Value) -> Result<Value, anyhow:
 
 async fn invoice_payment(plugin: Plugin<State>, payload: Value) -> Result<Value, anyhow::Error> {
     Ok(arrival::on_invoice_payment(&plugin.state().state, &payload).await)
+}
+
+/// A payment failed: its failure message is kept for a `waitsendpay` answered without it.
+async fn sendpay_failure(plugin: Plugin<State>, v: Value) -> Result<(), anyhow::Error> {
+    plugin.state().state.node.failures.record(&v);
+    Ok(())
 }
 
 async fn shutdown(plugin: Plugin<State>, _: Value) -> Result<(), anyhow::Error> {

@@ -77,9 +77,21 @@ async fn around(r: &cln_rebalance::state::State<SimNode>, node: &SimNode) -> Val
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_channels_into_an_offline_node_failing_rule_it_out() {
-    // Paying at once: two attempts fail into n (over two of p, q, r), the third goes around.
-    let v = around_the_offline_node(pay_at_once()).await;
+    // Failures that bring no channel_update (no notification, and answered after the fact:
+    // paying at once): two attempts fail into n (over two of p, q, r), the third goes around.
+    let (r, node) = rebalancer(network(), pay_at_once());
+    node.failure_notifications
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let v = around(&r, &node).await;
     assert_eq!(v["attempts"], 3, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_update_that_came_by_notification_rules_the_node_out_at_once() {
+    // Paying at once, each try has failed before the plugin waits on it: the failure's
+    // message, with the disabled update, comes by the `sendpay_failure` notification.
+    let v = around_the_offline_node(pay_at_once()).await;
+    assert_eq!(v["attempts"], 2, "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

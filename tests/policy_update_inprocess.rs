@@ -19,6 +19,7 @@ use cln_rebalance::config::Config;
 use cln_rebalance::params::RebalanceParams;
 use cln_rebalance::state::State;
 use cln_standin::simnet::Network;
+use cln_standin::simnet::pay::WaitState;
 use common::{
     SimNode, assert_clean, cheap_policy, hand_made, hooked, named_nodes, nine_of_ten, parts_params,
     pay_at_once, rebalancer,
@@ -307,4 +308,81 @@ async fn a_new_policy_the_amount_no_longer_fits_stops_saying_why() {
     ];
     stops(&r, &node, change, 210, &says).await;
     assert_eq!(node.calls_to("addgossip"), 1);
+}
+
+/// `rebalance(p)` with b's policy on its hop to us changed by `change` just before the first
+/// `sendpay` (after the plugin read `listpeerchannels`). Nothing is held: every try on the old
+/// fee fails as it is sent, before the plugin waits on it, and `waitsendpay` answers it as
+/// lightningd answers a waiter that came after the failure, without the failure message. The
+/// message comes from the `sendpay_failure` notification.
+async fn raised_as_the_first_htlc_went(
+    r: &Arc<State<SimNode>>,
+    node: &SimNode,
+    p: RebalanceParams,
+    change: Value,
+) -> Result<Value, cln_rebalance::error::RpcFailure> {
+    let mut c = json!({"short_channel_id": INC, "source": "b"});
+    c.as_object_mut()
+        .unwrap()
+        .extend(change.as_object().unwrap().clone());
+    *node.before_sendpay.lock().unwrap() = Some(("dev-set-policy".into(), c));
+    r.rebalance(p).await
+}
+
+/// Every try of `v` that failed, as a `waitsendpay` made now answers it: bare, no
+/// `raw_message`, at b's hop to us.
+fn failed_bare_at_b(node: &SimNode, v: &Value) -> usize {
+    let failed: Vec<Value> = node
+        .sendpays()
+        .into_iter()
+        .filter(|p| p["payment_hash"] == v["payment_hash"] && p["status"] == "failed")
+        .collect();
+    for p in &failed {
+        let mut w = json!({"payment_hash": p["payment_hash"], "groupid": p["groupid"]});
+        if let Some(partid) = p.get("partid") {
+            w["partid"] = partid.clone();
+        }
+        let (state, _) = node.net.lock().unwrap().waitsendpay_check(&w).unwrap();
+        let WaitState::Done(Err(e)) = state else {
+            panic!("{p} failed")
+        };
+        let d = e.to_json()["data"].clone();
+        assert_eq!(d["failcodename"], "WIRE_FEE_INSUFFICIENT", "{d}");
+        assert_eq!(d["erring_channel"], INC, "{d}");
+        assert!(d.get("raw_message").is_none(), "{d}");
+    }
+    failed.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_incoming_peers_new_fee_reaches_a_try_answered_after_its_failure() {
+    let (r, node) = rebalancer(network(false), pay_at_once());
+    let before = ours(&node);
+    let change = json!({"fee_proportional_millionths": 300});
+    let v = raised_as_the_first_htlc_went(&r, &node, req(), change)
+        .await
+        .unwrap();
+    assert_eq!(v["attempts"], 2, "{v}");
+    assert!((32_000..32_100).contains(&moved(&node, &v, before)), "{v}");
+    assert_eq!(failed_bare_at_b(&node, &v), 1);
+    assert_eq!(node.calls_to("addgossip"), 1);
+    assert_clean(&node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_that_failed_before_they_were_waited_on_are_replaced_on_the_new_fee() {
+    // b forwards at most 60,000 sat an HTLC: two parts, both failing at b as they are sent.
+    let (r, node) = rebalancer(network(false), pay_at_once());
+    let max = json!({"short_channel_id": INC, "source": "b", "htlc_maximum_msat": 60_000 * SAT});
+    node.call("dev-set-policy", max).unwrap();
+    let before = ours(&node);
+    let change = json!({"fee_proportional_millionths": 300});
+    let v = raised_as_the_first_htlc_went(&r, &node, req(), change)
+        .await
+        .unwrap();
+    assert!((32_000..32_200).contains(&moved(&node, &v, before)), "{v}");
+    assert!(v["parts"].as_array().is_some_and(|p| p.len() >= 2), "{v}");
+    assert!(failed_bare_at_b(&node, &v) >= 2, "{v}");
+    assert_eq!(node.calls_to("addgossip"), 1, "one update, taken once");
+    assert_clean(&node);
 }

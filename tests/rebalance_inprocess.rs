@@ -510,13 +510,16 @@ async fn the_graph_is_cached_and_refreshed_after_a_newer_policy() {
         .rebalance(generous(ALICE_BIG, CAROL, 10_000_000))
         .await
         .unwrap();
+    // The try failed as it was sent, before the plugin waited on it: the failure message (with
+    // alice's new channel_update) came by the `sendpay_failure` notification.
     assert_eq!(
         second["attempts"], 2,
-        "fee_insufficient, then another route: {second}"
+        "fee_insufficient, then the new fee: {second}"
     );
-    assert_eq!(fetches(), 1);
-    // The failure marked the graph stale: the next rebalance reads listchannels again and
-    // quotes alice's new fee.
+    assert_eq!(node.calls_to("addgossip"), 1);
+    // The failure's update made the graph stale: it was read again before the next plan, and
+    // the next rebalance quotes alice's new fee from that copy.
+    assert_eq!(fetches(), 2);
     let mut p = generous(ALICE_BIG, CAROL, 10_000_000);
     p.dryrun = true;
     let third = r.rebalance(p).await.unwrap();

@@ -1,12 +1,14 @@
 //! [`ClnNode`]: the [`Lightningd`] trait over lightningd's RPC socket, one connection per call.
 
 use super::api::{Lightningd, Part, part_params, sendpay_route_json};
+use super::failures::{NOTIFICATION_WAIT, SendpayFailures};
 use super::types::*;
 use crate::core::route::Hop;
 use cln_rpc::RpcError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -35,6 +37,9 @@ pub struct ClnNode {
     /// and deep data directories exceed it). lightningd starts plugins in its network
     /// directory, where the socket usually is.
     connect_path: PathBuf,
+    /// The failure messages of `sendpay_failure` notifications, which the plugin's
+    /// subscription records: put back into a bare `waitsendpay` failure.
+    pub failures: Arc<SendpayFailures>,
 }
 
 /// The longest path a unix socket address holds (`sun_path` less its terminating NUL).
@@ -58,6 +63,7 @@ impl ClnNode {
         ClnNode {
             rpc_path,
             connect_path,
+            failures: Arc::default(),
         }
     }
 
@@ -291,6 +297,10 @@ impl Lightningd for ClnNode {
         // The socket call itself must not outlive lightningd's own timeout by much.
         let call = self.call("waitsendpay", params);
         match tokio::time::timeout(Duration::from_secs(timeout_secs + 30), call).await {
+            Ok(Err(e)) => Err(self
+                .failures
+                .fill(e, payment_hash, part, NOTIFICATION_WAIT)
+                .await),
             Ok(r) => r,
             Err(_) => Err(RpcError {
                 code: Some(200),

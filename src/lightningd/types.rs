@@ -220,8 +220,9 @@ pub struct PayFailure {
     pub erring_direction: Option<u8>,
     pub failcode: Option<u32>,
     pub failcodename: Option<String>,
-    /// The decrypted failure message (BOLT 4), hex; only to a `waitsendpay` that was waiting
-    /// when the failure came (lightningd does not store it).
+    /// The decrypted failure message (BOLT 4), hex. lightningd gives it only to a `waitsendpay`
+    /// that was waiting when the failure came (it does not store it); the cln-rpc adapter
+    /// fills it in from the `sendpay_failure` notification otherwise ([`super::failures`]).
     pub raw_message: Option<String>,
 }
 

@@ -281,9 +281,9 @@ async fn last_hop_changed<N: Lightningd>(
         .updated_policy()
         .filter(|(scid, dir, _)| ours.contains(scid) && *dir == last.direction);
     let Some((_, _, u)) = update else {
-        // No update (a waitsendpay that was not waiting when the failure came, as for the
-        // other parts of a set, gets no `raw_message`): explained only by a policy the circle
-        // took from another part's failure since this part was sent.
+        // No update (the failure had none, or its message reached neither a waiting
+        // `waitsendpay` nor the `sendpay_failure` notification in time): explained only by a
+        // policy the circle took from another part's failure since this part was sent.
         return Ok(asks_more(&planned));
     };
     let policy = super::circle::peer_policy(&u, &s.req.inc);

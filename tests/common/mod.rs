@@ -11,8 +11,8 @@ use cln_rebalance::config::Config;
 use cln_rebalance::core::route::Hop;
 use cln_rebalance::lightningd::{
     AskreneConstraint, AskreneInform, DatastoreEntry, Forward, Getinfo, Invoice, InvoiceStatus,
-    Lightningd, NodeInfo, Part, PaymentComplete, PeerChannel, SendpayStatus, part_params,
-    sendpay_route_json,
+    Lightningd, NodeInfo, Part, PaymentComplete, PeerChannel, SendpayFailures, SendpayStatus,
+    part_params, sendpay_route_json,
 };
 use cln_rebalance::state::State;
 use cln_rpc::RpcError;
@@ -42,6 +42,15 @@ pub struct SimNode {
     pub calls: Arc<Mutex<Vec<String>>>,
     /// When set, the network's time is this clock's, and each payment advances it.
     hop_clock: Option<HopClock>,
+    /// The plugin's record of `sendpay_failure` notifications, as on lightningd (see
+    /// `ClnNode`): a bare `waitsendpay` failure gets its message from there.
+    pub failures: Arc<SendpayFailures>,
+    /// Unset: the plugin never gets a `sendpay_failure` notification, so a failure answered
+    /// after the fact stays bare (as one from a node that sent no update, which BOLT 4 allows).
+    pub failure_notifications: Arc<std::sync::atomic::AtomicBool>,
+    /// Before the first `sendpay`, this control call (a policy changed after the plugin read
+    /// it, as a peer's new fee gossip has not brought): taken once.
+    pub before_sendpay: Arc<Mutex<Option<(String, Value)>>>,
 }
 
 /// Simulated time a payment costs: `ms_per_hop` for every hop its HTLC travelled, there and
@@ -90,6 +99,9 @@ impl SimNode {
             listchannels_calls: Arc::default(),
             calls: Arc::default(),
             hop_clock: None,
+            failures: Arc::default(),
+            failure_notifications: Arc::new(true.into()),
+            before_sendpay: Arc::default(),
         }
     }
 
@@ -250,6 +262,16 @@ impl SimNode {
                 Event::HtlcAcceptedHook { .. } => {
                     panic!("the plugin registers no htlc_accepted hook")
                 }
+                Event::PaymentDone {
+                    notification: (name, v),
+                    ..
+                } if name == "sendpay_failure"
+                    && self
+                        .failure_notifications
+                        .load(std::sync::atomic::Ordering::SeqCst) =>
+                {
+                    self.failures.record(&v)
+                }
                 _ => {}
             }
             self.changed.send_modify(|v| *v += 1);
@@ -322,6 +344,68 @@ impl SimNode {
             .map(|c| c["htlcs"].as_array().map_or(0, |h| h.len()))
             .sum()
     }
+
+    /// `waitsendpay` as lightningd answers it (a waiter that came after the failure gets no
+    /// `raw_message`).
+    async fn wait_answer(
+        &self,
+        payment_hash: &str,
+        timeout_secs: u64,
+        part: Option<Part>,
+    ) -> Result<PaymentComplete, RpcError> {
+        let mut changed = self.changed.subscribe();
+        let mut params = json!({"payment_hash": payment_hash, "timeout": timeout_secs});
+        part_params(&mut params, part, false);
+        let (state, _) = self
+            .net
+            .lock()
+            .unwrap()
+            .waitsendpay_check(&params)
+            .map_err(to_rpc)?;
+        let pid = match state {
+            WaitState::Done(r) => {
+                // On the hop clock a payment that failed at once is still on its way back:
+                // this waiter is woken by the failure, as on lightningd (`raw_message`).
+                let r = match self.still_travelling(payment_hash, part) {
+                    Some(pid) => match self.net.lock().unwrap().wait_state(pid, true) {
+                        WaitState::Done(live) => live,
+                        WaitState::Pending(_) => r,
+                    },
+                    None => r,
+                };
+                self.travel(payment_hash, part);
+                return r.map_err(to_rpc).and_then(decode);
+            }
+            WaitState::Pending(pid) => pid,
+        };
+        if self.hop_clock.is_some() {
+            // Every other wait of the caller looks first (a part already answered is taken
+            // before the clock moves); then a part held at our node waits out its set's hold.
+            tokio::task::yield_now().await;
+            if let Some(r) = self.wait_out_hold(pid) {
+                self.travel(payment_hash, part);
+                return r.map_err(to_rpc).and_then(decode);
+            }
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_secs);
+        loop {
+            if tokio::time::timeout_at(deadline, changed.changed())
+                .await
+                .is_err()
+            {
+                return Err(RpcError {
+                    code: Some(200),
+                    message: "Timed out while waiting".into(),
+                    data: None,
+                });
+            }
+            let state = self.net.lock().unwrap().wait_state(pid, true);
+            if let WaitState::Done(r) = state {
+                self.travel(payment_hash, part);
+                return r.map_err(to_rpc).and_then(decode);
+            }
+        }
+    }
 }
 
 fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, RpcError> {
@@ -393,6 +477,10 @@ impl Lightningd for SimNode {
         let mut params = json!({"route": sendpay_route_json(route), "payment_hash": payment_hash,
                                 "payment_secret": payment_secret, "label": label});
         part_params(&mut params, part, true);
+        let before = self.before_sendpay.lock().unwrap().take();
+        if let Some((method, p)) = before {
+            self.call(&method, p)?;
+        }
         let sent = self.call("sendpay", params)?;
         if let Some(hc) = &self.hop_clock {
             let key = (
@@ -410,57 +498,13 @@ impl Lightningd for SimNode {
         timeout_secs: u64,
         part: Option<Part>,
     ) -> Result<PaymentComplete, RpcError> {
-        let mut changed = self.changed.subscribe();
-        let mut params = json!({"payment_hash": payment_hash, "timeout": timeout_secs});
-        part_params(&mut params, part, false);
-        let (state, _) = self
-            .net
-            .lock()
-            .unwrap()
-            .waitsendpay_check(&params)
-            .map_err(to_rpc)?;
-        let pid = match state {
-            WaitState::Done(r) => {
-                // On the hop clock a payment that failed at once is still on its way back:
-                // this waiter is woken by the failure, as on lightningd (`raw_message`).
-                let r = match self.still_travelling(payment_hash, part) {
-                    Some(pid) => match self.net.lock().unwrap().wait_state(pid, true) {
-                        WaitState::Done(live) => live,
-                        WaitState::Pending(_) => r,
-                    },
-                    None => r,
-                };
-                self.travel(payment_hash, part);
-                return r.map_err(to_rpc).and_then(decode);
-            }
-            WaitState::Pending(pid) => pid,
-        };
-        if self.hop_clock.is_some() {
-            // Every other wait of the caller looks first (a part already answered is taken
-            // before the clock moves); then a part held at our node waits out its set's hold.
-            tokio::task::yield_now().await;
-            if let Some(r) = self.wait_out_hold(pid) {
-                self.travel(payment_hash, part);
-                return r.map_err(to_rpc).and_then(decode);
-            }
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_secs);
-        loop {
-            if tokio::time::timeout_at(deadline, changed.changed())
-                .await
-                .is_err()
-            {
-                return Err(RpcError {
-                    code: Some(200),
-                    message: "Timed out while waiting".into(),
-                    data: None,
-                });
-            }
-            let state = self.net.lock().unwrap().wait_state(pid, true);
-            if let WaitState::Done(r) = state {
-                self.travel(payment_hash, part);
-                return r.map_err(to_rpc).and_then(decode);
-            }
+        match self.wait_answer(payment_hash, timeout_secs, part).await {
+            // The notification was recorded as the failure came (no wait: one thread of events).
+            Err(e) => Err(self
+                .failures
+                .fill(e, payment_hash, part, Duration::ZERO)
+                .await),
+            ok => ok,
         }
     }
     async fn listsendpays(&self, payment_hash: &str) -> Result<Vec<SendpayStatus>, RpcError> {
