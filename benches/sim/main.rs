@@ -335,9 +335,13 @@ struct Stats {
 }
 
 /// The start of a failure message, each run of digits read as `N`, so like failures group
-/// together and still read as a sentence.
+/// together and still read as a sentence; a give-up's peer side, if it named one.
 fn reason(code: i32, message: &str) -> String {
-    let words: Vec<&str> = message.split_whitespace().take(7).collect();
+    let words: Vec<&str> = message
+        .split_whitespace()
+        .take(7)
+        .map(|w| w.trim_end_matches('.'))
+        .collect();
     let mut text = String::new();
     let mut in_digits = false;
     for c in words.join(" ").chars() {
@@ -349,7 +353,14 @@ fn reason(code: i32, message: &str) -> String {
         }
         in_digits = digit;
     }
-    format!("{code}: {text}")
+    let side = if message.contains("on channels into the incoming peer") {
+        " (into B)"
+    } else if message.contains("on channels out of the outgoing peer") {
+        " (out of A)"
+    } else {
+        ""
+    };
+    format!("{code}: {text}{side}")
 }
 
 /// One strategy's rebalancer on its own copy of the world.

@@ -232,6 +232,9 @@ pub async fn failed<N: Lightningd>(
                 }
                 st.graph_cache.mark_stale().await;
             }
+            if failcode == TEMPORARY_CHANNEL_FAILURE && f.update_disabled() != Some(true) {
+                s.liquidity_failures.count(i, n);
+            }
             s.circle.learn(&s.graph, &f, hops, i);
             learn_failed(st, s, &f, hops, i);
             Outcome::Retry

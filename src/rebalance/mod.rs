@@ -421,6 +421,7 @@ fn new_session<N: Lightningd>(
         policy_changed: false,
         rereads: 0,
         last_hop_updates: 0,
+        liquidity_failures: Default::default(),
     };
     s.planned_msat = planned_msat;
     learn::learn_our_channels(st, &s);
@@ -448,17 +449,15 @@ fn must_stop<N: Lightningd>(st: &State<N>, s: &Session) -> Option<RpcFailure> {
             s.attempts.len()
         )
     } else if st.now_ms() >= s.deadline_ms {
-        format!(
-            "gave up after {}s and {} attempt(s)",
-            s.retry_for,
-            s.attempts.len()
-        )
+        s.gave_up()
     } else {
         return None;
     };
+    let failures = s.liquidity_failures.to_json();
     Some(
-        RpcFailure::new(error::PAY_STOPPED_RETRYING, why)
-            .with_data(json!({"attempts": attempts_json(&s.attempts)})),
+        RpcFailure::new(error::PAY_STOPPED_RETRYING, why).with_data(
+            json!({"attempts": attempts_json(&s.attempts), "liquidity_failures": failures}),
+        ),
     )
 }
 

@@ -230,12 +230,14 @@ fn no_route(s: &Session) -> RpcFailure {
         )
     } else {
         format!(
-            "no more routes after {} failed attempt(s)",
-            s.attempts.len()
+            "no more routes after {} failed attempt(s){}",
+            s.attempts.len(),
+            s.liquidity_hint()
         )
     };
+    let failures = s.liquidity_failures.to_json();
     RpcFailure::new(error::PAY_ROUTE_NOT_FOUND, why)
-        .with_data(json!({"attempts": attempts_json(&s.attempts)}))
+        .with_data(json!({"attempts": attempts_json(&s.attempts), "liquidity_failures": failures}))
 }
 
 /// The best route not yet ruled out, or why there is none.

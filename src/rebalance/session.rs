@@ -167,6 +167,71 @@ pub struct Session {
     /// Times the incoming peer's hop to us failed on a policy it had just changed, and the
     /// circle took the new one (see `learn::last_hop_changed`).
     pub last_hop_updates: u32,
+    /// Where the tries and probes failed for lack of liquidity.
+    pub liquidity_failures: LiquidityFailures,
+}
+
+/// Where a rebalance's tries and probes failed for lack of liquidity
+/// (`temporary_channel_failure` at a middle hop): what an operator is told when it gives up.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LiquidityFailures {
+    /// On a channel out of the outgoing peer (the route's second hop).
+    pub out_of_outgoing_peer: u32,
+    /// Further on, before the channel into the incoming peer.
+    pub between: u32,
+    /// On a channel into the incoming peer (the hop before its hop to us).
+    pub into_incoming_peer: u32,
+}
+
+impl LiquidityFailures {
+    /// A failure at hop `index` of a route of `hops` hops (the first ours, the last the
+    /// incoming peer's to us). On a three-hop circle the middle hop is both the outgoing
+    /// peer's and into the incoming one: counted between.
+    pub fn count(&mut self, index: usize, hops: usize) {
+        let c = match index {
+            1 if hops > 3 => &mut self.out_of_outgoing_peer,
+            i if i + 2 == hops && hops > 3 => &mut self.into_incoming_peer,
+            _ => &mut self.between,
+        };
+        *c += 1;
+    }
+
+    pub fn to_json(self) -> Value {
+        json!({"out_of_outgoing_peer": self.out_of_outgoing_peer, "between": self.between,
+               "into_incoming_peer": self.into_incoming_peer})
+    }
+
+    /// What to tell an operator when at least two thirds of three or more such failures were
+    /// on the channels out of the outgoing peer, or into the incoming one: that peer is short
+    /// of liquidity on its other side now, whichever way the plugin goes.
+    pub fn hint(self, outgoing_peer: &str, incoming_peer: &str) -> Option<String> {
+        let total = self.out_of_outgoing_peer + self.between + self.into_incoming_peer;
+        let (n, side, other) = if self.into_incoming_peer >= self.out_of_outgoing_peer {
+            let side = format!(
+                "into the incoming peer {}: little of its other peers' liquidity can reach it \
+                 now to forward to us",
+                incoming_peer
+            );
+            (self.into_incoming_peer, side, "incoming")
+        } else {
+            let side = format!(
+                "out of the outgoing peer {}: it has little on its other channels to forward \
+                 what we send it now",
+                outgoing_peer
+            );
+            (self.out_of_outgoing_peer, side, "outgoing")
+        };
+        let share = match n == total {
+            true => "all".to_string(),
+            false => n.to_string(),
+        };
+        (total >= 3 && 3 * n >= 2 * total).then(|| {
+            format!(
+                ". Of its {total} failures for lack of liquidity, {share} were on channels \
+                 {side}; a smaller amount, another {other} channel, or a later try may go"
+            )
+        })
+    }
 }
 
 impl Session {
@@ -188,6 +253,20 @@ impl Session {
     pub fn rebase(&mut self, graph: Arc<Graph>) {
         self.circle.rebase(&self.graph, &graph);
         self.graph = graph;
+    }
+
+    /// Why the rebalance stopped when `retry_for` ran out, and where its tries failed if one
+    /// peer's side was short of liquidity.
+    pub fn gave_up(&self) -> String {
+        let n = self.attempts.len();
+        let hint = self.liquidity_hint();
+        format!("gave up after {}s and {n} attempt(s){hint}", self.retry_for)
+    }
+
+    /// [`LiquidityFailures::hint`] for this rebalance's peers, or nothing.
+    pub fn liquidity_hint(&self) -> String {
+        let (out, inc) = (&self.req.out.peer_id, &self.req.inc.peer_id);
+        self.liquidity_failures.hint(out, inc).unwrap_or_default()
     }
 
     /// Tells whoever follows this rebalance `text`.
@@ -329,4 +408,49 @@ impl Session {
 pub fn middle(hops: &[Hop]) -> impl Iterator<Item = &Hop> {
     let n = hops.len();
     hops.iter().take(n.saturating_sub(1)).skip(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LiquidityFailures;
+
+    fn counted(at: &[(usize, usize)]) -> LiquidityFailures {
+        let mut f = LiquidityFailures::default();
+        for &(index, hops) in at {
+            f.count(index, hops);
+        }
+        f
+    }
+
+    #[test]
+    fn failures_are_placed_by_hop() {
+        // Hop 1 is out of the outgoing peer, the one before the last into the incoming peer;
+        // a three-hop circle's one middle hop is both, counted between.
+        let f = counted(&[(1, 5), (2, 5), (3, 5), (2, 4), (1, 3)]);
+        assert_eq!(
+            (f.out_of_outgoing_peer, f.between, f.into_incoming_peer),
+            (1, 2, 2)
+        );
+    }
+
+    #[test]
+    fn a_peer_is_named_when_two_thirds_of_three_or_more_failed_on_its_side() {
+        let hint = |at: &[(usize, usize)]| counted(at).hint("A", "B");
+        // Too few, or spread out.
+        assert_eq!(hint(&[(1, 4), (2, 4)]), None);
+        assert_eq!(hint(&[(2, 4), (2, 4), (1, 4), (2, 5)]), None);
+        let into = hint(&[(2, 4), (2, 4), (1, 4)]).unwrap();
+        assert!(
+            into.starts_with(". Of its 3 failures for lack of liquidity, 2 were"),
+            "{into}"
+        );
+        assert!(into.contains("into the incoming peer B: "), "{into}");
+        let out = hint(&[(1, 4), (1, 6), (1, 5)]).unwrap();
+        assert!(
+            out.starts_with(". Of its 3 failures for lack of liquidity, all were"),
+            "{out}"
+        );
+        assert!(out.contains("out of the outgoing peer A: "), "{out}");
+        assert!(out.ends_with("another outgoing channel, or a later try may go"));
+    }
 }

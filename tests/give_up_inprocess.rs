@@ -1,0 +1,108 @@
+//! A rebalance that runs out of `retry_for` says where its tries failed when one peer's side
+//! was short: the channels into the incoming peer, or out of the outgoing one. In-process over
+//! the stand-in's network model, on the hop clock (each failure costs 1 s a hop each way).
+//!
+//! The network: us -> a (ours), b -> us (the peer's), and six ways a -> p1..p6 -> b. Either
+//! every p -> b is empty (b gets nothing from its other peers) or every a -> p is (a has
+//! nothing to send on).
+
+mod common;
+
+use cln_rebalance::clock::ManualClock;
+use common::{
+    SimNode, assert_clean, cheap_channel, cheap_policy, hand_made, hooked, named_nodes,
+    nine_of_ten, node_id, one_route_params, pay_at_once,
+};
+use std::sync::Arc;
+
+const OUT: &str = "800001x1x0";
+const INC: &str = "800002x1x0";
+const SAT: u64 = 1000;
+
+/// `rebalance` of 100,000 sat on the network whose ways are empty into b (`into_b`) or out
+/// of a, with `retry_for` 10 s (or `long`: 60 s, time to try all six): its error, after
+/// checking nothing moved and nothing was left behind.
+async fn gives_up(into_b: bool, long: bool) -> cln_rebalance::error::RpcFailure {
+    let names = ["us", "a", "b", "p1", "p2", "p3", "p4", "p5", "p6"];
+    let mut channels = vec![
+        nine_of_ten(OUT, "us", "a", 10),
+        nine_of_ten(INC, "b", "us", 10),
+    ];
+    for i in 1..=6 {
+        let p = format!("p{i}");
+        let (a_side, p_side) = if into_b {
+            (9_000_000, 0)
+        } else {
+            (0, 9_000_000)
+        };
+        channels.push(cheap_channel(
+            &format!("70000{i}x1x0"),
+            "a",
+            &p,
+            10_000_000,
+            a_side,
+        ));
+        channels.push(cheap_channel(
+            &format!("70000{i}x2x0"),
+            &p,
+            "b",
+            10_000_000,
+            p_side,
+        ));
+    }
+    let net = hand_made(named_nodes(&names), cheap_policy(), channels);
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let node = SimNode::new(net).with_hop_clock(clock.clone(), 1000);
+    let r = hooked(node.clone(), pay_at_once(), clock);
+    let before = node.channel_state();
+    let mut p = one_route_params(OUT, INC, 100_000 * SAT);
+    if long {
+        p.retry_for = Some(60);
+    }
+    let e = r.rebalance(p).await.unwrap_err();
+    assert_eq!(node.channel_state(), before, "nothing moved");
+    assert_clean(&node);
+    e
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_time_with_the_incoming_peers_side_empty_says_so() {
+    let e = gives_up(true, false).await;
+    assert_eq!(e.code, 210, "{e}");
+    assert!(e.message.starts_with("gave up after 10s and "), "{e}");
+    let b = node_id(2);
+    let says = format!("were on channels into the incoming peer {b}");
+    assert!(e.message.contains(&says), "{e}");
+    assert!(e.message.contains("another incoming channel"), "{e}");
+    let counted = &e.data.as_ref().unwrap()["liquidity_failures"];
+    assert!(counted["into_incoming_peer"].as_u64() >= Some(2), "{e:?}");
+    assert_eq!(counted["out_of_outgoing_peer"], 0, "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_time_with_the_outgoing_peers_side_empty_says_so() {
+    let e = gives_up(false, false).await;
+    assert_eq!(e.code, 210, "{e}");
+    let a = node_id(1);
+    let says = format!("were on channels out of the outgoing peer {a}");
+    assert!(e.message.contains(&says), "{e}");
+    assert!(e.message.contains("another outgoing channel"), "{e}");
+    let counted = &e.data.as_ref().unwrap()["liquidity_failures"];
+    assert!(counted["out_of_outgoing_peer"].as_u64() >= Some(2), "{e:?}");
+    assert_eq!(counted["into_incoming_peer"], 0, "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_way_left_with_the_incoming_peers_side_empty_says_so() {
+    // Time for all six ways: each fails into b, and then there is none left.
+    let e = gives_up(true, true).await;
+    assert_eq!(e.code, 205, "{e}");
+    let b = node_id(2);
+    let says = format!(
+        "no more routes after 6 failed attempt(s). Of its 6 failures for lack of liquidity, \
+         all were on channels into the incoming peer {b}"
+    );
+    assert!(e.message.starts_with(&says), "{e}");
+    let counted = &e.data.as_ref().unwrap()["liquidity_failures"];
+    assert_eq!(counted["into_incoming_peer"], 6, "{e:?}");
+}
