@@ -328,6 +328,10 @@ def test_parallel_paths_retry(node_factory):
     via_l3 = (out_scid, s23, realnet.scid_between(l3, l5), in_scid)
     via_l4 = (out_scid, s24, s45, in_scid)
     assert sorted(routes) == sorted([via_l3, via_l4]), e
+    # Both failed at l2, the outgoing peer, short on its other side (two failures: too few for
+    # the message to name it).
+    assert e["data"]["liquidity_failures"] == {"out_of_outgoing_peer": 2, "between": 0,
+                                               "into_incoming_peer": 0}, e
     # Each failed at l2 (hop 1), for lack of liquidity on the channel it was asked to use.
     for route, scid in ((via_l3, s23), (via_l4, s24)):
         a = routes[route]

@@ -1,7 +1,8 @@
 //! The in-memory network for in-process tests: [`SimNode`] implements the plugin's
 //! [`Lightningd`] trait over the stand-in's network model (`cln_standin::simnet`), answering
-//! with the same JSON lightningd (and the stand-in daemon) would, and calling the plugin's
-//! `invoice_payment` hook as lightningd does. Optionally ([`SimNode::with_hop_clock`]) payments
+//! with the same JSON lightningd (and the stand-in daemon) would, calling the plugin's
+//! `invoice_payment` hook as lightningd does, and keeping the `sendpay_failure` notifications'
+//! messages for a bare `waitsendpay` failure as the plugin does (`SendpayFailures`). Optionally ([`SimNode::with_hop_clock`]) payments
 //! cost simulated time on a [`ManualClock`], for the simulation benchmark.
 
 #![allow(dead_code)]
@@ -48,8 +49,8 @@ pub struct SimNode {
     /// Unset: the plugin never gets a `sendpay_failure` notification, so a failure answered
     /// after the fact stays bare (as one from a node that sent no update, which BOLT 4 allows).
     pub failure_notifications: Arc<std::sync::atomic::AtomicBool>,
-    /// Before the first `sendpay`, this control call (a policy changed after the plugin read
-    /// it, as a peer's new fee gossip has not brought): taken once.
+    /// Before the first `sendpay`, this control call, once: a policy changed after the plugin
+    /// read it, before gossip could bring the change.
     pub before_sendpay: Arc<Mutex<Option<(String, Value)>>>,
 }
 
