@@ -65,31 +65,47 @@ async fn gives_up(into_b: bool, long: bool) -> cln_rebalance::error::RpcFailure 
     e
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn out_of_time_with_the_incoming_peers_side_empty_says_so() {
-    let e = gives_up(true, false).await;
+/// Out of time with the ways empty into b (`into_b`) or out of a: 210, naming that peer and
+/// what may go instead, its failures counted on that side.
+async fn out_of_time_naming(into_b: bool) {
+    let e = gives_up(into_b, false).await;
     assert_eq!(e.code, 210, "{e}");
     assert!(e.message.starts_with("gave up after 10s and "), "{e}");
-    let b = node_id(2);
-    let says = format!("were on channels into the incoming peer {b}");
+    let (side, peer, other, key, not) = match into_b {
+        true => (
+            "into the incoming",
+            node_id(2),
+            "incoming",
+            "into_incoming_peer",
+            "out_of_outgoing_peer",
+        ),
+        false => (
+            "out of the outgoing",
+            node_id(1),
+            "outgoing",
+            "out_of_outgoing_peer",
+            "into_incoming_peer",
+        ),
+    };
+    let says = format!("were on channels {side} peer {peer}");
     assert!(e.message.contains(&says), "{e}");
-    assert!(e.message.contains("another incoming channel"), "{e}");
+    assert!(
+        e.message.contains(&format!("another {other} channel")),
+        "{e}"
+    );
     let counted = &e.data.as_ref().unwrap()["liquidity_failures"];
-    assert!(counted["into_incoming_peer"].as_u64() >= Some(2), "{e:?}");
-    assert_eq!(counted["out_of_outgoing_peer"], 0, "{e:?}");
+    assert!(counted[key].as_u64() >= Some(2), "{e:?}");
+    assert_eq!(counted[not], 0, "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_time_with_the_incoming_peers_side_empty_says_so() {
+    out_of_time_naming(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_time_with_the_outgoing_peers_side_empty_says_so() {
-    let e = gives_up(false, false).await;
-    assert_eq!(e.code, 210, "{e}");
-    let a = node_id(1);
-    let says = format!("were on channels out of the outgoing peer {a}");
-    assert!(e.message.contains(&says), "{e}");
-    assert!(e.message.contains("another outgoing channel"), "{e}");
-    let counted = &e.data.as_ref().unwrap()["liquidity_failures"];
-    assert!(counted["out_of_outgoing_peer"].as_u64() >= Some(2), "{e:?}");
-    assert_eq!(counted["into_incoming_peer"], 0, "{e:?}");
+    out_of_time_naming(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
