@@ -11,7 +11,7 @@
 
 use super::api::Part;
 use cln_rpc::RpcError;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -37,7 +37,7 @@ pub struct SendpayFailures {
 }
 
 /// The payment part a failure's `data` (or a notification's) names.
-fn part_of(data: &Value) -> Option<PartKey> {
+fn part_of(data: &Map<String, Value>) -> Option<PartKey> {
     Some((
         data.get("payment_hash")?.as_str()?.to_string(),
         data.get("partid").and_then(Value::as_u64).unwrap_or(0),
@@ -50,8 +50,11 @@ impl SendpayFailures {
     /// (`{"sendpay_failure": {"code", "message", "data": {...}}}`), if it has one.
     pub fn record(&self, params: &Value) {
         let n = params.get("sendpay_failure").unwrap_or(params);
-        let data = &n["data"];
-        let (Some(key), Some(raw)) = (part_of(data), data["raw_message"].as_str()) else {
+        let Some(data) = n.get("data").and_then(Value::as_object) else {
+            return;
+        };
+        let raw = data.get("raw_message").and_then(Value::as_str);
+        let (Some(key), Some(raw)) = (part_of(data), raw) else {
             return;
         };
         let mut kept = self.kept.lock().expect("failures lock");
@@ -92,7 +95,7 @@ impl SendpayFailures {
             return e;
         }
         // The answer names its part (lightningd's payment fields); the call's, if it does not.
-        let key = part_of(&Value::Object(data.clone())).unwrap_or((
+        let key = part_of(data).unwrap_or((
             payment_hash.to_string(),
             part.map_or(0, |p| p.partid),
             part.map_or(0, |p| p.groupid),

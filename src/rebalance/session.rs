@@ -221,9 +221,10 @@ impl LiquidityFailures {
             );
             (self.out_of_outgoing_peer, side, "outgoing")
         };
-        let share = match n == total {
-            true => "all".to_string(),
-            false => n.to_string(),
+        let share = if n == total {
+            "all".to_string()
+        } else {
+            n.to_string()
         };
         (total >= 3 && 3 * n >= 2 * total).then(|| {
             format!(
