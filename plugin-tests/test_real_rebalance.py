@@ -341,6 +341,35 @@ def test_parallel_paths_retry(node_factory):
         assert not any(p["status"] == "pending" for p in sendpays(n))
 
 
+def test_every_way_into_the_incoming_peer_empty_is_named(node_factory):
+    """l1 -> l2 -> {l3 | l4 | l5} -> l6 -> l1, where l6 funded its channels to l3, l4 and l5: none
+    of them can forward anything to l6. Each way fails into l6, and then no way is left: 205,
+    and the message names l6, the incoming peer, as the side that was short. Nothing paid."""
+    opts = [dict({"plugin": str(realnet.plugin_binary())}, **realnet.PAY_AT_ONCE)] + [{}] * 5
+    l1, l2, l3, l4, l5, l6 = nodes = node_factory.get_nodes(6, opts=opts)
+    node_factory.join_nodes([l1, l2])
+    node_factory.join_nodes([l6, l1])
+    for mid in (l3, l4, l5):
+        node_factory.join_nodes([l2, mid])
+        node_factory.join_nodes([l6, mid])
+    l1.bitcoin.generate_block(5)
+    wait_graph(l1, 8)
+    out_scid, in_scid = scid_between(l1, l2), scid_between(l1, l6)
+    before, pays_before = snapshot(l1), sendpays(l1)
+    params = {"outgoing": out_scid, "incoming": in_scid, "amount_msat": 100_000 * SAT,
+              "maxparts": 1, "retry_for": 120}
+    e = rpc_error(l1.rpc.call, "rebalance", params)
+    assert e["code"] == 205, e
+    assert e["message"].startswith(
+        "no more routes after 3 failed attempt(s). Of its 3 failures for lack of liquidity, all "
+        f"were on channels into the incoming peer {l6.info['id']}: "), e
+    assert e["data"]["liquidity_failures"] == {"out_of_outgoing_peer": 0, "between": 0,
+                                               "into_incoming_peer": 3}, e
+    into_l6 = {scid_between(mid, l6) for mid in (l3, l4, l5)}
+    assert {a["route"][2] for a in e["data"]["attempts"]} == into_l6, e
+    check_nothing_paid(l1, before, pays_before, others=nodes[1:])
+
+
 def test_an_unsure_route_is_probed_before_it_is_paid(node_factory):
     """The same diamond, the plugin's defaults (rebalance-probe-first): nothing is known of the
     cheaper side (via l3), so it is probed before it is paid; the probe fails at l2, the l4
