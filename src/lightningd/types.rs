@@ -262,6 +262,13 @@ impl PayFailure {
         Some(update[2 + 64 + 32 + 8 + 4 + 1] & 2 != 0)
     }
 
+    /// A `temporary_channel_failure` whose update says the channel is disabled: the peer the
+    /// node would forward to is gone, not short of liquidity.
+    pub fn peer_gone(&self) -> bool {
+        self.failcode == Some(failcode::TEMPORARY_CHANNEL_FAILURE)
+            && self.update_disabled() == Some(true)
+    }
+
     /// The channel the failure's `channel_update` is for (its 8-byte short_channel_id), the
     /// direction it sets (`channel_flags` bit 0) and the policy it carries, with
     /// `listpeerchannels`' names. `None` without one.

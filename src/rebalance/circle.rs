@@ -491,10 +491,7 @@ impl Circle {
                     self.exclude.nodes.insert(n);
                 }
             }
-            (false, Some(e))
-                if failcode == TEMPORARY_CHANNEL_FAILURE
-                    && f.update_disabled() == Some(true)
-                    && self.offline_node(graph, e) => {}
+            (false, Some(e)) if f.peer_gone() && self.offline_node(graph, e) => {}
             (false, Some(e)) if failcode == TEMPORARY_CHANNEL_FAILURE && failcode & PERM == 0 => {
                 let carried = hops
                     .iter()

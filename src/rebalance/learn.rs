@@ -103,7 +103,7 @@ fn learn_failed<N: Lightningd>(
         if let Some(n) = node {
             m.node_failed(&n, now);
         }
-    } else if failcode == TEMPORARY_CHANNEL_FAILURE && f.update_disabled() == Some(true) {
+    } else if f.peer_gone() {
         // The channel is disabled in the failure's update: its peer is gone, and nothing is
         // learned of its liquidity. The update reaches gossip, which the next graph read
         // has (the graph is marked stale). A remembered node failure instead kept the node
@@ -216,9 +216,7 @@ pub async fn failed<N: Lightningd>(
             ))
         }
         Some(i) => {
-            if failcode & UPDATE != 0
-                && (failcode != TEMPORARY_CHANNEL_FAILURE || f.update_disabled() == Some(true))
-            {
+            if failcode & UPDATE != 0 && (failcode != TEMPORARY_CHANNEL_FAILURE || f.peer_gone()) {
                 // A newer channel_update than our gossip (a policy changed, or a channel
                 // disabled because its peer is gone): gossipd gets it now, as CLN's pay and
                 // renepay hand it over, rather than when gossip brings it. The graph is read
@@ -232,7 +230,7 @@ pub async fn failed<N: Lightningd>(
                 }
                 st.graph_cache.mark_stale().await;
             }
-            if failcode == TEMPORARY_CHANNEL_FAILURE && f.update_disabled() != Some(true) {
+            if failcode == TEMPORARY_CHANNEL_FAILURE && !f.peer_gone() {
                 s.liquidity_failures.count(i, n);
             }
             s.circle.learn(&s.graph, &f, hops, i);
