@@ -11,6 +11,7 @@ venv with pyln-client), never with whatever `python3` is first on PATH. Under `m
 (CLN_REBALANCE_PYTHON_GUARD=1) PATH's python3 has only the stdlib, and the run fails if
 anything imported here came from outside the venv and the stdlib.
 """
+import ast
 import json
 import os
 import shlex
@@ -19,11 +20,28 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from pyln.client import LightningRpc
+
+# CPython keeps the AST constructor's recursion depth in state its threads share, so two
+# threads in ast.parse at once can fail one with "SystemError: AST constructor recursion depth
+# mismatch" (python/cpython gh-106905; seen here on 3.11.7 in test_real_probe.py). pyln-testing
+# starts a test's nodes in threads, each making a Flask bitcoind proxy whose routes werkzeug
+# compiles with ast.parse. One ast.parse at a time.
+_ast_parse = ast.parse
+_ast_parse_lock = threading.Lock()
+
+
+def _ast_parse_one_at_a_time(*args, **kwargs):
+    with _ast_parse_lock:
+        return _ast_parse(*args, **kwargs)
+
+
+ast.parse = _ast_parse_one_at_a_time
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDIN_DIR = Path(__file__).resolve().parent / "standin"
