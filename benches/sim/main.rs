@@ -62,7 +62,7 @@
 //! [--prior bimodal|uniform] [--depleted 0.04] [--risk-base 2000] [--risk-ppm 100]
 //! [--strategies fee,nomem,mem,mpp] [--maxparts 4] [--min-part 20000] (sat)
 //! [--oracle-maxparts 4] [--oracle-min-part 20000] (sat) [--no-max-flow]
-//! [--graph-max-age 3600] [--us NODE_ID] [--lazy-disable] [--fee-churn 0] [--probe [--probe-per-hour 60]]`
+//! [--graph-max-age 3600] [--us NODE_ID] [--lazy-disable] [--fee-churn 0] [--probe [--probe-per-hour 60]] [--margins]`
 //! (`--lazy-disable`: a flaky node's channels are listed disabled only once a forward towards
 //! it failed, as lightningd disables them when nobody else pays; by default at once; `--probe`: the
 //! probing tables of `probe.rs` instead, on the first amount's tasks; `--fee-churn F`: between
@@ -71,7 +71,12 @@
 //! `--graph-max-age 300`, the plugin's default, with it). Tune on
 //! [`TUNING_SEEDS`]; report on others. `--dump PATH` writes every task's outcome and its
 //! payments (try, seconds, amount, fee, hops, how each ended), one line a task, to read runs
-//! task by task; `--check-oracle` checks the oracles (above).
+//! task by task (with the oracle's margin when asked); `--check-oracle` checks the oracles
+//! (above); `--margins` finds each flow-feasible task's margin, the largest of 25, 10, 5 and 1%
+//! such that a set still carries the amount within the cap with every channel between the two
+//! peers holding that share less (a task feasible only within a few percent of its true
+//! balances is one no rebalancer that does not know them can be expected to find in time), and
+//! prints success by it.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -148,6 +153,9 @@ struct Args {
     /// as a payment in parts, through the network model (on a copy of it as the task starts),
     /// and count how many get through.
     check_oracle: bool,
+    /// `--margins`: each flow-feasible task's margin (`TaskOracle::margin_pct`), and success
+    /// by it.
+    margins: bool,
 }
 
 impl Default for Args {
@@ -191,6 +199,7 @@ impl Default for Args {
             probe_per_hour: probe::PER_HOUR,
             dump: None,
             check_oracle: false,
+            margins: false,
         }
     }
 }
@@ -255,6 +264,7 @@ impl Args {
                 "--probe-per-hour" => a.probe_per_hour = parse_one(&val()?)?,
                 "--dump" => a.dump = Some(val()?),
                 "--check-oracle" => a.check_oracle = true,
+                "--margins" => a.margins = true,
                 "-h" | "--help" => {
                     return Err("see the //! doc of benches/sim.rs for the flags".into());
                 }
@@ -399,7 +409,7 @@ impl Runner {
             node,
             r,
             events: SplitMix64::new(world.config.seed ^ 0xE7E7_5EED),
-            oracle: Oracle::default(),
+            oracle: Oracle::with_margins(a.margins),
             max_flow,
         }
     }
@@ -704,7 +714,7 @@ fn whole_graph_model(world: &World, model: ModelConfig) {
 fn dump(path: &str, all: &BTreeMap<u64, BTreeMap<Strategy, Stats>>) {
     use std::fmt::Write as _;
     let mut text = String::from(
-        "sat\tstrategy\tseed\ttask\troute_fee\tset_fee\tset_parts\tpaid_fee\tsim_s\trounds\thtlcs\twhy\ttrace\n",
+        "sat\tstrategy\tseed\ttask\troute_fee\tset_fee\tset_parts\tmargin\tpaid_fee\tsim_s\trounds\thtlcs\twhy\ttrace\n",
     );
     let opt = |x: Option<u64>| x.map_or("-".to_string(), |v| v.to_string());
     for (sat, stats) in all {
@@ -714,12 +724,13 @@ fn dump(path: &str, all: &BTreeMap<u64, BTreeMap<Strategy, Stats>>) {
                 let i = per_seed.entry(o.seed).or_default();
                 let _ = writeln!(
                     text,
-                    "{sat}\t{}\t{}\t{i}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    "{sat}\t{}\t{}\t{i}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     k.name(),
                     o.seed,
                     opt(o.oracle.route.map(|r| r.fee_msat)),
                     opt(o.oracle.set.map(|r| r.fee_msat)),
                     o.oracle.set.map_or(0, |r| r.parts),
+                    opt(o.oracle.margin_pct.map(u64::from)),
                     opt(o.paid_fee_msat),
                     o.sim_ms / 1000,
                     o.pay.rounds,

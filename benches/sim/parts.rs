@@ -5,7 +5,7 @@
 
 use super::{Args, Outcome, Stats, ms, pct};
 use crate::mainnet;
-use crate::sim::{Dist, Strategy};
+use crate::sim::{Dist, MARGINS_PCT, Strategy};
 use cln_rebalance::rebalance::probe::PROBE_LABEL;
 use cln_standin::simnet::Network;
 use cln_standin::simnet::pay::{PayStatus, Payment};
@@ -254,6 +254,12 @@ struct Row {
     infeasible: (usize, usize, f64),
     /// Solved tasks over the oracle, by cause: count, fee ratio p50 and p90, msat above p90.
     fee_causes: BTreeMap<FeeCause, (usize, f64, f64, u64)>,
+    /// `--margins`: flow-feasible tasks and those solved, by the oracle's margin (each of
+    /// `MARGINS_PCT` and under the last), or `None` when not asked.
+    by_margin: Option<Vec<(u8, usize, usize)>>,
+    /// Over the solved tasks the oracle priced: what was paid above its set, in ppm of the
+    /// amount (0 when less), p50 and p90.
+    above_ppm: (f64, f64),
 }
 
 fn quantile_f(v: &[f64], q: f64) -> f64 {
@@ -351,6 +357,29 @@ fn row(s: &Stats) -> Row {
         })
         .collect();
     let mean = |v: &[usize]| v.iter().sum::<usize>() as f64 / v.len().max(1) as f64;
+    let mut above_ppm: Vec<f64> = solved
+        .iter()
+        .filter_map(|o| {
+            let (paid, best) = (o.paid_fee_msat?, o.oracle.fee_msat()?);
+            Some(paid.saturating_sub(best) as f64 * 1e6 / o.amount_msat as f64)
+        })
+        .collect();
+    above_ppm.sort_unstable_by(|a, b| a.total_cmp(b));
+    let by_margin = feasible
+        .iter()
+        .any(|o| o.oracle.margin_pct.is_some())
+        .then(|| {
+            let mut m: Vec<(u8, usize, usize)> = MARGINS_PCT.iter().map(|&p| (p, 0, 0)).collect();
+            m.push((0, 0, 0));
+            for o in &feasible {
+                let pct = o.oracle.margin_pct.unwrap_or(0);
+                if let Some(e) = m.iter_mut().find(|e| e.0 <= pct) {
+                    e.1 += 1;
+                    e.2 += usize::from(o.solved());
+                }
+            }
+            m
+        });
     Row {
         tasks: s.outcomes.len(),
         route_feasible: s
@@ -400,6 +429,8 @@ fn row(s: &Stats) -> Row {
             .filter(|o| o.pay.first_paid && o.pay.first_replacements > 0)
             .count(),
         fee_causes,
+        by_margin,
+        above_ppm: (quantile_f(&above_ppm, 0.5), quantile_f(&above_ppm, 0.9)),
         first_parts,
         part_failures,
         htlcs_left: (
@@ -580,6 +611,27 @@ pub fn print_parts(amount_sat: u64, a: &Args, stats: &BTreeMap<Strategy, Stats>)
         );
     }
     for (k, r) in &rows {
+        if let Some(m) = &r.by_margin {
+            let v: Vec<String> = m
+                .iter()
+                .map(|&(p, n, ok)| {
+                    let what = if p > 0 {
+                        format!(">= {p}%")
+                    } else {
+                        "less".into()
+                    };
+                    format!("{what}: {ok}/{n} ({:.1}%)", pct(ok, n))
+                })
+                .collect();
+            println!(
+                "  {:<17} success by the oracle's margin (a set still carries the amount with every \
+                 channel between the peers holding that share less): {}",
+                k.name(),
+                v.join(", ")
+            );
+        }
+    }
+    for (k, r) in &rows {
         let (n, htlcs, secs) = r.infeasible;
         println!(
             "  {:<17} tasks no set could carry: {n}, {:.2} HTLCs and {:.1} simulated s a task ({htlcs} HTLCs in all)",
@@ -654,13 +706,16 @@ pub fn print_parts(amount_sat: u64, a: &Args, stats: &BTreeMap<Strategy, Stats>)
             })
             .collect();
         println!(
-            "  {:<17} paid above the oracle's set, by when: {}",
+            "  {:<17} paid above the oracle's set, by when: {}; above it in ppm of the amount, \
+             p50 / p90: {:.1} / {:.1}",
             "",
             if fees.is_empty() {
                 "none".into()
             } else {
                 fees.join("; ")
-            }
+            },
+            r.above_ppm.0,
+            r.above_ppm.1
         );
     }
     print_targets(amount_sat, a, &rows, stats);

@@ -11,7 +11,7 @@
 mod oracle; // what the true balances allow: one route, a set of parts, the most that moves
 mod world; // the world's making, the tasks, the traffic between rebalances
 
-pub use oracle::{Oracle, OracleSet, PartLimits, TaskOracle, delivered};
+pub use oracle::{MARGINS_PCT, Oracle, OracleSet, PartLimits, TaskOracle, delivered};
 
 use crate::mainnet;
 use cln_rebalance::config::{Config, Routing};

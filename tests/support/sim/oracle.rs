@@ -333,7 +333,16 @@ pub struct TaskOracle {
     /// The most that can move within the cap (`flow::max_flow_within_cap`, to 1% of the
     /// amount): the amount when feasible; `None` when not asked.
     pub max_msat: Option<u64>,
+    /// How much liquidity to spare the flow-feasible task had ([`Oracle::margins`]): the
+    /// largest of [`MARGINS_PCT`] such that a set still carries the amount within the cap with
+    /// every channel between the two peers holding that share less; 0 when none does (the
+    /// task is feasible only near the true balances to the sat); `None` when not asked or
+    /// not feasible.
+    pub margin_pct: Option<u8>,
 }
+
+/// The shares of liquidity taken away, largest first, to find a task's margin.
+pub const MARGINS_PCT: [u8; 4] = [25, 10, 5, 1];
 
 impl TaskOracle {
     /// Feasible for the flow: a set of parts within the cap, or one route (the set's search is
@@ -367,9 +376,20 @@ impl TaskOracle {
 pub struct Oracle {
     scratch: Scratch,
     flow: FlowScratch,
+    /// Also find each flow-feasible task's margin ([`TaskOracle::margin_pct`]): a flow solve
+    /// or two more a task.
+    margins: bool,
 }
 
 impl Oracle {
+    /// An oracle that also finds margins (`margins`), or not.
+    pub fn with_margins(margins: bool) -> Oracle {
+        Oracle {
+            margins,
+            ..Oracle::default()
+        }
+    }
+
     /// What the true balances of `net` allow for `task` now, within the fee cap
     /// `max(exemptfee, maxfeeppm x amount)`: one route, a set of at most `limits` parts, and
     /// (with `max_flow`, when neither is found) the most that can move.
@@ -392,6 +412,7 @@ impl Oracle {
             route,
             set: None,
             max_msat: None,
+            margin_pct: None,
         };
         let Some(ends) = world.circle_ends(net, task) else {
             return out;
@@ -409,6 +430,13 @@ impl Oracle {
             });
         if out.flow_feasible() {
             out.max_msat = Some(amount);
+            if self.margins {
+                let mut spared = |pct: u8| {
+                    let less = |e: EdgeIdx| caps[e as usize] / 100 * u64::from(100 - pct);
+                    flow::cheapest_set(&world.graph, &req, less, &mut self.flow).is_ok()
+                };
+                out.margin_pct = Some(MARGINS_PCT.into_iter().find(|&p| spared(p)).unwrap_or(0));
+            }
         } else if max_flow {
             let fee_cap = |a: u64| fee_cap_msat(a, maxfeeppm, exemptfee_msat);
             let most = flow::max_flow_within_cap(
