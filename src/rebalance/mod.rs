@@ -435,12 +435,6 @@ fn with_attempts(f: RpcFailure, s: &Session) -> RpcFailure {
     f.with_data(data)
 }
 
-/// How many sets may fail (their probe or their payment) while the next plan is still the
-/// cheaper one of `flow::cheap_first_config`; after that the model's risk is weighed in full.
-/// On the tuning seeds at 1M sat, 1, 3 and 5 were tried: 3 had the lowest fee p90 at the same
-/// first try (`benches/README.md`).
-const CHEAP_PLANS: u32 = 3;
-
 /// Why the loop must not start another attempt, if it must not.
 fn must_stop<N: Lightningd>(st: &State<N>, s: &Session) -> Option<RpcFailure> {
     let why = if s.stopped() {
@@ -468,7 +462,8 @@ async fn run<N: Lightningd>(
     dryrun: bool,
 ) -> Result<Value, RpcFailure> {
     let mut probed = probe::before::BeforePaying::default();
-    // Sets whose probe or payment failed: after CHEAP_PLANS, every plan is the model's.
+    // Sets whose probe or payment failed: after CHEAP_PLANS, every plan is the model's, without
+    // the part penalty (`route::plan_config`).
     let mut failed = 0;
     loop {
         if let Some(old) = route::reread_changed_policy(st, s).await {
@@ -478,14 +473,16 @@ async fn run<N: Lightningd>(
         let (cap, spendable) = (s.cap_msat, s.req.out.spendable_msat);
         // A set probed before it is paid may be a cheaper, less certain one: its probe failing
         // costs time, not fee (`flow::cheap_first_config`).
-        let cheap = (failed < CHEAP_PLANS)
+        let cheap = (failed < route::CHEAP_PLANS)
             .then(|| route::next_set_with(st, s, amount, cap, spendable, &cheap_first_config()))
             .and_then(Result::ok)
             .filter(|set| probed.could_probe(st, s, set));
         let set = match cheap {
             Some(set) => set,
-            None => route::next_set(st, s, amount, cap, spendable)
-                .map_err(|e| s.diverted.take().map_or(e, |d| with_attempts(d, s)))?,
+            None => {
+                route::next_set_with(st, s, amount, cap, spendable, &route::plan_config(failed))
+                    .map_err(|e| s.diverted.take().map_or(e, |d| with_attempts(d, s)))?
+            }
         };
         let fee_msat = set_fee_msat(&set);
         s.check_set(&set, fee_msat)?;
