@@ -336,8 +336,8 @@ pub struct TaskOracle {
     /// How much liquidity to spare the flow-feasible task had ([`Oracle::margins`]): the
     /// largest of [`MARGINS_PCT`] such that a set still carries the amount within the cap with
     /// every channel between the two peers holding that share less; 0 when none does (the
-    /// task is feasible only near the true balances to the sat); `None` when not asked or
-    /// not feasible.
+    /// task is feasible only within 1% of the true balances); `None` when not asked or not
+    /// feasible.
     pub margin_pct: Option<u8>,
 }
 
@@ -376,8 +376,8 @@ impl TaskOracle {
 pub struct Oracle {
     scratch: Scratch,
     flow: FlowScratch,
-    /// Also find each flow-feasible task's margin ([`TaskOracle::margin_pct`]): a flow solve
-    /// or two more a task.
+    /// Also find each flow-feasible task's margin ([`TaskOracle::margin_pct`]): up to four
+    /// more flow solves a task, one for most.
     margins: bool,
 }
 
