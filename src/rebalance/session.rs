@@ -206,32 +206,37 @@ impl LiquidityFailures {
     /// of liquidity on its other side now, whichever way the plugin goes.
     pub fn hint(self, outgoing_peer: &str, incoming_peer: &str) -> Option<String> {
         let total = self.out_of_outgoing_peer + self.between + self.into_incoming_peer;
-        let (n, side, other) = if self.into_incoming_peer >= self.out_of_outgoing_peer {
+        let into = self.into_incoming_peer >= self.out_of_outgoing_peer;
+        let n = if into {
+            self.into_incoming_peer
+        } else {
+            self.out_of_outgoing_peer
+        };
+        if total < 3 || 3 * n < 2 * total {
+            return None;
+        }
+        let (side, other) = if into {
             let side = format!(
-                "into the incoming peer {}: little of its other peers' liquidity can reach it \
-                 now to forward to us",
-                incoming_peer
+                "into the incoming peer {incoming_peer}: little of its other peers' liquidity \
+                 can reach it now to forward to us"
             );
-            (self.into_incoming_peer, side, "incoming")
+            (side, "incoming")
         } else {
             let side = format!(
-                "out of the outgoing peer {}: it has little on its other channels to forward \
-                 what we send it now",
-                outgoing_peer
+                "out of the outgoing peer {outgoing_peer}: it has little on its other channels \
+                 to forward what we send it now"
             );
-            (self.out_of_outgoing_peer, side, "outgoing")
+            (side, "outgoing")
         };
         let share = if n == total {
             "all".to_string()
         } else {
             n.to_string()
         };
-        (total >= 3 && 3 * n >= 2 * total).then(|| {
-            format!(
-                ". Of its {total} failures for lack of liquidity, {share} were on channels \
-                 {side}; a smaller amount, another {other} channel, or a later try may go"
-            )
-        })
+        Some(format!(
+            ". Of its {total} failures for lack of liquidity, {share} were on channels {side}; a \
+             smaller amount, another {other} channel, or a later try may go"
+        ))
     }
 }
 

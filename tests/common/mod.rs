@@ -2,8 +2,9 @@
 //! [`Lightningd`] trait over the stand-in's network model (`cln_standin::simnet`), answering
 //! with the same JSON lightningd (and the stand-in daemon) would, calling the plugin's
 //! `invoice_payment` hook as lightningd does, and keeping the `sendpay_failure` notifications'
-//! messages for a bare `waitsendpay` failure as the plugin does (`SendpayFailures`). Optionally ([`SimNode::with_hop_clock`]) payments
-//! cost simulated time on a [`ManualClock`], for the simulation benchmark.
+//! messages for a bare `waitsendpay` failure as the plugin does (`SendpayFailures`).
+//! Optionally ([`SimNode::with_hop_clock`]) payments cost simulated time on a [`ManualClock`],
+//! for the simulation benchmark.
 
 #![allow(dead_code)]
 

@@ -92,28 +92,14 @@ pub fn default_config() -> FlowConfig {
 /// penalty a replacement was one route for the whole missing amount, tried again and again
 /// out of the same peer (one pair at 5M sat on the tuning seeds: 48 tasks in a row failed
 /// with five or more replacements each, where the oracle's set had three parts); without it
-/// the missing amount splits as the model prefers (see `benches/README.md`).
+/// the missing amount splits as the model prefers (see `benches/README.md`). Also every plan of a
+/// rebalance once three of its sets have failed (`rebalance::route::plan_config`).
 pub fn replacement_config() -> FlowConfig {
     FlowConfig {
         part_penalty_base_msat: 0,
         part_penalty_ppm: 0,
         ..default_config()
     }
-}
-
-/// The knobs for a rebalance's plans once its first sets have failed (three, their probes or
-/// payments: after the cheap first plans, `rebalance::route::CHEAP_PLANS`): the model's,
-/// without the part penalty, as for replacements. The penalty keeps a plan to one route while
-/// one route is likely enough; once sets have failed, the ways tried are learned short of the
-/// amount, and parts over several ways are likelier than the whole amount over one more: what
-/// the penalty stands for (more HTLCs, the wait for every part) is then worth paying.
-/// With it kept, the flow tried every untried way alone before splitting. Without it, on the
-/// same tasks: no set of seeds lost a task; tuning seeds 423 of 433 paid at 1M sat (420
-/// before), report seeds the same 387 and 182 at 1M and 5M sat with more first tries (96.1%
-/// against 95.6%, 87.9% against 85.0%), seeds never run before 397 of 406 (394) and 317 of 348
-/// (315), for 5-10% more HTLCs a success (`benches/README.md`).
-pub fn after_failures_config() -> FlowConfig {
-    replacement_config()
 }
 
 /// The knobs for a rebalance's first plans while probes check each set before it is paid
