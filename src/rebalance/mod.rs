@@ -496,6 +496,9 @@ async fn run<N: Lightningd>(
             failed += 1;
             continue;
         }
+        let set = probe::before::cheaper(st, s, set, &mut probed).await?;
+        let fee_msat = set_fee_msat(&set);
+        s.check_set(&set, fee_msat)?;
         if let Some(stop) = must_stop(st, s) {
             return Err(stop);
         }

@@ -8,7 +8,7 @@ use crate::core::flow::{self, Flow, FlowRequest, FlowScratch, NoFlow};
 use crate::core::graph::Graph;
 use crate::core::liquidity::{Beliefs, ChanDir};
 use crate::core::pathfind::FeeOnly;
-use crate::core::route::Hop;
+use crate::core::route::{Hop, set_fee_msat};
 use crate::error::{self, RpcFailure};
 use crate::lightningd::Lightningd;
 use crate::state::State;
@@ -121,6 +121,24 @@ pub fn replacement_set<N: Lightningd>(
     let config = flow::replacement_config();
     let limits = (max_fee_msat, max_source_msat);
     plan_set(st, s, missing_msat, limits, &config, false)
+}
+
+/// For [`crate::rebalance::probe::before::cheaper`]: the best set for the whole amount as the
+/// cheap first plans are made (`flow::cheap_first_config`), within `max_fee_msat`, among what
+/// the model says can carry it; `None` when there is none, or the circle plans single routes.
+pub fn cheaper_set<N: Lightningd>(
+    st: &State<N>,
+    s: &mut Session,
+    max_fee_msat: u64,
+) -> Option<Vec<Vec<Hop>>> {
+    if s.max_parts <= 1 || s.circle.same_peer() {
+        return None;
+    }
+    let (amount, spendable) = (s.req.amount_msat, s.req.out.spendable_msat);
+    let limits = (max_fee_msat, spendable);
+    plan_set(st, s, amount, limits, &flow::cheap_first_config(), false)
+        .ok()
+        .filter(|set| set_fee_msat(set) <= max_fee_msat)
 }
 
 /// [`next_set_with`]; `by_fees`: whether a set the model rules out may still be planned.
