@@ -90,7 +90,7 @@ pub async fn cheaper<N: Lightningd>(
             || st.inflight.probing(&s.req.out_scid)
             || !seen
                 .found
-                .time_left(first, st.now_ms() + reserve_ms, s.deadline_ms)
+                .time_left(first, st.now_ms().saturating_add(reserve_ms), s.deadline_ms)
             || !st.inflight.start_probe(&s.req.out_scid, false)
         {
             break;
