@@ -85,9 +85,7 @@ pub async fn cheaper<N: Lightningd>(
             .max(1000)
             .saturating_mul((longest(&c) + longest(&best)) as u64);
         let first = c.first().map_or(0, Vec::len);
-        if !st.config.probe_first
-            || seen.found.probes >= st.config.probe_max_probes
-            || st.inflight.probing(&s.req.out_scid)
+        if !seen.may_probe(st, s)
             || !seen
                 .found
                 .time_left(first, st.now_ms().saturating_add(reserve_ms), s.deadline_ms)
@@ -124,12 +122,18 @@ impl BeforePaying {
     /// is not spent, no other probe goes out through the outgoing channel, and the time left
     /// holds the set's probes and then its payment.
     pub fn could_probe<N: Lightningd>(&self, st: &State<N>, s: &Session, set: &[Vec<Hop>]) -> bool {
-        st.config.probe_first
-            && self.found.probes < st.config.probe_max_probes
-            && !st.inflight.probing(&s.req.out_scid)
+        self.may_probe(st, s)
             && self
                 .found
                 .time_left(probe_then_pay_hops(set), st.now_ms(), s.deadline_ms)
+    }
+
+    /// Whether probing first is on, the probe budget is not spent, and no other probe goes
+    /// out through the outgoing channel.
+    fn may_probe<N: Lightningd>(&self, st: &State<N>, s: &Session) -> bool {
+        st.config.probe_first
+            && self.found.probes < st.config.probe_max_probes
+            && !st.inflight.probing(&s.req.out_scid)
     }
 
     /// A payment attempt that failed after `took_ms`: its pace per hop (to where it failed and
