@@ -77,7 +77,10 @@ pub async fn cheaper<N: Lightningd>(
             break;
         };
         // Each probe goes only while the time left after it holds the payment of `c` and,
-        // should that fail, of the set in hand: probing stops at the first that fails.
+        // should that fail, of the set in hand: probing stops at the first that fails. The pace
+        // is the slowest seen, at least a second a hop (none seen yet when the set in hand was
+        // paid unprobed, the model sure of it). `probe_set` keeps to the deadline it is given,
+        // so the session's is lowered by that reserve while it runs.
         let longest = |set: &[Vec<Hop>]| set.iter().map(Vec::len).max().unwrap_or(0);
         let reserve_ms = seen
             .found
