@@ -422,6 +422,7 @@ fn new_session<N: Lightningd>(
         rereads: 0,
         last_hop_updates: 0,
         liquidity_failures: Default::default(),
+        pace: Default::default(),
     };
     s.planned_msat = planned_msat;
     learn::learn_our_channels(st, &s);
@@ -462,8 +463,7 @@ async fn run<N: Lightningd>(
     dryrun: bool,
 ) -> Result<Value, RpcFailure> {
     let mut probed = probe::before::BeforePaying::default();
-    // Sets whose probe or payment failed: after CHEAP_PLANS, every plan is the model's, without
-    // the part penalty (`route::plan_config`).
+    // Sets whose probe or payment failed: how the next is planned (`route::plan_config`).
     let mut failed = 0;
     loop {
         if let Some(old) = route::reread_changed_policy(st, s).await {
@@ -480,7 +480,8 @@ async fn run<N: Lightningd>(
         let set = match cheap {
             Some(set) => set,
             None => {
-                route::next_set_with(st, s, amount, cap, spendable, &route::plan_config(failed))
+                let config = route::plan_config(st, s, failed);
+                route::next_set_with(st, s, amount, cap, spendable, &config)
                     .map_err(|e| s.diverted.take().map_or(e, |d| with_attempts(d, s)))?
             }
         };

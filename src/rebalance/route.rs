@@ -63,11 +63,18 @@ pub const CHEAP_PLANS: u32 = 3;
 /// 433 paid at 1M sat (420 before), report seeds the same 387 and 182 at 1M and 5M sat with
 /// more first tries (96.1% against 95.6%, 87.9% against 85.0%), seeds never run before 397 of
 /// 406 (394) and 317 of 348 (315), for 5-10% more HTLCs a success (`benches/README.md`).
-pub fn plan_config(failed: u32) -> flow::FlowConfig {
-    if failed < CHEAP_PLANS {
+/// When the time left holds no more than three tries ([`Session::urgent`]), the risk weighs
+/// more (`flow::urgent_config`).
+pub fn plan_config<N: Lightningd>(st: &State<N>, s: &Session, failed: u32) -> flow::FlowConfig {
+    let config = if failed < CHEAP_PLANS {
         flow::default_config()
     } else {
         flow::replacement_config()
+    };
+    if s.urgent(st.now_ms()) {
+        flow::urgent_config(&config)
+    } else {
+        config
     }
 }
 
@@ -110,7 +117,8 @@ pub fn next_set_with<N: Lightningd>(
 /// (see [`solve_set`]). Replacements planned by fees alone went out part after part into
 /// channels the model knew drained (on seeds 81-86 at 1M sat, 15-26 more HTLCs in a task);
 /// without a replacement the held parts fail back and the whole amount is planned again,
-/// where that fallback applies.
+/// where that fallback applies. Weighing the risk more once the time is [`Session::urgent`],
+/// as plans do.
 pub fn replacement_set<N: Lightningd>(
     st: &State<N>,
     s: &mut Session,
@@ -118,7 +126,11 @@ pub fn replacement_set<N: Lightningd>(
     max_fee_msat: u64,
     max_source_msat: u64,
 ) -> Result<Vec<Vec<Hop>>, RpcFailure> {
-    let config = flow::replacement_config();
+    let config = if s.urgent(st.now_ms()) {
+        flow::urgent_config(&flow::replacement_config())
+    } else {
+        flow::replacement_config()
+    };
     let limits = (max_fee_msat, max_source_msat);
     plan_set(st, s, missing_msat, limits, &config, false)
 }

@@ -169,6 +169,29 @@ pub struct Session {
     pub last_hop_updates: u32,
     /// Where the tries and probes failed for lack of liquidity.
     pub liquidity_failures: LiquidityFailures,
+    /// How long a try of this rebalance takes, from what it has sent.
+    pub pace: Pace,
+}
+
+/// Once the time left holds no more than this many tries at the rebalance's pace
+/// ([`Session::urgent`]), its plans weigh the risk more (`flow::urgent_config`).
+pub const URGENT_TRIES: u64 = 3;
+
+/// The slowest pace per hop a rebalance has seen (its probes, and payments that failed: there
+/// and back to where they failed) and the longest route of the last set it probed or paid: what
+/// one more try takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pace {
+    pub ms_per_hop: u64,
+    pub hops: usize,
+}
+
+impl Pace {
+    /// The time one try takes: the longest route at the pace, at least a second a hop (the
+    /// pace of a set paid unprobed is not known until it fails).
+    pub fn try_ms(self) -> u64 {
+        self.ms_per_hop.max(1000).saturating_mul(self.hops as u64)
+    }
 }
 
 /// Where a rebalance's tries and probes failed for lack of liquidity
@@ -241,6 +264,16 @@ impl LiquidityFailures {
 }
 
 impl Session {
+    /// Whether the time left at `now_ms` holds no more than [`URGENT_TRIES`] tries at the
+    /// rebalance's pace: a failed try then costs the rebalance rather than a try, and the plans
+    /// weigh the risk more (`route::plan_config`, `route::replacement_set`). Never before a
+    /// set was probed or paid.
+    pub fn urgent(&self, now_ms: u64) -> bool {
+        self.pace.hops > 0
+            && self.deadline_ms.saturating_sub(now_ms)
+                < self.pace.try_ms().saturating_mul(URGENT_TRIES)
+    }
+
     /// The fee cap for `amount_msat`: the caller's cap scaled from the amount it was given for
     /// (`planned_msat`), or `max(exemptfee, amount x maxfeeppm)`.
     pub fn cap_for(&self, amount_msat: u64, planned_msat: u64) -> u64 {

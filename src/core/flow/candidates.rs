@@ -226,7 +226,7 @@ impl<C: FlowCost> HopCost for Loaded<'_, C> {
     }
 }
 
-/// `msat x alpha`, rounded (`alpha` in [0, 1]).
+/// `msat x alpha`, rounded (`alpha` in [0, `MAX_RISK_WEIGHT`]).
 #[inline(always)]
 pub(super) fn scale(msat: u64, alpha: f64) -> u64 {
     if alpha == 1.0 {

@@ -82,8 +82,8 @@ mod tests;
 mod types; // the request, the parts, the set, why there is none
 
 pub use config::{
-    FlowConfig, cheap_first_config, default_config, oracle_config, replacement_config,
-    suggested_parts, thorough,
+    FlowConfig, MAX_RISK_WEIGHT, cheap_first_config, default_config, oracle_config,
+    replacement_config, suggested_parts, thorough, urgent_config,
 };
 pub use cost::{FlowCost, KnownBalances};
 pub use oracle::{cheapest_set, max_flow_within_cap};

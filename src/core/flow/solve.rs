@@ -1,7 +1,7 @@
 //! The solver's entry points: candidates, flow, parts at each risk weight until a set keeps
 //! every limit (see the module doc of `flow`).
 
-use super::config::{FlowConfig, default_config};
+use super::config::{FlowConfig, MAX_RISK_WEIGHT, default_config};
 use super::cost::FlowCost;
 use super::types::{Flow, FlowRequest, MAX_PARTS, NoFlow};
 use super::{assemble, candidates, mcf, price};
@@ -59,7 +59,7 @@ pub fn solve_with<C: FlowCost>(
     let mut why = NoFlow::NoPath;
     for &alpha in &config.risk_weights {
         let alpha = if alpha.is_finite() {
-            alpha.clamp(0.0, 1.0)
+            alpha.clamp(0.0, MAX_RISK_WEIGHT)
         } else {
             1.0
         };
@@ -93,7 +93,7 @@ fn leashed<C: FlowCost>(
 ) -> Option<Flow> {
     let alpha = config.risk_weights.first().copied()?;
     let alpha = if alpha.is_finite() {
-        alpha.clamp(0.0, 1.0)
+        alpha.clamp(0.0, MAX_RISK_WEIGHT)
     } else {
         1.0
     };

@@ -30,6 +30,7 @@ pub async fn before_paying<N: Lightningd>(
     set: &[Vec<Hop>],
     seen: &mut BeforePaying,
 ) -> Result<bool, RpcFailure> {
+    s.pace.hops = longest(set);
     if !seen.could_probe(st, s, set)
         || route::set_probability(st, s, set) >= SURE
         || !st.inflight.start_probe(&s.req.out_scid, false)
@@ -43,6 +44,7 @@ pub async fn before_paying<N: Lightningd>(
     let probed = probe_set(st, s, set, &mut seen.proven, &mut seen.found, budget).await;
     st.inflight.end_probe(&s.req.out_scid);
     s.probes = seen.found.probes;
+    s.pace.ms_per_hop = seen.found.ms_per_hop;
     Ok(probed? != SetProbed::Failed)
 }
 
@@ -81,7 +83,6 @@ pub async fn cheaper<N: Lightningd>(
         // is the slowest seen, at least a second a hop (none seen yet when the set in hand was
         // paid unprobed, the model sure of it). `probe_set` keeps to the deadline it is given,
         // so the session's is lowered by that reserve while it runs.
-        let longest = |set: &[Vec<Hop>]| set.iter().map(Vec::len).max().unwrap_or(0);
         let reserve_ms = seen
             .found
             .ms_per_hop
@@ -106,8 +107,12 @@ pub async fn cheaper<N: Lightningd>(
         s.deadline_ms = deadline_ms;
         st.inflight.end_probe(&s.req.out_scid);
         s.probes = seen.found.probes;
+        s.pace.ms_per_hop = seen.found.ms_per_hop;
         match probed? {
-            SetProbed::Carried => best = c,
+            SetProbed::Carried => {
+                s.pace.hops = longest(&c);
+                best = c;
+            }
             SetProbed::Failed => {}
             SetProbed::OutOfBudget | SetProbed::Unprovable => break,
         }
@@ -141,17 +146,23 @@ impl BeforePaying {
 
     /// A payment attempt that failed after `took_ms`: its pace per hop (to where it failed and
     /// back) counts as a probe's would, so the next set is probed only with time left to pay.
-    pub fn paced(&mut self, s: &Session, took_ms: u64) {
+    pub fn paced(&mut self, s: &mut Session, took_ms: u64) {
         if let Some(went) = s.last_erring_index.filter(|&i| i > 0) {
             let pace = took_ms / went as u64;
             self.found.ms_per_hop = self.found.ms_per_hop.max(pace);
+            s.pace.ms_per_hop = self.found.ms_per_hop;
         }
     }
+}
+
+/// The hops of `set`'s longest route.
+fn longest(set: &[Vec<Hop>]) -> usize {
+    set.iter().map(Vec::len).max().unwrap_or(0)
 }
 
 /// The hops `set`'s probes go (one route after the other) and then its payment (its longest
 /// route: the parts go at once).
 fn probe_then_pay_hops(set: &[Vec<Hop>]) -> usize {
     let hops: usize = set.iter().map(Vec::len).sum();
-    hops + set.iter().map(Vec::len).max().unwrap_or(0)
+    hops + longest(set)
 }

@@ -583,3 +583,4 @@ fn replacements_split_where_the_part_penalty_would_not() {
 
 mod harder; // a split the default chunks miss, found searching harder
 mod hops; // a price on hops: shorter routes
+mod urgent; // the risk weighed double near the deadline
