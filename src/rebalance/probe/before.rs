@@ -145,7 +145,8 @@ impl BeforePaying {
     }
 
     /// A payment attempt that failed after `took_ms`: its pace per hop (to where it failed and
-    /// back) counts as a probe's would, so the next set is probed only with time left to pay.
+    /// back) counts as a probe's would, so the next set is probed only with time left to pay,
+    /// and the session's pace ([`Session::urgent`]) is the slowest seen.
     pub fn paced(&mut self, s: &mut Session, took_ms: u64) {
         if let Some(went) = s.last_erring_index.filter(|&i| i > 0) {
             let pace = took_ms / went as u64;
