@@ -38,8 +38,9 @@ impl std::str::FromStr for Routing {
 
 /// The risk, in bits, each hop adds to the sets a probe call plans (not to their estimate):
 /// a probe's answer waits for every hop there and back, one probe at a time through our
-/// channel, so a long route spends the call's seconds that more probes would use. Routes
-/// were 7-10 hops on bench-sim's seeds 21-26, 3-4 probes within the 60 s. Tuned on seeds 1-6
+/// channel, so a long route spends the call's seconds that more probes would use. On
+/// bench-sim's seed 25 the calls that fell short ran out of their 60 s after 3-12 probes of
+/// 7-10 hops each. Tuned on seeds 1-6
 /// (found/true p10): 0 87.5%, 0.5 96.9%, 1 96.7%, 2 92.2%, 3 88.1%; the report seeds 11-16
 /// 81.5% -> 98.4% at 1. Not for payments: on seeds 1 and 3-6 at 1M sat it cost fee p90
 /// 1.73x -> 2.80x for no more successes (`benches/README.md`). Background probing, which
