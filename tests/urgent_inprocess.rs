@@ -97,7 +97,8 @@ async fn rebalance(retry_for_secs: u64) -> (Value, &'static str) {
         .collect();
     assert_eq!(status, [json!("failed"), json!("complete")], "{v}");
     assert_clean(&node);
-    (v.clone(), way(&v))
+    let paid = way(&v);
+    (v, paid)
 }
 
 /// The way (x1, x2 or y) of a one-route answer.
