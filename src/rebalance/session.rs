@@ -188,7 +188,8 @@ pub struct Pace {
 
 impl Pace {
     /// The time one try takes: the longest route at the pace, at least a second a hop (the
-    /// pace of a set paid unprobed is not known until it fails).
+    /// pace of a set paid unprobed is not known until it fails). Also what the cheaper look
+    /// (`probe::before::cheaper`) keeps in reserve for its payments.
     pub fn try_ms(self) -> u64 {
         self.ms_per_hop.max(1000).saturating_mul(self.hops as u64)
     }

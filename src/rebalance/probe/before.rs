@@ -2,7 +2,7 @@
 //! before it is paid.
 
 use super::super::route;
-use super::super::session::Session;
+use super::super::session::{Pace, Session};
 use super::{Found, ProbeBudget, SURE, SetProbed, probe_set};
 use crate::core::graph::{EdgeIdx, Graph};
 use crate::core::route::{Hop, set_fee_msat};
@@ -83,11 +83,11 @@ pub async fn cheaper<N: Lightningd>(
         // is the slowest seen, at least a second a hop (none seen yet when the set in hand was
         // paid unprobed, the model sure of it). `probe_set` keeps to the deadline it is given,
         // so the session's is lowered by that reserve while it runs.
-        let reserve_ms = seen
-            .found
-            .ms_per_hop
-            .max(1000)
-            .saturating_mul((longest(&c) + longest(&best)) as u64);
+        let reserve_ms = Pace {
+            ms_per_hop: seen.found.ms_per_hop,
+            hops: longest(&c) + longest(&best),
+        }
+        .try_ms();
         let first = c.first().map_or(0, Vec::len);
         if !seen.may_probe(st, s)
             || !seen
