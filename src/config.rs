@@ -159,7 +159,8 @@ impl Default for AutoConfig {
             // On: on the simulation sized moves close as much of the sinks' deficit as halving
             // (seeds 11-12: 100.3% / 82.8% of the informed job against 97.9% / 83.9%; 21-22
             // the same; tuning seeds 1-6: 97.7% / 96.7% against 97.8% / 96.1%) and fail
-            // almost no move where halving fails 2-10 (benches/README.md).
+            // almost no move: 4 failed moves against halving's 63 over 24 nodes and two
+            // budgets (benches/README.md).
             sized_moves: true,
         }
     }

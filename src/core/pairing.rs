@@ -46,7 +46,8 @@ pub struct QuoteLimits {
 impl Default for QuoteLimits {
     /// Measured on the rebalanceall bench's tuning seeds (benches/README.md): the cheapest pair
     /// of all, two sources a sink, 32 quotes a step, closed 89% of what the informed job closes
-    /// with and without a budget; the first sink's cheapest of four sources, 66% without one.
+    /// with and without a budget; the largest sink first with its cheapest of four sources,
+    /// 59.7% without one and 82.0% with 500 sat.
     fn default() -> Self {
         QuoteLimits {
             quotes_per_step: 32,

@@ -63,8 +63,8 @@ pub struct FlowConfig {
 /// - `fee_leash_pct` 0 (off): 150%, 200% and 300% of the cheapest route's fee (2026-12-04,
 ///   seeds 1 and 3-6, 100 tasks each at 1M, 2M and 5M sat) cut the fee p90 over the oracle's
 ///   set at 1M sat from 2.57x to 1.51x / 1.83x / 1.74x but the first try from 59.7% to 51.2%
-///   / 56.0% / 53.9%, and lost 3-5 tasks of 90 at 5M sat on seed 1: the dear routes the risk
-///   buys are the ones that get through.
+///   / 56.0% / 53.9%, and lost 1-5 tasks of 153 at 5M sat (seeds 1 and 5): the dear routes
+///   the risk buys are the ones that get through.
 /// - `segments`, `combine_paths`, `grid`, `allocations`: the flow and the choice of parts take
 ///   well under a millisecond against the searches' milliseconds, and on the small graphs even
 ///   one segment, two paths and one allocation stayed within 1% of the optimum on all but one
