@@ -41,7 +41,11 @@
 //! nodes: `fee` (the cheapest route by fee, failures ruled out for the call), `nomem` (the
 //! liquidity model, each rebalance starting from the prior), `mem` (the model, remembering
 //! across rebalances), each one route per attempt (`maxparts` 1); `mpp` (the model with
-//! memory, paying in up to `--maxparts` parts of at least `--min-part`, the plugin's defaults).
+//! memory, paying in up to `--maxparts` parts of at least `--min-part`, the plugin's defaults);
+//! and two that no plugin can be, to split the gap to the flow oracle into what planning and
+//! what knowledge leave: `known` (`mpp` whose model is told every channel's true balance as
+//! each task starts) and `stale` (told them as the task before started, `--interval` old and
+//! weighed as old; what it learned since is kept).
 //!
 //! Printed per amount, two tables. The first, against the route oracle: feasible tasks,
 //! success among them within `retry_for`, attempts per success, share solved within 1 / 3 / 10
@@ -60,7 +64,7 @@
 //! [--flaky 0.02] [--amounts 100000,1000000,2000000,5000000] [--rebalances 200] [--interval 60]
 //! [--hop-ms 1000] [--retry-for 60] [--maxfeeppm 1000] [--exemptfee 5000] [--half-life 1800]
 //! [--prior bimodal|uniform] [--depleted 0.04] [--risk-base 2000] [--risk-ppm 100]
-//! [--strategies fee,nomem,mem,mpp] [--maxparts 4] [--min-part 20000] (sat)
+//! [--strategies fee,nomem,mem,mpp,known,stale] [--maxparts 4] [--min-part 20000] (sat)
 //! [--oracle-maxparts 4] [--oracle-min-part 20000] (sat) [--no-max-flow]
 //! [--graph-max-age 3600] [--us NODE_ID] [--lazy-disable] [--fee-churn 0] [--probe [--probe-per-hour 60]] [--margins]`
 //! (`--lazy-disable`: a flaky node's channels are listed disabled only once a forward towards
@@ -100,7 +104,7 @@ use parts::PayLog;
 use sim::{
     Dist, Oracle, PartLimits, Strategy, Task, TaskOracle, World, WorldConfig, parse_list, parse_one,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
@@ -315,6 +319,38 @@ impl Outcome {
     }
 }
 
+/// True balances as a task started: when (unix seconds), and each channel direction's
+/// balance and capacity ([`World::true_liquidity`]).
+type Told = (u64, Vec<(ChanDir, u64, u64)>);
+
+/// `known` and `stale`: the model told the true balances, now or as the task before
+/// started (not where it learned something since), as if it had seen each channel
+/// carry exactly that.
+fn tell(
+    strategy: Strategy,
+    before: &mut Option<Told>,
+    r: &State<SimNode>,
+    now: u64,
+    world: &World,
+    net: &cln_standin::simnet::Network,
+) {
+    let told = match strategy {
+        Strategy::Known => Some((now, world.true_liquidity(net))),
+        Strategy::Stale => before.replace((now, world.true_liquidity(net))),
+        _ => None,
+    };
+    let Some((at, balances)) = told else {
+        return;
+    };
+    let mut m = r.model.lock();
+    let newer: HashSet<ChanDir> = m.learned_since(at).into_iter().map(|(cd, ..)| cd).collect();
+    for (cd, msat, capacity_msat) in balances {
+        if !newer.contains(&cd) {
+            m.exact(cd, msat, capacity_msat, at);
+        }
+    }
+}
+
 /// Why the first payment at or after `from` in `net.payments` failed: the next node was
 /// offline, the channel lacked liquidity, or something else; `None` if it did not fail.
 fn first_failure(net: &cln_standin::simnet::Network, from: usize) -> Option<&'static str> {
@@ -386,6 +422,9 @@ struct Runner {
     /// Whether this runner's oracle also finds how much could move when a task is
     /// infeasible (one runner per run does: the figure is the world's, not the strategy's).
     max_flow: bool,
+    /// `stale`: the true balances as the task before started (unix seconds, the balances),
+    /// told to the model as the next starts.
+    told: Option<Told>,
 }
 
 impl Runner {
@@ -411,6 +450,7 @@ impl Runner {
             events: SplitMix64::new(world.config.seed ^ 0xE7E7_5EED),
             oracle: Oracle::with_margins(a.margins),
             max_flow,
+            told: None,
         }
     }
 
@@ -423,6 +463,8 @@ impl Runner {
                 world.between(&mut net, &mut self.events);
             }
             world.restore_ours(&mut net);
+            let now = self.clock.now_secs();
+            tell(self.strategy, &mut self.told, &self.r, now, world, &net);
             self.oracle.task(
                 world,
                 &net,

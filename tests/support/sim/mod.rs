@@ -96,6 +96,13 @@ pub enum Strategy {
     /// The model with memory, paying in parts (`maxparts` and the smallest part as the base
     /// config says: the plugin's defaults unless a bench flag changes them).
     Parts,
+    /// As [`Strategy::Parts`], its model told every channel's true balance as each task starts:
+    /// what the plugin's planning leaves to the oracle with nothing to learn.
+    Known,
+    /// As [`Strategy::Known`], but told the balances as they were when the task before started
+    /// (`--interval` old, weighed as old as they are; what the plugin learned since kept): more
+    /// than any learner can know, as fresh as a learner's knowledge can be.
+    Stale,
 }
 
 impl std::str::FromStr for Strategy {
@@ -106,7 +113,11 @@ impl std::str::FromStr for Strategy {
             "nomem" => Ok(Strategy::NoMemory),
             "mem" => Ok(Strategy::Memory),
             "mpp" => Ok(Strategy::Parts),
-            o => Err(format!("unknown strategy {o:?} (fee, nomem, mem, mpp)")),
+            "known" => Ok(Strategy::Known),
+            "stale" => Ok(Strategy::Stale),
+            o => Err(format!(
+                "unknown strategy {o:?} (fee, nomem, mem, mpp, known, stale)"
+            )),
         }
     }
 }
@@ -118,21 +129,25 @@ impl Strategy {
             Strategy::NoMemory => "model, no memory",
             Strategy::Memory => "model, memory",
             Strategy::Parts => "model, parts",
+            Strategy::Known => "parts, told now",
+            Strategy::Stale => "parts, told before",
         }
     }
 
     /// Whether it pays in several parts.
     pub fn parts(self) -> bool {
-        self == Strategy::Parts
+        matches!(self, Strategy::Parts | Strategy::Known | Strategy::Stale)
     }
 
     /// `base` with this strategy's routing, memory and parts: one route per attempt for all
-    /// but [`Strategy::Parts`], which keeps `base`'s `max_parts` and `min_part_msat`.
+    /// but the parts strategies, which keep `base`'s `max_parts` and `min_part_msat`.
     pub fn config(self, base: Config) -> Config {
         let (routing, liquidity_memory) = match self {
             Strategy::Fee => (Routing::FeeOnly, true),
             Strategy::NoMemory => (Routing::Probabilistic, false),
-            Strategy::Memory | Strategy::Parts => (Routing::Probabilistic, true),
+            Strategy::Memory | Strategy::Parts | Strategy::Known | Strategy::Stale => {
+                (Routing::Probabilistic, true)
+            }
         };
         // Nobody pays through xpay in the simulation: it measures routing alone.
         Config {

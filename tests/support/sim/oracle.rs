@@ -7,6 +7,7 @@ use super::{CircleEnds, FINAL_CLTV, OracleRoute, Task, World};
 use cln_rebalance::core::amount::fee_cap_msat;
 use cln_rebalance::core::flow::{self, Flow, FlowScratch};
 use cln_rebalance::core::graph::EdgeIdx;
+use cln_rebalance::core::liquidity::ChanDir;
 use cln_rebalance::core::pathfind::{Exclusions, Query, Scratch, find_path};
 use cln_rebalance::core::route::{
     Hop, HopSpec, MAX_HOPS, MAX_TOTAL_CLTV, build_route, route_fee_msat,
@@ -207,6 +208,31 @@ impl World {
             }
         }
         caps
+    }
+
+    /// Every channel direction not ours as the plugin's model names it, with what it can
+    /// forward now (as [`World::capacities`] counts it: its own spendable, 0 when it forwards
+    /// nothing) and its capacity: what the `known` and `stale` strategies are told.
+    pub fn true_liquidity(&self, net: &Network) -> Vec<(ChanDir, u64, u64)> {
+        let mut out = Vec::with_capacity(net.channels.len() * 2);
+        for c in 0..net.channels.len() {
+            if self.is_ours[c] {
+                continue;
+            }
+            for s in 0..2 {
+                if let Some(e) = self.edge_of[c][s] {
+                    let edge = self.graph.edge(e);
+                    let can = if self.forwarding(net, c, s, None).is_some() {
+                        net.spendable(c, s)
+                    } else {
+                        0
+                    };
+                    let cd = ChanDir::new(edge.short_channel_id, edge.direction);
+                    out.push((cd, can.min(edge.amount_msat), edge.amount_msat));
+                }
+            }
+        }
+        out
     }
 
     /// What an oracle rules out: us in the middle of a circle, and every node offline now.
