@@ -214,25 +214,17 @@ impl World {
     /// forward now (as [`World::capacities`] counts it: its own spendable, 0 when it forwards
     /// nothing) and its capacity: what the `known` and `stale` strategies are told.
     pub fn true_liquidity(&self, net: &Network) -> Vec<(ChanDir, u64, u64)> {
-        let mut out = Vec::with_capacity(net.channels.len() * 2);
-        for c in 0..net.channels.len() {
-            if self.is_ours[c] {
-                continue;
-            }
-            for s in 0..2 {
-                if let Some(e) = self.edge_of[c][s] {
-                    let edge = self.graph.edge(e);
-                    let can = if self.forwarding(net, c, s, None).is_some() {
-                        net.spendable(c, s)
-                    } else {
-                        0
-                    };
-                    let cd = ChanDir::new(edge.short_channel_id, edge.direction);
-                    out.push((cd, can.min(edge.amount_msat), edge.amount_msat));
-                }
-            }
-        }
-        out
+        let caps = self.capacities(net);
+        (0..net.channels.len())
+            .filter(|&c| !self.is_ours[c])
+            .flat_map(|c| self.edge_of[c].into_iter().flatten())
+            .map(|e| {
+                let edge = self.graph.edge(e);
+                let cd = ChanDir::new(edge.short_channel_id, edge.direction);
+                let capacity_msat = edge.amount_msat;
+                (cd, caps[e as usize].min(capacity_msat), capacity_msat)
+            })
+            .collect()
     }
 
     /// What an oracle rules out: us in the middle of a circle, and every node offline now.
