@@ -71,6 +71,16 @@ pub fn plan_config<N: Lightningd>(st: &State<N>, s: &Session, failed: u32) -> fl
     } else {
         flow::replacement_config()
     };
+    urgent_if(st, s, config)
+}
+
+/// `config`, weighing the risk more ([`flow::urgent_config`]) when the time left is
+/// [`Session::urgent`].
+fn urgent_if<N: Lightningd>(
+    st: &State<N>,
+    s: &Session,
+    config: flow::FlowConfig,
+) -> flow::FlowConfig {
     if s.urgent(st.now_ms()) {
         flow::urgent_config(&config)
     } else {
@@ -126,11 +136,7 @@ pub fn replacement_set<N: Lightningd>(
     max_fee_msat: u64,
     max_source_msat: u64,
 ) -> Result<Vec<Vec<Hop>>, RpcFailure> {
-    let config = if s.urgent(st.now_ms()) {
-        flow::urgent_config(&flow::replacement_config())
-    } else {
-        flow::replacement_config()
-    };
+    let config = urgent_if(st, s, flow::replacement_config());
     let limits = (max_fee_msat, max_source_msat);
     plan_set(st, s, missing_msat, limits, &config, false)
 }

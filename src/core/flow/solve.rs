@@ -58,11 +58,7 @@ pub fn solve_with<C: FlowCost>(
     }
     let mut why = NoFlow::NoPath;
     for &alpha in &config.risk_weights {
-        let alpha = if alpha.is_finite() {
-            alpha.clamp(0.0, MAX_RISK_WEIGHT)
-        } else {
-            1.0
-        };
+        let alpha = risk_weight(alpha);
         match solve_at(graph, req, cost, config, alpha, scratch) {
             Ok(flow) => return Ok(flow),
             // Only sets over the cap are worth weighing the risk less for: the weight changes
@@ -81,6 +77,16 @@ pub fn solve_with<C: FlowCost>(
     Err(why)
 }
 
+/// A risk weight as the solver uses it: within [0, [`MAX_RISK_WEIGHT`]], 1 for one that is
+/// not a number.
+fn risk_weight(alpha: f64) -> f64 {
+    if alpha.is_finite() {
+        alpha.clamp(0.0, MAX_RISK_WEIGHT)
+    } else {
+        1.0
+    }
+}
+
 /// The fee leash ([`FlowConfig::fee_leash_pct`]): the pass at the first risk weight with the
 /// fee cap lowered to what the leash allows over the cheapest single route; `None` when there
 /// is no leash, it does not bind, or no set is found within it.
@@ -91,12 +97,7 @@ fn leashed<C: FlowCost>(
     config: &FlowConfig,
     scratch: &mut FlowScratch,
 ) -> Option<Flow> {
-    let alpha = config.risk_weights.first().copied()?;
-    let alpha = if alpha.is_finite() {
-        alpha.clamp(0.0, MAX_RISK_WEIGHT)
-    } else {
-        1.0
-    };
+    let alpha = risk_weight(config.risk_weights.first().copied()?);
     if config.fee_leash_pct == 0 || alpha == 0.0 {
         return None;
     }
