@@ -58,7 +58,7 @@ pub struct Config {
     /// `min_final_cltv_expiry` we put on our invoice.
     pub final_cltv: u32,
     pub routing: Routing,
-    /// Most parts one rebalance is paid in (1: one route per attempt).
+    /// Most parts of one rebalance out at once, replacements included (1: one route per attempt).
     pub max_parts: usize,
     /// What one `rebalance-probe` (or `amount_msat=max`) may spend: probes, and seconds.
     pub probe_max_probes: u32,

@@ -100,7 +100,7 @@ pub const OPT_CHANNEL_TARGET: StringArrayConfigOption = ConfigOption::new_str_ar
 pub const OPT_MAX_PARTS: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
     "rebalance-maxparts",
     crate::config::DEFAULT_MAX_PARTS as i64,
-    "Most parts one rebalance is paid in (1: one route at a time); parts are used when they are cheaper or likelier than one route",
+    "Most parts of one rebalance out at once, replacements included, so also in the set paid (1: one route at a time); parts are used when they are cheaper or likelier than one route",
 );
 pub const OPT_MIN_PART: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
     "rebalance-min-part",

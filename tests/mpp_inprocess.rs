@@ -15,7 +15,11 @@ mod common;
 
 use cln_rebalance::clock::ManualClock;
 use cln_rebalance::config::Config;
+use cln_rebalance::core::graph::Scid;
+use cln_rebalance::core::liquidity::ChanDir;
+use cln_rebalance::error::RpcFailure;
 use cln_rebalance::params::RebalanceParams;
+use cln_rebalance::state::State;
 use cln_standin::simnet::Network;
 use common::{
     SimNode, assert_clean, cheap_channel, cheap_policy, hand_made, hooked, named_nodes,
@@ -23,6 +27,7 @@ use common::{
 };
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 const OUT: &str = "800001x1x0";
@@ -225,6 +230,100 @@ async fn a_part_failing_after_retry_for_is_still_replaced_within_the_hold() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(ours(&node), (before.0 - amount - fee, before.1 + amount));
     assert_clean(&node);
+}
+
+/// Two wide paths `a -> x|y -> b` of 1.55M sat and two narrow ones `a -> z|w -> b` of 1.1M
+/// sat (all of it): 3M sat goes in two parts only over `x` and `y`.
+fn wide_and_narrow() -> Network {
+    let names = ["us", "a", "b", "x", "y", "z", "w"];
+    let mut channels = vec![
+        cheap_channel(OUT, "us", "a", 10_000_000, 9_000_000),
+        cheap_channel(INC, "us", "b", 10_000_000, 1_000_000),
+    ];
+    for (k, (mid, cap, fwd)) in [
+        ("x", 2_000_000, 1_550_000),
+        ("y", 2_000_000, 1_550_000),
+        ("z", 1_100_000, 1_100_000),
+        ("w", 1_100_000, 1_100_000),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for (j, (from, to)) in [("a", mid), (mid, "b")].into_iter().enumerate() {
+            let scid = format!("70000{}x1x{j}", k + 1);
+            channels.push(cheap_channel(&scid, from, to, cap, fwd));
+        }
+    }
+    network_from(&json!({
+        "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
+        "nodes": named_nodes(&names), "default_policy": cheap_policy(), "channels": channels,
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maxparts_bounds_the_parts_out_at_once_replacements_included() {
+    // `maxparts` 2: the part over `y` fails, and 1.5M sat is missing while x's part is held.
+    // Only `z` and `w` together carry it: a third part out, which 2 does not allow.
+    let (r, node, result) = x_and_y_planned_y_offline(2).await;
+    let e = result.unwrap_err();
+    assert!([205, 210].contains(&e.code), "{e}");
+    assert_eq!(node.most_parts_out.load(Ordering::Relaxed), 2);
+    // x's part is still held, but nothing waits for it: the model no longer counts it in
+    // flight (it did for good before), so later rebalances may plan over x.
+    let a_x = ChanDir::new("700001x1x0".parse::<Scid>().unwrap(), 0);
+    assert_eq!(r.model.lock().in_flight_msat(a_x), 0);
+    // Our node's hold ends and x's part fails back: nothing moved, nothing left behind.
+    node.call("dev-timetravel", json!({"seconds": 71})).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    node.call("dev-state", json!({})).unwrap();
+    assert!(node.sendpays().iter().all(|s| s["status"] == "failed"));
+    assert_eq!(
+        node.to_us(OUT),
+        9_000_000 * SAT,
+        "nothing moved, no fee paid"
+    );
+    assert_clean(&node);
+    // `maxparts` 3: the replacement is those two parts, and the set pays.
+    let (_, node, result) = x_and_y_planned_y_offline(3).await;
+    let v = result.unwrap();
+    assert_eq!(v["status"], "complete", "{v}");
+    assert_eq!(v["attempts"], 1, "{v}");
+    assert_eq!(middles(&v).len(), 3, "{v}");
+    assert_eq!(node.most_parts_out.load(Ordering::Relaxed), 3);
+    let fee = v["fee_msat"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(node.to_us(OUT), 9_000_000 * SAT - 3_000_000 * SAT - fee);
+    assert_clean(&node);
+}
+
+/// 3M sat over [`wide_and_narrow`] in at most `maxparts` parts, paid at once: planned over `x`
+/// and `y` (a dry run says so), and then `y` offline, so that part fails.
+async fn x_and_y_planned_y_offline(
+    maxparts: u64,
+) -> (Arc<State<SimNode>>, SimNode, Result<Value, RpcFailure>) {
+    let (r, node) = rebalancer(wide_and_narrow(), pay_at_once());
+    let p = RebalanceParams {
+        maxparts: Some(maxparts),
+        retry_for: Some(3),
+        ..req(3_000_000 * SAT)
+    };
+    let q = r
+        .rebalance(RebalanceParams {
+            dryrun: true,
+            ..p.clone()
+        })
+        .await
+        .unwrap();
+    let mut planned = middles(&q);
+    planned.sort();
+    assert_eq!(
+        planned,
+        [["700001x1x0", "700001x1x1"], ["700002x1x0", "700002x1x1"]]
+    );
+    node.call("dev-set-online", json!({"node": "y", "online": false}))
+        .unwrap();
+    let result = r.rebalance(p).await;
+    (r, node, result)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

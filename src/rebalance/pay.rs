@@ -270,8 +270,14 @@ async fn parts<N: Lightningd>(
             }
             Err(e) if e.code == Some(error::PAY_IN_PROGRESS) => {
                 if st.now_ms() >= until_ms {
-                    // The invoice is deleted next: the held parts can only fail back.
+                    // The invoice is deleted next: the held parts can only fail back. Nothing
+                    // of this rebalance waits for them any more, so, as for one route, the
+                    // model stops counting them (it kept them in flight for good before).
                     attempt.outcome = "parts still in flight when time ran out".into();
+                    for p in &out {
+                        mark_in_flight(st, s, &p.hops, false);
+                    }
+                    st.inflight.update(s.id, |r| r.parts_in_flight = 0);
                     return Outcome::StillInFlight;
                 }
             }
@@ -406,7 +412,10 @@ fn replacement<N: Lightningd>(
     let sent_out: u64 = out.iter().map(|p| p.hops[0].amount_msat).sum();
     let fee_left = s.cap_msat.saturating_sub(fees_out);
     let source_left = s.req.out.spendable_msat.saturating_sub(sent_out);
-    match replacement_set(st, s, missing_msat, fee_left, source_left) {
+    // `maxparts` bounds the parts out at once, so the set paid too (as xpay's `maxparts`): a
+    // failed part's place is free again, so there is always one.
+    let slots = s.max_parts.saturating_sub(out.len()).max(1);
+    match replacement_set(st, s, missing_msat, fee_left, source_left, slots) {
         Ok(set) => Ok(set),
         Err(e) => {
             s.tell(&format!(

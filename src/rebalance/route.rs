@@ -119,7 +119,7 @@ pub fn next_set_with<N: Lightningd>(
     config: &flow::FlowConfig,
 ) -> Result<Vec<Vec<Hop>>, RpcFailure> {
     let limits = (max_fee_msat, max_source_msat);
-    plan_set(st, s, amount_msat, limits, config, true)
+    plan_set(st, s, amount_msat, limits, s.max_parts, config, true)
 }
 
 /// The set for what a failed part left missing while the others are held
@@ -128,17 +128,18 @@ pub fn next_set_with<N: Lightningd>(
 /// channels the model knew drained (on seeds 81-86 at 1M sat, 15-26 more HTLCs in a task);
 /// without a replacement the held parts fail back and the whole amount is planned again,
 /// where that fallback applies. Weighing the risk more once the time is [`Session::urgent`],
-/// as plans do.
+/// as plans do. In at most `max_parts` parts: what `maxparts` leaves beside the parts out.
 pub fn replacement_set<N: Lightningd>(
     st: &State<N>,
     s: &mut Session,
     missing_msat: u64,
     max_fee_msat: u64,
     max_source_msat: u64,
+    max_parts: usize,
 ) -> Result<Vec<Vec<Hop>>, RpcFailure> {
     let config = urgent_if(st, s, flow::replacement_config());
     let limits = (max_fee_msat, max_source_msat);
-    plan_set(st, s, missing_msat, limits, &config, false)
+    plan_set(st, s, missing_msat, limits, max_parts, &config, false)
 }
 
 /// For [`crate::rebalance::probe::before::cheaper`]: the best set for the whole amount as the
@@ -154,17 +155,20 @@ pub fn cheaper_set<N: Lightningd>(
     }
     let (amount, spendable) = (s.req.amount_msat, s.req.out.spendable_msat);
     let limits = (max_fee_msat, spendable);
-    plan_set(st, s, amount, limits, &flow::cheap_first_config(), false)
+    let (parts, config) = (s.max_parts, flow::cheap_first_config());
+    plan_set(st, s, amount, limits, parts, &config, false)
         .ok()
         .filter(|set| set_fee_msat(set) <= max_fee_msat)
 }
 
-/// [`next_set_with`]; `by_fees`: whether a set the model rules out may still be planned.
+/// [`next_set_with`] in at most `max_parts` parts; `by_fees`: whether a set the model rules
+/// out may still be planned.
 fn plan_set<N: Lightningd>(
     st: &State<N>,
     s: &mut Session,
     amount_msat: u64,
     (max_fee_msat, max_source_msat): (u64, u64),
+    max_parts: usize,
     config: &flow::FlowConfig,
     by_fees: bool,
 ) -> Result<Vec<Vec<Hop>>, RpcFailure> {
@@ -175,7 +179,7 @@ fn plan_set<N: Lightningd>(
     refresh_view(st, s);
     let Some(req) = s.circle.flow_request(
         amount_msat,
-        s.max_parts,
+        max_parts,
         st.config.min_part_msat.min(amount_msat),
         max_fee_msat,
         max_source_msat,
@@ -212,7 +216,7 @@ fn plan_set<N: Lightningd>(
             error::PAY_ROUTE_NOT_FOUND,
             format!(
                 "no set of at most {} parts carries {} from {} back to {}: {e}",
-                s.max_parts,
+                max_parts,
                 display_sat(amount_msat),
                 s.req.out.peer_id,
                 s.req.inc.peer_id

@@ -53,6 +53,9 @@ pub struct SimNode {
     /// Before the first `sendpay`, this control call, once: a policy changed after the plugin
     /// read it, before gossip could bring the change.
     pub before_sendpay: Arc<Mutex<Option<(String, Value)>>>,
+    /// The most parts of one try (a payment hash and groupid) out at once: as each part is
+    /// sent, it and those `listsendpays` has pending.
+    pub most_parts_out: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Simulated time a payment costs: `ms_per_hop` for every hop its HTLC travelled, there and
@@ -104,6 +107,7 @@ impl SimNode {
             failures: Arc::default(),
             failure_notifications: Arc::new(true.into()),
             before_sendpay: Arc::default(),
+            most_parts_out: Arc::default(),
         }
     }
 
@@ -337,6 +341,27 @@ impl SimNode {
             .clone()
     }
 
+    /// Notes how many parts of `groupid` are out with the one about to be sent: those pending
+    /// now, and it (read without counting as a call).
+    fn count_parts_out(&self, payment_hash: &str, groupid: u64) {
+        let listed = self
+            .net
+            .lock()
+            .unwrap()
+            .call("listsendpays", &json!({"payment_hash": payment_hash}));
+        let Some(Ok((v, _))) = listed else {
+            return;
+        };
+        let out = v["payments"].as_array().map_or(0, |ps| {
+            ps.iter()
+                .filter(|p| p["status"] == "pending" && p["groupid"] == groupid)
+                .count()
+        });
+        let out = out + 1;
+        self.most_parts_out
+            .fetch_max(out, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn pending_htlcs(&self) -> usize {
         let v = self.call("listpeerchannels", json!({})).unwrap();
         v["channels"]
@@ -482,6 +507,9 @@ impl Lightningd for SimNode {
         let before = self.before_sendpay.lock().unwrap().take();
         if let Some((method, p)) = before {
             self.call(&method, p)?;
+        }
+        if let Some(p) = part {
+            self.count_parts_out(payment_hash, p.groupid);
         }
         let sent = self.call("sendpay", params)?;
         if let Some(hc) = &self.hop_clock {
