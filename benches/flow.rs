@@ -76,7 +76,7 @@ impl Args {
             amounts_sat: vec![1_000_000, 2_000_000, 5_000_000],
             tasks: 60,
             passes: 3,
-            max_parts: 4,
+            max_parts: cln_rebalance::config::DEFAULT_MAX_PARTS,
             min_part_share: 0.1,
             min_part_msat: 100_000_000,
             config: default_config(),

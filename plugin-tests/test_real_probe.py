@@ -126,7 +126,7 @@ def test_probe_finds_the_bottleneck_and_max_moves_it(node_factory):
 
 def test_probe_proves_several_htlcs_worth_over_one_path(node_factory):
     """Ring l1 -> l2 -> l3 -> l1 (1M sat each); l3 forwards at most 200k sat an HTLC to us, so
-    a rebalance moves at most 4 x 200k sat in its 4 parts, all over the one path. One probe
+    a rebalance with maxparts=4 moves at most 4 x 200k sat in its 4 parts, all over the one path. One probe
     carrying the parts together asks l3 for more than it forwards: it fails at l3, having
     proven every hop before, so the answer reaches the 800k sat the parts can carry, where
     parts probed one after another would each prove only their own 200k sat."""
@@ -140,7 +140,7 @@ def test_probe_proves_several_htlcs_worth_over_one_path(node_factory):
     pays_before = sendpays(l1)
     invoices_before = l1.rpc.listinvoices()["invoices"]
 
-    r = probe(l1, {"outgoing": out_scid, "incoming": in_scid})
+    r = probe(l1, {"outgoing": out_scid, "incoming": in_scid, "maxparts": 4})
     found = int(r["max_msat"])
     assert 4 * most * 95 // 100 <= found <= 4 * most, r
     assert len(r["parts"]) == 4 and all(int(p["amount_msat"]) <= most for p in r["parts"]), r

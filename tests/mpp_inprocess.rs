@@ -676,8 +676,12 @@ async fn parts_carry_more_than_the_incoming_peers_htlc_maximum() {
         "{e}"
     );
     assert!(node.sendpays().is_empty(), "{:?}", node.sendpays());
-    // More than 4 parts of 1M sat cannot arrive either, and says so.
-    let e = r.rebalance(req(4_500_000 * SAT)).await.unwrap_err();
+    // More than `maxparts` 4 parts of 1M sat cannot arrive either, and says so.
+    let four = RebalanceParams {
+        maxparts: Some(4),
+        ..req(4_500_000 * SAT)
+    };
+    let e = r.rebalance(four).await.unwrap_err();
     assert_eq!(e.code, -32602, "{e}");
     assert!(e.message.contains("in 4 parts"), "{e}");
     // In parts of at most 1M sat each it moves.
@@ -702,7 +706,11 @@ async fn parts_carry_more_than_the_incoming_peers_htlc_maximum() {
 async fn a_probe_looks_past_the_incoming_peers_htlc_maximum() {
     let (r, node) = rebalancer(network_inc_htlc_max_1m(), Config::default());
     let before = node.channel_state();
-    let v = r.rebalance_probe(probe(None), None).await.unwrap();
+    let four = cln_rebalance::params::ProbeParams {
+        maxparts: Some(4),
+        ..probe(None)
+    };
+    let v = r.rebalance_probe(four, None).await.unwrap();
     let max = v["max_msat"].as_u64().unwrap();
     // Three paths of 1.5M sat in 4 parts of at most 1M sat each: one path takes two parts,
     // so 3.5M sat at most (less fees on the way). Before the probe looked past the htlc

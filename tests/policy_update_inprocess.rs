@@ -312,10 +312,10 @@ async fn a_last_hop_failure_its_update_does_not_explain_stops_the_rebalance() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_policy_the_amount_no_longer_fits_stops_saying_why() {
-    // b's new update also cuts its htlc maximum to 20,000 sat: 100,000 sat no longer fits in
-    // the 4 parts allowed, so the rebalance stops and says so.
+    // b's new update also cuts its htlc maximum to 10,000 sat: 100,000 sat no longer fits in
+    // the 8 parts allowed, so the rebalance stops and says so.
     let (r, node) = rebalancer(network(true), pay_at_once());
-    let change = json!({"fee_proportional_millionths": 300, "htlc_maximum_msat": 20_000 * SAT});
+    let change = json!({"fee_proportional_millionths": 300, "htlc_maximum_msat": 10_000 * SAT});
     let says = [
         "the incoming peer changed its policy on channel 800002x1x0",
         "forwards between",

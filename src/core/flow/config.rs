@@ -184,12 +184,3 @@ pub fn oracle_config() -> FlowConfig {
         ..default_config()
     })
 }
-
-/// Suggested `max_parts` and `min_part_msat` for a rebalance of `amount_msat`: four parts,
-/// none below a tenth of the amount or 100k sat. On the tuning seeds `max_parts` 2, 4 and 6
-/// chose the same plans bar one task in 1,560 (with the penalty, splits are two parts where
-/// the model prefers them); four leaves room for splits an htlc maximum forces. A tenth keeps
-/// every part's base fees and hops worth its amount.
-pub fn suggested_parts(amount_msat: u64) -> (usize, u64) {
-    (4, (amount_msat / 10).max(100_000_000))
-}

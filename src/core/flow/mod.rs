@@ -83,7 +83,7 @@ mod types; // the request, the parts, the set, why there is none
 
 pub use config::{
     FlowConfig, MAX_RISK_WEIGHT, cheap_first_config, default_config, oracle_config,
-    replacement_config, suggested_parts, thorough, urgent_config,
+    replacement_config, thorough, urgent_config,
 };
 pub use cost::{FlowCost, KnownBalances};
 pub use oracle::{cheapest_set, max_flow_within_cap};

@@ -20,7 +20,7 @@ pub const MAX_PARTS: usize = 16;
 ///     amount_msat: plan.amount_msat,
 ///     last_hop: plan.last.policy,                // B's policy toward us (`remote`)
 ///     final_delay: plan.final_cltv,
-///     max_parts, min_part_msat,                  // e.g. flow::suggested_parts(amount)
+///     max_parts, min_part_msat,                  // `maxparts`, `rebalance-min-part`
 ///     max_fee_msat: session.cap_msat,
 ///     max_source_msat: req.out.spendable_msat,   // what check_route compares hops[0] with
 ///     exclude: &plan.exclude,                    // us, and what failed so far
