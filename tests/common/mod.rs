@@ -352,14 +352,13 @@ impl SimNode {
         let Some(Ok((v, _))) = listed else {
             return;
         };
-        let out = v["payments"].as_array().map_or(0, |ps| {
+        let pending = v["payments"].as_array().map_or(0, |ps| {
             ps.iter()
                 .filter(|p| p["status"] == "pending" && p["groupid"] == groupid)
                 .count()
         });
-        let out = out + 1;
         self.most_parts_out
-            .fetch_max(out, std::sync::atomic::Ordering::Relaxed);
+            .fetch_max(pending + 1, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn pending_htlcs(&self) -> usize {
