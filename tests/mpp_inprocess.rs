@@ -39,21 +39,32 @@ fn network() -> Network {
 }
 
 fn network_json() -> Value {
-    let names = ["us", "a", "b", "x", "y", "z"];
-    let nodes = named_nodes(&names);
+    paths_a_to_b(&[
+        ("x", 2_000_000, 1_500_000),
+        ("y", 2_000_000, 1_500_000),
+        ("z", 2_000_000, 1_500_000),
+    ])
+}
+
+/// Our two channels (to `a`, outbound-heavy; from `b`, inbound-heavy) and, for each
+/// `(mid, capacity_sat, forward_sat)`, the path `a -> mid -> b` (channels `70000k x1x0|1`, the
+/// k-th path) with `forward_sat` on the sending side of both channels.
+fn paths_a_to_b(mids: &[(&str, u64, u64)]) -> Value {
+    let mut names = vec!["us", "a", "b"];
+    names.extend(mids.iter().map(|m| m.0));
     let mut channels = vec![
         cheap_channel(OUT, "us", "a", 10_000_000, 9_000_000),
         cheap_channel(INC, "us", "b", 10_000_000, 1_000_000),
     ];
-    for (k, mid) in ["x", "y", "z"].iter().enumerate() {
-        for (j, (from, to)) in [("a", *mid), (*mid, "b")].iter().enumerate() {
+    for (k, &(mid, cap, fwd)) in mids.iter().enumerate() {
+        for (j, (from, to)) in [("a", mid), (mid, "b")].into_iter().enumerate() {
             let scid = format!("70000{}x1x{j}", k + 1);
-            channels.push(cheap_channel(&scid, from, to, 2_000_000, 1_500_000));
+            channels.push(cheap_channel(&scid, from, to, cap, fwd));
         }
     }
     json!({
         "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
-        "nodes": nodes, "default_policy": cheap_policy(), "channels": channels,
+        "nodes": named_nodes(&names), "default_policy": cheap_policy(), "channels": channels,
     })
 }
 
@@ -235,29 +246,12 @@ async fn a_part_failing_after_retry_for_is_still_replaced_within_the_hold() {
 /// Two wide paths `a -> x|y -> b` of 1.55M sat and two narrow ones `a -> z|w -> b` of 1.1M
 /// sat (all of it): 3M sat goes in two parts only over `x` and `y`.
 fn wide_and_narrow() -> Network {
-    let names = ["us", "a", "b", "x", "y", "z", "w"];
-    let mut channels = vec![
-        cheap_channel(OUT, "us", "a", 10_000_000, 9_000_000),
-        cheap_channel(INC, "us", "b", 10_000_000, 1_000_000),
-    ];
-    for (k, (mid, cap, fwd)) in [
+    network_from(&paths_a_to_b(&[
         ("x", 2_000_000, 1_550_000),
         ("y", 2_000_000, 1_550_000),
         ("z", 1_100_000, 1_100_000),
         ("w", 1_100_000, 1_100_000),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        for (j, (from, to)) in [("a", mid), (mid, "b")].into_iter().enumerate() {
-            let scid = format!("70000{}x1x{j}", k + 1);
-            channels.push(cheap_channel(&scid, from, to, cap, fwd));
-        }
-    }
-    network_from(&json!({
-        "blockheight": 800_000, "us": "us", "config": {"cltv_final": 18},
-        "nodes": named_nodes(&names), "default_policy": cheap_policy(), "channels": channels,
-    }))
+    ]))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
