@@ -4,7 +4,7 @@
 //!
 //! The network: us -> a (ours), b -> us (the peer's), and six ways a -> p1..p6 -> b. Either
 //! every p -> b is empty (b gets nothing from its other peers) or every a -> p is (a has
-//! nothing to send on).
+//! nothing to send on), or some of each (no side to name: then how long a try took).
 
 mod common;
 
@@ -23,6 +23,11 @@ const SAT: u64 = 1000;
 /// of a, with `retry_for` 10 s (or `long`: 60 s, time to try all six): its error, after
 /// checking nothing moved and nothing was left behind.
 async fn gives_up(into_b: bool, long: bool) -> cln_rebalance::error::RpcFailure {
+    gives_up_on(|_| into_b, long).await
+}
+
+/// [`gives_up`] with way `i` (1-6) empty into b where `into_b(i)`, else out of a.
+async fn gives_up_on(into_b: impl Fn(u32) -> bool, long: bool) -> cln_rebalance::error::RpcFailure {
     let names = ["us", "a", "b", "p1", "p2", "p3", "p4", "p5", "p6"];
     let mut channels = vec![
         nine_of_ten(OUT, "us", "a", 10),
@@ -30,7 +35,7 @@ async fn gives_up(into_b: bool, long: bool) -> cln_rebalance::error::RpcFailure 
     ];
     for i in 1..=6 {
         let p = format!("p{i}");
-        let (a_side, p_side) = if into_b {
+        let (a_side, p_side) = if into_b(i) {
             (9_000_000, 0)
         } else {
             (0, 9_000_000)
@@ -90,6 +95,10 @@ async fn out_of_time_naming(into_b: bool) {
     let says = format!("were on channels {side} peer {peer}");
     assert!(e.message.contains(&says), "{e}");
     assert!(
+        !e.message.contains("A try took"),
+        "a side named is the hint: {e}"
+    );
+    assert!(
         e.message.contains(&format!("another {other} channel")),
         "{e}"
     );
@@ -121,4 +130,21 @@ async fn no_way_left_with_the_incoming_peers_side_empty_says_so() {
     assert!(e.message.starts_with(&says), "{e}");
     let counted = &e.data.as_ref().unwrap()["liquidity_failures"];
     assert_eq!(counted["into_incoming_peer"], 6, "{e:?}");
+}
+
+/// Out of time with failures on both sides (no side to name), a try taking a large share of
+/// `retry_for`: the error says how long one took and what `retry_for` holds twice as many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_time_with_slow_tries_says_how_long_one_took() {
+    // Ways 1, 3, 5 empty into b, 2, 4, 6 out of a; a try is 4 hops at 2 s a hop there and
+    // back (the hop clock's 1 s each way), so 10 s hold fewer than four.
+    let e = gives_up_on(|i| i % 2 == 1, false).await;
+    assert_eq!(e.code, 210, "{e}");
+    assert!(
+        !e.message.contains("were on channels"),
+        "no side to name: {e}"
+    );
+    let says = "A try took about 8s here (4 hops at 2.0s a hop there and back), so 10s held \
+                few; retry_for=20 (or the option rebalance-retry-for) leaves room for more";
+    assert!(e.message.contains(says), "{e}");
 }

@@ -403,6 +403,8 @@ fn reason(code: i32, message: &str) -> String {
         " (into B)"
     } else if message.contains("on channels out of the outgoing peer") {
         " (out of A)"
+    } else if message.contains("A try took about") {
+        " (slow tries)"
     } else {
         ""
     };

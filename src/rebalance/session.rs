@@ -177,6 +177,10 @@ pub struct Session {
 /// ([`Session::urgent`]), its plans weigh the risk more (`flow::urgent_config`).
 pub const URGENT_TRIES: u64 = 3;
 
+/// A rebalance that gave up having had room for fewer tries than this in its `retry_for`
+/// says how long one took ([`Session::pace_hint`]).
+pub const ROOMY_TRIES: u64 = 4;
+
 /// The slowest pace per hop a rebalance has seen (its probes, and payments that failed: there
 /// and back to where they failed) and the longest route of the last set it probed or paid: what
 /// one more try takes.
@@ -299,8 +303,34 @@ impl Session {
     /// peer's side was short of liquidity.
     pub fn gave_up(&self) -> String {
         let n = self.attempts.len();
-        let hint = self.liquidity_hint();
+        let mut hint = self.liquidity_hint();
+        if hint.is_empty() {
+            hint = self.pace_hint();
+        }
         format!("gave up after {}s and {n} attempt(s){hint}", self.retry_for)
+    }
+
+    /// When one try took so long here that `retry_for` held fewer than [`ROOMY_TRIES`] of
+    /// them (the longest route of the last set at the slowest pace measured): how long, and
+    /// the `retry_for` that holds twice as many. Nothing when no pace was measured.
+    pub fn pace_hint(&self) -> String {
+        let try_ms = self.pace.ms_per_hop.saturating_mul(self.pace.hops as u64);
+        let budget_ms = self.retry_for.saturating_mul(1000);
+        if try_ms == 0 || try_ms.saturating_mul(ROOMY_TRIES) <= budget_ms {
+            return String::new();
+        }
+        let longer = self
+            .retry_for
+            .saturating_mul(2)
+            .min(crate::params::MAX_RETRY_FOR);
+        format!(
+            ". A try took about {}s here ({} hops at {:.1}s a hop there and back), so {}s held \
+             few; retry_for={longer} (or the option rebalance-retry-for) leaves room for more",
+            try_ms.div_ceil(1000),
+            self.pace.hops,
+            self.pace.ms_per_hop as f64 / 1000.0,
+            self.retry_for,
+        )
     }
 
     /// [`LiquidityFailures::hint`] for this rebalance's peers, or nothing.
