@@ -64,8 +64,8 @@
 //! [--flaky 0.02] [--amounts 100000,1000000,2000000,5000000] [--rebalances 200] [--interval 60]
 //! [--hop-ms 1000] [--retry-for 60] [--maxfeeppm 1000] [--exemptfee 5000] [--half-life 1800]
 //! [--prior bimodal|uniform] [--depleted 0.04] [--risk-base 2000] [--risk-ppm 100]
-//! [--strategies fee,nomem,mem,mpp,known,stale] [--maxparts 4] [--min-part 20000] (sat)
-//! [--oracle-maxparts 4] [--oracle-min-part 20000] (sat) [--no-max-flow]
+//! [--strategies fee,nomem,mem,mpp,known,stale] [--maxparts 8] [--min-part 20000] (sat)
+//! [--oracle-maxparts 8] [--oracle-min-part 20000] (sat) [--no-max-flow]
 //! [--graph-max-age 3600] [--us NODE_ID] [--lazy-disable] [--fee-churn 0] [--probe [--probe-per-hour 60]] [--margins]`
 //! (`--lazy-disable`: a flaky node's channels are listed disabled only once a forward towards
 //! it failed, as lightningd disables them when nobody else pays; by default at once; `--probe`: the
