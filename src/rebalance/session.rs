@@ -312,17 +312,21 @@ impl Session {
 
     /// When one try took so long here that `retry_for` held fewer than [`ROOMY_TRIES`] of
     /// them (the longest route of the last set at the slowest pace measured): how long, and
-    /// the `retry_for` that holds twice as many. Nothing when no pace was measured.
+    /// the `retry_for` that holds twice as many. Nothing when no pace was measured, or
+    /// `retry_for` is already the most a call may ask.
     pub fn pace_hint(&self) -> String {
         let try_ms = self.pace.ms_per_hop.saturating_mul(self.pace.hops as u64);
         let budget_ms = self.retry_for.saturating_mul(1000);
-        if try_ms == 0 || try_ms.saturating_mul(ROOMY_TRIES) <= budget_ms {
-            return String::new();
-        }
         let longer = self
             .retry_for
             .saturating_mul(2)
             .min(crate::params::MAX_RETRY_FOR);
+        if try_ms == 0
+            || try_ms.saturating_mul(ROOMY_TRIES) <= budget_ms
+            || longer <= self.retry_for
+        {
+            return String::new();
+        }
         format!(
             ". A try took about {}s here ({} hops at {:.1}s a hop there and back), so {}s held \
              few; retry_for={longer} (or the option rebalance-retry-for) leaves room for more",
