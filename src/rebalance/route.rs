@@ -155,8 +155,8 @@ pub fn cheaper_set<N: Lightningd>(
     }
     let (amount, spendable) = (s.req.amount_msat, s.req.out.spendable_msat);
     let limits = (max_fee_msat, spendable);
-    let (parts, config) = (s.max_parts, flow::cheap_first_config());
-    plan_set(st, s, amount, limits, parts, &config, false)
+    let config = flow::cheap_first_config();
+    plan_set(st, s, amount, limits, s.max_parts, &config, false)
         .ok()
         .filter(|set| set_fee_msat(set) <= max_fee_msat)
 }

@@ -197,6 +197,11 @@ impl Pace {
     pub fn try_ms(self) -> u64 {
         self.ms_per_hop.max(1000).saturating_mul(self.hops as u64)
     }
+
+    /// The same at the pace measured alone (no floor): 0 while none was measured.
+    pub fn measured_try_ms(self) -> u64 {
+        self.ms_per_hop.saturating_mul(self.hops as u64)
+    }
 }
 
 /// Where a rebalance's tries and probes failed for lack of liquidity
@@ -315,7 +320,7 @@ impl Session {
     /// the `retry_for` that holds twice as many. Nothing when no pace was measured, or
     /// `retry_for` is already the most a call may ask.
     pub fn pace_hint(&self) -> String {
-        let try_ms = self.pace.ms_per_hop.saturating_mul(self.pace.hops as u64);
+        let try_ms = self.pace.measured_try_ms();
         let budget_ms = self.retry_for.saturating_mul(1000);
         let longer = self
             .retry_for
