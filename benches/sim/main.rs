@@ -45,7 +45,10 @@
 //! and two that no plugin can be, to split the gap to the flow oracle into what planning and
 //! what knowledge leave: `known` (`mpp` whose model is told every channel's true balance as
 //! each task starts) and `stale` (told them as the task before started, `--interval` old and
-//! weighed as old; what it learned since is kept).
+//! weighed as old; what it learned since is kept). And `probing`: `mpp` with background
+//! probing (`rebalance-probe-per-hour`, `--probe-per-hour`), one round over the next task's
+//! move in the idle time before it, as a scheduled job's next moves are probed; the probes
+//! are printed per task, apart from the HTLCs per success.
 //!
 //! Printed per amount, two tables. The first, against the route oracle: feasible tasks,
 //! success among them within `retry_for`, attempts per success, share solved within 1 / 3 / 10
@@ -64,9 +67,9 @@
 //! [--flaky 0.02] [--amounts 100000,1000000,2000000,5000000] [--rebalances 200] [--interval 60]
 //! [--hop-ms 1000] [--retry-for 60] [--maxfeeppm 1000] [--exemptfee 5000] [--half-life 1800]
 //! [--prior bimodal|uniform] [--depleted 0.04] [--risk-base 2000] [--risk-ppm 100]
-//! [--strategies fee,nomem,mem,mpp,known,stale] [--maxparts 8] [--min-part 20000] (sat)
+//! [--strategies fee,nomem,mem,mpp,known,stale,probing] [--maxparts 8] [--min-part 20000] (sat)
 //! [--oracle-maxparts 8] [--oracle-min-part 20000] (sat) [--no-max-flow]
-//! [--graph-max-age 3600] [--us NODE_ID] [--lazy-disable] [--fee-churn 0] [--probe [--probe-per-hour 60]] [--margins]`
+//! [--graph-max-age 3600] [--us NODE_ID] [--lazy-disable] [--fee-churn 0] [--probe] [--probe-per-hour 60] [--margins]`
 //! (`--lazy-disable`: a flaky node's channels are listed disabled only once a forward towards
 //! it failed, as lightningd disables them when nobody else pays; by default at once; `--probe`: the
 //! probing tables of `probe.rs` instead, on the first amount's tasks; `--fee-churn F`: between
@@ -310,6 +313,8 @@ struct Outcome {
     /// `--check-oracle`: whether the flow oracle's set, paid as the task started (on a copy),
     /// completed (else how it failed).
     set_check: Option<Result<(), String>>,
+    /// `probing`: the background probes sent in the idle time before the task.
+    probes: usize,
 }
 
 impl Outcome {
@@ -441,6 +446,7 @@ impl Runner {
             model: a.model,
             max_parts: a.parts.max_parts,
             min_part_msat: a.parts.min_part_msat,
+            probe_per_hour: a.probe_per_hour,
             ..Config::default()
         });
         let r = common::hooked(node.clone(), config, clock.clone());
@@ -458,6 +464,7 @@ impl Runner {
 
     /// Task `i`: the world moves on (after the first), the oracle looks, the rebalancer runs.
     fn task(&mut self, world: &World, i: usize, t: &Task, a: &Args, rt: &Runtime) -> Outcome {
+        let probes = self.probe_before(world, i, t, a, rt);
         let oracle = {
             let mut net = self.node.net.lock().unwrap();
             if i > 0 {
@@ -527,6 +534,7 @@ impl Runner {
                 htlcs_left,
                 oracle_check,
                 set_check,
+                probes,
             },
             Err(e) => Outcome {
                 seed: world.config.seed,
@@ -546,8 +554,34 @@ impl Runner {
                 htlcs_left,
                 oracle_check,
                 set_check,
+                probes,
             },
         }
+    }
+
+    /// `probing`: in the idle time before task `i` (after the one before ended, before the
+    /// world moves on), one background round over `t`'s move; the probes it sent.
+    fn probe_before(&mut self, world: &World, i: usize, t: &Task, a: &Args, rt: &Runtime) -> usize {
+        if self.strategy != Strategy::Probing || i == 0 {
+            return 0;
+        }
+        let sent = {
+            let mut net = self.node.net.lock().unwrap();
+            world.restore_ours(&mut net);
+            net.payments.len()
+        };
+        let target = cln_rebalance::core::probing::ProbeTarget {
+            outgoing: t.out_scid.clone(),
+            incoming: t.in_scid.clone(),
+            amount_msat: t.amount_msat,
+            fee_cap_msat: cln_rebalance::core::amount::fee_cap_msat(
+                t.amount_msat,
+                a.maxfeeppm,
+                a.exemptfee_msat,
+            ),
+        };
+        rt.block_on(self.r.probe_targets(std::slice::from_ref(&target)));
+        self.node.net.lock().unwrap().payments.len() - sent
     }
 
     /// `--check-oracle`: the route oracle's route for `t`, sent as a probe (a payment hash no

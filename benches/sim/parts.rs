@@ -220,6 +220,8 @@ struct Row {
     htlcs_per_success: f64,
     /// Probes sent before paying, over the solved flow-feasible tasks.
     probes: usize,
+    /// `probing`: background probes sent between tasks, over every task.
+    background: usize,
     rounds_mean: f64,
     rounds_p90: usize,
     parts_mean: f64,
@@ -393,6 +395,7 @@ fn row(s: &Stats) -> Row {
         htlcs_per_success: solved.iter().map(|o| o.pay.htlcs).sum::<usize>() as f64
             / solved.len().max(1) as f64,
         probes: solved.iter().map(|o| o.pay.probes).sum(),
+        background: s.outcomes.iter().map(|o| o.probes).sum(),
         rounds_mean: mean(&rounds),
         rounds_p90: if rounds.is_empty() {
             0
@@ -609,6 +612,14 @@ pub fn print_parts(amount_sat: u64, a: &Args, stats: &BTreeMap<Strategy, Stats>)
             r.probes as f64 / r.success.max(1) as f64,
             r.probes
         );
+        if r.background > 0 {
+            println!(
+                "  {:<17} background probes between tasks: {:.2} per task ({} in all)",
+                k.name(),
+                r.background as f64 / r.tasks.max(1) as f64,
+                r.background
+            );
+        }
     }
     for (k, r) in &rows {
         if let Some(m) = &r.by_margin {

@@ -103,6 +103,9 @@ pub enum Strategy {
     /// (`--interval` old, weighed as old as they are; what the plugin learned since kept): more
     /// than any learner can know, as fresh as a learner's knowledge can be.
     Stale,
+    /// As [`Strategy::Parts`], with background probing (`rebalance-probe-per-hour`, the base
+    /// config's, else 60): in the idle time before each task, one round over that task's move.
+    Probing,
 }
 
 impl std::str::FromStr for Strategy {
@@ -115,8 +118,9 @@ impl std::str::FromStr for Strategy {
             "mpp" => Ok(Strategy::Parts),
             "known" => Ok(Strategy::Known),
             "stale" => Ok(Strategy::Stale),
+            "probing" => Ok(Strategy::Probing),
             o => Err(format!(
-                "unknown strategy {o:?} (fee, nomem, mem, mpp, known, stale)"
+                "unknown strategy {o:?} (fee, nomem, mem, mpp, known, stale, probing)"
             )),
         }
     }
@@ -131,12 +135,16 @@ impl Strategy {
             Strategy::Parts => "model, parts",
             Strategy::Known => "parts, told now",
             Strategy::Stale => "parts, told before",
+            Strategy::Probing => "parts + probing",
         }
     }
 
     /// Whether it pays in several parts.
     pub fn parts(self) -> bool {
-        matches!(self, Strategy::Parts | Strategy::Known | Strategy::Stale)
+        matches!(
+            self,
+            Strategy::Parts | Strategy::Known | Strategy::Stale | Strategy::Probing
+        )
     }
 
     /// `base` with this strategy's routing, memory and parts: one route per attempt for all
@@ -145,9 +153,11 @@ impl Strategy {
         let (routing, liquidity_memory) = match self {
             Strategy::Fee => (Routing::FeeOnly, true),
             Strategy::NoMemory => (Routing::Probabilistic, false),
-            Strategy::Memory | Strategy::Parts | Strategy::Known | Strategy::Stale => {
-                (Routing::Probabilistic, true)
-            }
+            Strategy::Memory
+            | Strategy::Parts
+            | Strategy::Known
+            | Strategy::Stale
+            | Strategy::Probing => (Routing::Probabilistic, true),
         };
         // Nobody pays through xpay in the simulation: it measures routing alone.
         Config {
@@ -156,6 +166,11 @@ impl Strategy {
             askrene_read: false,
             askrene_publish: false,
             max_parts: if self.parts() { base.max_parts } else { 1 },
+            probe_per_hour: match self {
+                Strategy::Probing if base.probe_per_hour == 0 => 60,
+                Strategy::Probing => base.probe_per_hour,
+                _ => 0,
+            },
             ..base
         }
     }
