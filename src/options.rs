@@ -120,7 +120,7 @@ pub const OPT_PROBE_SECONDS: DefaultIntegerConfigOption = ConfigOption::new_i64_
 pub const OPT_PROBE_PER_HOUR: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
     "rebalance-probe-per-hour",
     0,
-    "Background probing: while no rebalance runs, probe the routes the next planned moves would take, at most this many probes an hour (0: off)",
+    "Background probing: while no rebalance runs, probe the routes the next planned moves would take, and cheaper ways for them, at most this many probes an hour (0: off)",
 );
 pub const OPT_PROBE_MAX_LOCKED: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
     "rebalance-probe-max-locked",

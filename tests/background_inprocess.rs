@@ -320,3 +320,86 @@ async fn a_probe_asked_for_waits_out_the_background_probe_and_background_probing
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_clean(&node);
 }
+
+/// Us, out through peer 1 and back in from peer 4, with two ways between them: straight over
+/// a big channel (the model is sure of it at once) at 300 ppm, and through peer 2 over two
+/// channels of 500k sat at 10 ppm, which the model's prior doubts at 400k sat.
+fn two_ways() -> Network {
+    let nodes = common::named_nodes(&["us", "peer1", "peer2", "peer3", "peer4"]);
+    let cheap =
+        json!({"fee_base_msat": 0, "fee_proportional_millionths": 10, "cltv_expiry_delta": 18});
+    let dear =
+        json!({"fee_base_msat": 0, "fee_proportional_millionths": 300, "cltv_expiry_delta": 18});
+    let channel = |scid: &str, a: &str, b: &str, sat: u64, a_share: u64, p: &Value| {
+        json!({
+            "short_channel_id": scid, "node1": a, "node2": b, "capacity_sat": sat,
+            "node1_msat": sat * SAT * a_share / 100, "policy1": p, "policy2": p,
+        })
+    };
+    let channels = vec![
+        channel("800001x1x0", "us", "peer1", 2_000_000, 90, &cheap),
+        channel("800004x1x0", "us", "peer4", 2_000_000, 10, &cheap),
+        channel("700001x1x0", "peer1", "peer4", 100_000_000, 50, &dear),
+        channel("700002x1x0", "peer1", "peer2", 500_000, 100, &cheap),
+        channel("700003x1x0", "peer2", "peer4", 500_000, 100, &cheap),
+    ];
+    hand_made(nodes, cheap, channels)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scouts_find_the_cheaper_way_and_the_next_rebalance_pays_it_unprobed() {
+    let amount = 400_000 * SAT;
+    let node = SimNode::new(two_ways());
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let r = hooked(node.clone(), on(60, 5_000_000 * SAT), clock.clone());
+    let before = balances(&node);
+    clock.advance_ms(60_000);
+    let target = cln_rebalance::core::probing::ProbeTarget {
+        outgoing: "800001x1x0".into(),
+        incoming: "800004x1x0".into(),
+        amount_msat: amount,
+        fee_cap_msat: amount / 1000,
+    };
+    let round = r.probe_targets(std::slice::from_ref(&target)).await;
+    // The model was sure of the straight way (no probe for the move itself); the scouts
+    // probed the way through peer 2, and it carried.
+    let sent = probes_sent(&node);
+    assert!(!sent.is_empty(), "{round:?}");
+    assert_eq!(sent.len() as u32, round.probes);
+    let through_peer2 = payments(&node).iter().any(|p| {
+        p["route"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["channel"] == "700003x1x0")
+    });
+    assert!(through_peer2, "{:?}", payments(&node));
+    assert_eq!(round.moves_found, 1, "{round:?}");
+    assert_eq!(balances(&node), before, "a probe moves nothing");
+    assert_clean(&node);
+    // The rebalance after it: the cheaper way, paid at once, no probe of its own.
+    let probes_before = payments(&node).len();
+    clock.advance_ms(60_000);
+    let v = r
+        .rebalance(RebalanceParams {
+            outgoing: "800001x1x0".into(),
+            incoming: "800004x1x0".into(),
+            amount_msat: Some(amount),
+            maxfeeppm: None,
+            exemptfee: None,
+            retry_for: None,
+            dryrun: false,
+            maxparts: None,
+            amount_max: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(v["probes"], 0, "{v}");
+    assert_eq!(v["attempts"], 1, "{v}");
+    // Straight over peer 4's big channel it would pay 300 ppm: 120 sat.
+    let fee = v["fee_msat"].as_u64().unwrap();
+    assert!(fee < 120 * SAT, "{v}");
+    let parts = v["parts"].as_array().map_or(1, Vec::len);
+    assert_eq!(payments(&node).len(), probes_before + parts, "{v}");
+    assert_clean(&node);
+}

@@ -72,7 +72,7 @@ impl<N: Lightningd> State<N> {
                     None,
                     budget,
                     extra.progress.clone(),
-                    false,
+                    None,
                 )
                 .await?;
             if found.1.amount_msat == 0 {
@@ -167,7 +167,7 @@ impl<N: Lightningd> State<N> {
     ) -> Result<Value, RpcFailure> {
         let budget = self.probe_budget();
         let (s, found, took_ms) = self
-            .probe_found(&p, None, None, budget, progress, false)
+            .probe_found(&p, None, None, budget, progress, None)
             .await?;
         Ok(answer::probed(&s, &p, &found, took_ms))
     }
@@ -202,15 +202,17 @@ impl<N: Lightningd> State<N> {
             probes: SIZING_PROBES.min(self.config.probe_max_probes),
             secs: self.config.probe_max_secs,
         };
-        self.probe_found(&p, Some(planned_msat), Some(cap_msat), budget, None, false)
+        self.probe_found(&p, Some(planned_msat), Some(cap_msat), budget, None, None)
             .await
             .map(|(_, found, _)| found)
     }
 
     /// Background probing of one planned move: whether `amount_msat` can move now from
-    /// `outgoing` to `incoming` within `cap_msat`, probed only when the model is unsure (every
-    /// probe counted against the hourly budget); stops at once when a rebalance, a probe or a
-    /// job starts (an error then). What was found, the probes sent with it.
+    /// `outgoing` to `incoming` within `cap_msat`, probed only when the model is unsure, within
+    /// `budget`; then up to `scout_probes` more for cheaper ways ([`probe::scout_cheaper`]).
+    /// Every probe counts against the hourly budget; stops at once when a rebalance, a probe
+    /// or a job starts (an error then, unless the move was answered). What was found, the
+    /// probes sent with it.
     pub async fn probe_in_background(
         &self,
         outgoing: &str,
@@ -218,6 +220,7 @@ impl<N: Lightningd> State<N> {
         amount_msat: u64,
         cap_msat: u64,
         budget: ProbeBudget,
+        scout_probes: u32,
     ) -> Result<Found, RpcFailure> {
         let p = ProbeParams {
             outgoing: outgoing.to_string(),
@@ -227,15 +230,16 @@ impl<N: Lightningd> State<N> {
             exemptfee: None,
             maxparts: None,
         };
-        self.probe_found(&p, None, Some(cap_msat), budget, None, true)
+        self.probe_found(&p, None, Some(cap_msat), budget, None, Some(scout_probes))
             .await
             .map(|(_, found, _)| found)
     }
 
     /// Runs the probes `p` asks for (the most that can move, up to `upper` when given; or
     /// whether `p`'s amount can), with `cap` for the upper amount when given (else the fee cap
-    /// options and `p` say); the session's summary and what was found. `background`: see
-    /// [`Extra::background`]; its channels do not count as busy.
+    /// options and `p` say); the session's summary and what was found. `background` (the
+    /// scouts' probes when given): see [`Extra::background`]; its channels do not count as
+    /// busy.
     async fn probe_found(
         &self,
         p: &ProbeParams,
@@ -243,9 +247,10 @@ impl<N: Lightningd> State<N> {
         cap: Option<u64>,
         budget: ProbeBudget,
         progress: Option<std::sync::Arc<dyn crate::progress::Progress>>,
-        background: bool,
+        scouts: Option<u32>,
     ) -> Result<(ProbeSummary, Found, u64), RpcFailure> {
         let started_ms = self.now_ms();
+        let background = scouts.is_some();
         // The channels, checked as a rebalance checks them (for the smallest amount: how much
         // can move is the question).
         let rp = RebalanceParams {
@@ -325,8 +330,26 @@ impl<N: Lightningd> State<N> {
                 s.beliefs.hop_bits = self.config.probe_hop_bits;
             }
             let found = match p.amount_msat {
-                // Background probing: what the model is sure of needs no probe.
-                Some(a) if background && probe::sure(self, &mut s, a) => Ok(Found::default()),
+                // Background probing: what the model is sure of needs no probe; then the
+                // scouts look for cheaper ways, within the rest of the budget.
+                Some(a) if let Some(scout_probes) = scouts => {
+                    let mut found = if probe::sure(self, &mut s, a) {
+                        Found::default()
+                    } else {
+                        probe::probe_amount(self, &mut s, a, budget).await?
+                    };
+                    let scouts = ProbeBudget {
+                        probes: found.probes.saturating_add(scout_probes),
+                        ..budget
+                    };
+                    // The move's answer stands whatever stops the scouts (something else
+                    // started, the hour's probes are spent).
+                    if let Err(e) = probe::scout_cheaper(self, &mut s, a, &mut found, scouts).await
+                    {
+                        log::debug!("background probing: scouts stopped: {}", e.message);
+                    }
+                    Ok(found)
+                }
                 Some(a) => probe::probe_amount(self, &mut s, a, budget).await,
                 // Sizing a move: when the model is sure it goes whole, no probe is needed.
                 None if cap.is_some() && probe::sure(self, &mut s, upper) => Ok(Found {

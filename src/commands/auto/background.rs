@@ -2,8 +2,11 @@
 //! or job runs, probe the routes the next planned moves would take (the plan `rebalanceall`
 //! would make now, each move at its amount up to `rebalance-probe-max-locked`), so the next
 //! job starts from fresh knowledge. Every probe teaches the model as `rebalance-probe`'s do;
-//! a move the model is already sure of is not probed. Never more probes in an hour than the
-//! budget, one probe at a time, and a round stops at once when anything else starts.
+//! a move the model is already sure of is not probed. Then scouts look for cheaper ways than
+//! the one the model would pay for the move (`rebalance::probe::scout_cheaper`), so the next
+//! job pays less without spending its own `retry_for` on finding them. Never more probes in
+//! an hour than the budget, one probe at a time, and a round stops at once when anything else
+//! starts.
 
 use crate::core::probing::{ProbeTarget, targets};
 use crate::lightningd::Lightningd;
@@ -19,14 +22,18 @@ use std::time::Duration;
 pub const ROUND_PROBES: u32 = 8;
 /// Probes one planned move gets in a round: a route, and replanned routes around what failed.
 const MOVE_PROBES: u32 = 4;
+/// Probes one planned move's scouts get in a round beside those: cheaper ways than the one
+/// the model would pay (`rebalance::probe::scout_cheaper`).
+const SCOUT_PROBES: u32 = 4;
 /// Seconds between rounds at least and at most.
 const ROUND_SECS: (u64, u64) = (30, 900);
 
 /// What one round of background probing did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Round {
-    /// Moves probed (the model was unsure), and moves not probed (the model was sure, or
-    /// no route within the cap was left to try).
+    /// Moves probed (the model was unsure, or scouts looked for cheaper ways), and moves not
+    /// probed (the model was sure and no cheaper way was left to try, or no route within the
+    /// cap was).
     pub moves_probed: usize,
     pub moves_sure: usize,
     /// Probes sent, and how many of the moves probed were found to move whole.
@@ -101,6 +108,7 @@ impl<N: Lightningd> State<N> {
                     t.amount_msat,
                     t.fee_cap_msat,
                     budget,
+                    left.saturating_sub(budget.probes).min(SCOUT_PROBES),
                 )
                 .await;
             // Counted where each probe is sent, so one that ended in an error counts too.

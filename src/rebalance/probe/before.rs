@@ -52,7 +52,7 @@ pub async fn before_paying<N: Lightningd>(
 const CHEAPER_LOOKS: u32 = 3;
 
 /// A cheaper set is looked for only at most this share (%) of the fee of the one in hand.
-const CHEAPER_PCT: u64 = 66;
+pub const CHEAPER_PCT: u64 = 66;
 
 /// Before paying `set`, which its probes proved (or the model is sure of): a set at most
 /// [`CHEAPER_PCT`]% of its fee, planned as the first plans are (`flow::cheap_first_config`)
