@@ -207,34 +207,6 @@ impl<N: Lightningd> State<N> {
             .map(|(_, found, _)| found)
     }
 
-    /// Background probing of one planned move: whether `amount_msat` can move now from
-    /// `outgoing` to `incoming` within `cap_msat`, probed only when the model is unsure, within
-    /// `budget`; then up to `scout_probes` more for cheaper ways ([`probe::scout_cheaper`]).
-    /// Every probe counts against the hourly budget; stops at once when a rebalance, a probe
-    /// or a job starts (an error then, unless the move was answered). What was found, the
-    /// probes sent with it.
-    pub async fn probe_in_background(
-        &self,
-        outgoing: &str,
-        incoming: &str,
-        amount_msat: u64,
-        cap_msat: u64,
-        budget: ProbeBudget,
-        scout_probes: u32,
-    ) -> Result<Found, RpcFailure> {
-        let p = ProbeParams {
-            outgoing: outgoing.to_string(),
-            incoming: incoming.to_string(),
-            amount_msat: Some(amount_msat),
-            maxfeeppm: None,
-            exemptfee: None,
-            maxparts: None,
-        };
-        self.probe_found(&p, None, Some(cap_msat), budget, None, Some(scout_probes))
-            .await
-            .map(|(_, found, _)| found)
-    }
-
     /// Runs the probes `p` asks for (the most that can move, up to `upper` when given; or
     /// whether `p`'s amount can), with `cap` for the upper amount when given (else the fee cap
     /// options and `p` say); the session's summary and what was found. `background` (the
@@ -330,25 +302,8 @@ impl<N: Lightningd> State<N> {
                 s.beliefs.hop_bits = self.config.probe_hop_bits;
             }
             let found = match p.amount_msat {
-                // Background probing: what the model is sure of needs no probe; then the
-                // scouts look for cheaper ways, within the rest of the budget.
-                Some(a) if let Some(scout_probes) = scouts => {
-                    let mut found = if probe::sure(self, &mut s, a) {
-                        Found::default()
-                    } else {
-                        probe::probe_amount(self, &mut s, a, budget).await?
-                    };
-                    let scouts = ProbeBudget {
-                        probes: found.probes.saturating_add(scout_probes),
-                        ..budget
-                    };
-                    // The move's answer stands whatever stops the scouts (something else
-                    // started, the hour's probes are spent).
-                    if let Err(e) = probe::scout_cheaper(self, &mut s, a, &mut found, scouts).await
-                    {
-                        log::debug!("background probing: scouts stopped: {}", e.message);
-                    }
-                    Ok(found)
+                Some(a) if let Some(n) = scouts => {
+                    probe::scout::in_background(self, &mut s, a, budget, n).await
                 }
                 Some(a) => probe::probe_amount(self, &mut s, a, budget).await,
                 // Sizing a move: when the model is sure it goes whole, no probe is needed.

@@ -23,6 +23,7 @@ pub mod before;
 mod found;
 mod plan;
 mod routes;
+pub mod scout;
 
 use super::learn::{failed, learn_carried};
 use super::route;
@@ -345,59 +346,6 @@ pub async fn probe_amount<N: Lightningd>(
         found.proven(a, set);
     }
     Ok(found)
-}
-
-/// Cheaper sets background probing looks for after a planned move ([`scout_cheaper`]).
-const SCOUT_LOOKS: u32 = 6;
-
-/// Background probing's scouts: after a planned move is probed (or the model was sure of it),
-/// sets cheaper than the one the model would pay for it now, each at most
-/// [`before::CHEAPER_PCT`]% of the fee of the best so far and planned as a rebalance's cheap
-/// first plans are (`flow::cheap_first_config`, never over a channel the model rules out),
-/// are probed, unless the model is sure of one already (then a cheaper one still is looked
-/// for): at most [`SCOUT_LOOKS`] sets, within `budget` (the probes `found` counts included).
-/// A set that carried is what `found` says moves, and every probe teaches the model, so the
-/// next rebalance of the move plans from it, with no time of its own spent finding it. A
-/// rebalance's own cheaper look has only the seconds `retry_for` leaves, about one set of long
-/// parts at 5M sat (`benches/README.md`). On bench-sim's tuning seeds (7-10, 17, 18), the next
-/// task's move probed before it (480 probes an hour, a task a minute): fee paid over the flow
-/// oracle's set at p90 1M sat 1.739x, 5M sat 5.203x, against 2.125x and 8.761x with background
-/// probing without scouts (60 an hour) and 2.227x and 6.955x without background probing, for
-/// 1.7-1.8 probes a task. Three looks (not six) paid 5.678x at 5M sat; twelve at up to 90%
-/// of the fee no better (6.139x).
-pub async fn scout_cheaper<N: Lightningd>(
-    st: &State<N>,
-    s: &mut Session,
-    amount_msat: u64,
-    found: &mut Found,
-    budget: ProbeBudget,
-) -> Result<(), RpcFailure> {
-    let mut fee = match plan(st, s, amount_msat) {
-        Ok(best) => set_fee_msat(&best),
-        Err(_) => return Ok(()),
-    };
-    let mut proven = HashMap::new();
-    for _ in 0..SCOUT_LOOKS {
-        let limit = fee.saturating_mul(before::CHEAPER_PCT) / 100;
-        let Some(c) = route::cheaper_set(st, s, limit) else {
-            break;
-        };
-        if route::set_probability(st, s, &c) >= SURE {
-            fee = set_fee_msat(&c);
-            continue;
-        }
-        match probe_set(st, s, &c, &mut proven, found, budget).await? {
-            SetProbed::Carried => {
-                fee = set_fee_msat(&c);
-                if proven_together(s, &c, &proven) {
-                    found.proven(amount_msat, c);
-                }
-            }
-            SetProbed::Failed => {}
-            SetProbed::OutOfBudget | SetProbed::Unprovable => break,
-        }
-    }
-    Ok(())
 }
 
 /// The most that can move now, within `upper_msat` and the fee cap at each amount.
