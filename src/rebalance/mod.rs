@@ -209,9 +209,9 @@ impl<N: Lightningd> State<N> {
 
     /// Runs the probes `p` asks for (the most that can move, up to `upper` when given; or
     /// whether `p`'s amount can), with `cap` for the upper amount when given (else the fee cap
-    /// options and `p` say); the session's summary and what was found. `background` (the
-    /// scouts' probes when given): see [`Extra::background`]; its channels do not count as
-    /// busy.
+    /// options and `p` say); the session's summary and what was found. `scouts`, given for
+    /// background probing (its scouts' probes): see [`Extra::background`]; its channels do
+    /// not count as busy.
     async fn probe_found(
         &self,
         p: &ProbeParams,

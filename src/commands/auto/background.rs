@@ -3,10 +3,10 @@
 //! would make now, each move at its amount up to `rebalance-probe-max-locked`), so the next
 //! job starts from fresh knowledge. Every probe teaches the model as `rebalance-probe`'s do;
 //! a move the model is already sure of is not probed. Then scouts look for cheaper ways than
-//! the one the model would pay for the move (`rebalance::probe::scout_cheaper`), so the next
-//! job pays less without spending its own `retry_for` on finding them. Never more probes in
-//! an hour than the budget, one probe at a time, and a round stops at once when anything else
-//! starts.
+//! the one the model would pay for the move (`rebalance::probe::scout::scout_cheaper`), so
+//! the next job pays less without spending its own `retry_for` on finding them. Never more
+//! probes in an hour than the budget, one probe at a time, and a round stops at once when
+//! anything else starts.
 
 use crate::core::probing::{ProbeTarget, targets};
 use crate::lightningd::Lightningd;
@@ -23,7 +23,7 @@ pub const ROUND_PROBES: u32 = 8;
 /// Probes one planned move gets in a round: a route, and replanned routes around what failed.
 const MOVE_PROBES: u32 = 4;
 /// Probes one planned move's scouts get in a round beside those: cheaper ways than the one
-/// the model would pay (`rebalance::probe::scout_cheaper`).
+/// the model would pay (`rebalance::probe::scout::scout_cheaper`).
 const SCOUT_PROBES: u32 = 4;
 /// Seconds between rounds at least and at most.
 const ROUND_SECS: (u64, u64) = (30, 900);
