@@ -71,6 +71,21 @@ pub struct ProbeParams {
     pub maxparts: Option<u64>,
 }
 
+impl ProbeParams {
+    /// An automatic move's probes: `outgoing` to `incoming`, `amount_msat` (none: the most),
+    /// the options' fee cap and parts.
+    pub fn for_move(outgoing: &str, incoming: &str, amount_msat: Option<u64>) -> ProbeParams {
+        ProbeParams {
+            outgoing: outgoing.to_string(),
+            incoming: incoming.to_string(),
+            amount_msat,
+            maxfeeppm: None,
+            exemptfee: None,
+            maxparts: None,
+        }
+    }
+}
+
 /// `balances [id]`: `id` filters by peer id or short_channel_id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BalancesParams {

@@ -27,7 +27,6 @@ use cln_rebalance::config::Config;
 use cln_rebalance::core::amount::fee_cap_msat;
 use cln_rebalance::core::flow::{self, FlowScratch};
 use cln_rebalance::core::graph::EdgeIdx;
-use cln_rebalance::core::probing::ProbeTarget;
 use cln_rebalance::params::ProbeParams;
 use cln_standin::simnet::Network;
 use serde_json::Value;
@@ -52,12 +51,6 @@ struct Answer {
     fits: bool,
     probes: u64,
     sim_ms: u64,
-}
-
-/// One task of table (b): its outcome and the background probes sent for it.
-struct Paid {
-    o: Outcome,
-    probes: usize,
 }
 
 fn quantile(v: &mut [f64], q: f64) -> f64 {
@@ -236,39 +229,14 @@ fn probe_max_on(world: &World, tasks: &[Task], a: &Args, rt: &Runtime, out: &mut
 }
 
 /// Table (b) for one seed: the tasks paid without and with background probing.
-fn paid_on(world: &World, tasks: &[Task], a: &Args, rt: &Runtime, out: &mut [Vec<Paid>; 2]) {
+fn paid_on(world: &World, tasks: &[Task], a: &Args, rt: &Runtime, out: &mut [Vec<Outcome>; 2]) {
     let mut plain = Runner::new(world, Strategy::Parts, a, false);
-    let mut probing = Runner::new(world, Strategy::Parts, a, false);
-    let config = Config {
-        probe_per_hour: a.probe_per_hour,
-        ..probing.r.config.clone()
-    };
-    probing.r = super::common::hooked(probing.node.clone(), config, probing.clock.clone());
+    // The idle time before each task (after the last one ended): the next move probed
+    // (`Runner::probe_before`).
+    let mut probing = Runner::new(world, Strategy::Probing, a, false);
     for (i, t) in tasks.iter().enumerate() {
-        out[0].push(Paid {
-            o: plain.task(world, i, t, a, rt),
-            probes: 0,
-        });
-        // The idle time before the task (after the last one ended): the next move probed.
-        let sent = {
-            let mut net = probing.node.net.lock().unwrap();
-            world.restore_ours(&mut net);
-            net.payments.len()
-        };
-        let target = ProbeTarget {
-            outgoing: t.out_scid.clone(),
-            incoming: t.in_scid.clone(),
-            amount_msat: t.amount_msat,
-            fee_cap_msat: fee_cap_msat(t.amount_msat, a.maxfeeppm, a.exemptfee_msat),
-        };
-        if i > 0 {
-            rt.block_on(probing.r.probe_targets(std::slice::from_ref(&target)));
-        }
-        let probes = probing.node.net.lock().unwrap().payments.len() - sent;
-        out[1].push(Paid {
-            o: probing.task(world, i, t, a, rt),
-            probes,
-        });
+        out[0].push(plain.task(world, i, t, a, rt));
+        out[1].push(probing.task(world, i, t, a, rt));
     }
 }
 
@@ -280,7 +248,7 @@ pub fn bench(a: &Args) {
         .expect("tokio runtime");
     let amount_sat = a.amounts_sat[0];
     let mut answers = Vec::new();
-    let mut paid: [Vec<Paid>; 2] = [Vec::new(), Vec::new()];
+    let mut paid: [Vec<Outcome>; 2] = [Vec::new(), Vec::new()];
     for &seed in &a.seeds {
         let world = match World::load(a.world(seed)) {
             Ok(w) => w,
@@ -424,7 +392,7 @@ fn print_max(answers: &[Answer], a: &Args) {
 }
 
 /// Table (b).
-fn print_paid(paid: &[Vec<Paid>; 2], a: &Args, amount_sat: u64) {
+fn print_paid(paid: &[Vec<Outcome>; 2], a: &Args, amount_sat: u64) {
     println!(
         "\n(b) {amount_sat} sat, strategy mpp, without and with background probing ({} probes an hour, \
          the next task probed in the idle time before it); HTLCs per success count the probes sent for it",
@@ -435,18 +403,18 @@ fn print_paid(paid: &[Vec<Paid>; 2], a: &Args, amount_sat: u64) {
         "", "tasks", "feasible", "success", "1st try", "HTLCs/succ", "probes/task"
     );
     for (k, rows) in paid.iter().enumerate() {
-        let feasible: Vec<&Paid> = rows.iter().filter(|p| p.o.oracle.flow_feasible()).collect();
-        let solved: Vec<&Paid> = rows.iter().filter(|p| p.o.solved()).collect();
-        let first = feasible.iter().filter(|p| p.o.pay.first_paid).count();
-        let htlcs: usize = solved.iter().map(|p| p.o.pay.htlcs + p.probes).sum();
+        let feasible: Vec<&Outcome> = rows.iter().filter(|p| p.oracle.flow_feasible()).collect();
+        let solved: Vec<&Outcome> = rows.iter().filter(|p| p.solved()).collect();
+        let first = feasible.iter().filter(|p| p.pay.first_paid).count();
+        let htlcs: usize = solved.iter().map(|p| p.pay.htlcs + p.probes).sum();
         let probes: usize = rows.iter().map(|p| p.probes).sum();
-        let mut seeds: Vec<u64> = rows.iter().map(|p| p.o.seed).collect();
+        let mut seeds: Vec<u64> = rows.iter().map(|p| p.seed).collect();
         seeds.dedup();
         let by_seed: Vec<String> = seeds
             .iter()
             .map(|&s| {
-                let f: Vec<&&Paid> = feasible.iter().filter(|p| p.o.seed == s).collect();
-                let ok = f.iter().filter(|p| p.o.pay.first_paid).count();
+                let f: Vec<&&Outcome> = feasible.iter().filter(|p| p.seed == s).collect();
+                let ok = f.iter().filter(|p| p.pay.first_paid).count();
                 format!("{:.0}", pct(ok, f.len()))
             })
             .collect();
@@ -460,7 +428,7 @@ fn print_paid(paid: &[Vec<Paid>; 2], a: &Args, amount_sat: u64) {
             rows.len(),
             feasible.len(),
             pct(
-                feasible.iter().filter(|p| p.o.solved()).count(),
+                feasible.iter().filter(|p| p.solved()).count(),
                 feasible.len()
             ),
             pct(first, feasible.len()),
@@ -470,9 +438,9 @@ fn print_paid(paid: &[Vec<Paid>; 2], a: &Args, amount_sat: u64) {
         );
     }
     let with = &paid[1];
-    let f: Vec<&Paid> = with.iter().filter(|p| p.o.oracle.flow_feasible()).collect();
-    let first = pct(f.iter().filter(|p| p.o.pay.first_paid).count(), f.len());
-    let left: usize = with.iter().map(|p| p.o.htlcs_left).sum();
+    let f: Vec<&Outcome> = with.iter().filter(|p| p.oracle.flow_feasible()).collect();
+    let first = pct(f.iter().filter(|p| p.pay.first_paid).count(), f.len());
+    let left: usize = with.iter().map(|p| p.htlcs_left).sum();
     println!(
         "  target: >= 90% first try at {amount_sat} sat with background probing: {} ({first:.1}%); HTLCs left in the network {left}",
         if first >= 90.0 { "MET" } else { "MISSED" }

@@ -190,14 +190,7 @@ impl<N: Lightningd> State<N> {
         planned_msat: u64,
         cap_msat: u64,
     ) -> Result<Found, RpcFailure> {
-        let p = ProbeParams {
-            outgoing: outgoing.to_string(),
-            incoming: incoming.to_string(),
-            amount_msat: None,
-            maxfeeppm: None,
-            exemptfee: None,
-            maxparts: None,
-        };
+        let p = ProbeParams::for_move(outgoing, incoming, None);
         let budget = ProbeBudget {
             probes: SIZING_PROBES.min(self.config.probe_max_probes),
             secs: self.config.probe_max_secs,

@@ -27,14 +27,7 @@ impl<N: Lightningd> State<N> {
         budget: ProbeBudget,
         scout_probes: u32,
     ) -> Result<Found, RpcFailure> {
-        let p = ProbeParams {
-            outgoing: outgoing.to_string(),
-            incoming: incoming.to_string(),
-            amount_msat: Some(amount_msat),
-            maxfeeppm: None,
-            exemptfee: None,
-            maxparts: None,
-        };
+        let p = ProbeParams::for_move(outgoing, incoming, Some(amount_msat));
         self.probe_found(&p, None, Some(cap_msat), budget, None, Some(scout_probes))
             .await
             .map(|(_, found, _)| found)
