@@ -51,7 +51,7 @@ def test_config_file_and_plugin_start(node_factory):
     c, v = config_value(l2, "rebalance-exemptfee")
     assert int(v) == 0, c
     c, v = config_value(l2, "rebalance-retry-for")
-    assert int(v) == 60 and c["source"] == "default", c
+    assert int(v) == 120 and c["source"] == "default", c
     wait_graph(l2, 3)
 
     # With the configured cap (1 ppm of 100k sat = 100 msat, nothing exempt): 206, nothing paid.

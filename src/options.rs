@@ -2,7 +2,7 @@
 //! cln-plugin, and read into the [`Config`] every part of the plugin uses. An option out of range
 //! is refused with a reason the plugin disables itself with.
 
-use crate::config::{AutoConfig, Config, Routing};
+use crate::config::{AutoConfig, Config, DEFAULT_RETRY_FOR_SECS, Routing};
 use crate::core::budget::Budget;
 use crate::core::liquidity::{ModelConfig, Prior};
 use crate::core::plan::{ChannelSettings, PlanConfig, Settings};
@@ -28,8 +28,8 @@ pub const OPT_EXEMPTFEE: DefaultIntegerConfigOption = ConfigOption::new_i64_with
 );
 pub const OPT_RETRY_FOR: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
     "rebalance-retry-for",
-    60,
-    "Default seconds a rebalance keeps retrying",
+    DEFAULT_RETRY_FOR_SECS as i64,
+    "Default seconds a rebalance keeps starting tries",
 );
 pub const OPT_GRAPH_MAX_AGE: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
     "rebalance-graph-refresh",

@@ -37,7 +37,7 @@
 //! the job made, parts, replacements and probes alike (the informed job's: its parts).
 //!
 //! Usage: `cargo bench --bench rebalanceall -- [--seeds 11,12] [--dist bimodal|uniform]
-//! [--traffic 0.02] [--flaky 0.02] [--interval 60] [--hop-ms 1000] [--retry-for 60]
+//! [--traffic 0.02] [--flaky 0.02] [--interval 60] [--hop-ms 1000] [--retry-for 120]
 //! [--budgets none,500] (sat per run) [--parallel 2] [--target 50] [--feeratio 0.5]
 //! [--strategies fee,nomem,mem,mpp] [--halving mpp|none] [--maxparts 4] [--min-part 20000] (sat)
 //! [--no-oracle] [--us NODE_ID] [--show-failures]`.
@@ -110,7 +110,7 @@ impl Default for Args {
             flaky: 0.02,
             interval_secs: 60,
             hop_ms: 1000,
-            retry_for: 60,
+            retry_for: cln_rebalance::config::DEFAULT_RETRY_FOR_SECS,
             budgets: vec![None, Some(500_000)],
             parallel: AutoConfig::default().parallel,
             plan: PlanConfig::default(),

@@ -65,7 +65,7 @@
 //!
 //! Usage: `cargo bench --bench sim -- [--seeds 11,12,13,14,15,16] [--dist bimodal|uniform] [--traffic 0.02]
 //! [--flaky 0.02] [--amounts 100000,1000000,2000000,5000000] [--rebalances 200] [--interval 60]
-//! [--hop-ms 1000] [--retry-for 60] [--maxfeeppm 1000] [--exemptfee 5000] [--half-life 1800]
+//! [--hop-ms 1000] [--retry-for 120] [--maxfeeppm 1000] [--exemptfee 5000] [--half-life 1800]
 //! [--prior bimodal|uniform] [--depleted 0.04] [--risk-base 2000] [--risk-ppm 100]
 //! [--strategies fee,nomem,mem,mpp,known,stale,probing] [--maxparts 8] [--min-part 20000] (sat)
 //! [--oracle-maxparts 8] [--oracle-min-part 20000] (sat) [--no-max-flow]
@@ -176,7 +176,7 @@ impl Default for Args {
             rebalances: 200,
             interval_secs: 60,
             hop_ms: 1000,
-            retry_for: 60,
+            retry_for: cln_rebalance::config::DEFAULT_RETRY_FOR_SECS,
             maxfeeppm: 1000,
             exemptfee_msat: 5000,
             model: ModelConfig::default(),
