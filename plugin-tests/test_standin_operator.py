@@ -90,7 +90,7 @@ def test_a_rebalance_that_retries_tells_the_client_each_attempt(standin):
     assert any(line.startswith("attempt 2: ") for line in lines[3:]), lines
     assert lines[-1] == res["message"], lines
     assert len(bars) == res["attempts"]
-    assert all(b["total"] == 60 and 0 <= b["num"] < b["total"] for b in bars), bars
+    assert all(b["total"] == 120 and 0 <= b["num"] < b["total"] for b in bars), bars
     # The JSON result is whole, whatever came before it.
     assert res["received"] == f"{100_000 * SAT}msat"
 
