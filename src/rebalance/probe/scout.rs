@@ -75,8 +75,8 @@ const SCOUT_LOOKS: u32 = 6;
 /// tuning seeds (7-10, 17, 18), the next task's move probed before it (480 probes an hour, a
 /// task a minute; `retry_for` 60 s): fee paid over the flow oracle's set at p90 1M sat 1.739x,
 /// 5M sat 5.203x, against 2.125x and 8.761x with background probing without scouts (60 an
-/// hour) and 2.227x and 6.955x without background probing, for 1.7-1.8 probes a task. Three looks (not six) paid 5.678x at 5M sat; twelve at up to 90%
-/// of the fee no better (6.139x).
+/// hour) and 2.227x and 6.955x without background probing, for 1.7-1.8 probes a task. Three
+/// looks (not six) paid 5.678x at 5M sat; twelve at up to 90% of the fee no better (6.139x).
 pub async fn scout_cheaper<N: Lightningd>(
     st: &State<N>,
     s: &mut Session,
